@@ -1,0 +1,91 @@
+//! Recipient numbers: whatever an agent types in, sent to Meta as `+E.164`.
+//!
+//! Meta accepts numbers without `+`, but then prepends the *business* number's country
+//! code, which can deliver to the wrong person. So every number goes out as `+` and digits.
+
+use std::fmt;
+
+/// Why a recipient was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidPhone {
+    pub input: String,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for InvalidPhone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "recipient {:?} is not a phone number: {}", self.input, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidPhone {}
+
+/// A hint for users who hit [`InvalidPhone`].
+pub const HINT: &str = "Give the full international number with its country code, e.g. '15551234567' or '+1 555-123-4567'.";
+
+/// Normalises a phone number to `+E.164`: `15551234567`, `+1 555-123-4567` and
+/// `+1 (555) 123-4567` all become `+15551234567`. Spaces, dots, hyphens and parentheses are
+/// dropped; a leading `00` international prefix is read as `+`. E.164 allows at most 15
+/// digits; fewer than 8 cannot carry a country code and a subscriber number.
+pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
+    let err = |reason| InvalidPhone { input: input.to_string(), reason };
+    let trimmed = input.trim();
+    let rest = trimmed.strip_prefix('+').unwrap_or(trimmed);
+    let mut digits = String::with_capacity(16);
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            '+' => return Err(err("'+' may only come first")),
+            _ => return Err(err("only digits, spaces, '+', '-', '.', '(' and ')' are allowed")),
+        }
+    }
+    if !trimmed.starts_with('+') {
+        if let Some(international) = digits.strip_prefix("00") {
+            digits = international.to_string();
+        }
+    }
+    if digits.is_empty() {
+        return Err(err("it has no digits"));
+    }
+    if digits.starts_with('0') {
+        return Err(err("it starts with 0, so it lacks the country code"));
+    }
+    if digits.len() < 8 {
+        return Err(err("it has fewer than 8 digits, too few for a country code and a number"));
+    }
+    if digits.len() > 15 {
+        return Err(err("it has more than 15 digits, the E.164 maximum"));
+    }
+    Ok(format!("+{digits}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_usual_ways_of_writing_a_number() {
+        for input in ["15551234567", "+15551234567", "+1 555-123-4567", "+1 (555) 123-4567", "1.555.123.4567", " 0015551234567 "] {
+            assert_eq!(normalize(input).as_deref(), Ok("+15551234567"), "{input}");
+        }
+        assert_eq!(normalize("+91 98765 43210").as_deref(), Ok("+919876543210"));
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_a_number() {
+        for (input, reason_part) in [
+            ("", "no digits"),
+            ("hello", "only digits"),
+            ("1555123456x", "only digits"),
+            ("1+5551234567", "'+' may only come first"),
+            ("555-1234", "fewer than 8"),
+            ("0555 123 4567", "starts with 0"),
+            ("1234567890123456", "more than 15"),
+        ] {
+            let e = normalize(input).unwrap_err();
+            assert!(e.reason.contains(reason_part), "{input}: {}", e.reason);
+            assert!(e.to_string().contains("is not a phone number"));
+        }
+    }
+}

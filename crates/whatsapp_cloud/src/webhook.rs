@@ -1,0 +1,361 @@
+//! Webhooks Meta sends: the GET subscription handshake and the POST payload.
+//!
+//! Parsing is deliberately lenient: Meta adds fields and types every few months, and a non-200
+//! answer makes it redeliver for 7 days. So only what routing and idempotency need is
+//! required (a wamid per message or status); everything else is optional, the raw JSON of
+//! every item is kept, and items that lack even a wamid are reported, not dropped silently.
+
+use serde_json::Value;
+
+// ---------------------------------------------------------------------------------------------
+// GET handshake
+
+/// Why a subscription handshake (`GET ?hub.mode=subscribe&hub.verify_token=..&hub.challenge=..`)
+/// was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandshakeError {
+    /// `hub.mode` is missing or not `subscribe`.
+    NotSubscribe,
+    /// `hub.challenge` is missing or empty: nothing to echo.
+    NoChallenge,
+    /// The verify token differs from the channel's.
+    TokenMismatch,
+}
+
+/// Answers Meta's handshake: `Ok(challenge)` to echo back as the 200 body, exactly as sent.
+pub fn verify_subscription(query: &str, verify_token: &str) -> Result<String, HandshakeError> {
+    let (mut mode, mut token, mut challenge) = (None, None, None);
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match percent_decode(key).as_str() {
+            "hub.mode" => mode = Some(percent_decode(value)),
+            "hub.verify_token" => token = Some(percent_decode(value)),
+            "hub.challenge" => challenge = Some(percent_decode(value)),
+            _ => {}
+        }
+    }
+    if mode.as_deref() != Some("subscribe") {
+        return Err(HandshakeError::NotSubscribe);
+    }
+    if !constant_time_eq(token.unwrap_or_default().as_bytes(), verify_token.as_bytes()) {
+        return Err(HandshakeError::TokenMismatch);
+    }
+    match challenge {
+        Some(c) if !c.is_empty() => Ok(c),
+        _ => Err(HandshakeError::NoChallenge),
+    }
+}
+
+/// Compares two byte strings without an early exit, so timing does not reveal a prefix.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Decodes `application/x-www-form-urlencoded` text (`+` is a space, `%XX` a byte).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex_byte = || match bytes.get(i + 1..i + 3) {
+            Some(h) if h.iter().all(u8::is_ascii_hexdigit) => u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok(),
+            _ => None,
+        };
+        match (bytes[i], hex_byte()) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// POST payload
+
+/// A webhook POST body, flattened: one [`Change`] per `entry[].changes[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Payload {
+    pub changes: Vec<Change>,
+}
+
+/// One `entry[].changes[]` item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// `changes[].field`: `messages` for messages, statuses and errors; other fields exist.
+    pub field: String,
+    /// `value.metadata.phone_number_id`: the routing key to a channel (not `entry[].id`).
+    pub phone_number_id: Option<String>,
+    pub contacts: Vec<Contact>,
+    pub messages: Vec<Message>,
+    pub statuses: Vec<Status>,
+    /// `value.errors[]`, kept raw.
+    pub errors: Vec<Value>,
+    /// Items that could not be used (no wamid), kept raw with the reason.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A sender from `value.contacts[]`. Since 2026 either id may be missing (BSUID rollout).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Contact {
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
+    pub profile_name: Option<String>,
+    pub username: Option<String>,
+}
+
+/// An inbound message from `value.messages[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub wamid: String,
+    /// `from`: the sender's WhatsApp id (digits); may be omitted for username users.
+    pub from: Option<String>,
+    /// `from_user_id`: the sender's BSUID.
+    pub from_user_id: Option<String>,
+    /// Unix seconds (Meta sends a string).
+    pub timestamp: Option<i64>,
+    /// `type`; unknown types are kept as they are.
+    pub kind: String,
+    /// What an agent reads first: text body, media caption, button or list reply title.
+    pub text: Option<String>,
+    /// The message object exactly as received.
+    pub raw: Value,
+}
+
+/// A status of an outbound message from `value.statuses[]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Status {
+    pub wamid: String,
+    pub status: String,
+    pub timestamp: Option<i64>,
+    pub recipient_id: Option<String>,
+    pub error_code: Option<i64>,
+    pub error_title: Option<String>,
+    pub error_details: Option<String>,
+    pub raw: Value,
+}
+
+/// An item that cannot be stored as a message or status, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub reason: &'static str,
+    pub raw: Value,
+}
+
+/// Why a body is not a webhook payload at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError(pub String);
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl Payload {
+    pub fn message_count(&self) -> usize {
+        self.changes.iter().map(|c| c.messages.len()).sum()
+    }
+
+    pub fn status_count(&self) -> usize {
+        self.changes.iter().map(|c| c.statuses.len()).sum()
+    }
+}
+
+impl Change {
+    /// The contact entry that describes the sender of `message`, if Meta sent one.
+    pub fn sender_of(&self, message: &Message) -> Option<&Contact> {
+        let by_wa_id = message.from.as_ref().and_then(|f| self.contacts.iter().find(|c| c.wa_id.as_ref() == Some(f)));
+        let by_user_id = || {
+            let id = message.from_user_id.as_ref()?;
+            self.contacts.iter().find(|c| c.user_id.as_ref() == Some(id))
+        };
+        by_wa_id.or_else(by_user_id).or(if self.contacts.len() == 1 { self.contacts.first() } else { None })
+    }
+}
+
+/// Parses a webhook POST body. Fails only when the body is not JSON or has no `entry` array;
+/// anything inside that is unexpected is kept raw or reported in [`Change::rejected`].
+pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
+    let root: Value = serde_json::from_slice(body).map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
+    let entries = root
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ParseError("body has no \"entry\" array: not a WhatsApp Business Account webhook".into()))?;
+    let mut changes = Vec::new();
+    for entry in entries {
+        for change in entry.get("changes").and_then(Value::as_array).into_iter().flatten() {
+            changes.push(parse_change(change));
+        }
+    }
+    Ok(Payload { changes })
+}
+
+fn parse_change(change: &Value) -> Change {
+    let value = change.get("value").unwrap_or(&Value::Null);
+    let array = |key: &str| value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let mut rejected = Vec::new();
+    let contacts = array("contacts")
+        .iter()
+        .map(|c| Contact {
+            wa_id: str_at(c, &["wa_id"]),
+            user_id: str_at(c, &["user_id"]),
+            profile_name: str_at(c, &["profile", "name"]),
+            username: str_at(c, &["profile", "username"]),
+        })
+        .collect();
+    let mut messages = Vec::new();
+    for m in array("messages") {
+        match str_at(m, &["id"]) {
+            Some(wamid) => messages.push(parse_message(wamid, m)),
+            None => rejected.push(Rejected { reason: "message without an id (wamid)", raw: m.clone() }),
+        }
+    }
+    let mut statuses = Vec::new();
+    for s in array("statuses") {
+        match (str_at(s, &["id"]), str_at(s, &["status"])) {
+            (Some(wamid), Some(status)) => statuses.push(parse_status(wamid, status, s)),
+            _ => rejected.push(Rejected { reason: "status without an id (wamid) or status", raw: s.clone() }),
+        }
+    }
+    Change {
+        field: str_at(change, &["field"]).unwrap_or_default(),
+        phone_number_id: str_at(value, &["metadata", "phone_number_id"]),
+        contacts,
+        messages,
+        statuses,
+        errors: array("errors").to_vec(),
+        rejected,
+    }
+}
+
+fn parse_message(wamid: String, m: &Value) -> Message {
+    let kind = str_at(m, &["type"]).unwrap_or_else(|| "unknown".into());
+    let text = match kind.as_str() {
+        "text" => str_at(m, &["text", "body"]),
+        "image" | "video" | "document" => str_at(m, &[&kind, "caption"]),
+        "button" => str_at(m, &["button", "text"]),
+        "interactive" => str_at(m, &["interactive", "button_reply", "title"])
+            .or_else(|| str_at(m, &["interactive", "list_reply", "title"])),
+        _ => None,
+    };
+    Message {
+        wamid,
+        from: str_at(m, &["from"]),
+        from_user_id: str_at(m, &["from_user_id"]),
+        timestamp: unix_at(m, &["timestamp"]),
+        kind,
+        text,
+        raw: m.clone(),
+    }
+}
+
+fn parse_status(wamid: String, status: String, s: &Value) -> Status {
+    let error = s.get("errors").and_then(Value::as_array).and_then(|e| e.first());
+    Status {
+        wamid,
+        status,
+        timestamp: unix_at(s, &["timestamp"]),
+        recipient_id: str_at(s, &["recipient_id"]),
+        error_code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
+        error_title: error.and_then(|e| str_at(e, &["title"]).or_else(|| str_at(e, &["message"]))),
+        error_details: error.and_then(|e| str_at(e, &["error_data", "details"])),
+        raw: s.clone(),
+    }
+}
+
+/// A string at `path`; numbers are accepted too (ids are strings, but be liberal).
+fn str_at(v: &Value, path: &[&str]) -> Option<String> {
+    let leaf = path.iter().try_fold(v, |v, k| v.get(k))?;
+    match leaf {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// Unix seconds at `path`, sent by Meta as a string (`"1749416383"`), accepted as a number too.
+fn unix_at(v: &Value, path: &[&str]) -> Option<i64> {
+    str_at(v, path)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Meta's text example (reference §1.7), verbatim.
+    const TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=","timestamp":"1749416383","type":"text","text":{"body":"Does it come in another color?"}}]},"field":"messages"}]}]}"#;
+
+    #[test]
+    fn parses_metas_text_example() {
+        let p = parse(TEXT.as_bytes()).unwrap();
+        assert_eq!(p.changes.len(), 1);
+        let c = &p.changes[0];
+        assert_eq!(c.field, "messages");
+        assert_eq!(c.phone_number_id.as_deref(), Some("106540352242922"));
+        let m = &c.messages[0];
+        assert_eq!(m.wamid, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=");
+        assert_eq!(m.kind, "text");
+        assert_eq!(m.text.as_deref(), Some("Does it come in another color?"));
+        assert_eq!(m.timestamp, Some(1749416383));
+        let sender = c.sender_of(m).unwrap();
+        assert_eq!(sender.profile_name.as_deref(), Some("Sheena Nelson"));
+        assert_eq!(sender.wa_id.as_deref(), Some("16505551234"));
+    }
+
+    #[test]
+    fn walks_every_entry_change_and_item() {
+        let body = r#"{"entry":[
+          {"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"1"},
+             "messages":[{"id":"a","type":"text","text":{"body":"x"}},{"id":"b","type":"image","image":{"id":"9","caption":"cap"}}]}}]},
+          {"changes":[{"field":"messages","value":{"metadata":{"phone_number_id":"2"},
+             "statuses":[{"id":"w1","status":"delivered","timestamp":"5"},{"id":"w2","status":"failed","errors":[{"code":131030,"title":"Recipient phone number not in allowed list","error_data":{"details":"not whitelisted"}}]}]}},
+             {"field":"account_alerts","value":{"anything":true}}]}]}"#;
+        let p = parse(body.as_bytes()).unwrap();
+        assert_eq!(p.changes.len(), 3);
+        assert_eq!(p.message_count(), 2);
+        assert_eq!(p.status_count(), 2);
+        assert_eq!(p.changes[0].messages[1].text.as_deref(), Some("cap"));
+        let failed = &p.changes[1].statuses[1];
+        assert_eq!((failed.error_code, failed.error_details.as_deref()), (Some(131030), Some("not whitelisted")));
+        assert_eq!(p.changes[2].field, "account_alerts");
+    }
+
+    #[test]
+    fn keeps_unknown_types_and_reports_items_without_ids() {
+        let body = r#"{"entry":[{"changes":[{"field":"messages","value":{"messages":[
+            {"id":"u","type":"poll_creation_v9","poll":{}},{"type":"text","text":{"body":"no id"}}],
+            "statuses":[{"status":"read"}]}}]}]}"#;
+        let c = &parse(body.as_bytes()).unwrap().changes[0];
+        assert_eq!(c.messages.len(), 1);
+        assert_eq!(c.messages[0].kind, "poll_creation_v9");
+        assert_eq!(c.messages[0].from, None);
+        assert_eq!(c.rejected.len(), 2);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_webhook() {
+        assert!(parse(b"not json").unwrap_err().0.contains("not JSON"));
+        assert!(parse(b"{\"object\":\"page\"}").unwrap_err().0.contains("entry"));
+    }
+
+    #[test]
+    fn handshake_echoes_the_challenge_only_for_the_right_token() {
+        let q = "hub.mode=subscribe&hub.verify_token=my%20token%2B1&hub.challenge=1158201444";
+        assert_eq!(verify_subscription(q, "my token+1").as_deref(), Ok("1158201444"));
+        assert_eq!(verify_subscription(q, "other"), Err(HandshakeError::TokenMismatch));
+        assert_eq!(verify_subscription("hub.mode=unsubscribe&hub.verify_token=t&hub.challenge=c", "t"), Err(HandshakeError::NotSubscribe));
+        assert_eq!(verify_subscription("hub.mode=subscribe&hub.verify_token=t", "t"), Err(HandshakeError::NoChallenge));
+        assert_eq!(verify_subscription("hub.mode=subscribe&hub.challenge=c", "t"), Err(HandshakeError::TokenMismatch));
+        assert_eq!(verify_subscription("hub.mode=subscribe&hub.verify_token=t&hub.challenge=a%zzb", "t").as_deref(), Ok("a%zzb"));
+    }
+}
