@@ -1,0 +1,9 @@
+//! `wa-sim`: Meta's side of the wire, on this machine. The extension's tests, the README's
+//! demo and the benchmarks all talk to this instead of Meta, which no CI can reach.
+//!
+//! - [`graph`]: a fake Graph API that accepts sends, checks them like Meta does, answers
+//!   with Meta's JSON (wamids or error objects) and records what it received.
+//! - [`payloads`]: webhook bodies shaped exactly like Meta's, ready to sign and POST.
+
+pub mod graph;
+pub mod payloads;

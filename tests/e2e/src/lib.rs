@@ -1,0 +1,346 @@
+//! The end-to-end test harness. One PostgreSQL cluster per test binary, started on first use
+//! from the installed extension (`cargo pgrx install`), with `whatsapp_channel` preloaded, the
+//! webhook listener on a free loopback port and the Graph API URL pointing at a [`GraphSim`].
+//! Tests share the cluster but never a channel, so they run in parallel. The cluster is
+//! stopped and deleted when the test process exits (a watchdog child waits for our pipe to close).
+
+use postgres::fallible_iterator::FallibleIterator;
+use postgres::{Client, NoTls};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use wa_sim::graph::GraphSim;
+
+pub use wa_sim;
+pub use whatsapp_cloud;
+
+/// Generous deadline for anything asynchronous (a worker noticing a commit, a retry).
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+pub struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    pub listener: String,
+    pub graph: GraphSim,
+    _watchdog: Child,
+}
+
+/// The cluster of this test binary.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(Cluster::start)
+}
+
+fn bindir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let out = Command::new(&pg_config)
+        .arg("--bindir")
+        .output()
+        .unwrap_or_else(|e| panic!("{pg_config}: {e}"));
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn sharedir() -> PathBuf {
+    let pg_config = std::env::var("PG_CONFIG")
+        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let out = Command::new(&pg_config).arg("--sharedir").output().unwrap();
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// A command that runs as the server's owner: `postgres` when we are root (Postgres refuses root).
+fn as_owner(program: &Path) -> Command {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    };
+    // A backtrace in every ERROR's DETAIL is noise for a server; users do not run with it.
+    cmd.env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
+    cmd
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        assert!(
+            sharedir()
+                .join("extension/whatsapp_channel.control")
+                .exists(),
+            "whatsapp_channel is not installed: run scripts/test.sh (or cargo pgrx install) first"
+        );
+        let graph = GraphSim::start(0).expect("starting the Graph API simulator");
+        let dir = std::env::temp_dir().join(format!("wa-e2e-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        if is_root() {
+            run(Command::new("chown").args(["postgres:", dir.to_str().unwrap()]));
+        }
+        let data = dir.join("data");
+        let bin = bindir();
+        run(as_owner(&bin.join("initdb")).args([
+            "-D",
+            data.to_str().unwrap(),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+            "-E",
+            "UTF8",
+        ]));
+        let port = free_port();
+        let listener = format!("127.0.0.1:{}", free_port());
+        let conf = format!(
+            "port = {port}\nlisten_addresses = ''\nunix_socket_directories = '{dir}'\n\
+             shared_preload_libraries = 'whatsapp_channel'\n\
+             whatsapp_channel.listen_address = '{listener}'\n\
+             whatsapp_channel.graph_api_url = '{graph}'\n\
+             whatsapp_channel.database = 'postgres'\n\
+             fsync = off\n",
+            dir = dir.display(),
+            graph = graph.url()
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap()
+            .write_all(conf.as_bytes())
+            .unwrap();
+        run(as_owner(&bin.join("pg_ctl")).args([
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            dir.join("server.log").to_str().unwrap(),
+            "-w",
+            "start",
+        ]));
+        // Stops the server and deletes its files when this process ends, however it ends:
+        // the child reads our end of a pipe, which the kernel closes when we exit.
+        let watchdog = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "cat >/dev/null; {} -D '{}' -m immediate stop >/dev/null 2>&1; rm -rf '{}'",
+                if is_root() {
+                    format!("runuser -u postgres -- {}", bin.join("pg_ctl").display())
+                } else {
+                    bin.join("pg_ctl").display().to_string()
+                },
+                data.display(),
+                dir.display()
+            ))
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let cluster = Cluster {
+            dir,
+            port,
+            listener,
+            graph,
+            _watchdog: watchdog,
+        };
+        cluster
+            .connect()
+            .batch_execute("CREATE EXTENSION whatsapp_channel")
+            .unwrap();
+        cluster
+    }
+
+    /// A new connection as the superuser `postgres`.
+    pub fn connect(&self) -> Client {
+        Client::connect(
+            &format!(
+                "host={} port={} user=postgres dbname=postgres",
+                self.dir.display(),
+                self.port
+            ),
+            NoTls,
+        )
+        .unwrap()
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+    }
+
+    /// Waits until the server log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        if poll(|| self.log().contains(needle).then_some(())).is_none() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "the server log never said: {needle}\n--- last lines, newest first ---\n{}",
+                tail.join("\n")
+            );
+        }
+    }
+
+    /// `http://127.0.0.1:<port>/webhook/<channel>`.
+    pub fn webhook_url(&self, channel: &str) -> String {
+        format!("http://{}/webhook/{channel}", self.listener)
+    }
+
+    /// Creates a channel with fresh, valid credentials; the Graph API simulator requires its token.
+    pub fn add_channel(&self, prefix: &str) -> Channel {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let channel = Channel {
+            name: format!("{prefix}-{n}"),
+            phone_number_id: format!("1065403522{:05}", n),
+            access_token: format!("EAAGsimulated{n:08}token"),
+            app_secret: format!("{:032x}", 0xabc0_0000u64 + u64::from(n)),
+            verify_token: format!("verify_{prefix}_{n}"),
+        };
+        let id: i64 = self
+            .connect()
+            .query_one(
+                "SELECT wa_add_channel($1, $2, $3, $4, $5)",
+                &[
+                    &channel.name,
+                    &channel.phone_number_id,
+                    &channel.access_token,
+                    &channel.app_secret,
+                    &channel.verify_token,
+                ],
+            )
+            .unwrap()
+            .get(0);
+        assert!(id > 0);
+        self.graph
+            .require_token(&channel.phone_number_id, &channel.access_token);
+        channel
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Channel {
+    pub name: String,
+    pub phone_number_id: String,
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+/// An HTTP answer: status and body text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub body: String,
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+pub fn http_get(url: &str) -> Answer {
+    let mut r = agent().get(url).call().unwrap();
+    Answer {
+        status: r.status().as_u16(),
+        body: r.body_mut().read_to_string().unwrap(),
+    }
+}
+
+/// POSTs `body` with the given `X-Hub-Signature-256` header (none if `None`).
+pub fn http_post(url: &str, body: &[u8], signature: Option<&str>) -> Answer {
+    let mut request = agent().post(url).content_type("application/json");
+    if let Some(s) = signature {
+        request = request.header("X-Hub-Signature-256", s);
+    }
+    let mut r = request.send(body).unwrap();
+    Answer {
+        status: r.status().as_u16(),
+        body: r.body_mut().read_to_string().unwrap(),
+    }
+}
+
+impl Channel {
+    /// POSTs `payload` to this channel's webhook URL, signed with its app secret, as Meta does.
+    pub fn post_signed(&self, payload: &serde_json::Value) -> Answer {
+        let body = serde_json::to_vec(payload).unwrap();
+        let signature = whatsapp_cloud::signature::sign(self.app_secret.as_bytes(), &body);
+        http_post(&cluster().webhook_url(&self.name), &body, Some(&signature))
+    }
+}
+
+/// Calls `f` until it returns `Some`, or [`DEADLINE`] passes.
+pub fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A connection that LISTENs on `channels`, for tests that must see notifications arrive.
+pub struct Listener {
+    client: Client,
+}
+
+impl Listener {
+    pub fn new(channels: &[&str]) -> Listener {
+        let mut client = cluster().connect();
+        for c in channels {
+            client.batch_execute(&format!("LISTEN {c}")).unwrap();
+        }
+        Listener { client }
+    }
+
+    /// The next notification whose payload satisfies `pred`, as (channel, payload JSON).
+    pub fn next_matching(
+        &mut self,
+        pred: impl Fn(&str, &serde_json::Value) -> bool,
+    ) -> Option<(String, serde_json::Value)> {
+        let deadline = Instant::now() + DEADLINE;
+        let mut notifications = self.client.notifications();
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let n = notifications.timeout_iter(left).next().ok()??;
+            let payload: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+            if pred(n.channel(), &payload) {
+                return Some((n.channel().to_string(), payload));
+            }
+        }
+    }
+}

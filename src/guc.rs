@@ -1,0 +1,106 @@
+//! Every setting of the extension. Workers have no session, so settings they read are
+//! `SIGHUP` (change with ALTER SYSTEM + pg_reload_conf()) or `POSTMASTER` (need a restart).
+//! No secret is ever a setting: credentials live in `wa_channel_secrets`.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use std::ffi::{CStr, CString};
+
+/// Address the webhook listener binds to. Loopback by default: put a TLS proxy or tunnel in
+/// front of it for Meta, which only calls https URLs.
+pub static LISTEN_ADDRESS: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"127.0.0.1:8080"));
+
+/// The public base URL Meta calls (what `wa_webhook_url()` prints); empty means "not set".
+pub static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// Graph API base URL; tests and the simulator point it at a local mock.
+pub static GRAPH_API_URL: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"https://graph.facebook.com"));
+
+/// Graph API version for channels that set none. v18.0 (the seed's) expired in January 2026.
+pub static GRAPH_API_VERSION: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"v25.0"));
+
+/// The database whose whatsapp_channel tables the workers serve.
+pub static DATABASE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// Largest webhook body accepted. Meta sends up to 3 MB; anything larger gets 413.
+pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+
+/// Hard timeout of one Graph API call, connect to last byte.
+pub static GRAPH_API_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+
+pub fn init() {
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.listen_address",
+        c"host:port the webhook listener binds to.",
+        c"Loopback by default; Meta needs a public https URL in front of it (see whatsapp_channel.public_url). Needs a restart.",
+        &LISTEN_ADDRESS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.public_url",
+        c"Public base URL of the webhook listener, as Meta reaches it (https://...).",
+        c"wa_webhook_url(channel) appends /webhook/<channel> to it. Only sessions read it, so a superuser may also SET it.",
+        &PUBLIC_URL,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.graph_api_url",
+        c"Base URL of Meta's Graph API.",
+        c"Point it at a local mock (wa-sim graph) to run without Meta.",
+        &GRAPH_API_URL,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.graph_api_version",
+        c"Graph API version used by channels that set none, e.g. v25.0.",
+        c"v18.0 expired on 2026-01-26; a channel can override it in wa_channels.graph_api_version.",
+        &GRAPH_API_VERSION,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.database",
+        c"Database in which the whatsapp_channel workers run.",
+        c"CREATE EXTENSION whatsapp_channel in this database. Needs a restart.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_body_bytes",
+        c"Largest webhook body accepted; larger ones are answered 413.",
+        c"Meta's payloads are at most 3 MB.",
+        &MAX_BODY_BYTES,
+        1024,
+        256 * 1024 * 1024,
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.graph_api_timeout",
+        c"Hard timeout of one Graph API request.",
+        c"A request that takes longer is retried later.",
+        &GRAPH_API_TIMEOUT_MS,
+        100,
+        600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+}
+
+/// The value of a string setting, or `default` when it is unset or empty.
+pub fn string(setting: &GucSetting<Option<CString>>, default: &str) -> String {
+    setting
+        .get()
+        .as_deref()
+        .map(CStr::to_string_lossy)
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| default.to_string())
+}

@@ -1,0 +1,262 @@
+//! Every SQL statement the extension runs from Rust, in one place. All values are bound
+//! parameters; no statement is ever built from input. Most logic is in the SQL procedures
+//! of `sql/functions.sql`: this module only calls them and reads their answers.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::spi::{self, SpiClient};
+use pgrx::{JsonB, PgSqlErrorCode};
+use whatsapp_cloud::webhook;
+
+/// A failed SPI call that is not a Postgres ERROR (those unwind by themselves) is a bug here:
+/// raise it as an ERROR so the enclosing subtransaction rolls back.
+fn ok<T>(result: spi::Result<T>) -> T {
+    result.unwrap_or_else(|e| error!("whatsapp_channel: SPI: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Channels
+
+pub fn insert_channel(
+    name: &str,
+    phone_number_id: &str,
+    access_token: &str,
+    app_secret: &str,
+    verify_token: &str,
+) -> i64 {
+    let taken: Option<String> = ok(Spi::get_one_with_args(
+        "SELECT (SELECT CASE WHEN name = $1 THEN 'name' ELSE 'phone_number_id' END
+                     FROM wa_channels WHERE name = $1 OR phone_number_id = $2 LIMIT 1)",
+        &[name.into(), phone_number_id.into()],
+    ));
+    if let Some(field) = taken {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_UNIQUE_VIOLATION,
+            format!("a channel with this {field} already exists"),
+            "whatsapp_channel",
+        )
+        .set_hint("Each channel needs its own name and Phone Number ID; see SELECT name, phone_number_id FROM wa_channels.")
+        .report(PgLogLevel::ERROR);
+    }
+    let id: Option<i64> = ok(Spi::get_one_with_args(
+        "WITH c AS (INSERT INTO wa_channels (name, phone_number_id) VALUES ($1, $2) RETURNING id)
+         INSERT INTO wa_channel_secrets (channel_id, access_token, app_secret, verify_token)
+         SELECT id, $3, $4, $5 FROM c RETURNING channel_id",
+        &[
+            name.into(),
+            phone_number_id.into(),
+            access_token.into(),
+            app_secret.into(),
+            verify_token.into(),
+        ],
+    ));
+    id.expect("INSERT ... RETURNING returns a row")
+}
+
+/// What the webhook listener needs to know about a channel.
+#[derive(Debug, Clone)]
+pub struct ChannelCredentials {
+    pub id: i64,
+    pub name: String,
+    pub phone_number_id: String,
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+pub fn load_channels() -> Vec<ChannelCredentials> {
+    Spi::connect(|client: &SpiClient| {
+        let rows = ok(client.select(
+            "SELECT c.id, c.name, c.phone_number_id, s.app_secret, s.verify_token
+               FROM wa_channels c JOIN wa_channel_secrets s ON s.channel_id = c.id",
+            None,
+            &[],
+        ));
+        rows.map(|row| ChannelCredentials {
+            id: ok(row.get(1)).unwrap_or_default(),
+            name: ok(row.get(2)).unwrap_or_default(),
+            phone_number_id: ok(row.get(3)).unwrap_or_default(),
+            app_secret: ok(row.get(4)).unwrap_or_default(),
+            verify_token: ok(row.get(5)).unwrap_or_default(),
+        })
+        .collect()
+    })
+}
+
+/// Whether the extension is installed in this database. If so, puts its schema first on this
+/// session's search_path, so the statements here need not name it.
+pub fn use_extension_schema() -> bool {
+    let found: Option<String> = ok(Spi::get_one_with_args(
+        "SELECT (SELECT pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_catalog', n.nspname), false)
+                   FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+                  WHERE e.extname = $1)",
+        &["whatsapp_channel".into()],
+    ));
+    found.is_some()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhooks
+
+pub enum EventOutcome<'a> {
+    Stored,
+    Partial(&'a str),
+    InvalidPayload(&'a str),
+}
+
+pub fn insert_webhook_event(
+    channel_id: i64,
+    body: &[u8],
+    outcome: EventOutcome,
+    messages: i32,
+    statuses: i32,
+) -> i64 {
+    let (outcome, error) = match outcome {
+        EventOutcome::Stored => ("stored", None),
+        EventOutcome::Partial(e) => ("partial", Some(e)),
+        EventOutcome::InvalidPayload(e) => ("invalid_payload", Some(e)),
+    };
+    let id: Option<i64> = ok(Spi::get_one_with_args(
+        "INSERT INTO wa_webhook_events (channel_id, body, outcome, error, message_count, status_count)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        &[channel_id.into(), body.into(), outcome.into(), error.into(), messages.into(), statuses.into()],
+    ));
+    id.expect("INSERT ... RETURNING returns a row")
+}
+
+pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {
+    let (outcome, error) = match outcome {
+        EventOutcome::Stored => ("stored", None),
+        EventOutcome::Partial(e) => ("partial", Some(e)),
+        EventOutcome::InvalidPayload(e) => ("invalid_payload", Some(e)),
+    };
+    ok(Spi::run_with_args(
+        "UPDATE wa_webhook_events SET outcome = $2, error = $3 WHERE id = $1",
+        &[event_id.into(), outcome.into(), error.into()],
+    ));
+}
+
+/// Stores one inbound message; `Some(id)` if new, `None` if it was stored before.
+pub fn receive_message(
+    channel_id: i64,
+    event_id: i64,
+    m: &webhook::Message,
+    sender: Option<&webhook::Contact>,
+) -> Option<i64> {
+    ok(Spi::get_one_with_args(
+        "SELECT _wa_receive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.to_timestamp($10::float8), $11)",
+        &[
+            channel_id.into(),
+            event_id.into(),
+            m.wamid.as_str().into(),
+            m.from
+                .as_deref()
+                .or(sender.and_then(|s| s.wa_id.as_deref()))
+                .into(),
+            m.from_user_id
+                .as_deref()
+                .or(sender.and_then(|s| s.user_id.as_deref()))
+                .into(),
+            sender.and_then(|s| s.profile_name.as_deref()).into(),
+            sender.and_then(|s| s.username.as_deref()).into(),
+            m.kind.as_str().into(),
+            m.text.as_deref().into(),
+            m.timestamp.into(),
+            JsonB(m.raw.clone()).into(),
+        ],
+    ))
+}
+
+/// Stores one status webhook and applies it; `false` if it was stored before.
+pub fn receive_status(channel_id: i64, s: &webhook::Status) -> bool {
+    let code = s.error_code.and_then(|c| i32::try_from(c).ok());
+    ok(Spi::get_one_with_args(
+        "SELECT _wa_receive_status($1, $2, $3, pg_catalog.to_timestamp($4::float8), $5, $6, $7, $8, $9)",
+        &[
+            channel_id.into(),
+            s.wamid.as_str().into(),
+            s.status.as_str().into(),
+            s.timestamp.into(),
+            s.recipient_id.as_deref().into(),
+            code.into(),
+            s.error_title.as_deref().into(),
+            s.error_details.as_deref().into(),
+            JsonB(s.raw.clone()).into(),
+        ],
+    ))
+    .unwrap_or(false)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outbox
+
+/// A message claimed for sending: its status is `sending` until the result is recorded.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub attempts: i32,
+    pub phone_number_id: String,
+    pub graph_api_version: String,
+    pub access_token: String,
+    pub request: String,
+}
+
+pub fn claim_due(max_messages: i32, default_version: &str) -> Vec<Claimed> {
+    Spi::connect_mut(|client| {
+        let rows = ok(client.update(
+            "SELECT id, attempts, phone_number_id, graph_api_version, access_token, request FROM _wa_claim_due($1, $2)",
+            None,
+            &[max_messages.into(), default_version.into()],
+        ));
+        rows.map(|row| Claimed {
+            id: ok(row.get(1)).unwrap_or_default(),
+            attempts: ok(row.get(2)).unwrap_or_default(),
+            phone_number_id: ok(row.get(3)).unwrap_or_default(),
+            graph_api_version: ok(row.get(4)).unwrap_or_default(),
+            access_token: ok(row.get(5)).unwrap_or_default(),
+            request: ok(row.get(6)).unwrap_or_default(),
+        })
+        .collect()
+    })
+}
+
+/// Seconds until the next queued message is due, if any is queued.
+pub fn next_due_in() -> Option<f64> {
+    ok(Spi::get_one("SELECT _wa_next_due_in()"))
+}
+
+pub fn requeue_interrupted() -> i32 {
+    ok(Spi::get_one("SELECT _wa_requeue_interrupted()")).unwrap_or(0)
+}
+
+pub fn mark_sent(id: i64, wamid: &str) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_mark_sent($1, $2)",
+        &[id.into(), wamid.into()],
+    ));
+}
+
+pub fn mark_failed(id: i64, code: Option<i32>, title: &str, details: Option<&str>) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_mark_failed($1, $2, $3, $4)",
+        &[id.into(), code.into(), title.into(), details.into()],
+    ));
+}
+
+pub fn mark_retry(
+    id: i64,
+    delay_seconds: f64,
+    code: Option<i32>,
+    title: &str,
+    details: Option<&str>,
+) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_mark_retry($1, $2, $3, $4, $5)",
+        &[
+            id.into(),
+            delay_seconds.into(),
+            code.into(),
+            title.into(),
+            details.into(),
+        ],
+    ));
+}

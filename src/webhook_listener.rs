@@ -1,0 +1,247 @@
+//! The webhook listener worker's main thread: the only thread that touches Postgres. It binds
+//! the socket, starts the HTTP threads ([`crate::webhook_http`]), and then stores what they
+//! hand over. Requests that arrive together share one transaction (group commit), each in its
+//! own subtransaction; every request is answered only after that transaction has committed.
+
+use crate::webhook_http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
+use crate::{guc, store, subtransaction};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+const HTTP_THREADS: usize = 8;
+/// Requests waiting for the main thread; more get a 503 (Meta redelivers).
+const QUEUE: usize = 1024;
+/// Most requests stored in one transaction.
+const BATCH: usize = 256;
+/// Channels are re-read this often even without a miss (changed secrets, removed channels).
+const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// How long the loop waits for work before it checks signals again.
+const TICK: Duration = Duration::from_millis(100);
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = guc::string(&guc::DATABASE, "postgres");
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+
+    let address = guc::string(&guc::LISTEN_ADDRESS, "127.0.0.1:8080");
+    // Bound here, on the main thread, so a bad address fails the worker at once and visibly.
+    let server = match tiny_http::Server::http(&address) {
+        Ok(server) => Arc::new(server),
+        Err(e) => {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+                format!("whatsapp_channel: cannot listen on {address}: {e}"),
+                "wa_webhook_listener_main",
+            )
+            .set_hint(
+                "Set whatsapp_channel.listen_address to a free host:port and restart the server.",
+            )
+            .report(PgLogLevel::ERROR);
+            unreachable!()
+        }
+    };
+    let shared = Arc::new(Shared::default());
+    shared
+        .max_body_bytes
+        .store(max_body_bytes(), Ordering::Relaxed);
+    let jobs = webhook_http::spawn(server, shared.clone(), HTTP_THREADS, QUEUE);
+    log!(
+        "whatsapp_channel: webhook listener on http://{address}{}<channel>, database \"{database}\"",
+        webhook_http::PATH_PREFIX
+    );
+
+    let mut listener = Listener {
+        shared,
+        last_reload: None,
+        installed: false,
+    };
+    listener.reload();
+    while BackgroundWorker::wait_latch(Some(Duration::ZERO)) {
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            listener
+                .shared
+                .max_body_bytes
+                .store(max_body_bytes(), Ordering::Relaxed);
+        }
+        if listener
+            .last_reload
+            .is_none_or(|t| t.elapsed() >= RELOAD_EVERY)
+        {
+            listener.reload();
+        }
+        match next_batch(&jobs) {
+            Ok(batch) => listener.run(batch),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                error!("whatsapp_channel: all webhook threads have stopped")
+            }
+        }
+    }
+}
+
+fn max_body_bytes() -> usize {
+    usize::try_from(guc::MAX_BODY_BYTES.get()).unwrap_or(4 << 20)
+}
+
+/// Waits up to one tick for a job, then takes whatever else is already waiting.
+fn next_batch(jobs: &Receiver<Job>) -> Result<Vec<Job>, RecvTimeoutError> {
+    let mut batch = vec![jobs.recv_timeout(TICK)?];
+    while batch.len() < BATCH {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+struct Listener {
+    shared: Arc<Shared>,
+    last_reload: Option<Instant>,
+    installed: bool,
+}
+
+impl Listener {
+    fn run(&mut self, batch: Vec<Job>) {
+        let mut stores: Vec<(Verified, SyncSender<Result<(), String>>)> = Vec::new();
+        for job in batch {
+            match job {
+                Job::Store(verified, reply) => stores.push((verified, reply)),
+                Job::Reload(asked_at, reply) => {
+                    // Misses that pile up while one reload runs are all answered by it.
+                    if self.last_reload.is_none_or(|t| t <= asked_at) {
+                        self.reload();
+                    }
+                    let _ = reply.send(());
+                }
+                Job::Log(LogLevel::Log, line) => log!("whatsapp_channel: {line}"),
+                Job::Log(LogLevel::Warning, line) => warning!("whatsapp_channel: {line}"),
+            }
+        }
+        if stores.is_empty() {
+            return;
+        }
+        let shared = &self.shared;
+        let results: Vec<Result<(), String>> =
+            BackgroundWorker::transaction(AssertUnwindSafe(|| {
+                if !store::use_extension_schema() {
+                    return stores
+                        .iter()
+                        .map(|_| Err("the extension was dropped".to_string()))
+                        .collect();
+                }
+                stores
+                    .iter()
+                    .map(|(verified, _)| {
+                        subtransaction::run(|| store_post(shared, verified)).and_then(|r| r)
+                    })
+                    .collect()
+            }));
+        // Committed: now, and only now, the senders may be told.
+        for ((_, reply), result) in stores.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
+        unsafe { pg_sys::pgstat_report_stat(false) };
+    }
+
+    fn reload(&mut self) {
+        let started = Instant::now();
+        let loaded = BackgroundWorker::transaction(|| {
+            store::use_extension_schema().then(store::load_channels)
+        });
+        if loaded.is_none() && self.installed {
+            warning!(
+                "whatsapp_channel: the extension is no longer installed; webhooks are answered 503"
+            );
+        }
+        self.installed = loaded.is_some();
+        let channels = loaded
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| ChannelKeys {
+                id: c.id,
+                name: c.name,
+                phone_number_id: c.phone_number_id,
+                app_secret: c.app_secret.into_bytes(),
+                verify_token: c.verify_token,
+            })
+            .collect();
+        self.shared.set_channels(self.installed, channels);
+        self.last_reload = Some(started);
+    }
+}
+
+/// Stores one verified POST: the raw event, then each message and status in a subtransaction
+/// of its own, so a bad item costs only itself. Problems are recorded on the event.
+fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
+    let channel = &verified.channel;
+    let payload = match &verified.payload {
+        Ok(payload) => payload,
+        Err(e) => {
+            // Signed by Meta but unreadable: kept for inspection and replay, answered 200 since
+            // redelivering the same bytes cannot make them readable.
+            store::insert_webhook_event(
+                channel.id,
+                &verified.body,
+                store::EventOutcome::InvalidPayload(&e.0),
+                0,
+                0,
+            );
+            warning!(
+                "whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}",
+                channel.name
+            );
+            return Ok(());
+        }
+    };
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let event_id = store::insert_webhook_event(
+        channel.id,
+        &verified.body,
+        store::EventOutcome::Stored,
+        count(payload.message_count()),
+        count(payload.status_count()),
+    );
+    let mut problems = Vec::new();
+    for change in &payload.changes {
+        let Some(target) = shared.route(channel, change.phone_number_id.as_deref()) else {
+            problems.push(format!(
+                "updates for phone_number_id {} kept raw only: no channel of this app has that number",
+                change.phone_number_id.as_deref().unwrap_or("?")
+            ));
+            continue;
+        };
+        for message in &change.messages {
+            let sender = change.sender_of(message);
+            if let Err(e) =
+                subtransaction::run(|| store::receive_message(target, event_id, message, sender))
+            {
+                problems.push(format!("message {}: {e}", message.wamid));
+            }
+        }
+        for status in &change.statuses {
+            if let Err(e) = subtransaction::run(|| store::receive_status(target, status)) {
+                problems.push(format!("status {} of {}: {e}", status.status, status.wamid));
+            }
+        }
+        problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
+    }
+    if !problems.is_empty() {
+        let summary = problems.join("; ");
+        warning!(
+            "whatsapp_channel: webhook event {event_id} for channel '{}' stored with problems: {summary}",
+            channel.name
+        );
+        store::set_webhook_event_outcome(event_id, store::EventOutcome::Partial(&summary));
+    }
+    Ok(())
+}
