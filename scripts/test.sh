@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets everything up (scripts/setup.sh) and runs every test: the pure unit tests, then the
+# end-to-end tests against a real cluster with the freshly installed extension preloaded.
+# Idempotent; .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$HOME/.cargo/bin:$PATH"
+PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
+# Users do not run their server with Rust backtraces; neither do the tests.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
+
+echo "[test] unit tests (no Postgres)"
+cargo test --locked -p whatsapp_cloud -p wa-sim
+
+echo "[test] installing the extension into $($PG_CONFIG --pkglibdir)"
+sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
+cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
+
+echo "[test] end-to-end tests (a real cluster, real HTTP, a real LISTEN client)"
+cargo test --locked -p e2e
