@@ -8,9 +8,7 @@ use whatsapp_cloud::{channel, graph_api, phone, signature};
 
 /// Raises an ERROR with a SQLSTATE, a message and a hint.
 fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
-    ErrorReport::new(code, message, "whatsapp_channel")
-        .set_hint(hint)
-        .report(PgLogLevel::ERROR);
+    ErrorReport::new(code, message, "whatsapp_channel").set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
 
@@ -18,33 +16,11 @@ fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
 /// Each field is checked, and a refusal names the field and where to copy it from.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
-fn wa_add_channel(
-    name: &str,
-    phone_number_id: &str,
-    access_token: &str,
-    app_secret: &str,
-    verify_token: &str,
-) -> i64 {
-    if let Err(e) = channel::validate(
-        name,
-        phone_number_id,
-        access_token,
-        app_secret,
-        verify_token,
-    ) {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            e.to_string(),
-            e.hint,
-        );
+fn wa_add_channel(name: &str, phone_number_id: &str, access_token: &str, app_secret: &str, verify_token: &str) -> i64 {
+    if let Err(e) = channel::validate(name, phone_number_id, access_token, app_secret, verify_token) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
     }
-    crate::store::insert_channel(
-        name,
-        phone_number_id,
-        access_token,
-        app_secret,
-        verify_token,
-    )
+    crate::store::insert_channel(name, phone_number_id, access_token, app_secret, verify_token)
 }
 
 /// `X-Hub-Signature-256` check, exactly as the listener does it: `sha256=` + hex HMAC-SHA256
@@ -64,13 +40,8 @@ fn wa_verify_signature_text(app_secret: &str, body: &str, signature_header: Opti
 /// error that says why it cannot be one.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn wa_normalize_phone(phone: &str) -> String {
-    phone::normalize(phone).unwrap_or_else(|e| {
-        raise(
-            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
-            e.to_string(),
-            phone::HINT,
-        )
-    })
+    phone::normalize(phone)
+        .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), phone::HINT))
 }
 
 /// What to do about a Graph API error code, in one line (NULL when there is nothing to say).

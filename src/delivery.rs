@@ -48,9 +48,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             if !recovered {
                 let n = store::requeue_interrupted();
                 if n > 0 {
-                    log!(
-                        "whatsapp_channel: {n} message(s) interrupted by a restart were queued again"
-                    );
+                    log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
                 }
             }
             Some(store::claim_due(BATCH, &version))
@@ -62,19 +60,14 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         recovered = true;
         if claimed.is_empty() {
             let due_in = BackgroundWorker::transaction(store::next_due_in);
-            wait = due_in.map_or(IDLE, |s| {
-                Duration::from_secs_f64(s.clamp(0.005, IDLE.as_secs_f64()))
-            });
+            wait = due_in.map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.005, IDLE.as_secs_f64())));
             continue;
         }
         let results = client.send_all(&base_url, &claimed);
         BackgroundWorker::transaction(AssertUnwindSafe(|| {
             for (message, result) in claimed.iter().zip(&results) {
                 if let Err(e) = subtransaction::run(|| record(message, result)) {
-                    warning!(
-                        "whatsapp_channel: could not record the result of message {}: {e}",
-                        message.id
-                    );
+                    warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
                 }
             }
         }));
@@ -93,12 +86,9 @@ fn record(message: &Claimed, result: &SendResult) {
             return store::mark_sent(message.id, wamid);
         }
         SendResult::Answered(SendOutcome::Failed(error)) => error.clone(),
-        SendResult::Transport(reason) => GraphError {
-            code: None,
-            http_status: 0,
-            message: reason.clone(),
-            details: None,
-        },
+        SendResult::Transport(reason) => {
+            GraphError { code: None, http_status: 0, message: reason.clone(), details: None }
+        }
     };
     let code = error.code.and_then(|c| i32::try_from(c).ok());
     let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
@@ -115,13 +105,7 @@ fn record(message: &Claimed, result: &SendResult) {
                 error.message,
                 delay.as_secs_f64()
             );
-            store::mark_retry(
-                message.id,
-                delay.as_secs_f64(),
-                code,
-                &error.message,
-                error.details.as_deref(),
-            );
+            store::mark_retry(message.id, delay.as_secs_f64(), code, &error.message, error.details.as_deref());
         }
         _ => {
             let title = if matches!(retry, Retry::Backoff | Retry::PairLimit) {
@@ -130,10 +114,7 @@ fn record(message: &Claimed, result: &SendResult) {
                 error.message.clone()
             };
             let hint = graph_api::hint(error.code).unwrap_or("");
-            warning!(
-                "whatsapp_channel: message {} failed: {title} {hint}",
-                message.id
-            );
+            warning!("whatsapp_channel: message {} failed: {title} {hint}", message.id);
             store::mark_failed(message.id, code, &title, error.details.as_deref());
         }
     }
@@ -141,7 +122,6 @@ fn record(message: &Claimed, result: &SendResult) {
 
 /// A spread in [0, 1) that differs per message and attempt, without a random number source.
 fn jitter(id: i64, attempt: u32) -> f64 {
-    let x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ u64::from(attempt).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(attempt).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     (x >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -26,24 +26,16 @@ impl GraphClient {
             .http_status_as_error(false)
             .max_idle_connections_per_host(64)
             .build();
-        GraphClient {
-            agent: config.into(),
-        }
+        GraphClient { agent: config.into() }
     }
 
     /// Sends every message concurrently and returns the results in the same order.
     pub fn send_all(&self, base_url: &str, messages: &[Claimed]) -> Vec<SendResult> {
         std::thread::scope(|scope| {
-            let handles: Vec<_> = messages
-                .iter()
-                .map(|m| scope.spawn(move || self.send(base_url, m)))
-                .collect();
+            let handles: Vec<_> = messages.iter().map(|m| scope.spawn(move || self.send(base_url, m))).collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| SendResult::Transport("sender thread panicked".into()))
-                })
+                .map(|h| h.join().unwrap_or_else(|_| SendResult::Transport("sender thread panicked".into())))
                 .collect()
         })
     }

@@ -7,8 +7,7 @@ use std::ffi::{CStr, CString};
 
 /// Address the webhook listener binds to. Loopback by default: put a TLS proxy or tunnel in
 /// front of it for Meta, which only calls https URLs.
-pub static LISTEN_ADDRESS: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"127.0.0.1:8080"));
+pub static LISTEN_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"127.0.0.1:8080"));
 
 /// The public base URL Meta calls (what `wa_webhook_url()` prints); empty means "not set".
 pub static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -18,12 +17,10 @@ pub static GRAPH_API_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"https://graph.facebook.com"));
 
 /// Graph API version for channels that set none. v18.0 (the seed's) expired in January 2026.
-pub static GRAPH_API_VERSION: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"v25.0"));
+pub static GRAPH_API_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"v25.0"));
 
 /// The database whose whatsapp_channel tables the workers serve.
-pub static DATABASE: GucSetting<Option<CString>> =
-    GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
 /// Largest webhook body accepted. Meta sends up to 3 MB; anything larger gets 413.
 pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);

@@ -35,20 +35,16 @@ pub fn insert_channel(
             format!("a channel with this {field} already exists"),
             "whatsapp_channel",
         )
-        .set_hint("Each channel needs its own name and Phone Number ID; see SELECT name, phone_number_id FROM wa_channels.")
+        .set_hint(
+            "Each channel needs its own name and Phone Number ID; see SELECT name, phone_number_id FROM wa_channels.",
+        )
         .report(PgLogLevel::ERROR);
     }
     let id: Option<i64> = ok(Spi::get_one_with_args(
         "WITH c AS (INSERT INTO wa_channels (name, phone_number_id) VALUES ($1, $2) RETURNING id)
          INSERT INTO wa_channel_secrets (channel_id, access_token, app_secret, verify_token)
          SELECT id, $3, $4, $5 FROM c RETURNING channel_id",
-        &[
-            name.into(),
-            phone_number_id.into(),
-            access_token.into(),
-            app_secret.into(),
-            verify_token.into(),
-        ],
+        &[name.into(), phone_number_id.into(), access_token.into(), app_secret.into(), verify_token.into()],
     ));
     id.expect("INSERT ... RETURNING returns a row")
 }
@@ -103,13 +99,7 @@ pub enum EventOutcome<'a> {
     InvalidPayload(&'a str),
 }
 
-pub fn insert_webhook_event(
-    channel_id: i64,
-    body: &[u8],
-    outcome: EventOutcome,
-    messages: i32,
-    statuses: i32,
-) -> i64 {
+pub fn insert_webhook_event(channel_id: i64, body: &[u8], outcome: EventOutcome, messages: i32, statuses: i32) -> i64 {
     let (outcome, error) = match outcome {
         EventOutcome::Stored => ("stored", None),
         EventOutcome::Partial(e) => ("partial", Some(e)),
@@ -148,14 +138,8 @@ pub fn receive_message(
             channel_id.into(),
             event_id.into(),
             m.wamid.as_str().into(),
-            m.from
-                .as_deref()
-                .or(sender.and_then(|s| s.wa_id.as_deref()))
-                .into(),
-            m.from_user_id
-                .as_deref()
-                .or(sender.and_then(|s| s.user_id.as_deref()))
-                .into(),
+            m.from.as_deref().or(sender.and_then(|s| s.wa_id.as_deref())).into(),
+            m.from_user_id.as_deref().or(sender.and_then(|s| s.user_id.as_deref())).into(),
             sender.and_then(|s| s.profile_name.as_deref()).into(),
             sender.and_then(|s| s.username.as_deref()).into(),
             m.kind.as_str().into(),
@@ -229,10 +213,7 @@ pub fn requeue_interrupted() -> i32 {
 }
 
 pub fn mark_sent(id: i64, wamid: &str) {
-    ok(Spi::run_with_args(
-        "SELECT _wa_mark_sent($1, $2)",
-        &[id.into(), wamid.into()],
-    ));
+    ok(Spi::run_with_args("SELECT _wa_mark_sent($1, $2)", &[id.into(), wamid.into()]));
 }
 
 pub fn mark_failed(id: i64, code: Option<i32>, title: &str, details: Option<&str>) {
@@ -242,21 +223,9 @@ pub fn mark_failed(id: i64, code: Option<i32>, title: &str, details: Option<&str
     ));
 }
 
-pub fn mark_retry(
-    id: i64,
-    delay_seconds: f64,
-    code: Option<i32>,
-    title: &str,
-    details: Option<&str>,
-) {
+pub fn mark_retry(id: i64, delay_seconds: f64, code: Option<i32>, title: &str, details: Option<&str>) {
     ok(Spi::run_with_args(
         "SELECT _wa_mark_retry($1, $2, $3, $4, $5)",
-        &[
-            id.into(),
-            delay_seconds.into(),
-            code.into(),
-            title.into(),
-            details.into(),
-        ],
+        &[id.into(), delay_seconds.into(), code.into(), title.into(), details.into()],
     ));
 }

@@ -38,9 +38,9 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
 pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(e) = payload.downcast_ref::<CaughtError>() {
         match e {
-            CaughtError::PostgresError(r)
-            | CaughtError::ErrorReport(r)
-            | CaughtError::RustPanic { ereport: r, .. } => r.message().to_string(),
+            CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+                r.message().to_string()
+            }
         }
     } else if let Some(s) = payload.downcast_ref::<&str>() {
         s.to_string()

@@ -9,11 +9,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 /// `pgprocno` of the running delivery worker, -1 when none runs.
-static DELIVERY_PROCNO: PgAtomic<AtomicI32> =
-    unsafe { PgAtomic::new(c"whatsapp_channel_delivery_procno") };
+static DELIVERY_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_delivery_procno") };
 /// Set by the first committing waker, cleared by the worker before it looks for work.
-static WAKE_PENDING: PgAtomic<AtomicBool> =
-    unsafe { PgAtomic::new(c"whatsapp_channel_wake_pending") };
+static WAKE_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_wake_pending") };
 /// True in the postmaster and every backend forked from it when the library was preloaded,
 /// i.e. when the shared memory above exists.
 static PRELOADED: AtomicBool = AtomicBool::new(false);

@@ -40,20 +40,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn set_channels(&self, installed: bool, channels: Vec<ChannelKeys>) {
-        let map = channels
-            .into_iter()
-            .map(|c| (c.name.clone(), Arc::new(c)))
-            .collect();
+        let map = channels.into_iter().map(|c| (c.name.clone(), Arc::new(c))).collect();
         *self.channels.write().unwrap_or_else(|p| p.into_inner()) = map;
         self.installed.store(installed, Ordering::Release);
     }
 
     fn channel(&self, name: &str) -> Option<Arc<ChannelKeys>> {
-        self.channels
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.channels.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     /// The channel a change is for. Meta has one callback URL per app, so a POST to one
@@ -100,12 +93,7 @@ pub enum LogLevel {
 }
 
 /// Starts `threads` request handlers on `server`. Returns the receiving end for the main thread.
-pub fn spawn(
-    server: Arc<Server>,
-    shared: Arc<Shared>,
-    threads: usize,
-    queue: usize,
-) -> Receiver<Job> {
+pub fn spawn(server: Arc<Server>, shared: Arc<Shared>, threads: usize, queue: usize) -> Receiver<Job> {
     let (jobs, receiver) = sync_channel(queue);
     for i in 0..threads {
         let (server, shared, jobs) = (server.clone(), shared.clone(), jobs.clone());
@@ -113,10 +101,7 @@ pub fn spawn(
             .name(format!("wa-webhook-{i}"))
             .spawn(move || {
                 while let Ok(request) = server.recv() {
-                    let handler = Handler {
-                        shared: &shared,
-                        jobs: &jobs,
-                    };
+                    let handler = Handler { shared: &shared, jobs: &jobs };
                     handler.handle(request);
                 }
             })
@@ -134,23 +119,12 @@ impl Handler<'_> {
     fn handle(&self, mut request: Request) {
         let url = request.url().to_string();
         let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        let Some(name) = path
-            .strip_prefix(PATH_PREFIX)
-            .filter(|n| !n.is_empty() && !n.contains('/'))
-        else {
-            return reply(
-                request,
-                404,
-                "Not found: webhook URLs end in /webhook/<channel>",
-            );
+        let Some(name) = path.strip_prefix(PATH_PREFIX).filter(|n| !n.is_empty() && !n.contains('/')) else {
+            return reply(request, 404, "Not found: webhook URLs end in /webhook/<channel>");
         };
         let Some(channel) = self.channel(name) else {
             if !self.shared.installed.load(Ordering::Acquire) {
-                return reply(
-                    request,
-                    503,
-                    "whatsapp_channel is not installed in whatsapp_channel.database yet",
-                );
+                return reply(request, 503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
             }
             return reply(request, 404, "Unknown channel");
         };
@@ -168,11 +142,7 @@ impl Handler<'_> {
                     .map(|h| h.value.as_str().to_string());
                 self.post(request, channel, body, header.as_deref())
             }
-            _ => reply(
-                request,
-                405,
-                "Method not allowed: Meta sends GET (verification) and POST (events)",
-            ),
+            _ => reply(request, 405, "Method not allowed: Meta sends GET (verification) and POST (events)"),
         }
     }
 
@@ -195,10 +165,7 @@ impl Handler<'_> {
     fn handshake(&self, request: Request, channel: &ChannelKeys, query: &str) {
         match webhook::verify_subscription(query, &channel.verify_token) {
             Ok(challenge) => {
-                self.log(
-                    LogLevel::Log,
-                    format!("webhook verified by Meta for channel '{}'", channel.name),
-                );
+                self.log(LogLevel::Log, format!("webhook verified by Meta for channel '{}'", channel.name));
                 reply(request, 200, &challenge)
             }
             Err(HandshakeError::TokenMismatch) => {
@@ -217,16 +184,15 @@ impl Handler<'_> {
         }
     }
 
-    fn read_body(
-        &self,
-        request: &mut Request,
-        channel: &ChannelKeys,
-    ) -> Result<Vec<u8>, (u16, &'static str)> {
+    fn read_body(&self, request: &mut Request, channel: &ChannelKeys) -> Result<Vec<u8>, (u16, &'static str)> {
         let max = self.shared.max_body_bytes.load(Ordering::Relaxed);
         let too_large = || {
             self.log(
                 LogLevel::Warning,
-                format!("webhook POST for channel '{}' refused: body larger than whatsapp_channel.max_body_bytes ({max})", channel.name),
+                format!(
+                    "webhook POST for channel '{}' refused: body larger than whatsapp_channel.max_body_bytes ({max})",
+                    channel.name
+                ),
             );
             (413, "Payload too large")
         };
@@ -234,12 +200,7 @@ impl Handler<'_> {
             return Err(too_large());
         }
         let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(max));
-        if request
-            .as_reader()
-            .take(max as u64 + 1)
-            .read_to_end(&mut body)
-            .is_err()
-        {
+        if request.as_reader().take(max as u64 + 1).read_to_end(&mut body).is_err() {
             return Err((400, "Could not read the request body"));
         }
         if body.len() > max {
@@ -248,13 +209,7 @@ impl Handler<'_> {
         Ok(body)
     }
 
-    fn post(
-        &self,
-        request: Request,
-        mut channel: Arc<ChannelKeys>,
-        body: Vec<u8>,
-        header: Option<&str>,
-    ) {
+    fn post(&self, request: Request, mut channel: Arc<ChannelKeys>, body: Vec<u8>, header: Option<&str>) {
         let mut verdict = signature::verify(&channel.app_secret, &body, header);
         if verdict == Err(signature::Mismatch::WrongSecret) {
             // Perhaps the app secret was just changed: re-read it once before refusing.
@@ -279,56 +234,36 @@ impl Handler<'_> {
         }
         let payload = webhook::parse(&body);
         let (tx, rx) = sync_channel(1);
-        if let Err(e) = self.jobs.try_send(Job::Store(
-            Verified {
-                channel,
-                body,
-                payload,
-            },
-            tx,
-        )) {
+        if let Err(e) = self.jobs.try_send(Job::Store(Verified { channel, body, payload }, tx)) {
             let reason = match e {
                 TrySendError::Full(_) => "the listener is overloaded",
                 TrySendError::Disconnected(_) => "the listener is restarting",
             };
-            self.log(
-                LogLevel::Warning,
-                format!("webhook POST answered 503: {reason}; Meta will redeliver it"),
-            );
+            self.log(LogLevel::Warning, format!("webhook POST answered 503: {reason}; Meta will redeliver it"));
             return reply(request, 503, "Busy, retry later");
         }
         match rx.recv_timeout(STORE_TIMEOUT) {
             Ok(Ok(())) => reply(request, 200, "OK"),
             Ok(Err(reason)) => {
-                self.log(LogLevel::Warning, format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}"));
-                reply(
-                    request,
-                    500,
-                    "Could not store the event; it will be redelivered",
-                )
+                self.log(
+                    LogLevel::Warning,
+                    format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}"),
+                );
+                reply(request, 500, "Could not store the event; it will be redelivered")
             }
-            Err(_) => reply(
-                request,
-                503,
-                "Timed out storing the event; it will be redelivered",
-            ),
+            Err(_) => reply(request, 503, "Timed out storing the event; it will be redelivered"),
         }
     }
 
     fn log(&self, level: LogLevel, line: String) {
-        if let Err(TrySendError::Full(Job::Log(_, line))) =
-            self.jobs.try_send(Job::Log(level, line))
-        {
+        if let Err(TrySendError::Full(Job::Log(_, line))) = self.jobs.try_send(Job::Log(level, line)) {
             eprintln!("whatsapp_channel: {line}");
         }
     }
 }
 
 fn reply(request: Request, status: u16, body: &str) {
-    let content_type =
-        Header::from_bytes("Content-Type", "text/plain; charset=utf-8").expect("static header");
-    let response = Response::from_string(body)
-        .with_status_code(status)
-        .with_header(content_type);
+    let content_type = Header::from_bytes("Content-Type", "text/plain; charset=utf-8").expect("static header");
+    let response = Response::from_string(body).with_status_code(status).with_header(content_type);
     let _ = request.respond(response); // the client may be gone; nothing to do about it
 }

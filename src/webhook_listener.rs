@@ -41,41 +41,27 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
                 format!("whatsapp_channel: cannot listen on {address}: {e}"),
                 "wa_webhook_listener_main",
             )
-            .set_hint(
-                "Set whatsapp_channel.listen_address to a free host:port and restart the server.",
-            )
+            .set_hint("Set whatsapp_channel.listen_address to a free host:port and restart the server.")
             .report(PgLogLevel::ERROR);
             unreachable!()
         }
     };
     let shared = Arc::new(Shared::default());
-    shared
-        .max_body_bytes
-        .store(max_body_bytes(), Ordering::Relaxed);
+    shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
     let jobs = webhook_http::spawn(server, shared.clone(), HTTP_THREADS, QUEUE);
     log!(
         "whatsapp_channel: webhook listener on http://{address}{}<channel>, database \"{database}\"",
         webhook_http::PATH_PREFIX
     );
 
-    let mut listener = Listener {
-        shared,
-        last_reload: None,
-        installed: false,
-    };
+    let mut listener = Listener { shared, last_reload: None, installed: false };
     listener.reload();
     while BackgroundWorker::wait_latch(Some(Duration::ZERO)) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            listener
-                .shared
-                .max_body_bytes
-                .store(max_body_bytes(), Ordering::Relaxed);
+            listener.shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
         }
-        if listener
-            .last_reload
-            .is_none_or(|t| t.elapsed() >= RELOAD_EVERY)
-        {
+        if listener.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
             listener.reload();
         }
         match next_batch(&jobs) {
@@ -131,21 +117,15 @@ impl Listener {
             return;
         }
         let shared = &self.shared;
-        let results: Vec<Result<(), String>> =
-            BackgroundWorker::transaction(AssertUnwindSafe(|| {
-                if !store::use_extension_schema() {
-                    return stores
-                        .iter()
-                        .map(|_| Err("the extension was dropped".to_string()))
-                        .collect();
-                }
-                stores
-                    .iter()
-                    .map(|(verified, _)| {
-                        subtransaction::run(|| store_post(shared, verified)).and_then(|r| r)
-                    })
-                    .collect()
-            }));
+        let results: Vec<Result<(), String>> = BackgroundWorker::transaction(AssertUnwindSafe(|| {
+            if !store::use_extension_schema() {
+                return stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
+            }
+            stores
+                .iter()
+                .map(|(verified, _)| subtransaction::run(|| store_post(shared, verified)).and_then(|r| r))
+                .collect()
+        }));
         // Committed: now, and only now, the senders may be told.
         for ((_, reply), result) in stores.into_iter().zip(results) {
             let _ = reply.send(result);
@@ -155,13 +135,9 @@ impl Listener {
 
     fn reload(&mut self) {
         let started = Instant::now();
-        let loaded = BackgroundWorker::transaction(|| {
-            store::use_extension_schema().then(store::load_channels)
-        });
+        let loaded = BackgroundWorker::transaction(|| store::use_extension_schema().then(store::load_channels));
         if loaded.is_none() && self.installed {
-            warning!(
-                "whatsapp_channel: the extension is no longer installed; webhooks are answered 503"
-            );
+            warning!("whatsapp_channel: the extension is no longer installed; webhooks are answered 503");
         }
         self.installed = loaded.is_some();
         let channels = loaded
@@ -189,17 +165,8 @@ fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
         Err(e) => {
             // Signed by Meta but unreadable: kept for inspection and replay, answered 200 since
             // redelivering the same bytes cannot make them readable.
-            store::insert_webhook_event(
-                channel.id,
-                &verified.body,
-                store::EventOutcome::InvalidPayload(&e.0),
-                0,
-                0,
-            );
-            warning!(
-                "whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}",
-                channel.name
-            );
+            store::insert_webhook_event(channel.id, &verified.body, store::EventOutcome::InvalidPayload(&e.0), 0, 0);
+            warning!("whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}", channel.name);
             return Ok(());
         }
     };
@@ -222,9 +189,7 @@ fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
         };
         for message in &change.messages {
             let sender = change.sender_of(message);
-            if let Err(e) =
-                subtransaction::run(|| store::receive_message(target, event_id, message, sender))
-            {
+            if let Err(e) = subtransaction::run(|| store::receive_message(target, event_id, message, sender)) {
                 problems.push(format!("message {}: {e}", message.wamid));
             }
         }

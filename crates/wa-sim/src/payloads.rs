@@ -1,58 +1,196 @@
-//! Webhook POST bodies as Meta sends them (shapes from Meta's webhook reference examples).
+//! Webhook POST bodies as Meta sends them. Shapes follow Meta's webhook reference examples
+//! (`../shared/reference/whatsapp-cloud-api.md` §1): ids and timestamps are strings, numbers
+//! are numbers, `contacts[]` is absent for `system` messages and `failed` statuses.
 
 use serde_json::{Value, json};
 
-/// The envelope around one `changes[].value` for a business number.
+/// Every inbound kind `wa-sim trigger` can send.
+pub const MESSAGE_KINDS: &[&str] = &[
+    "text",
+    "image",
+    "audio",
+    "voice",
+    "video",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "button_reply",
+    "list_reply",
+    "button",
+    "reaction",
+    "order",
+    "system",
+    "unsupported",
+];
+
+/// Every status kind `wa-sim trigger` can send.
+pub const STATUS_KINDS: &[&str] = &["sent", "delivered", "read", "played", "failed"];
+
+/// The customer a message comes from.
+#[derive(Debug, Clone)]
+pub struct Customer {
+    /// WhatsApp id: digits, no '+'.
+    pub wa_id: String,
+    pub name: String,
+}
+
+/// One `entry[]` holding one `changes[]` item for a business number.
 pub fn envelope(phone_number_id: &str, value: Value) -> Value {
-    let mut value = value;
-    value["messaging_product"] = json!("whatsapp");
-    value["metadata"] =
-        json!({ "display_phone_number": "15550783881", "phone_number_id": phone_number_id });
     json!({
         "object": "whatsapp_business_account",
-        "entry": [{ "id": "102290129340398", "changes": [{ "value": value, "field": "messages" }] }]
+        "entry": [{ "id": "102290129340398", "changes": [{ "value": with_metadata(phone_number_id, value), "field": "messages" }] }]
     })
 }
 
-/// An inbound text message from `from` (digits, no '+') with profile name `name`.
-pub fn text_message(
-    phone_number_id: &str,
-    wamid: &str,
-    from: &str,
-    name: &str,
-    body: &str,
-    timestamp: i64,
-) -> Value {
-    envelope(
-        phone_number_id,
-        json!({
-            "contacts": [{ "profile": { "name": name }, "wa_id": from }],
-            "messages": [{
-                "from": from, "id": wamid, "timestamp": timestamp.to_string(),
-                "type": "text", "text": { "body": body }
-            }]
-        }),
-    )
+/// Several updates in one POST, as Meta batches them: one entry, one change per update.
+pub fn batch(phone_number_id: &str, values: Vec<Value>) -> Value {
+    let changes: Vec<Value> = values
+        .into_iter()
+        .map(|v| json!({ "value": with_metadata(phone_number_id, v), "field": "messages" }))
+        .collect();
+    json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": changes }] })
 }
 
-/// A status update (`sent`, `delivered`, `read`, `failed`, ...) for an outbound message.
-pub fn status(
-    phone_number_id: &str,
-    wamid: &str,
-    status: &str,
-    recipient: &str,
-    timestamp: i64,
-) -> Value {
-    let mut item = json!({
-        "id": wamid, "status": status, "timestamp": timestamp.to_string(), "recipient_id": recipient
-    });
+fn with_metadata(phone_number_id: &str, mut value: Value) -> Value {
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] = json!({ "display_phone_number": "15550783881", "phone_number_id": phone_number_id });
+    value
+}
+
+/// A `changes[].value` with one inbound message of `kind` from `from`.
+pub fn message_value(kind: &str, wamid: &str, from: &Customer, text: &str, timestamp: i64) -> Option<Value> {
+    let media = |mime: &str| json!({ "mime_type": mime, "sha256": "SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI=", "id": "1003383421387256" });
+    let (type_, object) = match kind {
+        "text" => ("text", json!({ "body": text })),
+        "image" => ("image", merge(media("image/jpeg"), json!({ "caption": text }))),
+        "video" => ("video", merge(media("video/mp4"), json!({ "caption": text }))),
+        "audio" => ("audio", merge(media("audio/mpeg"), json!({ "voice": false }))),
+        "voice" => ("audio", merge(media("audio/ogg; codecs=opus"), json!({ "voice": true }))),
+        "document" => {
+            ("document", merge(media("application/pdf"), json!({ "caption": text, "filename": "invoice.pdf" })))
+        }
+        "sticker" => ("sticker", merge(media("image/webp"), json!({ "animated": false }))),
+        "location" => (
+            "location",
+            json!({ "latitude": 37.4851, "longitude": -122.1483, "name": "Meta HQ", "address": "1 Hacker Way, Menlo Park, CA" }),
+        ),
+        "contacts" => (
+            "contacts",
+            json!([{ "name": { "formatted_name": "John Smith", "first_name": "John", "last_name": "Smith" },
+                     "phones": [{ "phone": "+1 (650) 555-1234", "wa_id": "16505551234", "type": "WORK" }] }]),
+        ),
+        "button_reply" => {
+            ("interactive", json!({ "type": "button_reply", "button_reply": { "id": "yes", "title": text } }))
+        }
+        "list_reply" => (
+            "interactive",
+            json!({ "type": "list_reply", "list_reply": { "id": "row-1", "title": text, "description": "First row" } }),
+        ),
+        "button" => ("button", json!({ "payload": "CONFIRM", "text": text })),
+        "reaction" => (
+            "reaction",
+            json!({ "message_id": "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=", "emoji": "👍" }),
+        ),
+        "order" => (
+            "order",
+            json!({ "catalog_id": "1234567890", "text": text,
+                    "product_items": [{ "product_retailer_id": "SKU-1", "quantity": 2, "item_price": 9.99, "currency": "USD" }] }),
+        ),
+        "system" => {
+            let message = json!({ "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": "system",
+                "system": { "body": format!("User {} changed from {} to 15550009999", from.name, from.wa_id),
+                            "wa_id": "15550009999", "type": "user_changed_number" } });
+            return Some(json!({ "messages": [message] })); // no contacts[] on system messages
+        }
+        "unsupported" => {
+            let message = json!({ "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": "unsupported",
+                "errors": [{ "code": 131051, "title": "Message type unknown", "message": "Message type unknown",
+                             "error_data": { "details": "Message type is currently not supported." } }],
+                "unsupported": { "type": "poll_creation" } });
+            return Some(json!({ "contacts": [contact(from)], "messages": [message] }));
+        }
+        _ => return None,
+    };
+    let mut message = json!({ "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": type_ });
+    message[type_] = object;
+    if matches!(kind, "button_reply" | "list_reply" | "button") {
+        message["context"] =
+            json!({ "from": "15550783881", "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA" });
+    }
+    Some(json!({ "contacts": [contact(from)], "messages": [message] }))
+}
+
+fn contact(from: &Customer) -> Value {
+    json!({ "profile": { "name": from.name }, "wa_id": from.wa_id })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// A `changes[].value` with one status of an outbound message.
+pub fn status_value(status: &str, wamid: &str, recipient: &str, timestamp: i64) -> Value {
+    let mut item =
+        json!({ "id": wamid, "status": status, "timestamp": timestamp.to_string(), "recipient_id": recipient });
     if status == "failed" {
         item["errors"] = json!([{
             "code": 131049,
             "title": "This message was not delivered to maintain healthy ecosystem engagement.",
             "message": "This message was not delivered to maintain healthy ecosystem engagement.",
-            "error_data": { "details": "In order to maintain a healthy ecosystem engagement, the message failed to be delivered." }
+            "error_data": { "details": "In order to maintain a healthy ecosystem engagement, the message failed to be delivered." },
+            "href": "/documentation/business-messaging/whatsapp/support/error-codes"
         }]);
+        return json!({ "statuses": [item] }); // failed statuses carry no contacts[]
     }
-    envelope(phone_number_id, json!({ "statuses": [item] }))
+    if status == "sent" {
+        item["pricing"] = json!({ "billable": true, "pricing_model": "PMP", "type": "regular", "category": "service" });
+    }
+    json!({ "contacts": [{ "profile": { "name": "" }, "wa_id": recipient }], "statuses": [item] })
+}
+
+/// An inbound text message from `from` (digits, no '+') with profile name `name`.
+pub fn text_message(phone_number_id: &str, wamid: &str, from: &str, name: &str, body: &str, timestamp: i64) -> Value {
+    let customer = Customer { wa_id: from.to_string(), name: name.to_string() };
+    envelope(phone_number_id, message_value("text", wamid, &customer, body, timestamp).expect("text is a known kind"))
+}
+
+/// A status update (`sent`, `delivered`, `read`, `failed`, ...) for an outbound message.
+pub fn status(phone_number_id: &str, wamid: &str, status: &str, recipient: &str, timestamp: i64) -> Value {
+    envelope(phone_number_id, status_value(status, wamid, recipient, timestamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use whatsapp_cloud::webhook;
+
+    #[test]
+    fn every_kind_parses_with_the_extensions_parser() {
+        let from = Customer { wa_id: "16505551234".into(), name: "Sheena".into() };
+        for kind in MESSAGE_KINDS {
+            let body =
+                envelope("1", message_value(kind, &format!("wamid.{kind}"), &from, "hello", 1749416383).unwrap());
+            let parsed = webhook::parse(body.to_string().as_bytes()).unwrap();
+            let change = &parsed.changes[0];
+            assert_eq!(change.messages.len(), 1, "{kind}");
+            assert_eq!(change.messages[0].wamid, format!("wamid.{kind}"));
+            assert!(change.rejected.is_empty(), "{kind}");
+        }
+        for s in STATUS_KINDS {
+            let parsed = webhook::parse(status("1", "wamid.x", s, "16505551234", 1).to_string().as_bytes()).unwrap();
+            assert_eq!(parsed.changes[0].statuses[0].status, *s);
+        }
+    }
+
+    #[test]
+    fn batch_packs_several_updates_into_one_post() {
+        let from = Customer { wa_id: "1".into(), name: "n".into() };
+        let values = (0..3).map(|i| message_value("text", &format!("w{i}"), &from, "t", 1).unwrap()).collect();
+        let parsed = webhook::parse(batch("1", values).to_string().as_bytes()).unwrap();
+        assert_eq!(parsed.message_count(), 3);
+    }
 }

@@ -21,11 +21,7 @@ impl fmt::Display for InvalidField {
 impl std::error::Error for InvalidField {}
 
 fn invalid(field: &'static str, problem: impl Into<String>, hint: &'static str) -> InvalidField {
-    InvalidField {
-        field,
-        problem: problem.into(),
-        hint,
-    }
+    InvalidField { field, problem: problem.into(), hint }
 }
 
 /// A channel name: it appears in the webhook URL path and in notifications, so it is kept
@@ -33,22 +29,12 @@ fn invalid(field: &'static str, problem: impl Into<String>, hint: &'static str) 
 pub fn validate_name(name: &str) -> Result<(), InvalidField> {
     const HINT: &str = "Use 1 to 63 lowercase letters, digits, '_' or '-', e.g. 'support'.";
     if name.is_empty() || name.len() > 63 {
-        return Err(invalid(
-            "name",
-            format!("{name:?} must be 1 to 63 characters long"),
-            HINT,
-        ));
+        return Err(invalid("name", format!("{name:?} must be 1 to 63 characters long"), HINT));
     }
     let ok_first = name.as_bytes()[0].is_ascii_lowercase() || name.as_bytes()[0].is_ascii_digit();
-    let ok_rest = name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    let ok_rest = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
     if !ok_first || !ok_rest {
-        return Err(invalid(
-            "name",
-            format!("{name:?} has characters other than a-z, 0-9, '_' and '-'"),
-            HINT,
-        ));
+        return Err(invalid("name", format!("{name:?} has characters other than a-z, 0-9, '_' and '-'"), HINT));
     }
     Ok(())
 }
@@ -57,11 +43,7 @@ pub fn validate_name(name: &str) -> Result<(), InvalidField> {
 pub fn validate_phone_number_id(id: &str) -> Result<(), InvalidField> {
     const HINT: &str = "Copy the Phone Number ID from WhatsApp -> API Setup, under \"From\" (a numeric id like 123456789012345, not the phone number itself).";
     if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid(
-            "phone_number_id",
-            format!("{id:?} is not a numeric id"),
-            HINT,
-        ));
+        return Err(invalid("phone_number_id", format!("{id:?} is not a numeric id"), HINT));
     }
     Ok(())
 }
@@ -70,18 +52,10 @@ pub fn validate_phone_number_id(id: &str) -> Result<(), InvalidField> {
 pub fn validate_access_token(token: &str) -> Result<(), InvalidField> {
     const HINT: &str = "Copy the access token from WhatsApp -> API Setup, or generate a permanent one for a System User in Business Settings.";
     if token.len() < 16 {
-        return Err(invalid(
-            "access_token",
-            "it is shorter than any token Meta issues",
-            HINT,
-        ));
+        return Err(invalid("access_token", "it is shorter than any token Meta issues", HINT));
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "access_token",
-            "it contains spaces or line breaks (a copy-paste slip?)",
-            HINT,
-        ));
+        return Err(invalid("access_token", "it contains spaces or line breaks (a copy-paste slip?)", HINT));
     }
     Ok(())
 }
@@ -100,18 +74,10 @@ pub fn validate_app_secret(secret: &str) -> Result<(), InvalidField> {
 pub fn validate_verify_token(token: &str) -> Result<(), InvalidField> {
     const HINT: &str = "Make up a string of 1 to 200 characters without spaces, e.g. my_secret_verify_token_2024, and enter the same string in Meta's webhook settings.";
     if token.is_empty() || token.len() > 200 {
-        return Err(invalid(
-            "verify_token",
-            "it must be 1 to 200 characters long",
-            HINT,
-        ));
+        return Err(invalid("verify_token", "it must be 1 to 200 characters long", HINT));
     }
     if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(invalid(
-            "verify_token",
-            "it contains spaces or control characters",
-            HINT,
-        ));
+        return Err(invalid("verify_token", "it contains spaces or control characters", HINT));
     }
     Ok(())
 }
@@ -140,16 +106,7 @@ mod tests {
 
     #[test]
     fn accepts_credentials_shaped_like_the_seeds() {
-        assert_eq!(
-            validate(
-                "support",
-                "123456789012345",
-                TOKEN,
-                SECRET,
-                "my_secret_verify_token_2024"
-            ),
-            Ok(())
-        );
+        assert_eq!(validate("support", "123456789012345", TOKEN, SECRET, "my_secret_verify_token_2024"), Ok(()));
         assert_eq!(validate("sales-2", "1", TOKEN, SECRET, "t"), Ok(()));
     }
 
@@ -159,26 +116,14 @@ mod tests {
         assert_eq!(field(validate("Support!", "1", TOKEN, SECRET, "t")), "name");
         assert_eq!(field(validate("", "1", TOKEN, SECRET, "t")), "name");
         assert_eq!(field(validate("-x", "1", TOKEN, SECRET, "t")), "name");
-        assert_eq!(
-            field(validate("s", "+15551234567", TOKEN, SECRET, "t")),
-            "phone_number_id"
-        );
-        assert_eq!(
-            field(validate("s", "1", "short", SECRET, "t")),
-            "access_token"
-        );
-        assert_eq!(
-            field(validate("s", "1", "EAAG abc def ghi jkl mno", SECRET, "t")),
-            "access_token"
-        );
+        assert_eq!(field(validate("s", "+15551234567", TOKEN, SECRET, "t")), "phone_number_id");
+        assert_eq!(field(validate("s", "1", "short", SECRET, "t")), "access_token");
+        assert_eq!(field(validate("s", "1", "EAAG abc def ghi jkl mno", SECRET, "t")), "access_token");
         // The access token pasted into the app secret box: the seed's "wrong app_secret".
         let e = validate("s", "1", TOKEN, TOKEN, "t").unwrap_err();
         assert_eq!(e.field, "app_secret");
         assert!(e.hint.contains("Settings -> Basic"));
         assert_eq!(field(validate("s", "1", TOKEN, SECRET, "")), "verify_token");
-        assert_eq!(
-            field(validate("s", "1", TOKEN, SECRET, "my token")),
-            "verify_token"
-        );
+        assert_eq!(field(validate("s", "1", TOKEN, SECRET, "my token")), "verify_token");
     }
 }

@@ -6,12 +6,7 @@ use std::time::Duration;
 
 /// The URL a channel's messages are posted to.
 pub fn messages_url(base_url: &str, version: &str, phone_number_id: &str) -> String {
-    format!(
-        "{}/{}/{}/messages",
-        base_url.trim_end_matches('/'),
-        version.trim_matches('/'),
-        phone_number_id
-    )
+    format!("{}/{}/{}/messages", base_url.trim_end_matches('/'), version.trim_matches('/'), phone_number_id)
 }
 
 /// The body of a text message to `to` (already `+E.164`), as in Meta's send-messages docs.
@@ -53,14 +48,8 @@ pub struct GraphError {
 pub fn parse_send_response(http_status: u16, body: &[u8]) -> SendOutcome {
     let json: Option<Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&http_status) {
-        if let Some(wamid) = json
-            .as_ref()
-            .and_then(|j| j.pointer("/messages/0/id"))
-            .and_then(Value::as_str)
-        {
-            return SendOutcome::Accepted {
-                wamid: wamid.to_string(),
-            };
+        if let Some(wamid) = json.as_ref().and_then(|j| j.pointer("/messages/0/id")).and_then(Value::as_str) {
+            return SendOutcome::Accepted { wamid: wamid.to_string() };
         }
     }
     let error = json.as_ref().and_then(|j| j.get("error"));
@@ -72,13 +61,8 @@ pub fn parse_send_response(http_status: u16, body: &[u8]) -> SendOutcome {
             .and_then(|e| e.get("message"))
             .and_then(Value::as_str)
             .map(str::to_string)
-            .unwrap_or_else(|| {
-                format!("HTTP {http_status} without a Graph API error object: {snippet}")
-            }),
-        details: error
-            .and_then(|e| e.pointer("/error_data/details"))
-            .and_then(Value::as_str)
-            .map(str::to_string),
+            .unwrap_or_else(|| format!("HTTP {http_status} without a Graph API error object: {snippet}")),
+        details: error.and_then(|e| e.pointer("/error_data/details")).and_then(Value::as_str).map(str::to_string),
     })
 }
 
@@ -123,15 +107,11 @@ pub fn hint(code: Option<i64>) -> Option<&'static str> {
         133010 => {
             "the business phone number is not registered with the Cloud API: register it in WhatsApp -> API Setup"
         }
-        100 => {
-            "invalid parameter: the request was refused as malformed; check the recipient and the message fields"
-        }
+        100 => "invalid parameter: the request was refused as malformed; check the recipient and the message fields",
         131026 => "message undeliverable: the recipient is not on WhatsApp or uses an old client",
         131021 => "the recipient is the business number itself",
         131031 => "the WhatsApp Business Account is locked: see Business Support",
-        131056 => {
-            "too many messages to this customer in a short time (one per 6 seconds): it is retried"
-        }
+        131056 => "too many messages to this customer in a short time (one per 6 seconds): it is retried",
         130429 | 80007 | 4 => "rate limit reached: it is retried",
         131053 => "media upload error: the file does not match its MIME type or is too large",
         132000 | 132001 => {
@@ -177,44 +157,25 @@ mod tests {
     #[test]
     fn reads_accepted_and_failed_answers() {
         let ok = br#"{"messaging_product":"whatsapp","contacts":[{"input":"+1","wa_id":"1"}],"messages":[{"id":"wamid.X"}]}"#;
-        assert_eq!(
-            parse_send_response(200, ok),
-            SendOutcome::Accepted {
-                wamid: "wamid.X".into()
-            }
-        );
+        assert_eq!(parse_send_response(200, ok), SendOutcome::Accepted { wamid: "wamid.X".into() });
         // The real 131030 answer quoted in Neurotech-HQ/heyoo#40.
         let dev = br#"{"error":{"message":"(#131030) Recipient phone number not in allowed list","type":"OAuthException","code":131030,"error_data":{"messaging_product":"whatsapp","details":"Recipient's phone number is not whitelisted"},"error_subcode":2655007,"fbtrace_id":"A"}}"#;
-        let SendOutcome::Failed(e) = parse_send_response(400, dev) else {
-            panic!()
-        };
+        let SendOutcome::Failed(e) = parse_send_response(400, dev) else { panic!() };
         assert_eq!(e.code, Some(131030));
-        assert_eq!(
-            e.details.as_deref(),
-            Some("Recipient's phone number is not whitelisted")
-        );
+        assert_eq!(e.details.as_deref(), Some("Recipient's phone number is not whitelisted"));
         assert_eq!(classify(&e), Retry::Never);
         assert!(hint(e.code).unwrap().contains("development mode"));
-        let SendOutcome::Failed(e) = parse_send_response(502, b"<html>Bad gateway</html>") else {
-            panic!()
-        };
+        let SendOutcome::Failed(e) = parse_send_response(502, b"<html>Bad gateway</html>") else { panic!() };
         assert_eq!((e.code, classify(&e)), (None, Retry::Backoff));
         assert!(e.message.contains("HTTP 502"));
         // A 200 without a wamid is not an acceptance.
-        assert!(matches!(
-            parse_send_response(200, b"{}"),
-            SendOutcome::Failed(_)
-        ));
+        assert!(matches!(parse_send_response(200, b"{}"), SendOutcome::Failed(_)));
     }
 
     #[test]
     fn classifies_by_code_not_http_status() {
-        let err = |code, http_status| GraphError {
-            code: Some(code),
-            http_status,
-            message: String::new(),
-            details: None,
-        };
+        let err =
+            |code, http_status| GraphError { code: Some(code), http_status, message: String::new(), details: None };
         assert_eq!(classify(&err(130429, 400)), Retry::Backoff);
         assert_eq!(classify(&err(131056, 400)), Retry::PairLimit);
         assert_eq!(classify(&err(190, 401)), Retry::Credentials);

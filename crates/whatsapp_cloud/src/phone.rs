@@ -14,28 +14,22 @@ pub struct InvalidPhone {
 
 impl fmt::Display for InvalidPhone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "recipient {:?} is not a phone number: {}",
-            self.input, self.reason
-        )
+        write!(f, "recipient {:?} is not a phone number: {}", self.input, self.reason)
     }
 }
 
 impl std::error::Error for InvalidPhone {}
 
 /// A hint for users who hit [`InvalidPhone`].
-pub const HINT: &str = "Give the full international number with its country code, e.g. '15551234567' or '+1 555-123-4567'.";
+pub const HINT: &str =
+    "Give the full international number with its country code, e.g. '15551234567' or '+1 555-123-4567'.";
 
 /// Normalises a phone number to `+E.164`: `15551234567`, `+1 555-123-4567` and
 /// `+1 (555) 123-4567` all become `+15551234567`. Spaces, dots, hyphens and parentheses are
 /// dropped; a leading `00` international prefix is read as `+`. E.164 allows at most 15
 /// digits; fewer than 8 cannot carry a country code and a subscriber number.
 pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
-    let err = |reason| InvalidPhone {
-        input: input.to_string(),
-        reason,
-    };
+    let err = |reason| InvalidPhone { input: input.to_string(), reason };
     let trimmed = input.trim();
     let rest = trimmed.strip_prefix('+').unwrap_or(trimmed);
     let mut digits = String::with_capacity(16);
@@ -45,9 +39,7 @@ pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
             ' ' | '-' | '.' | '(' | ')' => {}
             '+' => return Err(err("'+' may only come first")),
             _ => {
-                return Err(err(
-                    "only digits, spaces, '+', '-', '.', '(' and ')' are allowed",
-                ));
+                return Err(err("only digits, spaces, '+', '-', '.', '(' and ')' are allowed"));
             }
         }
     }
@@ -63,9 +55,7 @@ pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
         return Err(err("it starts with 0, so it lacks the country code"));
     }
     if digits.len() < 8 {
-        return Err(err(
-            "it has fewer than 8 digits, too few for a country code and a number",
-        ));
+        return Err(err("it has fewer than 8 digits, too few for a country code and a number"));
     }
     if digits.len() > 15 {
         return Err(err("it has more than 15 digits, the E.164 maximum"));
@@ -79,14 +69,9 @@ mod tests {
 
     #[test]
     fn accepts_the_usual_ways_of_writing_a_number() {
-        for input in [
-            "15551234567",
-            "+15551234567",
-            "+1 555-123-4567",
-            "+1 (555) 123-4567",
-            "1.555.123.4567",
-            " 0015551234567 ",
-        ] {
+        for input in
+            ["15551234567", "+15551234567", "+1 555-123-4567", "+1 (555) 123-4567", "1.555.123.4567", " 0015551234567 "]
+        {
             assert_eq!(normalize(input).as_deref(), Ok("+15551234567"), "{input}");
         }
         assert_eq!(normalize("+91 98765 43210").as_deref(), Ok("+919876543210"));

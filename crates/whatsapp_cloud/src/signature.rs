@@ -113,16 +113,10 @@ mod tests {
         let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
         let header = sign(b"s3cret", body);
         assert_eq!(verify(b"s3cret", body, Some(&header)), Ok(()));
-        assert_eq!(
-            verify(b"other", body, Some(&header)),
-            Err(Mismatch::WrongSecret)
-        );
+        assert_eq!(verify(b"other", body, Some(&header)), Err(Mismatch::WrongSecret));
         let mut tampered = body.to_vec();
         tampered[3] ^= 1;
-        assert_eq!(
-            verify(b"s3cret", &tampered, Some(&header)),
-            Err(Mismatch::WrongSecret)
-        );
+        assert_eq!(verify(b"s3cret", &tampered, Some(&header)), Err(Mismatch::WrongSecret));
     }
 
     #[test]
@@ -130,40 +124,18 @@ mod tests {
         let body = b"{}";
         let good = sign(b"k", body);
         assert_eq!(verify(b"k", body, None), Err(Mismatch::Missing));
-        assert_eq!(
-            verify(b"k", body, Some(&good[7..])),
-            Err(Mismatch::Malformed)
-        );
-        assert_eq!(
-            verify(b"k", body, Some(&good.replace("sha256=", "sha1="))),
-            Err(Mismatch::Malformed)
-        );
-        assert_eq!(
-            verify(b"k", body, Some("sha256=zz")),
-            Err(Mismatch::Malformed)
-        );
-        assert_eq!(
-            verify(b"k", body, Some(&format!("sha256={}", "g".repeat(64)))),
-            Err(Mismatch::Malformed)
-        );
-        assert_eq!(
-            verify(
-                b"k",
-                body,
-                Some(&good.to_uppercase().replace("SHA256=", "sha256="))
-            ),
-            Ok(())
-        );
+        assert_eq!(verify(b"k", body, Some(&good[7..])), Err(Mismatch::Malformed));
+        assert_eq!(verify(b"k", body, Some(&good.replace("sha256=", "sha1="))), Err(Mismatch::Malformed));
+        assert_eq!(verify(b"k", body, Some("sha256=zz")), Err(Mismatch::Malformed));
+        assert_eq!(verify(b"k", body, Some(&format!("sha256={}", "g".repeat(64)))), Err(Mismatch::Malformed));
+        assert_eq!(verify(b"k", body, Some(&good.to_uppercase().replace("SHA256=", "sha256="))), Ok(()));
     }
 
     #[test]
     fn escaped_unicode_form_is_accepted() {
         let raw = "{\"body\":\"äöå 👍\"}".as_bytes();
         let escaped = escape_non_ascii(raw).unwrap();
-        assert_eq!(
-            std::str::from_utf8(&escaped).unwrap(),
-            r#"{"body":"\u00e4\u00f6\u00e5 \ud83d\udc4d"}"#
-        );
+        assert_eq!(std::str::from_utf8(&escaped).unwrap(), r#"{"body":"\u00e4\u00f6\u00e5 \ud83d\udc4d"}"#);
         // Meta signed the escaped form, but sent the raw UTF-8 bytes.
         let header = sign(b"k", &escaped);
         assert_eq!(verify(b"k", raw, Some(&header)), Ok(()));

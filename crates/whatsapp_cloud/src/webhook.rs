@@ -37,10 +37,7 @@ pub fn verify_subscription(query: &str, verify_token: &str) -> Result<String, Ha
     if mode.as_deref() != Some("subscribe") {
         return Err(HandshakeError::NotSubscribe);
     }
-    if !constant_time_eq(
-        token.unwrap_or_default().as_bytes(),
-        verify_token.as_bytes(),
-    ) {
+    if !constant_time_eq(token.unwrap_or_default().as_bytes(), verify_token.as_bytes()) {
         return Err(HandshakeError::TokenMismatch);
     }
     match challenge {
@@ -64,9 +61,7 @@ fn percent_decode(s: &str) -> String {
     let mut i = 0;
     while i < bytes.len() {
         let hex_byte = || match bytes.get(i + 1..i + 3) {
-            Some(h) if h.iter().all(u8::is_ascii_hexdigit) => {
-                u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
-            }
+            Some(h) if h.iter().all(u8::is_ascii_hexdigit) => u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok(),
             _ => None,
         };
         match (bytes[i], hex_byte()) {
@@ -179,42 +174,26 @@ impl Payload {
 impl Change {
     /// The contact entry that describes the sender of `message`, if Meta sent one.
     pub fn sender_of(&self, message: &Message) -> Option<&Contact> {
-        let by_wa_id = message
-            .from
-            .as_ref()
-            .and_then(|f| self.contacts.iter().find(|c| c.wa_id.as_ref() == Some(f)));
+        let by_wa_id = message.from.as_ref().and_then(|f| self.contacts.iter().find(|c| c.wa_id.as_ref() == Some(f)));
         let by_user_id = || {
             let id = message.from_user_id.as_ref()?;
-            self.contacts
-                .iter()
-                .find(|c| c.user_id.as_ref() == Some(id))
+            self.contacts.iter().find(|c| c.user_id.as_ref() == Some(id))
         };
-        by_wa_id
-            .or_else(by_user_id)
-            .or(if self.contacts.len() == 1 {
-                self.contacts.first()
-            } else {
-                None
-            })
+        by_wa_id.or_else(by_user_id).or(if self.contacts.len() == 1 { self.contacts.first() } else { None })
     }
 }
 
 /// Parses a webhook POST body. Fails only when the body is not JSON or has no `entry` array;
 /// anything inside that is unexpected is kept raw or reported in [`Change::rejected`].
 pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
-    let root: Value =
-        serde_json::from_slice(body).map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
-    let entries = root.get("entry").and_then(Value::as_array).ok_or_else(|| {
-        ParseError("body has no \"entry\" array: not a WhatsApp Business Account webhook".into())
-    })?;
+    let root: Value = serde_json::from_slice(body).map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
+    let entries = root
+        .get("entry")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ParseError("body has no \"entry\" array: not a WhatsApp Business Account webhook".into()))?;
     let mut changes = Vec::new();
     for entry in entries {
-        for change in entry
-            .get("changes")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for change in entry.get("changes").and_then(Value::as_array).into_iter().flatten() {
             changes.push(parse_change(change));
         }
     }
@@ -223,13 +202,7 @@ pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
 
 fn parse_change(change: &Value) -> Change {
     let value = change.get("value").unwrap_or(&Value::Null);
-    let array = |key: &str| {
-        value
-            .get(key)
-            .and_then(Value::as_array)
-            .map(Vec::as_slice)
-            .unwrap_or_default()
-    };
+    let array = |key: &str| value.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     let mut rejected = Vec::new();
     let contacts = array("contacts")
         .iter()
@@ -244,20 +217,14 @@ fn parse_change(change: &Value) -> Change {
     for m in array("messages") {
         match str_at(m, &["id"]) {
             Some(wamid) => messages.push(parse_message(wamid, m)),
-            None => rejected.push(Rejected {
-                reason: "message without an id (wamid)",
-                raw: m.clone(),
-            }),
+            None => rejected.push(Rejected { reason: "message without an id (wamid)", raw: m.clone() }),
         }
     }
     let mut statuses = Vec::new();
     for s in array("statuses") {
         match (str_at(s, &["id"]), str_at(s, &["status"])) {
             (Some(wamid), Some(status)) => statuses.push(parse_status(wamid, status, s)),
-            _ => rejected.push(Rejected {
-                reason: "status without an id (wamid) or status",
-                raw: s.clone(),
-            }),
+            _ => rejected.push(Rejected { reason: "status without an id (wamid) or status", raw: s.clone() }),
         }
     }
     Change {
@@ -293,10 +260,7 @@ fn parse_message(wamid: String, m: &Value) -> Message {
 }
 
 fn parse_status(wamid: String, status: String, s: &Value) -> Status {
-    let error = s
-        .get("errors")
-        .and_then(Value::as_array)
-        .and_then(|e| e.first());
+    let error = s.get("errors").and_then(Value::as_array).and_then(|e| e.first());
     Status {
         wamid,
         status,
@@ -339,10 +303,7 @@ mod tests {
         assert_eq!(c.field, "messages");
         assert_eq!(c.phone_number_id.as_deref(), Some("106540352242922"));
         let m = &c.messages[0];
-        assert_eq!(
-            m.wamid,
-            "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA="
-        );
+        assert_eq!(m.wamid, "wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=");
         assert_eq!(m.kind, "text");
         assert_eq!(m.text.as_deref(), Some("Does it come in another color?"));
         assert_eq!(m.timestamp, Some(1749416383));
@@ -365,10 +326,7 @@ mod tests {
         assert_eq!(p.status_count(), 2);
         assert_eq!(p.changes[0].messages[1].text.as_deref(), Some("cap"));
         let failed = &p.changes[1].statuses[1];
-        assert_eq!(
-            (failed.error_code, failed.error_details.as_deref()),
-            (Some(131030), Some("not whitelisted"))
-        );
+        assert_eq!((failed.error_code, failed.error_details.as_deref()), (Some(131030), Some("not whitelisted")));
         assert_eq!(p.changes[2].field, "account_alerts");
     }
 
@@ -387,46 +345,22 @@ mod tests {
     #[test]
     fn refuses_what_is_not_a_webhook() {
         assert!(parse(b"not json").unwrap_err().0.contains("not JSON"));
-        assert!(
-            parse(b"{\"object\":\"page\"}")
-                .unwrap_err()
-                .0
-                .contains("entry")
-        );
+        assert!(parse(b"{\"object\":\"page\"}").unwrap_err().0.contains("entry"));
     }
 
     #[test]
     fn handshake_echoes_the_challenge_only_for_the_right_token() {
         let q = "hub.mode=subscribe&hub.verify_token=my%20token%2B1&hub.challenge=1158201444";
+        assert_eq!(verify_subscription(q, "my token+1").as_deref(), Ok("1158201444"));
+        assert_eq!(verify_subscription(q, "other"), Err(HandshakeError::TokenMismatch));
         assert_eq!(
-            verify_subscription(q, "my token+1").as_deref(),
-            Ok("1158201444")
-        );
-        assert_eq!(
-            verify_subscription(q, "other"),
-            Err(HandshakeError::TokenMismatch)
-        );
-        assert_eq!(
-            verify_subscription(
-                "hub.mode=unsubscribe&hub.verify_token=t&hub.challenge=c",
-                "t"
-            ),
+            verify_subscription("hub.mode=unsubscribe&hub.verify_token=t&hub.challenge=c", "t"),
             Err(HandshakeError::NotSubscribe)
         );
+        assert_eq!(verify_subscription("hub.mode=subscribe&hub.verify_token=t", "t"), Err(HandshakeError::NoChallenge));
+        assert_eq!(verify_subscription("hub.mode=subscribe&hub.challenge=c", "t"), Err(HandshakeError::TokenMismatch));
         assert_eq!(
-            verify_subscription("hub.mode=subscribe&hub.verify_token=t", "t"),
-            Err(HandshakeError::NoChallenge)
-        );
-        assert_eq!(
-            verify_subscription("hub.mode=subscribe&hub.challenge=c", "t"),
-            Err(HandshakeError::TokenMismatch)
-        );
-        assert_eq!(
-            verify_subscription(
-                "hub.mode=subscribe&hub.verify_token=t&hub.challenge=a%zzb",
-                "t"
-            )
-            .as_deref(),
+            verify_subscription("hub.mode=subscribe&hub.verify_token=t&hub.challenge=a%zzb", "t").as_deref(),
             Ok("a%zzb")
         );
     }

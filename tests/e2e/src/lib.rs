@@ -13,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use wa_sim::graph::GraphSim;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use wa_sim::graph::{Directory, GraphSim, Options, WebhookTarget};
 
 pub use wa_sim;
 pub use whatsapp_cloud;
@@ -26,6 +28,8 @@ pub struct Cluster {
     port: u16,
     pub listener: String,
     pub graph: GraphSim,
+    /// Channels for which the simulator posts sent/delivered/read webhooks back.
+    status_targets: Arc<StatusTargets>,
     _watchdog: Child,
 }
 
@@ -36,28 +40,19 @@ pub fn cluster() -> &'static Cluster {
 }
 
 fn bindir() -> PathBuf {
-    let pg_config = std::env::var("PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-    let out = Command::new(&pg_config)
-        .arg("--bindir")
-        .output()
-        .unwrap_or_else(|e| panic!("{pg_config}: {e}"));
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let out = Command::new(&pg_config).arg("--bindir").output().unwrap_or_else(|e| panic!("{pg_config}: {e}"));
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn sharedir() -> PathBuf {
-    let pg_config = std::env::var("PG_CONFIG")
-        .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
+    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
     let out = Command::new(&pg_config).arg("--sharedir").output().unwrap();
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0\n"))
-        .unwrap_or(false)
+    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
 }
 
 /// A command that runs as the server's owner: `postgres` when we are root (Postgres refuses root).
@@ -70,17 +65,12 @@ fn as_owner(program: &Path) -> Command {
         Command::new(program)
     };
     // A backtrace in every ERROR's DETAIL is noise for a server; users do not run with it.
-    cmd.env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE");
+    cmd.env_remove("RUST_BACKTRACE").env_remove("RUST_LIB_BACKTRACE");
     cmd
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn run(cmd: &mut Command) {
@@ -96,12 +86,12 @@ fn run(cmd: &mut Command) {
 impl Cluster {
     fn start() -> Cluster {
         assert!(
-            sharedir()
-                .join("extension/whatsapp_channel.control")
-                .exists(),
+            sharedir().join("extension/whatsapp_channel.control").exists(),
             "whatsapp_channel is not installed: run scripts/test.sh (or cargo pgrx install) first"
         );
-        let graph = GraphSim::start(0).expect("starting the Graph API simulator");
+        let status_targets = Arc::new(StatusTargets::default());
+        let options = Options { statuses: Some(status_targets.clone()), ..Options::default() };
+        let graph = GraphSim::start_with(0, options).expect("starting the Graph API simulator");
         let dir = std::env::temp_dir().join(format!("wa-e2e-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -164,31 +154,19 @@ impl Cluster {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        let cluster = Cluster {
-            dir,
-            port,
-            listener,
-            graph,
-            _watchdog: watchdog,
-        };
+        let cluster = Cluster { dir, port, listener, graph, status_targets, _watchdog: watchdog };
+        cluster.connect().batch_execute("CREATE EXTENSION whatsapp_channel").unwrap();
         cluster
-            .connect()
-            .batch_execute("CREATE EXTENSION whatsapp_channel")
-            .unwrap();
-        cluster
+    }
+
+    /// libpq connection string of the test database (superuser `postgres`, unix socket).
+    pub fn dsn(&self) -> String {
+        format!("host={} port={} user=postgres dbname=postgres", self.dir.display(), self.port)
     }
 
     /// A new connection as the superuser `postgres`.
     pub fn connect(&self) -> Client {
-        Client::connect(
-            &format!(
-                "host={} port={} user=postgres dbname=postgres",
-                self.dir.display(),
-                self.port
-            ),
-            NoTls,
-        )
-        .unwrap()
+        Client::connect(&self.dsn(), NoTls).unwrap()
     }
 
     /// The server log so far.
@@ -201,10 +179,7 @@ impl Cluster {
         if poll(|| self.log().contains(needle).then_some(())).is_none() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(30).collect();
-            panic!(
-                "the server log never said: {needle}\n--- last lines, newest first ---\n{}",
-                tail.join("\n")
-            );
+            panic!("the server log never said: {needle}\n--- last lines, newest first ---\n{}", tail.join("\n"));
         }
     }
 
@@ -239,9 +214,27 @@ impl Cluster {
             .unwrap()
             .get(0);
         assert!(id > 0);
-        self.graph
-            .require_token(&channel.phone_number_id, &channel.access_token);
+        self.graph.require_token(&channel.phone_number_id, &channel.access_token);
         channel
+    }
+}
+
+/// The simulator's status webhooks go only to channels a test asked for, so that the other
+/// tests see exactly the statuses they post themselves.
+#[derive(Default)]
+struct StatusTargets(Mutex<HashMap<String, WebhookTarget>>);
+
+impl Directory for StatusTargets {
+    fn lookup(&self, phone_number_id: &str) -> Option<WebhookTarget> {
+        self.0.lock().unwrap().get(phone_number_id).cloned()
+    }
+}
+
+impl Cluster {
+    /// From now on the simulator posts signed sent/delivered/read webhooks for `channel`'s sends.
+    pub fn enable_status_webhooks(&self, channel: &Channel) {
+        let target = WebhookTarget { url: self.webhook_url(&channel.name), app_secret: channel.app_secret.clone() };
+        self.status_targets.0.lock().unwrap().insert(channel.phone_number_id.clone(), target);
     }
 }
 
@@ -271,10 +264,7 @@ fn agent() -> ureq::Agent {
 
 pub fn http_get(url: &str) -> Answer {
     let mut r = agent().get(url).call().unwrap();
-    Answer {
-        status: r.status().as_u16(),
-        body: r.body_mut().read_to_string().unwrap(),
-    }
+    Answer { status: r.status().as_u16(), body: r.body_mut().read_to_string().unwrap() }
 }
 
 /// POSTs `body` with the given `X-Hub-Signature-256` header (none if `None`).
@@ -284,10 +274,7 @@ pub fn http_post(url: &str, body: &[u8], signature: Option<&str>) -> Answer {
         request = request.header("X-Hub-Signature-256", s);
     }
     let mut r = request.send(body).unwrap();
-    Answer {
-        status: r.status().as_u16(),
-        body: r.body_mut().read_to_string().unwrap(),
-    }
+    Answer { status: r.status().as_u16(), body: r.body_mut().read_to_string().unwrap() }
 }
 
 impl Channel {

@@ -9,18 +9,12 @@ use serde_json::json;
 fn status_of(id: i64) -> (String, Option<String>, Option<i32>, Option<String>, i32) {
     let row = cluster()
         .connect()
-        .query_one(
-            "SELECT status, wamid, error_code, error_hint, attempts FROM wa_messages WHERE id = $1",
-            &[&id],
-        )
+        .query_one("SELECT status, wamid, error_code, error_hint, attempts FROM wa_messages WHERE id = $1", &[&id])
         .unwrap();
     (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4))
 }
 
-fn wait_status(
-    id: i64,
-    wanted: &str,
-) -> (String, Option<String>, Option<i32>, Option<String>, i32) {
+fn wait_status(id: i64, wanted: &str) -> (String, Option<String>, Option<i32>, Option<String>, i32) {
     poll(|| Some(status_of(id)).filter(|s| s.0 == wanted))
         .unwrap_or_else(|| panic!("message {id} never reached {wanted}: {:?}", status_of(id)))
 }
@@ -29,26 +23,13 @@ fn wait_status(
 fn committed_text_arrives_at_the_graph_api_with_the_exact_json() {
     let ch = cluster().add_channel("send");
     let mut db = cluster().connect();
-    let id: i64 = db
-        .query_one(
-            "SELECT wa_send_text($1, '+1 555-123-4567', 'Your reply here')",
-            &[&ch.name],
-        )
-        .unwrap()
-        .get(0);
-    let got = cluster()
-        .graph
-        .wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    let id: i64 =
+        db.query_one("SELECT wa_send_text($1, '+1 555-123-4567', 'Your reply here')", &[&ch.name]).unwrap().get(0);
+    let got = cluster().graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
     assert_eq!(got.len(), 1);
     let request = &got[0];
-    assert_eq!(
-        request.path,
-        format!("/v25.0/{}/messages", ch.phone_number_id)
-    );
-    assert_eq!(
-        request.authorization.as_deref(),
-        Some(format!("Bearer {}", ch.access_token).as_str())
-    );
+    assert_eq!(request.path, format!("/v25.0/{}/messages", ch.phone_number_id));
+    assert_eq!(request.authorization.as_deref(), Some(format!("Bearer {}", ch.access_token).as_str()));
     assert_eq!(
         request.json(),
         json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+15551234567",
@@ -64,81 +45,41 @@ fn rolled_back_text_is_never_sent() {
     let ch = cluster().add_channel("rollback");
     let mut db = cluster().connect();
     let mut tx = db.transaction().unwrap();
-    tx.execute(
-        "SELECT wa_send_text($1, '15550000001', 'never')",
-        &[&ch.name],
-    )
-    .unwrap();
+    tx.execute("SELECT wa_send_text($1, '15550000001', 'never')", &[&ch.name]).unwrap();
     tx.rollback().unwrap();
     // A later committed message proves the worker ran after the rollback.
-    db.execute(
-        "SELECT wa_send_text($1, '15550000002', 'later')",
-        &[&ch.name],
-    )
-    .unwrap();
-    let got = cluster()
-        .graph
-        .wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    db.execute("SELECT wa_send_text($1, '15550000002', 'later')", &[&ch.name]).unwrap();
+    let got = cluster().graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].json()["to"], "+15550000002");
-    assert!(
-        cluster()
-            .graph
-            .received()
-            .iter()
-            .all(|r| !r.body.contains("never"))
-    );
+    assert!(cluster().graph.received().iter().all(|r| !r.body.contains("never")));
 }
 
 #[test]
 fn development_mode_error_fails_the_message_with_the_seeds_explanation() {
     let ch = cluster().add_channel("devmode");
-    cluster()
-        .graph
-        .fail_next("+15550000003", Fault::meta(131030));
-    let id: i64 = cluster()
-        .connect()
-        .query_one(
-            "SELECT wa_send_text($1, '15550000003', 'hello')",
-            &[&ch.name],
-        )
-        .unwrap()
-        .get(0);
+    cluster().graph.fail_next("+15550000003", Fault::meta(131030));
+    let id: i64 =
+        cluster().connect().query_one("SELECT wa_send_text($1, '15550000003', 'hello')", &[&ch.name]).unwrap().get(0);
     let (_, wamid, code, hint, attempts) = wait_status(id, "failed");
     assert_eq!((wamid, code, attempts), (None, Some(131030), 1));
-    assert!(
-        hint.unwrap()
-            .contains("recipient not in allowed list: the app is in development mode")
-    );
+    assert!(hint.unwrap().contains("recipient not in allowed list: the app is in development mode"));
 }
 
 #[test]
 fn transient_errors_are_retried_until_sent() {
     let ch = cluster().add_channel("retry");
-    cluster()
-        .graph
-        .fail_next("+15550000004", Fault::meta(130429));
+    cluster().graph.fail_next("+15550000004", Fault::meta(130429));
     cluster().graph.fail_next("+15550000004", Fault::Drop);
     let id: i64 = cluster()
         .connect()
-        .query_one(
-            "SELECT wa_send_text($1, '15550000004', 'eventually')",
-            &[&ch.name],
-        )
+        .query_one("SELECT wa_send_text($1, '15550000004', 'eventually')", &[&ch.name])
         .unwrap()
         .get(0);
     let (_, wamid, code, _, attempts) = wait_status(id, "sent");
     assert!(wamid.is_some());
     assert_eq!((code, attempts), (None, 3));
-    assert_eq!(
-        cluster()
-            .graph
-            .received()
-            .iter()
-            .filter(|r| r.path.contains(&ch.phone_number_id))
-            .count(),
-        3
-    );
+    assert_eq!(cluster().graph.received().iter().filter(|r| r.path.contains(&ch.phone_number_id)).count(), 3);
 }
 
 #[test]
@@ -146,10 +87,7 @@ fn statuses_move_the_message_forward_never_back_and_are_notified() {
     let ch = cluster().add_channel("status");
     let id: i64 = cluster()
         .connect()
-        .query_one(
-            "SELECT wa_send_text($1, '15550000005', 'track me')",
-            &[&ch.name],
-        )
+        .query_one("SELECT wa_send_text($1, '15550000005', 'track me')", &[&ch.name])
         .unwrap()
         .get(0);
     let (_, wamid, ..) = wait_status(id, "sent");
@@ -157,22 +95,12 @@ fn statuses_move_the_message_forward_never_back_and_are_notified() {
     let mut listener = Listener::new(&["wa_status"]);
     for status in ["read", "delivered", "read"] {
         assert_eq!(
-            ch.post_signed(&payloads::status(
-                &ch.phone_number_id,
-                &wamid,
-                status,
-                "15550000005",
-                1750263773
-            ))
-            .status,
+            ch.post_signed(&payloads::status(&ch.phone_number_id, &wamid, status, "15550000005", 1750263773)).status,
             200
         );
     }
     let (_, note) = listener.next_matching(|_, p| p["id"] == id).unwrap();
-    assert_eq!(
-        (note["status"].as_str(), note["wamid"].as_str()),
-        (Some("read"), Some(wamid.as_str()))
-    );
+    assert_eq!((note["status"].as_str(), note["wamid"].as_str()), (Some("read"), Some(wamid.as_str())));
     let db = &mut cluster().connect();
     let (status, read_at_set, history): (String, bool, i64) = {
         let r = db
@@ -193,27 +121,28 @@ fn a_status_that_arrives_before_its_send_is_recorded_is_applied_later() {
     let wamid = format!("wamid.early.{}", ch.name);
     // Meta's "delivered" webhook can beat the worker's own record of the send.
     assert_eq!(
-        ch.post_signed(&payloads::status(
-            &ch.phone_number_id,
-            &wamid,
-            "delivered",
-            "15550000006",
-            1750263773
-        ))
-        .status,
+        ch.post_signed(&payloads::status(&ch.phone_number_id, &wamid, "delivered", "15550000006", 1750263773)).status,
         200
     );
-    cluster()
-        .graph
-        .fail_next("+15550000006", Fault::AcceptAs(wamid.clone()));
-    let id: i64 = cluster()
-        .connect()
-        .query_one(
-            "SELECT wa_send_text($1, '15550000006', 'fast')",
-            &[&ch.name],
-        )
-        .unwrap()
-        .get(0);
+    cluster().graph.fail_next("+15550000006", Fault::AcceptAs(wamid.clone()));
+    let id: i64 =
+        cluster().connect().query_one("SELECT wa_send_text($1, '15550000006', 'fast')", &[&ch.name]).unwrap().get(0);
     let (_, got_wamid, ..) = wait_status(id, "delivered");
     assert_eq!(got_wamid.as_deref(), Some(wamid.as_str()));
+}
+
+#[test]
+fn the_simulators_status_webhooks_take_a_message_to_read() {
+    let ch = cluster().add_channel("simstatus");
+    cluster().enable_status_webhooks(&ch);
+    let mut listener = Listener::new(&["wa_status"]);
+    let id: i64 = cluster().connect().query_one("SELECT wa_send_text($1, '15550000007', 'tick tick')", &[&ch.name]).unwrap().get(0);
+    let mut statuses = Vec::new();
+    while statuses.last().map(String::as_str) != Some("read") {
+        let (_, note) = listener.next_matching(|_, p| p["id"] == id).expect("status notifications up to read");
+        statuses.push(note["status"].as_str().unwrap().to_string());
+    }
+    assert_eq!(statuses, ["sent", "delivered", "read"]);
+    let (status, ..) = status_of(id);
+    assert_eq!(status, "read");
 }

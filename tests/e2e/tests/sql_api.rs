@@ -5,20 +5,14 @@ use e2e::cluster;
 
 fn error_of(sql: &str) -> (String, String) {
     let e = cluster().connect().batch_execute(sql).unwrap_err();
-    let db = e
-        .as_db_error()
-        .unwrap_or_else(|| panic!("not a database error: {e}"));
-    (
-        db.message().to_string(),
-        db.hint().unwrap_or_default().to_string(),
-    )
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
 }
 
 #[test]
 fn wa_add_channel_names_the_field_that_is_wrong() {
-    let (msg, hint) = error_of(
-        "SELECT wa_add_channel('sql-a', '123', 'EAAGtokentokentoken', 'EAAGtokentokentoken', 'verify')",
-    );
+    let (msg, hint) =
+        error_of("SELECT wa_add_channel('sql-a', '123', 'EAAGtokentokentoken', 'EAAGtokentokentoken', 'verify')");
     assert!(msg.contains("invalid app_secret"), "{msg}");
     assert!(hint.contains("Settings -> Basic"), "{hint}");
     let (msg, _) = error_of(
@@ -48,29 +42,17 @@ fn wa_send_text_normalises_the_recipient_or_refuses_it() {
     let mut db = cluster().connect();
     let mut tx = db.transaction().unwrap();
     for input in ["15551234567", "+1 555-123-4567", "+1 (555) 123-4567"] {
-        let id: i64 = tx
-            .query_one("SELECT wa_send_text($1, $2, 'x')", &[&ch.name, &input])
-            .unwrap()
-            .get(0);
-        let to: String = tx
-            .query_one("SELECT recipient FROM wa_messages WHERE id = $1", &[&id])
-            .unwrap()
-            .get(0);
+        let id: i64 = tx.query_one("SELECT wa_send_text($1, $2, 'x')", &[&ch.name, &input]).unwrap().get(0);
+        let to: String = tx.query_one("SELECT recipient FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0);
         assert_eq!(to, "+15551234567", "{input}");
     }
     tx.rollback().unwrap();
-    let (msg, hint) = error_of(&format!(
-        "SELECT wa_send_text('{}', 'not a number', 'x')",
-        ch.name
-    ));
+    let (msg, hint) = error_of(&format!("SELECT wa_send_text('{}', 'not a number', 'x')", ch.name));
     assert!(msg.contains("is not a phone number"), "{msg}");
     assert!(hint.contains("country code"), "{hint}");
     let (msg, _) = error_of("SELECT wa_send_text('no-such-channel', '15551234567', 'x')");
     assert!(msg.contains("unknown channel 'no-such-channel'"), "{msg}");
-    let (msg, _) = error_of(&format!(
-        "SELECT wa_send_text('{}', '15551234567', repeat('a', 4097))",
-        ch.name
-    ));
+    let (msg, _) = error_of(&format!("SELECT wa_send_text('{}', '15551234567', repeat('a', 4097))", ch.name));
     assert!(msg.contains("at most 4096"), "{msg}");
 }
 
@@ -78,8 +60,7 @@ fn wa_send_text_normalises_the_recipient_or_refuses_it() {
 fn wa_verify_signature_matches_the_listeners_check() {
     let mut db = cluster().connect();
     let body = r#"{"object":"whatsapp_business_account"}"#;
-    let good =
-        e2e::whatsapp_cloud::signature::sign(b"0123456789abcdef0123456789abcdef", body.as_bytes());
+    let good = e2e::whatsapp_cloud::signature::sign(b"0123456789abcdef0123456789abcdef", body.as_bytes());
     let row = db
         .query_one(
             "SELECT wa_verify_signature('0123456789abcdef0123456789abcdef', $1::text::bytea, $2),
@@ -90,12 +71,7 @@ fn wa_verify_signature_matches_the_listeners_check() {
         )
         .unwrap();
     assert_eq!(
-        (
-            row.get::<_, bool>(0),
-            row.get::<_, bool>(1),
-            row.get::<_, bool>(2),
-            row.get::<_, bool>(3)
-        ),
+        (row.get::<_, bool>(0), row.get::<_, bool>(1), row.get::<_, bool>(2), row.get::<_, bool>(3)),
         (true, true, false, false)
     );
 }
@@ -104,21 +80,11 @@ fn wa_verify_signature_matches_the_listeners_check() {
 fn wa_webhook_url_is_per_channel_and_uses_public_url() {
     let ch = cluster().add_channel("url");
     let mut db = cluster().connect();
-    let local: String = db
-        .query_one("SELECT wa_webhook_url($1)", &[&ch.name])
-        .unwrap()
-        .get(0);
+    let local: String = db.query_one("SELECT wa_webhook_url($1)", &[&ch.name]).unwrap().get(0);
     assert_eq!(local, cluster().webhook_url(&ch.name));
-    db.batch_execute("SET whatsapp_channel.public_url = 'https://inbox.example.com/'")
-        .unwrap();
-    let public: String = db
-        .query_one("SELECT wa_webhook_url($1)", &[&ch.name])
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        public,
-        format!("https://inbox.example.com/webhook/{}", ch.name)
-    );
+    db.batch_execute("SET whatsapp_channel.public_url = 'https://inbox.example.com/'").unwrap();
+    let public: String = db.query_one("SELECT wa_webhook_url($1)", &[&ch.name]).unwrap().get(0);
+    assert_eq!(public, format!("https://inbox.example.com/webhook/{}", ch.name));
 }
 
 #[test]
@@ -133,33 +99,17 @@ fn secrets_are_not_readable_by_other_roles_and_an_inbox_role_can_still_send() {
     .unwrap();
     let mut tx = db.transaction().unwrap();
     tx.batch_execute("SET LOCAL ROLE inbox_app").unwrap();
-    let id: i64 = tx
-        .query_one(
-            "SELECT wa_send_text($1, '15551234567', 'from the inbox')",
-            &[&ch.name],
-        )
-        .unwrap()
-        .get(0);
+    let id: i64 = tx.query_one("SELECT wa_send_text($1, '15551234567', 'from the inbox')", &[&ch.name]).unwrap().get(0);
     assert!(id > 0);
-    let err = tx
-        .batch_execute("SELECT access_token FROM wa_channel_secrets")
-        .unwrap_err();
-    assert!(
-        err.as_db_error()
-            .unwrap()
-            .message()
-            .contains("permission denied"),
-        "{err}"
-    );
+    let err = tx.batch_execute("SELECT access_token FROM wa_channel_secrets").unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("permission denied"), "{err}");
     tx.rollback().unwrap();
     let mut tx = db.transaction().unwrap();
     tx.batch_execute("SET LOCAL ROLE inbox_app").unwrap();
-    let err = tx.batch_execute("SELECT wa_add_channel('x', '1', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v')").unwrap_err();
-    assert!(
-        err.as_db_error()
-            .unwrap()
-            .message()
-            .contains("permission denied"),
-        "{err}"
-    );
+    let err = tx
+        .batch_execute(
+            "SELECT wa_add_channel('x', '1', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v')",
+        )
+        .unwrap_err();
+    assert!(err.as_db_error().unwrap().message().contains("permission denied"), "{err}");
 }

@@ -5,10 +5,7 @@ use e2e::{Listener, cluster, http_get, http_post, poll};
 use serde_json::json;
 
 fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[test]
@@ -26,30 +23,18 @@ fn handshake_echoes_the_challenge_for_the_right_verify_token() {
 #[test]
 fn handshake_with_a_wrong_verify_token_is_403_and_logged() {
     let ch = cluster().add_channel("badtoken");
-    let url = format!(
-        "{}?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=42",
-        cluster().webhook_url(&ch.name)
-    );
+    let url = format!("{}?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=42", cluster().webhook_url(&ch.name));
     let answer = http_get(&url);
     assert_eq!(answer.status, 403);
     assert_ne!(answer.body, "42");
-    let expected = format!(
-        "verify token does not match the one set for channel '{}'",
-        ch.name
-    );
+    let expected = format!("verify token does not match the one set for channel '{}'", ch.name);
     cluster().wait_for_log(&expected);
 }
 
 #[test]
 fn unknown_channel_and_unknown_paths_are_404() {
-    assert_eq!(
-        http_post(&cluster().webhook_url("no-such-channel"), b"{}", None).status,
-        404
-    );
-    assert_eq!(
-        http_get(&format!("http://{}/other", cluster().listener)).status,
-        404
-    );
+    assert_eq!(http_post(&cluster().webhook_url("no-such-channel"), b"{}", None).status, 404);
+    assert_eq!(http_get(&format!("http://{}/other", cluster().listener)).status, 404);
 }
 
 #[test]
@@ -67,9 +52,7 @@ fn signed_text_message_becomes_a_row_a_contact_and_a_notification() {
     ));
     assert_eq!((answer.status, answer.body.as_str()), (200, "OK"));
 
-    let (_, note) = listener
-        .next_matching(|_, p| p["channel"] == ch.name.as_str())
-        .expect("a wa_message notification");
+    let (_, note) = listener.next_matching(|_, p| p["channel"] == ch.name.as_str()).expect("a wa_message notification");
     assert_eq!(note["type"], "text");
     let id = note["id"].as_i64().unwrap();
     let row = cluster()
@@ -106,10 +89,7 @@ fn bad_or_missing_signature_is_401_and_stores_nothing() {
     let wrong = e2e::whatsapp_cloud::signature::sign(b"0123456789abcdef0123456789abcdef", &body);
     for signature in [Some(wrong.as_str()), None, Some("sha1=abc")] {
         let answer = http_post(&url, &body, signature);
-        assert_eq!(
-            (answer.status, answer.body.as_str()),
-            (401, "Signature mismatch")
-        );
+        assert_eq!((answer.status, answer.body.as_str()), (401, "Signature mismatch"));
     }
     cluster().wait_for_log(&format!(
         "webhook POST for channel '{}' refused: Signature mismatch. Likely cause: wrong app_secret",
@@ -131,25 +111,11 @@ fn bad_or_missing_signature_is_401_and_stores_nothing() {
 fn redelivery_creates_no_duplicate_row_or_notification() {
     let ch = cluster().add_channel("redeliver");
     let mut listener = Listener::new(&["wa_message"]);
-    let first = payloads::text_message(
-        &ch.phone_number_id,
-        "wamid.redeliver.1",
-        "16505550001",
-        "A",
-        "once",
-        now(),
-    );
+    let first = payloads::text_message(&ch.phone_number_id, "wamid.redeliver.1", "16505550001", "A", "once", now());
     for _ in 0..3 {
         assert_eq!(ch.post_signed(&first).status, 200);
     }
-    let second = payloads::text_message(
-        &ch.phone_number_id,
-        "wamid.redeliver.2",
-        "16505550001",
-        "A",
-        "twice",
-        now(),
-    );
+    let second = payloads::text_message(&ch.phone_number_id, "wamid.redeliver.2", "16505550001", "A", "twice", now());
     assert_eq!(ch.post_signed(&second).status, 200);
     // Notifications arrive in commit order: if a duplicate had been notified, it would come
     // before the second message's notification.
@@ -162,7 +128,10 @@ fn redelivery_creates_no_duplicate_row_or_notification() {
     }
     let ids: Vec<i64> = cluster()
         .connect()
-        .query("SELECT m.id FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 ORDER BY m.id", &[&ch.name])
+        .query(
+            "SELECT m.id FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 ORDER BY m.id",
+            &[&ch.name],
+        )
         .unwrap()
         .iter()
         .map(|r| r.get(0))
@@ -171,7 +140,10 @@ fn redelivery_creates_no_duplicate_row_or_notification() {
     assert_eq!(seen, ids, "one notification per row, in order");
     let events: i64 = cluster()
         .connect()
-        .query_one("SELECT count(*) FROM wa_webhook_events e JOIN wa_channels c ON c.id = e.channel_id WHERE c.name = $1", &[&ch.name])
+        .query_one(
+            "SELECT count(*) FROM wa_webhook_events e JOIN wa_channels c ON c.id = e.channel_id WHERE c.name = $1",
+            &[&ch.name],
+        )
         .unwrap()
         .get(0);
     assert_eq!(events, 4, "every verified POST is kept raw");
@@ -201,10 +173,7 @@ fn every_message_of_every_entry_and_change_is_stored() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(
-        bodies,
-        ["wamid.b1", "wamid.b2", "wamid.b3", "wamid.b4", "wamid.b5"]
-    );
+    assert_eq!(bodies, ["wamid.b1", "wamid.b2", "wamid.b3", "wamid.b4", "wamid.b5"]);
 }
 
 #[test]
@@ -212,10 +181,7 @@ fn signed_invalid_json_is_kept_as_an_invalid_event_and_answered_200() {
     let ch = cluster().add_channel("badjson");
     let body = b"{not json";
     let signature = e2e::whatsapp_cloud::signature::sign(ch.app_secret.as_bytes(), body);
-    assert_eq!(
-        http_post(&cluster().webhook_url(&ch.name), body, Some(&signature)).status,
-        200
-    );
+    assert_eq!(http_post(&cluster().webhook_url(&ch.name), body, Some(&signature)).status, 200);
     let (outcome, error, raw): (String, String, Vec<u8>) = poll(|| {
         cluster()
             .connect()
@@ -234,8 +200,5 @@ fn body_over_the_limit_is_413() {
     let ch = cluster().add_channel("big");
     let body = vec![b' '; 5 * 1024 * 1024]; // default limit: 4 MB
     let signature = e2e::whatsapp_cloud::signature::sign(ch.app_secret.as_bytes(), &body);
-    assert_eq!(
-        http_post(&cluster().webhook_url(&ch.name), &body, Some(&signature)).status,
-        413
-    );
+    assert_eq!(http_post(&cluster().webhook_url(&ch.name), &body, Some(&signature)).status, 413);
 }

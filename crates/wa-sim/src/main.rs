@@ -1,0 +1,251 @@
+//! `wa-sim`: Meta's side of the WhatsApp Cloud API on this machine.
+//!
+//!   wa-sim graph   [--port 8090] [--dsn DSN] [--webhook-base URL] [--latency-ms N]
+//!                  [--fail-share 0.1 --fail-with 130429|5xx|timeout|drop|<code>] [--no-statuses]
+//!   wa-sim trigger <kind> --channel NAME [--dsn DSN] [--webhook-base URL] [--from 16505551234]
+//!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
+//!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
+//!
+//! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
+//! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
+//! status (sent, delivered, read, played, failed; give the outbound message's --wamid).
+//! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
+
+use std::collections::HashMap;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wa_sim::graph::{Directory, Fault, GraphSim, Options, WebhookTarget};
+use wa_sim::payloads::{self, Customer, MESSAGE_KINDS, STATUS_KINDS};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("graph") => graph(Flags::parse(&args[1..])),
+        Some("trigger") if args.len() > 1 => trigger(&args[1], Flags::parse(&args[2..])),
+        _ => Err(USAGE.to_string()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wa-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses]
+       wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]";
+
+/// `--key value` and `--switch` flags.
+struct Flags(HashMap<String, String>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Flags {
+        let mut map = HashMap::new();
+        let mut i = 0;
+        while i < args.len() {
+            let key = args[i].trim_start_matches("--").to_string();
+            match args.get(i + 1).filter(|v| !v.starts_with("--")) {
+                Some(value) => {
+                    map.insert(key, value.clone());
+                    i += 2;
+                }
+                None => {
+                    map.insert(key, String::new());
+                    i += 1;
+                }
+            }
+        }
+        Flags(map)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
+    fn num<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, String> {
+        self.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| format!("--{key} {v:?} is not a number")))
+    }
+
+    fn dsn(&self) -> Option<String> {
+        self.get("dsn").map(str::to_string).or_else(|| std::env::var("WA_DSN").ok())
+    }
+}
+
+/// A channel as the simulator needs it.
+#[derive(Clone)]
+struct ChannelRow {
+    name: String,
+    phone_number_id: String,
+    access_token: String,
+    app_secret: String,
+}
+
+/// Reads channels and the listener's address from the database.
+fn read_channels(dsn: &str) -> Result<(Vec<ChannelRow>, String), String> {
+    let mut client = postgres::Client::connect(dsn, postgres::NoTls).map_err(|e| format!("connecting to {dsn}: {e}"))?;
+    let rows = client
+        .query(
+            "SELECT c.name, c.phone_number_id, s.access_token, s.app_secret
+               FROM wa_channels c JOIN wa_channel_secrets s ON s.channel_id = c.id",
+            &[],
+        )
+        .map_err(|e| format!("reading channels: {e}"))?;
+    let listen: Option<String> = client
+        .query_one("SELECT current_setting('whatsapp_channel.listen_address', true)", &[])
+        .map_err(|e| e.to_string())?
+        .get(0);
+    let channels = rows
+        .iter()
+        .map(|r| ChannelRow { name: r.get(0), phone_number_id: r.get(1), access_token: r.get(2), app_secret: r.get(3) })
+        .collect();
+    Ok((channels, format!("http://{}", listen.unwrap_or_else(|| "127.0.0.1:8080".into()))))
+}
+
+/// Looks channels up in the database, again on a miss (a channel added after start).
+struct DbDirectory {
+    dsn: String,
+    webhook_base: Option<String>,
+    cache: Mutex<HashMap<String, WebhookTarget>>,
+}
+
+impl DbDirectory {
+    fn refresh(&self) -> Result<(), String> {
+        let (channels, listener) = read_channels(&self.dsn)?;
+        let base = self.webhook_base.clone().unwrap_or(listener);
+        let mut cache = self.cache.lock().unwrap();
+        for c in channels {
+            let url = format!("{}/webhook/{}", base.trim_end_matches('/'), c.name);
+            cache.insert(c.phone_number_id, WebhookTarget { url, app_secret: c.app_secret });
+        }
+        Ok(())
+    }
+}
+
+impl Directory for DbDirectory {
+    fn lookup(&self, phone_number_id: &str) -> Option<WebhookTarget> {
+        if let Some(t) = self.cache.lock().unwrap().get(phone_number_id) {
+            return Some(t.clone());
+        }
+        if let Err(e) = self.refresh() {
+            eprintln!("wa-sim: {e}");
+        }
+        self.cache.lock().unwrap().get(phone_number_id).cloned()
+    }
+}
+
+fn parse_fault(kind: &str) -> Result<Fault, String> {
+    Ok(match kind {
+        "429" | "130429" => Fault::meta(130429),
+        "5xx" => Fault::meta(2),
+        "timeout" => Fault::Timeout(Duration::from_secs(120)),
+        "drop" => Fault::Drop,
+        code => Fault::meta(code.parse().map_err(|_| format!("--fail-with {code:?}: use 429, 5xx, timeout, drop or an error code"))?),
+    })
+}
+
+fn graph(flags: Flags) -> Result<(), String> {
+    let port = flags.num("port", 8090u16)?;
+    let fault = flags.get("fail-with").map(parse_fault).transpose()?;
+    let fault_share = flags.num("fail-share", if fault.is_some() { 1.0 } else { 0.0 })?;
+    let directory: Option<Arc<dyn Directory>> = match (flags.dsn(), flags.has("no-statuses")) {
+        (Some(dsn), false) => Some(Arc::new(DbDirectory {
+            dsn,
+            webhook_base: flags.get("webhook-base").map(str::to_string),
+            cache: Mutex::default(),
+        })),
+        _ => None,
+    };
+    let options = Options {
+        latency: Duration::from_millis(flags.num("latency-ms", 0u64)?),
+        fault_share,
+        fault,
+        statuses: directory.clone(),
+    };
+    let sim = GraphSim::start_with(port, options).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    // With a database, require each channel's own access token, as Meta does.
+    if let Some(dsn) = flags.dsn() {
+        let (channels, _) = read_channels(&dsn)?;
+        for c in &channels {
+            sim.require_token(&c.phone_number_id, &c.access_token);
+        }
+    }
+    println!(
+        "wa-sim graph: fake Graph API on {} ({}); set whatsapp_channel.graph_api_url to it",
+        sim.url(),
+        if directory.is_some() { "posting signed sent/delivered/read webhooks back" } else { "no status webhooks: give --dsn" }
+    );
+    let mut seen = 0;
+    loop {
+        let received = sim.wait_for(seen + 1, Duration::from_secs(3600), |_| true);
+        for r in received.iter().skip(seen) {
+            let to = r.json()["to"].as_str().unwrap_or("?").to_string();
+            match &r.wamid {
+                Some(w) => println!("wa-sim graph: {} {} to {to}: accepted as {w}", r.method, r.path),
+                None => println!("wa-sim graph: {} {} to {to}: answered with an error", r.method, r.path),
+            }
+        }
+        seen = received.len();
+    }
+}
+
+fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
+    let (url, app_secret, phone_number_id) = match (flags.get("url"), flags.get("app-secret"), flags.get("phone-number-id")) {
+        (Some(u), Some(s), Some(p)) => (u.to_string(), s.to_string(), p.to_string()),
+        _ => {
+            let dsn = flags.dsn().ok_or("give --dsn (or $WA_DSN) and --channel, or --url, --app-secret and --phone-number-id")?;
+            let name = flags.get("channel").ok_or("give --channel NAME")?;
+            let (channels, listener) = read_channels(&dsn)?;
+            let c = channels.into_iter().find(|c| c.name == name).ok_or(format!("no channel named {name:?} in {dsn}"))?;
+            let base = flags.get("webhook-base").map(str::to_string).unwrap_or(listener);
+            (format!("{}/webhook/{}", base.trim_end_matches('/'), c.name), c.app_secret, c.phone_number_id)
+        }
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let customer = Customer {
+        wa_id: flags.get("from").unwrap_or("16505551234").to_string(),
+        name: flags.get("name").unwrap_or("Sheena Nelson").to_string(),
+    };
+    let text = flags.get("text").unwrap_or("Does it come in another color?");
+    let batch = flags.num("batch", 1usize)?.max(1);
+    let values = (0..batch)
+        .map(|i| {
+            let wamid = match flags.get("wamid") {
+                Some(w) if batch == 1 => w.to_string(),
+                Some(w) => format!("{w}.{i}"),
+                None => format!("wamid.SIM.{now}.{}.{i}", std::process::id()),
+            };
+            if STATUS_KINDS.contains(&kind) {
+                if !flags.has("wamid") {
+                    return Err(format!("a {kind} status needs --wamid of the outbound message (see wa_messages.wamid)"));
+                }
+                Ok(payloads::status_value(kind, &wamid, &customer.wa_id, now as i64))
+            } else {
+                payloads::message_value(kind, &wamid, &customer, text, now as i64).ok_or(format!(
+                    "unknown kind {kind:?}; messages: {}; statuses: {}",
+                    MESSAGE_KINDS.join(", "),
+                    STATUS_KINDS.join(", ")
+                ))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let body = payloads::batch(&phone_number_id, values).to_string().into_bytes();
+    let secret = if flags.has("bad-signature") { "0000000000000000000000000000000f".to_string() } else { app_secret };
+    let signature = whatsapp_cloud::signature::sign(secret.as_bytes(), &body);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut response = agent
+        .post(&url)
+        .content_type("application/json")
+        .header(whatsapp_cloud::signature::HEADER, &signature)
+        .send(&body[..])
+        .map_err(|e| format!("POST {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let answer = response.body_mut().read_to_string().unwrap_or_default();
+    println!("wa-sim trigger: POST {kind} x{batch} from +{} to {url}: {status} {answer}", customer.wa_id);
+    if status == 200 || flags.has("bad-signature") { Ok(()) } else { Err(format!("the listener answered {status}")) }
+}
