@@ -4,6 +4,8 @@
 //! - [`graph`]: a fake Graph API that accepts sends, checks them like Meta does, answers
 //!   with Meta's JSON (wamids or error objects) and records what it received.
 //! - [`payloads`]: webhook bodies shaped exactly like Meta's, ready to sign and POST.
+//! - [`load`]: an inbound load generator: concurrent signed webhooks, POST -> NOTIFY latency.
 
 pub mod graph;
+pub mod load;
 pub mod payloads;

@@ -5,11 +5,15 @@
 //!   wa-sim trigger <kind> --channel NAME [--dsn DSN] [--webhook-base URL] [--from 16505551234]
 //!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
+//!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
 //! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
 //! status (sent, delivered, read, played, failed; give the outbound message's --wamid).
 //! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
+//! `load` posts signed text webhooks from N keep-alive connections for S seconds (127.0.0.1
+//! only; back to back, or R POSTs/s in all with --rate) and prints one line: answers,
+//! committed messages/s, POST -> NOTIFY and HTTP latency.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -23,6 +27,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("graph") => graph(Flags::parse(&args[1..])),
         Some("trigger") if args.len() > 1 => trigger(&args[1], Flags::parse(&args[2..])),
+        Some("load") => load(Flags::parse(&args[1..])),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -35,7 +40,8 @@ fn main() -> ExitCode {
 }
 
 const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses]
-       wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]";
+       wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
+       wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]";
 
 /// `--key value` and `--switch` flags.
 struct Flags(HashMap<String, String>);
@@ -88,7 +94,8 @@ struct ChannelRow {
 
 /// Reads channels and the listener's address from the database.
 fn read_channels(dsn: &str) -> Result<(Vec<ChannelRow>, String), String> {
-    let mut client = postgres::Client::connect(dsn, postgres::NoTls).map_err(|e| format!("connecting to {dsn}: {e}"))?;
+    let mut client =
+        postgres::Client::connect(dsn, postgres::NoTls).map_err(|e| format!("connecting to {dsn}: {e}"))?;
     let rows = client
         .query(
             "SELECT c.name, c.phone_number_id, s.access_token, s.app_secret
@@ -145,7 +152,9 @@ fn parse_fault(kind: &str) -> Result<Fault, String> {
         "5xx" => Fault::meta(2),
         "timeout" => Fault::Timeout(Duration::from_secs(120)),
         "drop" => Fault::Drop,
-        code => Fault::meta(code.parse().map_err(|_| format!("--fail-with {code:?}: use 429, 5xx, timeout, drop or an error code"))?),
+        code => Fault::meta(
+            code.parse().map_err(|_| format!("--fail-with {code:?}: use 429, 5xx, timeout, drop or an error code"))?,
+        ),
     })
 }
 
@@ -178,7 +187,11 @@ fn graph(flags: Flags) -> Result<(), String> {
     println!(
         "wa-sim graph: fake Graph API on {} ({}); set whatsapp_channel.graph_api_url to it",
         sim.url(),
-        if directory.is_some() { "posting signed sent/delivered/read webhooks back" } else { "no status webhooks: give --dsn" }
+        if directory.is_some() {
+            "posting signed sent/delivered/read webhooks back"
+        } else {
+            "no status webhooks: give --dsn"
+        }
     );
     let mut seen = 0;
     loop {
@@ -195,17 +208,23 @@ fn graph(flags: Flags) -> Result<(), String> {
 }
 
 fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
-    let (url, app_secret, phone_number_id) = match (flags.get("url"), flags.get("app-secret"), flags.get("phone-number-id")) {
-        (Some(u), Some(s), Some(p)) => (u.to_string(), s.to_string(), p.to_string()),
-        _ => {
-            let dsn = flags.dsn().ok_or("give --dsn (or $WA_DSN) and --channel, or --url, --app-secret and --phone-number-id")?;
-            let name = flags.get("channel").ok_or("give --channel NAME")?;
-            let (channels, listener) = read_channels(&dsn)?;
-            let c = channels.into_iter().find(|c| c.name == name).ok_or(format!("no channel named {name:?} in {dsn}"))?;
-            let base = flags.get("webhook-base").map(str::to_string).unwrap_or(listener);
-            (format!("{}/webhook/{}", base.trim_end_matches('/'), c.name), c.app_secret, c.phone_number_id)
-        }
-    };
+    let (url, app_secret, phone_number_id) =
+        match (flags.get("url"), flags.get("app-secret"), flags.get("phone-number-id")) {
+            (Some(u), Some(s), Some(p)) => (u.to_string(), s.to_string(), p.to_string()),
+            _ => {
+                let dsn = flags
+                    .dsn()
+                    .ok_or("give --dsn (or $WA_DSN) and --channel, or --url, --app-secret and --phone-number-id")?;
+                let name = flags.get("channel").ok_or("give --channel NAME")?;
+                let (channels, listener) = read_channels(&dsn)?;
+                let c = channels
+                    .into_iter()
+                    .find(|c| c.name == name)
+                    .ok_or(format!("no channel named {name:?} in {dsn}"))?;
+                let base = flags.get("webhook-base").map(str::to_string).unwrap_or(listener);
+                (format!("{}/webhook/{}", base.trim_end_matches('/'), c.name), c.app_secret, c.phone_number_id)
+            }
+        };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let customer = Customer {
         wa_id: flags.get("from").unwrap_or("16505551234").to_string(),
@@ -222,7 +241,9 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
             };
             if STATUS_KINDS.contains(&kind) {
                 if !flags.has("wamid") {
-                    return Err(format!("a {kind} status needs --wamid of the outbound message (see wa_messages.wamid)"));
+                    return Err(format!(
+                        "a {kind} status needs --wamid of the outbound message (see wa_messages.wamid)"
+                    ));
                 }
                 Ok(payloads::status_value(kind, &wamid, &customer.wa_id, now as i64))
             } else {
@@ -248,4 +269,28 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
     let answer = response.body_mut().read_to_string().unwrap_or_default();
     println!("wa-sim trigger: POST {kind} x{batch} from +{} to {url}: {status} {answer}", customer.wa_id);
     if status == 200 || flags.has("bad-signature") { Ok(()) } else { Err(format!("the listener answered {status}")) }
+}
+
+fn load(flags: Flags) -> Result<(), String> {
+    let dsn = flags.dsn().ok_or("give --dsn (or $WA_DSN)")?;
+    let name = flags.get("channel").ok_or("give --channel NAME")?;
+    let (channels, listener) = read_channels(&dsn)?;
+    let c = channels.into_iter().find(|c| c.name == name).ok_or(format!("no channel named {name:?} in {dsn}"))?;
+    let base = flags.get("webhook-base").map(str::to_string).unwrap_or(listener);
+    let options = wa_sim::load::LoadOptions {
+        url: format!("{}/webhook/{}", base.trim_end_matches('/'), c.name),
+        app_secret: c.app_secret,
+        phone_number_id: c.phone_number_id,
+        dsn,
+        channel: c.name,
+        concurrency: flags.num("concurrency", 16usize)?,
+        duration: Duration::from_secs_f64(flags.num("seconds", 15.0f64)?.clamp(0.0, 3600.0)),
+        rate: flags.get("rate").map(|_| flags.num("rate", 0.0f64)).transpose()?,
+    };
+    let report = wa_sim::load::run(&options)?;
+    println!("wa-sim load: {report}");
+    if let Some(e) = &report.first_error {
+        eprintln!("wa-sim load: first transport error: {e}");
+    }
+    Ok(())
 }

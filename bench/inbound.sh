@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Inbound benchmark (issue 4): how many signed single-message webhooks per second the listener
+# verifies, commits and notifies, against Postgres' own ceiling for the same work on this
+# machine. Needs the local cluster of `bash scripts/run.sh` (up, with the demo channel).
+#
+#   1. pgbench, prepared: one INSERT ... ON CONFLICT DO NOTHING + pg_notify per transaction,
+#      at 1, 16 and 64 clients (-j 2): what one message per commit can reach here.
+#   2. wa-sim load: 1, 16 and 64 keep-alive connections posting signed text webhooks with
+#      unique wamids as fast as they are answered; then 16 connections at a steady 1,000/s
+#      for the POST -> NOTIFY latency target.
+#
+# Prints a markdown table. Leaves the wa_messages rows of the run (wamids 'wamid.LOAD.%') in
+# place; drops its own table bench_ceiling.
+#   WA_HOME        the cluster's directory         (default /var/tmp/whatsapp_channel)
+#   WA_PG_PORT     its port                        (default 5499)
+#   BENCH_SECONDS  seconds per cell                (default 15)
+#   BENCH_CLIENTS  client counts                   (default "1 16 64")
+#   BENCH_RATE     the steady rate of the last row (default 1000; 0 skips it)
+#   BENCH_CHANNEL  the channel posted to           (default demo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
+WA_PG_PORT=${WA_PG_PORT:-5499}
+SECS=${BENCH_SECONDS:-15}
+CLIENTS=${BENCH_CLIENTS:-"1 16 64"}
+RATE=${BENCH_RATE:-1000}
+CHANNEL=${BENCH_CHANNEL:-demo}
+BIN=/usr/lib/postgresql/15/bin
+DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
+PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
+export PATH="$HOME/.cargo/bin:$PATH"
+say() { echo "[bench] $*" >&2; }
+
+[ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15" >&2; exit 1; }
+"${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
+"${PSQL[@]}" -c "SELECT 1 FROM wa_channels WHERE name = '$CHANNEL'" | grep -q 1 \
+  || { echo "no channel '$CHANNEL': bash scripts/run.sh creates 'demo'" >&2; exit 1; }
+
+say "building wa-sim (release)"
+cargo build --release --locked -p wa-sim >&2
+WA_SIM=$PWD/target/release/wa-sim
+
+# The listener of *this* cluster (another cluster on the machine may have one too).
+listener_pid() {
+  local postmaster
+  postmaster=$(head -1 "$WA_HOME/data/postmaster.pid")
+  ps -o pid=,args= --ppid "$postmaster" | awk '/whatsapp_channel webhook listener/ { print $1; exit }'
+}
+# VmRSS counts the shared buffers the process has touched (RssShmem); RssAnon is its own memory.
+rss() { awk '/^(VmRSS|RssAnon|RssShmem)/ { v[$1] = $2 } END { printf "VmRSS %d kB (RssAnon %d kB, RssShmem %d kB)", v["VmRSS:"], v["RssAnon:"], v["RssShmem:"] }' "/proc/$(listener_pid)/status"; }
+LOG=$WA_HOME/server.log
+log_lines() { if [ -r "$LOG" ]; then wc -l <"$LOG"; else echo 0; fi; }
+
+LISTENER=$(listener_pid)
+[ -n "$LISTENER" ] || { echo "no webhook listener process under the postmaster of $WA_HOME" >&2; exit 1; }
+RSS_BEFORE=$(rss)
+LOG_START=$(log_lines)
+ROWS_BEFORE=$("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages")
+say "listener pid $LISTENER, $RSS_BEFORE; wa_messages has $ROWS_BEFORE rows"
+
+# --- 1. pgbench: Postgres' own INSERT + NOTIFY ceiling -----------------------------------------
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"; "${PSQL[@]}" -c "DROP TABLE IF EXISTS bench_ceiling" >/dev/null 2>&1 || true' EXIT
+"${PSQL[@]}" -c "CREATE TABLE IF NOT EXISTS bench_ceiling (id bigserial PRIMARY KEY, wamid text UNIQUE, body text)"
+# pgbench keeps a client's variables from one transaction to the next: n counts its messages.
+cat >"$WORK/insert_notify.sql" <<'SQL'
+\set n :n + 1
+BEGIN;
+INSERT INTO bench_ceiling (wamid, body) VALUES ('wamid.BENCH.' || :run || '.' || :client_id || '.' || :n, 'Hi! Does the blue jacket come in another color? Can I still change my order? {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}}}]}]}') ON CONFLICT (wamid) DO NOTHING;
+SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text", "client": ' || :client_id || '}');
+END;
+SQL
+
+declare -A PGB_TPS PGB_ROWS PGB_LAT
+for c in $CLIENTS; do
+  "${PSQL[@]}" -c "TRUNCATE bench_ceiling" -c "CHECKPOINT"
+  say "pgbench INSERT + pg_notify, $c clients, ${SECS}s"
+  out=$("$BIN/pgbench" -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -n -M prepared -c "$c" -j 2 -T "$SECS" \
+    -D n=0 -D run="$$" -f "$WORK/insert_notify.sql" postgres 2>&1) || { echo "$out" >&2; exit 1; }
+  PGB_TPS[$c]=$(echo "$out" | awk '/^tps = / { printf "%.0f", $3; exit }')
+  PGB_LAT[$c]=$(echo "$out" | awk '/^latency average/ { print $4; exit }')
+  PGB_ROWS[$c]=$("${PSQL[@]}" -c "SELECT count(*) FROM bench_ceiling")
+  say "  tps ${PGB_TPS[$c]}, latency average ${PGB_LAT[$c]} ms, ${PGB_ROWS[$c]} rows"
+done
+"${PSQL[@]}" -c "DROP TABLE bench_ceiling"
+
+# --- 2. wa-sim load: the listener ----------------------------------------------------------------
+declare -A LOAD
+run_load() { # key, then wa-sim load flags
+  local key=$1
+  shift
+  "${PSQL[@]}" -c "CHECKPOINT"
+  say "wa-sim load $*, ${SECS}s"
+  LOAD[$key]=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" --seconds "$SECS" "$@")
+  say "  ${LOAD[$key]}"
+}
+for c in $CLIENTS; do run_load "$c" --concurrency "$c"; done
+if [ "$RATE" != 0 ]; then run_load rate --concurrency 16 --rate "$RATE"; fi
+field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
+
+RSS_AFTER=$(rss)
+NEW_LOG=$(tail -n +"$((LOG_START + 1))" "$LOG" 2>/dev/null || true)
+LOG_PROBLEMS=$(echo "$NEW_LOG" | grep -cE 'WARNING|ERROR|FATAL|PANIC' || true)
+
+# --- report ----------------------------------------------------------------------------------------
+fmt() { printf "%'d" "$1" 2>/dev/null || echo "$1"; }
+cat <<EOF
+
+## Inbound webhooks
+
+\`bash bench/inbound.sh\` — ${SECS} s per cell, one run.
+
+- machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)
+- $("${PSQL[@]}" -c "SELECT version()" | cut -d, -f1); fsync $("${PSQL[@]}" -c "SHOW fsync"), synchronous_commit $("${PSQL[@]}" -c "SHOW synchronous_commit")
+- date: $(date -u)
+- code: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src sql 2>/dev/null || echo " (with uncommitted changes in src/ or sql/)")
+
+| connections | pgbench INSERT + NOTIFY (msg/s) | listener: committed msg/s | 200 | non-200 | POST→NOTIFY p50 / p99 (ms) | HTTP answer p50 / p99 (ms) |
+|---|---:|---:|---:|---:|---:|---:|
+EOF
+for c in $CLIENTS; do
+  l=${LOAD[$c]}
+  echo "| $c | $(fmt "${PGB_TPS[$c]}") | $(fmt "$(field "$l" committed_per_s)") | $(fmt "$(field "$l" ok_200)") | $(($(field "$l" non_200) + $(field "$l" transport_errors))) | $(field "$l" notify_p50_ms) / $(field "$l" notify_p99_ms) | $(field "$l" http_p50_ms) / $(field "$l" http_p99_ms) |"
+done
+if [ "$RATE" != 0 ]; then
+  l=${LOAD[rate]}
+  echo "| 16, steady $(fmt "$RATE")/s | — | $(fmt "$(field "$l" committed_per_s)") | $(fmt "$(field "$l" ok_200)") | $(($(field "$l" non_200) + $(field "$l" transport_errors))) | $(field "$l" notify_p50_ms) / $(field "$l" notify_p99_ms) | $(field "$l" http_p50_ms) / $(field "$l" http_p99_ms) |"
+fi
+cat <<EOF
+
+Non-200 counts HTTP answers other than 200 and POSTs with no answer at all. Slowest single
+POST -> NOTIFY per row (ms): $(for c in $CLIENTS; do printf '%s: %s; ' "$c" "$(field "${LOAD[$c]}" notify_max_ms)"; done)$([ "$RATE" != 0 ] && printf 'steady: %s' "$(field "${LOAD[rate]}" notify_max_ms)").
+
+Listener memory: $RSS_BEFORE before; $RSS_AFTER after. Server log during the run: $(echo "$NEW_LOG" | grep -c . || true) new lines, $LOG_PROBLEMS WARNING/ERROR/FATAL/PANIC.
+
+Raw wa-sim lines:
+\`\`\`
+EOF
+for c in $CLIENTS; do echo "${LOAD[$c]}"; done
+if [ "$RATE" != 0 ]; then echo "${LOAD[rate]}"; fi
+echo '```'
+if [ "$LOG_PROBLEMS" != 0 ]; then
+  echo
+  echo "Server log problems (first 20):"
+  echo '```'
+  echo "$NEW_LOG" | grep -E 'WARNING|ERROR|FATAL|PANIC' | head -20
+  echo '```'
+fi
