@@ -65,6 +65,16 @@ class Inbox:
     def done(self):
         return self.args.exit_after is not None and self.handled >= self.args.exit_after
 
+    def reply(self, conn, msg_id, channel, sender):
+        try:
+            reply_id = conn.execute("SELECT wa_send_text(%s, %s, %s)", (channel, sender, self.args.reply)).fetchone()[0]
+            say(f"replied to message {msg_id} with message {reply_id}")
+        except psycopg.Error as e:
+            if e.sqlstate is None:  # the connection itself failed: let run() reconnect
+                raise
+            # Refused by a rule (e.g. the 24-hour window is closed): say why, and go on.
+            say(f"could not reply to message {msg_id}: {e.diag.message_primary} (hint: {e.diag.message_hint})")
+
     def catch_up(self, conn):
         for msg_id, channel, kind, body, contact_id, name, sender in conn.execute(NEW_MESSAGES, (self.last_id,)).fetchall():
             if contact_id is not None and contact_id not in self.known_contacts:
@@ -72,8 +82,7 @@ class Inbox:
                 say(f"conversation: {channel} <-> {name} (+{sender})")
             say(f"message {msg_id} [{channel}] {name}: {body if body is not None else '<' + kind + '>'}")
             if self.args.reply and sender:
-                reply_id = conn.execute("SELECT wa_send_text(%s, %s, %s)", (channel, sender, self.args.reply)).fetchone()[0]
-                say(f"replied to message {msg_id} with message {reply_id}")
+                self.reply(conn, msg_id, channel, sender)
             self.last_id = msg_id
             self.handled += 1
 

@@ -32,6 +32,9 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 say "building and installing whatsapp_channel (release)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
+# Unlink the old library first: cargo pgrx overwrites it in place, which would pull the code
+# out from under a server that has it loaded; unlinked, that server keeps its copy.
+${sudo_flag:+sudo} rm -f "$($PG_CONFIG --pkglibdir)/whatsapp_channel.so"
 cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
 say "building wa-sim"
 cargo build --release --locked -p wa-sim

@@ -15,6 +15,9 @@ cargo test --locked -p whatsapp_cloud -p wa-sim
 
 echo "[test] installing the extension into $($PG_CONFIG --pkglibdir)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
+# Unlink the old library first: cargo pgrx overwrites it in place, which would pull the code
+# out from under a server that has it loaded; unlinked, that server keeps its copy.
+${sudo_flag:+sudo} rm -f "$($PG_CONFIG --pkglibdir)/whatsapp_channel.so"
 cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
 
 echo "[test] end-to-end tests (a real cluster, real HTTP, a real LISTEN client)"

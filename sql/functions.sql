@@ -36,36 +36,162 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION wa_send_text(channel text, recipient text, body text) RETURNS bigint
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+-- Queues one outbound message after the checks every kind shares, in the caller's
+-- transaction, and wakes the delivery worker at commit. `recipient` is already normalised
+-- ('+E.164' or a BSUID); `request` is the Graph API body.
+CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    ch  @extschema@.wa_channels;
-    to_ text := @extschema@.wa_normalize_phone(recipient);
-    msg_id bigint;
+    ch      @extschema@.wa_channels;
+    contact @extschema@.wa_contacts;
+    msg_id  bigint;
 BEGIN
     SELECT * INTO ch FROM @extschema@.wa_channels c WHERE c.name = channel;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
             USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
     END IF;
-    IF body IS NULL OR pg_catalog.btrim(body) = '' THEN
-        RAISE EXCEPTION 'message body is empty' USING ERRCODE = 'invalid_parameter_value';
+    IF NOT ch.enabled THEN
+        RAISE EXCEPTION 'channel % is disabled', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Enable it with UPDATE wa_channels SET enabled = true WHERE name = %L.', channel);
     END IF;
-    IF pg_catalog.char_length(body) > 4096 THEN
-        RAISE EXCEPTION 'message body has % characters; WhatsApp allows at most 4096', pg_catalog.char_length(body)
-            USING ERRCODE = 'string_data_right_truncation', HINT = 'Split the text into several messages.';
+    SELECT * INTO contact FROM @extschema@.wa_contacts k
+     WHERE k.channel_id = ch.id
+       AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient);
+    -- Meta accepts free-form messages only within 24 hours of the customer's last message;
+    -- outside it they fail later with 131047. Refuse them now, where the caller can act.
+    IF p_type NOT IN ('template', 'mark_read') AND NOT ch.allow_outside_window
+       AND (contact.last_inbound_at IS NULL OR contact.last_inbound_at < pg_catalog.now() - interval '24 hours') THEN
+        RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', recipient,
+            CASE WHEN contact.last_inbound_at IS NULL THEN 'they have not written to channel ' || pg_catalog.quote_literal(channel)
+                 ELSE 'their last message was at ' || contact.last_inbound_at::text END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(). '
+                      || 'To send anyway, UPDATE wa_channels SET allow_outside_window = true.';
     END IF;
     INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, type, body, status, recipient, payload, next_attempt_at)
-    VALUES (ch.id,
-            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = ch.id AND k.wa_id = pg_catalog.ltrim(to_, '+')),
-            'outbound', 'text', body, 'queued', to_,
-            @extschema@._wa_text_request(to_, body), pg_catalog.now())
+    VALUES (ch.id, contact.id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now())
     RETURNING id INTO msg_id;
-    -- Wakes the delivery worker when (and only if) this transaction commits.
     PERFORM @extschema@._wa_wake_delivery();
     RETURN msg_id;
+END
+$$;
+
+CREATE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, 'text', body, @extschema@._wa_text_request(r.to_, body, reply_to, preview_url))
+      FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
+END;
+
+CREATE FUNCTION wa_send_media(channel text, recipient text, kind text, link_or_media_id text,
+                              caption text DEFAULT NULL, filename text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, kind, caption,
+                                   @extschema@._wa_media_request(r.to_, kind, link_or_media_id, caption, filename))
+      FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
+END;
+
+CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, 'template', name,
+                                   @extschema@._wa_template_request(r.to_, name, language, components))
+      FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
+END;
+
+CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, 'interactive', interactive #>> '{body,text}',
+                                   @extschema@._wa_interactive_request(r.to_, interactive))
+      FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
+END;
+
+CREATE FUNCTION wa_send_location(channel text, recipient text, latitude double precision, longitude double precision,
+                                 name text DEFAULT NULL, address text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, 'location', name,
+                                   @extschema@._wa_location_request(r.to_, latitude, longitude, name, address))
+      FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
+END;
+
+-- The customer a message of this channel was exchanged with (who receives a reaction or a
+-- read receipt about it), as '+E.164' or BSUID.
+CREATE FUNCTION _wa_counterpart(channel text, message_wamid text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who text;
+BEGIN
+    SELECT CASE WHEN m.direction = 'outbound' THEN m.recipient
+                ELSE COALESCE('+' || k.wa_id, k.user_id) END
+      INTO who
+      FROM @extschema@.wa_messages m
+      JOIN @extschema@.wa_channels c ON c.id = m.channel_id
+      LEFT JOIN @extschema@.wa_contacts k ON k.id = m.contact_id
+     WHERE c.name = channel AND m.wamid = message_wamid;
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'no message % in channel %', message_wamid, pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'no_data_found', HINT = 'Pass the wamid of a message of this channel (wa_messages.wamid).';
+    END IF;
+    RETURN who;
+END
+$$;
+
+-- Reacts to a message with an emoji; an empty emoji removes the reaction.
+CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, 'reaction', emoji, @extschema@._wa_reaction_request(r.to_, message_wamid, emoji))
+      FROM (SELECT @extschema@._wa_counterpart(channel, message_wamid) AS to_) r;
+END;
+
+-- Marks a received message (and those before it) as read, with a typing indicator if asked.
+CREATE FUNCTION wa_mark_read(channel text, message_wamid text, typing boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT @extschema@._wa_enqueue(channel, r.to_, 'mark_read', NULL, @extschema@._wa_mark_read_request(message_wamid, typing))
+      FROM (SELECT @extschema@._wa_counterpart(channel, message_wamid) AS to_) r;
+END;
+
+-- Replaces a channel's access token (an expired temporary token, a rotated system-user token)
+-- and resumes a queue that a token error paused.
+CREATE FUNCTION wa_set_access_token(channel text, access_token text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint;
+BEGIN
+    PERFORM @extschema@._wa_check_access_token(access_token);
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF ch_id IS NULL THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel) USING ERRCODE = 'undefined_object';
+    END IF;
+    UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
+    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+    PERFORM @extschema@._wa_wake_delivery();
 END
 $$;
 
@@ -117,19 +243,64 @@ DECLARE
     contact bigint;
     msg_id  bigint;
 BEGIN
+    -- A system notice is not the customer writing: it does not open the 24-hour window.
     contact := @extschema@._wa_upsert_contact(channel, p_from, p_from_user_id, p_name, p_username,
-                                              coalesce(p_sent_at, pg_catalog.now()));
+        CASE WHEN p_type = 'system' THEN NULL ELSE COALESCE(p_sent_at, pg_catalog.now()) END);
     INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at)
     VALUES (channel, contact, 'inbound', p_wamid, p_type, p_body, 'received', p_payload, event, p_sent_at)
     ON CONFLICT (channel_id, wamid) DO NOTHING
     RETURNING id INTO msg_id;
-    IF msg_id IS NOT NULL THEN
-        PERFORM pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-            'id', msg_id, 'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = channel),
-            'type', p_type, 'contact_id', contact)::text);
+    IF msg_id IS NULL THEN
+        RETURN NULL; -- redelivery: everything below was done the first time
     END IF;
+    IF p_type = 'system' AND contact IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_identity_change(contact, p_payload -> 'system');
+    ELSIF p_type = 'revoke' THEN
+        UPDATE @extschema@.wa_messages o SET revoked_at = COALESCE(p_sent_at, pg_catalog.now()), updated_at = pg_catalog.now()
+         WHERE o.channel_id = channel AND o.wamid = p_payload -> 'revoke' ->> 'original_message_id';
+    ELSIF p_type = 'edit' THEN
+        UPDATE @extschema@.wa_messages o SET edited_at = COALESCE(p_sent_at, pg_catalog.now()), updated_at = pg_catalog.now()
+         WHERE o.channel_id = channel AND o.wamid = p_payload -> 'edit' ->> 'original_message_id';
+    END IF;
+    PERFORM pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+        'id', msg_id, 'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = channel),
+        'type', p_type, 'contact_id', contact)::text);
     RETURN msg_id;
 END
+$$;
+
+-- A customer changed their number (user_changed_number: system.wa_id is the new one) or their
+-- business-scoped id (user_changed_user_id: system.user_id). The contact keeps its history; if
+-- the new id already belongs to another contact of the channel, both stay as they are.
+CREATE FUNCTION _wa_apply_identity_change(contact bigint, sys jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k @extschema@.wa_contacts;
+BEGIN
+    SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.id = contact;
+    IF sys ->> 'type' = 'user_changed_number' AND sys ->> 'wa_id' IS NOT NULL THEN
+        UPDATE @extschema@.wa_contacts x SET wa_id = sys ->> 'wa_id', updated_at = pg_catalog.now()
+         WHERE x.id = contact
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.wa_id = sys ->> 'wa_id');
+    ELSIF sys ->> 'type' = 'user_changed_user_id' AND sys ->> 'user_id' IS NOT NULL THEN
+        UPDATE @extschema@.wa_contacts x SET user_id = sys ->> 'user_id', updated_at = pg_catalog.now()
+         WHERE x.id = contact
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.user_id = sys ->> 'user_id');
+    END IF;
+END
+$$;
+
+-- Counts what the listener saw for a channel (see wa_channel_counters).
+CREATE FUNCTION _wa_count(channel bigint, p_kind text, p_detail text, n bigint DEFAULT 1) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    INSERT INTO @extschema@.wa_channel_counters AS k (channel_id, kind, count, last_at, last_detail)
+    VALUES (channel, p_kind, n, pg_catalog.now(), p_detail)
+    ON CONFLICT (channel_id, kind) DO UPDATE
+       SET count = k.count + n, last_at = pg_catalog.now(), last_detail = COALESCE(p_detail, k.last_detail)
 $$;
 
 -- Moves an outbound message forward to `new_status` if that is progress; notifies wa_status.
@@ -190,32 +361,54 @@ $$;
 
 -- Claims the messages due now, at most one per recipient (the oldest queued one), so that
 -- messages to one customer go out in the order they were queued.
-CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text)
-RETURNS TABLE (id bigint, attempts integer, phone_number_id text, graph_api_version text, access_token text, request text)
+CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
+RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text, request text)
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
+    -- while one is in flight), so that messages to one customer go out in the order they were
+    -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
+    -- {"<channel id>": n}; a channel not in it may use its full per-second rate).
     WITH heads AS (
-        SELECT DISTINCT ON (m.channel_id, m.recipient) m.id, m.next_attempt_at
+        SELECT DISTINCT ON (m.channel_id, m.recipient) m.id, m.channel_id, m.recipient, m.next_attempt_at
           FROM @extschema@.wa_messages m
-         WHERE m.status = 'queued'
+         WHERE m.status IN ('queued', 'sending')
          ORDER BY m.channel_id, m.recipient, m.id
     ), due AS (
-        SELECT h.id FROM heads h
+        SELECT h.id, h.channel_id, h.next_attempt_at,
+               pg_catalog.row_number() OVER (PARTITION BY h.channel_id ORDER BY h.next_attempt_at, h.id) AS nth
+          FROM heads h
+          JOIN @extschema@.wa_messages q ON q.id = h.id AND q.status = 'queued'
+          JOIN @extschema@.wa_channels c ON c.id = h.channel_id AND c.enabled AND c.paused_at IS NULL
          WHERE h.next_attempt_at <= pg_catalog.now()
-           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_messages s, @extschema@.wa_messages q
-                            WHERE q.id = h.id AND s.status = 'sending'
-                              AND s.channel_id = q.channel_id AND s.recipient = q.recipient)
-         ORDER BY h.next_attempt_at, h.id
+    ), chosen AS (
+        SELECT d.id FROM due d JOIN @extschema@.wa_channels c ON c.id = d.channel_id
+         WHERE d.nth <= COALESCE((budgets ->> d.channel_id::text)::integer, c.max_messages_per_second)
+         ORDER BY d.next_attempt_at, d.id
          LIMIT max_messages
     )
     UPDATE @extschema@.wa_messages m
        SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
-      FROM due, @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
-     WHERE m.id = due.id AND c.id = m.channel_id AND s.channel_id = c.id
-    RETURNING m.id, m.attempts, c.phone_number_id, coalesce(c.graph_api_version, default_version),
-              s.access_token, m.payload::text
+      FROM chosen, @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE m.id = chosen.id AND c.id = m.channel_id AND s.channel_id = c.id
+    RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text
 $$;
+
+-- Meta refused the channel's access token: stop sending for it (its queue waits) until
+-- wa_set_access_token() is called, instead of failing every queued message.
+CREATE FUNCTION _wa_pause_channel(msg_id bigint, reason text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason
+      FROM @extschema@.wa_messages m WHERE m.id = msg_id AND c.id = m.channel_id;
+    -- The attempt was not the message's fault: it goes back to the queue unchanged.
+    UPDATE @extschema@.wa_messages m SET status = 'queued', attempts = m.attempts - 1, updated_at = pg_catalog.now()
+     WHERE m.id = msg_id AND m.status = 'sending';
+END;
 
 -- Seconds until the next queued message is due (NULL: nothing queued).
 CREATE FUNCTION _wa_next_due_in() RETURNS double precision
@@ -223,7 +416,8 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT greatest(0, extract(epoch FROM pg_catalog.min(m.next_attempt_at) - pg_catalog.now()))::double precision
-      FROM @extschema@.wa_messages m WHERE m.status = 'queued'
+      FROM @extschema@.wa_messages m JOIN @extschema@.wa_channels c ON c.id = m.channel_id
+     WHERE m.status = 'queued' AND c.enabled AND c.paused_at IS NULL
 $$;
 
 -- After a crash between claiming and recording, claimed messages go back to the queue. This is
@@ -295,16 +489,72 @@ AS $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Views for inbox apps
+
+-- One row per channel and contact: the last message, how many inbound messages came after the
+-- business last wrote (unread), and when the 24-hour customer-service window closes (only a
+-- message from the customer opens or extends it; outside it only templates may be sent).
+CREATE VIEW wa_conversations AS
+SELECT c.id AS channel_id, c.name AS channel, k.id AS contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
+       last.id AS last_message_id, last.direction AS last_direction, last.type AS last_type, last.body AS last_body,
+       last.created_at AS last_message_at,
+       (SELECT count(*) FROM @extschema@.wa_messages i
+         WHERE i.contact_id = k.id AND i.direction = 'inbound'
+           AND i.id > COALESCE((SELECT max(o.id) FROM @extschema@.wa_messages o
+                                 WHERE o.contact_id = k.id AND o.direction = 'outbound'), 0)) AS unread_count,
+       k.last_inbound_at AS last_customer_message_at,
+       k.last_inbound_at + interval '24 hours' AS window_closes_at,
+       COALESCE(k.last_inbound_at + interval '24 hours' > pg_catalog.now(), false) AS window_open
+  FROM @extschema@.wa_contacts k
+  JOIN @extschema@.wa_channels c ON c.id = k.channel_id
+  LEFT JOIN LATERAL (SELECT m.id, m.direction, m.type, m.body, m.created_at
+                       FROM @extschema@.wa_messages m WHERE m.contact_id = k.id
+                      ORDER BY m.id DESC LIMIT 1) last ON true;
+
+-- One row per channel, answering the seed's "Common issues": is Meta reaching us, with the
+-- right secret and token, and is anything failing on the way out?
+CREATE VIEW wa_channel_health AS
+SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
+       c.paused_at AS outbox_paused_at, c.paused_reason AS outbox_paused_reason,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verified') AS last_verified_handshake_at,
+       (SELECT max(k.last_at) FROM @extschema@.wa_channel_counters k
+         WHERE k.channel_id = c.id AND k.kind IN ('stored', 'partial', 'invalid_payload')) AS last_verified_post_at,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_at,
+       (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_cause,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verify_token_mismatch') AS last_verify_token_mismatch_at,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'unrouted') AS last_unrouted_at,
+       (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'unrouted') AS last_unrouted_phone_number_id,
+       COALESCE((SELECT pg_catalog.jsonb_object_agg(k.kind, k.count) FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id), '{}') AS counts,
+       (SELECT count(*) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status IN ('queued', 'sending')) AS outbox_queued,
+       (SELECT max(m.failed_at) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed') AS last_send_failure_at,
+       (SELECT m.error_hint FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed'
+         ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint
+  FROM @extschema@.wa_channels c;
+
+-- ---------------------------------------------------------------------------------------------
 -- Privileges. Nothing is granted to PUBLIC but the pure helpers; see README, "Roles".
 
-REVOKE ALL ON FUNCTION wa_send_text(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_enqueue(text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_send_text(text, text, text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_send_media(text, text, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_send_template(text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_send_interactive(text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_send_location(text, text, double precision, double precision, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_send_reaction(text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_mark_read(text, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_set_access_token(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_counterpart(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_pause_channel(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_add_channel(text, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_replay_webhook_events(bigint, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_wake_delivery() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_upsert_contact(bigint, text, text, text, text, timestamptz) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_apply_identity_change(bigint, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_count(bigint, text, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_message(bigint, bigint, text, text, text, text, text, text, text, timestamptz, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_status(bigint, text, text, timestamptz, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_status(bigint, text, text, timestamptz, text, integer, text, text, jsonb) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _wa_claim_due(integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_claim_due(integer, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_requeue_interrupted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_mark_sent(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_mark_failed(bigint, integer, text, text) FROM PUBLIC;

@@ -9,6 +9,17 @@ CREATE TABLE wa_channels (
     phone_number_id   text NOT NULL UNIQUE,
     -- NULL: use the GUC whatsapp_channel.graph_api_version.
     graph_api_version text,
+    -- A disabled channel refuses new messages; queued ones wait until it is enabled again.
+    enabled           boolean NOT NULL DEFAULT true,
+    -- Free-form messages to a customer whose 24-hour window is closed are refused at enqueue
+    -- (Meta would fail them with 131047); set this to send them anyway.
+    allow_outside_window boolean NOT NULL DEFAULT false,
+    -- Meta's throughput per business number: 80/s by default, up to 1,000/s once upgraded.
+    max_messages_per_second integer NOT NULL DEFAULT 80 CHECK (max_messages_per_second BETWEEN 1 AND 1000),
+    -- Set by the delivery worker when Meta refuses the access token: the queue waits instead of
+    -- failing every message. wa_set_access_token() clears it.
+    paused_at         timestamptz,
+    paused_reason     text,
     created_at        timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE wa_channels IS 'One WhatsApp business phone number. Credentials are in wa_channel_secrets.';
@@ -59,6 +70,8 @@ CREATE TABLE wa_messages (
     direction        text NOT NULL CHECK (direction IN ('inbound', 'outbound')),
     -- Meta's message id. NULL for an outbound message until the Graph API accepts it.
     wamid            text,
+    -- Meta's type: text, image, audio, video, document, sticker, location, contacts, interactive,
+    -- button, reaction, order, system, revoke, edit, unsupported, ... (unknown types are kept).
     type             text NOT NULL,
     -- Text body, or the caption / reply title of other types.
     body             text,
@@ -74,6 +87,9 @@ CREATE TABLE wa_messages (
     delivered_at     timestamptz,
     read_at          timestamptz,
     failed_at        timestamptz,
+    -- Set on the original message when the customer edits or deletes it.
+    edited_at        timestamptz,
+    revoked_at       timestamptz,
     -- outbound delivery bookkeeping
     attempts         integer NOT NULL DEFAULT 0,
     next_attempt_at  timestamptz,
@@ -83,11 +99,55 @@ CREATE TABLE wa_messages (
     error_hint       text,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+
+    -- Queryable columns derived from the payload by Postgres itself, the same way for inbound
+    -- messages and outbound requests (both carry Meta's "<type>": {...} object), and for
+    -- events re-processed after an upgrade.
+    media_id             text GENERATED ALWAYS AS (CASE WHEN type IN ('image', 'audio', 'video', 'document', 'sticker')
+                                                        THEN payload -> type ->> 'id' END) STORED,
+    media_mime_type      text GENERATED ALWAYS AS (CASE WHEN type IN ('image', 'audio', 'video', 'document', 'sticker')
+                                                        THEN payload -> type ->> 'mime_type' END) STORED,
+    -- As Meta sends it: base64 in current webhooks, hex in older ones.
+    media_sha256         text GENERATED ALWAYS AS (CASE WHEN type IN ('image', 'audio', 'video', 'document', 'sticker')
+                                                        THEN payload -> type ->> 'sha256' END) STORED,
+    media_filename       text GENERATED ALWAYS AS (payload -> 'document' ->> 'filename') STORED,
+    -- No cast here may fail: a payload of an unexpected shape must still be stored.
+    voice                boolean GENERATED ALWAYS AS (payload @> '{"audio": {"voice": true}}') STORED,
+    latitude             double precision GENERATED ALWAYS AS (CASE WHEN jsonb_typeof(payload -> 'location' -> 'latitude') = 'number'
+                                                                    THEN (payload -> 'location' ->> 'latitude')::double precision END) STORED,
+    longitude            double precision GENERATED ALWAYS AS (CASE WHEN jsonb_typeof(payload -> 'location' -> 'longitude') = 'number'
+                                                                    THEN (payload -> 'location' ->> 'longitude')::double precision END) STORED,
+    location_name        text GENERATED ALWAYS AS (payload -> 'location' ->> 'name') STORED,
+    location_address     text GENERATED ALWAYS AS (payload -> 'location' ->> 'address') STORED,
+    -- The message this one quotes or answers (inbound context.id, outbound context.message_id).
+    reply_to_wamid       text GENERATED ALWAYS AS (COALESCE(payload -> 'context' ->> 'id', payload -> 'context' ->> 'message_id')) STORED,
+    forwarded            boolean GENERATED ALWAYS AS (payload @> '{"context": {"forwarded": true}}'
+                                                      OR payload @> '{"context": {"frequently_forwarded": true}}') STORED,
+    frequently_forwarded boolean GENERATED ALWAYS AS (payload @> '{"context": {"frequently_forwarded": true}}') STORED,
+    -- Click-to-WhatsApp ad that started the conversation.
+    referral             jsonb GENERATED ALWAYS AS (payload -> 'referral') STORED,
+    reaction_to_wamid    text GENERATED ALWAYS AS (payload -> 'reaction' ->> 'message_id') STORED,
+    -- NULL with reaction_to_wamid set: the customer removed their reaction.
+    reaction_emoji       text GENERATED ALWAYS AS (NULLIF(payload -> 'reaction' ->> 'emoji', '')) STORED,
+    -- id of the button or list row the customer chose (button_reply, list_reply).
+    interactive_reply_id text GENERATED ALWAYS AS (COALESCE(payload -> 'interactive' -> 'button_reply' ->> 'id',
+                                                            payload -> 'interactive' -> 'list_reply' ->> 'id')) STORED,
+    -- Payload of a template quick-reply button the customer tapped.
+    button_payload       text GENERATED ALWAYS AS (payload -> 'button' ->> 'payload') STORED,
+    order_items          jsonb GENERATED ALWAYS AS (payload -> 'order' -> 'product_items') STORED,
+    shared_contacts      jsonb GENERATED ALWAYS AS (CASE WHEN type = 'contacts' THEN payload -> 'contacts' END) STORED,
+    -- user_changed_number, user_changed_user_id, customer_identity_changed
+    system_type          text GENERATED ALWAYS AS (payload -> 'system' ->> 'type') STORED,
+    -- The message a revoke or an edit applies to.
+    original_wamid       text GENERATED ALWAYS AS (COALESCE(payload -> 'revoke' ->> 'original_message_id',
+                                                            payload -> 'edit' ->> 'original_message_id')) STORED,
+
     -- Redelivered webhooks must not duplicate messages: the constraint, not a cache, decides.
     UNIQUE (channel_id, wamid)
 );
 CREATE INDEX wa_messages_outbox ON wa_messages (next_attempt_at, id) WHERE status = 'queued';
 CREATE INDEX wa_messages_sending ON wa_messages (id) WHERE status = 'sending';
+CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
 
 -- Every status webhook, once per (wamid, status): the history, and a place for statuses that
@@ -105,4 +165,17 @@ CREATE TABLE wa_message_statuses (
     payload       jsonb NOT NULL,
     received_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     UNIQUE (channel_id, wamid, status)
+);
+
+-- What the webhook listener saw, per channel and kind: the only thing ever written for a
+-- request that failed verification. Kinds: stored, partial, invalid_payload, unrouted,
+-- signature_mismatch, verify_token_mismatch, verified.
+CREATE TABLE wa_channel_counters (
+    channel_id  bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    kind        text NOT NULL,
+    count       bigint NOT NULL DEFAULT 0,
+    last_at     timestamptz NOT NULL,
+    -- For rejections, the likely cause in the seed's words; for unrouted, the phone_number_id.
+    last_detail text,
+    PRIMARY KEY (channel_id, kind)
 );

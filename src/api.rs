@@ -50,14 +50,99 @@ fn wa_error_hint(code: Option<i32>) -> Option<&'static str> {
     graph_api::hint(code.map(i64::from))
 }
 
-/// The Graph API body of a text message (so SQL and the worker build it the same way).
+/// Normalises a recipient: a phone number to `+E.164`, a business-scoped user id (BSUID,
+/// `US.1349...`) as it is; anything else raises an error that says why.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn _wa_text_request(to: &str, body: &str) -> JsonB {
-    JsonB(graph_api::text_message(to, body))
+fn wa_normalize_recipient(recipient: &str) -> String {
+    recipient_of(recipient).as_str().to_string()
+}
+
+fn recipient_of(recipient: &str) -> phone::Recipient {
+    phone::Recipient::parse(recipient)
+        .unwrap_or_else(|e| raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), phone::HINT))
+}
+
+/// A request body, or the rule it breaks as an ERROR with a hint.
+fn request(built: Result<serde_json::Value, graph_api::InvalidMessage>) -> JsonB {
+    match built {
+        Ok(body) => JsonB(body),
+        Err(e) => raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.problem, e.hint),
+    }
+}
+
+// The Graph API bodies, one per kind, built by the pure functions of `whatsapp_cloud::graph_api`
+// (unit-tested there) for the SQL functions wa_send_*() in sql/functions.sql.
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_text_request(recipient: &str, body: &str, reply_to: Option<&str>, preview_url: default!(bool, false)) -> JsonB {
+    request(graph_api::text(&recipient_of(recipient), body, reply_to, preview_url))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_media_request(
+    recipient: &str,
+    kind: &str,
+    link_or_media_id: &str,
+    caption: Option<&str>,
+    filename: Option<&str>,
+) -> JsonB {
+    request(graph_api::media(&recipient_of(recipient), kind, link_or_media_id, caption, filename))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_template_request(recipient: &str, name: &str, language: &str, components: Option<JsonB>) -> JsonB {
+    request(graph_api::template(&recipient_of(recipient), name, language, components.as_ref().map(|c| &c.0)))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_interactive_request(recipient: &str, interactive: JsonB) -> JsonB {
+    request(graph_api::interactive(&recipient_of(recipient), &interactive.0))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_location_request(
+    recipient: &str,
+    latitude: f64,
+    longitude: f64,
+    name: Option<&str>,
+    address: Option<&str>,
+) -> JsonB {
+    request(graph_api::location(&recipient_of(recipient), latitude, longitude, name, address))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_reaction_request(recipient: &str, message_wamid: &str, emoji: Option<&str>) -> JsonB {
+    JsonB(graph_api::reaction(&recipient_of(recipient), message_wamid, emoji.unwrap_or("")))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_mark_read_request(message_wamid: &str, typing: default!(bool, false)) -> JsonB {
+    JsonB(graph_api::mark_read(message_wamid, typing))
+}
+
+/// Refuses what cannot be an access token, naming where to get one.
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_check_access_token(access_token: &str) {
+    if let Err(e) = channel::validate_access_token(access_token) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
+    }
 }
 
 /// Wakes the delivery worker when the calling transaction commits.
 #[pg_extern(volatile)]
 fn _wa_wake_delivery() {
     crate::wake::delivery_at_commit();
+}
+
+/// Re-processes stored webhook events (all, or ids `first_id` to `last_id`): after an upgrade
+/// that parses more, or after fixing a channel that was missing. Adds only what is not there
+/// yet (Meta's ids decide), notifies what it adds, and returns what it did.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn wa_replay_webhook_events(
+    first_id: default!(Option<i64>, "NULL"),
+    last_id: default!(Option<i64>, "NULL"),
+) -> TableIterator<'static, (name!(events, i64), name!(new_messages, i64), name!(new_statuses, i64))> {
+    let r = crate::inbound::replay(first_id, last_id);
+    TableIterator::once((r.events, r.new_messages, r.new_statuses))
 }

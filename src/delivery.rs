@@ -1,24 +1,28 @@
 //! The delivery worker: sends queued outbound messages. Woken at the commit of a transaction
 //! that queued messages ([`crate::wake`]), and by its own timer for retries that fall due.
 //!
-//! Each round: claim due messages (status `sending`) and COMMIT; send them concurrently with
-//! no transaction open; record each result in its own subtransaction and COMMIT. A crash
-//! between the two commits leaves rows in `sending`, which go back to the queue at start: the
-//! only window in which a message can be sent twice.
+//! Each turn of the loop records the answers that came back, then claims as many due
+//! messages as there are free senders (status `sending`, COMMIT) and hands them to the
+//! [`SenderPool`]. Per channel, a token bucket keeps to its `max_messages_per_second`.
+//! A crash between a claim and its record leaves rows in `sending`, which go back to the
+//! queue at start: the only window in which a message can be sent twice.
 
-use crate::graph_client::{GraphClient, SendResult};
+use crate::graph_client::{Send, SendResult, SenderPool};
 use crate::store::{self, Claimed};
 use crate::{guc, subtransaction, wake};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use whatsapp_cloud::graph_api::{self, GraphError, Retry, SendOutcome};
 
-/// Most messages claimed (and sent concurrently) per round.
-const BATCH: i32 = 64;
+/// Requests in flight at most: 1,000 messages/s at Meta's typical 50 ms per answer needs 50.
+const SENDERS: usize = 96;
 /// Longest sleep when nothing is due: a safety net for rows queued without a wake.
 const IDLE: Duration = Duration::from_secs(10);
+/// While requests are in flight, how long to wait for answers before looking for new work.
+const ANSWER_WAIT: Duration = Duration::from_millis(2);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -29,17 +33,41 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     wake::register_delivery_worker();
     log!("whatsapp_channel: delivery worker started, database \"{database}\"");
 
-    let mut client = GraphClient::new(timeout());
+    let pool = SenderPool::start(SENDERS, timeout());
+    let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
+    let mut buckets: HashMap<i64, Bucket> = HashMap::new();
     let mut recovered = false;
     let mut wait = Duration::ZERO;
-    while BackgroundWorker::wait_latch(Some(wait)) {
+    while BackgroundWorker::wait_latch(Some(if in_flight.is_empty() { wait } else { Duration::ZERO })) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            client = GraphClient::new(timeout());
+            pool.set_timeout(timeout());
+        }
+        if !in_flight.is_empty() {
+            let done = pool.finished(ANSWER_WAIT);
+            if !done.is_empty() {
+                let finished: Vec<(Claimed, SendResult)> =
+                    done.into_iter().filter_map(|(id, r)| in_flight.remove(&id).map(|c| (c, r))).collect();
+                BackgroundWorker::transaction(AssertUnwindSafe(|| {
+                    for (message, result) in &finished {
+                        if let Err(e) = subtransaction::run(|| record(message, result)) {
+                            warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
+                        }
+                    }
+                }));
+                unsafe { pg_sys::pgstat_report_stat(false) };
+            }
+        }
+
+        let free = SENDERS * 2 - in_flight.len();
+        if free == 0 {
+            continue;
         }
         // Cleared before looking, so a commit from now on sets the latch again.
         wake::take_pending_wake();
-        let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
+        let now = Instant::now();
+        let budgets: serde_json::Map<String, serde_json::Value> =
+            buckets.iter_mut().map(|(id, b)| (id.to_string(), b.available(now).into())).collect();
         let version = guc::string(&guc::GRAPH_API_VERSION, "v25.0");
         let claimed = BackgroundWorker::transaction(|| {
             if !store::use_extension_schema() {
@@ -51,28 +79,36 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                     log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
                 }
             }
-            Some(store::claim_due(BATCH, &version))
+            Some(store::claim_due(free as i32, &version, budgets))
         });
         let Some(claimed) = claimed else {
             wait = IDLE; // not installed (yet): look again later
             continue;
         };
         recovered = true;
-        if claimed.is_empty() {
-            let due_in = BackgroundWorker::transaction(store::next_due_in);
-            wait = due_in.map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.005, IDLE.as_secs_f64())));
-            continue;
+        let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
+        for message in claimed.iter() {
+            buckets
+                .entry(message.channel_id)
+                .or_insert_with(|| Bucket::full(message.max_per_second, now))
+                .take(message.max_per_second, now);
+            pool.submit(Send {
+                id: message.id,
+                url: graph_api::messages_url(&base_url, &message.graph_api_version, &message.phone_number_id),
+                access_token: message.access_token.clone(),
+                body: message.request.clone(),
+            });
         }
-        let results = client.send_all(&base_url, &claimed);
-        BackgroundWorker::transaction(AssertUnwindSafe(|| {
-            for (message, result) in claimed.iter().zip(&results) {
-                if let Err(e) = subtransaction::run(|| record(message, result)) {
-                    warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
-                }
-            }
-        }));
-        unsafe { pg_sys::pgstat_report_stat(false) };
-        wait = Duration::ZERO; // there may be more
+        let claimed_any = !claimed.is_empty();
+        in_flight.extend(claimed.into_iter().map(|m| (m.id, m)));
+        wait = if claimed_any {
+            Duration::ZERO
+        } else {
+            let refill = buckets.values().filter_map(|b| b.refill_in(now)).min();
+            let due = BackgroundWorker::transaction(store::next_due_in)
+                .map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.001, IDLE.as_secs_f64())));
+            refill.map_or(due, |r| r.min(due))
+        };
     }
 }
 
@@ -80,14 +116,50 @@ fn timeout() -> Duration {
     Duration::from_millis(u64::try_from(guc::GRAPH_API_TIMEOUT_MS.get()).unwrap_or(30_000))
 }
 
+/// A channel's token bucket: up to one second's worth of messages at once, refilled at its rate.
+struct Bucket {
+    tokens: f64,
+    rate: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(rate: i32, now: Instant) -> Bucket {
+        Bucket { tokens: f64::from(rate), rate: f64::from(rate), at: now }
+    }
+
+    fn refill(&mut self, now: Instant) {
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
+        self.at = now;
+    }
+
+    /// Whole messages the channel may send now.
+    fn available(&mut self, now: Instant) -> i64 {
+        self.refill(now);
+        self.tokens.floor().max(0.0) as i64
+    }
+
+    fn take(&mut self, rate: i32, now: Instant) {
+        self.rate = f64::from(rate); // the channel's limit may have been changed
+        self.refill(now);
+        self.tokens -= 1.0;
+    }
+
+    /// When the next whole token arrives, if the bucket is empty now.
+    fn refill_in(&self, now: Instant) -> Option<Duration> {
+        let tokens = self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate;
+        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.rate))
+    }
+}
+
 fn record(message: &Claimed, result: &SendResult) {
-    let error = match result {
-        SendResult::Answered(SendOutcome::Accepted { wamid }) => {
-            return store::mark_sent(message.id, wamid);
+    let (error, retry_after) = match result {
+        SendResult::Answered { outcome: SendOutcome::Accepted { wamid }, .. } => {
+            return store::mark_sent(message.id, wamid.as_deref());
         }
-        SendResult::Answered(SendOutcome::Failed(error)) => error.clone(),
+        SendResult::Answered { outcome: SendOutcome::Failed(error), retry_after } => (error.clone(), *retry_after),
         SendResult::Transport(reason) => {
-            GraphError { code: None, http_status: 0, message: reason.clone(), details: None }
+            (GraphError { code: None, http_status: 0, message: reason.clone(), details: None }, None)
         }
     };
     let code = error.code.and_then(|c| i32::try_from(c).ok());
@@ -97,8 +169,17 @@ fn record(message: &Claimed, result: &SendResult) {
         _ => graph_api::classify(&error),
     };
     match retry {
+        Retry::Credentials => {
+            let hint = graph_api::hint(error.code).unwrap_or_default();
+            warning!(
+                "whatsapp_channel: the Graph API refused the access token ({}); the channel's queue is paused until wa_set_access_token() is called. {hint}",
+                error.message
+            );
+            store::pause_channel(message.id, &format!("{}: {hint}", error.message));
+        }
         Retry::Backoff | Retry::PairLimit if attempts < graph_api::MAX_ATTEMPTS => {
-            let delay = graph_api::backoff(retry, attempts, jitter(message.id, attempts));
+            let backoff = graph_api::backoff(retry, attempts, jitter(message.id, attempts));
+            let delay = retry_after.map_or(backoff, |r| r.max(backoff));
             log!(
                 "whatsapp_channel: message {} not sent (attempt {attempts}): {}; retrying in {:.1}s",
                 message.id,

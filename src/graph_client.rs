@@ -1,63 +1,120 @@
-//! Sending claimed messages to the Graph API. Runs on short-lived threads that make no
-//! Postgres calls; the worker's main thread claims before and records after, so no
-//! transaction is open while a request is in flight.
+//! Sending to the Graph API from a pool of threads that make no Postgres calls. The delivery
+//! worker's main thread claims messages (and commits) before it hands them over, and records
+//! the results (in a new transaction) after: no transaction is open while a request is in
+//! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
-use crate::store::Claimed;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
 use whatsapp_cloud::graph_api::{self, SendOutcome};
 
+/// One request to make.
+pub struct Send {
+    pub id: i64,
+    pub url: String,
+    pub access_token: String,
+    pub body: String,
+}
+
 /// The answer to one send: what the Graph API said, or why it could not be asked.
 pub enum SendResult {
-    Answered(SendOutcome),
+    Answered {
+        outcome: SendOutcome,
+        retry_after: Option<Duration>,
+    },
     /// Connection refused, reset, timed out, TLS: retried like a 5xx.
     Transport(String),
 }
 
-pub struct GraphClient {
-    agent: Agent,
+pub struct SenderPool {
+    sends: Sender<Send>,
+    results: Receiver<(i64, SendResult)>,
+    timeout_ms: Arc<AtomicU64>,
 }
 
-impl GraphClient {
-    /// A client with a hard timeout per request; the agent pools keep-alive connections.
-    pub fn new(timeout: Duration) -> Self {
+impl SenderPool {
+    /// `threads` senders sharing one agent, which keeps connections alive between requests.
+    pub fn start(threads: usize, timeout: Duration) -> SenderPool {
         let config = Agent::config_builder()
-            .timeout_global(Some(timeout))
             .http_status_as_error(false)
-            .max_idle_connections_per_host(64)
+            .max_idle_connections(threads)
+            .max_idle_connections_per_host(threads)
             .build();
-        GraphClient { agent: config.into() }
-    }
-
-    /// Sends every message concurrently and returns the results in the same order.
-    pub fn send_all(&self, base_url: &str, messages: &[Claimed]) -> Vec<SendResult> {
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = messages.iter().map(|m| scope.spawn(move || self.send(base_url, m))).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| SendResult::Transport("sender thread panicked".into())))
-                .collect()
-        })
-    }
-
-    fn send(&self, base_url: &str, m: &Claimed) -> SendResult {
-        let url = graph_api::messages_url(base_url, &m.graph_api_version, &m.phone_number_id);
-        let response = self
-            .agent
-            .post(&url)
-            .header("Authorization", format!("Bearer {}", m.access_token))
-            .content_type("application/json")
-            .send(m.request.as_bytes());
-        match response {
-            Ok(mut r) => {
-                let status = r.status().as_u16();
-                match r.body_mut().with_config().limit(1 << 20).read_to_vec() {
-                    Ok(body) => SendResult::Answered(graph_api::parse_send_response(status, &body)),
-                    Err(e) => SendResult::Transport(format!("reading the answer: {e}")),
-                }
-            }
-            // ureq's errors name the host and the failure, never the headers (no token).
-            Err(e) => SendResult::Transport(e.to_string()),
+        let agent: Agent = config.into();
+        let (sends, queue) = channel::<Send>();
+        let (results_tx, results) = channel();
+        let queue = Arc::new(Mutex::new(queue));
+        let timeout_ms = Arc::new(AtomicU64::new(timeout.as_millis() as u64));
+        for i in 0..threads {
+            let (agent, queue, results_tx, timeout_ms) =
+                (agent.clone(), queue.clone(), results_tx.clone(), timeout_ms.clone());
+            std::thread::Builder::new()
+                .name(format!("wa-send-{i}"))
+                .spawn(move || {
+                    loop {
+                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok(send) = next else { return }; // the worker is exiting
+                        let timeout = Duration::from_millis(timeout_ms.load(Ordering::Relaxed));
+                        let result = post(&agent, &send, timeout);
+                        if results_tx.send((send.id, result)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawning a sender thread");
         }
+        SenderPool { sends, results, timeout_ms }
+    }
+
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout_ms.store(timeout.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn submit(&self, send: Send) {
+        self.sends.send(send).expect("sender threads live as long as the pool");
+    }
+
+    /// Waits up to `wait` for one result, then takes all others that are ready.
+    pub fn finished(&self, wait: Duration) -> Vec<(i64, SendResult)> {
+        let mut done = Vec::new();
+        match self.results.recv_timeout(wait) {
+            Ok(r) => done.push(r),
+            Err(RecvTimeoutError::Timeout) => return done,
+            Err(RecvTimeoutError::Disconnected) => panic!("all sender threads have stopped"),
+        }
+        done.extend(self.results.try_iter());
+        done
+    }
+}
+
+fn post(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
+    let response = agent
+        .post(&send.url)
+        .config()
+        .timeout_global(Some(timeout))
+        .build()
+        .header("Authorization", format!("Bearer {}", send.access_token))
+        .content_type("application/json")
+        .send(send.body.as_bytes());
+    match response {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            let retry_after = r
+                .headers()
+                .get("Retry-After")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            match r.body_mut().with_config().limit(1 << 20).read_to_vec() {
+                Ok(body) => {
+                    SendResult::Answered { outcome: graph_api::parse_send_response(status, &body), retry_after }
+                }
+                Err(e) => SendResult::Transport(format!("reading the answer: {e}")),
+            }
+        }
+        // ureq's errors name the host and the failure, never the headers (no token).
+        Err(e) => SendResult::Transport(e.to_string()),
     }
 }

@@ -18,6 +18,7 @@ mod api;
 mod delivery;
 mod graph_client;
 mod guc;
+mod inbound;
 mod store;
 mod subtransaction;
 mod wake;

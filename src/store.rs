@@ -125,6 +125,38 @@ pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {
     ));
 }
 
+/// A stored webhook event, for replay.
+pub struct StoredEvent {
+    pub id: i64,
+    pub channel_id: Option<i64>,
+    pub outcome: String,
+    pub body: Vec<u8>,
+}
+
+/// Up to `limit` stored events with ids above `after` (and up to `last`, if given), in order.
+pub fn webhook_events_after(after: i64, last: Option<i64>, limit: i64) -> Vec<StoredEvent> {
+    Spi::connect(|client| {
+        let rows = ok(client.select(
+            "SELECT id, channel_id, outcome, body FROM wa_webhook_events
+              WHERE id > $1 AND ($2::bigint IS NULL OR id <= $2) ORDER BY id LIMIT $3",
+            None,
+            &[after.into(), last.into(), limit.into()],
+        ));
+        rows.map(|row| StoredEvent {
+            id: ok(row.get(1)).unwrap_or_default(),
+            channel_id: ok(row.get(2)),
+            outcome: ok(row.get(3)).unwrap_or_default(),
+            body: ok(row.get(4)).unwrap_or_default(),
+        })
+        .collect()
+    })
+}
+
+/// One more of `kind` for a channel in `wa_channel_counters`.
+pub fn count(channel_id: i64, kind: &str, detail: Option<&str>) {
+    ok(Spi::run_with_args("SELECT _wa_count($1, $2, $3)", &[channel_id.into(), kind.into(), detail.into()]));
+}
+
 /// Stores one inbound message; `Some(id)` if new, `None` if it was stored before.
 pub fn receive_message(
     channel_id: i64,
@@ -177,6 +209,8 @@ pub fn receive_status(channel_id: i64, s: &webhook::Status) -> bool {
 #[derive(Debug, Clone)]
 pub struct Claimed {
     pub id: i64,
+    pub channel_id: i64,
+    pub max_per_second: i32,
     pub attempts: i32,
     pub phone_number_id: String,
     pub graph_api_version: String,
@@ -184,23 +218,36 @@ pub struct Claimed {
     pub request: String,
 }
 
-pub fn claim_due(max_messages: i32, default_version: &str) -> Vec<Claimed> {
+/// Claims up to `max_messages` due messages; `budgets` limits channels by id (see _wa_claim_due).
+pub fn claim_due(
+    max_messages: i32,
+    default_version: &str,
+    budgets: serde_json::Map<String, serde_json::Value>,
+) -> Vec<Claimed> {
     Spi::connect_mut(|client| {
         let rows = ok(client.update(
-            "SELECT id, attempts, phone_number_id, graph_api_version, access_token, request FROM _wa_claim_due($1, $2)",
+            "SELECT id, channel_id, max_per_second, attempts, phone_number_id, graph_api_version, access_token, request
+               FROM _wa_claim_due($1, $2, $3)",
             None,
-            &[max_messages.into(), default_version.into()],
+            &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
         ));
         rows.map(|row| Claimed {
             id: ok(row.get(1)).unwrap_or_default(),
-            attempts: ok(row.get(2)).unwrap_or_default(),
-            phone_number_id: ok(row.get(3)).unwrap_or_default(),
-            graph_api_version: ok(row.get(4)).unwrap_or_default(),
-            access_token: ok(row.get(5)).unwrap_or_default(),
-            request: ok(row.get(6)).unwrap_or_default(),
+            channel_id: ok(row.get(2)).unwrap_or_default(),
+            max_per_second: ok(row.get(3)).unwrap_or(80),
+            attempts: ok(row.get(4)).unwrap_or_default(),
+            phone_number_id: ok(row.get(5)).unwrap_or_default(),
+            graph_api_version: ok(row.get(6)).unwrap_or_default(),
+            access_token: ok(row.get(7)).unwrap_or_default(),
+            request: ok(row.get(8)).unwrap_or_default(),
         })
         .collect()
     })
+}
+
+/// The channel of this message refused its token: pause its queue, requeue the message.
+pub fn pause_channel(id: i64, reason: &str) {
+    ok(Spi::run_with_args("SELECT _wa_pause_channel($1, $2)", &[id.into(), reason.into()]));
 }
 
 /// Seconds until the next queued message is due, if any is queued.
@@ -212,7 +259,7 @@ pub fn requeue_interrupted() -> i32 {
     ok(Spi::get_one("SELECT _wa_requeue_interrupted()")).unwrap_or(0)
 }
 
-pub fn mark_sent(id: i64, wamid: &str) {
+pub fn mark_sent(id: i64, wamid: Option<&str>) {
     ok(Spi::run_with_args("SELECT _wa_mark_sent($1, $2)", &[id.into(), wamid.into()]));
 }
 

@@ -49,21 +49,26 @@ impl Shared {
         self.channels.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
-    /// The channel a change is for. Meta has one callback URL per app, so a POST to one
-    /// channel's URL may carry updates for another number of the same app: those are routed
-    /// by `metadata.phone_number_id`, but only to a channel with the same app secret (the same
-    /// app); `None` means no such channel exists.
+    /// The channel a change is for (see [`route`]).
     pub fn route(&self, from: &ChannelKeys, phone_number_id: Option<&str>) -> Option<i64> {
-        match phone_number_id {
-            None => Some(from.id),
-            Some(p) if p == from.phone_number_id => Some(from.id),
-            Some(p) => self
-                .channels
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .values()
-                .find(|c| c.phone_number_id == p && c.app_secret == from.app_secret)
-                .map(|c| c.id),
+        route(self.channels.read().unwrap_or_else(|p| p.into_inner()).values().map(Arc::as_ref), from, phone_number_id)
+    }
+}
+
+/// The channel a change is for. Meta has one callback URL per app, so a POST to one channel's
+/// URL may carry updates for another number of the same app: those are routed by
+/// `metadata.phone_number_id`, but only to a channel with the same app secret (the same app);
+/// `None` means no such channel exists.
+pub fn route<'a>(
+    channels: impl IntoIterator<Item = &'a ChannelKeys>,
+    from: &ChannelKeys,
+    phone_number_id: Option<&str>,
+) -> Option<i64> {
+    match phone_number_id {
+        None => Some(from.id),
+        Some(p) if p == from.phone_number_id => Some(from.id),
+        Some(p) => {
+            channels.into_iter().find(|c| c.phone_number_id == p && c.app_secret == from.app_secret).map(|c| c.id)
         }
     }
 }
@@ -82,8 +87,21 @@ pub enum Job {
     /// Re-read the channels (a new channel, a changed secret) unless that was done after
     /// this instant, then answer.
     Reload(Instant, SyncSender<()>),
-    /// A line for the server log.
-    Log(LogLevel, String),
+    /// A line for the server log, and perhaps a count in `wa_channel_counters`.
+    Report(Report),
+}
+
+pub struct Report {
+    pub level: LogLevel,
+    pub line: String,
+    pub counter: Option<Counter>,
+}
+
+/// One more of `kind` for a channel (`detail`: the likely cause, shown in wa_channel_health).
+pub struct Counter {
+    pub channel_id: i64,
+    pub kind: &'static str,
+    pub detail: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -165,18 +183,18 @@ impl Handler<'_> {
     fn handshake(&self, request: Request, channel: &ChannelKeys, query: &str) {
         match webhook::verify_subscription(query, &channel.verify_token) {
             Ok(challenge) => {
-                self.log(LogLevel::Log, format!("webhook verified by Meta for channel '{}'", channel.name));
+                let line = format!("webhook verified by Meta for channel '{}'", channel.name);
+                self.report(LogLevel::Log, line, Some((channel, "verified", None)));
                 reply(request, 200, &challenge)
             }
             Err(HandshakeError::TokenMismatch) => {
-                self.log(
-                    LogLevel::Warning,
-                    format!(
-                        "webhook verification failed: verify token does not match the one set for channel '{}'. \
-                         Enter the same verify_token in Meta's webhook settings as in wa_add_channel()",
-                        channel.name
-                    ),
+                let line = format!(
+                    "webhook verification failed: verify token does not match the one set for channel '{}'. \
+                     Enter the same verify_token in Meta's webhook settings as in wa_add_channel()",
+                    channel.name
                 );
+                let cause = "verify token does not match the one set for the channel";
+                self.report(LogLevel::Warning, line, Some((channel, "verify_token_mismatch", Some(cause))));
                 reply(request, 403, "Verify token mismatch")
             }
             Err(HandshakeError::NotSubscribe) => reply(request, 403, "Expected hub.mode=subscribe"),
@@ -187,13 +205,11 @@ impl Handler<'_> {
     fn read_body(&self, request: &mut Request, channel: &ChannelKeys) -> Result<Vec<u8>, (u16, &'static str)> {
         let max = self.shared.max_body_bytes.load(Ordering::Relaxed);
         let too_large = || {
-            self.log(
-                LogLevel::Warning,
-                format!(
-                    "webhook POST for channel '{}' refused: body larger than whatsapp_channel.max_body_bytes ({max})",
-                    channel.name
-                ),
+            let line = format!(
+                "webhook POST for channel '{}' refused: body larger than whatsapp_channel.max_body_bytes ({max})",
+                channel.name
             );
+            self.report(LogLevel::Warning, line, Some((channel, "too_large", None)));
             (413, "Payload too large")
         };
         if request.body_length().is_some_and(|len| len > max) {
@@ -222,14 +238,12 @@ impl Handler<'_> {
             }
         }
         if let Err(mismatch) = verdict {
-            self.log(
-                LogLevel::Warning,
-                format!(
-                    "webhook POST for channel '{}' refused: Signature mismatch. Likely cause: {}",
-                    channel.name,
-                    mismatch.likely_cause()
-                ),
+            let line = format!(
+                "webhook POST for channel '{}' refused: Signature mismatch. Likely cause: {}",
+                channel.name,
+                mismatch.likely_cause()
             );
+            self.report(LogLevel::Warning, line, Some((&channel, "signature_mismatch", Some(mismatch.likely_cause()))));
             return reply(request, 401, "Signature mismatch");
         }
         let payload = webhook::parse(&body);
@@ -239,25 +253,33 @@ impl Handler<'_> {
                 TrySendError::Full(_) => "the listener is overloaded",
                 TrySendError::Disconnected(_) => "the listener is restarting",
             };
-            self.log(LogLevel::Warning, format!("webhook POST answered 503: {reason}; Meta will redeliver it"));
+            self.report(
+                LogLevel::Warning,
+                format!("webhook POST answered 503: {reason}; Meta will redeliver it"),
+                None,
+            );
             return reply(request, 503, "Busy, retry later");
         }
         match rx.recv_timeout(STORE_TIMEOUT) {
             Ok(Ok(())) => reply(request, 200, "OK"),
             Ok(Err(reason)) => {
-                self.log(
-                    LogLevel::Warning,
-                    format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}"),
-                );
+                let line = format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}");
+                self.report(LogLevel::Warning, line, None);
                 reply(request, 500, "Could not store the event; it will be redelivered")
             }
             Err(_) => reply(request, 503, "Timed out storing the event; it will be redelivered"),
         }
     }
 
-    fn log(&self, level: LogLevel, line: String) {
-        if let Err(TrySendError::Full(Job::Log(_, line))) = self.jobs.try_send(Job::Log(level, line)) {
-            eprintln!("whatsapp_channel: {line}");
+    /// Sends a log line (and a count for the channel) to the main thread. If its queue is
+    /// full the line goes to stderr, which also ends in the server log; the count is dropped.
+    fn report(&self, level: LogLevel, line: String, counter: Option<(&ChannelKeys, &'static str, Option<&str>)>) {
+        let counter =
+            counter.map(|(c, kind, detail)| Counter { channel_id: c.id, kind, detail: detail.map(str::to_string) });
+        if let Err(TrySendError::Full(Job::Report(r))) =
+            self.jobs.try_send(Job::Report(Report { level, line, counter }))
+        {
+            eprintln!("whatsapp_channel: {}", r.line);
         }
     }
 }

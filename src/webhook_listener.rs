@@ -4,7 +4,7 @@
 //! own subtransaction; every request is answered only after that transaction has committed.
 
 use crate::webhook_http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
-use crate::{guc, store, subtransaction};
+use crate::{guc, inbound, store, subtransaction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -99,6 +99,7 @@ struct Listener {
 impl Listener {
     fn run(&mut self, batch: Vec<Job>) {
         let mut stores: Vec<(Verified, SyncSender<Result<(), String>>)> = Vec::new();
+        let mut counters = Vec::new();
         for job in batch {
             match job {
                 Job::Store(verified, reply) => stores.push((verified, reply)),
@@ -109,17 +110,26 @@ impl Listener {
                     }
                     let _ = reply.send(());
                 }
-                Job::Log(LogLevel::Log, line) => log!("whatsapp_channel: {line}"),
-                Job::Log(LogLevel::Warning, line) => warning!("whatsapp_channel: {line}"),
+                Job::Report(report) => {
+                    match report.level {
+                        LogLevel::Log => log!("whatsapp_channel: {}", report.line),
+                        LogLevel::Warning => warning!("whatsapp_channel: {}", report.line),
+                    }
+                    counters.extend(report.counter);
+                }
             }
         }
-        if stores.is_empty() {
+        if stores.is_empty() && counters.is_empty() {
             return;
         }
         let shared = &self.shared;
         let results: Vec<Result<(), String>> = BackgroundWorker::transaction(AssertUnwindSafe(|| {
             if !store::use_extension_schema() {
                 return stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
+            }
+            for c in &counters {
+                // A channel deleted meanwhile makes this fail; a count is not worth the batch.
+                let _ = subtransaction::run(|| store::count(c.channel_id, c.kind, c.detail.as_deref()));
             }
             stores
                 .iter()
@@ -156,8 +166,7 @@ impl Listener {
     }
 }
 
-/// Stores one verified POST: the raw event, then each message and status in a subtransaction
-/// of its own, so a bad item costs only itself. Problems are recorded on the event.
+/// Stores one verified POST: the raw event, then every message and status in it.
 fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
     let channel = &verified.channel;
     let payload = match &verified.payload {
@@ -166,6 +175,7 @@ fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
             // Signed by Meta but unreadable: kept for inspection and replay, answered 200 since
             // redelivering the same bytes cannot make them readable.
             store::insert_webhook_event(channel.id, &verified.body, store::EventOutcome::InvalidPayload(&e.0), 0, 0);
+            store::count(channel.id, "invalid_payload", Some(&e.0));
             warning!("whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}", channel.name);
             return Ok(());
         }
@@ -178,35 +188,8 @@ fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
         count(payload.message_count()),
         count(payload.status_count()),
     );
-    let mut problems = Vec::new();
-    for change in &payload.changes {
-        let Some(target) = shared.route(channel, change.phone_number_id.as_deref()) else {
-            problems.push(format!(
-                "updates for phone_number_id {} kept raw only: no channel of this app has that number",
-                change.phone_number_id.as_deref().unwrap_or("?")
-            ));
-            continue;
-        };
-        for message in &change.messages {
-            let sender = change.sender_of(message);
-            if let Err(e) = subtransaction::run(|| store::receive_message(target, event_id, message, sender)) {
-                problems.push(format!("message {}: {e}", message.wamid));
-            }
-        }
-        for status in &change.statuses {
-            if let Err(e) = subtransaction::run(|| store::receive_status(target, status)) {
-                problems.push(format!("status {} of {}: {e}", status.status, status.wamid));
-            }
-        }
-        problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
-    }
-    if !problems.is_empty() {
-        let summary = problems.join("; ");
-        warning!(
-            "whatsapp_channel: webhook event {event_id} for channel '{}' stored with problems: {summary}",
-            channel.name
-        );
-        store::set_webhook_event_outcome(event_id, store::EventOutcome::Partial(&summary));
-    }
+    let stored = inbound::store_payload(event_id, payload, |pnid| shared.route(channel, pnid));
+    inbound::record_outcome(channel, event_id, &stored);
+    store::count(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
     Ok(())
 }

@@ -18,6 +18,8 @@ pub struct Received {
     pub body: String,
     /// The wamid answered, if the send was accepted.
     pub wamid: Option<String>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -173,6 +175,7 @@ impl GraphSim {
 }
 
 fn handle(state: &State, mut request: tiny_http::Request) {
+    let arrived = Instant::now();
     let method = request.method().to_string();
     let path = request.url().split('?').next().unwrap_or("").to_string();
     let authorization =
@@ -190,7 +193,7 @@ fn handle(state: &State, mut request: tiny_http::Request) {
             .and_then(|j| j["to"].as_str().map(|t| t.trim_start_matches('+').to_string()));
         schedule_statuses(state, &phone_number_id, wamid, &to.unwrap_or_default());
     }
-    state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid });
+    state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid, at: arrived });
     state.arrived.notify_all();
     match answer {
         None => drop(request), // Fault::Drop: close without answering
@@ -246,6 +249,13 @@ fn answer(
     };
     if json["messaging_product"] != "whatsapp" {
         return meta_error(400, 100, "(#100) The parameter messaging_product is required.");
+    }
+    // A read receipt (optionally with a typing indicator) is answered {"success": true}.
+    if json["status"] == "read" {
+        return match json["message_id"].as_str() {
+            Some(_) => (200, Some(json!({ "success": true })), None),
+            None => meta_error(400, 100, "(#100) The parameter message_id is required."),
+        };
     }
     let to = json["to"].as_str().or(json["recipient"].as_str()).unwrap_or_default().to_string();
     let kind = json["type"].as_str().unwrap_or_default();

@@ -1,6 +1,7 @@
 //! The Graph API's `/{version}/{phone_number_id}/messages` endpoint: request bodies, answers
 //! and errors, and what to do about each error.
 
+use crate::phone::Recipient;
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -9,25 +10,217 @@ pub fn messages_url(base_url: &str, version: &str, phone_number_id: &str) -> Str
     format!("{}/{}/{}/messages", base_url.trim_end_matches('/'), version.trim_matches('/'), phone_number_id)
 }
 
-/// The body of a text message to `to` (already `+E.164`), as in Meta's send-messages docs.
-pub fn text_message(to: &str, body: &str) -> Value {
-    json!({
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": to,
-        "type": "text",
-        "text": { "preview_url": false, "body": body },
-    })
+/// The common envelope of a message to `recipient`, with Meta's `<type>` object, and a
+/// `context` when it replies to (quotes) another message.
+fn message(recipient: &Recipient, kind: &str, object: Value, reply_to: Option<&str>) -> Value {
+    let mut body = json!({ "messaging_product": "whatsapp", "recipient_type": "individual", "type": kind });
+    match recipient {
+        Recipient::Phone(to) => body["to"] = json!(to),
+        Recipient::Bsuid(id) => body["recipient"] = json!(id),
+    }
+    body[kind] = object;
+    if let Some(wamid) = reply_to {
+        body["context"] = json!({ "message_id": wamid });
+    }
+    body
+}
+
+/// A message body that breaks one of Meta's rules, caught before it is queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidMessage {
+    pub problem: String,
+    pub hint: &'static str,
+}
+
+impl std::fmt::Display for InvalidMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.problem)
+    }
+}
+
+impl std::error::Error for InvalidMessage {}
+
+fn invalid(problem: impl Into<String>, hint: &'static str) -> InvalidMessage {
+    InvalidMessage { problem: problem.into(), hint }
 }
 
 /// Longest text body Meta accepts, in characters.
 pub const MAX_TEXT_CHARS: usize = 4096;
+/// Longest media caption Meta accepts, in characters.
+pub const MAX_CAPTION_CHARS: usize = 1024;
+
+/// The body of a text message, as in Meta's send-messages docs.
+pub fn text_message(to: &str, body: &str) -> Value {
+    message(&Recipient::Phone(to.to_string()), "text", json!({ "preview_url": false, "body": body }), None)
+}
+
+/// A text message with every option: a quoted message and a link preview.
+pub fn text(
+    recipient: &Recipient,
+    body: &str,
+    reply_to: Option<&str>,
+    preview_url: bool,
+) -> Result<Value, InvalidMessage> {
+    if body.trim().is_empty() {
+        return Err(invalid("message body is empty", "Give the text to send."));
+    }
+    let chars = body.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Err(invalid(
+            format!("message body has {chars} characters; WhatsApp allows at most {MAX_TEXT_CHARS}"),
+            "Split the text into several messages.",
+        ));
+    }
+    Ok(message(recipient, "text", json!({ "preview_url": preview_url, "body": body }), reply_to))
+}
+
+/// Media kinds `wa_send_media` sends.
+pub const MEDIA_KINDS: &[&str] = &["image", "audio", "video", "document", "sticker"];
+
+/// An image, audio, video, document or sticker, by uploaded media id or by https link.
+pub fn media(
+    recipient: &Recipient,
+    kind: &str,
+    link_or_media_id: &str,
+    caption: Option<&str>,
+    filename: Option<&str>,
+) -> Result<Value, InvalidMessage> {
+    if !MEDIA_KINDS.contains(&kind) {
+        return Err(invalid(format!("unknown media kind {kind:?}"), "Use image, audio, video, document or sticker."));
+    }
+    let source = link_or_media_id.trim();
+    let mut object = if source.starts_with("https://") || source.starts_with("http://") {
+        json!({ "link": source })
+    } else if !source.is_empty() && source.bytes().all(|b| b.is_ascii_digit()) {
+        json!({ "id": source })
+    } else {
+        return Err(invalid(
+            format!("{source:?} is neither a media id nor an http(s) link"),
+            "Pass the id wa_upload_media() or Meta returned, or a public https URL of the file.",
+        ));
+    };
+    if let Some(caption) = caption {
+        if matches!(kind, "audio" | "sticker") {
+            return Err(invalid(format!("{kind} messages cannot have a caption"), "Send the text as its own message."));
+        }
+        let chars = caption.chars().count();
+        if chars > MAX_CAPTION_CHARS {
+            return Err(invalid(
+                format!("caption has {chars} characters; WhatsApp allows at most {MAX_CAPTION_CHARS}"),
+                "Shorten the caption, or send the rest as a text message.",
+            ));
+        }
+        object["caption"] = json!(caption);
+    }
+    if let Some(filename) = filename {
+        if kind != "document" {
+            return Err(invalid(
+                "only documents have a filename",
+                "Drop the filename, or send the file as a document.",
+            ));
+        }
+        object["filename"] = json!(filename);
+    }
+    Ok(message(recipient, kind, object, None))
+}
+
+/// A template message: the only kind allowed outside the 24-hour customer-service window.
+pub fn template(
+    recipient: &Recipient,
+    name: &str,
+    language: &str,
+    components: Option<&Value>,
+) -> Result<Value, InvalidMessage> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
+        return Err(invalid(
+            format!("template name {name:?} is not a template name"),
+            "Template names are lowercase letters, digits and underscores, e.g. order_update.",
+        ));
+    }
+    let (lang, region) = language.split_once('_').unwrap_or((language, ""));
+    let lang_ok = (2..=3).contains(&lang.len()) && lang.bytes().all(|b| b.is_ascii_lowercase());
+    let region_ok = region.is_empty() || (region.len() == 2 && region.bytes().all(|b| b.is_ascii_uppercase()));
+    if !lang_ok || !region_ok {
+        return Err(invalid(
+            format!("language {language:?} is not a language code"),
+            "Use the template's language code, e.g. en_US or pt_BR.",
+        ));
+    }
+    let mut object = json!({ "name": name, "language": { "code": language } });
+    match components {
+        None | Some(Value::Null) => {}
+        Some(c @ Value::Array(_)) => object["components"] = c.clone(),
+        Some(_) => {
+            return Err(invalid(
+                "components must be a JSON array",
+                "Pass e.g. '[{\"type\":\"body\",\"parameters\":[{\"type\":\"text\",\"text\":\"Ann\"}]}]'.",
+            ));
+        }
+    }
+    Ok(message(recipient, "template", object, None))
+}
+
+/// Buttons, lists and the other interactive messages: Meta's `interactive` object as given.
+pub fn interactive(recipient: &Recipient, object: &Value) -> Result<Value, InvalidMessage> {
+    const HINT: &str = "Pass Meta's interactive object, e.g. '{\"type\":\"button\",\"body\":{\"text\":\"Pick one\"},\"action\":{\"buttons\":[{\"type\":\"reply\",\"reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}]}}'.";
+    let kind = object.get("type").and_then(Value::as_str);
+    if kind.is_none() || object.pointer("/action").is_none() {
+        return Err(invalid("interactive must be an object with \"type\" and \"action\"", HINT));
+    }
+    if kind == Some("button") {
+        let n = object.pointer("/action/buttons").and_then(Value::as_array).map_or(0, Vec::len);
+        if !(1..=3).contains(&n) {
+            return Err(invalid(format!("a button message has 1 to 3 buttons, not {n}"), HINT));
+        }
+    }
+    Ok(message(recipient, "interactive", object.clone(), None))
+}
+
+/// A location pin.
+pub fn location(
+    recipient: &Recipient,
+    latitude: f64,
+    longitude: f64,
+    name: Option<&str>,
+    address: Option<&str>,
+) -> Result<Value, InvalidMessage> {
+    if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
+        return Err(invalid(
+            format!("({latitude}, {longitude}) is not a place on Earth"),
+            "Latitude is -90..90, longitude -180..180.",
+        ));
+    }
+    let mut object = json!({ "latitude": latitude, "longitude": longitude });
+    if let Some(n) = name {
+        object["name"] = json!(n);
+    }
+    if let Some(a) = address {
+        object["address"] = json!(a);
+    }
+    Ok(message(recipient, "location", object, None))
+}
+
+/// A reaction to a message; an empty emoji removes the reaction.
+pub fn reaction(recipient: &Recipient, message_wamid: &str, emoji: &str) -> Value {
+    message(recipient, "reaction", json!({ "message_id": message_wamid, "emoji": emoji }), None)
+}
+
+/// Marks a received message (and the ones before it) as read, optionally showing a typing
+/// indicator until the reply is sent (at most 25 s).
+pub fn mark_read(message_wamid: &str, typing: bool) -> Value {
+    let mut body = json!({ "messaging_product": "whatsapp", "status": "read", "message_id": message_wamid });
+    if typing {
+        body["typing_indicator"] = json!({ "type": "text" });
+    }
+    body
+}
 
 /// What the Graph API answered to a send.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendOutcome {
     /// 200 with `messages[0].id`: accepted (not yet delivered; statuses come by webhook).
-    Accepted { wamid: String },
+    /// `None` for a read receipt, which Meta answers with `{"success": true}`.
+    Accepted { wamid: Option<String> },
     /// An error object, or an answer we could not read.
     Failed(GraphError),
 }
@@ -49,7 +242,10 @@ pub fn parse_send_response(http_status: u16, body: &[u8]) -> SendOutcome {
     let json: Option<Value> = serde_json::from_slice(body).ok();
     if (200..300).contains(&http_status) {
         if let Some(wamid) = json.as_ref().and_then(|j| j.pointer("/messages/0/id")).and_then(Value::as_str) {
-            return SendOutcome::Accepted { wamid: wamid.to_string() };
+            return SendOutcome::Accepted { wamid: Some(wamid.to_string()) };
+        }
+        if json.as_ref().and_then(|j| j.get("success")) == Some(&Value::Bool(true)) {
+            return SendOutcome::Accepted { wamid: None };
         }
     }
     let error = json.as_ref().and_then(|j| j.get("error"));
@@ -157,7 +353,8 @@ mod tests {
     #[test]
     fn reads_accepted_and_failed_answers() {
         let ok = br#"{"messaging_product":"whatsapp","contacts":[{"input":"+1","wa_id":"1"}],"messages":[{"id":"wamid.X"}]}"#;
-        assert_eq!(parse_send_response(200, ok), SendOutcome::Accepted { wamid: "wamid.X".into() });
+        assert_eq!(parse_send_response(200, ok), SendOutcome::Accepted { wamid: Some("wamid.X".into()) });
+        assert_eq!(parse_send_response(200, br#"{"success":true}"#), SendOutcome::Accepted { wamid: None });
         // The real 131030 answer quoted in Neurotech-HQ/heyoo#40.
         let dev = br#"{"error":{"message":"(#131030) Recipient phone number not in allowed list","type":"OAuthException","code":131030,"error_data":{"messaging_product":"whatsapp","details":"Recipient's phone number is not whitelisted"},"error_subcode":2655007,"fbtrace_id":"A"}}"#;
         let SendOutcome::Failed(e) = parse_send_response(400, dev) else { panic!() };
@@ -170,6 +367,62 @@ mod tests {
         assert!(e.message.contains("HTTP 502"));
         // A 200 without a wamid is not an acceptance.
         assert!(matches!(parse_send_response(200, b"{}"), SendOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn builds_every_kind_as_meta_documents_it() {
+        let to = Recipient::Phone("+15551234567".into());
+        let bsuid = Recipient::Bsuid("US.13491208655302741918".into());
+        let t = text(&bsuid, "hi", Some("wamid.Q"), true).unwrap();
+        assert_eq!(t["recipient"], "US.13491208655302741918");
+        assert!(t.get("to").is_none());
+        assert_eq!(
+            (t["context"]["message_id"].as_str(), t["text"]["preview_url"].as_bool()),
+            (Some("wamid.Q"), Some(true))
+        );
+        assert!(text(&to, &"a".repeat(4097), None, false).unwrap_err().problem.contains("at most 4096"));
+        assert!(text(&to, " ", None, false).is_err());
+
+        let m = media(&to, "document", "https://example.com/a.pdf", Some("Invoice"), Some("a.pdf")).unwrap();
+        assert_eq!(
+            m["document"],
+            json!({"link": "https://example.com/a.pdf", "caption": "Invoice", "filename": "a.pdf"})
+        );
+        assert_eq!(
+            media(&to, "image", "1003383421387256", None, None).unwrap()["image"],
+            json!({"id": "1003383421387256"})
+        );
+        assert!(media(&to, "image", "x", Some(&"c".repeat(1025)), None).is_err());
+        assert!(
+            media(&to, "image", "123", Some(&"c".repeat(1025)), None).unwrap_err().problem.contains("at most 1024")
+        );
+        assert!(media(&to, "sticker", "123", Some("no"), None).is_err());
+        assert!(media(&to, "gif", "123", None, None).is_err());
+
+        let components = json!([{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]);
+        let tpl = template(&to, "order_update", "en_US", Some(&components)).unwrap();
+        assert_eq!(
+            tpl["template"],
+            json!({"name": "order_update", "language": {"code": "en_US"}, "components": components})
+        );
+        assert!(template(&to, "Order Update", "en_US", None).is_err());
+        assert!(template(&to, "x", "english", None).is_err());
+
+        let buttons = json!({"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}});
+        assert_eq!(interactive(&to, &buttons).unwrap()["interactive"], buttons);
+        assert!(interactive(&to, &json!({"type": "button", "action": {"buttons": []}})).is_err());
+        assert!(interactive(&to, &json!("text")).is_err());
+
+        assert_eq!(
+            location(&to, 37.48, -122.14, Some("HQ"), None).unwrap()["location"],
+            json!({"latitude": 37.48, "longitude": -122.14, "name": "HQ"})
+        );
+        assert!(location(&to, 91.0, 0.0, None, None).is_err());
+        assert_eq!(reaction(&to, "wamid.R", "")["reaction"], json!({"message_id": "wamid.R", "emoji": ""}));
+        assert_eq!(
+            mark_read("wamid.M", true),
+            json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.M", "typing_indicator": {"type": "text"}})
+        );
     }
 
     #[test]

@@ -63,6 +63,40 @@ pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
     Ok(format!("+{digits}"))
 }
 
+/// Whom a message goes to: a phone number (sent as `to`) or, since May 2026, a
+/// business-scoped user id (BSUID, sent as `recipient`) for users who hide their number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    Phone(String),
+    Bsuid(String),
+}
+
+impl Recipient {
+    /// A BSUID is a country code, a dot and up to 128 letters and digits
+    /// (`US.13491208655302741918`, parent ids `US.ENT.11815799212886844830`); anything else must be
+    /// a phone number, normalised by [`normalize`].
+    pub fn parse(input: &str) -> Result<Recipient, InvalidPhone> {
+        let s = input.trim();
+        let bytes = s.as_bytes();
+        let looks_like_bsuid = bytes.len() > 3
+            && bytes[..2].iter().all(u8::is_ascii_uppercase)
+            && bytes[2] == b'.'
+            && s.len() <= 2 + 1 + 4 + 128
+            && s[3..].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.');
+        if looks_like_bsuid {
+            return Ok(Recipient::Bsuid(s.to_string()));
+        }
+        normalize(input).map(Recipient::Phone)
+    }
+
+    /// The stored form: `+E.164` or the BSUID.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Recipient::Phone(p) | Recipient::Bsuid(p) => p,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +109,17 @@ mod tests {
             assert_eq!(normalize(input).as_deref(), Ok("+15551234567"), "{input}");
         }
         assert_eq!(normalize("+91 98765 43210").as_deref(), Ok("+919876543210"));
+    }
+
+    #[test]
+    fn tells_business_scoped_ids_from_numbers() {
+        assert_eq!(Recipient::parse("US.13491208655302741918"), Ok(Recipient::Bsuid("US.13491208655302741918".into())));
+        assert_eq!(
+            Recipient::parse("US.ENT.11815799212886844830"),
+            Ok(Recipient::Bsuid("US.ENT.11815799212886844830".into()))
+        );
+        assert_eq!(Recipient::parse("+1 555 123 4567"), Ok(Recipient::Phone("+15551234567".into())));
+        assert!(Recipient::parse("us.123").is_err());
     }
 
     #[test]

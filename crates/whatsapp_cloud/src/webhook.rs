@@ -123,7 +123,8 @@ pub struct Message {
     pub timestamp: Option<i64>,
     /// `type`; unknown types are kept as they are.
     pub kind: String,
-    /// What an agent reads first: text body, media caption, button or list reply title.
+    /// What an agent reads first: text body, media caption, button or list reply title, order
+    /// text, system notice, or the new text of an edit.
     pub text: Option<String>,
     /// The message object exactly as received.
     pub raw: Value,
@@ -246,6 +247,14 @@ fn parse_message(wamid: String, m: &Value) -> Message {
         "button" => str_at(m, &["button", "text"]),
         "interactive" => str_at(m, &["interactive", "button_reply", "title"])
             .or_else(|| str_at(m, &["interactive", "list_reply", "title"])),
+        "order" => str_at(m, &["order", "text"]),
+        "system" => str_at(m, &["system", "body"]),
+        // The new version of an edited message: its text, or its caption.
+        "edit" => str_at(m, &["edit", "message", "text", "body"]).or_else(|| {
+            let inner = m.pointer("/edit/message")?;
+            let kind = str_at(inner, &["type"])?;
+            str_at(inner, &[&kind, "caption"])
+        }),
         _ => None,
     };
     Message {
@@ -340,6 +349,35 @@ mod tests {
         assert_eq!(c.messages[0].kind, "poll_creation_v9");
         assert_eq!(c.messages[0].from, None);
         assert_eq!(c.rejected.len(), 2);
+    }
+
+    #[test]
+    fn reads_the_text_an_agent_sees_for_each_kind() {
+        let text_of = |m: &str| {
+            let body = format!(r#"{{"entry":[{{"changes":[{{"field":"messages","value":{{"messages":[{m}]}}}}]}}]}}"#);
+            parse(body.as_bytes()).unwrap().changes[0].messages[0].text.clone()
+        };
+        assert_eq!(
+            text_of(r#"{"id":"1","type":"document","document":{"caption":"invoice","filename":"a.pdf"}}"#).as_deref(),
+            Some("invoice")
+        );
+        assert_eq!(text_of(r#"{"id":"1","type":"interactive","interactive":{"type":"list_reply","list_reply":{"id":"r","title":"Row"}}}"#).as_deref(), Some("Row"));
+        assert_eq!(
+            text_of(r#"{"id":"1","type":"button","button":{"payload":"P","text":"Yes"}}"#).as_deref(),
+            Some("Yes")
+        );
+        assert_eq!(
+            text_of(r#"{"id":"1","type":"system","system":{"body":"changed","type":"user_changed_number"}}"#)
+                .as_deref(),
+            Some("changed")
+        );
+        assert_eq!(text_of(r#"{"id":"1","type":"edit","edit":{"original_message_id":"o","message":{"type":"text","text":{"body":"new"}}}}"#).as_deref(), Some("new"));
+        assert_eq!(
+            text_of(r#"{"id":"1","type":"edit","edit":{"message":{"type":"image","image":{"caption":"c"}}}}"#)
+                .as_deref(),
+            Some("c")
+        );
+        assert_eq!(text_of(r#"{"id":"1","type":"reaction","reaction":{"message_id":"m"}}"#), None);
     }
 
     #[test]

@@ -6,15 +6,15 @@
 
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::{Client, NoTls};
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use wa_sim::graph::{Directory, GraphSim, Options, WebhookTarget};
 
 pub use wa_sim;
@@ -36,7 +36,7 @@ pub struct Cluster {
 /// The cluster of this test binary.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(Cluster::start)
+    CLUSTER.get_or_init(|| Cluster::start(Options::default()))
 }
 
 fn bindir() -> PathBuf {
@@ -84,15 +84,22 @@ fn run(cmd: &mut Command) {
 }
 
 impl Cluster {
-    fn start() -> Cluster {
+    /// A cluster of one's own, for tests that crash or restart it; its Graph API simulator
+    /// answers after `graph_latency`. Stopped and deleted when the test process ends.
+    pub fn private(graph_latency: Duration) -> Cluster {
+        Cluster::start(Options { latency: graph_latency, ..Options::default() })
+    }
+
+    fn start(options: Options) -> Cluster {
         assert!(
             sharedir().join("extension/whatsapp_channel.control").exists(),
             "whatsapp_channel is not installed: run scripts/test.sh (or cargo pgrx install) first"
         );
         let status_targets = Arc::new(StatusTargets::default());
-        let options = Options { statuses: Some(status_targets.clone()), ..Options::default() };
+        let options = Options { statuses: Some(status_targets.clone()), ..options };
         let graph = GraphSim::start_with(0, options).expect("starting the Graph API simulator");
-        let dir = std::env::temp_dir().join(format!("wa-e2e-{}", std::process::id()));
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!("wa-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if is_root() {
@@ -157,6 +164,44 @@ impl Cluster {
         let cluster = Cluster { dir, port, listener, graph, status_targets, _watchdog: watchdog };
         cluster.connect().batch_execute("CREATE EXTENSION whatsapp_channel").unwrap();
         cluster
+    }
+
+    /// SIGKILLs the postmaster (as a machine crash would end it), then starts the server again:
+    /// crash recovery runs, and the workers come back.
+    pub fn crash_and_restart(&self) {
+        let pid = self.postmaster_pid();
+        run(Command::new("kill").args(["-KILL", &pid.to_string()]));
+        // Its children notice the postmaster is gone and exit; wait until the socket is free.
+        let bin = bindir();
+        let data = self.dir.join("data");
+        let started = poll(|| {
+            let out = as_owner(&bin.join("pg_ctl"))
+                .args(["-D", data.to_str().unwrap(), "-l", self.dir.join("server.log").to_str().unwrap(), "-w", "start"])
+                .output()
+                .unwrap();
+            out.status.success().then_some(())
+        });
+        assert!(started.is_some(), "the server did not start again after the crash:\n{}", self.log());
+    }
+
+    /// SIGKILLs one backend or worker; the postmaster then resets every process (crash recovery).
+    pub fn kill_backend(&self, backend_type: &str) {
+        let pid: i32 = poll(|| {
+            self.connect().query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = $1", &[&backend_type]).ok().flatten()
+        })
+        .unwrap_or_else(|| panic!("no {backend_type} running"))
+        .get(0);
+        run(Command::new("kill").args(["-KILL", &pid.to_string()]));
+    }
+
+    fn postmaster_pid(&self) -> i32 {
+        let pidfile = std::fs::read_to_string(self.dir.join("data/postmaster.pid")).unwrap();
+        pidfile.lines().next().unwrap().trim().parse().unwrap()
+    }
+
+    /// A connection once the server accepts them again (after a crash).
+    pub fn connect_when_up(&self) -> Client {
+        poll(|| Client::connect(&self.dsn(), NoTls).ok()).expect("the server accepts connections again")
     }
 
     /// libpq connection string of the test database (superuser `postgres`, unix socket).
@@ -269,20 +314,41 @@ pub fn http_get(url: &str) -> Answer {
 
 /// POSTs `body` with the given `X-Hub-Signature-256` header (none if `None`).
 pub fn http_post(url: &str, body: &[u8], signature: Option<&str>) -> Answer {
+    try_http_post(url, body, signature).unwrap()
+}
+
+/// A POST that may fail to get any answer (the server is down, the connection drops).
+pub fn try_http_post(url: &str, body: &[u8], signature: Option<&str>) -> Result<Answer, String> {
     let mut request = agent().post(url).content_type("application/json");
     if let Some(s) = signature {
         request = request.header("X-Hub-Signature-256", s);
     }
-    let mut r = request.send(body).unwrap();
-    Answer { status: r.status().as_u16(), body: r.body_mut().read_to_string().unwrap() }
+    let mut r = request.send(body).map_err(|e| e.to_string())?;
+    Ok(Answer { status: r.status().as_u16(), body: r.body_mut().read_to_string().map_err(|e| e.to_string())? })
 }
 
 impl Channel {
+    /// The customer `wa_id` (digits) writes to this channel, which opens the 24-hour window in
+    /// which free-form messages may be sent to them. Returns the inbound message's wamid.
+    pub fn customer_writes(&self, wa_id: &str) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let wamid = format!("wamid.hello.{}.{}", self.name, N.fetch_add(1, Ordering::Relaxed));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        let payload = wa_sim::payloads::text_message(&self.phone_number_id, &wamid, wa_id, "Customer", "Hello", now);
+        assert_eq!(self.post_signed(&payload).status, 200);
+        wamid
+    }
+
     /// POSTs `payload` to this channel's webhook URL, signed with its app secret, as Meta does.
     pub fn post_signed(&self, payload: &serde_json::Value) -> Answer {
+        self.post_signed_to(cluster(), payload).unwrap()
+    }
+
+    /// The same, to the listener of `cluster` (a private one); `Err` when no answer came.
+    pub fn post_signed_to(&self, cluster: &Cluster, payload: &serde_json::Value) -> Result<Answer, String> {
         let body = serde_json::to_vec(payload).unwrap();
         let signature = whatsapp_cloud::signature::sign(self.app_secret.as_bytes(), &body);
-        http_post(&cluster().webhook_url(&self.name), &body, Some(&signature))
+        try_http_post(&cluster.webhook_url(&self.name), &body, Some(&signature))
     }
 }
 

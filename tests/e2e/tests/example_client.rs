@@ -41,7 +41,9 @@ fn inbox_client_shows_messages_replies_and_catches_up_after_a_reconnect() {
     };
     expect("ready: listening");
 
-    let first = payloads::text_message(&ch.phone_number_id, "wamid.client.1", "16505557001", "Ada", "Is my order shipped?", 1);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let first =
+        payloads::text_message(&ch.phone_number_id, "wamid.client.1", "16505557001", "Ada", "Is my order shipped?", now);
     assert_eq!(ch.post_signed(&first).status, 200);
     expect("conversation:");
     expect("Ada: Is my order shipped?");
@@ -49,8 +51,9 @@ fn inbox_client_shows_messages_replies_and_catches_up_after_a_reconnect() {
 
     // Cut the client's connection, then let a message arrive while it is away.
     let mut db = cluster().connect();
-    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'inbox_client'", &[]).unwrap();
-    let second = payloads::text_message(&ch.phone_number_id, "wamid.client.2", "16505557001", "Ada", "Hello?", 2);
+    db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'inbox_client'", &[])
+        .unwrap();
+    let second = payloads::text_message(&ch.phone_number_id, "wamid.client.2", "16505557001", "Ada", "Hello?", now);
     assert_eq!(ch.post_signed(&second).status, 200);
     expect("Ada: Hello?");
 
@@ -59,5 +62,7 @@ fn inbox_client_shows_messages_replies_and_catches_up_after_a_reconnect() {
     // Both replies reached the Graph API.
     let sent = cluster().graph.wait_for(2, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
     assert_eq!(sent.len(), 2);
-    assert!(sent.iter().all(|r| r.json()["to"] == "+16505557001" && r.json()["text"]["body"] == "Thanks, we are on it"));
+    assert!(
+        sent.iter().all(|r| r.json()["to"] == "+16505557001" && r.json()["text"]["body"] == "Thanks, we are on it")
+    );
 }

@@ -22,6 +22,7 @@ fn wait_status(id: i64, wanted: &str) -> (String, Option<String>, Option<i32>, O
 #[test]
 fn committed_text_arrives_at_the_graph_api_with_the_exact_json() {
     let ch = cluster().add_channel("send");
+    ch.customer_writes("15551234567");
     let mut db = cluster().connect();
     let id: i64 =
         db.query_one("SELECT wa_send_text($1, '+1 555-123-4567', 'Your reply here')", &[&ch.name]).unwrap().get(0);
@@ -43,6 +44,8 @@ fn committed_text_arrives_at_the_graph_api_with_the_exact_json() {
 #[test]
 fn rolled_back_text_is_never_sent() {
     let ch = cluster().add_channel("rollback");
+    ch.customer_writes("15550000001");
+    ch.customer_writes("15550000002");
     let mut db = cluster().connect();
     let mut tx = db.transaction().unwrap();
     tx.execute("SELECT wa_send_text($1, '15550000001', 'never')", &[&ch.name]).unwrap();
@@ -58,6 +61,7 @@ fn rolled_back_text_is_never_sent() {
 #[test]
 fn development_mode_error_fails_the_message_with_the_seeds_explanation() {
     let ch = cluster().add_channel("devmode");
+    ch.customer_writes("15550000003");
     cluster().graph.fail_next("+15550000003", Fault::meta(131030));
     let id: i64 =
         cluster().connect().query_one("SELECT wa_send_text($1, '15550000003', 'hello')", &[&ch.name]).unwrap().get(0);
@@ -69,6 +73,7 @@ fn development_mode_error_fails_the_message_with_the_seeds_explanation() {
 #[test]
 fn transient_errors_are_retried_until_sent() {
     let ch = cluster().add_channel("retry");
+    ch.customer_writes("15550000004");
     cluster().graph.fail_next("+15550000004", Fault::meta(130429));
     cluster().graph.fail_next("+15550000004", Fault::Drop);
     let id: i64 = cluster()
@@ -85,6 +90,7 @@ fn transient_errors_are_retried_until_sent() {
 #[test]
 fn statuses_move_the_message_forward_never_back_and_are_notified() {
     let ch = cluster().add_channel("status");
+    ch.customer_writes("15550000005");
     let id: i64 = cluster()
         .connect()
         .query_one("SELECT wa_send_text($1, '15550000005', 'track me')", &[&ch.name])
@@ -118,6 +124,7 @@ fn statuses_move_the_message_forward_never_back_and_are_notified() {
 #[test]
 fn a_status_that_arrives_before_its_send_is_recorded_is_applied_later() {
     let ch = cluster().add_channel("early");
+    ch.customer_writes("15550000006");
     let wamid = format!("wamid.early.{}", ch.name);
     // Meta's "delivered" webhook can beat the worker's own record of the send.
     assert_eq!(
@@ -134,9 +141,14 @@ fn a_status_that_arrives_before_its_send_is_recorded_is_applied_later() {
 #[test]
 fn the_simulators_status_webhooks_take_a_message_to_read() {
     let ch = cluster().add_channel("simstatus");
+    ch.customer_writes("15550000007");
     cluster().enable_status_webhooks(&ch);
     let mut listener = Listener::new(&["wa_status"]);
-    let id: i64 = cluster().connect().query_one("SELECT wa_send_text($1, '15550000007', 'tick tick')", &[&ch.name]).unwrap().get(0);
+    let id: i64 = cluster()
+        .connect()
+        .query_one("SELECT wa_send_text($1, '15550000007', 'tick tick')", &[&ch.name])
+        .unwrap()
+        .get(0);
     let mut statuses = Vec::new();
     while statuses.last().map(String::as_str) != Some("read") {
         let (_, note) = listener.next_matching(|_, p| p["id"] == id).expect("status notifications up to read");

@@ -39,6 +39,7 @@ fn a_second_channel_with_the_same_name_is_refused_clearly() {
 #[test]
 fn wa_send_text_normalises_the_recipient_or_refuses_it() {
     let ch = cluster().add_channel("norm");
+    ch.customer_writes("15551234567");
     let mut db = cluster().connect();
     let mut tx = db.transaction().unwrap();
     for input in ["15551234567", "+1 555-123-4567", "+1 (555) 123-4567"] {
@@ -90,11 +91,12 @@ fn wa_webhook_url_is_per_channel_and_uses_public_url() {
 #[test]
 fn secrets_are_not_readable_by_other_roles_and_an_inbox_role_can_still_send() {
     let ch = cluster().add_channel("roles");
+    ch.customer_writes("15551234567");
     let mut db = cluster().connect();
     db.batch_execute(
         "DO $$ BEGIN CREATE ROLE inbox_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
          GRANT SELECT ON wa_channels, wa_contacts, wa_messages TO inbox_app;
-         GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text) TO inbox_app;",
+         GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean) TO inbox_app;",
     )
     .unwrap();
     let mut tx = db.transaction().unwrap();

@@ -1,0 +1,119 @@
+//! What storing a verified webhook means, shared by the listener (live POSTs) and
+//! `wa_replay_webhook_events()` (stored POSTs, after an upgrade that parses more). Everything
+//! is keyed by Meta's ids, so storing the same payload again adds nothing.
+
+use crate::webhook_http::{self, ChannelKeys};
+use crate::{store, subtransaction};
+use pgrx::prelude::*;
+use whatsapp_cloud::webhook::Payload;
+
+/// What storing one payload found, beyond the rows themselves.
+#[derive(Default)]
+pub struct Stored {
+    /// Items refused (each rolled back alone), with the reason.
+    pub problems: Vec<String>,
+    /// `phone_number_id`s of changes no channel of this app has: kept raw in the event only.
+    pub unrouted: Vec<String>,
+    pub new_messages: i64,
+    pub new_statuses: i64,
+}
+
+/// Stores every message and status of `payload`, received as event `event_id`; `route` maps a
+/// change's `phone_number_id` to the channel it belongs to (see [`crate::webhook_http::route`]).
+/// Each item runs in a subtransaction of its own, so a bad item costs only itself.
+pub fn store_payload(event_id: i64, payload: &Payload, route: impl Fn(Option<&str>) -> Option<i64>) -> Stored {
+    let mut out = Stored::default();
+    for change in &payload.changes {
+        let Some(target) = route(change.phone_number_id.as_deref()) else {
+            out.unrouted.push(change.phone_number_id.clone().unwrap_or_default());
+            continue;
+        };
+        for message in &change.messages {
+            let sender = change.sender_of(message);
+            match subtransaction::run(|| store::receive_message(target, event_id, message, sender)) {
+                Ok(new) => out.new_messages += i64::from(new.is_some()),
+                Err(e) => out.problems.push(format!("message {}: {e}", message.wamid)),
+            }
+        }
+        for status in &change.statuses {
+            match subtransaction::run(|| store::receive_status(target, status)) {
+                Ok(new) => out.new_statuses += i64::from(new),
+                Err(e) => out.problems.push(format!("status {} of {}: {e}", status.status, status.wamid)),
+            }
+        }
+        out.problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
+    }
+    if !out.unrouted.is_empty() {
+        out.problems.push(format!(
+            "updates for phone_number_id {} kept raw only: no channel of this app has that number",
+            out.unrouted.join(", ")
+        ));
+    }
+    out
+}
+
+/// Records the outcome of a stored event on it and in the channel's counters.
+pub fn record_outcome(channel: &ChannelKeys, event_id: i64, stored: &Stored) {
+    for pnid in &stored.unrouted {
+        store::count(channel.id, "unrouted", Some(pnid));
+    }
+    if stored.problems.is_empty() {
+        return;
+    }
+    let summary = stored.problems.join("; ");
+    warning!(
+        "whatsapp_channel: webhook event {event_id} for channel '{}' stored with problems: {summary}",
+        channel.name
+    );
+    store::set_webhook_event_outcome(event_id, store::EventOutcome::Partial(&summary));
+}
+
+impl From<store::ChannelCredentials> for ChannelKeys {
+    fn from(c: store::ChannelCredentials) -> Self {
+        ChannelKeys {
+            id: c.id,
+            name: c.name,
+            phone_number_id: c.phone_number_id,
+            app_secret: c.app_secret.into_bytes(),
+            verify_token: c.verify_token,
+        }
+    }
+}
+
+/// Totals of a replay.
+#[derive(Default)]
+pub struct Replayed {
+    pub events: i64,
+    pub new_messages: i64,
+    pub new_statuses: i64,
+}
+
+/// Stores again what the stored webhook events `first_id..=last_id` hold (all when `None`):
+/// only messages and statuses that are not there yet are added (and notified).
+pub fn replay(first_id: Option<i64>, last_id: Option<i64>) -> Replayed {
+    let channels: Vec<ChannelKeys> = store::load_channels().into_iter().map(ChannelKeys::from).collect();
+    let mut totals = Replayed::default();
+    let mut after = first_id.map_or(0, |f| f - 1);
+    // In pages, so that a large log is never all in memory at once.
+    loop {
+        let page = store::webhook_events_after(after, last_id, 100);
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for event in &page {
+            let Some(channel) = channels.iter().find(|c| Some(c.id) == event.channel_id) else { continue };
+            let Ok(payload) = whatsapp_cloud::webhook::parse(&event.body) else { continue };
+            let stored = store_payload(event.id, &payload, |pnid| webhook_http::route(&channels, channel, pnid));
+            totals.events += 1;
+            totals.new_messages += stored.new_messages;
+            totals.new_statuses += stored.new_statuses;
+            if stored.problems.is_empty() {
+                if event.outcome != "stored" {
+                    store::set_webhook_event_outcome(event.id, store::EventOutcome::Stored);
+                }
+            } else {
+                record_outcome(channel, event.id, &stored);
+            }
+        }
+    }
+    totals
+}

@@ -1,0 +1,336 @@
+//! Inbound content: every kind of message into queryable columns, senders with and without a
+//! phone number, identity changes, routing across the numbers of one app, per-item isolation,
+//! the conversations and health views, and replay.
+
+use e2e::wa_sim::payloads::{self, Customer, MESSAGE_KINDS};
+use e2e::{Channel, cluster, http_get, http_post};
+use serde_json::{Value, json};
+
+fn messages_of(ch: &Channel, columns: &str) -> Vec<postgres::Row> {
+    let sql = format!(
+        "SELECT {columns} FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 ORDER BY m.id"
+    );
+    cluster().connect().query(&sql, &[&ch.name]).unwrap()
+}
+
+fn one_message(ch: &Channel, wamid: &str, columns: &str) -> postgres::Row {
+    let sql = format!(
+        "SELECT {columns} FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 AND m.wamid = $2"
+    );
+    cluster().connect().query_one(&sql, &[&ch.name, &wamid]).unwrap()
+}
+
+fn value_with(ch: &Channel, contacts: Value, messages: Value) -> Value {
+    payloads::envelope(&ch.phone_number_id, json!({ "contacts": contacts, "messages": messages }))
+}
+
+#[test]
+fn every_kind_is_stored_with_its_queryable_columns() {
+    let ch = cluster().add_channel("kinds");
+    let from = Customer { wa_id: "16505558001".into(), name: "Kim".into() };
+    let values = MESSAGE_KINDS
+        .iter()
+        .map(|k| payloads::message_value(k, &format!("wamid.kind.{k}"), &from, "hello", 1749416383).unwrap())
+        .collect();
+    assert_eq!(ch.post_signed(&payloads::batch(&ch.phone_number_id, values)).status, 200);
+    assert_eq!(messages_of(&ch, "m.id").len(), MESSAGE_KINDS.len(), "one row per kind, none refused");
+
+    let image = one_message(&ch, "wamid.kind.image", "type, body, media_id, media_mime_type, media_sha256");
+    assert_eq!(image.get::<_, String>(0), "image");
+    assert_eq!(image.get::<_, String>(1), "hello");
+    assert_eq!(image.get::<_, String>(2), "1003383421387256");
+    assert_eq!(image.get::<_, String>(3), "image/jpeg");
+    assert_eq!(image.get::<_, String>(4), "SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI=");
+    let voice = one_message(&ch, "wamid.kind.voice", "type, voice, media_mime_type");
+    assert_eq!((voice.get::<_, String>(0), voice.get::<_, bool>(1)), ("audio".into(), true));
+    assert_eq!(one_message(&ch, "wamid.kind.document", "media_filename").get::<_, String>(0), "invoice.pdf");
+    let loc = one_message(&ch, "wamid.kind.location", "latitude, longitude, location_name");
+    assert_eq!((loc.get::<_, f64>(0), loc.get::<_, f64>(1)), (37.4851, -122.1483));
+    assert_eq!(loc.get::<_, String>(2), "Meta HQ");
+    let reply = one_message(&ch, "wamid.kind.button_reply", "interactive_reply_id, body, reply_to_wamid");
+    assert_eq!(reply.get::<_, String>(0), "yes");
+    assert_eq!(reply.get::<_, String>(1), "hello");
+    assert!(reply.get::<_, Option<String>>(2).is_some());
+    assert_eq!(one_message(&ch, "wamid.kind.button", "button_payload").get::<_, String>(0), "CONFIRM");
+    let reaction = one_message(&ch, "wamid.kind.reaction", "reaction_to_wamid, reaction_emoji");
+    assert!(reaction.get::<_, String>(0).starts_with("wamid."));
+    assert_eq!(reaction.get::<_, String>(1), "👍");
+    let order = one_message(&ch, "wamid.kind.order", "order_items -> 0 ->> 'product_retailer_id', body");
+    assert_eq!((order.get::<_, String>(0), order.get::<_, String>(1)), ("SKU-1".into(), "hello".into()));
+    let shared = one_message(&ch, "wamid.kind.contacts", "shared_contacts -> 0 -> 'name' ->> 'formatted_name'");
+    assert_eq!(shared.get::<_, String>(0), "John Smith");
+    assert_eq!(one_message(&ch, "wamid.kind.unsupported", "type").get::<_, String>(0), "unsupported");
+}
+
+#[test]
+fn context_forwarding_referral_reaction_removal_revoke_and_edit() {
+    let ch = cluster().add_channel("context");
+    let contacts = json!([{ "profile": { "name": "Lee" }, "wa_id": "16505558002" }]);
+    let base = |id: &str, ts: &str| json!({ "from": "16505558002", "id": id, "timestamp": ts });
+    let with = |mut m: Value, extra: Value| {
+        m.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        m
+    };
+    let messages = json!([
+        with(
+            base("wamid.ctx.1", "100"),
+            json!({ "type": "text", "text": { "body": "original" },
+            "referral": { "source_url": "https://fb.me/ad", "source_type": "ad", "source_id": "42", "headline": "Sale" } })
+        ),
+        with(
+            base("wamid.ctx.2", "101"),
+            json!({ "type": "text", "text": { "body": "fwd" }, "context": { "forwarded": true } })
+        ),
+        with(
+            base("wamid.ctx.3", "102"),
+            json!({ "type": "text", "text": { "body": "fwd many" }, "context": { "frequently_forwarded": true } })
+        ),
+        with(
+            base("wamid.ctx.4", "103"),
+            json!({ "type": "text", "text": { "body": "quote" }, "context": { "from": "15550783881", "id": "wamid.ctx.1" } })
+        ),
+        with(base("wamid.ctx.5", "104"), json!({ "type": "reaction", "reaction": { "message_id": "wamid.ctx.1" } })),
+        with(
+            base("wamid.ctx.6", "105"),
+            json!({ "type": "edit", "edit": { "original_message_id": "wamid.ctx.2",
+            "message": { "type": "text", "text": { "body": "fwd, edited" } } } })
+        ),
+        with(
+            base("wamid.ctx.7", "106"),
+            json!({ "type": "revoke", "revoke": { "original_message_id": "wamid.ctx.3" } })
+        ),
+        with(base("wamid.ctx.8", "107"), json!({ "type": "location", "location": { "latitude": "not a number" } })),
+    ]);
+    assert_eq!(ch.post_signed(&value_with(&ch, contacts, messages)).status, 200);
+    assert_eq!(one_message(&ch, "wamid.ctx.1", "referral ->> 'headline'").get::<_, String>(0), "Sale");
+    let fwd = one_message(&ch, "wamid.ctx.2", "forwarded, frequently_forwarded, edited_at IS NOT NULL");
+    assert_eq!((fwd.get::<_, bool>(0), fwd.get::<_, bool>(1), fwd.get::<_, bool>(2)), (true, false, true));
+    let many = one_message(&ch, "wamid.ctx.3", "forwarded, frequently_forwarded, revoked_at IS NOT NULL");
+    assert_eq!((many.get::<_, bool>(0), many.get::<_, bool>(1), many.get::<_, bool>(2)), (true, true, true));
+    assert_eq!(one_message(&ch, "wamid.ctx.4", "reply_to_wamid").get::<_, String>(0), "wamid.ctx.1");
+    let removal = one_message(&ch, "wamid.ctx.5", "reaction_to_wamid, reaction_emoji");
+    assert_eq!((removal.get::<_, String>(0), removal.get::<_, Option<String>>(1)), ("wamid.ctx.1".into(), None));
+    let edit = one_message(&ch, "wamid.ctx.6", "original_wamid, body");
+    assert_eq!((edit.get::<_, String>(0), edit.get::<_, String>(1)), ("wamid.ctx.2".into(), "fwd, edited".into()));
+    // A malformed field is kept raw; the message is not refused for it.
+    let odd = one_message(&ch, "wamid.ctx.8", "latitude, payload -> 'location' ->> 'latitude'");
+    assert_eq!((odd.get::<_, Option<f64>>(0), odd.get::<_, String>(1)), (None, "not a number".into()));
+}
+
+#[test]
+fn senders_without_a_phone_number_and_identity_changes_update_the_contact() {
+    let ch = cluster().add_channel("bsuid");
+    // A username user: no wa_id, no from; only the business-scoped user id.
+    let username_user = value_with(
+        &ch,
+        json!([{ "profile": { "name": "Max", "username": "@max" }, "user_id": "US.13491208655302741918" }]),
+        json!([{ "from_user_id": "US.13491208655302741918", "id": "wamid.bsuid.1", "timestamp": "100", "type": "text", "text": { "body": "hi" } }]),
+    );
+    assert_eq!(ch.post_signed(&username_user).status, 200);
+    let mut db = cluster().connect();
+    let contact = |db: &mut postgres::Client, col: &str, val: &str| -> Option<postgres::Row> {
+        db.query_opt(
+            &format!("SELECT k.wa_id, k.user_id, k.username, k.profile_name FROM wa_contacts k JOIN wa_channels c ON c.id = k.channel_id WHERE c.name = $1 AND k.{col} = $2"),
+            &[&ch.name, &val],
+        )
+        .unwrap()
+    };
+    let max = contact(&mut db, "user_id", "US.13491208655302741918").expect("contact keyed by BSUID");
+    assert_eq!((max.get::<_, Option<String>>(0), max.get::<_, String>(2)), (None, "@max".into()));
+
+    // A phone user changes number: the same contact now has the new wa_id.
+    assert_eq!(
+        ch.post_signed(&payloads::text_message(
+            &ch.phone_number_id,
+            "wamid.bsuid.2",
+            "16505558003",
+            "Ann",
+            "hello",
+            100
+        ))
+        .status,
+        200
+    );
+    let from = Customer { wa_id: "16505558003".into(), name: "Ann".into() };
+    let change = payloads::message_value("system", "wamid.bsuid.3", &from, "", 101).unwrap();
+    assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, change)).status, 200);
+    assert!(contact(&mut db, "wa_id", "16505558003").is_none());
+    let ann = contact(&mut db, "wa_id", "15550009999").expect("contact moved to the new number");
+    assert_eq!(ann.get::<_, String>(3), "Ann");
+}
+
+#[test]
+fn updates_for_another_number_of_the_same_app_are_routed_to_its_channel() {
+    let a = cluster().add_channel("route-a");
+    let mut b = cluster().add_channel("route-b");
+    // Channel b belongs to the same Meta app: same app secret, so Meta may post its updates to a's URL.
+    b.app_secret = a.app_secret.clone();
+    cluster()
+        .connect()
+        .execute(
+            "UPDATE wa_channel_secrets s SET app_secret = $1 FROM wa_channels c WHERE c.id = s.channel_id AND c.name = $2",
+            &[&a.app_secret, &b.name],
+        )
+        .unwrap();
+    let for_b = payloads::text_message(&b.phone_number_id, "wamid.route.b", "16505558004", "Bo", "to b", 100);
+    let nobody = payloads::text_message("999000111", "wamid.route.nobody", "16505558004", "Bo", "to nobody", 100);
+    let for_a = payloads::text_message(&a.phone_number_id, "wamid.route.a", "16505558004", "Bo", "to a", 100);
+    let mut payload = for_b.clone();
+    let entries = payload["entry"].as_array_mut().unwrap();
+    entries.push(nobody["entry"][0].clone());
+    entries.push(for_a["entry"][0].clone());
+    assert_eq!(a.post_signed(&payload).status, 200, "unknown numbers are kept raw and still answered 200");
+    assert_eq!(messages_of(&b, "m.wamid").iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["wamid.route.b"]);
+    assert_eq!(messages_of(&a, "m.wamid").iter().map(|r| r.get::<_, String>(0)).collect::<Vec<_>>(), ["wamid.route.a"]);
+    let health = cluster()
+        .connect()
+        .query_one("SELECT last_unrouted_phone_number_id, counts ->> 'unrouted', counts ->> 'partial' FROM wa_channel_health WHERE channel = $1", &[&a.name])
+        .unwrap();
+    assert_eq!(health.get::<_, String>(0), "999000111");
+    assert_eq!((health.get::<_, String>(1), health.get::<_, String>(2)), ("1".into(), "1".into()));
+}
+
+#[test]
+fn one_bad_item_rolls_back_alone() {
+    let ch = cluster().add_channel("isolate");
+    // A type name so long that its NOTIFY payload exceeds Postgres' 8000-byte limit: that one
+    // item fails inside Postgres; the messages around it must still be stored.
+    let huge_type = "x".repeat(9000);
+    let messages = json!([
+        { "from": "16505558005", "id": "wamid.iso.1", "timestamp": "1", "type": "text", "text": { "body": "before" } },
+        { "from": "16505558005", "id": "wamid.iso.2", "timestamp": "2", "type": huge_type },
+        { "from": "16505558005", "id": "wamid.iso.3", "timestamp": "3", "type": "text", "text": { "body": "after" } },
+    ]);
+    let contacts = json!([{ "profile": { "name": "Iso" }, "wa_id": "16505558005" }]);
+    assert_eq!(ch.post_signed(&value_with(&ch, contacts, messages)).status, 200);
+    let stored: Vec<String> = messages_of(&ch, "m.wamid").iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, ["wamid.iso.1", "wamid.iso.3"]);
+    let (outcome, error): (String, String) = {
+        let r = cluster()
+            .connect()
+            .query_one("SELECT e.outcome, e.error FROM wa_webhook_events e JOIN wa_channels c ON c.id = e.channel_id WHERE c.name = $1", &[&ch.name])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(outcome, "partial");
+    assert!(error.contains("message wamid.iso.2"), "{error}");
+}
+
+#[test]
+fn concurrent_redeliveries_store_one_row() {
+    let ch = cluster().add_channel("concurrent");
+    let payload = payloads::text_message(&ch.phone_number_id, "wamid.conc.1", "16505558006", "Cy", "once", 1);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| ch.post_signed(&payload).status)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(messages_of(&ch, "m.id").len(), 1);
+}
+
+#[test]
+fn conversations_show_last_message_unread_count_and_the_24_hour_window() {
+    let ch = cluster().add_channel("conv");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    for (i, text) in ["one", "two"].iter().enumerate() {
+        let m = payloads::text_message(
+            &ch.phone_number_id,
+            &format!("wamid.conv.{i}"),
+            "16505558007",
+            "Dee",
+            text,
+            now - 60,
+        );
+        assert_eq!(ch.post_signed(&m).status, 200);
+    }
+    let mut db = cluster().connect();
+    let row = |db: &mut postgres::Client| {
+        db.query_one(
+            "SELECT last_body, unread_count, window_open, window_closes_at > now() + interval '23 hours'
+               FROM wa_conversations WHERE channel = $1 AND wa_id = '16505558007'",
+            &[&ch.name],
+        )
+        .unwrap()
+    };
+    let r = row(&mut db);
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, bool>(2), r.get::<_, bool>(3)),
+        ("two".into(), 2, true, true)
+    );
+    db.execute("SELECT wa_send_text($1, '16505558007', 'answer')", &[&ch.name]).unwrap();
+    let r = row(&mut db);
+    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("answer".into(), 0));
+    // A customer who wrote 25 hours ago: the window is closed.
+    let old =
+        payloads::text_message(&ch.phone_number_id, "wamid.conv.old", "16505558008", "Eli", "late", now - 25 * 3600);
+    assert_eq!(ch.post_signed(&old).status, 200);
+    let open: bool = db
+        .query_one("SELECT window_open FROM wa_conversations WHERE channel = $1 AND wa_id = '16505558008'", &[&ch.name])
+        .unwrap()
+        .get(0);
+    assert!(!open);
+}
+
+#[test]
+fn health_view_answers_the_seeds_common_issues() {
+    let ch = cluster().add_channel("health");
+    let url = cluster().webhook_url(&ch.name);
+    assert_eq!(
+        http_get(&format!("{url}?hub.mode=subscribe&hub.verify_token={}&hub.challenge=1", ch.verify_token)).status,
+        200
+    );
+    assert_eq!(http_get(&format!("{url}?hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1")).status, 403);
+    let body = br#"{"object":"whatsapp_business_account","entry":[]}"#;
+    let wrong = e2e::whatsapp_cloud::signature::sign(b"ffffffffffffffffffffffffffffffff", body);
+    assert_eq!(http_post(&url, body, Some(&wrong)).status, 401);
+    assert_eq!(
+        ch.post_signed(&payloads::text_message(&ch.phone_number_id, "wamid.health.1", "16505558009", "H", "ok", 1))
+            .status,
+        200
+    );
+    let row = e2e::poll(|| {
+        let r = cluster()
+            .connect()
+            .query_one(
+                "SELECT last_verified_handshake_at IS NOT NULL, last_verified_post_at IS NOT NULL,
+                        last_signature_failure_cause, last_verify_token_mismatch_at IS NOT NULL, counts
+                   FROM wa_channel_health WHERE channel = $1",
+                &[&ch.name],
+            )
+            .unwrap();
+        // Counters from rejected requests are written by the listener's next batch.
+        r.get::<_, Option<String>>(2).is_some().then_some(r)
+    })
+    .expect("the signature failure is counted");
+    assert!(row.get::<_, bool>(0) && row.get::<_, bool>(1) && row.get::<_, bool>(3));
+    assert!(row.get::<_, String>(2).contains("wrong app_secret"));
+    let counts: Value = row.get(4);
+    assert_eq!((counts["stored"].as_i64(), counts["signature_mismatch"].as_i64()), (Some(1), Some(1)));
+}
+
+#[test]
+fn replay_restores_what_is_missing_and_adds_nothing_twice() {
+    let ch = cluster().add_channel("replay");
+    for i in 0..3 {
+        let m = payloads::text_message(&ch.phone_number_id, &format!("wamid.replay.{i}"), "16505558010", "Ray", "r", 1);
+        assert_eq!(ch.post_signed(&m).status, 200);
+    }
+    let mut db = cluster().connect();
+    // As if an older version had not stored this one.
+    db.execute("DELETE FROM wa_messages WHERE wamid = 'wamid.replay.1'", &[]).unwrap();
+    let range: (i64, i64) = {
+        let r = db
+            .query_one("SELECT min(e.id), max(e.id) FROM wa_webhook_events e JOIN wa_channels c ON c.id = e.channel_id WHERE c.name = $1", &[&ch.name])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let once = db
+        .query_one("SELECT events, new_messages FROM wa_replay_webhook_events($1, $2)", &[&range.0, &range.1])
+        .unwrap();
+    assert_eq!((once.get::<_, i64>(0), once.get::<_, i64>(1)), (3, 1));
+    let twice = db
+        .query_one("SELECT new_messages, new_statuses FROM wa_replay_webhook_events($1, $2)", &[&range.0, &range.1])
+        .unwrap();
+    assert_eq!((twice.get::<_, i64>(0), twice.get::<_, i64>(1)), (0, 0));
+    assert_eq!(messages_of(&ch, "m.id").len(), 3);
+}

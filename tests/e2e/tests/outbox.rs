@@ -1,0 +1,203 @@
+//! The outbox (issue 5): every send kind arrives at the Graph API with Meta's exact JSON, the
+//! enqueue-time checks, a token error pausing the channel's queue until the token is replaced,
+//! the per-channel rate limit, and per-recipient order across a retry.
+
+use e2e::wa_sim::graph::Fault;
+use e2e::{DEADLINE, cluster, poll};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn sent_to(phone_number_id: &str, count: usize) -> Vec<Value> {
+    let got = cluster().graph.wait_for(count, DEADLINE, |r| r.path.contains(phone_number_id) && r.wamid.is_some());
+    assert_eq!(got.len(), count, "the Graph API received {} of {count} sends", got.len());
+    got.iter().map(|r| r.json()).collect()
+}
+
+fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (String, String) {
+    let e = cluster().connect().query(sql, params).unwrap_err();
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
+}
+
+#[test]
+fn every_kind_arrives_with_metas_json() {
+    let ch = cluster().add_channel("kinds-out");
+    let inbound = ch.customer_writes("15551110001");
+    let mut db = cluster().connect();
+    let n = &ch.name;
+    db.execute(
+        "SELECT wa_send_text($1, '15551110001', 'see https://example.com', reply_to => $2, preview_url => true)",
+        &[n, &inbound],
+    )
+    .unwrap();
+    db.execute("SELECT wa_send_media($1, '15551110001', 'image', 'https://example.com/a.jpg', caption => 'A')", &[n])
+        .unwrap();
+    db.execute("SELECT wa_send_media($1, '15551110001', 'document', '1003383421387256', caption => 'Invoice', filename => 'inv.pdf')", &[n]).unwrap();
+    db.execute(
+        "SELECT wa_send_template($1, '15551110001', 'order_update', 'en_US', '[{\"type\":\"body\",\"parameters\":[{\"type\":\"text\",\"text\":\"Ann\"}]}]')",
+        &[n],
+    )
+    .unwrap();
+    db.execute(
+        "SELECT wa_send_interactive($1, '15551110001', '{\"type\":\"button\",\"body\":{\"text\":\"Pick\"},\"action\":{\"buttons\":[{\"type\":\"reply\",\"reply\":{\"id\":\"y\",\"title\":\"Yes\"}}]}}')",
+        &[n],
+    )
+    .unwrap();
+    db.execute(
+        "SELECT wa_send_location($1, '15551110001', 37.4851, -122.1483, name => 'HQ', address => '1 Hacker Way')",
+        &[n],
+    )
+    .unwrap();
+    db.execute("SELECT wa_send_reaction($1, $2, '👍')", &[n, &inbound]).unwrap();
+    db.execute("SELECT wa_mark_read($1, $2, typing => true)", &[n, &inbound]).unwrap();
+    // Messages to one customer go out one at a time, in order: wait for all eight.
+    let got = cluster().graph.wait_for(8, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    let env = |kind: &str, object: Value| {
+        let mut v = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+15551110001", "type": kind});
+        v[kind] = object;
+        v
+    };
+    let mut text = env("text", json!({"preview_url": true, "body": "see https://example.com"}));
+    text["context"] = json!({"message_id": inbound});
+    assert_eq!(bodies[0], text);
+    assert_eq!(bodies[1], env("image", json!({"link": "https://example.com/a.jpg", "caption": "A"})));
+    assert_eq!(
+        bodies[2],
+        env("document", json!({"id": "1003383421387256", "caption": "Invoice", "filename": "inv.pdf"}))
+    );
+    assert_eq!(
+        bodies[3],
+        env(
+            "template",
+            json!({"name": "order_update", "language": {"code": "en_US"},
+                               "components": [{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]})
+        )
+    );
+    assert_eq!(bodies[4]["interactive"]["action"]["buttons"][0]["reply"]["id"], "y");
+    assert_eq!(
+        bodies[5],
+        env("location", json!({"latitude": 37.4851, "longitude": -122.1483, "name": "HQ", "address": "1 Hacker Way"}))
+    );
+    assert_eq!(bodies[6], env("reaction", json!({"message_id": inbound, "emoji": "👍"})));
+    assert_eq!(
+        bodies[7],
+        json!({"messaging_product": "whatsapp", "status": "read", "message_id": inbound, "typing_indicator": {"type": "text"}})
+    );
+    // All eight end as sent; the read receipt has no wamid of its own.
+    let rows = poll(|| {
+        let rows = db
+            .query("SELECT type, status, wamid IS NOT NULL FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 AND direction = 'outbound' ORDER BY m.id", &[n])
+            .unwrap();
+        rows.iter().all(|r| r.get::<_, String>(1) == "sent").then_some(rows)
+    })
+    .expect("every message sent");
+    let has_wamid: Vec<bool> = rows.iter().map(|r| r.get(2)).collect();
+    assert_eq!(has_wamid, [true, true, true, true, true, true, true, false]);
+}
+
+#[test]
+fn enqueue_refuses_what_meta_would_refuse_with_the_rule_and_the_fix() {
+    let ch = cluster().add_channel("checks");
+    let n = &ch.name;
+    // Nobody has written: the 24-hour window is closed for free-form messages, open for templates.
+    let (msg, hint) = error_of("SELECT wa_send_text($1, '15551110002', 'hi')", &[n]);
+    assert!(msg.contains("24-hour customer-service window with +15551110002 is closed"), "{msg}");
+    assert!(hint.contains("use wa_send_template()"), "{hint}");
+    cluster().connect().execute("SELECT wa_send_template($1, '15551110002', 'hello_world', 'en_US')", &[n]).unwrap();
+    ch.customer_writes("15551110002");
+    cluster().connect().execute("SELECT wa_send_text($1, '15551110002', 'now it is open')", &[n]).unwrap();
+    let (msg, _) =
+        error_of("SELECT wa_send_media($1, '15551110002', 'image', '123', caption => repeat('c', 1025))", &[n]);
+    assert!(msg.contains("at most 1024"), "{msg}");
+    let (msg, hint) = error_of("SELECT wa_send_media($1, '15551110002', 'image', 'not-a-link')", &[n]);
+    assert!(
+        msg.contains("neither a media id nor an http(s) link") && hint.contains("wa_upload_media"),
+        "{msg} / {hint}"
+    );
+    let (msg, _) = error_of("SELECT wa_send_reaction($1, 'wamid.nope', '👍')", &[n]);
+    assert!(msg.contains("no message wamid.nope"), "{msg}");
+    // The per-channel switch, and a disabled channel.
+    let mut db = cluster().connect();
+    db.execute("UPDATE wa_channels SET allow_outside_window = true WHERE name = $1", &[n]).unwrap();
+    db.execute("SELECT wa_send_text($1, '15551110003', 'allowed anyway')", &[n]).unwrap();
+    db.execute("UPDATE wa_channels SET enabled = false WHERE name = $1", &[n]).unwrap();
+    let (msg, hint) = error_of("SELECT wa_send_text($1, '15551110003', 'x')", &[n]);
+    assert!(msg.contains("is disabled") && hint.contains("enabled = true"), "{msg} / {hint}");
+    // A business-scoped user id goes out as "recipient".
+    db.execute("UPDATE wa_channels SET enabled = true WHERE name = $1", &[n]).unwrap();
+    db.execute("SELECT wa_send_text($1, 'US.13491208655302741918', 'to a username user')", &[n]).unwrap();
+    let got = cluster().graph.wait_for(1, DEADLINE, |r| r.body.contains("US.13491208655302741918"));
+    assert_eq!(got[0].json()["recipient"], "US.13491208655302741918");
+}
+
+#[test]
+fn an_expired_token_pauses_the_queue_until_it_is_replaced() {
+    let ch = cluster().add_channel("token");
+    ch.customer_writes("15551110004");
+    cluster().graph.fail_next("+15551110004", Fault::meta(190));
+    let mut db = cluster().connect();
+    let first: i64 = db.query_one("SELECT wa_send_text($1, '15551110004', 'one')", &[&ch.name]).unwrap().get(0);
+    let paused = poll(|| {
+        db.query_one("SELECT outbox_paused_reason FROM wa_channel_health WHERE channel = $1", &[&ch.name])
+            .unwrap()
+            .get::<_, Option<String>>(0)
+    })
+    .expect("the channel is paused");
+    assert!(paused.contains("access token"), "{paused}");
+    // Queued while paused: nothing is sent, nothing is failed.
+    db.execute("SELECT wa_send_text($1, '15551110004', 'two')", &[&ch.name]).unwrap();
+    let statuses: Vec<(String, i32)> = db
+        .query("SELECT status, attempts FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 AND direction = 'outbound' ORDER BY m.id", &[&ch.name])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(statuses, [("queued".to_string(), 0), ("queued".to_string(), 0)]);
+    let (msg, _) = error_of("SELECT wa_set_access_token($1, 'short')", &[&ch.name]);
+    assert!(msg.contains("invalid access_token"), "{msg}");
+    db.execute("SELECT wa_set_access_token($1, $2)", &[&ch.name, &ch.access_token]).unwrap();
+    let bodies = sent_to(&ch.phone_number_id, 2);
+    assert_eq!((bodies[0]["text"]["body"].as_str(), bodies[1]["text"]["body"].as_str()), (Some("one"), Some("two")));
+    let status: String = db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&first]).unwrap().get(0);
+    assert_ne!(status, "failed");
+}
+
+#[test]
+fn the_channel_rate_limit_queues_instead_of_failing() {
+    let ch = cluster().add_channel("rate");
+    let mut db = cluster().connect();
+    db.execute(
+        "UPDATE wa_channels SET max_messages_per_second = 4, allow_outside_window = true WHERE name = $1",
+        &[&ch.name],
+    )
+    .unwrap();
+    for i in 0..16 {
+        db.execute("SELECT wa_send_text($1, $2, 'burst')", &[&ch.name, &format!("1555222{i:04}")]).unwrap();
+    }
+    let got = cluster().graph.wait_for(16, Duration::from_secs(30), |r| r.path.contains(&ch.phone_number_id));
+    assert_eq!(got.len(), 16, "all are sent in the end");
+    let failed: i64 = db
+        .query_one("SELECT count(*) FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 AND status = 'failed'", &[&ch.name])
+        .unwrap()
+        .get(0);
+    assert_eq!(failed, 0);
+    // 4 at once (one second's burst), then 4 per second: the last 12 take at least 3 s.
+    let arrivals: Vec<std::time::Instant> = got.iter().map(|r| r.at).collect();
+    let span = *arrivals.iter().max().unwrap() - *arrivals.iter().min().unwrap();
+    assert!(span >= Duration::from_millis(2500), "16 messages at 4/s arrived within {span:?}");
+}
+
+#[test]
+fn messages_to_one_customer_keep_their_order_across_a_retry() {
+    let ch = cluster().add_channel("order");
+    ch.customer_writes("15551110005");
+    cluster().graph.fail_next("+15551110005", Fault::meta(131000));
+    let mut db = cluster().connect();
+    for i in 1..=4 {
+        db.execute("SELECT wa_send_text($1, '15551110005', $2)", &[&ch.name, &format!("part {i}")]).unwrap();
+    }
+    let accepted = sent_to(&ch.phone_number_id, 4);
+    let order: Vec<&str> = accepted.iter().map(|b| b["text"]["body"].as_str().unwrap()).collect();
+    assert_eq!(order, ["part 1", "part 2", "part 3", "part 4"]);
+}
