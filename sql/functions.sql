@@ -410,14 +410,19 @@ BEGIN ATOMIC
      WHERE m.id = msg_id AND m.status = 'sending';
 END;
 
--- Seconds until the next queued message is due (NULL: nothing queued).
+-- Seconds until the next queued message that could be claimed falls due (NULL: none): the
+-- oldest message of each recipient, not behind one in flight, of a channel that sends.
 CREATE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(0, extract(epoch FROM pg_catalog.min(m.next_attempt_at) - pg_catalog.now()))::double precision
-      FROM @extschema@.wa_messages m JOIN @extschema@.wa_channels c ON c.id = m.channel_id
-     WHERE m.status = 'queued' AND c.enabled AND c.paused_at IS NULL
+    SELECT greatest(0, extract(epoch FROM pg_catalog.min(h.next_attempt_at) - pg_catalog.now()))::double precision
+      FROM (SELECT DISTINCT ON (m.channel_id, m.recipient) m.channel_id, m.status, m.next_attempt_at
+              FROM @extschema@.wa_messages m
+             WHERE m.status IN ('queued', 'sending')
+             ORDER BY m.channel_id, m.recipient, m.id) h
+      JOIN @extschema@.wa_channels c ON c.id = h.channel_id AND c.enabled AND c.paused_at IS NULL
+     WHERE h.status = 'queued'
 $$;
 
 -- After a crash between claiming and recording, claimed messages go back to the queue. This is

@@ -9,7 +9,7 @@
 
 use crate::graph_client::{Send, SendResult, SenderPool};
 use crate::store::{self, Claimed};
-use crate::{guc, subtransaction, wake};
+use crate::{guc, subtransaction, wake, wakeup};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::collections::HashMap;
@@ -21,8 +21,8 @@ use whatsapp_cloud::graph_api::{self, GraphError, Retry, SendOutcome};
 const SENDERS: usize = 96;
 /// Longest sleep when nothing is due: a safety net for rows queued without a wake.
 const IDLE: Duration = Duration::from_secs(10);
-/// While requests are in flight, how long to wait for answers before looking for new work.
-const ANSWER_WAIT: Duration = Duration::from_millis(2);
+/// Shortest sleep between two looks at the queue when something is due but was not claimable.
+const MIN_WAIT: Duration = Duration::from_millis(5);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -33,34 +33,35 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     wake::register_delivery_worker();
     log!("whatsapp_channel: delivery worker started, database \"{database}\"");
 
-    let pool = SenderPool::start(SENDERS, timeout());
+    let (waker, mut wakeups) = wakeup::pair();
+    let pool = SenderPool::start(SENDERS, timeout(), waker);
     let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
     let mut buckets: HashMap<i64, Bucket> = HashMap::new();
     let mut recovered = false;
     let mut wait = Duration::ZERO;
-    while BackgroundWorker::wait_latch(Some(if in_flight.is_empty() { wait } else { Duration::ZERO })) {
+    // Wakes at a commit that queued messages, when a send finishes, or when a retry or a
+    // channel's next token falls due; never polls.
+    while wakeups.wait(wait) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             pool.set_timeout(timeout());
         }
-        if !in_flight.is_empty() {
-            let done = pool.finished(ANSWER_WAIT);
-            if !done.is_empty() {
-                let finished: Vec<(Claimed, SendResult)> =
-                    done.into_iter().filter_map(|(id, r)| in_flight.remove(&id).map(|c| (c, r))).collect();
-                BackgroundWorker::transaction(AssertUnwindSafe(|| {
-                    for (message, result) in &finished {
-                        if let Err(e) = subtransaction::run(|| record(message, result)) {
-                            warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
-                        }
+        let finished: Vec<(Claimed, SendResult)> =
+            pool.finished().into_iter().filter_map(|(id, r)| in_flight.remove(&id).map(|c| (c, r))).collect();
+        if !finished.is_empty() {
+            BackgroundWorker::transaction(AssertUnwindSafe(|| {
+                for (message, result) in &finished {
+                    if let Err(e) = subtransaction::run(|| record(message, result)) {
+                        warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
                     }
-                }));
-                unsafe { pg_sys::pgstat_report_stat(false) };
-            }
+                }
+            }));
+            unsafe { pg_sys::pgstat_report_stat(false) };
         }
 
         let free = SENDERS * 2 - in_flight.len();
         if free == 0 {
+            wait = IDLE; // a finished send wakes us
             continue;
         }
         // Cleared before looking, so a commit from now on sets the latch again.
@@ -79,19 +80,20 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                     log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
                 }
             }
-            Some(store::claim_due(free as i32, &version, budgets))
+            let claimed = store::claim_due(free as i32, &version, budgets);
+            // What is left: when the next queued message that could be sent falls due.
+            let due = if claimed.len() < free { store::next_due_in() } else { None };
+            Some((claimed, due))
         });
-        let Some(claimed) = claimed else {
+        let Some((claimed, due)) = claimed else {
             wait = IDLE; // not installed (yet): look again later
             continue;
         };
         recovered = true;
         let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
-        for message in claimed.iter() {
-            buckets
-                .entry(message.channel_id)
-                .or_insert_with(|| Bucket::full(message.max_per_second, now))
-                .take(message.max_per_second, now);
+        for message in &claimed {
+            let bucket = buckets.entry(message.channel_id).or_insert_with(|| Bucket::full(message.max_per_second, now));
+            bucket.take(message.max_per_second, now);
             pool.submit(Send {
                 id: message.id,
                 url: graph_api::messages_url(&base_url, &message.graph_api_version, &message.phone_number_id),
@@ -99,15 +101,15 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                 body: message.request.clone(),
             });
         }
-        let claimed_any = !claimed.is_empty();
         in_flight.extend(claimed.into_iter().map(|m| (m.id, m)));
-        wait = if claimed_any {
-            Duration::ZERO
-        } else {
-            let refill = buckets.values().filter_map(|b| b.refill_in(now)).min();
-            let due = BackgroundWorker::transaction(store::next_due_in)
-                .map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.001, IDLE.as_secs_f64())));
-            refill.map_or(due, |r| r.min(due))
+        // A message due now that was not claimed waits for its channel's next token (or for a
+        // send in flight to its recipient, whose end wakes us anyway): never spin on it.
+        let refill = buckets.values().filter_map(|b| b.refill_in(now)).min();
+        let due = due.map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.0, IDLE.as_secs_f64())));
+        wait = match refill {
+            Some(r) => r.min(due).max(MIN_WAIT),
+            None if due.is_zero() && in_flight.len() < SENDERS * 2 => MIN_WAIT,
+            None => due,
         };
     }
 }

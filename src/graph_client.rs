@@ -3,8 +3,9 @@
 //! the results (in a new transaction) after: no transaction is open while a request is in
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
+use crate::wakeup::Waker;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
@@ -35,8 +36,9 @@ pub struct SenderPool {
 }
 
 impl SenderPool {
-    /// `threads` senders sharing one agent, which keeps connections alive between requests.
-    pub fn start(threads: usize, timeout: Duration) -> SenderPool {
+    /// `threads` senders sharing one agent, which keeps connections alive between requests;
+    /// each finished send wakes the main thread through `waker`.
+    pub fn start(threads: usize, timeout: Duration, waker: Waker) -> SenderPool {
         let config = Agent::config_builder()
             .http_status_as_error(false)
             .max_idle_connections(threads)
@@ -48,8 +50,8 @@ impl SenderPool {
         let queue = Arc::new(Mutex::new(queue));
         let timeout_ms = Arc::new(AtomicU64::new(timeout.as_millis() as u64));
         for i in 0..threads {
-            let (agent, queue, results_tx, timeout_ms) =
-                (agent.clone(), queue.clone(), results_tx.clone(), timeout_ms.clone());
+            let (agent, queue, results_tx, timeout_ms, waker) =
+                (agent.clone(), queue.clone(), results_tx.clone(), timeout_ms.clone(), waker.clone());
             std::thread::Builder::new()
                 .name(format!("wa-send-{i}"))
                 .spawn(move || {
@@ -61,6 +63,7 @@ impl SenderPool {
                         if results_tx.send((send.id, result)).is_err() {
                             return;
                         }
+                        waker.wake();
                     }
                 })
                 .expect("spawning a sender thread");
@@ -76,16 +79,9 @@ impl SenderPool {
         self.sends.send(send).expect("sender threads live as long as the pool");
     }
 
-    /// Waits up to `wait` for one result, then takes all others that are ready.
-    pub fn finished(&self, wait: Duration) -> Vec<(i64, SendResult)> {
-        let mut done = Vec::new();
-        match self.results.recv_timeout(wait) {
-            Ok(r) => done.push(r),
-            Err(RecvTimeoutError::Timeout) => return done,
-            Err(RecvTimeoutError::Disconnected) => panic!("all sender threads have stopped"),
-        }
-        done.extend(self.results.try_iter());
-        done
+    /// The results that are ready, without waiting.
+    pub fn finished(&self) -> Vec<(i64, SendResult)> {
+        self.results.try_iter().collect()
     }
 }
 

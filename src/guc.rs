@@ -25,6 +25,9 @@ pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>
 /// Largest webhook body accepted. Meta sends up to 3 MB; anything larger gets 413.
 pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 
+/// Most webhook connections open at once; more are answered 503 (Meta retries them).
+pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(256);
+
 /// Hard timeout of one Graph API call, connect to last byte.
 pub static GRAPH_API_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
@@ -78,6 +81,16 @@ pub fn init() {
         256 * 1024 * 1024,
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_connections",
+        c"Most webhook connections open at once; more are answered 503.",
+        c"Each connection has its own thread; a request must arrive within 10 s (else 408). Needs a restart.",
+        &MAX_CONNECTIONS,
+        1,
+        10_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
     GucRegistry::define_int_guc(
         c"whatsapp_channel.graph_api_timeout",

@@ -22,6 +22,7 @@ mod inbound;
 mod store;
 mod subtransaction;
 mod wake;
+mod wakeup;
 mod webhook_http;
 mod webhook_listener;
 

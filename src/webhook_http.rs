@@ -1,15 +1,17 @@
 //! The HTTP side of the webhook listener. These threads never call into Postgres (pgrx panics
-//! if they do): they route, enforce the body limit, check signatures and parse JSON, then hand
-//! a verified payload to the worker's main thread and wait for its answer, which comes only
-//! after COMMIT. Log lines go to the main thread too, so they land in the server log.
+//! if they do): they route, check signatures and parse JSON (the server, `bounded_http`, has
+//! already enforced the connection cap, the deadlines and the body limit), then hand a verified
+//! payload to the worker's main thread and wait for its answer, which comes only after COMMIT.
+//! Log lines go to the main thread too, so they land in the server log.
 
+use crate::wakeup::Waker;
+use bounded_http::{Limits, Request, Response};
 use std::collections::HashMap;
-use std::io::Read;
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use tiny_http::{Header, Method, Request, Response, Server};
 use whatsapp_cloud::signature;
 use whatsapp_cloud::webhook::{self, HandshakeError, ParseError, Payload};
 
@@ -35,7 +37,7 @@ pub struct Shared {
     channels: RwLock<HashMap<String, Arc<ChannelKeys>>>,
     /// False while the extension is not created in the database: requests get a 503.
     installed: AtomicBool,
-    pub max_body_bytes: AtomicUsize,
+    pub max_body_bytes: Arc<AtomicUsize>,
 }
 
 impl Shared {
@@ -110,58 +112,60 @@ pub enum LogLevel {
     Warning,
 }
 
-/// Starts `threads` request handlers on `server`. Returns the receiving end for the main thread.
-pub fn spawn(server: Arc<Server>, shared: Arc<Shared>, threads: usize, queue: usize) -> Receiver<Job> {
+/// Serves webhooks on `listener` (bound by the main thread), one thread per connection up to
+/// `max_connections`. Returns the receiving end of the jobs for the main thread, which
+/// `waker` wakes whenever it sends one.
+pub fn start(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    waker: Waker,
+    queue: usize,
+    max_connections: usize,
+) -> std::io::Result<Receiver<Job>> {
     let (jobs, receiver) = sync_channel(queue);
-    for i in 0..threads {
-        let (server, shared, jobs) = (server.clone(), shared.clone(), jobs.clone());
-        std::thread::Builder::new()
-            .name(format!("wa-webhook-{i}"))
-            .spawn(move || {
-                while let Ok(request) = server.recv() {
-                    let handler = Handler { shared: &shared, jobs: &jobs };
-                    handler.handle(request);
-                }
-            })
-            .expect("spawning a webhook thread");
-    }
-    receiver
+    let limits = Limits { max_connections, max_body_bytes: shared.max_body_bytes.clone(), ..Limits::default() };
+    bounded_http::serve(listener, limits, Arc::new(Handler { shared, jobs, waker }))?;
+    Ok(receiver)
 }
 
-struct Handler<'a> {
-    shared: &'a Shared,
-    jobs: &'a SyncSender<Job>,
+struct Handler {
+    shared: Arc<Shared>,
+    jobs: SyncSender<Job>,
+    waker: Waker,
 }
 
-impl Handler<'_> {
-    fn handle(&self, mut request: Request) {
-        let url = request.url().to_string();
-        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
-        let Some(name) = path.strip_prefix(PATH_PREFIX).filter(|n| !n.is_empty() && !n.contains('/')) else {
-            return reply(request, 404, "Not found: webhook URLs end in /webhook/<channel>");
+impl bounded_http::Handler for Handler {
+    fn handle(&self, request: Request) -> Response {
+        let Some(name) = request.path().strip_prefix(PATH_PREFIX).filter(|n| !n.is_empty() && !n.contains('/')) else {
+            return Response::text(404, "Not found: webhook URLs end in /webhook/<channel>");
         };
         let Some(channel) = self.channel(name) else {
             if !self.shared.installed.load(Ordering::Acquire) {
-                return reply(request, 503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
+                return Response::text(503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
             }
-            return reply(request, 404, "Unknown channel");
+            return Response::text(404, "Unknown channel");
         };
-        match request.method() {
-            Method::Get => self.handshake(request, &channel, query),
-            Method::Post => {
-                let body = match self.read_body(&mut request, &channel) {
-                    Ok(body) => body,
-                    Err((status, text)) => return reply(request, status, text),
-                };
-                let header = request
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv(signature::HEADER))
-                    .map(|h| h.value.as_str().to_string());
-                self.post(request, channel, body, header.as_deref())
+        match request.method.as_str() {
+            "GET" => self.handshake(&channel, request.query()),
+            "POST" => {
+                let header = request.header(signature::HEADER).map(str::to_string);
+                self.post(channel, request.body, header.as_deref())
             }
-            _ => reply(request, 405, "Method not allowed: Meta sends GET (verification) and POST (events)"),
+            _ => Response::text(405, "Method not allowed: Meta sends GET (verification) and POST (events)"),
         }
+    }
+
+    fn refused(&self, status: u16, why: &str) {
+        self.report(LogLevel::Warning, format!("webhook request answered {status}: {why}"), None);
+    }
+}
+
+impl Handler {
+    /// Hands a job to the main thread without blocking; `Err` when its queue is full.
+    fn send(&self, job: Job) -> Result<(), TrySendError<Job>> {
+        self.jobs.try_send(job)?;
+        self.waker.wake();
+        Ok(())
     }
 
     /// Looks a channel up; on a miss, asks the main thread to re-read the channels once, so a
@@ -175,17 +179,17 @@ impl Handler<'_> {
 
     fn reload(&self) {
         let (tx, rx) = sync_channel(1);
-        if self.jobs.send(Job::Reload(Instant::now(), tx)).is_ok() {
+        if self.send(Job::Reload(Instant::now(), tx)).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(5));
         }
     }
 
-    fn handshake(&self, request: Request, channel: &ChannelKeys, query: &str) {
+    fn handshake(&self, channel: &ChannelKeys, query: &str) -> Response {
         match webhook::verify_subscription(query, &channel.verify_token) {
             Ok(challenge) => {
                 let line = format!("webhook verified by Meta for channel '{}'", channel.name);
                 self.report(LogLevel::Log, line, Some((channel, "verified", None)));
-                reply(request, 200, &challenge)
+                Response::text(200, challenge)
             }
             Err(HandshakeError::TokenMismatch) => {
                 let line = format!(
@@ -195,37 +199,14 @@ impl Handler<'_> {
                 );
                 let cause = "verify token does not match the one set for the channel";
                 self.report(LogLevel::Warning, line, Some((channel, "verify_token_mismatch", Some(cause))));
-                reply(request, 403, "Verify token mismatch")
+                Response::text(403, "Verify token mismatch")
             }
-            Err(HandshakeError::NotSubscribe) => reply(request, 403, "Expected hub.mode=subscribe"),
-            Err(HandshakeError::NoChallenge) => reply(request, 403, "Missing hub.challenge"),
+            Err(HandshakeError::NotSubscribe) => Response::text(403, "Expected hub.mode=subscribe"),
+            Err(HandshakeError::NoChallenge) => Response::text(403, "Missing hub.challenge"),
         }
     }
 
-    fn read_body(&self, request: &mut Request, channel: &ChannelKeys) -> Result<Vec<u8>, (u16, &'static str)> {
-        let max = self.shared.max_body_bytes.load(Ordering::Relaxed);
-        let too_large = || {
-            let line = format!(
-                "webhook POST for channel '{}' refused: body larger than whatsapp_channel.max_body_bytes ({max})",
-                channel.name
-            );
-            self.report(LogLevel::Warning, line, Some((channel, "too_large", None)));
-            (413, "Payload too large")
-        };
-        if request.body_length().is_some_and(|len| len > max) {
-            return Err(too_large());
-        }
-        let mut body = Vec::with_capacity(request.body_length().unwrap_or(0).min(max));
-        if request.as_reader().take(max as u64 + 1).read_to_end(&mut body).is_err() {
-            return Err((400, "Could not read the request body"));
-        }
-        if body.len() > max {
-            return Err(too_large());
-        }
-        Ok(body)
-    }
-
-    fn post(&self, request: Request, mut channel: Arc<ChannelKeys>, body: Vec<u8>, header: Option<&str>) {
+    fn post(&self, mut channel: Arc<ChannelKeys>, body: Vec<u8>, header: Option<&str>) -> Response {
         let mut verdict = signature::verify(&channel.app_secret, &body, header);
         if verdict == Err(signature::Mismatch::WrongSecret) {
             // Perhaps the app secret was just changed: re-read it once before refusing.
@@ -244,11 +225,12 @@ impl Handler<'_> {
                 mismatch.likely_cause()
             );
             self.report(LogLevel::Warning, line, Some((&channel, "signature_mismatch", Some(mismatch.likely_cause()))));
-            return reply(request, 401, "Signature mismatch");
+            return Response::text(401, "Signature mismatch");
         }
+        // Parsed here, off the thread that writes to Postgres.
         let payload = webhook::parse(&body);
         let (tx, rx) = sync_channel(1);
-        if let Err(e) = self.jobs.try_send(Job::Store(Verified { channel, body, payload }, tx)) {
+        if let Err(e) = self.send(Job::Store(Verified { channel, body, payload }, tx)) {
             let reason = match e {
                 TrySendError::Full(_) => "the listener is overloaded",
                 TrySendError::Disconnected(_) => "the listener is restarting",
@@ -258,16 +240,16 @@ impl Handler<'_> {
                 format!("webhook POST answered 503: {reason}; Meta will redeliver it"),
                 None,
             );
-            return reply(request, 503, "Busy, retry later");
+            return Response::text(503, "Busy, retry later");
         }
         match rx.recv_timeout(STORE_TIMEOUT) {
-            Ok(Ok(())) => reply(request, 200, "OK"),
+            Ok(Ok(())) => Response::text(200, "OK"),
             Ok(Err(reason)) => {
                 let line = format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}");
                 self.report(LogLevel::Warning, line, None);
-                reply(request, 500, "Could not store the event; it will be redelivered")
+                Response::text(500, "Could not store the event; it will be redelivered")
             }
-            Err(_) => reply(request, 503, "Timed out storing the event; it will be redelivered"),
+            Err(_) => Response::text(503, "Timed out storing the event; it will be redelivered"),
         }
     }
 
@@ -276,16 +258,8 @@ impl Handler<'_> {
     fn report(&self, level: LogLevel, line: String, counter: Option<(&ChannelKeys, &'static str, Option<&str>)>) {
         let counter =
             counter.map(|(c, kind, detail)| Counter { channel_id: c.id, kind, detail: detail.map(str::to_string) });
-        if let Err(TrySendError::Full(Job::Report(r))) =
-            self.jobs.try_send(Job::Report(Report { level, line, counter }))
-        {
+        if let Err(TrySendError::Full(Job::Report(r))) = self.send(Job::Report(Report { level, line, counter })) {
             eprintln!("whatsapp_channel: {}", r.line);
         }
     }
-}
-
-fn reply(request: Request, status: u16, body: &str) {
-    let content_type = Header::from_bytes("Content-Type", "text/plain; charset=utf-8").expect("static header");
-    let response = Response::from_string(body).with_status_code(status).with_header(content_type);
-    let _ = request.respond(response); // the client may be gone; nothing to do about it
 }

@@ -4,25 +4,22 @@
 //! own subtransaction; every request is answered only after that transaction has committed.
 
 use crate::webhook_http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
-use crate::{guc, inbound, store, subtransaction};
+use crate::{guc, inbound, store, subtransaction, wakeup};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
-const HTTP_THREADS: usize = 8;
 /// Requests waiting for the main thread; more get a 503 (Meta redelivers).
 const QUEUE: usize = 1024;
 /// Most requests stored in one transaction.
 const BATCH: usize = 256;
 /// Channels are re-read this often even without a miss (changed secrets, removed channels).
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
-/// How long the loop waits for work before it checks signals again.
-const TICK: Duration = Duration::from_millis(100);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -33,8 +30,8 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
 
     let address = guc::string(&guc::LISTEN_ADDRESS, "127.0.0.1:8080");
     // Bound here, on the main thread, so a bad address fails the worker at once and visibly.
-    let server = match tiny_http::Server::http(&address) {
-        Ok(server) => Arc::new(server),
+    let listener = match std::net::TcpListener::bind(&address) {
+        Ok(listener) => listener,
         Err(e) => {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
@@ -48,7 +45,12 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
     };
     let shared = Arc::new(Shared::default());
     shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
-    let jobs = webhook_http::spawn(server, shared.clone(), HTTP_THREADS, QUEUE);
+    let (waker, mut wakeups) = wakeup::pair();
+    let max_connections = usize::try_from(guc::MAX_CONNECTIONS.get()).unwrap_or(256);
+    let jobs = match webhook_http::start(listener, shared.clone(), waker, QUEUE, max_connections) {
+        Ok(jobs) => jobs,
+        Err(e) => error!("whatsapp_channel: cannot start the webhook server: {e}"),
+    };
     log!(
         "whatsapp_channel: webhook listener on http://{address}{}<channel>, database \"{database}\"",
         webhook_http::PATH_PREFIX
@@ -56,7 +58,8 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
 
     let mut listener = Listener { shared, last_reload: None, installed: false };
     listener.reload();
-    while BackgroundWorker::wait_latch(Some(Duration::ZERO)) {
+    // Sleeps until a request thread hands over work (or a signal, or the next periodic reload).
+    while wakeups.wait(RELOAD_EVERY) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             listener.shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
@@ -64,30 +67,19 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
         if listener.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
             listener.reload();
         }
-        match next_batch(&jobs) {
-            Ok(batch) => listener.run(batch),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => {
-                error!("whatsapp_channel: all webhook threads have stopped")
+        // Whatever arrived while the last batch was committing forms the next batch.
+        loop {
+            let batch: Vec<Job> = jobs.try_iter().take(BATCH).collect();
+            if batch.is_empty() {
+                break;
             }
+            listener.run(batch);
         }
     }
 }
 
 fn max_body_bytes() -> usize {
     usize::try_from(guc::MAX_BODY_BYTES.get()).unwrap_or(4 << 20)
-}
-
-/// Waits up to one tick for a job, then takes whatever else is already waiting.
-fn next_batch(jobs: &Receiver<Job>) -> Result<Vec<Job>, RecvTimeoutError> {
-    let mut batch = vec![jobs.recv_timeout(TICK)?];
-    while batch.len() < BATCH {
-        match jobs.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
-    Ok(batch)
 }
 
 struct Listener {

@@ -1,13 +1,13 @@
 //! A fake Graph API: `POST /{version}/{phone_number_id}/messages`, answered like Meta does.
 
+use bounded_http::{Limits, Request, Response};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
-use std::io::Read;
 use std::net::SocketAddr;
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
-use tiny_http::{Header, Response, Server};
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -118,24 +118,16 @@ impl GraphSim {
 
     /// Starts with `options` (latency, injected faults, status webhooks).
     pub fn start_with(port: u16, options: Options) -> std::io::Result<GraphSim> {
-        let server = Server::http(("127.0.0.1", port)).map_err(std::io::Error::other)?;
-        let addr = server.server_addr().to_ip().expect("bound to an IP address");
-        let server = Arc::new(server);
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
         let statuses = options.statuses.clone();
         let state = Arc::new(State { options, ..State::default() });
         if let Some(directory) = statuses {
             let state = state.clone();
             std::thread::spawn(move || post_statuses(&state, directory.as_ref()));
         }
-        // Enough handler threads that a slow (latency) answer does not hold up the others.
-        for _ in 0..64 {
-            let (server, state) = (server.clone(), state.clone());
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    handle(&state, request);
-                }
-            });
-        }
+        let limits = Limits { max_connections: 1024, ..Limits::default() };
+        bounded_http::serve(listener, limits, Arc::new(SimHandler(state.clone())))?;
         Ok(GraphSim { addr, state })
     }
 
@@ -174,14 +166,20 @@ impl GraphSim {
     }
 }
 
-fn handle(state: &State, mut request: tiny_http::Request) {
+struct SimHandler(Arc<State>);
+
+impl bounded_http::Handler for SimHandler {
+    fn handle(&self, request: Request) -> Response {
+        handle(&self.0, request)
+    }
+}
+
+fn handle(state: &State, request: Request) -> Response {
     let arrived = Instant::now();
-    let method = request.method().to_string();
-    let path = request.url().split('?').next().unwrap_or("").to_string();
-    let authorization =
-        request.headers().iter().find(|h| h.field.equiv("Authorization")).map(|h| h.value.as_str().to_string());
-    let mut body = String::new();
-    let _ = request.as_reader().take(8 << 20).read_to_string(&mut body);
+    let method = request.method.clone();
+    let path = request.path().to_string();
+    let authorization = request.header("Authorization").map(str::to_string);
+    let body = String::from_utf8_lossy(&request.body).into_owned();
     if !state.options.latency.is_zero() {
         std::thread::sleep(state.options.latency);
     }
@@ -196,12 +194,8 @@ fn handle(state: &State, mut request: tiny_http::Request) {
     state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid, at: arrived });
     state.arrived.notify_all();
     match answer {
-        None => drop(request), // Fault::Drop: close without answering
-        Some(json) => {
-            let header = Header::from_bytes("Content-Type", "application/json").unwrap();
-            let _ =
-                request.respond(Response::from_string(json.to_string()).with_status_code(status).with_header(header));
-        }
+        None => Response::close(), // Fault::Drop / Fault::Timeout: no answer
+        Some(json) => Response::json(status, json.to_string()),
     }
 }
 

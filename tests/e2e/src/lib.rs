@@ -99,7 +99,8 @@ impl Cluster {
         let options = Options { statuses: Some(status_targets.clone()), ..options };
         let graph = GraphSim::start_with(0, options).expect("starting the Graph API simulator");
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!("wa-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+        let dir =
+            std::env::temp_dir().join(format!("wa-e2e-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         if is_root() {
@@ -176,7 +177,14 @@ impl Cluster {
         let data = self.dir.join("data");
         let started = poll(|| {
             let out = as_owner(&bin.join("pg_ctl"))
-                .args(["-D", data.to_str().unwrap(), "-l", self.dir.join("server.log").to_str().unwrap(), "-w", "start"])
+                .args([
+                    "-D",
+                    data.to_str().unwrap(),
+                    "-l",
+                    self.dir.join("server.log").to_str().unwrap(),
+                    "-w",
+                    "start",
+                ])
                 .output()
                 .unwrap();
             out.status.success().then_some(())
@@ -187,7 +195,10 @@ impl Cluster {
     /// SIGKILLs one backend or worker; the postmaster then resets every process (crash recovery).
     pub fn kill_backend(&self, backend_type: &str) {
         let pid: i32 = poll(|| {
-            self.connect().query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = $1", &[&backend_type]).ok().flatten()
+            self.connect()
+                .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = $1", &[&backend_type])
+                .ok()
+                .flatten()
         })
         .unwrap_or_else(|| panic!("no {backend_type} running"))
         .get(0);

@@ -19,7 +19,14 @@ fn post_through(cluster: &Cluster, total: usize, crash: impl FnOnce(&Mutex<BTree
         s.spawn(|| {
             let deadline = Instant::now() + Duration::from_secs(120);
             for i in 0..total {
-                let payload = payloads::text_message(&ch.phone_number_id, &format!("wamid.crash.{i}"), "16505559001", "Cat", &format!("m{i}"), 1);
+                let payload = payloads::text_message(
+                    &ch.phone_number_id,
+                    &format!("wamid.crash.{i}"),
+                    "16505559001",
+                    "Cat",
+                    &format!("m{i}"),
+                    1,
+                );
                 loop {
                     assert!(Instant::now() < deadline, "message {i} never got a 200");
                     match ch.post_signed_to(cluster, &payload) {
@@ -92,7 +99,11 @@ fn delivery_worker_sigkill_mid_batch_loses_no_message() {
     let cluster = Cluster::private(Duration::from_millis(200));
     let ch = cluster.add_channel("crash-send");
     let mut db = cluster.connect();
-    db.execute("UPDATE wa_channels SET allow_outside_window = true, max_messages_per_second = 1000 WHERE name = $1", &[&ch.name]).unwrap();
+    db.execute(
+        "UPDATE wa_channels SET allow_outside_window = true, max_messages_per_second = 1000 WHERE name = $1",
+        &[&ch.name],
+    )
+    .unwrap();
     let total = 150;
     db.execute(
         "SELECT wa_send_text($1, '+1555333' || lpad(i::text, 4, '0'), 'crash ' || i) FROM generate_series(1, $2) i",
@@ -120,7 +131,10 @@ fn delivery_worker_sigkill_mid_batch_loses_no_message() {
     }
     let db = &mut cluster.connect_when_up();
     let not_sent: i64 = e2e::poll(|| {
-        let n: i64 = db.query_one("SELECT count(*) FROM wa_messages WHERE direction = 'outbound' AND status <> 'sent'", &[]).unwrap().get(0);
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM wa_messages WHERE direction = 'outbound' AND status <> 'sent'", &[])
+            .unwrap()
+            .get(0);
         (n == 0).then_some(n)
     })
     .unwrap_or(-1);

@@ -42,8 +42,14 @@ fn inbox_client_shows_messages_replies_and_catches_up_after_a_reconnect() {
     expect("ready: listening");
 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
-    let first =
-        payloads::text_message(&ch.phone_number_id, "wamid.client.1", "16505557001", "Ada", "Is my order shipped?", now);
+    let first = payloads::text_message(
+        &ch.phone_number_id,
+        "wamid.client.1",
+        "16505557001",
+        "Ada",
+        "Is my order shipped?",
+        now,
+    );
     assert_eq!(ch.post_signed(&first).status, 200);
     expect("conversation:");
     expect("Ada: Is my order shipped?");

@@ -202,3 +202,34 @@ fn body_over_the_limit_is_413() {
     let signature = e2e::whatsapp_cloud::signature::sign(ch.app_secret.as_bytes(), &body);
     assert_eq!(http_post(&cluster().webhook_url(&ch.name), &body, Some(&signature)).status, 413);
 }
+
+#[test]
+fn a_stalled_client_does_not_hold_up_other_webhooks() {
+    use std::io::Write;
+    let ch = cluster().add_channel("stall");
+    // Announces a body and never sends it.
+    let mut stalled = std::net::TcpStream::connect(&cluster().listener).unwrap();
+    write!(stalled, "POST /webhook/{} HTTP/1.1\r\nContent-Length: 1000\r\n\r\n{{\"entry\":", ch.name).unwrap();
+    // Meanwhile, many connections opened at once are all answered.
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..32)
+            .map(|i| {
+                let ch = &ch;
+                s.spawn(move || {
+                    let m = payloads::text_message(
+                        &ch.phone_number_id,
+                        &format!("wamid.stall.{i}"),
+                        "16505550003",
+                        "S",
+                        "x",
+                        now(),
+                    );
+                    ch.post_signed(&m).status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    drop(stalled);
+}
