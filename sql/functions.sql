@@ -6,9 +6,9 @@
 
 -- Ordering of outbound statuses: a status is applied only if it moves the message forward;
 -- 'failed' is terminal.
+-- (No SET search_path: it names no object, and without it Postgres can inline it.)
 CREATE FUNCTION _wa_status_rank(status text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
 RETURN CASE status
     WHEN 'queued' THEN 0 WHEN 'sending' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
     WHEN 'read' THEN 3 WHEN 'played' THEN 4 WHEN 'failed' THEN 100 ELSE -1 END;
@@ -294,13 +294,90 @@ $$;
 
 -- Counts what the listener saw for a channel (see wa_channel_counters).
 CREATE FUNCTION _wa_count(channel bigint, p_kind text, p_detail text, n bigint DEFAULT 1) RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     INSERT INTO @extschema@.wa_channel_counters AS k (channel_id, kind, count, last_at, last_detail)
     VALUES (channel, p_kind, n, pg_catalog.now(), p_detail)
     ON CONFLICT (channel_id, kind) DO UPDATE
-       SET count = k.count + n, last_at = pg_catalog.now(), last_detail = COALESCE(p_detail, k.last_detail)
+       SET count = k.count + n, last_at = pg_catalog.now(), last_detail = COALESCE(p_detail, k.last_detail);
+END
+$$;
+
+-- Stores many inbound messages at once, set-based: the listener's fast path for a batch of
+-- webhooks that arrived together (plain messages only: system changes, revokes and edits take
+-- the per-item path). Same effects as _wa_receive_message() per item, in one statement each
+-- for contacts and messages. Returns how many messages were new (each is notified).
+CREATE FUNCTION _wa_receive_messages(
+    channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    added integer;
+BEGIN
+    -- A session-local staging table, so the batch is unnested once and read three times.
+    IF pg_catalog.to_regclass('pg_temp._wa_incoming') IS NULL THEN
+        CREATE TEMP TABLE _wa_incoming (
+            ord bigint, channel_id bigint, event_id bigint, wamid text, wa_id text, user_id text, name text, username text,
+            type text, body text, sent_at timestamptz, payload jsonb) ON COMMIT DELETE ROWS;
+    END IF;
+    DELETE FROM pg_temp._wa_incoming;
+    INSERT INTO pg_temp._wa_incoming
+    SELECT u.ord, u.ch, u.ev, u.wamid, u.wa, u.uid, u.nm, u.un, u.ty, u.bd, pg_catalog.to_timestamp(u.ts), u.pl
+      FROM unnest(channels, events, wamids, froms, from_user_ids, names, usernames, types, bodies, sent_ats, payloads)
+           WITH ORDINALITY AS u(ch, ev, wamid, wa, uid, nm, un, ty, bd, ts, pl, ord);
+
+    -- Senders with a WhatsApp id, then senders known only by their BSUID; the newest message's
+    -- profile wins, and a contact row is only rewritten when something changed.
+    INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
+    SELECT DISTINCT ON (i.channel_id, i.wa_id) i.channel_id, i.wa_id, i.user_id, i.name, i.username, COALESCE(i.sent_at, pg_catalog.now())
+      FROM pg_temp._wa_incoming i WHERE i.wa_id IS NOT NULL
+     ORDER BY i.channel_id, i.wa_id, i.ord DESC
+    ON CONFLICT (channel_id, wa_id) DO UPDATE
+       SET user_id = COALESCE(k.user_id, excluded.user_id),
+           profile_name = COALESCE(excluded.profile_name, k.profile_name),
+           username = COALESCE(excluded.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, excluded.last_inbound_at),
+           updated_at = pg_catalog.now()
+     WHERE k.user_id IS DISTINCT FROM COALESCE(k.user_id, excluded.user_id)
+        OR k.profile_name IS DISTINCT FROM COALESCE(excluded.profile_name, k.profile_name)
+        OR k.username IS DISTINCT FROM COALESCE(excluded.username, k.username)
+        OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, excluded.last_inbound_at);
+    INSERT INTO @extschema@.wa_contacts AS k (channel_id, user_id, profile_name, username, last_inbound_at)
+    SELECT DISTINCT ON (i.channel_id, i.user_id) i.channel_id, i.user_id, i.name, i.username, COALESCE(i.sent_at, pg_catalog.now())
+      FROM pg_temp._wa_incoming i WHERE i.wa_id IS NULL AND i.user_id IS NOT NULL
+     ORDER BY i.channel_id, i.user_id, i.ord DESC
+    ON CONFLICT (channel_id, user_id) DO UPDATE
+       SET profile_name = COALESCE(excluded.profile_name, k.profile_name),
+           username = COALESCE(excluded.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, excluded.last_inbound_at),
+           updated_at = pg_catalog.now()
+     WHERE k.profile_name IS DISTINCT FROM COALESCE(excluded.profile_name, k.profile_name)
+        OR k.username IS DISTINCT FROM COALESCE(excluded.username, k.username)
+        OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, excluded.last_inbound_at);
+
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at)
+        SELECT i.channel_id, k.id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id, i.sent_at
+          FROM pg_temp._wa_incoming i
+          LEFT JOIN @extschema@.wa_contacts k
+            ON k.channel_id = i.channel_id
+           AND ((i.wa_id IS NOT NULL AND k.wa_id = i.wa_id) OR (i.wa_id IS NULL AND k.user_id = i.user_id))
+         ORDER BY i.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING id, channel_id, type, contact_id
+    )
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id)::text))
+      INTO added
+      FROM (SELECT ins.id, c.name, ins.type, ins.contact_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
+             ORDER BY ins.id) n;
+    RETURN added;
+END
 $$;
 
 -- Moves an outbound message forward to `new_status` if that is progress; notifies wa_status.
@@ -551,11 +628,12 @@ REVOKE ALL ON FUNCTION wa_set_access_token(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_counterpart(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_pause_channel(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_add_channel(text, text, text, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION wa_replay_webhook_events(bigint, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_replay_webhook_events(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_wake_delivery() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_upsert_contact(bigint, text, text, text, text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_identity_change(bigint, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_count(bigint, text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], text[], text[], text[], text[], text[], double precision[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_message(bigint, bigint, text, text, text, text, text, text, text, timestamptz, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_status(bigint, text, text, timestamptz, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_status(bigint, text, text, timestamptz, text, integer, text, text, jsonb) FROM PUBLIC;

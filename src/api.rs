@@ -134,15 +134,16 @@ fn _wa_wake_delivery() {
     crate::wake::delivery_at_commit();
 }
 
-/// Re-processes stored webhook events (all, or ids `first_id` to `last_id`): after an upgrade
-/// that parses more, or after fixing a channel that was missing. Adds only what is not there
-/// yet (Meta's ids decide), notifies what it adds, and returns what it did.
+/// Re-processes stored webhook events (all, or ids `first_id` to `last_id`, of one channel or
+/// all): after an upgrade that parses more, or after fixing a channel that was missing. Adds
+/// only what is not there yet (Meta's ids decide), notifies what it adds, and returns what it did.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 fn wa_replay_webhook_events(
     first_id: default!(Option<i64>, "NULL"),
     last_id: default!(Option<i64>, "NULL"),
+    channel: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(events, i64), name!(new_messages, i64), name!(new_statuses, i64))> {
-    let r = crate::inbound::replay(first_id, last_id);
+    let r = crate::inbound::replay(first_id, last_id, channel);
     TableIterator::once((r.events, r.new_messages, r.new_statuses))
 }

@@ -5,7 +5,40 @@
 use crate::webhook_http::{self, ChannelKeys};
 use crate::{store, subtransaction};
 use pgrx::prelude::*;
+use std::collections::HashMap;
 use whatsapp_cloud::webhook::Payload;
+
+/// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
+/// kind (a counter row updated once per request would be the batch's hottest row).
+#[derive(Default)]
+pub struct Counts(HashMap<(i64, &'static str), (i64, Option<String>)>);
+
+impl Counts {
+    pub fn add(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>) {
+        let entry = self.0.entry((channel_id, kind)).or_insert((0, None));
+        entry.0 += 1;
+        if let Some(d) = detail {
+            entry.1 = Some(d.to_string());
+        }
+    }
+
+    pub fn merge(&mut self, other: Counts) {
+        for (key, (n, detail)) in other.0 {
+            let entry = self.0.entry(key).or_insert((0, None));
+            entry.0 += n;
+            if detail.is_some() {
+                entry.1 = detail;
+            }
+        }
+    }
+
+    pub fn flush(self) {
+        for ((channel_id, kind), (n, detail)) in self.0 {
+            // A channel deleted meanwhile makes this fail; a count is not worth the batch.
+            let _ = subtransaction::run(|| store::count(channel_id, kind, detail.as_deref(), n));
+        }
+    }
+}
 
 /// What storing one payload found, beyond the rows themselves.
 #[derive(Default)]
@@ -53,9 +86,9 @@ pub fn store_payload(event_id: i64, payload: &Payload, route: impl Fn(Option<&st
 }
 
 /// Records the outcome of a stored event on it and in the channel's counters.
-pub fn record_outcome(channel: &ChannelKeys, event_id: i64, stored: &Stored) {
+pub fn record_outcome(channel: &ChannelKeys, event_id: i64, stored: &Stored, counts: &mut Counts) {
     for pnid in &stored.unrouted {
-        store::count(channel.id, "unrouted", Some(pnid));
+        counts.add(channel.id, "unrouted", Some(pnid));
     }
     if stored.problems.is_empty() {
         return;
@@ -88,10 +121,18 @@ pub struct Replayed {
     pub new_statuses: i64,
 }
 
-/// Stores again what the stored webhook events `first_id..=last_id` hold (all when `None`):
+/// Stores again what the stored webhook events `first_id..=last_id` hold (all when `None`),
+/// of one channel or all:
 /// only messages and statuses that are not there yet are added (and notified).
-pub fn replay(first_id: Option<i64>, last_id: Option<i64>) -> Replayed {
+pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<&str>) -> Replayed {
     let channels: Vec<ChannelKeys> = store::load_channels().into_iter().map(ChannelKeys::from).collect();
+    let only = match only_channel {
+        None => None,
+        Some(name) => match channels.iter().find(|c| c.name == name) {
+            Some(c) => Some(c.id),
+            None => error!("whatsapp_channel: unknown channel '{name}'"),
+        },
+    };
     let mut totals = Replayed::default();
     let mut after = first_id.map_or(0, |f| f - 1);
     // In pages, so that a large log is never all in memory at once.
@@ -101,6 +142,9 @@ pub fn replay(first_id: Option<i64>, last_id: Option<i64>) -> Replayed {
         after = last.id;
         for event in &page {
             let Some(channel) = channels.iter().find(|c| Some(c.id) == event.channel_id) else { continue };
+            if only.is_some_and(|id| id != channel.id) {
+                continue;
+            }
             let Ok(payload) = whatsapp_cloud::webhook::parse(&event.body) else { continue };
             let stored = store_payload(event.id, &payload, |pnid| webhook_http::route(&channels, channel, pnid));
             totals.events += 1;
@@ -111,7 +155,9 @@ pub fn replay(first_id: Option<i64>, last_id: Option<i64>) -> Replayed {
                     store::set_webhook_event_outcome(event.id, store::EventOutcome::Stored);
                 }
             } else {
-                record_outcome(channel, event.id, &stored);
+                let mut counts = Counts::default();
+                record_outcome(channel, event.id, &stored, &mut counts);
+                counts.flush();
             }
         }
     }

@@ -153,8 +153,68 @@ pub fn webhook_events_after(after: i64, last: Option<i64>, limit: i64) -> Vec<St
 }
 
 /// One more of `kind` for a channel in `wa_channel_counters`.
-pub fn count(channel_id: i64, kind: &str, detail: Option<&str>) {
-    ok(Spi::run_with_args("SELECT _wa_count($1, $2, $3)", &[channel_id.into(), kind.into(), detail.into()]));
+pub fn count(channel_id: i64, kind: &str, detail: Option<&str>, n: i64) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_count($1, $2, $3, $4)",
+        &[channel_id.into(), kind.into(), detail.into(), n.into()],
+    ));
+}
+
+/// Inbound messages gathered for one set-based store (`_wa_receive_messages`).
+#[derive(Default)]
+pub struct MessageRows {
+    channels: Vec<i64>,
+    events: Vec<i64>,
+    wamids: Vec<String>,
+    froms: Vec<Option<String>>,
+    from_user_ids: Vec<Option<String>>,
+    names: Vec<Option<String>>,
+    usernames: Vec<Option<String>>,
+    types: Vec<String>,
+    bodies: Vec<Option<String>>,
+    sent_ats: Vec<Option<f64>>,
+    payloads: Vec<JsonB>,
+}
+
+impl MessageRows {
+    pub fn push(&mut self, channel_id: i64, event_id: i64, m: &webhook::Message, sender: Option<&webhook::Contact>) {
+        self.channels.push(channel_id);
+        self.events.push(event_id);
+        self.wamids.push(m.wamid.clone());
+        self.froms.push(m.from.clone().or_else(|| sender.and_then(|s| s.wa_id.clone())));
+        self.from_user_ids.push(m.from_user_id.clone().or_else(|| sender.and_then(|s| s.user_id.clone())));
+        self.names.push(sender.and_then(|s| s.profile_name.clone()));
+        self.usernames.push(sender.and_then(|s| s.username.clone()));
+        self.types.push(m.kind.clone());
+        self.bodies.push(m.text.clone());
+        self.sent_ats.push(m.timestamp.map(|t| t as f64));
+        self.payloads.push(JsonB(m.raw.clone()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wamids.is_empty()
+    }
+}
+
+/// Stores all `rows` at once; returns how many were new.
+pub fn receive_messages(rows: MessageRows) -> i32 {
+    ok(Spi::get_one_with_args(
+        "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &[
+            rows.channels.into(),
+            rows.events.into(),
+            rows.wamids.into(),
+            rows.froms.into(),
+            rows.from_user_ids.into(),
+            rows.names.into(),
+            rows.usernames.into(),
+            rows.types.into(),
+            rows.bodies.into(),
+            rows.sent_ats.into(),
+            rows.payloads.into(),
+        ],
+    ))
+    .unwrap_or(0)
 }
 
 /// Stores one inbound message; `Some(id)` if new, `None` if it was stored before.

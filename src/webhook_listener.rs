@@ -3,6 +3,7 @@
 //! hand over. Requests that arrive together share one transaction (group commit), each in its
 //! own subtransaction; every request is answered only after that transaction has committed.
 
+use crate::inbound::Counts;
 use crate::webhook_http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
 use crate::{guc, inbound, store, subtransaction, wakeup};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
@@ -119,14 +120,40 @@ impl Listener {
             if !store::use_extension_schema() {
                 return stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
             }
+            let mut counts = Counts::default();
             for c in &counters {
-                // A channel deleted meanwhile makes this fail; a count is not worth the batch.
-                let _ = subtransaction::run(|| store::count(c.channel_id, c.kind, c.detail.as_deref()));
+                counts.add(c.channel_id, c.kind, c.detail.as_deref());
             }
-            stores
-                .iter()
-                .map(|(verified, _)| subtransaction::run(|| store_post(shared, verified)).and_then(|r| r))
-                .collect()
+            let mut results: Vec<Option<Result<(), String>>> = stores.iter().map(|_| None).collect();
+            // Fast path: all plain POSTs of the batch in one subtransaction, messages stored
+            // set-based. If anything in it fails, it rolls back and each POST takes the slow
+            // path below, where a bad item costs only itself.
+            let fast: Vec<usize> = (0..stores.len()).filter(|&i| fast_path_fits(shared, &stores[i].0)).collect();
+            if !fast.is_empty() {
+                let posts: Vec<&Verified> = fast.iter().map(|&i| &stores[i].0).collect();
+                let mut fast_counts = Counts::default();
+                match subtransaction::run(|| store_together(shared, &posts, &mut fast_counts)) {
+                    Ok(()) => {
+                        counts.merge(fast_counts);
+                        for &i in &fast {
+                            results[i] = Some(Ok(()));
+                        }
+                    }
+                    Err(e) => debug1!("whatsapp_channel: batch of {} stored one by one: {e}", posts.len()),
+                }
+            }
+            for (i, (verified, _)) in stores.iter().enumerate() {
+                if results[i].is_none() {
+                    let mut post_counts = Counts::default();
+                    let result = subtransaction::run(|| store_post(shared, verified, &mut post_counts)).and_then(|r| r);
+                    if result.is_ok() {
+                        counts.merge(post_counts);
+                    }
+                    results[i] = Some(result);
+                }
+            }
+            counts.flush();
+            results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
         }));
         // Committed: now, and only now, the senders may be told.
         for ((_, reply), result) in stores.into_iter().zip(results) {
@@ -158,8 +185,51 @@ impl Listener {
     }
 }
 
-/// Stores one verified POST: the raw event, then every message and status in it.
-fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
+/// Whether a POST can join the set-based fast path: a readable payload whose changes all belong
+/// to known channels, with no refused item and no message that changes other rows (system
+/// identity changes, revokes, edits).
+fn fast_path_fits(shared: &Shared, verified: &Verified) -> bool {
+    let Ok(payload) = &verified.payload else { return false };
+    payload.changes.iter().all(|c| {
+        c.rejected.is_empty()
+            && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_some()
+            && c.messages.iter().all(|m| !matches!(m.kind.as_str(), "system" | "revoke" | "edit"))
+    })
+}
+
+/// The fast path: every POST's raw event, then all their messages in one set-based statement
+/// and their statuses one by one, with no subtransaction per item (any error aborts the lot).
+fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
+    let mut rows = store::MessageRows::default();
+    for verified in posts {
+        let Ok(payload) = &verified.payload else { unreachable!("checked by fast_path_fits") };
+        let channel = &verified.channel;
+        let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        let event_id = store::insert_webhook_event(
+            channel.id,
+            &verified.body,
+            store::EventOutcome::Stored,
+            n(payload.message_count()),
+            n(payload.status_count()),
+        );
+        for change in &payload.changes {
+            let target = shared.route(channel, change.phone_number_id.as_deref()).expect("checked by fast_path_fits");
+            for message in &change.messages {
+                rows.push(target, event_id, message, change.sender_of(message));
+            }
+            for status in &change.statuses {
+                store::receive_status(target, status);
+            }
+        }
+        counts.add(channel.id, "stored", None);
+    }
+    if !rows.is_empty() {
+        store::receive_messages(rows);
+    }
+}
+
+/// The slow path: one verified POST, every item in a subtransaction of its own.
+fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Result<(), String> {
     let channel = &verified.channel;
     let payload = match &verified.payload {
         Ok(payload) => payload,
@@ -167,21 +237,21 @@ fn store_post(shared: &Shared, verified: &Verified) -> Result<(), String> {
             // Signed by Meta but unreadable: kept for inspection and replay, answered 200 since
             // redelivering the same bytes cannot make them readable.
             store::insert_webhook_event(channel.id, &verified.body, store::EventOutcome::InvalidPayload(&e.0), 0, 0);
-            store::count(channel.id, "invalid_payload", Some(&e.0));
+            counts.add(channel.id, "invalid_payload", Some(&e.0));
             warning!("whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}", channel.name);
             return Ok(());
         }
     };
-    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
     let event_id = store::insert_webhook_event(
         channel.id,
         &verified.body,
         store::EventOutcome::Stored,
-        count(payload.message_count()),
-        count(payload.status_count()),
+        n(payload.message_count()),
+        n(payload.status_count()),
     );
     let stored = inbound::store_payload(event_id, payload, |pnid| shared.route(channel, pnid));
-    inbound::record_outcome(channel, event_id, &stored);
-    store::count(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
+    inbound::record_outcome(channel, event_id, &stored, counts);
+    counts.add(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
     Ok(())
 }

@@ -127,7 +127,7 @@ impl Cluster {
              whatsapp_channel.listen_address = '{listener}'\n\
              whatsapp_channel.graph_api_url = '{graph}'\n\
              whatsapp_channel.database = 'postgres'\n\
-             fsync = off\n",
+             fsync = off\ntrack_functions = 'pl'\n",
             dir = dir.display(),
             graph = graph.url()
         );

@@ -325,11 +325,14 @@ fn replay_restores_what_is_missing_and_adds_nothing_twice() {
         (r.get(0), r.get(1))
     };
     let once = db
-        .query_one("SELECT events, new_messages FROM wa_replay_webhook_events($1, $2)", &[&range.0, &range.1])
+        .query_one(
+            "SELECT events, new_messages FROM wa_replay_webhook_events($1, $2, $3)",
+            &[&range.0, &range.1, &ch.name],
+        )
         .unwrap();
     assert_eq!((once.get::<_, i64>(0), once.get::<_, i64>(1)), (3, 1));
     let twice = db
-        .query_one("SELECT new_messages, new_statuses FROM wa_replay_webhook_events($1, $2)", &[&range.0, &range.1])
+        .query_one("SELECT new_messages, new_statuses FROM wa_replay_webhook_events(channel => $1)", &[&ch.name])
         .unwrap();
     assert_eq!((twice.get::<_, i64>(0), twice.get::<_, i64>(1)), (0, 0));
     assert_eq!(messages_of(&ch, "m.id").len(), 3);

@@ -233,3 +233,24 @@ fn a_stalled_client_does_not_hold_up_other_webhooks() {
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     drop(stalled);
 }
+
+#[test]
+fn plain_messages_take_the_set_based_fast_path() {
+    let ch = cluster().add_channel("fast");
+    let calls = || -> i64 {
+        cluster()
+            .connect()
+            .query_one("SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_user_functions WHERE funcname = '_wa_receive_messages'", &[])
+            .unwrap()
+            .get(0)
+    };
+    // Function statistics reach the view at most once a second: keep posting until they do.
+    let mut i = 0;
+    let used = poll(|| {
+        i += 1;
+        let m = payloads::text_message(&ch.phone_number_id, &format!("wamid.fast.{i}"), "16505550004", "F", "x", now());
+        assert_eq!(ch.post_signed(&m).status, 200);
+        (calls() > 0).then_some(())
+    });
+    assert!(used.is_some(), "a plain text POST never went through _wa_receive_messages");
+}
