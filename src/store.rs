@@ -99,12 +99,19 @@ pub enum EventOutcome<'a> {
     InvalidPayload(&'a str),
 }
 
+impl EventOutcome<'_> {
+    /// The `outcome` and `error` columns.
+    fn columns(&self) -> (&'static str, Option<&str>) {
+        match self {
+            EventOutcome::Stored => ("stored", None),
+            EventOutcome::Partial(e) => ("partial", Some(e)),
+            EventOutcome::InvalidPayload(e) => ("invalid_payload", Some(e)),
+        }
+    }
+}
+
 pub fn insert_webhook_event(channel_id: i64, body: &[u8], outcome: EventOutcome, messages: i32, statuses: i32) -> i64 {
-    let (outcome, error) = match outcome {
-        EventOutcome::Stored => ("stored", None),
-        EventOutcome::Partial(e) => ("partial", Some(e)),
-        EventOutcome::InvalidPayload(e) => ("invalid_payload", Some(e)),
-    };
+    let (outcome, error) = outcome.columns();
     let id: Option<i64> = ok(Spi::get_one_with_args(
         "INSERT INTO wa_webhook_events (channel_id, body, outcome, error, message_count, status_count)
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -113,12 +120,14 @@ pub fn insert_webhook_event(channel_id: i64, body: &[u8], outcome: EventOutcome,
     id.expect("INSERT ... RETURNING returns a row")
 }
 
+/// Keeps a verified, readable POST as an event (outcome `stored` until told otherwise).
+pub fn insert_payload_event(channel_id: i64, body: &[u8], payload: &webhook::Payload) -> i64 {
+    let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    insert_webhook_event(channel_id, body, EventOutcome::Stored, n(payload.message_count()), n(payload.status_count()))
+}
+
 pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {
-    let (outcome, error) = match outcome {
-        EventOutcome::Stored => ("stored", None),
-        EventOutcome::Partial(e) => ("partial", Some(e)),
-        EventOutcome::InvalidPayload(e) => ("invalid_payload", Some(e)),
-    };
+    let (outcome, error) = outcome.columns();
     ok(Spi::run_with_args(
         "UPDATE wa_webhook_events SET outcome = $2, error = $3 WHERE id = $1",
         &[event_id.into(), outcome.into(), error.into()],

@@ -204,14 +204,7 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
     for verified in posts {
         let Ok(payload) = &verified.payload else { unreachable!("checked by fast_path_fits") };
         let channel = &verified.channel;
-        let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-        let event_id = store::insert_webhook_event(
-            channel.id,
-            &verified.body,
-            store::EventOutcome::Stored,
-            n(payload.message_count()),
-            n(payload.status_count()),
-        );
+        let event_id = store::insert_payload_event(channel.id, &verified.body, payload);
         for change in &payload.changes {
             let target = shared.route(channel, change.phone_number_id.as_deref()).expect("checked by fast_path_fits");
             for message in &change.messages {
@@ -242,14 +235,7 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
             return Ok(());
         }
     };
-    let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    let event_id = store::insert_webhook_event(
-        channel.id,
-        &verified.body,
-        store::EventOutcome::Stored,
-        n(payload.message_count()),
-        n(payload.status_count()),
-    );
+    let event_id = store::insert_payload_event(channel.id, &verified.body, payload);
     let stored = inbound::store_payload(event_id, payload, |pnid| shared.route(channel, pnid));
     inbound::record_outcome(channel, event_id, &stored, counts);
     counts.add(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
