@@ -43,22 +43,27 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
-    pub content_type: &'static str,
+    pub content_type: String,
     pub body: Vec<u8>,
 }
 
 impl Response {
     pub fn text(status: u16, body: impl Into<String>) -> Response {
-        Response { status, content_type: "text/plain; charset=utf-8", body: body.into().into_bytes() }
+        Response { status, content_type: "text/plain; charset=utf-8".into(), body: body.into().into_bytes() }
     }
 
     pub fn json(status: u16, body: impl Into<String>) -> Response {
-        Response { status, content_type: "application/json", body: body.into().into_bytes() }
+        Response { status, content_type: "application/json".into(), body: body.into().into_bytes() }
+    }
+
+    /// Bytes of the given media type.
+    pub fn bytes(status: u16, content_type: &str, body: Vec<u8>) -> Response {
+        Response { status, content_type: content_type.to_string(), body }
     }
 
     /// No answer at all: the connection is closed (for simulating a peer that drops it).
     pub fn close() -> Response {
-        Response { status: 0, content_type: "", body: Vec::new() }
+        Response { status: 0, content_type: String::new(), body: Vec::new() }
     }
 }
 

@@ -102,6 +102,18 @@ struct State {
     /// Status webhooks due, posted by one thread in time order.
     callbacks: Mutex<Vec<(Instant, String, Value)>>,
     callback_due: Condvar,
+    /// Media by id: uploaded, or added by a test to stand for a customer's photo.
+    media: Mutex<HashMap<String, Media>>,
+    /// Message templates per WhatsApp Business Account id.
+    templates: Mutex<HashMap<String, Value>>,
+    /// Our own base URL, for the download URLs we hand out.
+    base_url: Mutex<String>,
+}
+
+#[derive(Clone)]
+struct Media {
+    mime_type: String,
+    bytes: Vec<u8>,
 }
 
 /// A running fake Graph API on 127.0.0.1.
@@ -122,6 +134,7 @@ impl GraphSim {
         let addr = listener.local_addr()?;
         let statuses = options.statuses.clone();
         let state = Arc::new(State { options, ..State::default() });
+        *state.base_url.lock().unwrap() = format!("http://{addr}");
         if let Some(directory) = statuses {
             let state = state.clone();
             std::thread::spawn(move || post_statuses(&state, directory.as_ref()));
@@ -144,6 +157,19 @@ impl GraphSim {
     /// The next send to `recipient` gets `fault` instead of a wamid (queued, first-in first-out).
     pub fn fail_next(&self, recipient: &str, fault: Fault) {
         self.state.faults.lock().unwrap().entry(recipient.to_string()).or_default().push_back(fault);
+    }
+
+    /// Stores media as if a customer had sent it (or it had been uploaded): `GET /{version}/{id}`
+    /// then describes it with a download URL, which serves the bytes to a Bearer token. Returns its id.
+    pub fn add_media(&self, mime_type: &str, bytes: Vec<u8>) -> String {
+        let id = format!("{}", 1_000_000_000_000_000u64 + self.state.next_id.fetch_add(1, Ordering::Relaxed));
+        self.state.media.lock().unwrap().insert(id.clone(), Media { mime_type: mime_type.to_string(), bytes });
+        id
+    }
+
+    /// The templates `GET /{version}/{waba_id}/message_templates` lists (Meta's `data` array).
+    pub fn set_templates(&self, waba_id: &str, templates: Value) {
+        self.state.templates.lock().unwrap().insert(waba_id.to_string(), templates);
     }
 
     /// Everything received so far.
@@ -182,6 +208,11 @@ fn handle(state: &State, request: Request) -> Response {
     let body = String::from_utf8_lossy(&request.body).into_owned();
     if !state.options.latency.is_zero() {
         std::thread::sleep(state.options.latency);
+    }
+    if let Some(response) = media_and_templates(state, &request, authorization.as_deref()) {
+        state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid: None, at: arrived });
+        state.arrived.notify_all();
+        return response;
     }
     let (status, answer, wamid) = answer(state, &method, &path, authorization.as_deref(), &body);
     if let (Some(wamid), Some(_)) = (&wamid, &state.options.statuses) {
@@ -344,5 +375,172 @@ fn post_statuses(state: &State, directory: &dyn Directory) {
             None => eprintln!("wa-sim: no webhook known for phone_number_id {phone_number_id}; status not posted"),
         }
         due = state.callbacks.lock().unwrap();
+    }
+}
+
+fn json_response((status, body, _): (u16, Option<Value>, Option<String>)) -> Response {
+    Response::json(status, body.unwrap_or(Value::Null).to_string())
+}
+
+/// Media metadata, downloads and uploads, and the template list: `None` for any other request.
+fn media_and_templates(state: &State, request: &Request, authorization: Option<&str>) -> Option<Response> {
+    let parts: Vec<&str> = request.path().trim_matches('/').split('/').collect();
+    let authorized = authorization.is_some_and(|a| a.starts_with("Bearer ") && a.len() > 7);
+    let unauthorized = || json_response(meta_error(401, 190, "Invalid OAuth access token - Cannot parse access token"));
+    match (request.method.as_str(), parts.as_slice()) {
+        // The short-lived download URL handed out below; Meta requires the Bearer token on it too.
+        ("GET", ["download", id]) => {
+            if !authorized {
+                return Some(unauthorized());
+            }
+            let media = state.media.lock().unwrap().get(*id).cloned();
+            Some(match media {
+                Some(m) => Response::bytes(200, &m.mime_type, m.bytes),
+                None => Response::text(404, "Not Found"),
+            })
+        }
+        ("GET", [version, id]) if version.starts_with('v') && id.bytes().all(|b| b.is_ascii_digit()) => {
+            if !authorized {
+                return Some(unauthorized());
+            }
+            let media = state.media.lock().unwrap().get(*id).cloned();
+            Some(match media {
+                Some(m) => {
+                    use std::fmt::Write;
+                    let digest = sha256_base64(&m.bytes);
+                    let mut url = state.base_url.lock().unwrap().clone();
+                    let _ = write!(url, "/download/{id}");
+                    Response::json(
+                        200,
+                        json!({ "messaging_product": "whatsapp", "url": url, "mime_type": m.mime_type,
+                                "sha256": digest, "file_size": m.bytes.len(), "id": id })
+                        .to_string(),
+                    )
+                }
+                None => json_response(meta_error(
+                    400,
+                    100,
+                    &format!("(#100) Unsupported get request. Object with ID '{id}' does not exist"),
+                )),
+            })
+        }
+        ("GET", [_version, waba_id, "message_templates"]) => {
+            if !authorized {
+                return Some(unauthorized());
+            }
+            let list = state.templates.lock().unwrap().get(*waba_id).cloned().unwrap_or_else(|| json!([]));
+            Some(Response::json(200, json!({ "data": list, "paging": {} }).to_string()))
+        }
+        ("POST", [_version, _phone_number_id, "media"]) => {
+            if !authorized {
+                return Some(unauthorized());
+            }
+            let content_type = request.header("Content-Type").unwrap_or_default();
+            Some(match multipart_file(content_type, &request.body) {
+                Some((mime_type, bytes)) => {
+                    let id = format!("{}", 2_000_000_000_000_000u64 + state.next_id.fetch_add(1, Ordering::Relaxed));
+                    state.media.lock().unwrap().insert(id.clone(), Media { mime_type, bytes });
+                    Response::json(200, json!({ "id": id }).to_string())
+                }
+                None => json_response(meta_error(400, 100, "(#100) The parameter file is required.")),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The `file` part of a multipart/form-data body: its Content-Type and bytes.
+fn multipart_file(content_type: &str, body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let boundary = content_type.split(';').find_map(|p| p.trim().strip_prefix("boundary="))?.trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let mut rest = body;
+    while let Some(start) = find(rest, &delimiter) {
+        rest = &rest[start + delimiter.len()..];
+        let part_end = find(rest, &delimiter).unwrap_or(rest.len());
+        let part = &rest[..part_end];
+        let head_end = find(part, b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&part[..head_end]).to_ascii_lowercase();
+        if head.contains("name=\"file\"") {
+            let mime = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-type:"))
+                .unwrap_or("application/octet-stream")
+                .trim()
+                .to_string();
+            let data = &part[head_end + 4..];
+            let data = data.strip_suffix(b"\r\n").unwrap_or(data);
+            return Some((mime, data.to_vec()));
+        }
+    }
+    None
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Meta describes media by the base64 SHA-256 of its bytes.
+fn sha256_base64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get(url: &str, token: Option<&str>) -> (u16, Vec<u8>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut req = agent.get(url);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let mut r = req.call().unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_vec().unwrap())
+    }
+
+    #[test]
+    fn serves_media_like_meta_and_takes_uploads() {
+        let sim = GraphSim::start(0).unwrap();
+        let id = sim.add_media("image/jpeg", b"\xff\xd8jpeg bytes".to_vec());
+        let (status, body) = get(&format!("{}/v25.0/{id}", sim.url()), Some("t"));
+        assert_eq!(status, 200);
+        let info: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((info["mime_type"].as_str(), info["file_size"].as_u64()), (Some("image/jpeg"), Some(12)));
+        assert_eq!(info["sha256"], sha256_base64(b"\xff\xd8jpeg bytes"));
+        let url = info["url"].as_str().unwrap();
+        assert_eq!(get(url, None).0, 401, "the download needs the token");
+        assert_eq!(get(url, Some("t")), (200, b"\xff\xd8jpeg bytes".to_vec()));
+        assert_eq!(get(&format!("{}/v25.0/999", sim.url()), Some("t")).0, 400);
+
+        let body = b"--XX\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--XX--\r\n";
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent
+            .post(&format!("{}/v25.0/123/media", sim.url()))
+            .header("Authorization", "Bearer t")
+            .content_type("multipart/form-data; boundary=XX")
+            .send(&body[..])
+            .unwrap();
+        let uploaded: Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+        let new_id = uploaded["id"].as_str().unwrap();
+        let (_, info) = get(&format!("{}/v25.0/{new_id}", sim.url()), Some("t"));
+        let info: Value = serde_json::from_slice(&info).unwrap();
+        assert_eq!(get(info["url"].as_str().unwrap(), Some("t")), (200, b"PNGDATA".to_vec()));
+    }
+
+    #[test]
+    fn lists_templates_per_business_account() {
+        let sim = GraphSim::start(0).unwrap();
+        sim.set_templates("555", json!([{ "name": "hello_world", "language": "en_US", "status": "APPROVED", "category": "UTILITY", "components": [] }]));
+        let (status, body) = get(&format!("{}/v25.0/555/message_templates", sim.url()), Some("t"));
+        let list: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!((status, list["data"][0]["name"].as_str()), (200, Some("hello_world")));
+    }
+
+    #[test]
+    fn base64_matches_known_answers() {
+        // sha256("") in base64, as Meta would print it.
+        assert_eq!(sha256_base64(b""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
     }
 }
