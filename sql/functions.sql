@@ -100,15 +100,80 @@ BEGIN ATOMIC
       FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
 END;
 
+-- Refuses a template that the channel's synced templates (wa_sync_templates) show cannot be
+-- sent: unknown, not approved, or given the wrong number of body parameters. A channel whose
+-- templates were never synced is not checked.
+CREATE FUNCTION _wa_check_template(channel text, p_name text, p_language text, components jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id    bigint;
+    t        @extschema@.wa_templates;
+    expected integer;
+    given    integer;
+BEGIN
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF ch_id IS NULL OR NOT EXISTS (SELECT 1 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id) THEN
+        RETURN; -- unknown channels are refused by _wa_enqueue; unsynced ones are not checked
+    END IF;
+    SELECT * INTO t FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id AND x.name = p_name AND x.language = p_language;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'template % (%) is not a template of channel %', pg_catalog.quote_literal(p_name), p_language, pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Its templates: ' || (SELECT pg_catalog.string_agg(x.name || ' (' || x.language || ', ' || x.status || ')', ', ' ORDER BY x.name, x.language)
+                                                 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id)
+                      || '. Run wa_sync_templates(' || pg_catalog.quote_literal(channel) || ') if it was created since.';
+    END IF;
+    IF t.status <> 'APPROVED' THEN
+        RAISE EXCEPTION 'template % (%) is %, not APPROVED', pg_catalog.quote_literal(p_name), p_language, t.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = COALESCE('Meta''s reason: ' || t.reason || '. ', '') || 'Only approved templates can be sent; see WhatsApp Manager -> Message templates.';
+    END IF;
+    expected := @extschema@._wa_template_body_parameters(t.components);
+    given := @extschema@._wa_given_body_parameters(components);
+    IF expected <> given THEN
+        RAISE EXCEPTION 'template % (%) expects % body parameter(s), got %', pg_catalog.quote_literal(p_name), p_language, expected, given
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                    WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
+                      || '. Pass components => ''[{"type":"body","parameters":[{"type":"text","text":"..."}, ...]}]''.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL)
 RETURNS bigint
-LANGUAGE sql VOLATILE SECURITY DEFINER
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT @extschema@._wa_enqueue(channel, r.to_, 'template', name,
-                                   @extschema@._wa_template_request(r.to_, name, language, components))
-      FROM (SELECT @extschema@.wa_normalize_recipient(recipient) AS to_) r;
-END;
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_check_template(channel, name, language, components);
+    RETURN @extschema@._wa_enqueue(channel, to_, 'template', name, @extschema@._wa_template_request(to_, name, language, components));
+END
+$$;
+
+-- Applies a template status webhook (message_template_status_update) to the templates of the
+-- channels of that business account which share the posting channel's app.
+CREATE FUNCTION _wa_apply_template_status(posting_channel bigint, business_account text, p_name text, p_language text,
+                                          p_status text, p_template_id text, p_reason text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, template_id, reason)
+    SELECT c.id, p_name, p_language, p_status, p_template_id, p_reason
+      FROM @extschema@.wa_channels c
+      JOIN @extschema@.wa_channel_secrets s ON s.channel_id = c.id
+     WHERE c.waba_id = business_account
+       AND s.app_secret = (SELECT p.app_secret FROM @extschema@.wa_channel_secrets p WHERE p.channel_id = posting_channel)
+    ON CONFLICT (channel_id, name, language) DO UPDATE
+       SET status = excluded.status, template_id = COALESCE(excluded.template_id, t.template_id),
+           reason = excluded.reason, updated_at = pg_catalog.now();
+END
+$$;
 
 CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb)
 RETURNS bigint
@@ -620,6 +685,9 @@ REVOKE ALL ON FUNCTION _wa_enqueue(text, text, text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_text(text, text, text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_media(text, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_template(text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_check_template(text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_apply_template_status(bigint, text, text, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_sync_templates(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_interactive(text, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_location(text, text, double precision, double precision, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_reaction(text, text, text) FROM PUBLIC;
@@ -627,7 +695,7 @@ REVOKE ALL ON FUNCTION wa_mark_read(text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_set_access_token(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_counterpart(text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_pause_channel(bigint, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION wa_add_channel(text, text, text, text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_add_channel(text, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_replay_webhook_events(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_wake_delivery() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_upsert_contact(bigint, text, text, text, text, timestamptz) FROM PUBLIC;

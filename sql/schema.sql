@@ -9,6 +9,8 @@ CREATE TABLE wa_channels (
     phone_number_id   text NOT NULL UNIQUE,
     -- NULL: use the GUC whatsapp_channel.graph_api_version.
     graph_api_version text,
+    -- The WhatsApp Business Account the number belongs to: needed for templates (optional).
+    waba_id           text,
     -- A disabled channel refuses new messages; queued ones wait until it is enabled again.
     enabled           boolean NOT NULL DEFAULT true,
     -- Free-form messages to a customer whose 24-hour window is closed are refused at enqueue
@@ -178,4 +180,20 @@ CREATE TABLE wa_channel_counters (
     -- For rejections, the likely cause in the seed's words; for unrouted, the phone_number_id.
     last_detail text,
     PRIMARY KEY (channel_id, kind)
+);
+
+-- The message templates of a channel's WhatsApp Business Account, as wa_sync_templates() read
+-- them and template status webhooks changed them since.
+CREATE TABLE wa_templates (
+    channel_id  bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    name        text NOT NULL,
+    language    text NOT NULL,
+    status      text NOT NULL,
+    category    text,
+    components  jsonb NOT NULL DEFAULT '[]',
+    template_id text,
+    -- Why Meta rejected, paused or disabled it (from the status webhook).
+    reason      text,
+    updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (channel_id, name, language)
 );

@@ -16,11 +16,21 @@ fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
 /// Each field is checked, and a refusal names the field and where to copy it from.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
-fn wa_add_channel(name: &str, phone_number_id: &str, access_token: &str, app_secret: &str, verify_token: &str) -> i64 {
+fn wa_add_channel(
+    name: &str,
+    phone_number_id: &str,
+    access_token: &str,
+    app_secret: &str,
+    verify_token: &str,
+    waba_id: default!(Option<&str>, "NULL"),
+) -> i64 {
     if let Err(e) = channel::validate(name, phone_number_id, access_token, app_secret, verify_token) {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
     }
-    crate::store::insert_channel(name, phone_number_id, access_token, app_secret, verify_token)
+    if let Some(Err(e)) = waba_id.map(channel::validate_business_account_id) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
+    }
+    crate::store::insert_channel(name, phone_number_id, access_token, app_secret, verify_token, waba_id)
 }
 
 /// `X-Hub-Signature-256` check, exactly as the listener does it: `sha256=` + hex HMAC-SHA256
@@ -146,4 +156,76 @@ fn wa_replay_webhook_events(
 ) -> TableIterator<'static, (name!(events, i64), name!(new_messages, i64), name!(new_statuses, i64))> {
     let r = crate::inbound::replay(first_id, last_id, channel);
     TableIterator::once((r.events, r.new_messages, r.new_statuses))
+}
+
+/// How many body parameters a template (its components as Meta lists them) expects.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn _wa_template_body_parameters(components: JsonB) -> i32 {
+    graph_api::template_body_parameters(&components.0) as i32
+}
+
+/// How many body parameters a send's components give.
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_given_body_parameters(components: Option<JsonB>) -> i32 {
+    graph_api::given_body_parameters(components.as_ref().map(|c| &c.0)) as i32
+}
+
+/// Reads the channel's WhatsApp Business Account templates from the Graph API into
+/// `wa_templates` (replacing what was there) and returns how many there are. It calls the
+/// Graph API from this session, inside the caller's transaction, with the usual timeout.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn wa_sync_templates(channel: &str) -> i32 {
+    let Some(target) = crate::store::template_source(channel) else {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("unknown channel '{channel}'"),
+            "Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.",
+        )
+    };
+    let Some(waba_id) = target.waba_id.as_deref() else {
+        raise(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("channel '{channel}' has no WhatsApp Business Account id"),
+            &format!(
+                "Copy it from WhatsApp Manager -> Account tools (or API Setup), then UPDATE wa_channels SET waba_id = '<id>' WHERE name = '{channel}'."
+            ),
+        )
+    };
+    let base = crate::guc::string(&crate::guc::GRAPH_API_URL, "https://graph.facebook.com");
+    let version =
+        target.graph_api_version.clone().unwrap_or_else(|| crate::guc::string(&crate::guc::GRAPH_API_VERSION, "v25.0"));
+    let timeout = std::time::Duration::from_millis(crate::guc::GRAPH_API_TIMEOUT_MS.get().max(100) as u64);
+    let agent: ureq::Agent =
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into();
+    let mut url = Some(graph_api::templates_url(&base, &version, waba_id));
+    let mut templates = Vec::new();
+    // Meta pages the list; 50 pages of 100 is far beyond any account's template count.
+    for _ in 0..50 {
+        let Some(page) = url.take() else { break };
+        let answer = agent.get(&page).header("Authorization", format!("Bearer {}", target.access_token)).call();
+        let (status, body) = match answer {
+            Ok(mut r) => {
+                (r.status().as_u16(), r.body_mut().with_config().limit(16 << 20).read_to_vec().unwrap_or_default())
+            }
+            Err(e) => raise(
+                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+                format!("could not reach the Graph API: {e}"),
+                "Check whatsapp_channel.graph_api_url and the network.",
+            ),
+        };
+        match graph_api::parse_templates(status, &body) {
+            Ok((list, next)) => {
+                templates.extend(list);
+                url = next;
+            }
+            Err(e) => raise(
+                PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+                format!("the Graph API refused to list the templates: {}", e.message),
+                graph_api::hint(e.code)
+                    .unwrap_or("Check the channel's waba_id and that its access token may read the account."),
+            ),
+        }
+    }
+    crate::store::replace_templates(target.id, &templates)
 }

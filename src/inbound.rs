@@ -54,9 +54,23 @@ pub struct Stored {
 /// Stores every message and status of `payload`, received as event `event_id`; `route` maps a
 /// change's `phone_number_id` to the channel it belongs to (see [`crate::webhook_http::route`]).
 /// Each item runs in a subtransaction of its own, so a bad item costs only itself.
-pub fn store_payload(event_id: i64, payload: &Payload, route: impl Fn(Option<&str>) -> Option<i64>) -> Stored {
+pub fn store_payload(
+    posting_channel: i64,
+    event_id: i64,
+    payload: &Payload,
+    route: impl Fn(Option<&str>) -> Option<i64>,
+) -> Stored {
     let mut out = Stored::default();
     for change in &payload.changes {
+        if let Some(template) = &change.template_status {
+            let applied = subtransaction::run(|| {
+                store::apply_template_status(posting_channel, change.business_account_id.as_deref(), template)
+            });
+            if let Err(e) = applied {
+                out.problems.push(format!("template status of {}: {e}", template.name));
+            }
+            continue;
+        }
         let Some(target) = route(change.phone_number_id.as_deref()) else {
             out.unrouted.push(change.phone_number_id.clone().unwrap_or_default());
             continue;
@@ -146,7 +160,8 @@ pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<
                 continue;
             }
             let Ok(payload) = whatsapp_cloud::webhook::parse(&event.body) else { continue };
-            let stored = store_payload(event.id, &payload, |pnid| webhook_http::route(&channels, channel, pnid));
+            let stored =
+                store_payload(channel.id, event.id, &payload, |pnid| webhook_http::route(&channels, channel, pnid));
             totals.events += 1;
             totals.new_messages += stored.new_messages;
             totals.new_statuses += stored.new_statuses;

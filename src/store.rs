@@ -23,6 +23,7 @@ pub fn insert_channel(
     access_token: &str,
     app_secret: &str,
     verify_token: &str,
+    waba_id: Option<&str>,
 ) -> i64 {
     let taken: Option<String> = ok(Spi::get_one_with_args(
         "SELECT (SELECT CASE WHEN name = $1 THEN 'name' ELSE 'phone_number_id' END
@@ -41,12 +42,85 @@ pub fn insert_channel(
         .report(PgLogLevel::ERROR);
     }
     let id: Option<i64> = ok(Spi::get_one_with_args(
-        "WITH c AS (INSERT INTO wa_channels (name, phone_number_id) VALUES ($1, $2) RETURNING id)
+        "WITH c AS (INSERT INTO wa_channels (name, phone_number_id, waba_id) VALUES ($1, $2, $6) RETURNING id)
          INSERT INTO wa_channel_secrets (channel_id, access_token, app_secret, verify_token)
          SELECT id, $3, $4, $5 FROM c RETURNING channel_id",
-        &[name.into(), phone_number_id.into(), access_token.into(), app_secret.into(), verify_token.into()],
+        &[
+            name.into(),
+            phone_number_id.into(),
+            access_token.into(),
+            app_secret.into(),
+            verify_token.into(),
+            waba_id.into(),
+        ],
     ));
     id.expect("INSERT ... RETURNING returns a row")
+}
+
+/// What reading a channel's templates needs.
+pub struct TemplateSource {
+    pub id: i64,
+    pub waba_id: Option<String>,
+    pub graph_api_version: Option<String>,
+    pub access_token: String,
+}
+
+pub fn template_source(channel: &str) -> Option<TemplateSource> {
+    Spi::connect(|client| {
+        let row = ok(client.select(
+            "SELECT c.id, c.waba_id, c.graph_api_version, s.access_token
+               FROM wa_channels c JOIN wa_channel_secrets s ON s.channel_id = c.id WHERE c.name = $1",
+            None,
+            &[channel.into()],
+        ))
+        .next()?;
+        Some(TemplateSource {
+            id: ok(row.get(1)).unwrap_or_default(),
+            waba_id: ok(row.get(2)),
+            graph_api_version: ok(row.get(3)),
+            access_token: ok(row.get(4)).unwrap_or_default(),
+        })
+    })
+}
+
+/// Makes `wa_templates` of a channel exactly `templates`; returns how many.
+pub fn replace_templates(channel_id: i64, templates: &[whatsapp_cloud::graph_api::Template]) -> i32 {
+    ok(Spi::run_with_args("DELETE FROM wa_templates WHERE channel_id = $1", &[channel_id.into()]));
+    for t in templates {
+        ok(Spi::run_with_args(
+            "INSERT INTO wa_templates (channel_id, name, language, status, category, components, template_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (channel_id, name, language) DO UPDATE
+                SET status = excluded.status, category = excluded.category, components = excluded.components,
+                    template_id = excluded.template_id, updated_at = pg_catalog.now()",
+            &[
+                channel_id.into(),
+                t.name.as_str().into(),
+                t.language.as_str().into(),
+                t.status.as_str().into(),
+                t.category.as_deref().into(),
+                JsonB(t.components.clone()).into(),
+                t.id.as_deref().into(),
+            ],
+        ));
+    }
+    i32::try_from(templates.len()).unwrap_or(i32::MAX)
+}
+
+/// A template status webhook, for the channels of `business_account` of the posting channel's app.
+pub fn apply_template_status(posting_channel: i64, business_account: Option<&str>, t: &webhook::TemplateStatus) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_apply_template_status($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            posting_channel.into(),
+            business_account.into(),
+            t.name.as_str().into(),
+            t.language.as_str().into(),
+            t.status.as_str().into(),
+            t.template_id.as_deref().into(),
+            t.reason.as_deref().into(),
+        ],
+    ));
 }
 
 /// What the webhook listener needs to know about a channel.

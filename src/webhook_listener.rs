@@ -192,6 +192,7 @@ fn fast_path_fits(shared: &Shared, verified: &Verified) -> bool {
     let Ok(payload) = &verified.payload else { return false };
     payload.changes.iter().all(|c| {
         c.rejected.is_empty()
+            && c.template_status.is_none()
             && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_some()
             && c.messages.iter().all(|m| !matches!(m.kind.as_str(), "system" | "revoke" | "edit"))
     })
@@ -236,7 +237,7 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
         }
     };
     let event_id = store::insert_payload_event(channel.id, &verified.body, payload);
-    let stored = inbound::store_payload(event_id, payload, |pnid| shared.route(channel, pnid));
+    let stored = inbound::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
     inbound::record_outcome(channel, event_id, &stored, counts);
     counts.add(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
     Ok(())

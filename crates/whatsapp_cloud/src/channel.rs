@@ -82,6 +82,15 @@ pub fn validate_verify_token(token: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
+/// WhatsApp Business Account id: numeric, from WhatsApp Manager (needed for templates).
+pub fn validate_business_account_id(id: &str) -> Result<(), InvalidField> {
+    const HINT: &str = "Copy the WhatsApp Business Account ID from WhatsApp -> API Setup or WhatsApp Manager -> Account tools (a numeric id).";
+    if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid("waba_id", format!("{id:?} is not a numeric id"), HINT));
+    }
+    Ok(())
+}
+
 /// Checks every field of a new channel, first failure wins.
 pub fn validate(
     name: &str,

@@ -160,6 +160,82 @@ pub fn template(
     Ok(message(recipient, "template", object, None))
 }
 
+/// The `{{n}}` placeholders of a template's BODY component (from Meta's template list), i.e. how
+/// many body parameters a send must give.
+pub fn template_body_parameters(components: &Value) -> usize {
+    let body = components
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("BODY"))))
+        .and_then(|b| b.get("text"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        rest = &rest[start + 2..];
+        if let Some(end) = rest.find("}}") {
+            seen.insert(rest[..end].trim().to_string());
+            rest = &rest[end + 2..];
+        }
+    }
+    seen.len()
+}
+
+/// A message template as Meta lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Template {
+    pub id: Option<String>,
+    pub name: String,
+    pub language: String,
+    pub status: String,
+    pub category: Option<String>,
+    pub components: Value,
+}
+
+/// The first page of a WhatsApp Business Account's templates.
+pub fn templates_url(base_url: &str, version: &str, business_account_id: &str) -> String {
+    format!("{}/{}/{}/message_templates?limit=100", base_url.trim_end_matches('/'), version.trim_matches('/'), business_account_id)
+}
+
+/// One page of `GET /{waba-id}/message_templates`: its templates and the next page's URL.
+pub fn parse_templates(http_status: u16, body: &[u8]) -> Result<(Vec<Template>, Option<String>), GraphError> {
+    let json: Value = match serde_json::from_slice(body) {
+        Ok(j) if (200..300).contains(&http_status) => j,
+        _ => {
+            let SendOutcome::Failed(e) = parse_send_response(http_status.max(400), body) else { unreachable!() };
+            return Err(e);
+        }
+    };
+    let text = |t: &Value, k: &str| t.get(k).and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())));
+    let templates = json["data"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| {
+            Some(Template {
+                id: text(t, "id"),
+                name: text(t, "name")?,
+                language: text(t, "language")?,
+                status: text(t, "status").unwrap_or_else(|| "UNKNOWN".into()),
+                category: text(t, "category"),
+                components: t.get("components").cloned().unwrap_or_else(|| json!([])),
+            })
+        })
+        .collect();
+    Ok((templates, json.pointer("/paging/next").and_then(Value::as_str).map(str::to_string)))
+}
+
+/// How many body parameters a send's `components` give.
+pub fn given_body_parameters(components: Option<&Value>) -> usize {
+    components
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("body")))
+        .and_then(|b| b.get("parameters"))
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len)
+}
+
 /// Buttons, lists and the other interactive messages: Meta's `interactive` object as given.
 pub fn interactive(recipient: &Recipient, object: &Value) -> Result<Value, InvalidMessage> {
     const HINT: &str = "Pass Meta's interactive object, e.g. '{\"type\":\"button\",\"body\":{\"text\":\"Pick one\"},\"action\":{\"buttons\":[{\"type\":\"reply\",\"reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}]}}'.";
@@ -423,6 +499,29 @@ mod tests {
             mark_read("wamid.M", true),
             json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.M", "typing_indicator": {"type": "text"}})
         );
+    }
+
+    #[test]
+    fn reads_template_lists_and_their_errors() {
+        let page = br#"{"data":[{"name":"order_update","language":"en_US","status":"APPROVED","category":"UTILITY","id":"594425479261596",
+            "components":[{"type":"BODY","text":"Hi {{1}}"}]},{"status":"APPROVED"}],"paging":{"next":"https://graph/next"}}"#;
+        let (list, next) = parse_templates(200, page).unwrap();
+        assert_eq!(list.len(), 1, "an entry without a name is skipped");
+        assert_eq!((list[0].name.as_str(), list[0].status.as_str()), ("order_update", "APPROVED"));
+        assert_eq!(next.as_deref(), Some("https://graph/next"));
+        let err = parse_templates(400, br#"{"error":{"message":"(#100) Tried accessing nonexisting field","code":100}}"#).unwrap_err();
+        assert_eq!(err.code, Some(100));
+    }
+
+    #[test]
+    fn counts_template_body_parameters() {
+        let template = json!([{"type": "HEADER", "format": "TEXT", "text": "Order {{1}}"},
+                              {"type": "BODY", "text": "Hi {{1}}, your order {{2}} ships {{3}}. Thanks, {{1}}!"}]);
+        assert_eq!(template_body_parameters(&template), 3);
+        assert_eq!(template_body_parameters(&json!([{"type": "BODY", "text": "Hello world"}])), 0);
+        let given = json!([{"type": "body", "parameters": [{"type": "text", "text": "Ann"}, {"type": "text", "text": "42"}]}]);
+        assert_eq!(given_body_parameters(Some(&given)), 2);
+        assert_eq!(given_body_parameters(None), 0);
     }
 
     #[test]

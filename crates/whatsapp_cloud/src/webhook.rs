@@ -100,6 +100,22 @@ pub struct Change {
     pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
     pub rejected: Vec<Rejected>,
+    /// `entry[].id`: the WhatsApp Business Account the change is about.
+    pub business_account_id: Option<String>,
+    /// For `message_template_status_update`: the template and its new status.
+    pub template_status: Option<TemplateStatus>,
+}
+
+/// A `message_template_status_update` change: Meta approved, rejected, paused or disabled a
+/// template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateStatus {
+    /// `event`: APPROVED, REJECTED, PAUSED, DISABLED, PENDING_DELETION, ...
+    pub status: String,
+    pub template_id: Option<String>,
+    pub name: String,
+    pub language: String,
+    pub reason: Option<String>,
 }
 
 /// A sender from `value.contacts[]`. Since 2026 either id may be missing (BSUID rollout).
@@ -195,7 +211,9 @@ pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
     let mut changes = Vec::new();
     for entry in entries {
         for change in entry.get("changes").and_then(Value::as_array).into_iter().flatten() {
-            changes.push(parse_change(change));
+            let mut parsed = parse_change(change);
+            parsed.business_account_id = str_at(entry, &["id"]);
+            changes.push(parsed);
         }
     }
     Ok(Payload { changes })
@@ -236,7 +254,22 @@ fn parse_change(change: &Value) -> Change {
         statuses,
         errors: array("errors").to_vec(),
         rejected,
+        business_account_id: None,
+        template_status: parse_template_status(change.get("field").and_then(Value::as_str), value),
     }
+}
+
+fn parse_template_status(field: Option<&str>, value: &Value) -> Option<TemplateStatus> {
+    if field != Some("message_template_status_update") {
+        return None;
+    }
+    Some(TemplateStatus {
+        status: str_at(value, &["event"])?,
+        template_id: str_at(value, &["message_template_id"]),
+        name: str_at(value, &["message_template_name"])?,
+        language: str_at(value, &["message_template_language"])?,
+        reason: str_at(value, &["reason"]).filter(|r| r != "NONE"),
+    })
 }
 
 fn parse_message(wamid: String, m: &Value) -> Message {
@@ -378,6 +411,17 @@ mod tests {
             Some("c")
         );
         assert_eq!(text_of(r#"{"id":"1","type":"reaction","reaction":{"message_id":"m"}}"#), None);
+    }
+
+    #[test]
+    fn reads_template_status_updates() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1,"changes":[{"field":"message_template_status_update",
+            "value":{"event":"REJECTED","message_template_id":594425479261596,"message_template_name":"order_update","message_template_language":"en_US","reason":"INCORRECT_CATEGORY"}}]}]}"#;
+        let c = &parse(body.as_bytes()).unwrap().changes[0];
+        assert_eq!(c.business_account_id.as_deref(), Some("102290129340398"));
+        let t = c.template_status.as_ref().unwrap();
+        assert_eq!((t.status.as_str(), t.name.as_str(), t.language.as_str()), ("REJECTED", "order_update", "en_US"));
+        assert_eq!((t.template_id.as_deref(), t.reason.as_deref()), (Some("594425479261596"), Some("INCORRECT_CATEGORY")));
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! Templates (issue 6): wa_sync_templates() reads the business account's templates from the
+//! Graph API, a template status webhook changes one, and wa_send_template() refuses, before
+//! sending, a template that is unknown, not approved, or given the wrong number of parameters.
+
+use e2e::{Channel, DEADLINE, cluster};
+use serde_json::json;
+
+fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (String, String) {
+    let e = cluster().connect().query(sql, params).unwrap_err();
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
+}
+
+fn channel_with_templates(prefix: &str, waba_id: &str) -> Channel {
+    let ch = cluster().add_channel(prefix);
+    cluster().connect().execute("UPDATE wa_channels SET waba_id = $1 WHERE name = $2", &[&waba_id, &ch.name]).unwrap();
+    cluster().graph.set_templates(
+        waba_id,
+        json!([
+            { "id": "1001", "name": "order_update", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+              "components": [{ "type": "BODY", "text": "Hi {{1}}, your order {{2}} has shipped." }] },
+            { "id": "1002", "name": "hello_world", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+              "components": [{ "type": "BODY", "text": "Hello World" }] },
+            { "id": "1003", "name": "spring_sale", "language": "en_US", "status": "REJECTED", "category": "MARKETING",
+              "components": [{ "type": "BODY", "text": "Sale!" }] }
+        ]),
+    );
+    ch
+}
+
+#[test]
+fn sync_reads_the_accounts_templates() {
+    let ch = channel_with_templates("tpl-sync", "5550001");
+    let mut db = cluster().connect();
+    let n: i32 = db.query_one("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap().get(0);
+    assert_eq!(n, 3);
+    let rows: Vec<(String, String)> = db
+        .query("SELECT t.name, t.status FROM wa_templates t JOIN wa_channels c ON c.id = t.channel_id WHERE c.name = $1 ORDER BY 1", &[&ch.name])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(rows[0], ("hello_world".to_string(), "APPROVED".to_string()));
+    assert_eq!(rows.len(), 3);
+    // A channel without a business account id says where to find it.
+    let plain = cluster().add_channel("tpl-nowaba");
+    let (msg, hint) = error_of("SELECT wa_sync_templates($1)", &[&plain.name]);
+    assert!(msg.contains("has no WhatsApp Business Account id") && hint.contains("UPDATE wa_channels SET waba_id"), "{msg} / {hint}");
+}
+
+#[test]
+fn send_refuses_unknown_unapproved_and_miscounted_templates() {
+    let ch = channel_with_templates("tpl-send", "5550002");
+    let mut db = cluster().connect();
+    db.execute("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap();
+    let n = &ch.name;
+    let (msg, hint) = error_of("SELECT wa_send_template($1, '15552220001', 'order_updates', 'en_US')", &[n]);
+    assert!(msg.contains("is not a template of channel"), "{msg}");
+    assert!(hint.contains("order_update (en_US, APPROVED)") && hint.contains("wa_sync_templates"), "{hint}");
+    let (msg, _) = error_of("SELECT wa_send_template($1, '15552220001', 'spring_sale', 'en_US')", &[n]);
+    assert!(msg.contains("is REJECTED, not APPROVED"), "{msg}");
+    let one = json!([{ "type": "body", "parameters": [{ "type": "text", "text": "Ann" }] }]);
+    let (msg, hint) = error_of("SELECT wa_send_template($1, '15552220001', 'order_update', 'en_US', $2)", &[n, &one]);
+    assert!(msg.contains("expects 2 body parameter(s), got 1"), "{msg}");
+    assert!(hint.contains("Hi {{1}}, your order {{2}} has shipped."), "{hint}");
+    // Right: queued and sent, outside any 24-hour window.
+    let two = json!([{ "type": "body", "parameters": [{ "type": "text", "text": "Ann" }, { "type": "text", "text": "#42" }] }]);
+    db.execute("SELECT wa_send_template($1, '15552220001', 'order_update', 'en_US', $2)", &[n, &two]).unwrap();
+    let got = cluster().graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    assert_eq!(got[0].json()["template"]["components"], two);
+}
+
+#[test]
+fn a_status_webhook_changes_a_template_and_sends_follow_it() {
+    let ch = channel_with_templates("tpl-status", "5550003");
+    cluster().connect().execute("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap();
+    let update = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "5550003", "time": 1, "changes": [{
+        "field": "message_template_status_update",
+        "value": { "event": "PAUSED", "message_template_id": 1002, "message_template_name": "hello_world",
+                   "message_template_language": "en_US", "reason": "LOW_QUALITY" } }] }] });
+    assert_eq!(ch.post_signed(&update).status, 200);
+    let (status, reason): (String, String) = {
+        let r = cluster()
+            .connect()
+            .query_one("SELECT t.status, t.reason FROM wa_templates t JOIN wa_channels c ON c.id = t.channel_id WHERE c.name = $1 AND t.name = 'hello_world'", &[&ch.name])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((status.as_str(), reason.as_str()), ("PAUSED", "LOW_QUALITY"));
+    let (msg, hint) = error_of("SELECT wa_send_template($1, '15552220002', 'hello_world', 'en_US')", &[&ch.name]);
+    assert!(msg.contains("is PAUSED, not APPROVED") && hint.contains("LOW_QUALITY"), "{msg} / {hint}");
+}
