@@ -318,6 +318,7 @@ BEGIN
     IF msg_id IS NULL THEN
         RETURN NULL; -- redelivery: everything below was done the first time
     END IF;
+    PERFORM @extschema@._wa_queue_media(msg_id);
     IF p_type = 'system' AND contact IS NOT NULL THEN
         PERFORM @extschema@._wa_apply_identity_change(contact, p_payload -> 'system');
     ELSIF p_type = 'revoke' THEN
@@ -382,7 +383,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    added integer;
+    added      integer;
+    media_jobs integer;
 BEGIN
     -- A session-local staging table, so the batch is unnested once and read three times.
     IF pg_catalog.to_regclass('pg_temp._wa_incoming') IS NULL THEN
@@ -434,13 +436,21 @@ BEGIN
            AND ((i.wa_id IS NOT NULL AND k.wa_id = i.wa_id) OR (i.wa_id IS NULL AND k.user_id = i.user_id))
          ORDER BY i.ord
         ON CONFLICT (channel_id, wamid) DO NOTHING
-        RETURNING id, channel_id, type, contact_id
+        RETURNING id, channel_id, type, contact_id, media_id, media_mime_type, media_sha256
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        RETURNING 1
     )
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id)::text))
-      INTO added
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id)::text)),
+           (SELECT pg_catalog.count(*) FROM media)
+      INTO added, media_jobs
       FROM (SELECT ins.id, c.name, ins.type, ins.contact_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
              ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
     RETURN added;
 END
 $$;
@@ -552,19 +562,24 @@ BEGIN ATOMIC
      WHERE m.id = msg_id AND m.status = 'sending';
 END;
 
--- Seconds until the next queued message that could be claimed falls due (NULL: none): the
--- oldest message of each recipient, not behind one in flight, of a channel that sends.
+-- Seconds until the next queued message that could be claimed falls due (the oldest message of
+-- each recipient, not behind one in flight, of a channel that sends), or the next media
+-- download; NULL when there is none.
 CREATE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(0, extract(epoch FROM pg_catalog.min(h.next_attempt_at) - pg_catalog.now()))::double precision
-      FROM (SELECT DISTINCT ON (m.channel_id, m.recipient) m.channel_id, m.status, m.next_attempt_at
-              FROM @extschema@.wa_messages m
-             WHERE m.status IN ('queued', 'sending')
-             ORDER BY m.channel_id, m.recipient, m.id) h
-      JOIN @extschema@.wa_channels c ON c.id = h.channel_id AND c.enabled AND c.paused_at IS NULL
-     WHERE h.status = 'queued'
+    SELECT greatest(0, extract(epoch FROM least(
+        (SELECT pg_catalog.min(h.next_attempt_at)
+           FROM (SELECT DISTINCT ON (m.channel_id, m.recipient) m.channel_id, m.status, m.next_attempt_at
+                   FROM @extschema@.wa_messages m
+                  WHERE m.status IN ('queued', 'sending')
+                  ORDER BY m.channel_id, m.recipient, m.id) h
+           JOIN @extschema@.wa_channels c ON c.id = h.channel_id AND c.enabled AND c.paused_at IS NULL
+          WHERE h.status = 'queued'),
+        -- media downloads waiting for a retry
+        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE j.status = 'pending')
+    ) - pg_catalog.now()))::double precision
 $$;
 
 -- After a crash between claiming and recording, claimed messages go back to the queue. This is
@@ -636,6 +651,84 @@ AS $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
+-- Media downloads (done by the delivery worker)
+
+-- Queues the download of an inbound message's media, if it has any.
+CREATE FUNCTION _wa_queue_media(msg_id bigint) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+    SELECT m.id, m.channel_id, m.media_id, m.media_mime_type, m.media_sha256
+      FROM @extschema@.wa_messages m WHERE m.id = msg_id AND m.direction = 'inbound' AND m.media_id IS NOT NULL;
+    IF FOUND THEN
+        PERFORM @extschema@._wa_wake_delivery();
+    END IF;
+END
+$$;
+
+CREATE FUNCTION _wa_claim_media(max_jobs integer, default_version text)
+RETURNS TABLE (message_id bigint, media_id text, expected_sha256 text, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH due AS (
+        SELECT j.message_id FROM @extschema@.wa_media j
+         WHERE j.status = 'pending' AND j.next_attempt_at <= pg_catalog.now()
+         ORDER BY j.next_attempt_at LIMIT max_jobs
+    )
+    UPDATE @extschema@.wa_media j
+       SET status = 'downloading', attempts = j.attempts + 1, updated_at = pg_catalog.now()
+      FROM due, @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE j.message_id = due.message_id AND c.id = j.channel_id AND s.channel_id = c.id
+    RETURNING j.message_id, j.media_id, j.expected_sha256, j.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token
+$$;
+
+-- Records the end of a download job: 'done' (with the bytes, unless only metadata is kept),
+-- 'failed' or 'skipped'; or back to 'pending' after `retry_in` seconds. Notifies wa_media.
+CREATE FUNCTION _wa_finish_media(p_message_id bigint, p_status text, p_mime_type text, p_sha256 text, p_size bigint,
+                                 p_content bytea, p_error text, retry_in double precision) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF retry_in IS NOT NULL THEN
+        UPDATE @extschema@.wa_media j
+           SET status = 'pending', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => retry_in),
+               error = p_error, updated_at = pg_catalog.now()
+         WHERE j.message_id = p_message_id AND j.status = 'downloading';
+        RETURN;
+    END IF;
+    UPDATE @extschema@.wa_media j
+       SET status = p_status, mime_type = COALESCE(p_mime_type, j.mime_type), sha256 = p_sha256, size = p_size,
+           content = p_content, error = p_error, updated_at = pg_catalog.now()
+     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_media', pg_catalog.json_build_object('message_id', p_message_id, 'status', p_status)::text);
+    END IF;
+END
+$$;
+
+-- Downloads interrupted by a restart go back to the queue.
+CREATE FUNCTION _wa_requeue_media() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_media j SET status = 'pending', updated_at = pg_catalog.now() WHERE j.status = 'downloading';
+END;
+
+-- The bytes of a message's media, once downloaded (NULL before, or if they were not kept).
+CREATE FUNCTION wa_media_content(message_id bigint) RETURNS bytea
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT j.content FROM @extschema@.wa_media j WHERE j.message_id = wa_media_content.message_id AND j.status = 'done';
+END;
+
+-- ---------------------------------------------------------------------------------------------
 -- Views for inbox apps
 
 -- One row per channel and contact: the last message, how many inbound messages came after the
@@ -701,6 +794,12 @@ REVOKE ALL ON FUNCTION _wa_wake_delivery() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_upsert_contact(bigint, text, text, text, text, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_identity_change(bigint, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_count(bigint, text, text, bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_queue_media(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_claim_media(integer, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_finish_media(bigint, text, text, text, bigint, bytea, text, double precision) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_requeue_media() FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_media_content(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION wa_upload_media(text, bytea, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], text[], text[], text[], text[], text[], double precision[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_message(bigint, bigint, text, text, text, text, text, text, text, timestamptz, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_status(bigint, text, text, timestamptz, integer, text, text) FROM PUBLIC;

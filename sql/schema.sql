@@ -197,3 +197,26 @@ CREATE TABLE wa_templates (
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     PRIMARY KEY (channel_id, name, language)
 );
+
+-- One download job per inbound media message (image, audio, voice, video, document, sticker),
+-- apart from the message row: the message is stored at once; the bytes follow.
+CREATE TABLE wa_media (
+    message_id      bigint PRIMARY KEY REFERENCES wa_messages (id) ON DELETE CASCADE,
+    channel_id      bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    media_id        text NOT NULL,
+    -- pending -> downloading -> done; or failed (with error); or skipped (too large, or only
+    -- metadata is kept: whatsapp_channel.media_download).
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'downloading', 'done', 'failed', 'skipped')),
+    mime_type       text,
+    -- From the webhook (base64 or hex), checked against the bytes.
+    expected_sha256 text,
+    sha256          text,
+    size            bigint,
+    content         bytea,
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    error           text,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX wa_media_due ON wa_media (next_attempt_at) WHERE status = 'pending';

@@ -170,20 +170,46 @@ fn _wa_given_body_parameters(components: Option<JsonB>) -> i32 {
     graph_api::given_body_parameters(components.as_ref().map(|c| &c.0)) as i32
 }
 
+/// A channel's Graph API coordinates, or an ERROR naming the unknown channel.
+fn channel_api(channel: &str) -> crate::store::ChannelApi {
+    crate::store::channel_api(channel).unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("unknown channel '{channel}'"),
+            "Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.",
+        )
+    })
+}
+
+/// An agent for Graph API calls made from a session, with the configured timeout.
+fn session_agent() -> ureq::Agent {
+    let timeout = std::time::Duration::from_millis(crate::guc::GRAPH_API_TIMEOUT_MS.get().max(100) as u64);
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
+}
+
+fn base_and_version(api: &crate::store::ChannelApi) -> (String, String) {
+    let base = crate::guc::string(&crate::guc::GRAPH_API_URL, "https://graph.facebook.com");
+    let version =
+        api.graph_api_version.clone().unwrap_or_else(|| crate::guc::string(&crate::guc::GRAPH_API_VERSION, "v25.0"));
+    (base, version)
+}
+
+fn unreachable_graph_api(e: impl std::fmt::Display) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+        format!("could not reach the Graph API: {e}"),
+        "Check whatsapp_channel.graph_api_url and the network.",
+    )
+}
+
 /// Reads the channel's WhatsApp Business Account templates from the Graph API into
 /// `wa_templates` (replacing what was there) and returns how many there are. It calls the
 /// Graph API from this session, inside the caller's transaction, with the usual timeout.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 fn wa_sync_templates(channel: &str) -> i32 {
-    let Some(target) = crate::store::template_source(channel) else {
-        raise(
-            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
-            format!("unknown channel '{channel}'"),
-            "Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.",
-        )
-    };
-    let Some(waba_id) = target.waba_id.as_deref() else {
+    let api = channel_api(channel);
+    let Some(waba_id) = api.waba_id.as_deref() else {
         raise(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             format!("channel '{channel}' has no WhatsApp Business Account id"),
@@ -192,27 +218,19 @@ fn wa_sync_templates(channel: &str) -> i32 {
             ),
         )
     };
-    let base = crate::guc::string(&crate::guc::GRAPH_API_URL, "https://graph.facebook.com");
-    let version =
-        target.graph_api_version.clone().unwrap_or_else(|| crate::guc::string(&crate::guc::GRAPH_API_VERSION, "v25.0"));
-    let timeout = std::time::Duration::from_millis(crate::guc::GRAPH_API_TIMEOUT_MS.get().max(100) as u64);
-    let agent: ureq::Agent =
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into();
+    let (base, version) = base_and_version(&api);
+    let agent = session_agent();
     let mut url = Some(graph_api::templates_url(&base, &version, waba_id));
     let mut templates = Vec::new();
     // Meta pages the list; 50 pages of 100 is far beyond any account's template count.
     for _ in 0..50 {
         let Some(page) = url.take() else { break };
-        let answer = agent.get(&page).header("Authorization", format!("Bearer {}", target.access_token)).call();
+        let answer = agent.get(&page).header("Authorization", format!("Bearer {}", api.access_token)).call();
         let (status, body) = match answer {
             Ok(mut r) => {
                 (r.status().as_u16(), r.body_mut().with_config().limit(16 << 20).read_to_vec().unwrap_or_default())
             }
-            Err(e) => raise(
-                PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
-                format!("could not reach the Graph API: {e}"),
-                "Check whatsapp_channel.graph_api_url and the network.",
-            ),
+            Err(e) => unreachable_graph_api(e),
         };
         match graph_api::parse_templates(status, &body) {
             Ok((list, next)) => {
@@ -227,5 +245,49 @@ fn wa_sync_templates(channel: &str) -> i32 {
             ),
         }
     }
-    crate::store::replace_templates(target.id, &templates)
+    crate::store::replace_templates(api.id, &templates)
+}
+
+/// Uploads a file for the channel (multipart, as Meta's media endpoint wants) and returns its
+/// media id, for wa_send_media(..., link_or_media_id => <id>): Meta recommends ids over links.
+/// Uploaded ids live 30 days. It calls the Graph API from this session, with the usual timeout.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn wa_upload_media(channel: &str, content: &[u8], mime_type: &str, filename: default!(Option<&str>, "NULL")) -> String {
+    if content.is_empty() {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "the file is empty".into(), "Pass the file's bytes.");
+    }
+    if !mime_type.contains('/') {
+        raise(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{mime_type:?} is not a MIME type"),
+            "Pass e.g. image/jpeg, image/png, video/mp4, audio/ogg or application/pdf.",
+        );
+    }
+    let api = channel_api(channel);
+    let (base, version) = base_and_version(&api);
+    let (content_type, body) = graph_api::media_upload(content, mime_type, filename);
+    let answer = session_agent()
+        .post(&graph_api::media_upload_url(&base, &version, &api.phone_number_id))
+        .header("Authorization", format!("Bearer {}", api.access_token))
+        .content_type(&content_type)
+        .send(&body[..]);
+    let (status, body) = match answer {
+        Ok(mut r) => (r.status().as_u16(), r.body_mut().read_to_vec().unwrap_or_default()),
+        Err(e) => unreachable_graph_api(e),
+    };
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    match json.get("id").and_then(serde_json::Value::as_str) {
+        Some(id) if (200..300).contains(&status) => id.to_string(),
+        _ => {
+            let graph_api::SendOutcome::Failed(e) = graph_api::parse_send_response(status.max(400), &body) else {
+                unreachable!()
+            };
+            raise(
+                PgSqlErrorCode::ERRCODE_EXTERNAL_ROUTINE_EXCEPTION,
+                format!("the Graph API refused the upload: {}", e.message),
+                graph_api::hint(e.code).unwrap_or("Check the file's type and size against Meta's media limits."),
+            )
+        }
+    }
 }

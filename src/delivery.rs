@@ -7,8 +7,8 @@
 //! A crash between a claim and its record leaves rows in `sending`, which go back to the
 //! queue at start: the only window in which a message can be sent twice.
 
-use crate::graph_client::{Send, SendResult, SenderPool};
-use crate::store::{self, Claimed};
+use crate::graph_client::{Download, DownloadResult, Finished, Send, SendResult, SenderPool, Work};
+use crate::store::{self, Claimed, MediaJob};
 use crate::{guc, subtransaction, wake, wakeup};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -36,6 +36,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     let (waker, mut wakeups) = wakeup::pair();
     let pool = SenderPool::start(SENDERS, timeout(), waker);
     let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
+    let mut downloads: HashMap<i64, MediaJob> = HashMap::new();
     let mut buckets: HashMap<i64, Bucket> = HashMap::new();
     let mut recovered = false;
     let mut wait = Duration::ZERO;
@@ -46,20 +47,31 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             pool.set_timeout(timeout());
         }
-        let finished: Vec<(Claimed, SendResult)> =
-            pool.finished().into_iter().filter_map(|(id, r)| in_flight.remove(&id).map(|c| (c, r))).collect();
-        if !finished.is_empty() {
+        let mut sent: Vec<(Claimed, SendResult)> = Vec::new();
+        let mut fetched: Vec<(MediaJob, DownloadResult)> = Vec::new();
+        for done in pool.finished() {
+            match done {
+                Finished::Sent(id, r) => sent.extend(in_flight.remove(&id).map(|c| (c, r))),
+                Finished::Downloaded(id, r) => fetched.extend(downloads.remove(&id).map(|j| (j, r))),
+            }
+        }
+        if !sent.is_empty() || !fetched.is_empty() {
             BackgroundWorker::transaction(AssertUnwindSafe(|| {
-                for (message, result) in &finished {
+                for (message, result) in &sent {
                     if let Err(e) = subtransaction::run(|| record(message, result)) {
                         warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
+                    }
+                }
+                for (job, result) in &fetched {
+                    if let Err(e) = subtransaction::run(|| record_download(job, result)) {
+                        warning!("whatsapp_channel: could not record the media of message {}: {e}", job.message_id);
                     }
                 }
             }));
             unsafe { pg_sys::pgstat_report_stat(false) };
         }
 
-        let free = SENDERS * 2 - in_flight.len();
+        let free = (SENDERS * 2).saturating_sub(in_flight.len() + downloads.len());
         if free == 0 {
             wait = IDLE; // a finished send wakes us
             continue;
@@ -81,11 +93,15 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                 }
             }
             let claimed = store::claim_due(free as i32, &version, budgets);
+            // Media downloads share the senders: at most half of what is left, so that a
+            // burst of photos never holds up the replies.
+            let media_slots = (free - claimed.len()).div_ceil(2);
+            let media = if media_slots > 0 { store::claim_media(media_slots as i32, &version) } else { Vec::new() };
             // What is left: when the next queued message that could be sent falls due.
-            let due = if claimed.len() < free { store::next_due_in() } else { None };
-            Some((claimed, due))
+            let due = if claimed.len() + media.len() < free { store::next_due_in() } else { None };
+            Some((claimed, media, due))
         });
-        let Some((claimed, due)) = claimed else {
+        let Some((claimed, media, due)) = claimed else {
             wait = IDLE; // not installed (yet): look again later
             continue;
         };
@@ -94,12 +110,31 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         for message in &claimed {
             let bucket = buckets.entry(message.channel_id).or_insert_with(|| Bucket::full(message.max_per_second, now));
             bucket.take(message.max_per_second, now);
-            pool.submit(Send {
+            pool.submit(Work::Send(Send {
                 id: message.id,
                 url: graph_api::messages_url(&base_url, &message.graph_api_version, &message.phone_number_id),
                 access_token: message.access_token.clone(),
                 body: message.request.clone(),
-            });
+            }));
+        }
+        let max_bytes = u64::try_from(guc::MAX_MEDIA_BYTES.get()).unwrap_or(0);
+        let keep_content = guc::string(&guc::MEDIA_DOWNLOAD, "content") != "metadata";
+        for job in media {
+            pool.submit(Work::Download(Download {
+                message_id: job.message_id,
+                media_id: job.media_id.clone(),
+                info_url: graph_api::media_info_url(
+                    &base_url,
+                    &job.graph_api_version,
+                    &job.media_id,
+                    &job.phone_number_id,
+                ),
+                access_token: job.access_token.clone(),
+                expected_sha256: job.expected_sha256.clone(),
+                max_bytes,
+                keep_content,
+            }));
+            downloads.insert(job.message_id, job);
         }
         in_flight.extend(claimed.into_iter().map(|m| (m.id, m)));
         // A message due now that was not claimed waits for its channel's next token (or for a
@@ -199,6 +234,50 @@ fn record(message: &Claimed, result: &SendResult) {
             let hint = graph_api::hint(error.code).unwrap_or("");
             warning!("whatsapp_channel: message {} failed: {title} {hint}", message.id);
             store::mark_failed(message.id, code, &title, error.details.as_deref());
+        }
+    }
+}
+
+/// Attempts at a media download before it is given up (about 10 minutes of backoff).
+const MAX_MEDIA_ATTEMPTS: u32 = 10;
+
+fn record_download(job: &MediaJob, result: &DownloadResult) {
+    let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+    match result {
+        DownloadResult::Done { mime_type, sha256, content, size } => store::finish_media(
+            job.message_id,
+            "done",
+            mime_type.as_deref(),
+            Some(sha256),
+            Some(*size),
+            content.as_deref(),
+            None,
+            None,
+        ),
+        DownloadResult::Skipped { mime_type, size, why } => {
+            store::finish_media(job.message_id, "skipped", mime_type.as_deref(), None, *size, None, Some(why), None)
+        }
+        DownloadResult::Retry(why) if attempts < MAX_MEDIA_ATTEMPTS => {
+            let delay = graph_api::backoff(Retry::Backoff, attempts, jitter(job.message_id, attempts));
+            store::finish_media(
+                job.message_id,
+                "pending",
+                None,
+                None,
+                None,
+                None,
+                Some(why),
+                Some(delay.as_secs_f64()),
+            );
+        }
+        DownloadResult::Retry(why) | DownloadResult::Failed(why) => {
+            let why = if matches!(result, DownloadResult::Retry(_)) {
+                format!("gave up after {attempts} attempts: {why}")
+            } else {
+                why.clone()
+            };
+            warning!("whatsapp_channel: the media of message {} was not downloaded: {why}", job.message_id);
+            store::finish_media(job.message_id, "failed", None, None, None, None, Some(&why), None);
         }
     }
 }

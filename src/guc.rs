@@ -28,6 +28,12 @@ pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1
 /// Most webhook connections open at once; more are answered 503 (Meta retries them).
 pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(256);
 
+/// What is kept of inbound media: `content` (the bytes) or `metadata` (type, size, hash only).
+pub static MEDIA_DOWNLOAD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"content"));
+
+/// Largest media file downloaded; larger ones are recorded as skipped.
+pub static MAX_MEDIA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+
 /// Hard timeout of one Graph API call, connect to last byte.
 pub static GRAPH_API_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
@@ -91,6 +97,24 @@ pub fn init() {
         10_000,
         GucContext::Postmaster,
         GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.media_download",
+        c"What is kept of inbound media: 'content' (the bytes) or 'metadata' (type, size, hash).",
+        c"Downloads run in the delivery worker, never on the webhook's path.",
+        &MEDIA_DOWNLOAD,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_media_bytes",
+        c"Largest inbound media file downloaded; larger ones are skipped (metadata only).",
+        c"Meta allows inbound files up to 100 MB.",
+        &MAX_MEDIA_BYTES,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
     );
     GucRegistry::define_int_guc(
         c"whatsapp_channel.graph_api_timeout",

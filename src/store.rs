@@ -57,28 +57,30 @@ pub fn insert_channel(
     id.expect("INSERT ... RETURNING returns a row")
 }
 
-/// What reading a channel's templates needs.
-pub struct TemplateSource {
+/// What calling the Graph API for a channel from a session needs (templates, uploads).
+pub struct ChannelApi {
     pub id: i64,
+    pub phone_number_id: String,
     pub waba_id: Option<String>,
     pub graph_api_version: Option<String>,
     pub access_token: String,
 }
 
-pub fn template_source(channel: &str) -> Option<TemplateSource> {
+pub fn channel_api(channel: &str) -> Option<ChannelApi> {
     Spi::connect(|client| {
         let row = ok(client.select(
-            "SELECT c.id, c.waba_id, c.graph_api_version, s.access_token
+            "SELECT c.id, c.phone_number_id, c.waba_id, c.graph_api_version, s.access_token
                FROM wa_channels c JOIN wa_channel_secrets s ON s.channel_id = c.id WHERE c.name = $1",
             None,
             &[channel.into()],
         ))
         .next()?;
-        Some(TemplateSource {
+        Some(ChannelApi {
             id: ok(row.get(1)).unwrap_or_default(),
-            waba_id: ok(row.get(2)),
-            graph_api_version: ok(row.get(3)),
-            access_token: ok(row.get(4)).unwrap_or_default(),
+            phone_number_id: ok(row.get(2)).unwrap_or_default(),
+            waba_id: ok(row.get(3)),
+            graph_api_version: ok(row.get(4)),
+            access_token: ok(row.get(5)).unwrap_or_default(),
         })
     })
 }
@@ -388,6 +390,67 @@ pub fn claim_due(
     })
 }
 
+/// A media download claimed by the delivery worker (status `downloading`).
+#[derive(Debug, Clone)]
+pub struct MediaJob {
+    pub message_id: i64,
+    pub media_id: String,
+    pub expected_sha256: Option<String>,
+    pub attempts: i32,
+    pub phone_number_id: String,
+    pub graph_api_version: String,
+    pub access_token: String,
+}
+
+pub fn claim_media(max_jobs: i32, default_version: &str) -> Vec<MediaJob> {
+    Spi::connect_mut(|client| {
+        let rows = ok(client.update(
+            "SELECT message_id, media_id, expected_sha256, attempts, phone_number_id, graph_api_version, access_token
+               FROM _wa_claim_media($1, $2)",
+            None,
+            &[max_jobs.into(), default_version.into()],
+        ));
+        rows.map(|row| MediaJob {
+            message_id: ok(row.get(1)).unwrap_or_default(),
+            media_id: ok(row.get(2)).unwrap_or_default(),
+            expected_sha256: ok(row.get(3)),
+            attempts: ok(row.get(4)).unwrap_or_default(),
+            phone_number_id: ok(row.get(5)).unwrap_or_default(),
+            graph_api_version: ok(row.get(6)).unwrap_or_default(),
+            access_token: ok(row.get(7)).unwrap_or_default(),
+        })
+        .collect()
+    })
+}
+
+/// Ends a download job (see _wa_finish_media); `retry_in` puts it back in the queue instead.
+#[allow(clippy::too_many_arguments)]
+pub fn finish_media(
+    message_id: i64,
+    status: &str,
+    mime_type: Option<&str>,
+    sha256: Option<&str>,
+    size: Option<u64>,
+    content: Option<&[u8]>,
+    error: Option<&str>,
+    retry_in: Option<f64>,
+) {
+    let size = size.and_then(|s| i64::try_from(s).ok());
+    ok(Spi::run_with_args(
+        "SELECT _wa_finish_media($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            message_id.into(),
+            status.into(),
+            mime_type.into(),
+            sha256.into(),
+            size.into(),
+            content.into(),
+            error.into(),
+            retry_in.into(),
+        ],
+    ));
+}
+
 /// The channel of this message refused its token: pause its queue, requeue the message.
 pub fn pause_channel(id: i64, reason: &str) {
     ok(Spi::run_with_args("SELECT _wa_pause_channel($1, $2)", &[id.into(), reason.into()]));
@@ -398,7 +461,9 @@ pub fn next_due_in() -> Option<f64> {
     ok(Spi::get_one("SELECT _wa_next_due_in()"))
 }
 
+/// Claimed messages and downloads that a restart interrupted go back to their queues.
 pub fn requeue_interrupted() -> i32 {
+    ok(Spi::run("SELECT _wa_requeue_media()"));
     ok(Spi::get_one("SELECT _wa_requeue_interrupted()")).unwrap_or(0)
 }
 

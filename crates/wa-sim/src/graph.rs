@@ -108,6 +108,8 @@ struct State {
     templates: Mutex<HashMap<String, Value>>,
     /// Our own base URL, for the download URLs we hand out.
     base_url: Mutex<String>,
+    /// Media whose next download answers 404, as an expired URL does.
+    expire_next: Mutex<std::collections::HashSet<String>>,
 }
 
 #[derive(Clone)]
@@ -165,6 +167,16 @@ impl GraphSim {
         let id = format!("{}", 1_000_000_000_000_000u64 + self.state.next_id.fetch_add(1, Ordering::Relaxed));
         self.state.media.lock().unwrap().insert(id.clone(), Media { mime_type: mime_type.to_string(), bytes });
         id
+    }
+
+    /// The next download of this media answers 404, as Meta's URLs do after 5 minutes.
+    pub fn expire_next_download(&self, media_id: &str) {
+        self.state.expire_next.lock().unwrap().insert(media_id.to_string());
+    }
+
+    /// The media's bytes, e.g. to check what a client uploaded.
+    pub fn media_bytes(&self, media_id: &str) -> Option<Vec<u8>> {
+        self.state.media.lock().unwrap().get(media_id).map(|m| m.bytes.clone())
     }
 
     /// The templates `GET /{version}/{waba_id}/message_templates` lists (Meta's `data` array).
@@ -393,6 +405,9 @@ fn media_and_templates(state: &State, request: &Request, authorization: Option<&
             if !authorized {
                 return Some(unauthorized());
             }
+            if state.expire_next.lock().unwrap().remove(*id) {
+                return Some(Response::text(404, "URL signature expired"));
+            }
             let media = state.media.lock().unwrap().get(*id).cloned();
             Some(match media {
                 Some(m) => Response::bytes(200, &m.mime_type, m.bytes),
@@ -480,7 +495,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 /// Meta describes media by the base64 SHA-256 of its bytes.
-fn sha256_base64(bytes: &[u8]) -> String {
+pub fn sha256_base64(bytes: &[u8]) -> String {
     use base64::Engine;
     use sha2::Digest;
     base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))

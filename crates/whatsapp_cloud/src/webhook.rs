@@ -421,7 +421,10 @@ mod tests {
         assert_eq!(c.business_account_id.as_deref(), Some("102290129340398"));
         let t = c.template_status.as_ref().unwrap();
         assert_eq!((t.status.as_str(), t.name.as_str(), t.language.as_str()), ("REJECTED", "order_update", "en_US"));
-        assert_eq!((t.template_id.as_deref(), t.reason.as_deref()), (Some("594425479261596"), Some("INCORRECT_CATEGORY")));
+        assert_eq!(
+            (t.template_id.as_deref(), t.reason.as_deref()),
+            (Some("594425479261596"), Some("INCORRECT_CATEGORY"))
+        );
     }
 
     #[test]

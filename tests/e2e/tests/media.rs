@@ -1,0 +1,142 @@
+//! Media (issue 6): every inbound image, audio, video, document or sticker becomes a download
+//! job, done by the delivery worker, never on the webhook's path; and wa_upload_media() for
+//! sending by id.
+
+use e2e::wa_sim::graph::sha256_base64;
+use e2e::{Channel, Cluster, DEADLINE, Listener, cluster, poll};
+use serde_json::json;
+use std::time::Duration;
+
+fn post_image(cluster: &Cluster, ch: &Channel, wamid: &str, media_id: &str, sha256: &str) -> i64 {
+    let payload = e2e::wa_sim::payloads::envelope(
+        &ch.phone_number_id,
+        json!({ "contacts": [{ "profile": { "name": "Pia" }, "wa_id": "16505556001" }],
+                "messages": [{ "from": "16505556001", "id": wamid, "timestamp": "1749416383", "type": "image",
+                               "image": { "caption": "my receipt", "mime_type": "image/jpeg", "sha256": sha256, "id": media_id } }] }),
+    );
+    assert_eq!(ch.post_signed_to(cluster, &payload).unwrap().status, 200);
+    cluster.connect().query_one("SELECT id FROM wa_messages WHERE wamid = $1", &[&wamid]).unwrap().get(0)
+}
+
+/// (status, error, attempts) of the message's download job, once it has ended.
+fn job_end(cluster: &Cluster, message_id: i64) -> (String, Option<String>, i32) {
+    poll(|| {
+        let r = cluster
+            .connect()
+            .query_one("SELECT status, error, attempts FROM wa_media WHERE message_id = $1", &[&message_id])
+            .unwrap();
+        let status: String = r.get(0);
+        matches!(status.as_str(), "done" | "failed" | "skipped").then(|| (status, r.get(1), r.get(2)))
+    })
+    .unwrap_or_else(|| panic!("the download of message {message_id} never ended"))
+}
+
+#[test]
+fn an_inbound_photo_is_downloaded_checked_and_announced() {
+    let ch = cluster().add_channel("media-ok");
+    let bytes = b"\xff\xd8\xff\xe0 a tiny jpeg".to_vec();
+    let media_id = cluster().graph.add_media("image/jpeg", bytes.clone());
+    let mut listener = Listener::new(&["wa_media"]);
+    let id = post_image(cluster(), &ch, "wamid.media.ok", &media_id, &sha256_base64(&bytes));
+    let (_, note) = listener.next_matching(|_, p| p["message_id"] == id).expect("a wa_media notification");
+    assert_eq!(note["status"], "done");
+    let db = &mut cluster().connect();
+    let content: Vec<u8> = db.query_one("SELECT wa_media_content($1)", &[&id]).unwrap().get(0);
+    assert_eq!(content, bytes);
+    let (mime, size): (String, i64) = {
+        let r = db.query_one("SELECT mime_type, size FROM wa_media WHERE message_id = $1", &[&id]).unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!((mime.as_str(), size), ("image/jpeg", bytes.len() as i64));
+    // The message itself was stored at once, with its caption.
+    let body: String = db.query_one("SELECT body FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(body, "my receipt");
+}
+
+#[test]
+fn a_file_that_does_not_match_its_sha256_fails_and_the_message_stays() {
+    let ch = cluster().add_channel("media-sha");
+    let media_id = cluster().graph.add_media("image/jpeg", b"the real bytes".to_vec());
+    let id = post_image(cluster(), &ch, "wamid.media.sha", &media_id, &sha256_base64(b"other bytes"));
+    let (status, error, _) = job_end(cluster(), id);
+    assert_eq!(status, "failed");
+    assert!(error.unwrap().contains("does not match the webhook's"));
+    let kept: i64 =
+        cluster().connect().query_one("SELECT count(*) FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(kept, 1);
+}
+
+#[test]
+fn an_expired_url_is_refreshed_and_the_download_succeeds() {
+    let ch = cluster().add_channel("media-expired");
+    let bytes = b"voice note".to_vec();
+    let media_id = cluster().graph.add_media("audio/ogg", bytes.clone());
+    cluster().graph.expire_next_download(&media_id);
+    let id = post_image(cluster(), &ch, "wamid.media.expired", &media_id, &sha256_base64(&bytes));
+    let (status, _, attempts) = job_end(cluster(), id);
+    assert_eq!((status.as_str(), attempts), ("done", 2));
+}
+
+#[test]
+fn a_media_id_meta_no_longer_has_fails_with_the_reason() {
+    let ch = cluster().add_channel("media-gone");
+    let id = post_image(cluster(), &ch, "wamid.media.gone", "4242424242", "AAAA");
+    let (status, error, attempts) = job_end(cluster(), id);
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
+    assert!(error.unwrap().contains("no longer exists at Meta"));
+}
+
+/// ALTER SYSTEM + reload, then waits until a new session sees the value: by then the
+/// postmaster has reloaded and signalled the workers, which re-read it before their next claim.
+fn reconfigure(cluster: &Cluster, setting: &str, value: &str) {
+    let name = format!("whatsapp_channel.{setting}");
+    let mut db = cluster.connect();
+    db.execute(&format!("ALTER SYSTEM SET {name} = '{value}'"), &[]).unwrap();
+    db.execute("SELECT pg_reload_conf()", &[]).unwrap();
+    let seen = poll(|| {
+        let now: String = cluster.connect().query_one("SELECT current_setting($1)", &[&name]).unwrap().get(0);
+        (now == value || now.trim_end_matches("B") == value).then_some(())
+    });
+    assert!(seen.is_some(), "{name} never became {value}");
+}
+
+#[test]
+fn files_over_the_size_limit_and_metadata_only_are_skipped() {
+    let cluster = Cluster::private(Duration::ZERO);
+    let ch = cluster.add_channel("media-limit");
+    let mut db = cluster.connect();
+    reconfigure(&cluster, "max_media_bytes", "10");
+    let big = cluster.graph.add_media("video/mp4", vec![7u8; 100]);
+    let id = post_image(&cluster, &ch, "wamid.media.big", &big, &sha256_base64(&[7u8; 100]));
+    let (status, error, _) = job_end(&cluster, id);
+    assert_eq!(status, "skipped");
+    assert!(error.unwrap().contains("larger than whatsapp_channel.max_media_bytes"));
+    reconfigure(&cluster, "max_media_bytes", "1000");
+    reconfigure(&cluster, "media_download", "metadata");
+    let small = cluster.graph.add_media("image/png", vec![1u8; 5]);
+    let id = post_image(&cluster, &ch, "wamid.media.meta", &small, &sha256_base64(&[1u8; 5]));
+    let (status, error, _) = job_end(&cluster, id);
+    assert_eq!(status, "skipped");
+    assert!(error.unwrap().contains("only metadata"));
+    let size: i64 = db.query_one("SELECT size FROM wa_media WHERE message_id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(size, 5);
+}
+
+#[test]
+fn an_uploaded_file_is_sent_by_its_id() {
+    let ch = cluster().add_channel("media-upload");
+    ch.customer_writes("16505556002");
+    let mut db = cluster().connect();
+    let bytes = b"\x89PNG a tiny png".to_vec();
+    let media_id: String =
+        db.query_one("SELECT wa_upload_media($1, $2, 'image/png', 'chart.png')", &[&ch.name, &bytes]).unwrap().get(0);
+    assert_eq!(cluster().graph.media_bytes(&media_id), Some(bytes));
+    db.execute("SELECT wa_send_media($1, '16505556002', 'image', $2, caption => 'Your chart')", &[&ch.name, &media_id])
+        .unwrap();
+    let got = cluster()
+        .graph
+        .wait_for(1, DEADLINE, |r| r.path.ends_with("/messages") && r.path.contains(&ch.phone_number_id));
+    assert_eq!(got[0].json()["image"], json!({ "id": media_id, "caption": "Your chart" }));
+    let e = db.query("SELECT wa_upload_media($1, ''::bytea, 'image/png')", &[&ch.name]).unwrap_err();
+    assert!(e.as_db_error().unwrap().message().contains("the file is empty"));
+}
