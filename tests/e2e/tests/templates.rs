@@ -45,7 +45,10 @@ fn sync_reads_the_accounts_templates() {
     // A channel without a business account id says where to find it.
     let plain = cluster().add_channel("tpl-nowaba");
     let (msg, hint) = error_of("SELECT wa_sync_templates($1)", &[&plain.name]);
-    assert!(msg.contains("has no WhatsApp Business Account id") && hint.contains("UPDATE wa_channels SET waba_id"), "{msg} / {hint}");
+    assert!(
+        msg.contains("has no WhatsApp Business Account id") && hint.contains("UPDATE wa_channels SET waba_id"),
+        "{msg} / {hint}"
+    );
 }
 
 #[test]
