@@ -13,6 +13,60 @@ RETURN CASE status
     WHEN 'queued' THEN 0 WHEN 'sending' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
     WHEN 'read' THEN 3 WHEN 'played' THEN 4 WHEN 'failed' THEN 100 ELSE -1 END;
 
+-- The queryable columns of a message, derived from its type and Meta's JSON (an inbound message
+-- object, or an outbound request: both carry the "<type>": {...} object). No cast here may
+-- fail: a payload of an unexpected shape must still be stored. Used by every INSERT into
+-- wa_messages, in the order of the columns (see sql/schema.sql).
+CREATE FUNCTION _wa_message_columns(msg_type text, payload jsonb)
+RETURNS TABLE (
+    media_id text,
+    media_mime_type text,
+    media_sha256 text,
+    media_filename text,
+    voice boolean,
+    latitude double precision,
+    longitude double precision,
+    location_name text,
+    location_address text,
+    reply_to_wamid text,
+    forwarded boolean,
+    frequently_forwarded boolean,
+    referral jsonb,
+    reaction_to_wamid text,
+    reaction_emoji text,
+    interactive_reply_id text,
+    button_payload text,
+    order_items jsonb,
+    shared_contacts jsonb,
+    system_type text,
+    original_wamid text
+)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT
+        CASE WHEN msg_type IN ('image', 'audio', 'video', 'document', 'sticker') THEN payload -> msg_type ->> 'id' END,
+        CASE WHEN msg_type IN ('image', 'audio', 'video', 'document', 'sticker') THEN payload -> msg_type ->> 'mime_type' END,
+        CASE WHEN msg_type IN ('image', 'audio', 'video', 'document', 'sticker') THEN payload -> msg_type ->> 'sha256' END,
+        payload -> 'document' ->> 'filename',
+        payload @> '{"audio": {"voice": true}}',
+        CASE WHEN jsonb_typeof(payload -> 'location' -> 'latitude') = 'number' THEN (payload -> 'location' ->> 'latitude')::double precision END,
+        CASE WHEN jsonb_typeof(payload -> 'location' -> 'longitude') = 'number' THEN (payload -> 'location' ->> 'longitude')::double precision END,
+        payload -> 'location' ->> 'name',
+        payload -> 'location' ->> 'address',
+        COALESCE(payload -> 'context' ->> 'id', payload -> 'context' ->> 'message_id'),
+        payload @> '{"context": {"forwarded": true}}' OR payload @> '{"context": {"frequently_forwarded": true}}',
+        payload @> '{"context": {"frequently_forwarded": true}}',
+        payload -> 'referral',
+        payload -> 'reaction' ->> 'message_id',
+        NULLIF(payload -> 'reaction' ->> 'emoji', ''),
+        COALESCE(payload -> 'interactive' -> 'button_reply' ->> 'id', payload -> 'interactive' -> 'list_reply' ->> 'id'),
+        payload -> 'button' ->> 'payload',
+        payload -> 'order' -> 'product_items',
+        CASE WHEN msg_type = 'contacts' THEN payload -> 'contacts' END,
+        payload -> 'system' ->> 'type',
+        COALESCE(payload -> 'revoke' ->> 'original_message_id', payload -> 'edit' ->> 'original_message_id');
+END;
+
 -- ---------------------------------------------------------------------------------------------
 -- API
 
@@ -72,8 +126,15 @@ BEGIN
                   HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(). '
                       || 'To send anyway, UPDATE wa_channels SET allow_outside_window = true.';
     END IF;
-    INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, type, body, status, recipient, payload, next_attempt_at)
-    VALUES (ch.id, contact.id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now())
+    INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, type, body, status, recipient, payload, next_attempt_at,
+                                     media_id, media_mime_type, media_sha256, media_filename,
+                                     voice, latitude, longitude, location_name, location_address,
+                                     reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                     reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                     button_payload, order_items, shared_contacts, system_type,
+                                     original_wamid)
+    SELECT ch.id, contact.id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
+      FROM @extschema@._wa_message_columns(p_type, request) d
     RETURNING id INTO msg_id;
     PERFORM @extschema@._wa_wake_delivery();
     RETURN msg_id;
@@ -311,8 +372,15 @@ BEGIN
     -- A system notice is not the customer writing: it does not open the 24-hour window.
     contact := @extschema@._wa_upsert_contact(channel, p_from, p_from_user_id, p_name, p_username,
         CASE WHEN p_type = 'system' THEN NULL ELSE COALESCE(p_sent_at, pg_catalog.now()) END);
-    INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at)
-    VALUES (channel, contact, 'inbound', p_wamid, p_type, p_body, 'received', p_payload, event, p_sent_at)
+    INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                     media_id, media_mime_type, media_sha256, media_filename,
+                                     voice, latitude, longitude, location_name, location_address,
+                                     reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                     reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                     button_payload, order_items, shared_contacts, system_type,
+                                     original_wamid)
+    SELECT channel, contact, 'inbound', p_wamid, p_type, p_body, 'received', p_payload, event, p_sent_at, d.*
+      FROM @extschema@._wa_message_columns(p_type, p_payload) d
     ON CONFLICT (channel_id, wamid) DO NOTHING
     RETURNING id INTO msg_id;
     IF msg_id IS NULL THEN
@@ -428,12 +496,19 @@ BEGIN
         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, excluded.last_inbound_at);
 
     WITH ins AS (
-        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at)
-        SELECT i.channel_id, k.id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id, i.sent_at
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                     media_id, media_mime_type, media_sha256, media_filename,
+                                     voice, latitude, longitude, location_name, location_address,
+                                     reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                     reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                     button_payload, order_items, shared_contacts, system_type,
+                                     original_wamid)
+        SELECT i.channel_id, k.id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id, i.sent_at, d.*
           FROM pg_temp._wa_incoming i
           LEFT JOIN @extschema@.wa_contacts k
             ON k.channel_id = i.channel_id
            AND ((i.wa_id IS NOT NULL AND k.wa_id = i.wa_id) OR (i.wa_id IS NULL AND k.user_id = i.user_id))
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
          ORDER BY i.ord
         ON CONFLICT (channel_id, wamid) DO NOTHING
         RETURNING id, channel_id, type, contact_id, media_id, media_mime_type, media_sha256
@@ -524,7 +599,7 @@ AS $$
     -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
     -- {"<channel id>": n}; a channel not in it may use its full per-second rate).
     WITH heads AS (
-        SELECT DISTINCT ON (m.channel_id, m.recipient) m.id, m.channel_id, m.recipient, m.next_attempt_at
+        SELECT DISTINCT ON (m.channel_id, m.recipient) m.id, m.channel_id, m.status, m.next_attempt_at
           FROM @extschema@.wa_messages m
          WHERE m.status IN ('queued', 'sending')
          ORDER BY m.channel_id, m.recipient, m.id
@@ -532,9 +607,8 @@ AS $$
         SELECT h.id, h.channel_id, h.next_attempt_at,
                pg_catalog.row_number() OVER (PARTITION BY h.channel_id ORDER BY h.next_attempt_at, h.id) AS nth
           FROM heads h
-          JOIN @extschema@.wa_messages q ON q.id = h.id AND q.status = 'queued'
           JOIN @extschema@.wa_channels c ON c.id = h.channel_id AND c.enabled AND c.paused_at IS NULL
-         WHERE h.next_attempt_at <= pg_catalog.now()
+         WHERE h.status = 'queued' AND h.next_attempt_at <= pg_catalog.now()
     ), chosen AS (
         SELECT d.id FROM due d JOIN @extschema@.wa_channels c ON c.id = d.channel_id
          WHERE d.nth <= COALESCE((budgets ->> d.channel_id::text)::integer, c.max_messages_per_second)
@@ -569,7 +643,9 @@ CREATE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(0, extract(epoch FROM least(
+    -- (greatest() ignores NULL: nothing due must stay NULL, not become 0.)
+    SELECT CASE WHEN due IS NOT NULL THEN greatest(0, extract(epoch FROM due - pg_catalog.now()))::double precision END
+      FROM (SELECT least(
         (SELECT pg_catalog.min(h.next_attempt_at)
            FROM (SELECT DISTINCT ON (m.channel_id, m.recipient) m.channel_id, m.status, m.next_attempt_at
                    FROM @extschema@.wa_messages m
@@ -579,7 +655,7 @@ AS $$
           WHERE h.status = 'queued'),
         -- media downloads waiting for a retry
         (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE j.status = 'pending')
-    ) - pg_catalog.now()))::double precision
+      ) AS due) d
 $$;
 
 -- After a crash between claiming and recording, claimed messages go back to the queue. This is
@@ -775,6 +851,7 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
 -- Privileges. Nothing is granted to PUBLIC but the pure helpers; see README, "Roles".
 
 REVOKE ALL ON FUNCTION _wa_enqueue(text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_message_columns(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_text(text, text, text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_media(text, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_template(text, text, text, text, jsonb) FROM PUBLIC;

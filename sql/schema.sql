@@ -102,53 +102,38 @@ CREATE TABLE wa_messages (
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
 
-    -- Queryable columns derived from the payload by Postgres itself, the same way for inbound
-    -- messages and outbound requests (both carry Meta's "<type>": {...} object), and for
-    -- events re-processed after an upgrade.
-    media_id             text GENERATED ALWAYS AS (CASE WHEN type IN ('image', 'audio', 'video', 'document', 'sticker')
-                                                        THEN payload -> type ->> 'id' END) STORED,
-    media_mime_type      text GENERATED ALWAYS AS (CASE WHEN type IN ('image', 'audio', 'video', 'document', 'sticker')
-                                                        THEN payload -> type ->> 'mime_type' END) STORED,
-    -- As Meta sends it: base64 in current webhooks, hex in older ones.
-    media_sha256         text GENERATED ALWAYS AS (CASE WHEN type IN ('image', 'audio', 'video', 'document', 'sticker')
-                                                        THEN payload -> type ->> 'sha256' END) STORED,
-    media_filename       text GENERATED ALWAYS AS (payload -> 'document' ->> 'filename') STORED,
-    -- No cast here may fail: a payload of an unexpected shape must still be stored.
-    voice                boolean GENERATED ALWAYS AS (payload @> '{"audio": {"voice": true}}') STORED,
-    latitude             double precision GENERATED ALWAYS AS (CASE WHEN jsonb_typeof(payload -> 'location' -> 'latitude') = 'number'
-                                                                    THEN (payload -> 'location' ->> 'latitude')::double precision END) STORED,
-    longitude            double precision GENERATED ALWAYS AS (CASE WHEN jsonb_typeof(payload -> 'location' -> 'longitude') = 'number'
-                                                                    THEN (payload -> 'location' ->> 'longitude')::double precision END) STORED,
-    location_name        text GENERATED ALWAYS AS (payload -> 'location' ->> 'name') STORED,
-    location_address     text GENERATED ALWAYS AS (payload -> 'location' ->> 'address') STORED,
-    -- The message this one quotes or answers (inbound context.id, outbound context.message_id).
-    reply_to_wamid       text GENERATED ALWAYS AS (COALESCE(payload -> 'context' ->> 'id', payload -> 'context' ->> 'message_id')) STORED,
-    forwarded            boolean GENERATED ALWAYS AS (payload @> '{"context": {"forwarded": true}}'
-                                                      OR payload @> '{"context": {"frequently_forwarded": true}}') STORED,
-    frequently_forwarded boolean GENERATED ALWAYS AS (payload @> '{"context": {"frequently_forwarded": true}}') STORED,
-    -- Click-to-WhatsApp ad that started the conversation.
-    referral             jsonb GENERATED ALWAYS AS (payload -> 'referral') STORED,
-    reaction_to_wamid    text GENERATED ALWAYS AS (payload -> 'reaction' ->> 'message_id') STORED,
-    -- NULL with reaction_to_wamid set: the customer removed their reaction.
-    reaction_emoji       text GENERATED ALWAYS AS (NULLIF(payload -> 'reaction' ->> 'emoji', '')) STORED,
-    -- id of the button or list row the customer chose (button_reply, list_reply).
-    interactive_reply_id text GENERATED ALWAYS AS (COALESCE(payload -> 'interactive' -> 'button_reply' ->> 'id',
-                                                            payload -> 'interactive' -> 'list_reply' ->> 'id')) STORED,
-    -- Payload of a template quick-reply button the customer tapped.
-    button_payload       text GENERATED ALWAYS AS (payload -> 'button' ->> 'payload') STORED,
-    order_items          jsonb GENERATED ALWAYS AS (payload -> 'order' -> 'product_items') STORED,
-    shared_contacts      jsonb GENERATED ALWAYS AS (CASE WHEN type = 'contacts' THEN payload -> 'contacts' END) STORED,
-    -- user_changed_number, user_changed_user_id, customer_identity_changed
-    system_type          text GENERATED ALWAYS AS (payload -> 'system' ->> 'type') STORED,
-    -- The message a revoke or an edit applies to.
-    original_wamid       text GENERATED ALWAYS AS (COALESCE(payload -> 'revoke' ->> 'original_message_id',
-                                                            payload -> 'edit' ->> 'original_message_id')) STORED,
+    -- Queryable columns derived from the payload by _wa_message_columns() (sql/functions.sql),
+    -- the same way for inbound messages and outbound requests (both carry Meta's
+    -- "<type>": {...} object), and for events re-processed after an upgrade. (Not generated
+    -- columns: Postgres re-reads those expressions for every INSERT, which cost more than half
+    -- of an enqueue.)
+    media_id             text,
+    media_mime_type      text,
+    media_sha256         text,
+    media_filename       text,
+    voice                boolean,
+    latitude             double precision,
+    longitude            double precision,
+    location_name        text,
+    location_address     text,
+    reply_to_wamid       text,
+    forwarded            boolean,
+    frequently_forwarded boolean,
+    referral             jsonb,
+    reaction_to_wamid    text,
+    reaction_emoji       text,
+    interactive_reply_id text,
+    button_payload       text,
+    order_items          jsonb,
+    shared_contacts      jsonb,
+    system_type          text,
+    original_wamid       text,
 
     -- Redelivered webhooks must not duplicate messages: the constraint, not a cache, decides.
     UNIQUE (channel_id, wamid)
 );
-CREATE INDEX wa_messages_outbox ON wa_messages (next_attempt_at, id) WHERE status = 'queued';
-CREATE INDEX wa_messages_sending ON wa_messages (id) WHERE status = 'sending';
+-- The head of each recipient's queue, in order, without reading delivered messages.
+CREATE INDEX wa_messages_outbox ON wa_messages (channel_id, recipient, id) WHERE status IN ('queued', 'sending');
 CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
 

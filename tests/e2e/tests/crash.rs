@@ -149,3 +149,26 @@ fn delivery_worker_sigkill_mid_batch_loses_no_message() {
     let sends = cluster.graph.received().iter().filter(|r| r.path.contains(&ch.phone_number_id)).count();
     assert!(sends <= total + 192, "{sends} sends for {total} messages");
 }
+
+#[test]
+fn an_idle_delivery_worker_has_nothing_due() {
+    // With nothing queued the worker must sleep until a commit wakes it: the next-due time it
+    // sleeps by is NULL ("nothing"), not 0 ("now"), which would make it poll.
+    let cluster = Cluster::private(Duration::ZERO);
+    let due: Option<f64> = cluster.connect().query_one("SELECT _wa_next_due_in()", &[]).unwrap().get(0);
+    assert_eq!(due, None);
+    let ch = cluster.add_channel("idle");
+    let mut db = cluster.connect();
+    db.execute("UPDATE wa_channels SET allow_outside_window = true WHERE name = $1", &[&ch.name]).unwrap();
+    db.execute("SELECT wa_send_text($1, '15551230000', 'one')", &[&ch.name]).unwrap();
+    assert_eq!(cluster.graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id)).len(), 1);
+    let after: Option<f64> = e2e::poll(|| {
+        let sent: bool = db
+            .query_one("SELECT bool_and(status = 'sent') FROM wa_messages WHERE direction = 'outbound'", &[])
+            .unwrap()
+            .get(0);
+        sent.then(|| db.query_one("SELECT _wa_next_due_in()", &[]).unwrap().get(0))
+    })
+    .expect("the message is recorded as sent");
+    assert_eq!(after, None);
+}

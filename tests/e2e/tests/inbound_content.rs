@@ -157,6 +157,9 @@ fn senders_without_a_phone_number_and_identity_changes_update_the_contact() {
     assert!(contact(&mut db, "wa_id", "16505558003").is_none());
     let ann = contact(&mut db, "wa_id", "15550009999").expect("contact moved to the new number");
     assert_eq!(ann.get::<_, String>(3), "Ann");
+    let system_type: String =
+        db.query_one("SELECT system_type FROM wa_messages WHERE wamid = 'wamid.bsuid.3'", &[]).unwrap().get(0);
+    assert_eq!(system_type, "user_changed_number");
 }
 
 #[test]

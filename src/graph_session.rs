@@ -1,0 +1,37 @@
+//! Graph API calls made from a user's session (not from a worker): reading templates and
+//! uploading media. They run inside the caller's transaction, with the configured timeout.
+
+use crate::api::raise;
+use pgrx::PgSqlErrorCode;
+
+/// A channel's Graph API coordinates, or an ERROR naming the unknown channel.
+pub fn channel_api(channel: &str) -> crate::store::ChannelApi {
+    crate::store::channel_api(channel).unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+            format!("unknown channel '{channel}'"),
+            "Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.",
+        )
+    })
+}
+
+/// An agent for Graph API calls made from a session, with the configured timeout.
+pub fn session_agent() -> ureq::Agent {
+    let timeout = std::time::Duration::from_millis(crate::guc::GRAPH_API_TIMEOUT_MS.get().max(100) as u64);
+    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
+}
+
+pub fn base_and_version(api: &crate::store::ChannelApi) -> (String, String) {
+    let base = crate::guc::string(&crate::guc::GRAPH_API_URL, "https://graph.facebook.com");
+    let version =
+        api.graph_api_version.clone().unwrap_or_else(|| crate::guc::string(&crate::guc::GRAPH_API_VERSION, "v25.0"));
+    (base, version)
+}
+
+pub fn unreachable_graph_api(e: impl std::fmt::Display) -> ! {
+    raise(
+        PgSqlErrorCode::ERRCODE_CONNECTION_FAILURE,
+        format!("could not reach the Graph API: {e}"),
+        "Check whatsapp_channel.graph_api_url and the network.",
+    )
+}
