@@ -5,7 +5,9 @@
 //!   with Meta's JSON (wamids or error objects) and records what it received.
 //! - [`payloads`]: webhook bodies shaped exactly like Meta's, ready to sign and POST.
 //! - [`load`]: an inbound load generator: concurrent signed webhooks, POST -> NOTIFY latency.
+//! - [`outbound_bench`]: the outbound benchmark: delivery rate and COMMIT -> request latency.
 
 pub mod graph;
 pub mod load;
+pub mod outbound_bench;
 pub mod payloads;

@@ -6,6 +6,7 @@
 //!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
+//!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
 //! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
@@ -14,6 +15,9 @@
 //! `load` posts signed text webhooks from N keep-alive connections for S seconds (127.0.0.1
 //! only; back to back, or R POSTs/s in all with --rate) and prints one line: answers,
 //! committed messages/s, POST -> NOTIFY and HTTP latency.
+//! `outbound-bench` points whatsapp_channel.graph_api_url at an in-process fake Graph API (for
+//! the run only; it is put back afterwards), queues messages on a channel `bench_out` and prints
+//! a markdown table: delivery rate and COMMIT -> request latency.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
         Some("graph") => graph(Flags::parse(&args[1..])),
         Some("trigger") if args.len() > 1 => trigger(&args[1], Flags::parse(&args[2..])),
         Some("load") => load(Flags::parse(&args[1..])),
+        Some("outbound-bench") => outbound_bench(Flags::parse(&args[1..])),
         _ => Err(USAGE.to_string()),
     };
     match result {
@@ -41,7 +46,8 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
-       wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]";
+       wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]
+       wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]";
 
 /// `--key value` and `--switch` flags.
 struct Flags(HashMap<String, String>);
@@ -292,5 +298,18 @@ fn load(flags: Flags) -> Result<(), String> {
     if let Some(e) = &report.first_error {
         eprintln!("wa-sim load: first transport error: {e}");
     }
+    Ok(())
+}
+
+fn outbound_bench(flags: Flags) -> Result<(), String> {
+    let options = wa_sim::outbound_bench::OutboundOptions {
+        dsn: flags.dsn().ok_or("give --dsn (or $WA_DSN)")?,
+        latency: Duration::from_millis(flags.num("latency-ms", 50u64)?),
+        messages: flags.num("messages", 10_000usize)?.clamp(1, 1_000_000),
+        rate: flags.num("rate", 200.0f64)?.clamp(0.0, 10_000.0),
+        seconds: flags.num("seconds", 10.0f64)?.clamp(0.0, 3600.0),
+    };
+    let report = wa_sim::outbound_bench::run(&options)?;
+    print!("{report}");
     Ok(())
 }
