@@ -67,6 +67,11 @@ BEGIN ATOMIC
         COALESCE(payload -> 'revoke' ->> 'original_message_id', payload -> 'edit' ->> 'original_message_id');
 END;
 
+-- The advisory lock key of one outbound message's wamid (see _wa_receive_status).
+CREATE FUNCTION _wa_wamid_lock(channel bigint, wamid text) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN pg_catalog.hashtextextended(channel::text || '/' || wamid, 0);
+
 -- ---------------------------------------------------------------------------------------------
 -- API
 
@@ -313,7 +318,8 @@ BEGIN
     PERFORM @extschema@._wa_check_access_token(access_token);
     SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
     IF ch_id IS NULL THEN
-        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel) USING ERRCODE = 'undefined_object';
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
     END IF;
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
@@ -344,8 +350,12 @@ BEGIN
         RETURNING id INTO contact;
     ELSE
         UPDATE @extschema@.wa_contacts k
-           SET wa_id = coalesce(k.wa_id, p_wa_id),
-               user_id = coalesce(k.user_id, p_user_id),
+           -- An id another contact of the channel already holds is not taken over (the two
+           -- stay apart rather than every later message failing on the unique constraint).
+           SET wa_id = CASE WHEN k.wa_id IS NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                                WHERE o.channel_id = channel AND o.wa_id = p_wa_id) THEN p_wa_id ELSE k.wa_id END,
+               user_id = CASE WHEN k.user_id IS NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                                WHERE o.channel_id = channel AND o.user_id = p_user_id) THEN p_user_id ELSE k.user_id END,
                profile_name = coalesce(p_name, k.profile_name),
                username = coalesce(p_username, k.username),
                last_inbound_at = greatest(k.last_inbound_at, p_seen),
@@ -473,12 +483,14 @@ BEGIN
       FROM pg_temp._wa_incoming i WHERE i.wa_id IS NOT NULL
      ORDER BY i.channel_id, i.wa_id, i.ord DESC
     ON CONFLICT (channel_id, wa_id) DO UPDATE
-       SET user_id = COALESCE(k.user_id, excluded.user_id),
+       SET user_id = CASE WHEN k.user_id IS NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                               WHERE o.channel_id = k.channel_id AND o.user_id = excluded.user_id)
+                          THEN excluded.user_id ELSE k.user_id END,
            profile_name = COALESCE(excluded.profile_name, k.profile_name),
            username = COALESCE(excluded.username, k.username),
            last_inbound_at = greatest(k.last_inbound_at, excluded.last_inbound_at),
            updated_at = pg_catalog.now()
-     WHERE k.user_id IS DISTINCT FROM COALESCE(k.user_id, excluded.user_id)
+     WHERE (k.user_id IS NULL AND excluded.user_id IS NOT NULL)
         OR k.profile_name IS DISTINCT FROM COALESCE(excluded.profile_name, k.profile_name)
         OR k.username IS DISTINCT FROM COALESCE(excluded.username, k.username)
         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, excluded.last_inbound_at);
@@ -571,6 +583,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
+    -- send is being recorded would be seen by neither transaction and never applied.
+    PERFORM pg_catalog.pg_advisory_xact_lock(@extschema@._wa_wamid_lock(channel, p_wamid));
     INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details, payload)
     VALUES (channel, p_wamid, p_status, p_at, p_recipient, p_code, p_title, p_details, p_payload)
     ON CONFLICT (channel_id, wamid, status) DO NOTHING;
@@ -678,6 +693,10 @@ DECLARE
     m @extschema@.wa_messages;
     st record;
 BEGIN
+    IF p_wamid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(@extschema@._wa_wamid_lock(
+            (SELECT x.channel_id FROM @extschema@.wa_messages x WHERE x.id = msg_id), p_wamid));
+    END IF;
     UPDATE @extschema@.wa_messages x
        SET status = 'sent', wamid = p_wamid, sent_at = pg_catalog.now(), next_attempt_at = NULL,
            error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL,
@@ -851,6 +870,7 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
 -- Privileges. Nothing is granted to PUBLIC but the pure helpers; see README, "Roles".
 
 REVOKE ALL ON FUNCTION _wa_enqueue(text, text, text, text, jsonb) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_wamid_lock(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_message_columns(text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_text(text, text, text, text, boolean) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_send_media(text, text, text, text, text, text) FROM PUBLIC;

@@ -21,6 +21,12 @@ use whatsapp_cloud::graph_api::{self, GraphError, Retry, SendOutcome};
 const SENDERS: usize = 96;
 /// Longest sleep when nothing is due: a safety net for rows queued without a wake.
 const IDLE: Duration = Duration::from_secs(10);
+/// Media downloads in flight at most: each holds a whole file in memory, and sends must
+/// always find free senders.
+const MAX_DOWNLOADS: usize = 8;
+/// How long a shutdown waits for answers to sends in flight, so they are recorded rather than
+/// sent again at the next start.
+const DRAIN: Duration = Duration::from_secs(5);
 /// Shortest sleep between two looks at the queue when something is due but was not claimable.
 const MIN_WAIT: Duration = Duration::from_millis(5);
 
@@ -37,6 +43,10 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     let pool = SenderPool::start(SENDERS, timeout(), waker);
     let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
     let mut downloads: HashMap<i64, MediaJob> = HashMap::new();
+    // Answers whose recording failed (a deadlock, say): recorded again on the next turn, so a
+    // message accepted by Meta is never left in 'sending' to be sent again after a restart.
+    let mut unrecorded_sends: Vec<(Claimed, SendResult)> = Vec::new();
+    let mut unrecorded_downloads: Vec<(MediaJob, DownloadResult)> = Vec::new();
     let mut buckets: HashMap<i64, Bucket> = HashMap::new();
     let mut recovered = false;
     let mut wait = Duration::ZERO;
@@ -47,8 +57,8 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             pool.set_timeout(timeout());
         }
-        let mut sent: Vec<(Claimed, SendResult)> = Vec::new();
-        let mut fetched: Vec<(MediaJob, DownloadResult)> = Vec::new();
+        let mut sent = std::mem::take(&mut unrecorded_sends);
+        let mut fetched = std::mem::take(&mut unrecorded_downloads);
         for done in pool.finished() {
             match done {
                 Finished::Sent(id, r) => sent.extend(in_flight.remove(&id).map(|c| (c, r))),
@@ -56,18 +66,9 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             }
         }
         if !sent.is_empty() || !fetched.is_empty() {
-            BackgroundWorker::transaction(AssertUnwindSafe(|| {
-                for (message, result) in &sent {
-                    if let Err(e) = subtransaction::run(|| record(message, result)) {
-                        warning!("whatsapp_channel: could not record the result of message {}: {e}", message.id);
-                    }
-                }
-                for (job, result) in &fetched {
-                    if let Err(e) = subtransaction::run(|| record_download(job, result)) {
-                        warning!("whatsapp_channel: could not record the media of message {}: {e}", job.message_id);
-                    }
-                }
-            }));
+            let (left_sends, left_downloads) = record_all(sent, fetched);
+            unrecorded_sends = left_sends;
+            unrecorded_downloads = left_downloads;
             unsafe { pg_sys::pgstat_report_stat(false) };
         }
 
@@ -95,7 +96,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             let claimed = store::claim_due(free as i32, &version, budgets);
             // Media downloads share the senders: at most half of what is left, so that a
             // burst of photos never holds up the replies.
-            let media_slots = (free - claimed.len()).div_ceil(2);
+            let media_slots = (free - claimed.len()).div_ceil(2).min(MAX_DOWNLOADS.saturating_sub(downloads.len()));
             let media = if media_slots > 0 { store::claim_media(media_slots as i32, &version) } else { Vec::new() };
             // What is left: when the next queued message that could be sent falls due.
             let due = if claimed.len() + media.len() < free { store::next_due_in() } else { None };
@@ -147,6 +148,52 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             None => due,
         };
     }
+    // Shutting down: record what Meta answers to the sends still in flight (for a few seconds),
+    // so that those messages are not sent a second time at the next start.
+    let deadline = std::time::Instant::now() + DRAIN;
+    let mut sent = unrecorded_sends;
+    while !in_flight.is_empty() && std::time::Instant::now() < deadline {
+        for done in pool.finished() {
+            if let Finished::Sent(id, r) = done {
+                sent.extend(in_flight.remove(&id).map(|c| (c, r)));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if !sent.is_empty() {
+        record_all(sent, unrecorded_downloads);
+    }
+}
+
+/// Records answers and downloads in one transaction, each in its own subtransaction, in wamid
+/// order (each send takes its wamid's advisory lock, in the same order as the listener). What
+/// could not be recorded is returned, to be tried again.
+fn record_all(
+    mut sent: Vec<(Claimed, SendResult)>,
+    fetched: Vec<(MediaJob, DownloadResult)>,
+) -> (Vec<(Claimed, SendResult)>, Vec<(MediaJob, DownloadResult)>) {
+    let wamid = |r: &SendResult| match r {
+        SendResult::Answered { outcome: SendOutcome::Accepted { wamid }, .. } => wamid.clone(),
+        _ => None,
+    };
+    sent.sort_by_key(|(_, r)| wamid(r));
+    BackgroundWorker::transaction(AssertUnwindSafe(move || {
+        let mut left_sends = Vec::new();
+        let mut left_downloads = Vec::new();
+        for (message, result) in sent {
+            if let Err(e) = subtransaction::run(|| record(&message, &result)) {
+                warning!("whatsapp_channel: could not record the result of message {}, will retry: {e}", message.id);
+                left_sends.push((message, result));
+            }
+        }
+        for (job, result) in fetched {
+            if let Err(e) = subtransaction::run(|| record_download(&job, &result)) {
+                warning!("whatsapp_channel: could not record the media of message {}, will retry: {e}", job.message_id);
+                left_downloads.push((job, result));
+            }
+        }
+        (left_sends, left_downloads)
+    }))
 }
 
 fn timeout() -> Duration {

@@ -112,7 +112,7 @@ pub fn init() {
         c"Meta allows inbound files up to 100 MB.",
         &MAX_MEDIA_BYTES,
         0,
-        i32::MAX,
+        100 * 1024 * 1024, // Meta's own limit; a bytea value could not exceed 1 GB anyway
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
     );

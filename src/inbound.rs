@@ -49,6 +49,9 @@ pub struct Stored {
     pub unrouted: Vec<String>,
     pub new_messages: i64,
     pub new_statuses: i64,
+    /// An item failed for a reason that may pass (a deadlock, a timeout): the whole POST
+    /// should be redelivered rather than acknowledged.
+    pub transient: Option<String>,
 }
 
 /// Stores every message and status of `payload`, received as event `event_id`; `route` maps a
@@ -77,15 +80,17 @@ pub fn store_payload(
         };
         for message in &change.messages {
             let sender = change.sender_of(message);
-            match subtransaction::run(|| store::receive_message(target, event_id, message, sender)) {
+            match subtransaction::run_classified(|| store::receive_message(target, event_id, message, sender)) {
                 Ok(new) => out.new_messages += i64::from(new.is_some()),
-                Err(e) => out.problems.push(format!("message {}: {e}", message.wamid)),
+                Err(e) if e.transient => out.transient = Some(format!("message {}: {}", message.wamid, e.message)),
+                Err(e) => out.problems.push(format!("message {}: {}", message.wamid, e.message)),
             }
         }
         for status in &change.statuses {
-            match subtransaction::run(|| store::receive_status(target, status)) {
+            match subtransaction::run_classified(|| store::receive_status(target, status)) {
                 Ok(new) => out.new_statuses += i64::from(new),
-                Err(e) => out.problems.push(format!("status {} of {}: {e}", status.status, status.wamid)),
+                Err(e) if e.transient => out.transient = Some(format!("status {}: {}", status.wamid, e.message)),
+                Err(e) => out.problems.push(format!("status {} of {}: {}", status.status, status.wamid, e.message)),
             }
         }
         out.problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));

@@ -154,11 +154,12 @@ pub fn load_channels() -> Vec<ChannelCredentials> {
     })
 }
 
-/// Whether the extension is installed in this database. If so, puts its schema first on this
-/// session's search_path, so the statements here need not name it.
+/// Whether the extension is installed in this database. If so, puts its schema on this
+/// session's search_path after pg_catalog (so nothing created in it can shadow a built-in
+/// operator or function), so the statements here need not name it.
 pub fn use_extension_schema() -> bool {
     let found: Option<String> = ok(Spi::get_one_with_args(
-        "SELECT (SELECT pg_catalog.set_config('search_path', pg_catalog.format('%I, pg_catalog', n.nspname), false)
+        "SELECT (SELECT pg_catalog.set_config('search_path', pg_catalog.format('pg_catalog, %I', n.nspname), false)
                    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                   WHERE e.extname = $1)",
         &["whatsapp_channel".into()],

@@ -6,9 +6,23 @@ use pgrx::pg_sys;
 use pgrx::pg_sys::panic::CaughtError;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+/// Why a subtransaction rolled back.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    /// A deadlock, a lock or statement timeout, a serialization failure, no memory or disk: the
+    /// same work may well succeed later, so a webhook should be redelivered rather than acked.
+    pub transient: bool,
+}
+
 /// Runs `f` in a subtransaction of the current transaction. `Ok` releases (keeps) its work;
 /// an ERROR or panic rolls it back and comes back as `Err(message)`.
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    run_classified(f).map_err(|failure| failure.message)
+}
+
+/// [`run`], telling transient failures from the others.
+pub fn run_classified<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     unsafe {
         let memory_context = pg_sys::CurrentMemoryContext;
         let resource_owner = pg_sys::CurrentResourceOwner;
@@ -28,10 +42,25 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
                 pg_sys::RollbackAndReleaseCurrentSubTransaction();
                 pg_sys::MemoryContextSwitchTo(memory_context);
                 pg_sys::CurrentResourceOwner = resource_owner;
-                Err(panic_message(payload.as_ref()))
+                Err(Failure { message: panic_message(payload.as_ref()), transient: is_transient(payload.as_ref()) })
             }
         }
     }
+}
+
+fn is_transient(payload: &(dyn std::any::Any + Send)) -> bool {
+    use pgrx::PgSqlErrorCode::*;
+    let Some(CaughtError::PostgresError(report)) = payload.downcast_ref::<CaughtError>() else { return false };
+    matches!(
+        report.sql_error_code(),
+        ERRCODE_T_R_DEADLOCK_DETECTED
+            | ERRCODE_T_R_SERIALIZATION_FAILURE
+            | ERRCODE_LOCK_NOT_AVAILABLE
+            | ERRCODE_QUERY_CANCELED
+            | ERRCODE_OUT_OF_MEMORY
+            | ERRCODE_DISK_FULL
+            | ERRCODE_INSUFFICIENT_RESOURCES
+    )
 }
 
 /// The text of a caught ERROR or panic (Postgres errors arrive as `CaughtError`, not strings).

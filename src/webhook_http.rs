@@ -124,7 +124,7 @@ pub fn start(
 ) -> std::io::Result<Receiver<Job>> {
     let (jobs, receiver) = sync_channel(queue);
     let limits = Limits { max_connections, max_body_bytes: shared.max_body_bytes.clone(), ..Limits::default() };
-    bounded_http::serve(listener, limits, Arc::new(Handler { shared, jobs, waker }))?;
+    bounded_http::serve(listener, limits, Arc::new(Handler { shared, jobs, waker, last_reload: Default::default() }))?;
     Ok(receiver)
 }
 
@@ -132,7 +132,10 @@ struct Handler {
     shared: Arc<Shared>,
     jobs: SyncSender<Job>,
     waker: Waker,
+    last_reload: std::sync::Mutex<Option<Instant>>,
 }
+
+const RELOAD_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 
 impl bounded_http::Handler for Handler {
     fn handle(&self, request: Request) -> Response {
@@ -177,7 +180,16 @@ impl Handler {
         })
     }
 
+    /// Asks the main thread to re-read the channels and waits for it. Misses are served one at
+    /// a time and at most every [`RELOAD_AT_MOST_EVERY`]: requests for made-up channels, or
+    /// with bad signatures, wait here instead of keeping the thread that writes to Postgres
+    /// busy, while requests for known channels never come here.
     fn reload(&self) {
+        let mut last = self.last_reload.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(wait) = last.and_then(|t| RELOAD_AT_MOST_EVERY.checked_sub(t.elapsed())) {
+            std::thread::sleep(wait);
+        }
+        *last = Some(Instant::now());
         let (tx, rx) = sync_channel(1);
         if self.send(Job::Reload(Instant::now(), tx)).is_ok() {
             let _ = rx.recv_timeout(Duration::from_secs(5));

@@ -202,6 +202,7 @@ fn fast_path_fits(shared: &Shared, verified: &Verified) -> bool {
 /// and their statuses one by one, with no subtransaction per item (any error aborts the lot).
 fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
     let mut rows = store::MessageRows::default();
+    let mut statuses = Vec::new();
     for verified in posts {
         let Ok(payload) = &verified.payload else { unreachable!("checked by fast_path_fits") };
         let channel = &verified.channel;
@@ -211,14 +212,18 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
             for message in &change.messages {
                 rows.push(target, event_id, message, change.sender_of(message));
             }
-            for status in &change.statuses {
-                store::receive_status(target, status);
-            }
+            statuses.extend(change.statuses.iter().map(|s| (target, s)));
         }
         counts.add(channel.id, "stored", None);
     }
     if !rows.is_empty() {
         store::receive_messages(rows);
+    }
+    // In wamid order, as the delivery worker records sends: each takes the wamid's advisory
+    // lock, and the same order on both sides means they cannot deadlock.
+    statuses.sort_by(|a, b| a.1.wamid.cmp(&b.1.wamid));
+    for (target, status) in statuses {
+        store::receive_status(target, status);
     }
 }
 
@@ -238,6 +243,10 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
     };
     let event_id = store::insert_payload_event(channel.id, &verified.body, payload);
     let stored = inbound::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
+    if let Some(reason) = stored.transient {
+        // Rolls this POST back (the caller's subtransaction) and answers 500: Meta redelivers.
+        return Err(reason);
+    }
     inbound::record_outcome(channel, event_id, &stored, counts);
     counts.add(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
     Ok(())

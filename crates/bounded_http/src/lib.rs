@@ -104,7 +104,11 @@ pub fn serve(listener: TcpListener, limits: Limits, handler: Arc<dyn Handler>) -
     let active = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new().name("http-accept".into()).spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
+            let Ok(mut stream) = stream else {
+                // Out of file descriptors, say: pause instead of spinning on the same error.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
                 active.fetch_sub(1, Ordering::AcqRel);
                 handler.refused(503, "too many connections (the connection cap is reached)");

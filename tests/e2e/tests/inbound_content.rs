@@ -340,3 +340,41 @@ fn replay_restores_what_is_missing_and_adds_nothing_twice() {
     assert_eq!((twice.get::<_, i64>(0), twice.get::<_, i64>(1)), (0, 0));
     assert_eq!(messages_of(&ch, "m.id").len(), 3);
 }
+
+#[test]
+fn a_sender_whose_two_ids_belong_to_two_contacts_is_still_stored() {
+    let ch = cluster().add_channel("twoids");
+    // First known by phone only, then (as a username user) by BSUID only: two contacts.
+    let by_phone = value_with(
+        &ch,
+        json!([{ "profile": { "name": "Zoe" }, "wa_id": "16505558011" }]),
+        json!([{ "from": "16505558011", "id": "wamid.twoids.1", "timestamp": "1", "type": "text", "text": { "body": "a" } }]),
+    );
+    let by_bsuid = value_with(
+        &ch,
+        json!([{ "profile": { "name": "Zoe" }, "user_id": "US.2001" }]),
+        json!([{ "from_user_id": "US.2001", "id": "wamid.twoids.2", "timestamp": "2", "type": "text", "text": { "body": "b" } }]),
+    );
+    // Then a message that carries both ids: it must not fail on the unique user_id.
+    let both = value_with(
+        &ch,
+        json!([{ "profile": { "name": "Zoe" }, "wa_id": "16505558011", "user_id": "US.2001" }]),
+        json!([{ "from": "16505558011", "from_user_id": "US.2001", "id": "wamid.twoids.3", "timestamp": "3", "type": "text", "text": { "body": "c" } }]),
+    );
+    for p in [&by_phone, &by_bsuid, &both, &both] {
+        assert_eq!(ch.post_signed(p).status, 200);
+    }
+    let stored: Vec<String> = messages_of(&ch, "m.wamid").iter().map(|r| r.get(0)).collect();
+    assert_eq!(stored, ["wamid.twoids.1", "wamid.twoids.2", "wamid.twoids.3"]);
+    let outcome: Vec<String> = cluster()
+        .connect()
+        .query(
+            "SELECT e.outcome FROM wa_webhook_events e JOIN wa_channels c ON c.id = e.channel_id WHERE c.name = $1",
+            &[&ch.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(outcome.iter().all(|o| o == "stored"), "{outcome:?}");
+}
