@@ -363,6 +363,13 @@ impl Channel {
     }
 }
 
+/// Runs `sql` on the shared cluster, expecting an ERROR: its message and hint.
+pub fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (String, String) {
+    let e = cluster().connect().query(sql, params).unwrap_err();
+    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
+}
+
 /// Calls `f` until it returns `Some`, or [`DEADLINE`] passes.
 pub fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + DEADLINE;

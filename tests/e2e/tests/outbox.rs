@@ -3,7 +3,7 @@
 //! the per-channel rate limit, and per-recipient order across a retry.
 
 use e2e::wa_sim::graph::Fault;
-use e2e::{DEADLINE, cluster, poll};
+use e2e::{DEADLINE, cluster, error_of, poll};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -11,12 +11,6 @@ fn sent_to(phone_number_id: &str, count: usize) -> Vec<Value> {
     let got = cluster().graph.wait_for(count, DEADLINE, |r| r.path.contains(phone_number_id) && r.wamid.is_some());
     assert_eq!(got.len(), count, "the Graph API received {} of {count} sends", got.len());
     got.iter().map(|r| r.json()).collect()
-}
-
-fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (String, String) {
-    let e = cluster().connect().query(sql, params).unwrap_err();
-    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
-    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
 }
 
 #[test]

@@ -4,9 +4,7 @@
 use e2e::cluster;
 
 fn error_of(sql: &str) -> (String, String) {
-    let e = cluster().connect().batch_execute(sql).unwrap_err();
-    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
-    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
+    e2e::error_of(sql, &[])
 }
 
 #[test]

@@ -2,14 +2,8 @@
 //! Graph API, a template status webhook changes one, and wa_send_template() refuses, before
 //! sending, a template that is unknown, not approved, or given the wrong number of parameters.
 
-use e2e::{Channel, DEADLINE, cluster};
+use e2e::{Channel, DEADLINE, cluster, error_of};
 use serde_json::json;
-
-fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (String, String) {
-    let e = cluster().connect().query(sql, params).unwrap_err();
-    let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
-    (db.message().to_string(), db.hint().unwrap_or_default().to_string())
-}
 
 fn channel_with_templates(prefix: &str, waba_id: &str) -> Channel {
     let ch = cluster().add_channel(prefix);
