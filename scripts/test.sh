@@ -11,7 +11,7 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
 echo "[test] unit tests (no Postgres)"
-cargo test --locked -p whatsapp_cloud -p wa-sim
+cargo test --locked -p whatsapp_cloud -p wa-sim -p bounded_http
 
 echo "[test] installing the extension into $($PG_CONFIG --pkglibdir)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
