@@ -15,8 +15,12 @@ pub struct Counts(HashMap<(i64, &'static str), (i64, Option<String>)>);
 
 impl Counts {
     pub fn add(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>) {
+        self.add_n(channel_id, kind, detail, 1);
+    }
+
+    pub fn add_n(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>, n: i64) {
         let entry = self.0.entry((channel_id, kind)).or_insert((0, None));
-        entry.0 += 1;
+        entry.0 += n;
         if let Some(d) = detail {
             entry.1 = Some(d.to_string());
         }

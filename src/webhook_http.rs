@@ -38,6 +38,7 @@ pub struct Shared {
     /// False while the extension is not created in the database: requests get a 503.
     installed: AtomicBool,
     pub max_body_bytes: Arc<AtomicUsize>,
+    pub throttle: Throttle,
 }
 
 impl Shared {
@@ -99,11 +100,12 @@ pub struct Report {
     pub counter: Option<Counter>,
 }
 
-/// One more of `kind` for a channel (`detail`: the likely cause, shown in wa_channel_health).
+/// `n` more of `kind` for a channel (`detail`: the likely cause, shown in wa_channel_health).
 pub struct Counter {
     pub channel_id: i64,
     pub kind: &'static str,
     pub detail: Option<String>,
+    pub n: i64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -265,13 +267,70 @@ impl Handler {
         }
     }
 
-    /// Sends a log line (and a count for the channel) to the main thread. If its queue is
-    /// full the line goes to stderr, which also ends in the server log; the count is dropped.
+    /// Sends a log line (and a count for the channel) to the main thread. Warnings are rate
+    /// limited per kind and channel (see [`Throttle`]), so a flood of bad requests can neither
+    /// flood the server log nor fill the queue that Meta's POSTs go through; what is held back
+    /// is counted in the next report. If the queue is full the line goes to stderr.
     fn report(&self, level: LogLevel, line: String, counter: Option<(&ChannelKeys, &'static str, Option<&str>)>) {
+        let key = (counter.map(|(c, ..)| c.id).unwrap_or(0), counter.map_or("rejected", |(_, kind, _)| kind));
+        let n = match level {
+            LogLevel::Log => 1,
+            LogLevel::Warning => match self.shared.throttle.admit(key) {
+                Some(n) => n,
+                None => return,
+            },
+        };
+        let line = if n > 1 {
+            format!("{line} (and {} more like it in the last {}s)", n - 1, REPORT_EVERY.as_secs())
+        } else {
+            line
+        };
         let counter =
-            counter.map(|(c, kind, detail)| Counter { channel_id: c.id, kind, detail: detail.map(str::to_string) });
+            counter.map(|(c, kind, detail)| Counter { channel_id: c.id, kind, detail: detail.map(str::to_string), n });
         if let Err(TrySendError::Full(Job::Report(r))) = self.send(Job::Report(Report { level, line, counter })) {
             eprintln!("whatsapp_channel: {}", r.line);
         }
+    }
+}
+
+/// One warning per kind and channel per this interval; the rest are counted into the next.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Per (channel id, kind): when the last report went out, and how many were held back since.
+/// The main thread drains the held-back counts into `wa_channel_counters` now and then, so
+/// the counts stay exact even when no later report carries them.
+#[derive(Default)]
+pub struct Throttle(std::sync::Mutex<HashMap<(i64, &'static str), (Instant, i64)>>);
+
+impl Throttle {
+    /// `Some(n)`: report now, for `n` occurrences (this one and those held back); `None`: hold
+    /// this one back.
+    fn admit(&self, key: (i64, &'static str)) -> Option<i64> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        match map.get_mut(&key) {
+            Some((last, held)) if now.duration_since(*last) < REPORT_EVERY => {
+                *held += 1;
+                None
+            }
+            Some((last, held)) => {
+                let n = *held + 1;
+                (*last, *held) = (now, 0);
+                Some(n)
+            }
+            None => {
+                map.insert(key, (now, 0));
+                Some(1)
+            }
+        }
+    }
+
+    /// The counts held back so far (channel 0: not about one channel), reset to zero.
+    pub fn take_held(&self) -> Vec<(i64, &'static str, i64)> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter_mut()
+            .filter(|(_, (_, held))| *held > 0)
+            .map(|(&(id, kind), (_, held))| (id, kind, std::mem::take(held)))
+            .collect()
     }
 }

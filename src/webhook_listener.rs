@@ -67,6 +67,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
         }
         if listener.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
             listener.reload();
+            listener.count_held_back();
         }
         // Whatever arrived while the last batch was committing forms the next batch.
         loop {
@@ -122,7 +123,7 @@ impl Listener {
             }
             let mut counts = Counts::default();
             for c in &counters {
-                counts.add(c.channel_id, c.kind, c.detail.as_deref());
+                counts.add_n(c.channel_id, c.kind, c.detail.as_deref(), c.n);
             }
             let mut results: Vec<Option<Result<(), String>>> = stores.iter().map(|_| None).collect();
             // Fast path: all plain POSTs of the batch in one subtransaction, messages stored
@@ -160,6 +161,23 @@ impl Listener {
             let _ = reply.send(result);
         }
         unsafe { pg_sys::pgstat_report_stat(false) };
+    }
+
+    /// Counts the rejections whose log lines were held back (see webhook_http's Throttle).
+    fn count_held_back(&self) {
+        let held: Vec<_> = self.shared.throttle.take_held().into_iter().filter(|(id, ..)| *id != 0).collect();
+        if held.is_empty() || !self.installed {
+            return;
+        }
+        BackgroundWorker::transaction(AssertUnwindSafe(|| {
+            let mut counts = Counts::default();
+            for (channel_id, kind, n) in &held {
+                counts.add_n(*channel_id, kind, None, *n);
+            }
+            if store::use_extension_schema() {
+                counts.flush();
+            }
+        }));
     }
 
     fn reload(&mut self) {

@@ -254,3 +254,31 @@ fn plain_messages_take_the_set_based_fast_path() {
     });
     assert!(used.is_some(), "a plain text POST never went through _wa_receive_messages");
 }
+
+#[test]
+fn a_flood_of_bad_signatures_is_logged_once_and_counted_exactly() {
+    let ch = cluster().add_channel("flood");
+    let body =
+        serde_json::to_vec(&payloads::text_message(&ch.phone_number_id, "wamid.flood", "16505550005", "F", "x", now()))
+            .unwrap();
+    let wrong = e2e::whatsapp_cloud::signature::sign(b"ffffffffffffffffffffffffffffffff", &body);
+    for _ in 0..20 {
+        assert_eq!(http_post(&cluster().webhook_url(&ch.name), &body, Some(&wrong)).status, 401);
+    }
+    // Every rejection is counted (held-back ones within the listener's periodic flush)...
+    let counted = poll(|| {
+        let n: Option<i64> = cluster()
+            .connect()
+            .query_one(
+                "SELECT (counts ->> 'signature_mismatch')::bigint FROM wa_channel_health WHERE channel = $1",
+                &[&ch.name],
+            )
+            .unwrap()
+            .get(0);
+        (n == Some(20)).then_some(())
+    });
+    assert!(counted.is_some(), "the 20 rejections were not all counted");
+    // ...but the log has one line for them, not twenty.
+    let needle = format!("webhook POST for channel '{}' refused", ch.name);
+    assert_eq!(cluster().log().matches(&needle).count(), 1);
+}
