@@ -56,6 +56,8 @@ CREATE TABLE wa_webhook_events (
     received_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- The exact bytes Meta signed, so the event can be re-processed later.
     body          bytea NOT NULL,
+    -- x-hub-signature-256, content-type, user-agent, x-forwarded-for, as received.
+    headers       jsonb NOT NULL DEFAULT '{}',
     -- 'stored': every item stored; 'partial': some items refused (see error);
     -- 'invalid_payload': signed but not a webhook payload (kept, answered 200: a retry cannot fix it).
     outcome       text NOT NULL CHECK (outcome IN ('stored', 'partial', 'invalid_payload')),

@@ -187,20 +187,47 @@ impl EventOutcome<'_> {
     }
 }
 
-pub fn insert_webhook_event(channel_id: i64, body: &[u8], outcome: EventOutcome, messages: i32, statuses: i32) -> i64 {
+pub fn insert_webhook_event(
+    channel_id: i64,
+    body: &[u8],
+    headers: &serde_json::Value,
+    outcome: EventOutcome,
+    messages: i32,
+    statuses: i32,
+) -> i64 {
     let (outcome, error) = outcome.columns();
     let id: Option<i64> = ok(Spi::get_one_with_args(
-        "INSERT INTO wa_webhook_events (channel_id, body, outcome, error, message_count, status_count)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        &[channel_id.into(), body.into(), outcome.into(), error.into(), messages.into(), statuses.into()],
+        "INSERT INTO wa_webhook_events (channel_id, body, headers, outcome, error, message_count, status_count)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        &[
+            channel_id.into(),
+            body.into(),
+            JsonB(headers.clone()).into(),
+            outcome.into(),
+            error.into(),
+            messages.into(),
+            statuses.into(),
+        ],
     ));
     id.expect("INSERT ... RETURNING returns a row")
 }
 
 /// Keeps a verified, readable POST as an event (outcome `stored` until told otherwise).
-pub fn insert_payload_event(channel_id: i64, body: &[u8], payload: &webhook::Payload) -> i64 {
+pub fn insert_payload_event(
+    channel_id: i64,
+    body: &[u8],
+    headers: &serde_json::Value,
+    payload: &webhook::Payload,
+) -> i64 {
     let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    insert_webhook_event(channel_id, body, EventOutcome::Stored, n(payload.message_count()), n(payload.status_count()))
+    insert_webhook_event(
+        channel_id,
+        body,
+        headers,
+        EventOutcome::Stored,
+        n(payload.message_count()),
+        n(payload.status_count()),
+    )
 }
 
 pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {

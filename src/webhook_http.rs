@@ -81,7 +81,12 @@ pub struct Verified {
     pub channel: Arc<ChannelKeys>,
     pub body: Vec<u8>,
     pub payload: Result<Payload, ParseError>,
+    /// The headers worth keeping with the event (signature, content type, user agent).
+    pub headers: serde_json::Value,
 }
+
+/// Headers kept with each stored event: enough to re-check the signature and to see who sent it.
+const KEPT_HEADERS: [&str; 4] = ["X-Hub-Signature-256", "Content-Type", "User-Agent", "X-Forwarded-For"];
 
 /// Work for the main thread.
 pub enum Job {
@@ -154,7 +159,11 @@ impl bounded_http::Handler for Handler {
             "GET" => self.handshake(&channel, request.query()),
             "POST" => {
                 let header = request.header(signature::HEADER).map(str::to_string);
-                self.post(channel, request.body, header.as_deref())
+                let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
+                    .iter()
+                    .filter_map(|name| request.header(name).map(|v| (name.to_ascii_lowercase(), v.into())))
+                    .collect();
+                self.post(channel, request.body, header.as_deref(), serde_json::Value::Object(kept))
             }
             _ => Response::text(405, "Method not allowed: Meta sends GET (verification) and POST (events)"),
         }
@@ -220,7 +229,13 @@ impl Handler {
         }
     }
 
-    fn post(&self, mut channel: Arc<ChannelKeys>, body: Vec<u8>, header: Option<&str>) -> Response {
+    fn post(
+        &self,
+        mut channel: Arc<ChannelKeys>,
+        body: Vec<u8>,
+        header: Option<&str>,
+        headers: serde_json::Value,
+    ) -> Response {
         let mut verdict = signature::verify(&channel.app_secret, &body, header);
         if verdict == Err(signature::Mismatch::WrongSecret) {
             // Perhaps the app secret was just changed: re-read it once before refusing.
@@ -244,7 +259,7 @@ impl Handler {
         // Parsed here, off the thread that writes to Postgres.
         let payload = webhook::parse(&body);
         let (tx, rx) = sync_channel(1);
-        if let Err(e) = self.send(Job::Store(Verified { channel, body, payload }, tx)) {
+        if let Err(e) = self.send(Job::Store(Verified { channel, body, payload, headers }, tx)) {
             let reason = match e {
                 TrySendError::Full(_) => "the listener is overloaded",
                 TrySendError::Disconnected(_) => "the listener is restarting",

@@ -224,7 +224,7 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
     for verified in posts {
         let Ok(payload) = &verified.payload else { unreachable!("checked by fast_path_fits") };
         let channel = &verified.channel;
-        let event_id = store::insert_payload_event(channel.id, &verified.body, payload);
+        let event_id = store::insert_payload_event(channel.id, &verified.body, &verified.headers, payload);
         for change in &payload.changes {
             let target = shared.route(channel, change.phone_number_id.as_deref()).expect("checked by fast_path_fits");
             for message in &change.messages {
@@ -253,13 +253,20 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
         Err(e) => {
             // Signed by Meta but unreadable: kept for inspection and replay, answered 200 since
             // redelivering the same bytes cannot make them readable.
-            store::insert_webhook_event(channel.id, &verified.body, store::EventOutcome::InvalidPayload(&e.0), 0, 0);
+            store::insert_webhook_event(
+                channel.id,
+                &verified.body,
+                &verified.headers,
+                store::EventOutcome::InvalidPayload(&e.0),
+                0,
+                0,
+            );
             counts.add(channel.id, "invalid_payload", Some(&e.0));
             warning!("whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}", channel.name);
             return Ok(());
         }
     };
-    let event_id = store::insert_payload_event(channel.id, &verified.body, payload);
+    let event_id = store::insert_payload_event(channel.id, &verified.body, &verified.headers, payload);
     let stored = inbound::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
     if let Some(reason) = stored.transient {
         // Rolls this POST back (the caller's subtransaction) and answers 500: Meta redelivers.

@@ -158,3 +158,50 @@ fn the_simulators_status_webhooks_take_a_message_to_read() {
     let (status, ..) = status_of(id);
     assert_eq!(status, "read");
 }
+
+#[test]
+fn a_failed_status_is_terminal_and_carries_metas_error_and_a_hint() {
+    let ch = cluster().add_channel("failedstatus");
+    ch.customer_writes("15550000008");
+    let id: i64 =
+        cluster().connect().query_one("SELECT wa_send_text($1, '15550000008', 'x')", &[&ch.name]).unwrap().get(0);
+    let (_, wamid, ..) = wait_status(id, "sent");
+    let wamid = wamid.unwrap();
+    // A voice note can also be "played"; a failure after that is still final.
+    for status in ["delivered", "failed", "read"] {
+        assert_eq!(
+            ch.post_signed(&payloads::status(&ch.phone_number_id, &wamid, status, "15550000008", 1750263773)).status,
+            200
+        );
+    }
+    let row = cluster()
+        .connect()
+        .query_one(
+            "SELECT status, error_code, error_details, failed_at IS NOT NULL FROM wa_messages WHERE id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!((row.get::<_, String>(0).as_str(), row.get::<_, Option<i32>>(1)), ("failed", Some(131049)));
+    assert!(row.get::<_, String>(2).contains("healthy ecosystem engagement"));
+    assert!(row.get::<_, bool>(3));
+}
+
+#[test]
+fn played_follows_read_for_voice_notes() {
+    let ch = cluster().add_channel("played");
+    ch.customer_writes("15550000009");
+    let id: i64 = cluster()
+        .connect()
+        .query_one("SELECT wa_send_media($1, '15550000009', 'audio', 'https://example.com/v.ogg')", &[&ch.name])
+        .unwrap()
+        .get(0);
+    let (_, wamid, ..) = wait_status(id, "sent");
+    let wamid = wamid.unwrap();
+    for status in ["read", "played", "delivered"] {
+        assert_eq!(
+            ch.post_signed(&payloads::status(&ch.phone_number_id, &wamid, status, "15550000009", 1750263773)).status,
+            200
+        );
+    }
+    assert_eq!(status_of(id).0, "played");
+}

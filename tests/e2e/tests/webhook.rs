@@ -71,6 +71,18 @@ fn signed_text_message_becomes_a_row_a_contact_and_a_notification() {
     assert_eq!(row.get::<_, String>(5), "16505551234");
     assert_eq!(row.get::<_, String>(6), "Sheena Nelson");
     assert_eq!(row.get::<_, String>(7), "Does it come in another color?");
+    // The raw event keeps the signature, so it can be checked again later.
+    let (signature, body): (String, Vec<u8>) = {
+        let r = cluster()
+            .connect()
+            .query_one(
+                "SELECT e.headers ->> 'x-hub-signature-256', e.body FROM wa_webhook_events e JOIN wa_messages m ON m.webhook_event_id = e.id WHERE m.id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(e2e::whatsapp_cloud::signature::verify(ch.app_secret.as_bytes(), &body, Some(&signature)), Ok(()));
 }
 
 #[test]
