@@ -2,6 +2,7 @@
 //!
 //!   wa-sim graph   [--port 8090] [--dsn DSN] [--webhook-base URL] [--latency-ms N]
 //!                  [--fail-share 0.1 --fail-with 130429|5xx|timeout|drop|<code>] [--no-statuses]
+//!                  [--templates FILE.json --waba ID] [--media FILE[,FILE...]]
 //!   wa-sim trigger <kind> --channel NAME [--dsn DSN] [--webhook-base URL] [--from 16505551234]
 //!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
@@ -44,7 +45,7 @@ fn main() -> ExitCode {
     }
 }
 
-const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses]
+const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses] [--templates FILE --waba ID] [--media FILES]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
        wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]
        wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]";
@@ -183,6 +184,30 @@ fn graph(flags: Flags) -> Result<(), String> {
         statuses: directory.clone(),
     };
     let sim = GraphSim::start_with(port, options).map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
+    // Templates Meta would list for a business account (a JSON array as in Meta's `data`).
+    if let Some(file) = flags.get("templates") {
+        let waba = flags.get("waba").ok_or("--templates needs --waba <WhatsApp Business Account id>")?;
+        let text = std::fs::read_to_string(file).map_err(|e| format!("reading {file}: {e}"))?;
+        let list: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{file} is not JSON: {e}"))?;
+        sim.set_templates(waba, list);
+        println!("wa-sim graph: serving the templates of {file} for business account {waba}");
+    }
+    // Files served as media, as if customers had sent them: use the printed ids in webhooks.
+    for file in flags.get("media").map(|m| m.split(',').collect::<Vec<_>>()).unwrap_or_default() {
+        let bytes = std::fs::read(file).map_err(|e| format!("reading {file}: {e}"))?;
+        let mime = match file.rsplit('.').next().unwrap_or_default().to_ascii_lowercase().as_str() {
+            "jpg" | "jpeg" => "image/jpeg",
+            "png" => "image/png",
+            "webp" => "image/webp",
+            "ogg" | "opus" => "audio/ogg",
+            "mp3" => "audio/mpeg",
+            "mp4" => "video/mp4",
+            "pdf" => "application/pdf",
+            _ => "application/octet-stream",
+        };
+        let id = sim.add_media(mime, bytes);
+        println!("wa-sim graph: serving {file} ({mime}) as media id {id}");
+    }
     // With a database, require each channel's own access token, as Meta does.
     if let Some(dsn) = flags.dsn() {
         let (channels, _) = read_channels(&dsn)?;
@@ -206,7 +231,10 @@ fn graph(flags: Flags) -> Result<(), String> {
             let to = r.json()["to"].as_str().unwrap_or("?").to_string();
             match &r.wamid {
                 Some(w) => println!("wa-sim graph: {} {} to {to}: accepted as {w}", r.method, r.path),
-                None => println!("wa-sim graph: {} {} to {to}: answered with an error", r.method, r.path),
+                None if r.path.ends_with("/messages") => {
+                    println!("wa-sim graph: {} {} to {to}: answered with an error", r.method, r.path)
+                }
+                None => println!("wa-sim graph: {} {}: served", r.method, r.path),
             }
         }
         seen = received.len();
