@@ -19,20 +19,11 @@
 #   BENCH_CHANNEL  the channel posted to           (default demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
-WA_PG_PORT=${WA_PG_PORT:-5499}
 SECS=${BENCH_SECONDS:-15}
 CLIENTS=${BENCH_CLIENTS:-"1 16 64"}
 RATE=${BENCH_RATE:-1000}
 CHANNEL=${BENCH_CHANNEL:-demo}
-BIN=/usr/lib/postgresql/15/bin
-DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
-PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
-export PATH="$HOME/.cargo/bin:$PATH"
-say() { echo "[bench] $*" >&2; }
-
-[ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15" >&2; exit 1; }
-"${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
+. bench/common.sh
 "${PSQL[@]}" -c "SELECT 1 FROM wa_channels WHERE name = '$CHANNEL'" | grep -q 1 \
   || { echo "no channel '$CHANNEL': bash scripts/run.sh creates 'demo'" >&2; exit 1; }
 

@@ -29,8 +29,6 @@
 #   PGB_PAUSED     also run wa_send_text with bench_out paused (default 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
-WA_PG_PORT=${WA_PG_PORT:-5499}
 MESSAGES=${OUT_MESSAGES:-10000}
 RATE=${OUT_RATE:-200}
 SECONDS_B=${OUT_SECONDS:-10}
@@ -38,14 +36,7 @@ LATENCY_MS=${OUT_LATENCY_MS:-50}
 PGB_SECS=${PGB_SECONDS:-15}
 PGB_CLIENTS=${PGB_CLIENTS:-8}
 PGB_PAUSED=${PGB_PAUSED:-1}
-BIN=/usr/lib/postgresql/15/bin
-DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
-PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
-export PATH="$HOME/.cargo/bin:$PATH"
-say() { echo "[bench] $*" >&2; }
-
-[ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15" >&2; exit 1; }
-"${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
+. bench/common.sh
 
 say "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2

@@ -407,16 +407,7 @@ fn throughput(client: &mut postgres::Client, sim: &GraphSim, n: usize) -> Result
     let received = arrivals.len();
     let mut latency_ms: Vec<f64> = arrivals.iter().map(|a| signed_ms(committed, *a)).collect();
     latency_ms.sort_by(f64::total_cmp);
-    let delivered_per_s = match arrivals.last() {
-        Some(last) => received as f64 / last.saturating_duration_since(committed).as_secs_f64().max(1e-9),
-        None => 0.0,
-    };
-    let sustained_per_s = if received >= 10 {
-        let (a, b) = (received / 10, received * 9 / 10 - 1);
-        (b - a) as f64 / (arrivals[b] - arrivals[a]).as_secs_f64().max(1e-9)
-    } else {
-        f64::NAN
-    };
+    let (delivered_per_s, sustained_per_s) = rates(&arrivals, committed);
     Ok(Part {
         name: format!("throughput: {} in one transaction", thousands(n as f64)),
         queued: queued as usize,
@@ -474,16 +465,7 @@ fn latency(client: &mut postgres::Client, sim: &GraphSim, rate: f64, seconds: f6
     commit_ms.sort_by(f64::total_cmp);
     let statuses = wait_recorded(client, Duration::from_secs(30))?;
     let received = arrivals.len();
-    let delivered_per_s = match arrivals.last() {
-        Some(last) => received as f64 / last.saturating_duration_since(start).as_secs_f64().max(1e-9),
-        None => 0.0,
-    };
-    let sustained_per_s = if received >= 10 {
-        let (a, b) = (received / 10, received * 9 / 10 - 1);
-        (b - a) as f64 / (arrivals[b] - arrivals[a]).as_secs_f64().max(1e-9)
-    } else {
-        f64::NAN
-    };
+    let (delivered_per_s, sustained_per_s) = rates(&arrivals, start);
     Ok(Part {
         name: format!("latency: {}/s for {} s, one transaction each", thousands(rate), seconds),
         queued: total,
@@ -520,4 +502,21 @@ mod tests {
         let at = [t, t + Duration::from_millis(500), t + Duration::from_millis(2100)];
         assert_eq!(per_second(t, &at), vec![2, 0, 1]);
     }
+}
+
+/// Requests per second from `from` to the last arrival, and over the middle 80% of arrivals
+/// (NaN with fewer than 10). `arrivals` is in order.
+fn rates(arrivals: &[Instant], from: Instant) -> (f64, f64) {
+    let received = arrivals.len();
+    let delivered = match arrivals.last() {
+        Some(last) => received as f64 / last.saturating_duration_since(from).as_secs_f64().max(1e-9),
+        None => 0.0,
+    };
+    let sustained = if received >= 10 {
+        let (a, b) = (received / 10, received * 9 / 10 - 1);
+        (b - a) as f64 / (arrivals[b] - arrivals[a]).as_secs_f64().max(1e-9)
+    } else {
+        f64::NAN
+    };
+    (delivered, sustained)
 }
