@@ -10,3 +10,21 @@ say() { echo "[bench] $*" >&2; }
 
 [ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15" >&2; exit 1; }
 "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
+
+# The server log: mark where a run starts, then read what the run added and its problems.
+LOG=$WA_HOME/server.log
+log_lines() { if [ -r "$LOG" ]; then wc -l <"$LOG"; else echo 0; fi; }
+# Sets NEW_LOG (the lines after line $1) and LOG_PROBLEMS (how many are WARNING or worse).
+read_log_since() {
+  NEW_LOG=$(tail -n +"$(($1 + 1))" "$LOG" 2>/dev/null || true)
+  LOG_PROBLEMS=$(echo "$NEW_LOG" | grep -cE 'WARNING|ERROR|FATAL|PANIC' || true)
+}
+print_log_problems() {
+  if [ "$LOG_PROBLEMS" != 0 ]; then
+    echo
+    echo "Server log problems (first 20):"
+    echo '```'
+    echo "$NEW_LOG" | grep -E 'WARNING|ERROR|FATAL|PANIC' | head -20
+    echo '```'
+  fi
+}

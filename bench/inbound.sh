@@ -39,8 +39,6 @@ listener_pid() {
 }
 # VmRSS counts the shared buffers the process has touched (RssShmem); RssAnon is its own memory.
 rss() { awk '/^(VmRSS|RssAnon|RssShmem)/ { v[$1] = $2 } END { printf "VmRSS %d kB (RssAnon %d kB, RssShmem %d kB)", v["VmRSS:"], v["RssAnon:"], v["RssShmem:"] }' "/proc/$(listener_pid)/status"; }
-LOG=$WA_HOME/server.log
-log_lines() { if [ -r "$LOG" ]; then wc -l <"$LOG"; else echo 0; fi; }
 
 LISTENER=$(listener_pid)
 [ -n "$LISTENER" ] || { echo "no webhook listener process under the postmaster of $WA_HOME" >&2; exit 1; }
@@ -90,8 +88,7 @@ if [ "$RATE" != 0 ]; then run_load rate --concurrency 16 --rate "$RATE"; fi
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 
 RSS_AFTER=$(rss)
-NEW_LOG=$(tail -n +"$((LOG_START + 1))" "$LOG" 2>/dev/null || true)
-LOG_PROBLEMS=$(echo "$NEW_LOG" | grep -cE 'WARNING|ERROR|FATAL|PANIC' || true)
+read_log_since "$LOG_START"
 
 # --- report ----------------------------------------------------------------------------------------
 fmt() { printf "%'d" "$1" 2>/dev/null || echo "$1"; }
@@ -130,10 +127,4 @@ EOF
 for c in $CLIENTS; do echo "${LOAD[$c]}"; done
 if [ "$RATE" != 0 ]; then echo "${LOAD[rate]}"; fi
 echo '```'
-if [ "$LOG_PROBLEMS" != 0 ]; then
-  echo
-  echo "Server log problems (first 20):"
-  echo '```'
-  echo "$NEW_LOG" | grep -E 'WARNING|ERROR|FATAL|PANIC' | head -20
-  echo '```'
-fi
+print_log_problems

@@ -42,8 +42,7 @@ say "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2
 WA_SIM=$PWD/target/release/wa-sim
 
-LOG=$WA_HOME/server.log
-LOG_START=$(if [ -r "$LOG" ]; then wc -l <"$LOG"; else echo 0; fi)
+LOG_START=$(log_lines)
 URL_BEFORE=$("${PSQL[@]}" -c "SHOW whatsapp_channel.graph_api_url")
 say "graph_api_url is $URL_BEFORE"
 DATE=$(date -u)
@@ -188,8 +187,7 @@ per_call() { echo "$PER_CALL" | awk -F'|' -v k="$1" '$1 == k { print $2 }'; }
 say "  µs per row: plain $(per_call plain), INSERT into wa_messages $(per_call wa_messages), wa_send_text $(per_call wa_send_text)"
 "${PSQL[@]}" -c "DROP TABLE bench_plain_outbox"
 
-NEW_LOG=$(tail -n +"$((LOG_START + 1))" "$LOG" 2>/dev/null || true)
-LOG_PROBLEMS=$(echo "$NEW_LOG" | grep -cE 'WARNING|ERROR|FATAL|PANIC' || true)
+read_log_since "$LOG_START"
 
 # --- report ----------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "—" }'; }
@@ -228,10 +226,4 @@ the pgbench run ($(nproc) cores in all). Sending run, bench_out messages right a
 ended: $BACKLOG; then $prev status webhooks from wa-sim graph were stored before they stopped.
 Server log during the run: $(echo "$NEW_LOG" | grep -c . || true) new lines, $LOG_PROBLEMS WARNING/ERROR/FATAL/PANIC.
 EOF
-if [ "$LOG_PROBLEMS" != 0 ]; then
-  echo
-  echo "Server log problems (first 20):"
-  echo '```'
-  echo "$NEW_LOG" | grep -E 'WARNING|ERROR|FATAL|PANIC' | head -20
-  echo '```'
-fi
+print_log_problems
