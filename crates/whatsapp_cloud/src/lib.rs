@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod graph_api;
+pub mod pacing;
 pub mod phone;
 pub mod signature;
 pub mod webhook;
