@@ -134,8 +134,15 @@ CREATE TABLE wa_messages (
     -- Redelivered webhooks must not duplicate messages: the constraint, not a cache, decides.
     UNIQUE (channel_id, wamid)
 );
--- The head of each recipient's queue, in order, without reading delivered messages.
-CREATE INDEX wa_messages_outbox ON wa_messages (channel_id, recipient, id) WHERE status IN ('queued', 'sending');
+-- The outbox. The statuses of a queue change faster than autovacuum analyzes them, so plans are
+-- made on statistics that say "no message is queued": these two partial indexes look free to
+-- the planner then. Neither has `id` as a key column, so that a lookup by id can never become
+-- a scan of a whole queue (it did: `WHERE id = $1 AND status = 'sending'` once used a
+-- (channel_id, recipient, id) index, reading all of it for every message sent).
+-- The head of each recipient's queue: its messages not done yet (min(id) is the head).
+CREATE INDEX wa_messages_outbox ON wa_messages (channel_id, recipient) INCLUDE (id) WHERE status IN ('queued', 'sending');
+-- The queue of each channel in the order it falls due, so a claim reads only what it sends.
+CREATE INDEX wa_messages_due ON wa_messages (channel_id, next_attempt_at) WHERE status = 'queued';
 CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
 

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 use whatsapp_cloud::graph_api::{self, GraphError, Retry, SendOutcome};
+use whatsapp_cloud::pacing::{PairLimit, TokenBucket};
 
 /// Requests in flight at most: 1,000 messages/s at Meta's typical 50 ms per answer needs 50.
 const SENDERS: usize = 96;
@@ -29,6 +30,12 @@ const MAX_DOWNLOADS: usize = 8;
 const DRAIN: Duration = Duration::from_secs(5);
 /// Shortest sleep between two looks at the queue when something is due but was not claimable.
 const MIN_WAIT: Duration = Duration::from_millis(5);
+/// How often the worker checks that the planner's statistics of `wa_messages` still fit it.
+const STATISTICS_CHECK: Duration = Duration::from_secs(5);
+/// Shortest time between two turns. Commits may wake the worker thousands of times a second;
+/// a turn costs a transaction whether it claims one message or a hundred, so one turn per
+/// millisecond takes whatever those commits queued, for at most a millisecond of latency.
+const MIN_TURN: Duration = Duration::from_millis(1);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -47,12 +54,19 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     // message accepted by Meta is never left in 'sending' to be sent again after a restart.
     let mut unrecorded_sends: Vec<(Claimed, SendResult)> = Vec::new();
     let mut unrecorded_downloads: Vec<(MediaJob, DownloadResult)> = Vec::new();
-    let mut buckets: HashMap<i64, Bucket> = HashMap::new();
+    let mut buckets: HashMap<i64, TokenBucket> = HashMap::new();
+    let mut pairs: PairLimit<(i64, String)> = PairLimit::default();
     let mut recovered = false;
     let mut wait = Duration::ZERO;
+    let mut last_turn = Instant::now();
+    let mut statistics_checked = Instant::now();
     // Wakes at a commit that queued messages, when a send finishes, or when a retry or a
     // channel's next token falls due; never polls.
     while wakeups.wait(wait) {
+        if let Some(rest) = MIN_TURN.checked_sub(last_turn.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        last_turn = Instant::now();
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             pool.set_timeout(timeout());
@@ -83,8 +97,10 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         let budgets: serde_json::Map<String, serde_json::Value> =
             buckets.iter_mut().map(|(id, b)| (id.to_string(), b.available(now).into())).collect();
         let version = guc::string(&guc::GRAPH_API_VERSION, "v25.0");
-        let claimed = BackgroundWorker::transaction(|| {
-            if !store::use_extension_schema() {
+        let claimed = BackgroundWorker::transaction(AssertUnwindSafe(|| {
+            // Until the extension is found. (Dropped while the worker runs, its statements
+            // fail and the worker restarts, to wait for it again.)
+            if !recovered && !store::use_extension_schema() {
                 return None;
             }
             if !recovered {
@@ -93,7 +109,29 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                     log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
                 }
             }
+            if statistics_checked.elapsed() >= STATISTICS_CHECK {
+                statistics_checked = now;
+                store::analyze_messages_if_stale();
+            }
             let claimed = store::claim_due(free as i32, &version, budgets);
+            // Meta's pair rate: past a burst, a message to the same customer waits in the queue
+            // for its turn (in this transaction, so it is never left claimed) instead of
+            // failing with 131056.
+            let claimed: Vec<Claimed> = claimed
+                .into_iter()
+                .filter(|m| {
+                    if m.kind == "mark_read" {
+                        return true; // a read receipt is not a message to the customer
+                    }
+                    match pairs.admit((m.channel_id, m.recipient.clone()), now) {
+                        Ok(()) => true,
+                        Err(wait) => {
+                            store::defer(m.id, wait.as_secs_f64());
+                            false
+                        }
+                    }
+                })
+                .collect();
             // Media downloads share the senders: at most half of what is left, so that a
             // burst of photos never holds up the replies.
             let media_slots = (free - claimed.len()).div_ceil(2).min(MAX_DOWNLOADS.saturating_sub(downloads.len()));
@@ -101,7 +139,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             // What is left: when the next queued message that could be sent falls due.
             let due = if claimed.len() + media.len() < free { store::next_due_in() } else { None };
             Some((claimed, media, due))
-        });
+        }));
         let Some((claimed, media, due)) = claimed else {
             wait = IDLE; // not installed (yet): look again later
             continue;
@@ -109,8 +147,12 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         recovered = true;
         let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
         for message in &claimed {
-            let bucket = buckets.entry(message.channel_id).or_insert_with(|| Bucket::full(message.max_per_second, now));
-            bucket.take(message.max_per_second, now);
+            let bucket = buckets
+                .entry(message.channel_id)
+                .or_insert_with(|| TokenBucket::per_second(message.max_per_second, now));
+            bucket.set_rate(message.max_per_second, now);
+            // Claims never exceed the budget the bucket gave, so there is always a token.
+            let _ = bucket.try_take(now);
             pool.submit(Work::Send(Send {
                 id: message.id,
                 url: graph_api::messages_url(&base_url, &message.graph_api_version, &message.phone_number_id),
@@ -198,42 +240,6 @@ fn record_all(
 
 fn timeout() -> Duration {
     Duration::from_millis(u64::try_from(guc::GRAPH_API_TIMEOUT_MS.get()).unwrap_or(30_000))
-}
-
-/// A channel's token bucket: up to one second's worth of messages at once, refilled at its rate.
-struct Bucket {
-    tokens: f64,
-    rate: f64,
-    at: Instant,
-}
-
-impl Bucket {
-    fn full(rate: i32, now: Instant) -> Bucket {
-        Bucket { tokens: f64::from(rate), rate: f64::from(rate), at: now }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate);
-        self.at = now;
-    }
-
-    /// Whole messages the channel may send now.
-    fn available(&mut self, now: Instant) -> i64 {
-        self.refill(now);
-        self.tokens.floor().max(0.0) as i64
-    }
-
-    fn take(&mut self, rate: i32, now: Instant) {
-        self.rate = f64::from(rate); // the channel's limit may have been changed
-        self.refill(now);
-        self.tokens -= 1.0;
-    }
-
-    /// When the next whole token arrives, if the bucket is empty now.
-    fn refill_in(&self, now: Instant) -> Option<Duration> {
-        let tokens = self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate;
-        (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.rate))
-    }
 }
 
 fn record(message: &Claimed, result: &SendResult) {

@@ -389,6 +389,27 @@ pub struct Claimed {
     pub graph_api_version: String,
     pub access_token: String,
     pub request: String,
+    pub recipient: String,
+    /// The message's type (`text`, `template`, ..., `mark_read`).
+    pub kind: String,
+}
+
+/// Analyzes `wa_messages` when it changed by more than half since it was last analyzed.
+///
+/// A burst of messages can grow the queue from nothing to 100,000 rows in the minute before
+/// autovacuum looks at it, and on statistics that say "no message is queued" the planner
+/// reads whole indexes where one probe would do: measured, a lookup by id that scanned an
+/// index of every message, for each message sent (the worker fell to 100 messages/s). Fresh
+/// statistics also invalidate the plans every session has cached.
+pub fn analyze_messages_if_stale() {
+    let stale: Option<bool> = ok(Spi::get_one(
+        "SELECT pg_catalog.pg_stat_get_mod_since_analyze(c.oid) > 1000 + 0.5 * greatest(c.reltuples, 0)
+           FROM pg_catalog.pg_class c WHERE c.oid = 'wa_messages'::pg_catalog.regclass",
+    ));
+    if stale == Some(true) {
+        // SKIP_LOCKED: autovacuum may be at it already.
+        ok(Spi::run("ANALYZE (SKIP_LOCKED) wa_messages"));
+    }
 }
 
 /// Claims up to `max_messages` due messages; `budgets` limits channels by id (see _wa_claim_due).
@@ -399,7 +420,8 @@ pub fn claim_due(
 ) -> Vec<Claimed> {
     Spi::connect_mut(|client| {
         let rows = ok(client.update(
-            "SELECT id, channel_id, max_per_second, attempts, phone_number_id, graph_api_version, access_token, request
+            "SELECT id, channel_id, max_per_second, attempts, phone_number_id, graph_api_version, access_token, request,
+                    recipient, kind
                FROM _wa_claim_due($1, $2, $3)",
             None,
             &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
@@ -413,6 +435,8 @@ pub fn claim_due(
             graph_api_version: ok(row.get(6)).unwrap_or_default(),
             access_token: ok(row.get(7)).unwrap_or_default(),
             request: ok(row.get(8)).unwrap_or_default(),
+            recipient: ok(row.get(9)).unwrap_or_default(),
+            kind: ok(row.get(10)).unwrap_or_default(),
         })
         .collect()
     })
@@ -493,6 +517,11 @@ pub fn next_due_in() -> Option<f64> {
 pub fn requeue_interrupted() -> i32 {
     ok(Spi::run("SELECT _wa_requeue_media()"));
     ok(Spi::get_one("SELECT _wa_requeue_interrupted()")).unwrap_or(0)
+}
+
+/// A claimed message goes back to the queue for `delay_seconds`, unsent (see _wa_defer).
+pub fn defer(id: i64, delay_seconds: f64) {
+    ok(Spi::run_with_args("SELECT _wa_defer($1, $2)", &[id.into(), delay_seconds.into()]));
 }
 
 pub fn mark_sent(id: i64, wamid: Option<&str>) {

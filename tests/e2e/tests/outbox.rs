@@ -195,3 +195,41 @@ fn messages_to_one_customer_keep_their_order_across_a_retry() {
     let order: Vec<&str> = accepted.iter().map(|b| b["text"]["body"].as_str().unwrap()).collect();
     assert_eq!(order, ["part 1", "part 2", "part 3", "part 4"]);
 }
+
+#[test]
+fn past_a_burst_of_45_a_customer_gets_one_message_every_6_seconds() {
+    // Meta's pair rate limit (131056): bursts of up to 45 to one user, then one every 6 s. The
+    // 46th message waits in the queue, in order, instead of failing.
+    let ch = cluster().add_channel("pair");
+    ch.customer_writes("15551110006");
+    let mut db = cluster().connect();
+    let mut tx = db.transaction().unwrap();
+    for i in 1..=46 {
+        tx.execute("SELECT wa_send_text($1, '15551110006', $2)", &[&ch.name, &format!("part {i}")]).unwrap();
+    }
+    tx.commit().unwrap();
+    let burst = cluster().graph.wait_for(45, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    assert_eq!(burst.len(), 45);
+    let waiting = poll(|| {
+        let row = db
+            .query_one(
+                "SELECT status, attempts, extract(epoch FROM next_attempt_at - now())::float8
+                   FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id
+                  WHERE c.name = $1 AND m.body = 'part 46'",
+                &[&ch.name],
+            )
+            .unwrap();
+        let (status, attempts, due_in): (String, i32, f64) = (row.get(0), row.get(1), row.get(2));
+        (status == "queued" && due_in > 0.0).then_some((attempts, due_in))
+    });
+    let (attempts, due_in) = waiting.expect("the 46th message waits in the queue for its turn");
+    assert_eq!(attempts, 0, "waiting for the pair limit is not a failed attempt");
+    assert!(due_in <= 6.0, "due in {due_in:.1} s, at most one interval");
+
+    let all = cluster().graph.wait_for(46, Duration::from_secs(20), |r| r.path.contains(&ch.phone_number_id));
+    assert_eq!(all.len(), 46, "the 46th is sent when the pair allows");
+    let order: Vec<String> = all.iter().map(|r| r.json()["text"]["body"].as_str().unwrap().to_string()).collect();
+    assert_eq!(order, (1..=46).map(|i| format!("part {i}")).collect::<Vec<_>>());
+    let gap = all[45].at - all[0].at;
+    assert!(gap >= Duration::from_millis(5500), "the 46th arrived {gap:?} after the first");
+}
