@@ -88,6 +88,32 @@ fn every_kind_arrives_with_metas_json() {
     .expect("every message sent");
     let has_wamid: Vec<bool> = rows.iter().map(|r| r.get(2)).collect();
     assert_eq!(has_wamid, [true, true, true, true, true, true, true, false]);
+    // The derived columns are filled for outbound messages too.
+    let derived = db
+        .query(
+            "SELECT type, reply_to_wamid, media_id, media_filename, latitude, location_name, reaction_to_wamid, reaction_emoji
+               FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id
+              WHERE c.name = $1 AND direction = 'outbound' ORDER BY m.id",
+            &[n],
+        )
+        .unwrap();
+    let of = |kind: &str| derived.iter().find(|r| r.get::<_, String>(0) == kind).expect(kind);
+    assert_eq!(of("text").get::<_, Option<String>>(1).as_deref(), Some(inbound.as_str()));
+    let document = of("document");
+    assert_eq!(
+        (document.get::<_, Option<String>>(2).as_deref(), document.get::<_, Option<String>>(3).as_deref()),
+        (Some("1003383421387256"), Some("inv.pdf"))
+    );
+    let location = of("location");
+    assert_eq!(
+        (location.get::<_, Option<f64>>(4), location.get::<_, Option<String>>(5).as_deref()),
+        (Some(37.4851), Some("HQ"))
+    );
+    let reaction = of("reaction");
+    assert_eq!(
+        (reaction.get::<_, Option<String>>(6).as_deref(), reaction.get::<_, Option<String>>(7).as_deref()),
+        (Some(inbound.as_str()), Some("👍"))
+    );
 }
 
 #[test]
