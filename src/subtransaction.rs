@@ -68,7 +68,10 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     if let Some(e) = payload.downcast_ref::<CaughtError>() {
         match e {
             CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
-                r.message().to_string()
+                match r.detail() {
+                    Some(detail) => format!("{} ({detail})", r.message()),
+                    None => r.message().to_string(),
+                }
             }
         }
     } else if let Some(s) = payload.downcast_ref::<&str>() {
