@@ -51,8 +51,14 @@ WORK=$(mktemp -d)
 
 bench_out_messages() { "${PSQL[@]}" -c "SELECT count(*) FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = 'bench_out'"; }
 delete_bench_out() {
-  # The delivery worker may be recording some of them: a deadlock is retried.
+  # Not while the delivery worker records answers for them (a DELETE of every row and the
+  # worker's UPDATEs can deadlock, which costs the worker a second each time): wait until none
+  # is in flight. A deadlock all the same is retried.
   local try
+  for try in $(seq 100); do
+    [ "$("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = 'bench_out' AND m.status = 'sending'")" = 0 ] && break
+    sleep 0.1
+  done
   for try in 1 2 3 4 5; do
     "${PSQL[@]}" -c "DELETE FROM wa_messages m USING wa_channels c WHERE c.id = m.channel_id AND c.name = 'bench_out'" \
       -c "DELETE FROM wa_message_statuses s USING wa_channels c WHERE c.id = s.channel_id AND c.name = 'bench_out'" && return
@@ -133,8 +139,8 @@ delete_bench_out
 pause_bench_out
 pgb same_row "$WORK/same_row.sql"
 ROWS[same_row]=$(bench_out_messages)
-resume_bench_out
 delete_bench_out
+resume_bench_out
 
 delete_bench_out
 if [ "$PGB_PAUSED" = 1 ]; then
@@ -153,6 +159,7 @@ BACKLOG=$("${PSQL[@]}" -c "SELECT string_agg(status || ' ' || n, ', ' ORDER BY s
   SELECT m.status, count(*) AS n FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id
    WHERE c.name = 'bench_out' GROUP BY 1) s")
 say "  right after the run: $BACKLOG; deleting them"
+pause_bench_out # (put back by cleanup)
 delete_bench_out
 # wa-sim graph keeps posting sent/delivered/read webhooks for what it accepted: wait (bounded)
 # until they stop, so the next benchmark does not run beside them, and delete them too.
