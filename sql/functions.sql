@@ -110,6 +110,8 @@ BEGIN ATOMIC
                           WHERE k.channel_id = c.id
                             AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
                                  OR k.user_id = _wa_enqueue_target.recipient)
+                          -- (two contacts match when a customer's phone and BSUID were seen apart)
+                          ORDER BY k.last_inbound_at DESC NULLS LAST
                           LIMIT 1) k ON true
      WHERE c.name = _wa_enqueue_target.channel AND c.enabled
        AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
@@ -136,9 +138,9 @@ BEGIN
         -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
         -- cost a tenth of an enqueue (measured).
         INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, type, body, status, recipient, payload,
-                                              next_attempt_at, reply_to_wamid)
+                                              next_attempt_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
         SELECT t.channel_id, t.contact_id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
-               request -> 'context' ->> 'message_id'
+               request -> 'context' ->> 'message_id', false, false, false
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
@@ -177,10 +179,14 @@ BEGIN
     END IF;
     SELECT * INTO contact FROM @extschema@.wa_contacts k
      WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
+     ORDER BY k.last_inbound_at DESC NULLS LAST
      LIMIT 1;
-    IF ch.allow_outside_window OR contact.last_inbound_at >= pg_catalog.now() - interval '24 hours' THEN
-        -- The customer wrote (or the switch was turned on) since the INSERT looked: try again.
-        RETURN @extschema@._wa_enqueue(channel, recipient, p_type, p_body, request);
+    IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
+       OR contact.last_inbound_at >= pg_catalog.now() - interval '24 hours' THEN
+        -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
+        -- looked (a concurrent transaction): nothing refuses it now; queue it.
+        RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
     END IF;
     RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', recipient,
         CASE WHEN contact.last_inbound_at IS NULL THEN 'they have not written to channel ' || pg_catalog.quote_literal(channel)
@@ -740,7 +746,7 @@ BEGIN
     UPDATE @extschema@.wa_messages m
        SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
       FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
-     WHERE m.id = ANY (chosen) AND c.id = m.channel_id AND s.channel_id = c.id
+     WHERE m.id = ANY (chosen) AND m.status = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
     RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
               COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type;
 END
@@ -759,6 +765,19 @@ BEGIN ATOMIC
      WHERE m.id = msg_id AND m.status = 'sending';
 END;
 
+-- The rest of a customer's queue waits as long as its head (a retry, the pair rate): later
+-- messages cannot be sent before it anyway, and left due they would be read by every claim.
+CREATE FUNCTION _wa_hold_behind(channel bigint, p_recipient text, head bigint, until timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.wa_messages x SET next_attempt_at = until
+     WHERE x.channel_id = channel AND x.recipient = p_recipient AND x.status = 'queued'
+       AND x.id > head AND x.next_attempt_at < until;
+END
+$$;
+
 -- A claimed message that must wait (Meta's pair rate: see the delivery worker) goes back to the
 -- queue unsent, and so does the rest of that customer's queue: claims do not read it until then.
 CREATE FUNCTION _wa_defer(msg_id bigint, delay_seconds double precision) RETURNS void
@@ -774,9 +793,7 @@ BEGIN
      WHERE x.id = msg_id AND x.status = 'sending'
     RETURNING * INTO m;
     IF FOUND THEN
-        UPDATE @extschema@.wa_messages x SET next_attempt_at = until
-         WHERE x.channel_id = m.channel_id AND x.recipient = m.recipient AND x.status = 'queued'
-           AND x.id > m.id AND x.next_attempt_at < until;
+        PERFORM @extschema@._wa_hold_behind(m.channel_id, m.recipient, m.id, until);
     END IF;
 END
 $$;
@@ -878,12 +895,18 @@ CREATE FUNCTION _wa_mark_retry(msg_id bigint, delay_seconds double precision, p_
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    m @extschema@.wa_messages;
 BEGIN
     UPDATE @extschema@.wa_messages x
        SET status = 'queued', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => delay_seconds),
            error_code = p_code, error_title = p_title, error_details = p_details,
            error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
-     WHERE x.id = msg_id AND x.status = 'sending';
+     WHERE x.id = msg_id AND x.status = 'sending'
+    RETURNING * INTO m;
+    IF FOUND THEN
+        PERFORM @extschema@._wa_hold_behind(m.channel_id, m.recipient, m.id, m.next_attempt_at);
+    END IF;
 END
 $$;
 
@@ -1053,5 +1076,6 @@ REVOKE ALL ON FUNCTION _wa_mark_sent(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_mark_failed(bigint, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_channel_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_queue_head(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_hold_behind(bigint, text, bigint, timestamptz) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_defer(bigint, double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_mark_retry(bigint, double precision, integer, text, text) FROM PUBLIC;

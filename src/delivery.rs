@@ -109,10 +109,6 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                     log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
                 }
             }
-            if statistics_checked.elapsed() >= STATISTICS_CHECK {
-                statistics_checked = now;
-                store::analyze_messages_if_stale();
-            }
             let claimed = store::claim_due(free as i32, &version, budgets);
             // Meta's pair rate: past a burst, a message to the same customer waits in the queue
             // for its turn (in this transaction, so it is never left claimed) instead of
@@ -145,6 +141,11 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             continue;
         };
         recovered = true;
+        if statistics_checked.elapsed() >= STATISTICS_CHECK {
+            // In a transaction of its own, after the claim: sends are not held up by it.
+            statistics_checked = now;
+            BackgroundWorker::transaction(store::analyze_messages_if_stale);
+        }
         let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
         for message in &claimed {
             let bucket = buckets

@@ -67,22 +67,27 @@ impl TokenBucket {
         let tokens = self.tokens + elapsed * self.per_second;
         (tokens < 1.0).then(|| Duration::from_secs_f64((1.0 - tokens) / self.per_second))
     }
-
-    fn is_full(&self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens + elapsed * self.per_second >= self.capacity
-    }
 }
 
 /// Meta's pair rate: one message every 6 s to the same user...
 pub const PAIR_INTERVAL: Duration = Duration::from_secs(6);
-/// ...with bursts of up to 45, which borrow future quota.
+/// ...with bursts of up to 45 within 6 s. A burst borrows the quota of the messages it sent
+/// early: after it, nothing more goes to that user until the time those messages would have
+/// taken at one per 6 s has passed (45 at once: 270 s).
 pub const PAIR_BURST: u32 = 45;
+
+/// One pair's quota: when what it borrowed is paid back, and the burst it is in.
+#[derive(Debug, Clone)]
+struct PairQuota {
+    repaid_at: Instant,
+    burst_started: Instant,
+    burst_len: u32,
+}
 
 /// The pair rate of every (business number, user) pair that was written to recently.
 #[derive(Debug)]
 pub struct PairLimit<K> {
-    pairs: HashMap<K, TokenBucket>,
+    pairs: HashMap<K, PairQuota>,
     swept_at: Option<Instant>,
 }
 
@@ -96,13 +101,24 @@ impl<K: Hash + Eq> PairLimit<K> {
     /// Lets one message to `pair` go now, or says how long it must wait.
     pub fn admit(&mut self, pair: K, now: Instant) -> Result<(), Duration> {
         self.sweep(now);
-        self.pairs
-            .entry(pair)
-            .or_insert_with(|| TokenBucket::full(f64::from(PAIR_BURST), 1.0 / PAIR_INTERVAL.as_secs_f64(), now))
-            .try_take(now)
+        match self.pairs.get_mut(&pair) {
+            Some(q) if q.repaid_at > now => {
+                let in_burst = q.burst_len < PAIR_BURST && now < q.burst_started + PAIR_INTERVAL;
+                if !in_burst {
+                    return Err(q.repaid_at - now);
+                }
+                q.burst_len += 1;
+                q.repaid_at += PAIR_INTERVAL;
+            }
+            _ => {
+                // Nothing owed: a new burst starts.
+                self.pairs.insert(pair, PairQuota { repaid_at: now + PAIR_INTERVAL, burst_started: now, burst_len: 1 });
+            }
+        }
+        Ok(())
     }
 
-    /// Pairs being tracked (a full bucket is forgotten: it is the same as a new one).
+    /// Pairs being tracked (one that owes nothing is forgotten: it is the same as a new one).
     pub fn len(&self) -> usize {
         self.pairs.len()
     }
@@ -111,13 +127,13 @@ impl<K: Hash + Eq> PairLimit<K> {
         self.pairs.is_empty()
     }
 
-    /// Forgets full buckets, at most once a minute, so memory follows the active pairs.
+    /// Forgets pairs that owe nothing, at most once a minute, so memory follows active pairs.
     fn sweep(&mut self, now: Instant) {
         if self.swept_at.is_some_and(|at| now.saturating_duration_since(at) < Duration::from_secs(60)) {
             return;
         }
         self.swept_at = Some(now);
-        self.pairs.retain(|_, bucket| !bucket.is_full(now));
+        self.pairs.retain(|_, q| q.repaid_at > now);
     }
 }
 
@@ -154,37 +170,53 @@ mod tests {
     }
 
     #[test]
-    fn the_pair_limit_allows_a_burst_of_45_then_one_every_6_seconds() {
+    fn a_burst_of_45_then_nothing_until_the_borrowed_time_is_back() {
         let t0 = Instant::now();
         let mut pairs = PairLimit::default();
         for i in 0..PAIR_BURST {
-            assert_eq!(pairs.admit("+15551234567", t0), Ok(()), "message {i} of the burst");
+            let at = t0 + Duration::from_millis(100 * u64::from(i)); // 4.5 s: within one burst
+            assert_eq!(pairs.admit("+15551234567", at), Ok(()), "message {i} of the burst");
         }
-        assert_close(pairs.admit("+15551234567", t0).unwrap_err(), PAIR_INTERVAL);
-        assert_eq!(pairs.admit("+15557654321", t0), Ok(()), "another user is not held up");
-        let t1 = t0 + Duration::from_secs(3);
-        assert_close(pairs.admit("+15551234567", t1).unwrap_err(), Duration::from_secs(3));
-        let t2 = t0 + PAIR_INTERVAL;
-        assert_eq!(pairs.admit("+15551234567", t2), Ok(()));
-        assert!(pairs.admit("+15551234567", t2).is_err(), "one per 6 s after the burst");
+        // 45 messages borrowed 45 x 6 s from t0.
+        let t1 = t0 + Duration::from_secs(5);
+        assert_close(pairs.admit("+15551234567", t1).unwrap_err(), Duration::from_secs(270 - 5));
+        assert_eq!(pairs.admit("+15557654321", t1), Ok(()), "another user is not held up");
+        let t2 = t0 + Duration::from_secs(100);
+        assert_close(pairs.admit("+15551234567", t2).unwrap_err(), Duration::from_secs(170));
+        let t3 = t0 + Duration::from_secs(270);
+        assert_eq!(pairs.admit("+15551234567", t3), Ok(()), "paid back: a new burst may start");
     }
 
     #[test]
-    fn pairs_whose_quota_is_back_are_forgotten() {
+    fn a_burst_ends_after_6_seconds_and_is_paid_back_before_the_next() {
+        let t0 = Instant::now();
+        let mut pairs = PairLimit::default();
+        // A bot answering with three bubbles, then a fourth 7 s later.
+        for ms in [0, 200, 400] {
+            pairs.admit(7, t0 + Duration::from_millis(ms)).unwrap();
+        }
+        assert_close(pairs.admit(7, t0 + Duration::from_secs(7)).unwrap_err(), Duration::from_secs(18 - 7));
+        assert_eq!(pairs.admit(7, t0 + Duration::from_secs(18)), Ok(()));
+        // One message every 6 s is never held up.
+        for n in 4..10 {
+            assert_eq!(pairs.admit(7, t0 + Duration::from_secs(6 * n)), Ok(()), "message at {} s", 6 * n);
+        }
+    }
+
+    #[test]
+    fn pairs_that_owe_nothing_are_forgotten() {
         let t0 = Instant::now();
         let mut pairs = PairLimit::default();
         pairs.admit(1, t0).unwrap();
         pairs.admit(2, t0).unwrap();
         assert_eq!(pairs.len(), 2);
-        // After 6 s both have their one token back (full again): the next sweep drops them.
         let later = t0 + Duration::from_secs(61);
         pairs.admit(3, later).unwrap();
-        assert_eq!(pairs.len(), 1);
-        // A pair that used its burst is remembered until its quota is back (45 × 6 s).
+        assert_eq!(pairs.len(), 1, "1 and 2 paid back after 6 s");
         for _ in 0..PAIR_BURST {
-            pairs.admit(4, later).unwrap();
+            pairs.admit(4, later).ok();
         }
         pairs.admit(5, later + Duration::from_secs(61)).unwrap();
-        assert!(pairs.len() >= 2, "pair 4 is still owed quota");
+        assert!(pairs.len() >= 2, "pair 4 still owes 270 s");
     }
 }
