@@ -736,7 +736,9 @@ BEGIN
                      WHERE m.channel_id = c.id AND m.status = 'queued' AND m.next_attempt_at <= pg_catalog.now()
                        AND head.id = m.id
                      ORDER BY m.next_attempt_at
-                     LIMIT least(max_messages, COALESCE((budgets ->> c.id::text)::integer, c.max_messages_per_second))
+                     -- (The channel's own rate too: the worker's budget is from before a change of it.)
+                     LIMIT least(max_messages, c.max_messages_per_second,
+                                 COALESCE((budgets ->> c.id::text)::integer, c.max_messages_per_second))
                    ) m
              WHERE c.enabled AND c.paused_at IS NULL
              ORDER BY m.next_attempt_at
