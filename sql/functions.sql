@@ -184,7 +184,8 @@ BEGIN
     IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
        OR contact.last_inbound_at >= pg_catalog.now() - interval '24 hours' THEN
         -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
-        -- looked (a concurrent transaction): nothing refuses it now; queue it.
+        -- looked (a concurrent transaction): nothing refuses the message now, so the caller
+        -- only needs to try again.
         RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
             USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
     END IF;

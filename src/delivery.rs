@@ -109,25 +109,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                     log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
                 }
             }
-            let claimed = store::claim_due(free as i32, &version, budgets);
-            // Meta's pair rate: past a burst, a message to the same customer waits in the queue
-            // for its turn (in this transaction, so it is never left claimed) instead of
-            // failing with 131056.
-            let claimed: Vec<Claimed> = claimed
-                .into_iter()
-                .filter(|m| {
-                    if m.kind == "mark_read" {
-                        return true; // a read receipt is not a message to the customer
-                    }
-                    match pairs.admit((m.channel_id, m.recipient.clone()), now) {
-                        Ok(()) => true,
-                        Err(wait) => {
-                            store::defer(m.id, wait.as_secs_f64());
-                            false
-                        }
-                    }
-                })
-                .collect();
+            let claimed = keep_pair_rate(store::claim_due(free as i32, &version, budgets), &mut pairs, now);
             // Media downloads share the senders: at most half of what is left, so that a
             // burst of photos never holds up the replies.
             let media_slots = (free - claimed.len()).div_ceil(2).min(MAX_DOWNLOADS.saturating_sub(downloads.len()));
@@ -206,6 +188,27 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     if !sent.is_empty() {
         record_all(sent, unrecorded_downloads);
     }
+}
+
+/// Meta's pair rate: past a burst, a message to the same customer goes back to the queue for
+/// its turn instead of failing with 131056. Called in the claim's transaction, so a message is
+/// never left claimed; returns what may be sent now.
+fn keep_pair_rate(claimed: Vec<Claimed>, pairs: &mut PairLimit<(i64, String)>, now: Instant) -> Vec<Claimed> {
+    claimed
+        .into_iter()
+        .filter(|m| {
+            if m.kind == "mark_read" {
+                return true; // a read receipt is not a message to the customer
+            }
+            match pairs.admit((m.channel_id, m.recipient.clone()), now) {
+                Ok(()) => true,
+                Err(wait) => {
+                    store::defer(m.id, wait.as_secs_f64());
+                    false
+                }
+            }
+        })
+        .collect()
 }
 
 /// Records answers and downloads in one transaction, each in its own subtransaction, in wamid
