@@ -737,9 +737,9 @@ BEGIN
                      WHERE m.channel_id = c.id AND m.status = 'queued' AND m.next_attempt_at <= pg_catalog.now()
                        AND head.id = m.id
                      ORDER BY m.next_attempt_at
-                     -- (The channel's own rate too: the worker's budget is from before a change of it.)
-                     LIMIT least(max_messages, c.max_messages_per_second,
-                                 COALESCE((budgets ->> c.id::text)::integer, c.max_messages_per_second))
+                     -- (The channel's own rate too: the worker's budget is from before a change
+                     -- of it. least() skips the NULL budget of a channel the worker has not seen.)
+                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer)
                    ) m
              WHERE c.enabled AND c.paused_at IS NULL
              ORDER BY m.next_attempt_at
