@@ -178,37 +178,29 @@ delete_bench_out
 # 10,000 single-row statements each, in one transaction that is rolled back (no fsync, and a
 # rolled-back wa_send_text wakes nobody): the CPU cost of the call itself, per row.
 say "per-call cost: 10,000 calls each, rolled back"
-PER_CALL=$("${PSQL[@]}" 2>&1 <<SQL | sed -n 's/.*NOTICE:  //p'
-BEGIN;
+# One DO block that runs a statement 10,000 times (r: a random recipient) and reports µs per row.
+per_call_block() { # label, statement
+  cat <<SQL
 DO \$\$ DECLARE t timestamptz := clock_timestamp(); r text; BEGIN
   FOR i IN 1..10000 LOOP
     r := '+1555' || lpad((random()*1e7)::int::text, 7, '0');
-    INSERT INTO bench_plain_outbox (channel_id, direction, type, body, status, recipient, payload, next_attempt_at)
-    VALUES ($CHANNEL_ID, 'outbound', 'text', 'pgbench', 'queued', r,
-            jsonb_build_object('messaging_product', 'whatsapp', 'recipient_type', 'individual', 'to', r, 'type', 'text',
-                               'text', jsonb_build_object('preview_url', false, 'body', 'pgbench')), now());
+    $2;
   END LOOP;
-  RAISE NOTICE 'plain|%', round(extract(epoch FROM clock_timestamp() - t)::numeric * 100, 1);
+  RAISE NOTICE '$1|%', round(extract(epoch FROM clock_timestamp() - t)::numeric * 100, 1);
 END \$\$;
-DO \$\$ DECLARE t timestamptz := clock_timestamp(); r text; BEGIN
-  FOR i IN 1..10000 LOOP
-    r := '+1555' || lpad((random()*1e7)::int::text, 7, '0');
-    INSERT INTO wa_messages (channel_id, direction, type, body, status, recipient, payload, next_attempt_at)
-    VALUES ($CHANNEL_ID, 'outbound', 'text', 'pgbench', 'queued', r,
-            jsonb_build_object('messaging_product', 'whatsapp', 'recipient_type', 'individual', 'to', r, 'type', 'text',
-                               'text', jsonb_build_object('preview_url', false, 'body', 'pgbench')), now());
-  END LOOP;
-  RAISE NOTICE 'wa_messages|%', round(extract(epoch FROM clock_timestamp() - t)::numeric * 100, 1);
-END \$\$;
-DO \$\$ DECLARE t timestamptz := clock_timestamp(); BEGIN
-  FOR i IN 1..10000 LOOP
-    PERFORM wa_send_text('bench_out', '+1555' || lpad((random()*1e7)::int::text, 7, '0'), 'pgbench');
-  END LOOP;
-  RAISE NOTICE 'wa_send_text|%', round(extract(epoch FROM clock_timestamp() - t)::numeric * 100, 1);
-END \$\$;
-ROLLBACK;
 SQL
-)
+}
+ROW_VALUES="VALUES ($CHANNEL_ID, 'outbound', 'text', 'pgbench', 'queued', r,
+            jsonb_build_object('messaging_product', 'whatsapp', 'recipient_type', 'individual', 'to', r, 'type', 'text',
+                               'text', jsonb_build_object('preview_url', false, 'body', 'pgbench')), now())"
+COLUMNS="(channel_id, direction, type, body, status, recipient, payload, next_attempt_at)"
+PER_CALL=$({
+  echo "BEGIN;"
+  per_call_block plain "INSERT INTO bench_plain_outbox $COLUMNS $ROW_VALUES"
+  per_call_block wa_messages "INSERT INTO wa_messages $COLUMNS $ROW_VALUES"
+  per_call_block wa_send_text "PERFORM wa_send_text('bench_out', r, 'pgbench')"
+  echo "ROLLBACK;"
+} | "${PSQL[@]}" 2>&1 | sed -n 's/.*NOTICE:  //p')
 per_call() { echo "$PER_CALL" | awk -F'|' -v k="$1" '$1 == k { print $2 }'; }
 say "  µs per row: plain $(per_call plain), INSERT into wa_messages $(per_call wa_messages), wa_send_text $(per_call wa_send_text)"
 "${PSQL[@]}" -c "DROP TABLE bench_plain_outbox"
