@@ -65,7 +65,9 @@ CREATE TABLE wa_webhook_events (
     message_count integer NOT NULL DEFAULT 0,
     status_count  integer NOT NULL DEFAULT 0
 );
-COMMENT ON TABLE wa_webhook_events IS 'Every verified webhook POST, raw. Unverified requests are never stored.';
+COMMENT ON TABLE wa_webhook_events IS 'Every verified webhook POST, raw, for whatsapp_channel.webhook_event_retention. Unverified requests are never stored.';
+-- What the maintenance worker deletes first (retention), read in small batches.
+CREATE INDEX wa_webhook_events_received ON wa_webhook_events (received_at);
 
 CREATE TABLE wa_messages (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -85,7 +87,11 @@ CREATE TABLE wa_messages (
     recipient        text,
     -- inbound: the message object as Meta sent it. outbound: the Graph API request body.
     payload          jsonb NOT NULL,
-    webhook_event_id bigint REFERENCES wa_webhook_events (id) ON DELETE SET NULL,
+    -- The raw POST it arrived in, while that is kept (whatsapp_channel.webhook_event_retention).
+    -- Not a foreign key: deleting an expired event would then look for its messages, an index
+    -- on this column that every message would pay for, and each message stored would look the
+    -- event up again.
+    webhook_event_id bigint,
     -- Meta's timestamp: when an inbound message was sent by the customer.
     sent_at          timestamptz,
     delivered_at     timestamptz,
@@ -144,7 +150,33 @@ CREATE INDEX wa_messages_outbox ON wa_messages (channel_id, recipient) INCLUDE (
 -- The queue of each channel in the order it falls due, so a claim reads only what it sends.
 CREATE INDEX wa_messages_due ON wa_messages (channel_id, next_attempt_at) WHERE status = 'queued';
 CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
+-- One customer's history, newest first.
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
+-- Edits and revokes of a message: they may arrive before it (webhooks are not ordered).
+CREATE INDEX wa_messages_original ON wa_messages (channel_id, original_wamid) WHERE original_wamid IS NOT NULL;
+
+-- One row per conversation, kept current in the same transaction as every message stored or
+-- queued and every wa_mark_read(), so that the inbox's list is an index scan however many
+-- customers and messages there are (the view wa_conversations reads it). A conversation is a
+-- channel and a contact today; a group conversation will be a row with a group instead.
+CREATE TABLE wa_conversation_state (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id      bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    contact_id      bigint NOT NULL REFERENCES wa_contacts (id) ON DELETE CASCADE,
+    last_message_id bigint NOT NULL,
+    last_message_at timestamptz NOT NULL,
+    last_direction  text NOT NULL,
+    last_type       text NOT NULL,
+    -- The first 200 characters of the last message's body (the list's preview line).
+    last_preview    text,
+    -- Inbound messages since the business last wrote or marked the conversation read.
+    unread_count    integer NOT NULL DEFAULT 0,
+    UNIQUE (channel_id, contact_id)
+);
+COMMENT ON TABLE wa_conversation_state IS 'Maintained state behind the view wa_conversations: read the view.';
+-- The inbox's list, newest first, and the same for conversations with unread messages.
+CREATE INDEX wa_conversation_state_list ON wa_conversation_state (channel_id, last_message_at DESC NULLS LAST);
+CREATE INDEX wa_conversation_state_unread ON wa_conversation_state (channel_id, last_message_at DESC NULLS LAST) WHERE unread_count > 0;
 
 -- Every status webhook, once per (wamid, status): the history, and a place for statuses that
 -- arrive before the send that produced the wamid has been recorded.
@@ -206,7 +238,9 @@ CREATE TABLE wa_media (
     expected_sha256 text,
     sha256          text,
     size            bigint,
+    -- The bytes; NULL once whatsapp_channel.media_retention has passed (see purged_at).
     content         bytea,
+    purged_at       timestamptz,
     attempts        integer NOT NULL DEFAULT 0,
     next_attempt_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
     error           text,
@@ -214,3 +248,5 @@ CREATE TABLE wa_media (
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 CREATE INDEX wa_media_due ON wa_media (next_attempt_at) WHERE status = 'pending';
+-- Downloaded bytes in the order they expire (whatsapp_channel.media_retention).
+CREATE INDEX wa_media_kept ON wa_media (updated_at) WHERE content IS NOT NULL;

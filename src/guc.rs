@@ -37,6 +37,16 @@ pub static MAX_MEDIA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 *
 /// Hard timeout of one Graph API call, connect to last byte.
 pub static GRAPH_API_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
+/// How long raw webhook POSTs are kept in `wa_webhook_events` (seconds; 0 keeps them forever).
+/// They are about a kilobyte a message and only needed to inspect or replay recent traffic:
+/// every message and status is in its own table, and deduplication does not read them.
+pub static WEBHOOK_EVENT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
+
+/// How long downloaded media bytes are kept (seconds; 0, the default, keeps them forever): they
+/// are the customers' photos and documents, which Meta no longer has after 7 days, so the
+/// default deletes nothing; set it to bound the table.
+pub static MEDIA_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 pub fn init() {
     GucRegistry::define_string_guc(
         c"whatsapp_channel.listen_address",
@@ -115,6 +125,26 @@ pub fn init() {
         100 * 1024 * 1024, // Meta's own limit; a bytea value could not exceed 1 GB anyway
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.webhook_event_retention",
+        c"How long raw webhook POSTs are kept in wa_webhook_events; 0 keeps them forever.",
+        c"The maintenance worker deletes older ones in small batches. Messages and statuses stay, and redeliveries are still recognised.",
+        &WEBHOOK_EVENT_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.media_retention",
+        c"How long downloaded media bytes are kept in wa_media; 0 (the default) keeps them forever.",
+        c"Older contents are set to NULL (purged_at says when); the job and its metadata stay. Meta keeps media for 7 days only.",
+        &MEDIA_RETENTION_S,
+        0,
+        i32::MAX,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"whatsapp_channel.graph_api_timeout",

@@ -6,7 +6,7 @@ use crate::webhook_http::{self, ChannelKeys};
 use crate::{store, subtransaction};
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use whatsapp_cloud::webhook::Payload;
+use whatsapp_cloud::webhook::{Contact, Message, Payload, Status};
 
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
 /// kind (a counter row updated once per request would be the batch's hottest row).
@@ -58,9 +58,82 @@ pub struct Stored {
     pub transient: Option<String>,
 }
 
+/// One message or status of a payload, with the channel it was routed to.
+pub enum Item<'a> {
+    Message { channel_id: i64, message: &'a Message, sender: Option<&'a Contact> },
+    Status { channel_id: i64, status: &'a Status },
+}
+
+impl Item<'_> {
+    /// How a problem with this item is reported.
+    fn describe(&self) -> String {
+        match self {
+            Item::Message { message, .. } => format!("message {}", message.wamid),
+            Item::Status { status, .. } => format!("status {} of {}", status.status, status.wamid),
+        }
+    }
+}
+
+/// The messages and statuses of `payload` routed to their channels (see
+/// [`crate::webhook_http::route`]), in order; and the `phone_number_id`s no channel of this app
+/// has. Template status changes are not items (see [`store_payload`]).
+pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i64>) -> (Vec<Item<'a>>, Vec<String>) {
+    let mut items = Vec::new();
+    let mut unrouted = Vec::new();
+    for change in payload.changes.iter().filter(|c| c.template_status.is_none()) {
+        let Some(channel_id) = route(change.phone_number_id.as_deref()) else {
+            if !change.messages.is_empty() || !change.statuses.is_empty() {
+                unrouted.push(change.phone_number_id.clone().unwrap_or_default());
+            }
+            continue;
+        };
+        items.extend(change.messages.iter().map(|m| Item::Message {
+            channel_id,
+            message: m,
+            sender: change.sender_of(m),
+        }));
+        items.extend(change.statuses.iter().map(|s| Item::Status { channel_id, status: s }));
+    }
+    (items, unrouted)
+}
+
+/// Items gathered for the write path (`_wa_receive_messages`, `_wa_receive_statuses`): many
+/// webhooks' worth, or one item. Storing a batch has the same result as storing its items one
+/// by one.
+#[derive(Default)]
+pub struct Batch {
+    /// Message rows, cut after each system message: an identity change it announces is applied
+    /// at the end of its call, and the messages after it must see it, as they would one by one.
+    segments: Vec<store::MessageRows>,
+    cut: bool,
+    statuses: store::StatusRows,
+}
+
+impl Batch {
+    pub fn add(&mut self, event_id: i64, item: &Item) {
+        match *item {
+            Item::Message { channel_id, message, sender } => {
+                if self.cut || self.segments.is_empty() {
+                    self.segments.push(store::MessageRows::default());
+                }
+                self.segments.last_mut().expect("pushed above").push(channel_id, event_id, message, sender);
+                self.cut = message.kind == "system";
+            }
+            Item::Status { channel_id, status } => self.statuses.push(channel_id, status),
+        }
+    }
+
+    /// Stores everything; returns how many messages and statuses were new.
+    pub fn store(self) -> (i64, i64) {
+        let messages = self.segments.into_iter().map(store::receive_messages).sum();
+        (messages, store::receive_statuses(self.statuses))
+    }
+}
+
 /// Stores every message and status of `payload`, received as event `event_id`; `route` maps a
 /// change's `phone_number_id` to the channel it belongs to (see [`crate::webhook_http::route`]).
-/// Each item runs in a subtransaction of its own, so a bad item costs only itself.
+/// All items at once; if that fails, each item again in a subtransaction of its own, through
+/// the same write path, so that a bad item costs only itself.
 pub fn store_payload(
     posting_channel: i64,
     event_id: i64,
@@ -76,28 +149,35 @@ pub fn store_payload(
             if let Err(e) = applied {
                 out.problems.push(format!("template status of {}: {e}", template.name));
             }
-            continue;
-        }
-        let Some(target) = route(change.phone_number_id.as_deref()) else {
-            out.unrouted.push(change.phone_number_id.clone().unwrap_or_default());
-            continue;
-        };
-        for message in &change.messages {
-            let sender = change.sender_of(message);
-            match subtransaction::run_classified(|| store::receive_message(target, event_id, message, sender)) {
-                Ok(new) => out.new_messages += i64::from(new.is_some()),
-                Err(e) if e.transient => out.transient = Some(format!("message {}: {}", message.wamid, e.message)),
-                Err(e) => out.problems.push(format!("message {}: {}", message.wamid, e.message)),
-            }
-        }
-        for status in &change.statuses {
-            match subtransaction::run_classified(|| store::receive_status(target, status)) {
-                Ok(new) => out.new_statuses += i64::from(new),
-                Err(e) if e.transient => out.transient = Some(format!("status {}: {}", status.wamid, e.message)),
-                Err(e) => out.problems.push(format!("status {} of {}: {}", status.status, status.wamid, e.message)),
-            }
         }
         out.problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
+    }
+    let (items, unrouted) = items(payload, route);
+    out.unrouted = unrouted;
+    let mut batch = Batch::default();
+    for item in &items {
+        batch.add(event_id, item);
+    }
+    match subtransaction::run_classified(|| batch.store()) {
+        Ok((messages, statuses)) => {
+            out.new_messages = messages;
+            out.new_statuses = statuses;
+        }
+        Err(e) if e.transient => out.transient = Some(e.message),
+        Err(_) => {
+            for item in &items {
+                let mut one = Batch::default();
+                one.add(event_id, item);
+                match subtransaction::run_classified(|| one.store()) {
+                    Ok((messages, statuses)) => {
+                        out.new_messages += messages;
+                        out.new_statuses += statuses;
+                    }
+                    Err(e) if e.transient => out.transient = Some(format!("{}: {}", item.describe(), e.message)),
+                    Err(e) => out.problems.push(format!("{}: {}", item.describe(), e.message)),
+                }
+            }
+        }
     }
     if !out.unrouted.is_empty() {
         out.problems.push(format!(

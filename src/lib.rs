@@ -20,6 +20,7 @@ mod graph_client;
 mod graph_session;
 mod guc;
 mod inbound;
+mod maintenance;
 mod media;
 mod store;
 mod subtransaction;
@@ -58,6 +59,13 @@ pub extern "C-unwind" fn _PG_init() {
         .set_type("whatsapp_channel delivery")
         .set_library("whatsapp_channel")
         .set_function("wa_delivery_main")
+        .enable_spi_access()
+        .set_restart_time(Some(RESTART_AFTER))
+        .load();
+    BackgroundWorkerBuilder::new("whatsapp_channel maintenance")
+        .set_type("whatsapp_channel maintenance")
+        .set_library("whatsapp_channel")
+        .set_function("wa_maintenance_main")
         .enable_spi_access()
         .set_restart_time(Some(RESTART_AFTER))
         .load();

@@ -238,6 +238,42 @@ pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {
     ));
 }
 
+/// Deletes up to `limit` webhook events older than `retention_s`; `None` if the extension is
+/// not installed in this database. Oldest first, through `wa_webhook_events_received`.
+pub fn purge_webhook_events(retention_s: i32, limit: i64) -> Option<i64> {
+    if !use_extension_schema() {
+        return None;
+    }
+    ok(Spi::get_one_with_args(
+        "WITH gone AS (
+             DELETE FROM wa_webhook_events WHERE id IN (
+                 SELECT id FROM wa_webhook_events
+                  WHERE received_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)
+                  ORDER BY received_at LIMIT $2)
+             RETURNING 1)
+         SELECT pg_catalog.count(*) FROM gone",
+        &[retention_s.into(), limit.into()],
+    ))
+}
+
+/// Drops the bytes of up to `limit` media files downloaded more than `retention_s` ago (the
+/// job and its metadata stay, with `purged_at`); `None` if the extension is not installed.
+pub fn purge_media_contents(retention_s: i32, limit: i64) -> Option<i64> {
+    if !use_extension_schema() {
+        return None;
+    }
+    ok(Spi::get_one_with_args(
+        "WITH gone AS (
+             UPDATE wa_media SET content = NULL, purged_at = pg_catalog.now() WHERE message_id IN (
+                 SELECT message_id FROM wa_media
+                  WHERE content IS NOT NULL AND updated_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)
+                  ORDER BY updated_at LIMIT $2)
+             RETURNING 1)
+         SELECT pg_catalog.count(*) FROM gone",
+        &[retention_s.into(), limit.into()],
+    ))
+}
+
 /// A stored webhook event, for replay.
 pub struct StoredEvent {
     pub id: i64,
@@ -273,7 +309,8 @@ pub fn count(channel_id: i64, kind: &str, detail: Option<&str>, n: i64) {
     ));
 }
 
-/// Inbound messages gathered for one set-based store (`_wa_receive_messages`).
+/// Inbound messages of any kind gathered for one call of `_wa_receive_messages`, the one write
+/// path for messages: a whole batch of webhooks, or a single item when a batch failed.
 #[derive(Default)]
 pub struct MessageRows {
     channels: Vec<i64>,
@@ -310,8 +347,11 @@ impl MessageRows {
 }
 
 /// Stores all `rows` at once; returns how many were new.
-pub fn receive_messages(rows: MessageRows) -> i32 {
-    ok(Spi::get_one_with_args(
+pub fn receive_messages(rows: MessageRows) -> i64 {
+    if rows.is_empty() {
+        return 0;
+    }
+    let added: Option<i32> = ok(Spi::get_one_with_args(
         "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             rows.channels.into(),
@@ -326,53 +366,62 @@ pub fn receive_messages(rows: MessageRows) -> i32 {
             rows.sent_ats.into(),
             rows.payloads.into(),
         ],
-    ))
-    .unwrap_or(0)
+    ));
+    i64::from(added.unwrap_or(0))
 }
 
-/// Stores one inbound message; `Some(id)` if new, `None` if it was stored before.
-pub fn receive_message(
-    channel_id: i64,
-    event_id: i64,
-    m: &webhook::Message,
-    sender: Option<&webhook::Contact>,
-) -> Option<i64> {
-    ok(Spi::get_one_with_args(
-        "SELECT _wa_receive_message($1, $2, $3, $4, $5, $6, $7, $8, $9, pg_catalog.to_timestamp($10::float8), $11)",
-        &[
-            channel_id.into(),
-            event_id.into(),
-            m.wamid.as_str().into(),
-            m.from.as_deref().or(sender.and_then(|s| s.wa_id.as_deref())).into(),
-            m.from_user_id.as_deref().or(sender.and_then(|s| s.user_id.as_deref())).into(),
-            sender.and_then(|s| s.profile_name.as_deref()).into(),
-            sender.and_then(|s| s.username.as_deref()).into(),
-            m.kind.as_str().into(),
-            m.text.as_deref().into(),
-            m.timestamp.into(),
-            JsonB(m.raw.clone()).into(),
-        ],
-    ))
+/// Status webhooks gathered for one call of `_wa_receive_statuses` (a batch, or one item).
+#[derive(Default)]
+pub struct StatusRows {
+    channels: Vec<i64>,
+    wamids: Vec<String>,
+    statuses: Vec<String>,
+    status_ats: Vec<Option<f64>>,
+    recipients: Vec<Option<String>>,
+    codes: Vec<Option<i32>>,
+    titles: Vec<Option<String>>,
+    details: Vec<Option<String>>,
+    payloads: Vec<JsonB>,
 }
 
-/// Stores one status webhook and applies it; `false` if it was stored before.
-pub fn receive_status(channel_id: i64, s: &webhook::Status) -> bool {
-    let code = s.error_code.and_then(|c| i32::try_from(c).ok());
-    ok(Spi::get_one_with_args(
-        "SELECT _wa_receive_status($1, $2, $3, pg_catalog.to_timestamp($4::float8), $5, $6, $7, $8, $9)",
+impl StatusRows {
+    pub fn push(&mut self, channel_id: i64, s: &webhook::Status) {
+        self.channels.push(channel_id);
+        self.wamids.push(s.wamid.clone());
+        self.statuses.push(s.status.clone());
+        self.status_ats.push(s.timestamp.map(|t| t as f64));
+        self.recipients.push(s.recipient_id.clone());
+        self.codes.push(s.error_code.and_then(|c| i32::try_from(c).ok()));
+        self.titles.push(s.error_title.clone());
+        self.details.push(s.error_details.clone());
+        self.payloads.push(JsonB(s.raw.clone()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.wamids.is_empty()
+    }
+}
+
+/// Stores all `rows` at once and applies them; returns how many were new.
+pub fn receive_statuses(rows: StatusRows) -> i64 {
+    if rows.is_empty() {
+        return 0;
+    }
+    let added: Option<i32> = ok(Spi::get_one_with_args(
+        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
-            channel_id.into(),
-            s.wamid.as_str().into(),
-            s.status.as_str().into(),
-            s.timestamp.into(),
-            s.recipient_id.as_deref().into(),
-            code.into(),
-            s.error_title.as_deref().into(),
-            s.error_details.as_deref().into(),
-            JsonB(s.raw.clone()).into(),
+            rows.channels.into(),
+            rows.wamids.into(),
+            rows.statuses.into(),
+            rows.status_ats.into(),
+            rows.recipients.into(),
+            rows.codes.into(),
+            rows.titles.into(),
+            rows.details.into(),
+            rows.payloads.into(),
         ],
-    ))
-    .unwrap_or(false)
+    ));
+    i64::from(added.unwrap_or(0))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -126,17 +126,17 @@ impl Listener {
                 counts.add_n(c.channel_id, c.kind, c.detail.as_deref(), c.n);
             }
             let mut results: Vec<Option<Result<(), String>>> = stores.iter().map(|_| None).collect();
-            // Fast path: all plain POSTs of the batch in one subtransaction, messages stored
-            // set-based. If anything in it fails, it rolls back and each POST takes the slow
-            // path below, where a bad item costs only itself.
-            let fast: Vec<usize> = (0..stores.len()).filter(|&i| fast_path_fits(shared, &stores[i].0)).collect();
-            if !fast.is_empty() {
-                let posts: Vec<&Verified> = fast.iter().map(|&i| &stores[i].0).collect();
-                let mut fast_counts = Counts::default();
-                match subtransaction::run(|| store_together(shared, &posts, &mut fast_counts)) {
+            // All POSTs of the batch in one subtransaction, through the set-based write path.
+            // If anything in it fails, it rolls back and each POST is stored alone below
+            // (all its items at once, then item by item), so that a bad item costs only itself.
+            let together: Vec<usize> = (0..stores.len()).filter(|&i| fits_batch(shared, &stores[i].0)).collect();
+            if !together.is_empty() {
+                let posts: Vec<&Verified> = together.iter().map(|&i| &stores[i].0).collect();
+                let mut together_counts = Counts::default();
+                match subtransaction::run(|| store_together(shared, &posts, &mut together_counts)) {
                     Ok(()) => {
-                        counts.merge(fast_counts);
-                        for &i in &fast {
+                        counts.merge(together_counts);
+                        for &i in &together {
                             results[i] = Some(Ok(()));
                         }
                     }
@@ -203,49 +203,36 @@ impl Listener {
     }
 }
 
-/// Whether a POST can join the set-based fast path: a readable payload whose changes all belong
-/// to known channels, with no refused item and no message that changes other rows (system
-/// identity changes, revokes, edits).
-fn fast_path_fits(shared: &Shared, verified: &Verified) -> bool {
+/// Whether a POST can join the batch of all POSTs stored together: a readable payload whose
+/// changes all belong to known channels, with no refused item and no template change.
+fn fits_batch(shared: &Shared, verified: &Verified) -> bool {
     let Ok(payload) = &verified.payload else { return false };
     payload.changes.iter().all(|c| {
         c.rejected.is_empty()
             && c.template_status.is_none()
             && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_some()
-            && c.messages.iter().all(|m| !matches!(m.kind.as_str(), "system" | "revoke" | "edit"))
     })
 }
 
-/// The fast path: every POST's raw event, then all their messages in one set-based statement
-/// and their statuses one by one, with no subtransaction per item (any error aborts the lot).
+/// Every POST's raw event, then all their messages and statuses through the one write path,
+/// with no subtransaction per item (any error rolls back the lot, and each POST is stored
+/// alone instead).
 fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
-    let mut rows = store::MessageRows::default();
-    let mut statuses = Vec::new();
+    let mut batch = inbound::Batch::default();
     for verified in posts {
-        let Ok(payload) = &verified.payload else { unreachable!("checked by fast_path_fits") };
+        let Ok(payload) = &verified.payload else { unreachable!("checked by fits_batch") };
         let channel = &verified.channel;
         let event_id = store::insert_payload_event(channel.id, &verified.body, &verified.headers, payload);
-        for change in &payload.changes {
-            let target = shared.route(channel, change.phone_number_id.as_deref()).expect("checked by fast_path_fits");
-            for message in &change.messages {
-                rows.push(target, event_id, message, change.sender_of(message));
-            }
-            statuses.extend(change.statuses.iter().map(|s| (target, s)));
+        let (items, _) = inbound::items(payload, |pnid| shared.route(channel, pnid));
+        for item in &items {
+            batch.add(event_id, item);
         }
         counts.add(channel.id, "stored", None);
     }
-    if !rows.is_empty() {
-        store::receive_messages(rows);
-    }
-    // In wamid order, as the delivery worker records sends: each takes the wamid's advisory
-    // lock, and the same order on both sides means they cannot deadlock.
-    statuses.sort_by(|a, b| a.1.wamid.cmp(&b.1.wamid));
-    for (target, status) in statuses {
-        store::receive_status(target, status);
-    }
+    batch.store();
 }
 
-/// The slow path: one verified POST, every item in a subtransaction of its own.
+/// One verified POST alone (see [`inbound::store_payload`]).
 fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Result<(), String> {
     let channel = &verified.channel;
     let payload = match &verified.payload {

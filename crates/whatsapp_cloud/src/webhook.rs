@@ -203,7 +203,8 @@ impl Change {
 /// Parses a webhook POST body. Fails only when the body is not JSON or has no `entry` array;
 /// anything inside that is unexpected is kept raw or reported in [`Change::rejected`].
 pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
-    let root: Value = serde_json::from_slice(body).map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
+    let mut root: Value = serde_json::from_slice(body).map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
+    replace_nul(&mut root);
     let entries = root
         .get("entry")
         .and_then(Value::as_array)
@@ -217,6 +218,24 @@ pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
         }
     }
     Ok(Payload { changes })
+}
+
+/// Replaces every U+0000 in the strings (and keys) of `v` with U+FFFD. JSON allows `\u0000`
+/// but Postgres' `text` and `jsonb` cannot hold it: a signed message containing one must still
+/// be stored (the raw POST keeps the exact bytes).
+pub fn replace_nul(v: &mut Value) {
+    const NUL: char = '\u{0}';
+    match v {
+        Value::String(s) if s.contains(NUL) => *s = s.replace(NUL, "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(map) => {
+            if map.keys().any(|k| k.contains(NUL)) {
+                *map = std::mem::take(map).into_iter().map(|(k, v)| (k.replace(NUL, "\u{FFFD}"), v)).collect();
+            }
+            map.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
 }
 
 fn parse_change(change: &Value) -> Change {
@@ -336,6 +355,16 @@ mod tests {
 
     // Meta's text example (reference §1.7), verbatim.
     const TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=","timestamp":"1749416383","type":"text","text":{"body":"Does it come in another color?"}}]},"field":"messages"}]}]}"#;
+
+    #[test]
+    fn nul_characters_become_replacement_characters() {
+        let body = TEXT.replace("Does it come", "Does\\u0000it come").replace("\"profile\"", "\"pro\\u0000file\"");
+        let payload = parse(body.as_bytes()).unwrap();
+        let m = &payload.changes[0].messages[0];
+        assert_eq!(m.text.as_deref(), Some("Does\u{FFFD}it come in another color?"));
+        assert!(!m.raw.to_string().contains("\\u0000"));
+        assert!(!serde_json::to_string(&m.raw).unwrap().contains('\u{0}'));
+    }
 
     #[test]
     fn parses_metas_text_example() {

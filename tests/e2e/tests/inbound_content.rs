@@ -257,12 +257,12 @@ fn conversations_show_last_message_unread_count_and_the_24_hour_window() {
     };
     let r = row(&mut db);
     assert_eq!(
-        (r.get::<_, String>(0), r.get::<_, i64>(1), r.get::<_, bool>(2), r.get::<_, bool>(3)),
+        (r.get::<_, String>(0), r.get::<_, i32>(1), r.get::<_, bool>(2), r.get::<_, bool>(3)),
         ("two".into(), 2, true, true)
     );
     db.execute("SELECT wa_send_text($1, '16505558007', 'answer')", &[&ch.name]).unwrap();
     let r = row(&mut db);
-    assert_eq!((r.get::<_, String>(0), r.get::<_, i64>(1)), ("answer".into(), 0));
+    assert_eq!((r.get::<_, String>(0), r.get::<_, i32>(1)), ("answer".into(), 0));
     // A customer who wrote 25 hours ago: the window is closed.
     let old =
         payloads::text_message(&ch.phone_number_id, "wamid.conv.old", "16505558008", "Eli", "late", now - 25 * 3600);

@@ -1,0 +1,71 @@
+//! The maintenance worker: deletes what has outlived its retention, off the webhook and
+//! delivery paths. Raw webhook POSTs (`wa_webhook_events`) are kept for
+//! `whatsapp_channel.webhook_event_retention`, downloaded media bytes for
+//! `whatsapp_channel.media_retention`. Rows go in small batches, each its own short
+//! transaction, so that neither the listener nor the delivery worker ever waits for a purge.
+//!
+//! Nothing that deduplicates depends on what is purged: a redelivered message or status is
+//! recognised by the UNIQUE constraints of `wa_messages` and `wa_message_statuses`.
+
+use crate::{guc, store};
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::prelude::*;
+use std::time::Duration;
+
+/// Rows per purge transaction: small enough that a batch takes milliseconds.
+const BATCH: i64 = 1000;
+/// How often the worker looks for expired rows (and at once after a configuration reload).
+const EVERY: Duration = Duration::from_secs(60);
+/// Pause between two batches while more are due, so a large backlog is spread out.
+const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let database = guc::string(&guc::DATABASE, "postgres");
+    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    log!("whatsapp_channel: maintenance worker started, database \"{database}\"");
+    loop {
+        if !purge_expired() {
+            return; // SIGTERM during a purge
+        }
+        if !BackgroundWorker::wait_latch(Some(EVERY)) {
+            return;
+        }
+        if BackgroundWorker::sighup_received() {
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        }
+    }
+}
+
+/// Deletes every expired row, a batch at a time; `false` if asked to stop meanwhile.
+fn purge_expired() -> bool {
+    let events = guc::WEBHOOK_EVENT_RETENTION_S.get();
+    let media = guc::MEDIA_RETENTION_S.get();
+    for (what, retention, purge) in [
+        ("webhook events", events, store::purge_webhook_events as fn(i32, i64) -> Option<i64>),
+        ("media contents", media, store::purge_media_contents),
+    ] {
+        if retention <= 0 {
+            continue; // 0: keep forever
+        }
+        let mut total = 0;
+        loop {
+            let Some(n) = BackgroundWorker::transaction(|| purge(retention, BATCH)) else {
+                break; // the extension is not installed (yet) in this database
+            };
+            total += n;
+            if n < BATCH {
+                break;
+            }
+            if !BackgroundWorker::wait_latch(Some(BETWEEN_BATCHES)) {
+                return false;
+            }
+        }
+        if total > 0 {
+            log!("whatsapp_channel: deleted {total} {what} older than {retention} s (retention)");
+        }
+    }
+    true
+}
