@@ -110,7 +110,7 @@ CREATE TABLE wa_messages (
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
 
-    -- Queryable columns derived from the payload by _wa_message_columns() (sql/functions.sql),
+    -- Queryable columns derived from the payload by _wa_message_columns() (sql/model.sql),
     -- the same way for inbound messages and outbound requests (both carry Meta's
     -- "<type>": {...} object), and for events re-processed after an upgrade. (Not generated
     -- columns: Postgres re-reads those expressions for every INSERT, which cost more than half

@@ -1,11 +1,17 @@
 //! whatsapp_channel: a WhatsApp Cloud API channel inside PostgreSQL.
 //!
-//! The data path, in the order a message travels:
-//! - inbound: [`webhook_http`] (HTTP threads, no Postgres calls: routing, body limits,
-//!   signatures, parsing) hands verified payloads to [`webhook_listener`] (the worker's main
-//!   thread), which stores them through [`store`] and answers 200 only after COMMIT;
-//! - outbound: `wa_send_text()` (in `sql/functions.sql`) queues a row and [`wake`]s
-//!   [`delivery`] at commit; it sends through [`graph_client`] and records the result via [`store`].
+//! The folders follow the data path:
+//! - [`inbound`]: the webhook listener. [`inbound::http`] (HTTP threads, no Postgres calls:
+//!   routing, body limits, signatures, parsing) hands verified payloads to
+//!   [`inbound::listener`] (the worker's main thread), which stores them through the one write
+//!   path of [`inbound`] and [`store`] and answers 200 only after COMMIT;
+//! - [`outbound`]: `wa_send_text()` (SQL) queues a row and [`outbound::wake`]s the
+//!   [`outbound::delivery`] worker at commit; it sends through the [`outbound::sender_pool`] and
+//!   records the result via [`store`];
+//! - [`maintenance`]: the worker that deletes what outlived its retention;
+//! - [`api`]: the SQL functions written in Rust; [`store`]: every SQL statement run from Rust;
+//! - [`pg`]: what the workers need from Postgres itself: settings, subtransactions, sleeping on
+//!   the latch.
 //!
 //! Pure logic (signatures, phone numbers, payloads, Graph API bodies and errors) lives in the
 //! `whatsapp_cloud` crate and is unit-tested without Postgres.
@@ -15,39 +21,37 @@ use pgrx::prelude::*;
 use std::time::Duration;
 
 mod api;
-mod delivery;
-mod graph_client;
-mod graph_session;
-mod guc;
 mod inbound;
 mod maintenance;
-mod media;
+mod outbound;
+mod pg;
 mod store;
-mod subtransaction;
-mod templates;
-mod wake;
-mod wakeup;
-mod webhook_http;
-mod webhook_listener;
 
 ::pgrx::pg_module_magic!();
 
+// The SQL half, by concern: tables first, privileges last (once every function exists), and
+// in between the files that define functions, views and triggers, in a fixed order.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
-pgrx::extension_sql_file!("../sql/functions.sql", name = "functions", finalize);
+pgrx::extension_sql_file!("../sql/model.sql", name = "model");
+pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["model"]);
+pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
+pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound"]);
+pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["media"]);
+pgrx::extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 /// After a failure, a worker is started again this long later by the postmaster.
 const RESTART_AFTER: Duration = Duration::from_secs(5);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
-    guc::init();
+    pg::guc::init();
     // Workers and shared memory exist only when preloaded; without preloading, the SQL
     // functions still work (wa_verify_signature, wa_add_channel, queueing), and the server
     // log says why nothing is received or sent.
     if unsafe { !pg_sys::process_shared_preload_libraries_in_progress || pg_sys::IsBinaryUpgrade } {
         return;
     }
-    wake::init_shared_memory();
+    outbound::wake::init_shared_memory();
     BackgroundWorkerBuilder::new("whatsapp_channel webhook listener")
         .set_type("whatsapp_channel webhook listener")
         .set_library("whatsapp_channel")

@@ -7,7 +7,8 @@
 //! Nothing that deduplicates depends on what is purged: a redelivered message or status is
 //! recognised by the UNIQUE constraints of `wa_messages` and `wa_message_statuses`.
 
-use crate::{guc, store};
+use crate::pg::guc;
+use crate::store;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use std::time::Duration;

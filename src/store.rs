@@ -1,6 +1,6 @@
 //! Every SQL statement the extension runs from Rust, in one place. All values are bound
 //! parameters; no statement is ever built from input. Most logic is in the SQL procedures
-//! of `sql/functions.sql`: this module only calls them and reads their answers.
+//! of `sql/` (inbound.sql, outbound.sql, media.sql): this module only calls them and reads their answers.
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;

@@ -4,7 +4,7 @@
 //! payload to the worker's main thread and wait for its answer, which comes only after COMMIT.
 //! Log lines go to the main thread too, so they land in the server log.
 
-use crate::wakeup::Waker;
+use crate::pg::wakeup::Waker;
 use bounded_http::{Limits, Request, Response};
 use std::collections::HashMap;
 use std::net::TcpListener;

@@ -1,9 +1,16 @@
-//! What storing a verified webhook means, shared by the listener (live POSTs) and
-//! `wa_replay_webhook_events()` (stored POSTs, after an upgrade that parses more). Everything
-//! is keyed by Meta's ids, so storing the same payload again adds nothing.
+//! The inbound path. [`http`]'s threads read, verify and parse requests and never call
+//! Postgres; [`listener`], the worker's main thread, stores what they hand over and answers
+//! after COMMIT. This module says what storing a verified webhook means, for the listener (live
+//! POSTs) and `wa_replay_webhook_events()` (stored POSTs, after an upgrade that parses more):
+//! one write path, set-based for a batch and the same for a single item. Everything is keyed by
+//! Meta's ids, so storing the same payload again adds nothing.
 
-use crate::webhook_http::{self, ChannelKeys};
-use crate::{store, subtransaction};
+pub mod http;
+pub mod listener;
+
+use crate::pg::subtransaction;
+use crate::store;
+use http::ChannelKeys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
 use whatsapp_cloud::webhook::{Contact, Message, Payload, Status};
@@ -75,7 +82,7 @@ impl Item<'_> {
 }
 
 /// The messages and statuses of `payload` routed to their channels (see
-/// [`crate::webhook_http::route`]), in order; and the `phone_number_id`s no channel of this app
+/// [`http::route`]), in order; and the `phone_number_id`s no channel of this app
 /// has. Template status changes are not items (see [`store_payload`]).
 pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i64>) -> (Vec<Item<'a>>, Vec<String>) {
     let mut items = Vec::new();
@@ -131,7 +138,7 @@ impl Batch {
 }
 
 /// Stores every message and status of `payload`, received as event `event_id`; `route` maps a
-/// change's `phone_number_id` to the channel it belongs to (see [`crate::webhook_http::route`]).
+/// change's `phone_number_id` to the channel it belongs to (see [`http::route`]).
 /// All items at once; if that fails, each item again in a subtransaction of its own, through
 /// the same write path, so that a bad item costs only itself.
 pub fn store_payload(
@@ -249,8 +256,7 @@ pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<
                 continue;
             }
             let Ok(payload) = whatsapp_cloud::webhook::parse(&event.body) else { continue };
-            let stored =
-                store_payload(channel.id, event.id, &payload, |pnid| webhook_http::route(&channels, channel, pnid));
+            let stored = store_payload(channel.id, event.id, &payload, |pnid| http::route(&channels, channel, pnid));
             totals.events += 1;
             totals.new_messages += stored.new_messages;
             totals.new_statuses += stored.new_statuses;

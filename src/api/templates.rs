@@ -1,8 +1,8 @@
 //! Message templates: reading them from the business account, and what a send must give.
-//! The checks before sending are SQL (`_wa_check_template` in sql/functions.sql).
+//! The checks before sending are SQL (`_wa_check_template` in sql/outbound.sql).
 
+use crate::api::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
 use crate::api::raise;
-use crate::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use whatsapp_cloud::graph_api;

@@ -1,8 +1,8 @@
 //! Outbound media: uploading a file to get a media id. (Inbound media is downloaded by the
-//! delivery worker: see `delivery.rs` and `graph_client.rs`.)
+//! delivery worker: see `outbound/delivery.rs` and `outbound/sender_pool.rs`.)
 
+use crate::api::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
 use crate::api::raise;
-use crate::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use whatsapp_cloud::graph_api;

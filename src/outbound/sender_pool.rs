@@ -3,7 +3,7 @@
 //! the results (in a new transaction) after: no transaction is open while a request is in
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
-use crate::wakeup::Waker;
+use crate::pg::wakeup::Waker;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};

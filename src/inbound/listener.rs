@@ -1,11 +1,12 @@
 //! The webhook listener worker's main thread: the only thread that touches Postgres. It binds
-//! the socket, starts the HTTP threads ([`crate::webhook_http`]), and then stores what they
+//! the socket, starts the HTTP threads ([`crate::inbound::http`]), and then stores what they
 //! hand over. Requests that arrive together share one transaction (group commit), each in its
 //! own subtransaction; every request is answered only after that transaction has committed.
 
 use crate::inbound::Counts;
-use crate::webhook_http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
-use crate::{guc, inbound, store, subtransaction, wakeup};
+use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
+use crate::pg::{guc, subtransaction, wakeup};
+use crate::{inbound, store};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -48,13 +49,13 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
     shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
     let (waker, mut wakeups) = wakeup::pair();
     let max_connections = usize::try_from(guc::MAX_CONNECTIONS.get()).unwrap_or(256);
-    let jobs = match webhook_http::start(listener, shared.clone(), waker, QUEUE, max_connections) {
+    let jobs = match http::start(listener, shared.clone(), waker, QUEUE, max_connections) {
         Ok(jobs) => jobs,
         Err(e) => error!("whatsapp_channel: cannot start the webhook server: {e}"),
     };
     log!(
         "whatsapp_channel: webhook listener on http://{address}{}<channel>, database \"{database}\"",
-        webhook_http::PATH_PREFIX
+        http::PATH_PREFIX
     );
 
     let mut listener = Listener { shared, last_reload: None, installed: false };
@@ -163,7 +164,7 @@ impl Listener {
         unsafe { pg_sys::pgstat_report_stat(false) };
     }
 
-    /// Counts the rejections whose log lines were held back (see webhook_http's Throttle).
+    /// Counts the rejections whose log lines were held back (see the Throttle in inbound/http.rs).
     fn count_held_back(&self) {
         let held: Vec<_> = self.shared.throttle.take_held().into_iter().filter(|(id, ..)| *id != 0).collect();
         if held.is_empty() || !self.installed {

@@ -1,5 +1,9 @@
 //! SQL functions written in Rust. Each is a thin shell around a pure function of the
-//! `whatsapp_cloud` crate; what is only SQL lives in `sql/functions.sql`.
+//! `whatsapp_cloud` crate; what is only SQL lives in `sql/`.
+
+pub mod graph_session;
+mod media;
+mod templates;
 
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -81,7 +85,7 @@ fn request(built: Result<serde_json::Value, graph_api::InvalidMessage>) -> JsonB
 }
 
 // The Graph API bodies, one per kind, built by the pure functions of `whatsapp_cloud::graph_api`
-// (unit-tested there) for the SQL functions wa_send_*() in sql/functions.sql.
+// (unit-tested there) for the SQL functions wa_send_*() in sql/outbound.sql.
 
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_text_request(recipient: &str, body: &str, reply_to: Option<&str>, preview_url: default!(bool, false)) -> JsonB {
@@ -141,7 +145,7 @@ fn _wa_check_access_token(access_token: &str) {
 /// Wakes the delivery worker when the calling transaction commits.
 #[pg_extern(volatile)]
 fn _wa_wake_delivery() {
-    crate::wake::delivery_at_commit();
+    crate::outbound::wake::delivery_at_commit();
 }
 
 /// Re-processes stored webhook events (all, or ids `first_id` to `last_id`, of one channel or

@@ -1,0 +1,355 @@
+-- whatsapp_channel: the inbound store, called by the webhook listener (and by replay).
+--
+-- Every function pins search_path and qualifies the extension's objects with @extschema@,
+-- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
+
+-- ---------------------------------------------------------------------------------------------
+-- Store procedures for the webhook listener
+--
+-- One write path per kind of data: _wa_receive_messages() stores messages of every kind and
+-- _wa_receive_statuses() stores statuses, each for a whole batch of webhooks in a few
+-- set-based statements. When a batch fails, the listener calls the same functions again with
+-- one item each, in a subtransaction per item. Every lookup is by a unique or primary key
+-- (as a scalar subquery or an aggregated LATERAL, which the planner cannot turn into a scan of
+-- a large table), so storing a message costs the same on a year of traffic as on an empty
+-- database. The result does not depend on how items were grouped: statuses are applied by
+-- rank whatever order they arrive in, and an edit or revoke that arrives before its message
+-- is applied when the message comes.
+
+-- The contact of a sender: by WhatsApp id first, else by BSUID.
+CREATE FUNCTION _wa_contact_of(channel bigint, p_wa_id text, p_user_id text) RETURNS bigint
+LANGUAGE sql STABLE
+RETURN COALESCE((SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = channel AND k.wa_id = p_wa_id),
+                (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = channel AND k.user_id = p_user_id));
+
+-- Meta's unix timestamp as a timestamptz; NULL for one no timestamptz can hold (the raw
+-- payload keeps it): a signed message is never refused for its timestamp.
+CREATE FUNCTION _wa_unix_time(ts double precision) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN CASE WHEN ts >= 0 AND ts < 253402300800 THEN pg_catalog.to_timestamp(ts) END;
+
+-- Stores inbound messages of every kind, one row per element of the arrays (in order).
+-- Contacts are found or created (by WhatsApp id, else by BSUID) and kept current; each new
+-- message gets its derived columns, a media download job if it has media, its conversation
+-- moved forward and a wa_message notification. A redelivered wamid adds nothing. An identity
+-- change (a system message) is applied after the other rows of the call: the listener ends a
+-- call after each one, so that later messages see it. Returns how many messages were new.
+CREATE FUNCTION _wa_receive_messages(
+    channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Each statement below joins a batch (tens to thousands of rows) to tables of millions: only
+-- nested loops over their unique indexes keep that independent of the tables' size, whatever
+-- the statistics of the session-local staging table say. (No JIT: nothing here runs long.)
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+AS $$
+DECLARE
+    added      integer;
+    media_jobs integer;
+    changed    bigint[];
+BEGIN
+    -- A session-local staging table, so the batch is unnested once and read several times.
+    IF pg_catalog.to_regclass('pg_temp._wa_incoming') IS NULL THEN
+        CREATE TEMP TABLE _wa_incoming (
+            ord bigint, channel_id bigint, event_id bigint, wamid text, wa_id text, user_id text, name text, username text,
+            type text, body text, sent_at timestamptz, payload jsonb, contact_id bigint) ON COMMIT DELETE ROWS;
+    END IF;
+    DELETE FROM pg_temp._wa_incoming;
+    INSERT INTO pg_temp._wa_incoming
+    SELECT u.ord, u.ch, u.ev, u.wamid, u.wa, u.uid, u.nm, u.un, u.ty, u.bd, @extschema@._wa_unix_time(u.ts), u.pl,
+           @extschema@._wa_contact_of(u.ch, u.wa, u.uid)
+      FROM unnest(channels, events, wamids, froms, from_user_ids, names, usernames, types, bodies, sent_ats, payloads)
+           WITH ORDINALITY AS u(ch, ev, wamid, wa, uid, nm, un, ty, bd, ts, pl, ord);
+
+    -- Senders seen for the first time, in the order they wrote: a later row that shares an id
+    -- with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and joins
+    -- that contact below, exactly as if the rows had been stored one by one.
+    IF EXISTS (SELECT 1 FROM pg_temp._wa_incoming i WHERE i.contact_id IS NULL AND (i.wa_id IS NOT NULL OR i.user_id IS NOT NULL)) THEN
+        INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
+        SELECT i.channel_id, i.wa_id, i.user_id,
+               (pg_catalog.array_agg(i.name ORDER BY i.ord DESC) FILTER (WHERE i.name IS NOT NULL))[1],
+               (pg_catalog.array_agg(i.username ORDER BY i.ord DESC) FILTER (WHERE i.username IS NOT NULL))[1],
+               -- A system notice is not the customer writing: it does not open the 24-hour window.
+               pg_catalog.max(COALESCE(i.sent_at, pg_catalog.now())) FILTER (WHERE i.type <> 'system')
+          FROM pg_temp._wa_incoming i
+         WHERE i.contact_id IS NULL AND (i.wa_id IS NOT NULL OR i.user_id IS NOT NULL)
+         GROUP BY i.channel_id, i.wa_id, i.user_id
+         ORDER BY pg_catalog.min(i.ord)
+        ON CONFLICT DO NOTHING;
+        UPDATE pg_temp._wa_incoming i SET contact_id = @extschema@._wa_contact_of(i.channel_id, i.wa_id, i.user_id)
+         WHERE i.contact_id IS NULL AND (i.wa_id IS NOT NULL OR i.user_id IS NOT NULL);
+    END IF;
+
+    -- Keep every sender's contact current: the newest profile name and username given, the
+    -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
+    -- then the two stay apart rather than every later message failing). A row is only
+    -- rewritten when something changed.
+    UPDATE @extschema@.wa_contacts k
+       SET wa_id = COALESCE(k.wa_id, s.free_wa_id),
+           user_id = COALESCE(k.user_id, s.free_user_id),
+           profile_name = COALESCE(s.name, k.profile_name),
+           username = COALESCE(s.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, s.seen),
+           updated_at = pg_catalog.now()
+      FROM (SELECT g.*,
+                   CASE WHEN g.wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.wa_id = g.wa_id) THEN g.wa_id END AS free_wa_id,
+                   CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.user_id = g.user_id) THEN g.user_id END AS free_user_id
+              FROM (SELECT i.contact_id, pg_catalog.min(i.channel_id) AS channel_id,
+                           (pg_catalog.array_agg(i.wa_id ORDER BY i.ord DESC) FILTER (WHERE i.wa_id IS NOT NULL))[1] AS wa_id,
+                           (pg_catalog.array_agg(i.user_id ORDER BY i.ord DESC) FILTER (WHERE i.user_id IS NOT NULL))[1] AS user_id,
+                           (pg_catalog.array_agg(i.name ORDER BY i.ord DESC) FILTER (WHERE i.name IS NOT NULL))[1] AS name,
+                           (pg_catalog.array_agg(i.username ORDER BY i.ord DESC) FILTER (WHERE i.username IS NOT NULL))[1] AS username,
+                           pg_catalog.max(COALESCE(i.sent_at, pg_catalog.now())) FILTER (WHERE i.type <> 'system') AS seen
+                      FROM pg_temp._wa_incoming i WHERE i.contact_id IS NOT NULL
+                     GROUP BY i.contact_id) g) s
+     WHERE k.id = s.contact_id
+       AND ((k.wa_id IS NULL AND s.free_wa_id IS NOT NULL)
+         OR (k.user_id IS NULL AND s.free_user_id IS NOT NULL)
+         OR k.profile_name IS DISTINCT FROM COALESCE(s.name, k.profile_name)
+         OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
+         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
+
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                         edited_at, revoked_at,
+                                         media_id, media_mime_type, media_sha256, media_filename,
+                                         voice, latitude, longitude, location_name, location_address,
+                                         reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                         reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                         button_payload, order_items, shared_contacts, system_type,
+                                         original_wamid)
+        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id, i.sent_at,
+               later.edited_at, later.revoked_at, d.*
+          FROM pg_temp._wa_incoming i
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
+         -- An edit or revoke of this message that arrived before it.
+         CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
+                                    pg_catalog.min(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'revoke') AS revoked_at
+                               FROM @extschema@.wa_messages e
+                              WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
+         ORDER BY i.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING id, channel_id, contact_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.*, pg_catalog.count(*) OVER (PARTITION BY ins.contact_id) AS unread
+                  FROM ins WHERE ins.contact_id IS NOT NULL
+                 ORDER BY ins.contact_id, ins.id DESC) n
+         -- (In contact order, so that concurrent writers lock conversations in the same order.)
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    )
+    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id)::text)),
+           (SELECT pg_catalog.count(*) FROM media),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
+             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
+      INTO added, media_jobs, changed
+      FROM (SELECT ins.id, c.name, ins.type, ins.contact_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
+             ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    IF changed IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_message_changes(changed);
+    END IF;
+    RETURN added;
+END
+$$;
+
+-- What new messages change in rows stored before them: a system notice that the customer's
+-- number or BSUID changed moves their contact to it; an edit or revoke marks the original
+-- (if it arrived already; otherwise the original is marked when it comes).
+CREATE FUNCTION _wa_apply_message_changes(message_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN SELECT x.* FROM @extschema@.wa_messages x WHERE x.id = ANY (message_ids) ORDER BY x.id LOOP
+        IF m.type = 'system' AND m.contact_id IS NOT NULL THEN
+            PERFORM @extschema@._wa_apply_identity_change(m.contact_id, m.payload -> 'system');
+        ELSIF m.type = 'revoke' THEN
+            UPDATE @extschema@.wa_messages o SET revoked_at = COALESCE(m.sent_at, m.created_at), updated_at = pg_catalog.now()
+             WHERE o.channel_id = m.channel_id AND o.wamid = m.original_wamid AND o.revoked_at IS NULL;
+        ELSIF m.type = 'edit' THEN
+            -- (The latest edit, whichever order edits arrive in.)
+            UPDATE @extschema@.wa_messages o SET edited_at = greatest(o.edited_at, COALESCE(m.sent_at, m.created_at)), updated_at = pg_catalog.now()
+             WHERE o.channel_id = m.channel_id AND o.wamid = m.original_wamid;
+        END IF;
+    END LOOP;
+END
+$$;
+
+-- Moves the outbound messages of these (channel, wamid) pairs to what their stored statuses
+-- (wa_message_statuses) say: the highest-ranked status ('failed' ends it), and the time of
+-- each status the message has a column for. Derived from the whole history, so the result
+-- is the same whatever order and grouping the statuses arrived in. Notifies wa_status for
+-- each message whose status moved. Returns how many moved.
+CREATE FUNCTION _wa_apply_statuses(channels bigint[], wamids text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    WITH target AS (
+        SELECT m.id AS message_id, m.wamid, h.*,
+               m.status <> 'failed' AND @extschema@._wa_status_rank(m.status) < @extschema@._wa_status_rank(h.top) AS moves
+          FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) key
+         CROSS JOIN LATERAL (SELECT x.id, x.wamid, x.status FROM @extschema@.wa_messages x
+                              WHERE x.channel_id = key.ch AND x.wamid = key.w AND x.direction = 'outbound' LIMIT 1) m
+         CROSS JOIN LATERAL (
+               SELECT (pg_catalog.array_agg(s.status ORDER BY @extschema@._wa_status_rank(s.status) DESC))[1] AS top,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'delivered') AS delivered_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'read') AS read_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'failed') AS failed_at,
+                      (pg_catalog.array_agg(s.error_code) FILTER (WHERE s.status = 'failed'))[1] AS error_code,
+                      (pg_catalog.array_agg(s.error_title) FILTER (WHERE s.status = 'failed'))[1] AS error_title,
+                      (pg_catalog.array_agg(s.error_details) FILTER (WHERE s.status = 'failed'))[1] AS error_details
+                 FROM @extschema@.wa_message_statuses s
+                WHERE s.channel_id = key.ch AND s.wamid = key.w) h
+         WHERE h.top IS NOT NULL
+    ), upd AS (
+        UPDATE @extschema@.wa_messages m
+           SET status = CASE WHEN t.moves THEN t.top ELSE m.status END,
+               delivered_at = COALESCE(m.delivered_at, t.delivered_at),
+               read_at = COALESCE(m.read_at, t.read_at),
+               failed_at = CASE WHEN t.moves AND t.top = 'failed' THEN t.failed_at ELSE m.failed_at END,
+               error_code = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_code ELSE m.error_code END,
+               error_title = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_title ELSE m.error_title END,
+               error_details = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_details ELSE m.error_details END,
+               error_hint = CASE WHEN t.moves AND t.top = 'failed' THEN @extschema@.wa_error_hint(t.error_code) ELSE m.error_hint END,
+               updated_at = pg_catalog.now()
+          FROM target t
+         WHERE m.id = t.message_id
+           AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL))
+        RETURNING m.id, m.wamid, m.status, t.moves
+    )
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
+               'id', n.id, 'wamid', n.wamid, 'status', n.status)::text))
+      INTO moved
+      FROM (SELECT upd.* FROM upd WHERE upd.moves ORDER BY upd.id) n;
+    RETURN moved;
+END
+$$;
+
+-- Keeps status webhooks in the history (once per wamid and status) and applies the new ones
+-- to their messages; returns how many were new. A status for a wamid not recorded yet (the
+-- delivery worker has not recorded the send) waits in the history: _wa_mark_sent applies it.
+CREATE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
+                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+AS $$
+DECLARE
+    new_channels bigint[];
+    new_wamids   text[];
+BEGIN
+    -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
+    -- send is being recorded would be seen by neither transaction and never applied. In wamid
+    -- order (bytewise, as the delivery worker records sends), so the two cannot deadlock.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(u.ch, u.w) AS lock
+               FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
+              ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details, payload)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pl
+          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, ord)
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid, status) DO NOTHING
+        RETURNING channel_id, wamid
+    )
+    SELECT pg_catalog.array_agg(new.channel_id), pg_catalog.array_agg(new.wamid) INTO new_channels, new_wamids FROM new;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+-- A customer changed their number (user_changed_number: system.wa_id is the new one) or their
+-- business-scoped id (user_changed_user_id: system.user_id). The contact keeps its history; if
+-- the new id already belongs to another contact of the channel, both stay as they are.
+CREATE FUNCTION _wa_apply_identity_change(contact bigint, sys jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k @extschema@.wa_contacts;
+BEGIN
+    SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.id = contact;
+    IF sys ->> 'type' = 'user_changed_number' AND sys ->> 'wa_id' IS NOT NULL THEN
+        UPDATE @extschema@.wa_contacts x SET wa_id = sys ->> 'wa_id', updated_at = pg_catalog.now()
+         WHERE x.id = contact
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.wa_id = sys ->> 'wa_id');
+    ELSIF sys ->> 'type' = 'user_changed_user_id' AND sys ->> 'user_id' IS NOT NULL THEN
+        UPDATE @extschema@.wa_contacts x SET user_id = sys ->> 'user_id', updated_at = pg_catalog.now()
+         WHERE x.id = contact
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.user_id = sys ->> 'user_id');
+    END IF;
+END
+$$;
+
+-- Counts what the listener saw for a channel (see wa_channel_counters).
+CREATE FUNCTION _wa_count(channel bigint, p_kind text, p_detail text, n bigint DEFAULT 1) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO @extschema@.wa_channel_counters AS k (channel_id, kind, count, last_at, last_detail)
+    VALUES (channel, p_kind, n, pg_catalog.now(), p_detail)
+    ON CONFLICT (channel_id, kind) DO UPDATE
+       SET count = k.count + n, last_at = pg_catalog.now(), last_detail = COALESCE(p_detail, k.last_detail);
+END
+$$;
+
+-- Applies a template status webhook (message_template_status_update) to the templates of the
+-- channels of that business account which share the posting channel's app.
+CREATE FUNCTION _wa_apply_template_status(posting_channel bigint, business_account text, p_name text, p_language text,
+                                          p_status text, p_template_id text, p_reason text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, template_id, reason)
+    SELECT c.id, p_name, p_language, p_status, p_template_id, p_reason
+      FROM @extschema@.wa_channels c
+      JOIN @extschema@.wa_channel_secrets s ON s.channel_id = c.id
+     WHERE c.waba_id = business_account
+       AND s.app_secret = (SELECT p.app_secret FROM @extschema@.wa_channel_secrets p WHERE p.channel_id = posting_channel)
+    ON CONFLICT (channel_id, name, language) DO UPDATE
+       SET status = excluded.status, template_id = COALESCE(excluded.template_id, t.template_id),
+           reason = excluded.reason, updated_at = pg_catalog.now();
+END
+$$;

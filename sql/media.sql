@@ -1,0 +1,70 @@
+-- whatsapp_channel: media downloads (done by the delivery worker) and their bytes.
+--
+-- Every function pins search_path and qualifies the extension's objects with @extschema@,
+-- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
+
+-- ---------------------------------------------------------------------------------------------
+-- Media downloads (done by the delivery worker)
+
+CREATE FUNCTION _wa_claim_media(max_jobs integer, default_version text)
+RETURNS TABLE (message_id bigint, media_id text, expected_sha256 text, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH due AS (
+        SELECT j.message_id FROM @extschema@.wa_media j
+         WHERE j.status = 'pending' AND j.next_attempt_at <= pg_catalog.now()
+         ORDER BY j.next_attempt_at LIMIT max_jobs
+    )
+    UPDATE @extschema@.wa_media j
+       SET status = 'downloading', attempts = j.attempts + 1, updated_at = pg_catalog.now()
+      FROM due, @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE j.message_id = due.message_id AND c.id = j.channel_id AND s.channel_id = c.id
+    RETURNING j.message_id, j.media_id, j.expected_sha256, j.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token;
+END
+$$;
+
+-- Records the end of a download job: 'done' (with the bytes, unless only metadata is kept),
+-- 'failed' or 'skipped'; or back to 'pending' after `retry_in` seconds. Notifies wa_media.
+CREATE FUNCTION _wa_finish_media(p_message_id bigint, p_status text, p_mime_type text, p_sha256 text, p_size bigint,
+                                 p_content bytea, p_error text, retry_in double precision) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF retry_in IS NOT NULL THEN
+        UPDATE @extschema@.wa_media j
+           SET status = 'pending', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => retry_in),
+               error = p_error, updated_at = pg_catalog.now()
+         WHERE j.message_id = p_message_id AND j.status = 'downloading';
+        RETURN;
+    END IF;
+    UPDATE @extschema@.wa_media j
+       SET status = p_status, mime_type = COALESCE(p_mime_type, j.mime_type), sha256 = p_sha256, size = p_size,
+           content = p_content, error = p_error, updated_at = pg_catalog.now()
+     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_media', pg_catalog.json_build_object('message_id', p_message_id, 'status', p_status)::text);
+    END IF;
+END
+$$;
+
+-- Downloads interrupted by a restart go back to the queue.
+CREATE FUNCTION _wa_requeue_media() RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_media j SET status = 'pending', updated_at = pg_catalog.now() WHERE j.status = 'downloading';
+END;
+
+-- The bytes of a message's media, once downloaded (NULL before, or if they were not kept).
+CREATE FUNCTION wa_media_content(message_id bigint) RETURNS bytea
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT j.content FROM @extschema@.wa_media j WHERE j.message_id = wa_media_content.message_id AND j.status = 'done';
+END;

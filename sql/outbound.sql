@@ -1,0 +1,582 @@
+-- whatsapp_channel: the outbound path: the send functions of the SQL API, the enqueue, and the
+-- store procedures of the delivery worker.
+--
+-- Every function pins search_path and qualifies the extension's objects with @extschema@,
+-- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
+
+-- ---------------------------------------------------------------------------------------------
+-- API
+
+CREATE FUNCTION wa_webhook_url(channel text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := nullif(pg_catalog.current_setting('whatsapp_channel.public_url', true), '');
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.wa_channels c WHERE c.name = channel) THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    IF base IS NULL THEN
+        base := 'http://' || coalesce(pg_catalog.current_setting('whatsapp_channel.listen_address', true), '127.0.0.1:8080');
+        RAISE NOTICE 'whatsapp_channel.public_url is not set: this URL is only reachable from this machine'
+            USING HINT = 'Meta needs a public https URL: put a TLS proxy or tunnel in front of whatsapp_channel.listen_address and set whatsapp_channel.public_url to its address.';
+    END IF;
+    RETURN pg_catalog.rtrim(base, '/') || '/webhook/' || channel;
+END
+$$;
+
+-- The channel a message may be queued on, and the customer it goes to: no row when the channel
+-- is unknown or disabled, or when the customer's 24-hour window is closed to this type of
+-- message (Meta accepts free-form messages only within 24 hours of the customer's last
+-- message; outside it they fail later with 131047: refused here, where the caller can act).
+-- The planner inlines it into _wa_enqueue's INSERTs.
+CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text)
+RETURNS TABLE (channel_id bigint, contact_id bigint)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT c.id, k.id
+      FROM @extschema@.wa_channels c
+      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at FROM @extschema@.wa_contacts k
+                          WHERE k.channel_id = c.id
+                            AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
+                                 OR k.user_id = _wa_enqueue_target.recipient)
+                          -- (two contacts match when a customer's phone and BSUID were seen apart)
+                          ORDER BY k.last_inbound_at DESC NULLS LAST
+                          LIMIT 1) k ON true
+     WHERE c.name = _wa_enqueue_target.channel AND c.enabled
+       AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
+            OR k.last_inbound_at >= pg_catalog.now() - interval '24 hours');
+END;
+
+-- Queues one outbound message after the checks every kind shares, in the caller's
+-- transaction, and wakes the delivery worker at commit. `recipient` is already normalised
+-- ('+E.164' or a BSUID); `request` is the Graph API body.
+CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    msg_id  bigint;
+    sends   boolean;
+    ch      @extschema@.wa_channels;
+    contact @extschema@.wa_contacts;
+BEGIN
+    -- One statement on the way in (the channel, the customer's 24-hour window and the row);
+    -- only when it inserts nothing are the rules checked one by one, to say which one refused.
+    IF p_type = 'text' THEN
+        -- Text, most of what an inbox sends, has one derived column (the message it replies
+        -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
+        -- cost a tenth of an enqueue (measured).
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, type, body, status, recipient, payload,
+                                              next_attempt_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
+        SELECT t.channel_id, t.contact_id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+               request -> 'context' ->> 'message_id', false, false, false
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
+        RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
+             INTO msg_id, sends;
+    ELSE
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, type, body, status, recipient, payload, next_attempt_at,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT t.channel_id, t.contact_id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
+        RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
+             INTO msg_id, sends;
+    END IF;
+    IF msg_id IS NOT NULL THEN
+        -- A paused channel's queue waits for wa_set_access_token() (or any change to the
+        -- channel, see wa_channels_wake): no need to wake the worker for it.
+        IF sends THEN
+            PERFORM @extschema@._wa_wake_delivery();
+        END IF;
+        RETURN msg_id;
+    END IF;
+
+    SELECT * INTO ch FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    IF NOT ch.enabled THEN
+        RAISE EXCEPTION 'channel % is disabled', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Enable it with UPDATE wa_channels SET enabled = true WHERE name = %L.', channel);
+    END IF;
+    SELECT * INTO contact FROM @extschema@.wa_contacts k
+     WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
+     ORDER BY k.last_inbound_at DESC NULLS LAST
+     LIMIT 1;
+    IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
+       OR contact.last_inbound_at >= pg_catalog.now() - interval '24 hours' THEN
+        -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
+        -- looked (a concurrent transaction): nothing refuses the message now, so the caller
+        -- only needs to try again.
+        RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
+    END IF;
+    RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', recipient,
+        CASE WHEN contact.last_inbound_at IS NULL THEN 'they have not written to channel ' || pg_catalog.quote_literal(channel)
+             ELSE 'their last message was at ' || contact.last_inbound_at::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(). '
+                  || 'To send anyway, UPDATE wa_channels SET allow_outside_window = true.';
+END
+$$;
+
+-- The send functions are PL/pgSQL rather than SQL: Postgres 15 plans the body of a SQL function
+-- that cannot be inlined on every call (a third of the cost of an enqueue, measured), while
+-- PL/pgSQL keeps its plans for the session.
+CREATE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url));
+END
+$$;
+
+CREATE FUNCTION wa_send_media(channel text, recipient text, kind text, link_or_media_id text,
+                              caption text DEFAULT NULL, filename text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    RETURN @extschema@._wa_enqueue(channel, to_, kind, caption,
+                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename));
+END
+$$;
+
+-- Refuses a template that the channel's synced templates (wa_sync_templates) show cannot be
+-- sent: unknown, not approved, or given the wrong number of body parameters. A channel whose
+-- templates were never synced is not checked.
+CREATE FUNCTION _wa_check_template(channel text, p_name text, p_language text, components jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id    bigint;
+    t        @extschema@.wa_templates;
+    expected integer;
+    given    integer;
+BEGIN
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF ch_id IS NULL OR NOT EXISTS (SELECT 1 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id) THEN
+        RETURN; -- unknown channels are refused by _wa_enqueue; unsynced ones are not checked
+    END IF;
+    SELECT * INTO t FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id AND x.name = p_name AND x.language = p_language;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'template % (%) is not a template of channel %', pg_catalog.quote_literal(p_name), p_language, pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Its templates: ' || (SELECT pg_catalog.string_agg(x.name || ' (' || x.language || ', ' || x.status || ')', ', ' ORDER BY x.name, x.language)
+                                                 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id)
+                      || '. Run wa_sync_templates(' || pg_catalog.quote_literal(channel) || ') if it was created since.';
+    END IF;
+    IF t.status <> 'APPROVED' THEN
+        RAISE EXCEPTION 'template % (%) is %, not APPROVED', pg_catalog.quote_literal(p_name), p_language, t.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = COALESCE('Meta''s reason: ' || t.reason || '. ', '') || 'Only approved templates can be sent; see WhatsApp Manager -> Message templates.';
+    END IF;
+    expected := @extschema@._wa_template_body_parameters(t.components);
+    given := @extschema@._wa_given_body_parameters(components);
+    IF expected <> given THEN
+        RAISE EXCEPTION 'template % (%) expects % body parameter(s), got %', pg_catalog.quote_literal(p_name), p_language, expected, given
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                    WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
+                      || '. Pass components => ''[{"type":"body","parameters":[{"type":"text","text":"..."}, ...]}]''.';
+    END IF;
+END
+$$;
+
+CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_check_template(channel, name, language, components);
+    RETURN @extschema@._wa_enqueue(channel, to_, 'template', name, @extschema@._wa_template_request(to_, name, language, components));
+END
+$$;
+
+CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', interactive #>> '{body,text}',
+                                   @extschema@._wa_interactive_request(to_, interactive));
+END
+$$;
+
+CREATE FUNCTION wa_send_location(channel text, recipient text, latitude double precision, longitude double precision,
+                                 name text DEFAULT NULL, address text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    RETURN @extschema@._wa_enqueue(channel, to_, 'location', name,
+                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address));
+END
+$$;
+
+-- The customer a message of this channel was exchanged with (who receives a reaction or a
+-- read receipt about it), as '+E.164' or BSUID.
+CREATE FUNCTION _wa_counterpart(channel text, message_wamid text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who text;
+BEGIN
+    SELECT CASE WHEN m.direction = 'outbound' THEN m.recipient
+                ELSE COALESCE('+' || k.wa_id, k.user_id) END
+      INTO who
+      FROM @extschema@.wa_messages m
+      JOIN @extschema@.wa_channels c ON c.id = m.channel_id
+      LEFT JOIN @extschema@.wa_contacts k ON k.id = m.contact_id
+     WHERE c.name = channel AND m.wamid = message_wamid;
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'no message % in channel %', message_wamid, pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'no_data_found', HINT = 'Pass the wamid of a message of this channel (wa_messages.wamid).';
+    END IF;
+    RETURN who;
+END
+$$;
+
+-- Reacts to a message with an emoji; an empty emoji removes the reaction.
+CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@._wa_counterpart(channel, message_wamid);
+BEGIN
+    RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji));
+END
+$$;
+
+-- Marks a received message (and those before it) as read, with a typing indicator if asked.
+CREATE FUNCTION wa_mark_read(channel text, message_wamid text, typing boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@._wa_counterpart(channel, message_wamid);
+BEGIN
+    RETURN @extschema@._wa_enqueue(channel, to_, 'mark_read', NULL, @extschema@._wa_mark_read_request(message_wamid, typing));
+END
+$$;
+
+-- Replaces a channel's access token (an expired temporary token, a rotated system-user token)
+-- and resumes a queue that a token error paused.
+CREATE FUNCTION wa_set_access_token(channel text, access_token text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint;
+BEGIN
+    PERFORM @extschema@._wa_check_access_token(access_token);
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF ch_id IS NULL THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
+    -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
+    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+END
+$$;
+
+-- Any change to a channel (resumed, enabled, a new rate limit) wakes the delivery worker at
+-- commit, so that its queue is looked at again at once.
+CREATE FUNCTION _wa_channel_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_wake_delivery();
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER wa_channels_wake AFTER INSERT OR UPDATE ON wa_channels
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
+
+-- A message queued for a customer moves their conversation forward (it is the last message,
+-- and nothing is unread once the business writes); a read receipt only clears the unread
+-- count. At COMMIT, as a deferred trigger, so that the conversation's row is locked only for
+-- the commit itself: an inbox transaction that stays open after wa_send_text() must not hold
+-- up the webhook listener, which updates the same row for every message the customer sends.
+CREATE FUNCTION _wa_outbound_conversation() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.type = 'mark_read' THEN
+        UPDATE @extschema@.wa_conversation_state s SET unread_count = 0
+         WHERE s.channel_id = NEW.channel_id AND s.contact_id = NEW.contact_id AND s.unread_count <> 0;
+    ELSE
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        VALUES (NEW.channel_id, NEW.contact_id, NEW.id, NEW.created_at, 'outbound', NEW.type, pg_catalog.left(NEW.body, 200), 0)
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = 0,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_messages
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.direction = 'outbound' AND NEW.contact_id IS NOT NULL)
+    EXECUTE FUNCTION _wa_outbound_conversation();
+
+-- ---------------------------------------------------------------------------------------------
+-- Store procedures for the delivery worker
+
+-- Claims the messages due now, at most one per recipient (the oldest queued one), so that
+-- messages to one customer go out in the order they were queued.
+-- The oldest message of a customer's queue that is not done yet (queued or in flight): the only
+-- one of theirs that may be sent, so that they receive messages in the order they were queued.
+-- A function so that the claim and _wa_next_due_in share it; the planner inlines it. It must
+-- stay one probe of wa_messages_outbox per message whatever the statistics say (a queue grows
+-- from empty faster than it is analyzed): min(p.id + 0), because for min(p.id) the planner may
+-- walk the primary key from the oldest message of all instead (measured: 340 ms per claim).
+CREATE FUNCTION _wa_queue_head(channel bigint, recipient text) RETURNS TABLE (id bigint)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT pg_catalog.min(p.id + 0) FROM @extschema@.wa_messages p
+     WHERE p.channel_id = _wa_queue_head.channel AND p.recipient = _wa_queue_head.recipient
+       AND p.status IN ('queued', 'sending');
+END;
+
+CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
+RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text, request text, recipient text, kind text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- The statistics of a queue are always out of date (a burst fills it faster than it is
+-- analyzed), and on them a bitmap scan of a whole channel plus a sort can look cheapest. Only
+-- index scans: a queue is then read in due order and the reading stops at the LIMIT. (No JIT:
+-- the cost penalty of the disabled scans would make every turn compile, 190 ms, measured.)
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    chosen bigint[];
+BEGIN
+    -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
+    -- while one is in flight), so that messages to one customer go out in the order they were
+    -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
+    -- {"<channel id>": n}; a channel not in it may use its full per-second rate). Paused and
+    -- disabled channels are not read at all, and a channel's queue is read in due order
+    -- (wa_messages_due) only until its budget is found: a long queue costs nothing per claim.
+    SELECT pg_catalog.array_agg(d.id) INTO chosen
+      FROM (SELECT m.id
+              FROM @extschema@.wa_channels c
+             CROSS JOIN LATERAL (
+                    SELECT m.id, m.next_attempt_at
+                      FROM @extschema@.wa_messages m
+                     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
+                     WHERE m.channel_id = c.id AND m.status = 'queued' AND m.next_attempt_at <= pg_catalog.now()
+                       AND head.id = m.id
+                     ORDER BY m.next_attempt_at
+                     -- (The channel's own rate too: the worker's budget is from before a change
+                     -- of it. least() skips the NULL budget of a channel the worker has not seen.)
+                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer)
+                   ) m
+             WHERE c.enabled AND c.paused_at IS NULL
+             ORDER BY m.next_attempt_at
+             LIMIT max_messages) d;
+    -- By primary key: the claim must not become a join the planner could get wrong.
+    RETURN QUERY
+    UPDATE @extschema@.wa_messages m
+       SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
+      FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE m.id = ANY (chosen) AND m.status = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
+    RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type;
+END
+$$;
+
+-- Meta refused the channel's access token: stop sending for it (its queue waits) until
+-- wa_set_access_token() is called, instead of failing every queued message.
+CREATE FUNCTION _wa_pause_channel(msg_id bigint, reason text) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason
+      FROM @extschema@.wa_messages m WHERE m.id = msg_id AND c.id = m.channel_id;
+    -- The attempt was not the message's fault: it goes back to the queue unchanged.
+    UPDATE @extschema@.wa_messages m SET status = 'queued', attempts = m.attempts - 1, updated_at = pg_catalog.now()
+     WHERE m.id = msg_id AND m.status = 'sending';
+END;
+
+-- The rest of a customer's queue waits as long as its head (a retry, the pair rate): later
+-- messages cannot be sent before it anyway, and left due they would be read by every claim.
+CREATE FUNCTION _wa_hold_behind(channel bigint, p_recipient text, head bigint, until timestamptz) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.wa_messages x SET next_attempt_at = until
+     WHERE x.channel_id = channel AND x.recipient = p_recipient AND x.status = 'queued'
+       AND x.id > head AND x.next_attempt_at < until;
+END
+$$;
+
+-- A claimed message that must wait (Meta's pair rate: see the delivery worker) goes back to the
+-- queue unsent, and so does the rest of that customer's queue: claims do not read it until then.
+CREATE FUNCTION _wa_defer(msg_id bigint, delay_seconds double precision) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m @extschema@.wa_messages;
+    until timestamptz := pg_catalog.now() + pg_catalog.make_interval(secs => delay_seconds);
+BEGIN
+    UPDATE @extschema@.wa_messages x
+       SET status = 'queued', attempts = x.attempts - 1, next_attempt_at = until, updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status = 'sending'
+    RETURNING * INTO m;
+    IF FOUND THEN
+        PERFORM @extschema@._wa_hold_behind(m.channel_id, m.recipient, m.id, until);
+    END IF;
+END
+$$;
+
+-- Seconds until the next queued message that could be claimed falls due (the oldest message of
+-- each recipient, not behind one in flight, of a channel that sends), or the next media
+-- download; NULL when there is none.
+CREATE FUNCTION _wa_next_due_in() RETURNS double precision
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- (See _wa_claim_due.)
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    due timestamptz;
+BEGIN
+    SELECT least(
+        (SELECT pg_catalog.min(h.next_attempt_at)
+           FROM @extschema@.wa_channels c
+          CROSS JOIN LATERAL (
+                SELECT m.next_attempt_at FROM @extschema@.wa_messages m
+                 CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
+                 WHERE m.channel_id = c.id AND m.status = 'queued' AND head.id = m.id
+                 ORDER BY m.next_attempt_at
+                 LIMIT 1) h
+          WHERE c.enabled AND c.paused_at IS NULL),
+        -- media downloads waiting for a retry
+        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE j.status = 'pending'))
+      INTO due;
+    -- (greatest() ignores NULL: nothing due must stay NULL, not become 0.)
+    RETURN CASE WHEN due IS NOT NULL THEN greatest(0, extract(epoch FROM due - pg_catalog.now()))::double precision END;
+END
+$$;
+
+-- After a crash between claiming and recording, claimed messages go back to the queue. This is
+-- the one window in which a message can be sent twice (see README, "Delivery guarantees").
+CREATE FUNCTION _wa_requeue_interrupted() RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH r AS (
+        UPDATE @extschema@.wa_messages m SET status = 'queued', updated_at = pg_catalog.now()
+         WHERE m.status = 'sending' RETURNING 1)
+    SELECT pg_catalog.count(*)::integer FROM r
+$$;
+
+CREATE FUNCTION _wa_mark_sent(msg_id bigint, p_wamid text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m @extschema@.wa_messages;
+BEGIN
+    IF p_wamid IS NOT NULL THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(@extschema@._wa_wamid_lock(
+            (SELECT x.channel_id FROM @extschema@.wa_messages x WHERE x.id = msg_id), p_wamid));
+    END IF;
+    UPDATE @extschema@.wa_messages x
+       SET status = 'sent', wamid = p_wamid, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+           error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL,
+           updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status = 'sending'
+    RETURNING * INTO m;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', m.id, 'wamid', p_wamid, 'status', 'sent')::text);
+    -- Statuses that arrived before this wamid was known: apply them now.
+    PERFORM @extschema@._wa_apply_statuses(ARRAY[m.channel_id], ARRAY[p_wamid]);
+END
+$$;
+
+CREATE FUNCTION _wa_mark_failed(msg_id bigint, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.wa_messages x
+       SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL,
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status = 'sending';
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'wamid', NULL, 'status', 'failed')::text);
+    END IF;
+END
+$$;
+
+CREATE FUNCTION _wa_mark_retry(msg_id bigint, delay_seconds double precision, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m @extschema@.wa_messages;
+BEGIN
+    UPDATE @extschema@.wa_messages x
+       SET status = 'queued', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => delay_seconds),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status = 'sending'
+    RETURNING * INTO m;
+    IF FOUND THEN
+        PERFORM @extschema@._wa_hold_behind(m.channel_id, m.recipient, m.id, m.next_attempt_at);
+    END IF;
+END
+$$;

@@ -1,0 +1,68 @@
+-- whatsapp_channel: the views inbox apps read.
+--
+-- Every function pins search_path and qualifies the extension's objects with @extschema@,
+-- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
+
+-- ---------------------------------------------------------------------------------------------
+-- Views for inbox apps
+
+-- One row per conversation (a channel and a contact): the last message, how many inbound
+-- messages came since the business last wrote or marked them read (unread), and when the
+-- 24-hour customer-service window closes (only a message from the customer opens or extends
+-- it; outside it only templates may be sent). Read from wa_conversation_state, which every
+-- message keeps current, so the inbox's list (WHERE channel_id = $1 ORDER BY last_message_at
+-- DESC NULLS LAST LIMIT 50) is an index scan however many conversations there are.
+CREATE VIEW wa_conversations AS
+SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
+       s.last_message_id, s.last_direction, s.last_type, s.last_preview AS last_body,
+       s.last_message_at, s.unread_count,
+       k.last_inbound_at AS last_customer_message_at,
+       k.last_inbound_at + interval '24 hours' AS window_closes_at,
+       COALESCE(k.last_inbound_at + interval '24 hours' > pg_catalog.now(), false) AS window_open,
+       s.id AS conversation_id
+  FROM @extschema@.wa_conversation_state s
+  JOIN @extschema@.wa_channels c ON c.id = s.channel_id
+  JOIN @extschema@.wa_contacts k ON k.id = s.contact_id;
+
+-- Rebuilds wa_conversation_state from wa_messages (for an upgrade from a version that did not
+-- keep it, or after rows were changed by hand): the same result as the incremental updates.
+CREATE FUNCTION _wa_rebuild_conversations(channel bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    DELETE FROM @extschema@.wa_conversation_state s WHERE _wa_rebuild_conversations.channel IS NULL OR s.channel_id = _wa_rebuild_conversations.channel;
+    WITH rebuilt AS (
+        INSERT INTO @extschema@.wa_conversation_state
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT k.channel_id, k.id, last.id, last.created_at, last.direction, last.type, pg_catalog.left(last.body, 200),
+               (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
+                 WHERE i.contact_id = k.id AND i.direction = 'inbound'
+                   AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
+                                         WHERE o.contact_id = k.id AND o.direction = 'outbound'), 0))
+          FROM @extschema@.wa_contacts k
+          JOIN LATERAL (SELECT m.id, m.created_at, m.direction, m.type, m.body FROM @extschema@.wa_messages m
+                         WHERE m.contact_id = k.id AND m.type <> 'mark_read' ORDER BY m.id DESC LIMIT 1) last ON true
+         WHERE _wa_rebuild_conversations.channel IS NULL OR k.channel_id = _wa_rebuild_conversations.channel
+        RETURNING 1)
+    SELECT pg_catalog.count(*) FROM rebuilt;
+END;
+
+-- One row per channel, answering the seed's "Common issues": is Meta reaching us, with the
+-- right secret and token, and is anything failing on the way out?
+CREATE VIEW wa_channel_health AS
+SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
+       c.paused_at AS outbox_paused_at, c.paused_reason AS outbox_paused_reason,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verified') AS last_verified_handshake_at,
+       (SELECT max(k.last_at) FROM @extschema@.wa_channel_counters k
+         WHERE k.channel_id = c.id AND k.kind IN ('stored', 'partial', 'invalid_payload')) AS last_verified_post_at,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_at,
+       (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_cause,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verify_token_mismatch') AS last_verify_token_mismatch_at,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'unrouted') AS last_unrouted_at,
+       (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'unrouted') AS last_unrouted_phone_number_id,
+       COALESCE((SELECT pg_catalog.jsonb_object_agg(k.kind, k.count) FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id), '{}') AS counts,
+       (SELECT count(*) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status IN ('queued', 'sending')) AS outbox_queued,
+       (SELECT max(m.failed_at) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed') AS last_send_failure_at,
+       (SELECT m.error_hint FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed'
+         ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint
+  FROM @extschema@.wa_channels c;
