@@ -1,5 +1,6 @@
-# Sourced by bench/inbound.sh and bench/outbound.sh: where the cluster of `bash scripts/run.sh`
-# is, how to reach it, and the checks both need before they start.
+# Sourced by bench/inbound.sh and bench/outbound.sh (and bench/scale.sh, with its own cluster):
+# where the cluster of `bash scripts/run.sh` is, how to reach it, and the checks they need
+# before they start.
 WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
 WA_PG_PORT=${WA_PG_PORT:-5499}
 BIN=/usr/lib/postgresql/15/bin
@@ -9,7 +10,10 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { echo "[bench] $*" >&2; }
 
 [ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15" >&2; exit 1; }
-"${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
+# BENCH_OWN_CLUSTER=1: the script creates and starts the cluster in $WA_HOME itself (bench/scale.sh).
+if [ "${BENCH_OWN_CLUSTER:-0}" != 1 ]; then
+  "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
+fi
 
 # The server log: mark where a run starts, then read what the run added and its problems.
 LOG=$WA_HOME/server.log

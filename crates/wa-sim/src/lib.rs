@@ -5,8 +5,11 @@
 //!   with Meta's JSON (wamids or error objects) and records what it received.
 //! - [`payloads`]: webhook bodies shaped exactly like Meta's, ready to sign and POST.
 //! - [`load`]: an inbound load generator: concurrent signed webhooks, POST -> NOTIFY latency.
+//! - [`customers`]: whom the load's messages come from (a pool of stable customers, new ones)
+//!   and what they send (a mix of kinds and statuses).
 //! - [`outbound_bench`]: the outbound benchmark: delivery rate and COMMIT -> request latency.
 
+pub mod customers;
 pub mod graph;
 pub mod load;
 pub mod outbound_bench;

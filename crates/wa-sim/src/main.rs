@@ -7,15 +7,22 @@
 //!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
+//!                  [--senders 200000] [--sender-offset K] [--new-share 0.05] [--batch N]
+//!                  [--mix text=80,image=10,status=10] [--messages N] [--progress SECS]
 //!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
 //! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
 //! status (sent, delivered, read, played, failed; give the outbound message's --wamid).
 //! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
-//! `load` posts signed text webhooks from N keep-alive connections for S seconds (127.0.0.1
-//! only; back to back, or R POSTs/s in all with --rate) and prints one line: answers,
-//! committed messages/s, POST -> NOTIFY and HTTP latency.
+//! `load` posts signed webhooks from N keep-alive connections for S seconds, or until
+//! --messages messages are sent (127.0.0.1 only; back to back, or R POSTs/s in all with --rate)
+//! and prints one line of key=value: answers, committed messages/s, POST -> NOTIFY and HTTP
+//! latency, messages and POSTs sent. Each message comes from a customer picked at random from a
+//! pool of --senders (default 200,000; customer i is wa_id 1555 + i in 7 digits, "Customer i",
+//! i from --sender-offset), or for --new-share of them from a customer who never wrote; each
+//! POST carries --batch items (default 1) of the --mix (default text only; `status` is a
+//! delivered/read webhook for a wamid that does not exist).
 //! `outbound-bench` points whatsapp_channel.graph_api_url at an in-process fake Graph API (for
 //! the run only; it is put back afterwards), queues messages on a channel `bench_out` and prints
 //! a markdown table: delivery rate and COMMIT -> request latency.
@@ -24,6 +31,7 @@ use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wa_sim::customers::Mix;
 use wa_sim::graph::{Directory, Fault, GraphSim, Options, WebhookTarget};
 use wa_sim::payloads::{self, Customer, MESSAGE_KINDS, STATUS_KINDS};
 
@@ -48,6 +56,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses] [--templates FILE --waba ID] [--media FILES]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
        wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]
+                   [--senders N] [--sender-offset K] [--new-share F] [--batch N] [--mix KIND=W,...] [--messages N] [--progress S]
        wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]";
 
 /// `--key value` and `--switch` flags.
@@ -318,8 +327,22 @@ fn load(flags: Flags) -> Result<(), String> {
         dsn,
         channel: c.name,
         concurrency: flags.num("concurrency", 16usize)?,
-        duration: Duration::from_secs_f64(flags.num("seconds", 15.0f64)?.clamp(0.0, 3600.0)),
+        // With --messages the count ends the run; the time (4 h unless given) only bounds it.
+        duration: Duration::from_secs_f64(
+            flags.num("seconds", if flags.has("messages") { 4.0 * 3600.0 } else { 15.0f64 })?.clamp(0.0, 86_400.0),
+        ),
         rate: flags.get("rate").map(|_| flags.num("rate", 0.0f64)).transpose()?,
+        senders: flags.num("senders", 200_000u64)?,
+        sender_offset: flags.num("sender-offset", 0u64)?,
+        new_share: flags.num("new-share", 0.0f64)?,
+        batch: flags.num("batch", 1usize)?,
+        mix: flags.get("mix").map(Mix::parse).transpose()?.unwrap_or_default(),
+        max_messages: flags.get("messages").map(|_| flags.num("messages", 0u64)).transpose()?,
+        progress: flags
+            .get("progress")
+            .map(|_| flags.num("progress", 10.0f64))
+            .transpose()?
+            .map(|s| Duration::from_secs_f64(s.clamp(1.0, 3600.0))),
     };
     let report = wa_sim::load::run(&options)?;
     println!("wa-sim load: {report}");

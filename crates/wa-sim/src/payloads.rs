@@ -52,6 +52,34 @@ pub fn batch(phone_number_id: &str, values: Vec<Value>) -> Value {
     json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": changes }] })
 }
 
+/// Several `changes[].value`s folded into one, as Meta does when it batches: the items of
+/// `messages[]` and `statuses[]` in order, and `contacts[]` with each sender once (the first
+/// entry for a `wa_id` wins). Fold messages and statuses separately: a status's contact entry
+/// has an empty profile name, which must not stand for a message's sender.
+pub fn merge_values(values: Vec<Value>) -> Value {
+    let (mut contacts, mut messages, mut statuses) = (Vec::<Value>::new(), Vec::new(), Vec::new());
+    for mut value in values {
+        let mut take = |key: &str| match value.get_mut(key).map(Value::take) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        };
+        for contact in take("contacts") {
+            if !contacts.iter().any(|c| c["wa_id"] == contact["wa_id"]) {
+                contacts.push(contact);
+            }
+        }
+        messages.extend(take("messages"));
+        statuses.extend(take("statuses"));
+    }
+    let mut merged = json!({});
+    for (key, items) in [("contacts", contacts), ("messages", messages), ("statuses", statuses)] {
+        if !items.is_empty() {
+            merged[key] = Value::Array(items);
+        }
+    }
+    merged
+}
+
 fn with_metadata(phone_number_id: &str, mut value: Value) -> Value {
     value["messaging_product"] = json!("whatsapp");
     value["metadata"] = json!({ "display_phone_number": "15550783881", "phone_number_id": phone_number_id });
@@ -192,5 +220,33 @@ mod tests {
         let values = (0..3).map(|i| message_value("text", &format!("w{i}"), &from, "t", 1).unwrap()).collect();
         let parsed = webhook::parse(batch("1", values).to_string().as_bytes()).unwrap();
         assert_eq!(parsed.message_count(), 3);
+    }
+
+    #[test]
+    fn merged_values_carry_many_messages_and_each_sender_once() {
+        let customer = |i: u32| Customer { wa_id: format!("1555000000{i}"), name: format!("Customer {i}") };
+        // Customer 1 writes twice: one contact entry for both messages.
+        let values = [1, 2, 1, 3]
+            .iter()
+            .enumerate()
+            .map(|(n, i)| message_value("text", &format!("w{n}"), &customer(*i), "t", 1).unwrap())
+            .collect();
+        let statuses = (0..2).map(|n| status_value("read", &format!("s{n}"), "15550000001", 1)).collect();
+        let body = batch("1", vec![merge_values(values), merge_values(statuses)]);
+        let parsed = webhook::parse(body.to_string().as_bytes()).unwrap();
+        let (messages, statuses) = (&parsed.changes[0], &parsed.changes[1]);
+        assert_eq!(messages.messages.len(), 4);
+        assert_eq!(messages.contacts.len(), 3);
+        assert!(messages.statuses.is_empty());
+        for m in &messages.messages {
+            let sender = messages.sender_of(m).unwrap();
+            assert_eq!(sender.wa_id, m.from);
+            let digit = m.from.as_ref().unwrap().chars().last().unwrap();
+            assert_eq!(sender.profile_name.as_deref(), Some(format!("Customer {digit}").as_str()));
+        }
+        assert_eq!(statuses.statuses.len(), 2);
+        assert!(statuses.messages.is_empty());
+        assert_eq!(parsed.message_count(), 4);
+        assert_eq!(parsed.status_count(), 2);
     }
 }
