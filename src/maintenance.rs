@@ -4,6 +4,10 @@
 //! `whatsapp_channel.media_retention`. Rows go in small batches, each its own short
 //! transaction, so that neither the listener nor the delivery worker ever waits for a purge.
 //!
+//! It also keeps the planner's statistics of the inbound tables current (the delivery worker
+//! does the same for `wa_messages`): a new inbox grows them from nothing faster than
+//! autovacuum looks.
+//!
 //! Nothing that deduplicates depends on what is purged: a redelivered message or status is
 //! recognised by the UNIQUE constraints of `wa_messages` and `wa_message_statuses`.
 
@@ -11,12 +15,16 @@ use crate::pg::guc;
 use crate::store;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Rows per purge transaction: small enough that a batch takes milliseconds.
 const BATCH: i64 = 1000;
 /// How often the worker looks for expired rows (and at once after a configuration reload).
 const EVERY: Duration = Duration::from_secs(60);
+/// How often it checks that the statistics of the inbound tables still fit them.
+const STATISTICS_CHECK: Duration = Duration::from_secs(10);
+/// The tables whose statistics it keeps (wa_messages is the delivery worker's).
+const ANALYZED: [&str; 3] = ["wa_contacts", "wa_conversation_state", "wa_message_statuses"];
 /// Pause between two batches while more are due, so a large backlog is spread out.
 const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
 
@@ -27,15 +35,23 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
     let database = guc::string(&guc::DATABASE, "postgres");
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("whatsapp_channel: maintenance worker started, database \"{database}\"");
+    let mut purged_at: Option<Instant> = None;
     loop {
-        if !purge_expired() {
-            return; // SIGTERM during a purge
+        if purged_at.is_none_or(|t| t.elapsed() >= EVERY) {
+            if !purge_expired() {
+                return; // SIGTERM during a purge
+            }
+            purged_at = Some(Instant::now());
         }
-        if !BackgroundWorker::wait_latch(Some(EVERY)) {
+        for table in ANALYZED {
+            BackgroundWorker::transaction(|| store::analyze_if_stale(table));
+        }
+        if !BackgroundWorker::wait_latch(Some(STATISTICS_CHECK)) {
             return;
         }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            purged_at = None; // the retention may have changed: look now
         }
     }
 }

@@ -443,22 +443,29 @@ pub struct Claimed {
     pub kind: String,
 }
 
-/// Analyzes `wa_messages` when it changed by more than half since it was last analyzed.
+/// Analyzes `table` (one of the extension's) when it changed by more than half since it was
+/// last analyzed; `None` if the extension is not installed.
 ///
 /// A burst of messages can grow the queue from nothing to 100,000 rows in the minute before
-/// autovacuum looks at it, and on statistics that say "no message is queued" the planner
-/// reads whole indexes where one probe would do: measured, a lookup by id that scanned an
-/// index of every message, for each message sent (the worker fell to 100 messages/s). Fresh
-/// statistics also invalidate the plans every session has cached.
-pub fn analyze_messages_if_stale() {
-    let stale: Option<bool> = ok(Spi::get_one(
+/// autovacuum looks at it, and a new inbox fills its contacts and conversations from nothing:
+/// on statistics that say "empty" the planner reads whole indexes where one probe would do
+/// (measured: a lookup by id that scanned an index of every message, for each message sent;
+/// the unread list as a bitmap scan and a sort, 28 ms instead of 0.2). Fresh statistics also
+/// invalidate the plans every session has cached.
+pub fn analyze_if_stale(table: &str) -> Option<bool> {
+    if !use_extension_schema() {
+        return None;
+    }
+    let stale: Option<bool> = ok(Spi::get_one_with_args(
         "SELECT pg_catalog.pg_stat_get_mod_since_analyze(c.oid) > 1000 + 0.5 * greatest(c.reltuples, 0)
-           FROM pg_catalog.pg_class c WHERE c.oid = 'wa_messages'::pg_catalog.regclass",
+           FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)",
+        &[table.into()],
     ));
     if stale == Some(true) {
-        // SKIP_LOCKED: autovacuum may be at it already.
-        ok(Spi::run("ANALYZE (SKIP_LOCKED) wa_messages"));
+        // SKIP_LOCKED: autovacuum may be at it already. (The name is one of a fixed list.)
+        ok(Spi::run(&format!("ANALYZE (SKIP_LOCKED) {table}")));
     }
+    Some(stale == Some(true))
 }
 
 /// Claims up to `max_messages` due messages; `budgets` limits channels by id (see _wa_claim_due).

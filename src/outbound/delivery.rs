@@ -127,7 +127,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         if statistics_checked.elapsed() >= STATISTICS_CHECK {
             // In a transaction of its own, after the claim: sends are not held up by it.
             statistics_checked = now;
-            BackgroundWorker::transaction(store::analyze_messages_if_stale);
+            BackgroundWorker::transaction(|| store::analyze_if_stale("wa_messages"));
         }
         let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
         for message in &claimed {
