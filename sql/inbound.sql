@@ -16,12 +16,6 @@
 -- rank whatever order they arrive in, and an edit or revoke that arrives before its message
 -- is applied when the message comes.
 
--- The contact of a sender: by WhatsApp id first, else by BSUID.
-CREATE FUNCTION _wa_contact_of(channel bigint, p_wa_id text, p_user_id text) RETURNS bigint
-LANGUAGE sql STABLE
-RETURN COALESCE((SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = channel AND k.wa_id = p_wa_id),
-                (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = channel AND k.user_id = p_user_id));
-
 -- Meta's unix timestamp as a timestamptz; NULL for one no timestamptz can hold (the raw
 -- payload keeps it): a signed message is never refused for its timestamp.
 CREATE FUNCTION _wa_unix_time(ts double precision) RETURNS timestamptz
@@ -42,46 +36,55 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- Each statement below joins a batch (tens to thousands of rows) to tables of millions: only
 -- nested loops over their unique indexes keep that independent of the tables' size, whatever
--- the statistics of the session-local staging table say. (No JIT: nothing here runs long.)
+-- a batch's size. (No JIT: nothing here runs long.)
+-- Generic plans: those nested loops suit every batch size, and a custom plan per call (which
+-- PL/pgSQL keeps choosing when a batch's size makes the generic estimate look worse) was a
+-- third of the delivery worker's time in _wa_apply_statuses, measured with perf.
 SET enable_hashjoin = off
 SET enable_mergejoin = off
 SET jit = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
+    -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).
+    -- Arrays rather than a staging table: a temporary table is truncated at every commit,
+    -- a tenth of the listener's time (perf).
+    contacts   bigint[];
     added      integer;
     media_jobs integer;
     changed    bigint[];
 BEGIN
-    -- A session-local staging table, so the batch is unnested once and read several times.
-    IF pg_catalog.to_regclass('pg_temp._wa_incoming') IS NULL THEN
-        CREATE TEMP TABLE _wa_incoming (
-            ord bigint, channel_id bigint, event_id bigint, wamid text, wa_id text, user_id text, name text, username text,
-            type text, body text, sent_at timestamptz, payload jsonb, contact_id bigint) ON COMMIT DELETE ROWS;
-    END IF;
-    DELETE FROM pg_temp._wa_incoming;
-    INSERT INTO pg_temp._wa_incoming
-    SELECT u.ord, u.ch, u.ev, u.wamid, u.wa, u.uid, u.nm, u.un, u.ty, u.bd, @extschema@._wa_unix_time(u.ts), u.pl,
-           @extschema@._wa_contact_of(u.ch, u.wa, u.uid)
-      FROM unnest(channels, events, wamids, froms, from_user_ids, names, usernames, types, bodies, sent_ats, payloads)
-           WITH ORDINALITY AS u(ch, ev, wamid, wa, uid, nm, un, ty, bd, ts, pl, ord);
+    -- Known senders: by WhatsApp id first, else by BSUID (each a probe of a unique index; as
+    -- scalar subqueries, which no plan can turn into a scan of the contacts).
+    contacts := ARRAY(
+        SELECT COALESCE((SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                        (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
+          FROM unnest(channels, froms, from_user_ids) WITH ORDINALITY AS u(ch, wa, uid, ord)
+         ORDER BY u.ord);
 
     -- Senders seen for the first time, in the order they wrote: a later row that shares an id
     -- with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and joins
     -- that contact below, exactly as if the rows had been stored one by one.
-    IF EXISTS (SELECT 1 FROM pg_temp._wa_incoming i WHERE i.contact_id IS NULL AND (i.wa_id IS NOT NULL OR i.user_id IS NOT NULL)) THEN
+    IF EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
+                WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)) THEN
         INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
-        SELECT i.channel_id, i.wa_id, i.user_id,
-               (pg_catalog.array_agg(i.name ORDER BY i.ord DESC) FILTER (WHERE i.name IS NOT NULL))[1],
-               (pg_catalog.array_agg(i.username ORDER BY i.ord DESC) FILTER (WHERE i.username IS NOT NULL))[1],
+        SELECT u.ch, u.wa, u.uid,
+               (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
+               (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
                -- A system notice is not the customer writing: it does not open the 24-hour window.
-               pg_catalog.max(COALESCE(i.sent_at, pg_catalog.now())) FILTER (WHERE i.type <> 'system')
-          FROM pg_temp._wa_incoming i
-         WHERE i.contact_id IS NULL AND (i.wa_id IS NOT NULL OR i.user_id IS NOT NULL)
-         GROUP BY i.channel_id, i.wa_id, i.user_id
-         ORDER BY pg_catalog.min(i.ord)
+               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system')
+          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats)
+               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, ord)
+         WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
+         GROUP BY u.ch, u.wa, u.uid
+         ORDER BY pg_catalog.min(u.ord)
         ON CONFLICT DO NOTHING;
-        UPDATE pg_temp._wa_incoming i SET contact_id = @extschema@._wa_contact_of(i.channel_id, i.wa_id, i.user_id)
-         WHERE i.contact_id IS NULL AND (i.wa_id IS NOT NULL OR i.user_id IS NOT NULL);
+        contacts := ARRAY(
+            SELECT COALESCE(u.c,
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
+              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+             ORDER BY u.ord);
     END IF;
 
     -- Keep every sender's contact current: the newest profile name and username given, the
@@ -100,14 +103,16 @@ BEGIN
                              WHERE o.channel_id = g.channel_id AND o.wa_id = g.wa_id) THEN g.wa_id END AS free_wa_id,
                    CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
                              WHERE o.channel_id = g.channel_id AND o.user_id = g.user_id) THEN g.user_id END AS free_user_id
-              FROM (SELECT i.contact_id, pg_catalog.min(i.channel_id) AS channel_id,
-                           (pg_catalog.array_agg(i.wa_id ORDER BY i.ord DESC) FILTER (WHERE i.wa_id IS NOT NULL))[1] AS wa_id,
-                           (pg_catalog.array_agg(i.user_id ORDER BY i.ord DESC) FILTER (WHERE i.user_id IS NOT NULL))[1] AS user_id,
-                           (pg_catalog.array_agg(i.name ORDER BY i.ord DESC) FILTER (WHERE i.name IS NOT NULL))[1] AS name,
-                           (pg_catalog.array_agg(i.username ORDER BY i.ord DESC) FILTER (WHERE i.username IS NOT NULL))[1] AS username,
-                           pg_catalog.max(COALESCE(i.sent_at, pg_catalog.now())) FILTER (WHERE i.type <> 'system') AS seen
-                      FROM pg_temp._wa_incoming i WHERE i.contact_id IS NOT NULL
-                     GROUP BY i.contact_id) g) s
+              FROM (SELECT u.c AS contact_id, pg_catalog.min(u.ch) AS channel_id,
+                           (pg_catalog.array_agg(u.wa ORDER BY u.ord DESC) FILTER (WHERE u.wa IS NOT NULL))[1] AS wa_id,
+                           (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
+                           (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
+                           (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
+                           pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system') AS seen
+                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats)
+                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, ord)
+                     WHERE u.c IS NOT NULL
+                     GROUP BY u.c) g) s
      WHERE k.id = s.contact_id
        AND ((k.wa_id IS NULL AND s.free_wa_id IS NOT NULL)
          OR (k.user_id IS NULL AND s.free_user_id IS NOT NULL)
@@ -124,9 +129,10 @@ BEGIN
                                          reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                          button_payload, order_items, shared_contacts, system_type,
                                          original_wamid)
-        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id, i.sent_at,
-               later.edited_at, later.revoked_at, d.*
-          FROM pg_temp._wa_incoming i
+        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
+               @extschema@._wa_unix_time(i.ts), later.edited_at, later.revoked_at, d.*
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, ord)
          CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
          -- An edit or revoke of this message that arrived before it.
          CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
@@ -212,6 +218,7 @@ SET search_path = pg_catalog, pg_temp
 SET enable_hashjoin = off
 SET enable_mergejoin = off
 SET jit = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     moved integer;
@@ -268,6 +275,7 @@ SET search_path = pg_catalog, pg_temp
 SET enable_hashjoin = off
 SET enable_mergejoin = off
 SET jit = off
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     new_channels bigint[];

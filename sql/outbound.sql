@@ -312,19 +312,24 @@ BEGIN
 END
 $$;
 
--- Any change to a channel (resumed, enabled, a new rate limit) wakes the delivery worker at
--- commit, so that its queue is looked at again at once.
+-- Any change to a channel or its secrets wakes both workers at commit: the delivery worker
+-- looks at the queue again at once (resumed, enabled, a new rate limit or token), and the
+-- webhook listener re-reads its channels (a new channel, a rotated app secret or verify token),
+-- so that no request ever waits for a reload and a miss is answered from what is committed.
 CREATE FUNCTION _wa_channel_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM @extschema@._wa_wake_delivery();
+    PERFORM @extschema@._wa_wake_listener();
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER wa_channels_wake AFTER INSERT OR UPDATE ON wa_channels
+CREATE TRIGGER wa_channels_wake AFTER INSERT OR UPDATE OR DELETE ON wa_channels
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
+CREATE TRIGGER wa_channel_secrets_wake AFTER INSERT OR UPDATE OR DELETE ON wa_channel_secrets
     FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
 
 -- A message queued for a customer moves their conversation forward (it is the last message,
@@ -363,6 +368,12 @@ CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_m
 
 -- ---------------------------------------------------------------------------------------------
 -- Store procedures for the delivery worker
+--
+-- A message is found by its primary key, and its status is then compared as `status || ''`:
+-- compared plainly, `status = 'sending'` lets the planner prove that the partial index
+-- wa_messages_outbox (status IN ('queued', 'sending')) applies, and on statistics that say the
+-- queue is empty (a burst fills it faster than it is analyzed) it reads that whole index for
+-- every message recorded: measured, 1.3 ms per _wa_mark_sent behind a 10,000-message queue.
 
 -- Claims the messages due now, at most one per recipient (the oldest queued one), so that
 -- messages to one customer go out in the order they were queued.
@@ -419,12 +430,15 @@ BEGIN
              WHERE c.enabled AND c.paused_at IS NULL
              ORDER BY m.next_attempt_at
              LIMIT max_messages) d;
-    -- By primary key: the claim must not become a join the planner could get wrong.
+    -- By primary key: the claim must not become a join the planner could get wrong. (The
+    -- status is compared as `status || ''` so that the planner cannot prove the partial index
+    -- wa_messages_due applies: on statistics that say the queue is empty it read that whole
+    -- index for every claim instead, 8,000 entries for 145 messages, measured on a full table.)
     RETURN QUERY
     UPDATE @extschema@.wa_messages m
        SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
       FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
-     WHERE m.id = ANY (chosen) AND m.status = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
+     WHERE m.id = ANY (chosen) AND m.status || '' = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
     RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
               COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type;
 END
@@ -440,7 +454,7 @@ BEGIN ATOMIC
       FROM @extschema@.wa_messages m WHERE m.id = msg_id AND c.id = m.channel_id;
     -- The attempt was not the message's fault: it goes back to the queue unchanged.
     UPDATE @extschema@.wa_messages m SET status = 'queued', attempts = m.attempts - 1, updated_at = pg_catalog.now()
-     WHERE m.id = msg_id AND m.status = 'sending';
+     WHERE m.id = msg_id AND m.status || '' = 'sending';
 END;
 
 -- The rest of a customer's queue waits as long as its head (a retry, the pair rate): later
@@ -468,7 +482,7 @@ DECLARE
 BEGIN
     UPDATE @extschema@.wa_messages x
        SET status = 'queued', attempts = x.attempts - 1, next_attempt_at = until, updated_at = pg_catalog.now()
-     WHERE x.id = msg_id AND x.status = 'sending'
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
     RETURNING * INTO m;
     IF FOUND THEN
         PERFORM @extschema@._wa_hold_behind(m.channel_id, m.recipient, m.id, until);
@@ -535,14 +549,17 @@ BEGIN
        SET status = 'sent', wamid = p_wamid, sent_at = pg_catalog.now(), next_attempt_at = NULL,
            error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL,
            updated_at = pg_catalog.now()
-     WHERE x.id = msg_id AND x.status = 'sending'
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
     RETURNING * INTO m;
     IF NOT FOUND THEN
         RETURN;
     END IF;
     PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', m.id, 'wamid', p_wamid, 'status', 'sent')::text);
-    -- Statuses that arrived before this wamid was known: apply them now.
-    PERFORM @extschema@._wa_apply_statuses(ARRAY[m.channel_id], ARRAY[p_wamid]);
+    -- Statuses that arrived before this wamid was known: apply them now. (Usually there are
+    -- none yet: one probe of the history's index decides.)
+    IF EXISTS (SELECT 1 FROM @extschema@.wa_message_statuses h WHERE h.channel_id = m.channel_id AND h.wamid = p_wamid) THEN
+        PERFORM @extschema@._wa_apply_statuses(ARRAY[m.channel_id], ARRAY[p_wamid]);
+    END IF;
 END
 $$;
 
@@ -555,7 +572,7 @@ BEGIN
        SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL,
            error_code = p_code, error_title = p_title, error_details = p_details,
            error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
-     WHERE x.id = msg_id AND x.status = 'sending';
+     WHERE x.id = msg_id AND x.status || '' = 'sending';
     IF FOUND THEN
         PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'wamid', NULL, 'status', 'failed')::text);
     END IF;
@@ -573,7 +590,7 @@ BEGIN
        SET status = 'queued', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => delay_seconds),
            error_code = p_code, error_title = p_title, error_details = p_details,
            error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
-     WHERE x.id = msg_id AND x.status = 'sending'
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
     RETURNING * INTO m;
     IF FOUND THEN
         PERFORM @extschema@._wa_hold_behind(m.channel_id, m.recipient, m.id, m.next_attempt_at);

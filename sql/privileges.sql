@@ -24,6 +24,7 @@ REVOKE ALL ON FUNCTION _wa_pause_channel(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_add_channel(text, text, text, text, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_replay_webhook_events(bigint, bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_wake_delivery() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_wake_listener() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_identity_change(bigint, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_count(bigint, text, text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_claim_media(integer, text) FROM PUBLIC;
@@ -31,7 +32,6 @@ REVOKE ALL ON FUNCTION _wa_finish_media(bigint, text, text, text, bigint, bytea,
 REVOKE ALL ON FUNCTION _wa_requeue_media() FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_media_content(bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION wa_upload_media(text, bytea, text, text) FROM PUBLIC;
-REVOKE ALL ON FUNCTION _wa_contact_of(bigint, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_message_changes(bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_statuses(bigint[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_statuses(bigint[], text[], text[], double precision[], text[], integer[], text[], text[], jsonb[]) FROM PUBLIC;

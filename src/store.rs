@@ -2,16 +2,41 @@
 //! parameters; no statement is ever built from input. Most logic is in the SQL procedures
 //! of `sql/` (inbound.sql, outbound.sql, media.sql): this module only calls them and reads their answers.
 
+use pgrx::datum::DatumWithOid;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use pgrx::spi::{self, SpiClient};
-use pgrx::{JsonB, PgSqlErrorCode};
+use pgrx::spi::{self, OwnedPreparedStatement, SpiClient};
+use pgrx::{JsonB, PgOid, PgSqlErrorCode};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use whatsapp_cloud::webhook;
 
 /// A failed SPI call that is not a Postgres ERROR (those unwind by themselves) is a bug here:
 /// raise it as an ERROR so the enclosing subtransaction rolls back.
 fn ok<T>(result: spi::Result<T>) -> T {
     result.unwrap_or_else(|e| error!("whatsapp_channel: SPI: {e}"))
+}
+
+thread_local! {
+    /// The statements the listener runs for every batch, planned once per process (the
+    /// worker's main thread is the only one that runs SQL). Planned anew for every call they
+    /// cost a tenth of the listener's time (perf); Postgres re-plans a kept statement by itself
+    /// when what it names changes (a re-created extension).
+    static PREPARED: RefCell<HashMap<&'static str, OwnedPreparedStatement>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `sql` (a statement that writes) as a statement prepared once, with `args` (whose
+/// types are those of the first call); returns the first column of the first row.
+fn get_one_prepared<T: FromDatum + IntoDatum>(sql: &'static str, args: &[DatumWithOid]) -> Option<T> {
+    ok(Spi::connect_mut(|client| {
+        let known = PREPARED.with_borrow(|p| p.contains_key(sql));
+        if !known {
+            let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+            let statement = client.prepare_mut(sql, &types)?.keep();
+            PREPARED.with_borrow_mut(|p| p.insert(sql, statement));
+        }
+        PREPARED.with_borrow(|p| client.update(&p[sql], Some(1), args)?.first().get_one::<T>())
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -125,14 +150,53 @@ pub fn apply_template_status(posting_channel: i64, business_account: Option<&str
     ));
 }
 
-/// What the webhook listener needs to know about a channel.
-#[derive(Debug, Clone)]
+/// What the webhook listener needs to know about a channel. (Its `Debug` leaves the secrets out.)
+#[derive(Clone)]
 pub struct ChannelCredentials {
     pub id: i64,
     pub name: String,
     pub phone_number_id: String,
     pub app_secret: String,
     pub verify_token: String,
+}
+
+/// Shown in place of a secret by every `Debug` of a type that holds one.
+pub const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for ChannelCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelCredentials")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("app_secret", &REDACTED)
+            .field("verify_token", &REDACTED)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("channel_id", &self.channel_id)
+            .field("attempts", &self.attempts)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("kind", &self.kind)
+            .field("access_token", &REDACTED)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for MediaJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaJob")
+            .field("message_id", &self.message_id)
+            .field("media_id", &self.media_id)
+            .field("attempts", &self.attempts)
+            .field("access_token", &REDACTED)
+            .finish_non_exhaustive()
+    }
 }
 
 pub fn load_channels() -> Vec<ChannelCredentials> {
@@ -228,6 +292,40 @@ pub fn insert_payload_event(
         n(payload.message_count()),
         n(payload.status_count()),
     )
+}
+
+/// A verified, readable POST to keep as an event (see [`insert_payload_events`]).
+pub struct NewEvent<'a> {
+    pub channel_id: i64,
+    pub body: &'a [u8],
+    pub headers: &'a serde_json::Value,
+    pub payload: &'a webhook::Payload,
+}
+
+/// Keeps many verified POSTs as events (outcome `stored`) in one statement; returns their ids
+/// in the order given. (Identities are drawn in insertion order, and the rows are inserted in
+/// the order given, so the returned ids sorted are the events in order.)
+pub fn insert_payload_events(events: &[NewEvent]) -> Vec<i64> {
+    let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let channels: Vec<i64> = events.iter().map(|e| e.channel_id).collect();
+    let bodies: Vec<&[u8]> = events.iter().map(|e| e.body).collect();
+    let headers: Vec<JsonB> = events.iter().map(|e| JsonB(e.headers.clone())).collect();
+    let messages: Vec<i32> = events.iter().map(|e| n(e.payload.message_count())).collect();
+    let statuses: Vec<i32> = events.iter().map(|e| n(e.payload.status_count())).collect();
+    let ids: Option<Vec<i64>> = get_one_prepared(
+        "WITH ins AS (
+             INSERT INTO wa_webhook_events (channel_id, body, headers, outcome, message_count, status_count)
+             SELECT u.ch, u.body, u.headers, 'stored', u.messages, u.statuses
+               FROM unnest($1::bigint[], $2::bytea[], $3::jsonb[], $4::integer[], $5::integer[])
+                    WITH ORDINALITY AS u(ch, body, headers, messages, statuses, ord)
+              ORDER BY u.ord
+             RETURNING id)
+         SELECT pg_catalog.array_agg(id ORDER BY id) FROM ins",
+        &[channels.into(), bodies.into(), headers.into(), messages.into(), statuses.into()],
+    );
+    let ids = ids.unwrap_or_default();
+    assert_eq!(ids.len(), events.len(), "one event per POST");
+    ids
 }
 
 pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {
@@ -351,7 +449,7 @@ pub fn receive_messages(rows: MessageRows) -> i64 {
     if rows.is_empty() {
         return 0;
     }
-    let added: Option<i32> = ok(Spi::get_one_with_args(
+    let added: Option<i32> = get_one_prepared(
         "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         &[
             rows.channels.into(),
@@ -366,7 +464,7 @@ pub fn receive_messages(rows: MessageRows) -> i64 {
             rows.sent_ats.into(),
             rows.payloads.into(),
         ],
-    ));
+    );
     i64::from(added.unwrap_or(0))
 }
 
@@ -407,7 +505,7 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
     if rows.is_empty() {
         return 0;
     }
-    let added: Option<i32> = ok(Spi::get_one_with_args(
+    let added: Option<i32> = get_one_prepared(
         "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             rows.channels.into(),
@@ -420,7 +518,7 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
             rows.details.into(),
             rows.payloads.into(),
         ],
-    ));
+    );
     i64::from(added.unwrap_or(0))
 }
 
@@ -428,7 +526,8 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
 // Outbox
 
 /// A message claimed for sending: its status is `sending` until the result is recorded.
-#[derive(Debug, Clone)]
+/// (Its `Debug` leaves the access token out.)
+#[derive(Clone)]
 pub struct Claimed {
     pub id: i64,
     pub channel_id: i64,
@@ -498,8 +597,9 @@ pub fn claim_due(
     })
 }
 
-/// A media download claimed by the delivery worker (status `downloading`).
-#[derive(Debug, Clone)]
+/// A media download claimed by the delivery worker (status `downloading`). (Its `Debug`
+/// leaves the access token out.)
+#[derive(Clone)]
 pub struct MediaJob {
     pub message_id: i64,
     pub media_id: String,

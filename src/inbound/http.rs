@@ -4,13 +4,14 @@
 //! payload to the worker's main thread and wait for its answer, which comes only after COMMIT.
 //! Log lines go to the main thread too, so they land in the server log.
 
+use crate::pg::wake;
 use crate::pg::wakeup::Waker;
 use bounded_http::{Limits, Request, Response};
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use whatsapp_cloud::signature;
 use whatsapp_cloud::webhook::{self, HandshakeError, ParseError, Payload};
@@ -18,11 +19,14 @@ use whatsapp_cloud::webhook::{self, HandshakeError, ParseError, Payload};
 /// Webhook URLs are `<public_url>/webhook/<channel name>`.
 pub const PATH_PREFIX: &str = "/webhook/";
 
+/// How long a request for a channel changed a moment ago waits for the main thread to read
+/// the change (it is woken at the change's COMMIT and reads it in about a millisecond).
+const CATCH_UP: Duration = Duration::from_millis(500);
+
 /// How long a request waits for the main thread to store it before it gets a 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A channel as the HTTP threads see it.
-#[derive(Debug)]
+/// A channel as the HTTP threads see it. (Its `Debug` leaves the secrets out.)
 pub struct ChannelKeys {
     pub id: i64,
     pub name: String,
@@ -31,10 +35,26 @@ pub struct ChannelKeys {
     pub verify_token: String,
 }
 
+impl std::fmt::Debug for ChannelKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelKeys")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("app_secret", &crate::store::REDACTED)
+            .field("verify_token", &crate::store::REDACTED)
+            .finish()
+    }
+}
+
 /// What the main thread shares with the HTTP threads.
 #[derive(Default)]
 pub struct Shared {
     channels: RwLock<HashMap<String, Arc<ChannelKeys>>>,
+    /// The generation of the channels (see [`wake::channels_generation`]) that `channels` holds,
+    /// with a condition variable the main thread signals after each reload.
+    loaded_generation: Mutex<u64>,
+    reloaded: Condvar,
     /// False while the extension is not created in the database: requests get a 503.
     installed: AtomicBool,
     pub max_body_bytes: Arc<AtomicUsize>,
@@ -42,10 +62,26 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn set_channels(&self, installed: bool, channels: Vec<ChannelKeys>) {
+    /// Installs the channels read at `generation` (read before the table was).
+    pub fn set_channels(&self, installed: bool, channels: Vec<ChannelKeys>, generation: u64) {
         let map = channels.into_iter().map(|c| (c.name.clone(), Arc::new(c))).collect();
         *self.channels.write().unwrap_or_else(|p| p.into_inner()) = map;
         self.installed.store(installed, Ordering::Release);
+        *self.loaded_generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
+        self.reloaded.notify_all();
+    }
+
+    /// Whether a change to the channels has committed that the main thread has not read yet;
+    /// if so, waits (at most [`CATCH_UP`]) until it has. Only a real change waits: a flood of
+    /// requests for unknown channels or with bad signatures never does.
+    fn catch_up(&self) -> bool {
+        let committed = wake::channels_generation();
+        let loaded = self.loaded_generation.lock().unwrap_or_else(|p| p.into_inner());
+        if *loaded == committed {
+            return false;
+        }
+        let _ = self.reloaded.wait_timeout_while(loaded, CATCH_UP, |g| *g != committed);
+        true
     }
 
     fn channel(&self, name: &str) -> Option<Arc<ChannelKeys>> {
@@ -90,13 +126,21 @@ const KEPT_HEADERS: [&str; 4] = ["X-Hub-Signature-256", "Content-Type", "User-Ag
 
 /// Work for the main thread.
 pub enum Job {
-    /// Store this and answer whether it committed (`Err` carries the reason it did not).
-    Store(Verified, SyncSender<Result<(), String>>),
-    /// Re-read the channels (a new channel, a changed secret) unless that was done after
-    /// this instant, then answer.
-    Reload(Instant, SyncSender<()>),
+    /// Store this and answer whether it committed.
+    Store(Verified, SyncSender<Stored>),
     /// A line for the server log, and perhaps a count in `wa_channel_counters`.
     Report(Report),
+}
+
+/// What became of a POST handed to the main thread.
+#[derive(Debug)]
+pub enum Stored {
+    /// Committed: answer 200.
+    Committed,
+    /// Not stored, for a reason that may pass (a deadlock, say): 500, Meta redelivers.
+    Failed(String),
+    /// Its batch's transaction did not commit: 503, Meta redelivers.
+    NotCommitted(String),
 }
 
 pub struct Report {
@@ -131,7 +175,7 @@ pub fn start(
 ) -> std::io::Result<Receiver<Job>> {
     let (jobs, receiver) = sync_channel(queue);
     let limits = Limits { max_connections, max_body_bytes: shared.max_body_bytes.clone(), ..Limits::default() };
-    bounded_http::serve(listener, limits, Arc::new(Handler { shared, jobs, waker, last_reload: Default::default() }))?;
+    bounded_http::serve(listener, limits, Arc::new(Handler { shared, jobs, waker }))?;
     Ok(receiver)
 }
 
@@ -139,17 +183,19 @@ struct Handler {
     shared: Arc<Shared>,
     jobs: SyncSender<Job>,
     waker: Waker,
-    last_reload: std::sync::Mutex<Option<Instant>>,
 }
-
-const RELOAD_AT_MOST_EVERY: Duration = Duration::from_millis(100);
 
 impl bounded_http::Handler for Handler {
     fn handle(&self, request: Request) -> Response {
         let Some(name) = request.path().strip_prefix(PATH_PREFIX).filter(|n| !n.is_empty() && !n.contains('/')) else {
             return Response::text(404, "Not found: webhook URLs end in /webhook/<channel>");
         };
-        let Some(channel) = self.channel(name) else {
+        // From what is committed: the main thread re-reads the channels at every change (see
+        // pg::wake), so a miss costs no more than any other 404; it waits only while a change
+        // committed a moment ago is being read (a channel added just before Meta's handshake).
+        let found =
+            self.shared.channel(name).or_else(|| if self.shared.catch_up() { self.shared.channel(name) } else { None });
+        let Some(channel) = found else {
             if !self.shared.installed.load(Ordering::Acquire) {
                 return Response::text(503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
             }
@@ -182,31 +228,6 @@ impl Handler {
         Ok(())
     }
 
-    /// Looks a channel up; on a miss, asks the main thread to re-read the channels once, so a
-    /// channel added a moment ago (Meta verifies right after "Verify and Save") is found.
-    fn channel(&self, name: &str) -> Option<Arc<ChannelKeys>> {
-        self.shared.channel(name).or_else(|| {
-            self.reload();
-            self.shared.channel(name)
-        })
-    }
-
-    /// Asks the main thread to re-read the channels and waits for it. Misses are served one at
-    /// a time and at most every [`RELOAD_AT_MOST_EVERY`]: requests for made-up channels, or
-    /// with bad signatures, wait here instead of keeping the thread that writes to Postgres
-    /// busy, while requests for known channels never come here.
-    fn reload(&self) {
-        let mut last = self.last_reload.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(wait) = last.and_then(|t| RELOAD_AT_MOST_EVERY.checked_sub(t.elapsed())) {
-            std::thread::sleep(wait);
-        }
-        *last = Some(Instant::now());
-        let (tx, rx) = sync_channel(1);
-        if self.send(Job::Reload(Instant::now(), tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(5));
-        }
-    }
-
     fn handshake(&self, channel: &ChannelKeys, query: &str) -> Response {
         match webhook::verify_subscription(query, &channel.verify_token) {
             Ok(challenge) => {
@@ -226,6 +247,9 @@ impl Handler {
             }
             Err(HandshakeError::NotSubscribe) => Response::text(403, "Expected hub.mode=subscribe"),
             Err(HandshakeError::NoChallenge) => Response::text(403, "Missing hub.challenge"),
+            Err(HandshakeError::BadChallenge) => {
+                Response::text(403, "hub.challenge must be digits and URL-safe characters, at most 64")
+            }
         }
     }
 
@@ -237,14 +261,11 @@ impl Handler {
         headers: serde_json::Value,
     ) -> Response {
         let mut verdict = signature::verify(&channel.app_secret, &body, header);
-        if verdict == Err(signature::Mismatch::WrongSecret) {
-            // Perhaps the app secret was just changed: re-read it once before refusing.
-            self.reload();
+        if verdict == Err(signature::Mismatch::WrongSecret) && self.shared.catch_up() {
+            // The app secret was changed a moment ago (read at the commit that changed it).
             if let Some(fresh) = self.shared.channel(&channel.name) {
-                if fresh.app_secret != channel.app_secret {
-                    verdict = signature::verify(&fresh.app_secret, &body, header);
-                    channel = fresh;
-                }
+                verdict = signature::verify(&fresh.app_secret, &body, header);
+                channel = fresh;
             }
         }
         if let Err(mismatch) = verdict {
@@ -272,8 +293,15 @@ impl Handler {
             return Response::text(503, "Busy, retry later");
         }
         match rx.recv_timeout(STORE_TIMEOUT) {
-            Ok(Ok(())) => Response::text(200, "OK"),
-            Ok(Err(reason)) => {
+            Ok(Stored::Committed) => Response::text(200, "OK"),
+            Ok(Stored::NotCommitted(reason)) => {
+                let line = format!(
+                    "webhook POST answered 503: its transaction did not commit ({reason}); Meta will redeliver it"
+                );
+                self.report(LogLevel::Warning, line, None);
+                Response::text(503, "Could not commit the event; it will be redelivered")
+            }
+            Ok(Stored::Failed(reason)) => {
                 let line = format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}");
                 self.report(LogLevel::Warning, line, None);
                 Response::text(500, "Could not store the event; it will be redelivered")

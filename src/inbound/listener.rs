@@ -4,8 +4,8 @@
 //! own subtransaction; every request is answered only after that transaction has committed.
 
 use crate::inbound::Counts;
-use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, Verified};
-use crate::pg::{guc, subtransaction, wakeup};
+use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, Stored, Verified};
+use crate::pg::{guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 const QUEUE: usize = 1024;
 /// Most requests stored in one transaction.
 const BATCH: usize = 256;
-/// Channels are re-read this often even without a miss (changed secrets, removed channels).
+/// Channels are re-read at every committed change (see [`wake::listener_at_commit`]), and this
+/// often anyway, as a safety net (a change made while the library was not loaded).
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 #[pg_guard]
@@ -58,13 +59,17 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
         http::PATH_PREFIX
     );
 
-    let mut listener = Listener { shared, last_reload: None, installed: false };
+    wake::register_listener();
+    let mut listener = Listener { shared, last_reload: None, generation: 0, installed: false };
     listener.reload();
     // Sleeps until a request thread hands over work (or a signal, or the next periodic reload).
     while wakeups.wait(RELOAD_EVERY) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             listener.shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
+        }
+        if listener.generation != wake::channels_generation() {
+            listener.reload(); // a channel or secret changed: committed, so readable now
         }
         if listener.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
             listener.reload();
@@ -88,23 +93,18 @@ fn max_body_bytes() -> usize {
 struct Listener {
     shared: Arc<Shared>,
     last_reload: Option<Instant>,
+    /// The channels' generation when they were last read.
+    generation: u64,
     installed: bool,
 }
 
 impl Listener {
     fn run(&mut self, batch: Vec<Job>) {
-        let mut stores: Vec<(Verified, SyncSender<Result<(), String>>)> = Vec::new();
+        let mut stores: Vec<(Verified, SyncSender<Stored>)> = Vec::new();
         let mut counters = Vec::new();
         for job in batch {
             match job {
                 Job::Store(verified, reply) => stores.push((verified, reply)),
-                Job::Reload(asked_at, reply) => {
-                    // Misses that pile up while one reload runs are all answered by it.
-                    if self.last_reload.is_none_or(|t| t <= asked_at) {
-                        self.reload();
-                    }
-                    let _ = reply.send(());
-                }
                 Job::Report(report) => {
                     match report.level {
                         LogLevel::Log => log!("whatsapp_channel: {}", report.line),
@@ -117,8 +117,14 @@ impl Listener {
         if stores.is_empty() && counters.is_empty() {
             return;
         }
+        // An update for a number no channel has: perhaps one added a moment ago whose change
+        // has not reached this worker yet. Make sure the table is current before routing;
+        // only a number still unknown after that is kept raw and counted.
+        if stores.iter().any(|(v, _)| has_unknown_number(&self.shared, v)) {
+            self.reload();
+        }
         let shared = &self.shared;
-        let results: Vec<Result<(), String>> = BackgroundWorker::transaction(AssertUnwindSafe(|| {
+        let committed = subtransaction::transaction(|| {
             if !store::use_extension_schema() {
                 return stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
             }
@@ -155,11 +161,22 @@ impl Listener {
                 }
             }
             counts.flush();
-            results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect()
-        }));
-        // Committed: now, and only now, the senders may be told.
-        for ((_, reply), result) in stores.into_iter().zip(results) {
-            let _ = reply.send(result);
+            results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect::<Vec<_>>()
+        });
+        // Committed: now, and only now, the senders may be told. If the COMMIT failed, nothing
+        // of the batch is stored: every request of it is answered 503, and the worker goes on.
+        let answers: Vec<Stored> = match committed {
+            Ok(results) => results.into_iter().map(|r| r.map_or_else(Stored::Failed, |()| Stored::Committed)).collect(),
+            Err(e) => {
+                warning!(
+                    "whatsapp_channel: a batch of {} webhook POSTs did not commit, answered 503: {e}",
+                    stores.len()
+                );
+                stores.iter().map(|_| Stored::NotCommitted(e.clone())).collect()
+            }
+        };
+        for ((_, reply), answer) in stores.into_iter().zip(answers) {
+            let _ = reply.send(answer);
         }
         unsafe { pg_sys::pgstat_report_stat(false) };
     }
@@ -183,6 +200,8 @@ impl Listener {
 
     fn reload(&mut self) {
         let started = Instant::now();
+        // Read before the table: a change committed while reading moves it on again.
+        self.generation = wake::channels_generation();
         let loaded = BackgroundWorker::transaction(|| store::use_extension_schema().then(store::load_channels));
         if loaded.is_none() && self.installed {
             warning!("whatsapp_channel: the extension is no longer installed; webhooks are answered 503");
@@ -199,9 +218,18 @@ impl Listener {
                 verify_token: c.verify_token,
             })
             .collect();
-        self.shared.set_channels(self.installed, channels);
+        self.shared.set_channels(self.installed, channels, self.generation);
         self.last_reload = Some(started);
     }
+}
+
+/// Whether a readable POST carries updates for a `phone_number_id` no known channel of its app has.
+fn has_unknown_number(shared: &Shared, verified: &Verified) -> bool {
+    let Ok(payload) = &verified.payload else { return false };
+    payload
+        .changes
+        .iter()
+        .any(|c| c.template_status.is_none() && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_none())
 }
 
 /// Whether a POST can join the batch of all POSTs stored together: a readable payload whose
@@ -219,12 +247,26 @@ fn fits_batch(shared: &Shared, verified: &Verified) -> bool {
 /// with no subtransaction per item (any error rolls back the lot, and each POST is stored
 /// alone instead).
 fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
+    fn payload_of<'a>(v: &&'a Verified) -> &'a whatsapp_cloud::webhook::Payload {
+        match &v.payload {
+            Ok(payload) => payload,
+            Err(_) => unreachable!("checked by fits_batch"),
+        }
+    }
+    let events: Vec<store::NewEvent> = posts
+        .iter()
+        .map(|v| store::NewEvent {
+            channel_id: v.channel.id,
+            body: &v.body,
+            headers: &v.headers,
+            payload: payload_of(v),
+        })
+        .collect();
+    let event_ids = store::insert_payload_events(&events);
     let mut batch = inbound::Batch::default();
-    for verified in posts {
-        let Ok(payload) = &verified.payload else { unreachable!("checked by fits_batch") };
+    for (verified, event_id) in posts.iter().zip(event_ids) {
         let channel = &verified.channel;
-        let event_id = store::insert_payload_event(channel.id, &verified.body, &verified.headers, payload);
-        let (items, _) = inbound::items(payload, |pnid| shared.route(channel, pnid));
+        let (items, _) = inbound::items(payload_of(verified), |pnid| shared.route(channel, pnid));
         for item in &items {
             batch.add(event_id, item);
         }

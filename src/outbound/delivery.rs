@@ -1,5 +1,5 @@
 //! The delivery worker: sends queued outbound messages. Woken at the commit of a transaction
-//! that queued messages ([`crate::outbound::wake`]), and by its own timer for retries that fall due.
+//! that queued messages ([`crate::pg::wake`]), and by its own timer for retries that fall due.
 //!
 //! Each turn of the loop records the answers that came back, then claims as many due
 //! messages as there are free senders (status `sending`, COMMIT) and hands them to the
@@ -8,8 +8,7 @@
 //! queue at start: the only window in which a message can be sent twice.
 
 use crate::outbound::sender_pool::{Download, DownloadResult, Finished, Send, SendResult, SenderPool, Work};
-use crate::outbound::wake;
-use crate::pg::{guc, subtransaction, wakeup};
+use crate::pg::{guc, subtransaction, wake, wakeup};
 use crate::store::{self, Claimed, MediaJob};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;

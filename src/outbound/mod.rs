@@ -5,4 +5,3 @@
 
 pub mod delivery;
 pub mod sender_pool;
-pub mod wake;

@@ -1,7 +1,8 @@
 //! What the workers need from Postgres itself, kept apart from what they do with it: typed
-//! settings ([`guc`]), one unit of work per subtransaction ([`subtransaction`]), and sleeping
-//! on the latch and a socket together ([`wakeup`]).
+//! settings ([`guc`]), one unit of work per subtransaction ([`subtransaction`]), waking a worker
+//! at COMMIT ([`wake`]), and sleeping on the latch and a socket together ([`wakeup`]).
 
 pub mod guc;
 pub mod subtransaction;
+pub mod wake;
 pub mod wakeup;

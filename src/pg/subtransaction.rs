@@ -48,6 +48,35 @@ pub fn run_classified<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     }
 }
 
+/// Runs `f` in a transaction of its own and commits it. If `f` or the COMMIT itself raises an
+/// ERROR, the transaction is rolled back and the ERROR comes back as `Err(message)`, so that the
+/// worker goes on (pgrx's `BackgroundWorker::transaction` would end the worker instead: for the
+/// listener, every request waiting on that batch would then get no answer at all).
+pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    unsafe {
+        let memory_context = pg_sys::CurrentMemoryContext;
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            let value = f();
+            pg_sys::PopActiveSnapshot();
+            pg_sys::CommitTransactionCommand();
+            value
+        }));
+        match result {
+            Ok(value) => Ok(value),
+            Err(payload) => {
+                pg_sys::MemoryContextSwitchTo(memory_context);
+                pg_sys::FlushErrorState();
+                pg_sys::AbortCurrentTransaction();
+                pg_sys::MemoryContextSwitchTo(memory_context);
+                Err(panic_message(payload.as_ref()))
+            }
+        }
+    }
+}
+
 fn is_transient(payload: &(dyn std::any::Any + Send)) -> bool {
     use pgrx::PgSqlErrorCode::*;
     let Some(CaughtError::PostgresError(report)) = payload.downcast_ref::<CaughtError>() else { return false };

@@ -294,7 +294,8 @@ fn reason(status: u16) -> &'static str {
 
 fn write_response(stream: &mut TcpStream, response: &Response, keep_alive: bool) -> std::io::Result<()> {
     let mut out = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+        // nosniff: a browser must never read an answer (an echoed challenge) as anything else.
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n{}\r\n",
         response.status,
         reason(response.status),
         response.content_type,

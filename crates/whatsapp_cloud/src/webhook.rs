@@ -18,9 +18,16 @@ pub enum HandshakeError {
     NotSubscribe,
     /// `hub.challenge` is missing or empty: nothing to echo.
     NoChallenge,
+    /// `hub.challenge` is not what Meta sends (digits and URL-safe characters, at most
+    /// [`MAX_CHALLENGE`]): echoing anything else would let a stranger make this server
+    /// answer with text of their choosing.
+    BadChallenge,
     /// The verify token differs from the channel's.
     TokenMismatch,
 }
+
+/// The longest `hub.challenge` echoed (Meta's are ten-digit numbers).
+pub const MAX_CHALLENGE: usize = 64;
 
 /// Answers Meta's handshake: `Ok(challenge)` to echo back as the 200 body, exactly as sent.
 pub fn verify_subscription(query: &str, verify_token: &str) -> Result<String, HandshakeError> {
@@ -41,8 +48,12 @@ pub fn verify_subscription(query: &str, verify_token: &str) -> Result<String, Ha
         return Err(HandshakeError::TokenMismatch);
     }
     match challenge {
-        Some(c) if !c.is_empty() => Ok(c),
-        _ => Err(HandshakeError::NoChallenge),
+        Some(c) if c.is_empty() => Err(HandshakeError::NoChallenge),
+        Some(c) if c.len() <= MAX_CHALLENGE && c.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) => {
+            Ok(c)
+        }
+        Some(_) => Err(HandshakeError::BadChallenge),
+        None => Err(HandshakeError::NoChallenge),
     }
 }
 
@@ -357,6 +368,16 @@ mod tests {
     const TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=","timestamp":"1749416383","type":"text","text":{"body":"Does it come in another color?"}}]},"field":"messages"}]}]}"#;
 
     #[test]
+    fn only_a_challenge_of_metas_shape_is_echoed() {
+        let q = |c: &str| format!("hub.mode=subscribe&hub.verify_token=t&hub.challenge={c}");
+        assert_eq!(verify_subscription(&q("1158201444"), "t"), Ok("1158201444".into()));
+        assert_eq!(verify_subscription(&q("abc-_.~XYZ"), "t"), Ok("abc-_.~XYZ".into()));
+        assert_eq!(verify_subscription(&q("%3Cscript%3E"), "t"), Err(HandshakeError::BadChallenge));
+        assert_eq!(verify_subscription(&q(&"9".repeat(65)), "t"), Err(HandshakeError::BadChallenge));
+        assert_eq!(verify_subscription(&q(""), "t"), Err(HandshakeError::NoChallenge));
+    }
+
+    #[test]
     fn nul_characters_become_replacement_characters() {
         let body = TEXT.replace("Does it come", "Does\\u0000it come").replace("\"profile\"", "\"pro\\u0000file\"");
         let payload = parse(body.as_bytes()).unwrap();
@@ -473,9 +494,10 @@ mod tests {
         );
         assert_eq!(verify_subscription("hub.mode=subscribe&hub.verify_token=t", "t"), Err(HandshakeError::NoChallenge));
         assert_eq!(verify_subscription("hub.mode=subscribe&hub.challenge=c", "t"), Err(HandshakeError::TokenMismatch));
+        // A malformed escape stays as it is, and '%' is not in a challenge Meta sends.
         assert_eq!(
-            verify_subscription("hub.mode=subscribe&hub.verify_token=t&hub.challenge=a%zzb", "t").as_deref(),
-            Ok("a%zzb")
+            verify_subscription("hub.mode=subscribe&hub.verify_token=t&hub.challenge=a%zzb", "t"),
+            Err(HandshakeError::BadChallenge)
         );
     }
 }

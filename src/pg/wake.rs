@@ -1,0 +1,120 @@
+//! Waking a worker at commit time (pg_net's design). `wa_send_text()` registers a commit
+//! callback once per transaction; at COMMIT it sets the delivery worker's latch, unless a wake
+//! is already pending. So the worker never wakes for rows it cannot see yet, and a
+//! transaction that queues 10,000 messages wakes it once. A change to a channel or its
+//! secrets does the same for the webhook listener, and moves a generation number on, so the
+//! listener re-reads its channels when they changed and never because a request asked.
+
+use pgrx::prelude::*;
+use pgrx::{PgAtomic, PgXactCallbackEvent, pg_shmem_init, register_xact_callback};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+
+/// `pgprocno` of the running delivery worker, -1 when none runs.
+static DELIVERY_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_delivery_procno") };
+/// Set by the first committing waker, cleared by the worker before it looks for work.
+static WAKE_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_wake_pending") };
+/// `pgprocno` of the running webhook listener, -1 when none runs.
+static LISTENER_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_listener_procno") };
+/// Moved on by every committed change to `wa_channels` or `wa_channel_secrets`.
+static CHANNELS_GENERATION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"whatsapp_channel_channels_generation") };
+/// True in the postmaster and every backend forked from it when the library was preloaded,
+/// i.e. when the shared memory above exists.
+static PRELOADED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Whether this backend's current transaction already has the commit callback.
+    static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// The same for the listener's callback.
+    static LISTENER_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+pub fn init_shared_memory() {
+    pg_shmem_init!(DELIVERY_PROCNO = AtomicI32::new(-1));
+    pg_shmem_init!(WAKE_PENDING = AtomicBool::new(false));
+    pg_shmem_init!(LISTENER_PROCNO = AtomicI32::new(-1));
+    pg_shmem_init!(CHANNELS_GENERATION = AtomicU64::new(0));
+    PRELOADED.store(true, Ordering::Relaxed);
+}
+
+/// Arranges for the delivery worker to be woken when the current transaction commits.
+pub fn delivery_at_commit() {
+    if !PRELOADED.load(Ordering::Relaxed) {
+        warning!(
+            "whatsapp_channel is not in shared_preload_libraries: the message is queued, but no delivery worker runs to send it"
+        );
+        return;
+    }
+    if REGISTERED.get() {
+        return;
+    }
+    REGISTERED.set(true);
+    // The callbacks run after commit/abort: they must not raise an error or panic.
+    register_xact_callback(PgXactCallbackEvent::Commit, || {
+        REGISTERED.set(false);
+        wake_delivery();
+    });
+    register_xact_callback(PgXactCallbackEvent::Abort, || REGISTERED.set(false));
+}
+
+fn wake_delivery() {
+    if WAKE_PENDING.get().swap(true, Ordering::AcqRel) {
+        return; // a wake is already on its way
+    }
+    set_latch_of(DELIVERY_PROCNO.get().load(Ordering::Acquire)); // not running: it scans the queue when it starts
+}
+
+/// Sets the latch of the process with this `pgprocno`, if one (>= 0) is given.
+fn set_latch_of(procno: i32) {
+    if procno < 0 {
+        return;
+    }
+    unsafe {
+        let proc_ = (*pg_sys::ProcGlobal).allProcs.add(procno as usize);
+        pg_sys::SetLatch(&raw mut (*proc_).procLatch);
+    }
+}
+
+/// This process's number in the proc array, by which others set its latch.
+fn my_procno() -> i32 {
+    unsafe { (*pg_sys::MyProc).pgprocno }
+}
+
+/// Called by the delivery worker at start: from now on, commits wake this process.
+pub fn register_delivery_worker() {
+    DELIVERY_PROCNO.get().store(my_procno(), Ordering::Release);
+}
+
+/// Arranges for the webhook listener to re-read its channels when the current transaction
+/// commits (a trigger on wa_channels and wa_channel_secrets calls it).
+pub fn listener_at_commit() {
+    if !PRELOADED.load(Ordering::Relaxed) || LISTENER_REGISTERED.get() {
+        return;
+    }
+    LISTENER_REGISTERED.set(true);
+    register_xact_callback(PgXactCallbackEvent::Commit, || {
+        LISTENER_REGISTERED.set(false);
+        CHANNELS_GENERATION.get().fetch_add(1, Ordering::AcqRel);
+        set_latch_of(LISTENER_PROCNO.get().load(Ordering::Acquire));
+    });
+    register_xact_callback(PgXactCallbackEvent::Abort, || LISTENER_REGISTERED.set(false));
+}
+
+/// Called by the webhook listener at start: from now on, channel changes wake this process.
+pub fn register_listener() {
+    LISTENER_PROCNO.get().store(my_procno(), Ordering::Release);
+}
+
+/// The channels' generation: when it differs from the one last read, they changed since.
+pub fn channels_generation() -> u64 {
+    if !PRELOADED.load(Ordering::Relaxed) {
+        return 0;
+    }
+    CHANNELS_GENERATION.get().load(Ordering::Acquire)
+}
+
+/// Called by the delivery worker right before it looks for due messages, so that a commit
+/// after this point sets the latch again.
+pub fn take_pending_wake() -> bool {
+    WAKE_PENDING.get().swap(false, Ordering::AcqRel)
+}
