@@ -361,3 +361,19 @@ BEGIN
            reason = excluded.reason, updated_at = pg_catalog.now();
 END
 $$;
+
+-- What ON DELETE CASCADE would do for wa_conversation_state (see sql/schema.sql), once per
+-- statement: a deleted contact (or a channel, whose contacts cascade) takes its conversation.
+CREATE FUNCTION _wa_contacts_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.wa_conversation_state s USING gone WHERE s.channel_id = gone.channel_id AND s.contact_id = gone.id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER wa_contacts_deleted AFTER DELETE ON wa_contacts
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_contacts_deleted();

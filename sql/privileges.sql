@@ -43,6 +43,7 @@ REVOKE ALL ON FUNCTION _wa_mark_failed(bigint, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_channel_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_outbound_conversation() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_rebuild_conversations(bigint) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_contacts_deleted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_unix_time(double precision) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_queue_head(bigint, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_hold_behind(bigint, text, bigint, timestamptz) FROM PUBLIC;

@@ -343,4 +343,29 @@ fn conversations_follow_inbound_outbound_and_read_receipts() {
         rows
     };
     assert_eq!(kept, rebuilt);
+
+    // A deleted contact, then a deleted channel, take their conversations with them.
+    let conversations = |client: &mut postgres::Client| -> i64 {
+        client
+            .query_one(
+                "SELECT count(*) FROM wa_conversation_state s WHERE s.channel_id = (SELECT id FROM wa_channels WHERE name = $1)",
+                &[&ch.name],
+            )
+            .unwrap()
+            .get(0)
+    };
+    ch.customer_writes("16505557102");
+    assert_eq!(conversations(&mut client), 2);
+    client
+        .execute(
+            "DELETE FROM wa_contacts WHERE wa_id = '16505557102' AND channel_id = (SELECT id FROM wa_channels WHERE name = $1)",
+            &[&ch.name],
+        )
+        .unwrap();
+    assert_eq!(conversations(&mut client), 1);
+    let id: i64 = client.query_one("SELECT id FROM wa_channels WHERE name = $1", &[&ch.name]).unwrap().get(0);
+    client.execute("DELETE FROM wa_channels WHERE id = $1", &[&id]).unwrap();
+    let left: i64 =
+        client.query_one("SELECT count(*) FROM wa_conversation_state WHERE channel_id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(left, 0);
 }
