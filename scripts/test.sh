@@ -10,8 +10,13 @@ PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 # Users do not run their server with Rust backtraces; neither do the tests.
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
+# Every cargo test's output also goes to a log, so that the last line can add them all up
+# (cargo's own last line is that of the e2e crate's doc tests: 0 of them).
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+
 echo "[test] unit tests (no Postgres)"
-cargo test --locked -p whatsapp_cloud -p wa-sim -p bounded_http
+cargo test --locked -p whatsapp_cloud -p wa-sim -p bounded_http 2>&1 | tee -a "$LOG"
 
 echo "[test] installing the extension into $($PG_CONFIG --pkglibdir)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
@@ -21,4 +26,7 @@ ${sudo_flag:+sudo} rm -f "$($PG_CONFIG --pkglibdir)/whatsapp_channel.so"
 cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
 
 echo "[test] end-to-end tests (a real cluster, real HTTP, a real LISTEN client)"
-cargo test --locked -p e2e
+cargo test --locked -p e2e 2>&1 | tee -a "$LOG"
+
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+     END { printf "test: %d passed, %d failed\n", p, f }' "$LOG"

@@ -276,6 +276,20 @@ fn a_status_for_a_send_recorded_later_is_applied_then() {
     assert_eq!((row.get::<_, String>(0), row.get::<_, bool>(1)), ("delivered".into(), true));
 }
 
+/// A channel's conversation state, row by row, as text.
+fn conversation_rows(client: &mut impl postgres::GenericClient, channel: &str) -> Vec<String> {
+    client
+        .query(
+            "SELECT row(s.contact_id, s.last_message_id, s.last_direction, s.last_type, s.last_preview, s.unread_count)::text
+               FROM wa_conversation_state s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = $1 ORDER BY 1",
+            &[&channel],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
 #[test]
 fn conversations_follow_inbound_outbound_and_read_receipts() {
     let ch = cluster().add_channel("convo");
@@ -313,32 +327,11 @@ fn conversations_follow_inbound_outbound_and_read_receipts() {
         (0, "outbound".into(), "on it".into())
     );
     // The maintained state is what a rebuild from the messages gives.
-    let mine = |client: &mut postgres::Client| -> Vec<String> {
-        client
-            .query(
-                "SELECT row(s.contact_id, s.last_message_id, s.last_direction, s.last_type, s.last_preview, s.unread_count)::text
-                   FROM wa_conversation_state s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = $1 ORDER BY 1",
-                &[&ch.name],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    };
-    let kept = mine(&mut client);
+    let kept = conversation_rows(&mut client, &ch.name);
     let rebuilt = {
         let mut tx = client.transaction().unwrap();
         tx.execute("SELECT _wa_rebuild_conversations(id) FROM wa_channels WHERE name = $1", &[&ch.name]).unwrap();
-        let rows: Vec<String> = tx
-            .query(
-                "SELECT row(s.contact_id, s.last_message_id, s.last_direction, s.last_type, s.last_preview, s.unread_count)::text
-                   FROM wa_conversation_state s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = $1 ORDER BY 1",
-                &[&ch.name],
-            )
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        let rows = conversation_rows(&mut tx, &ch.name);
         tx.rollback().unwrap();
         rows
     };
