@@ -113,7 +113,12 @@ pub fn serve(listener: TcpListener, limits: Limits, handler: Arc<dyn Handler>) -
                 active.fetch_sub(1, Ordering::AcqRel);
                 handler.refused(503, "too many connections (the connection cap is reached)");
                 let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = write_response(&mut stream, &Response::text(503, "Too many connections, retry later"), false);
+                let _ = write_response(
+                    &mut stream,
+                    &Response::text(503, "Too many connections, retry later"),
+                    false,
+                    false,
+                );
                 let _ = stream.shutdown(Shutdown::Both);
                 continue;
             }
@@ -146,18 +151,20 @@ fn serve_connection(stream: TcpStream, limits: &Limits, handler: &dyn Handler) {
     loop {
         match read_request(&mut reader, limits) {
             Ok((request, keep_alive)) => {
+                let method_is_head = request.method == "HEAD";
                 let response = handler.handle(request);
                 if response.status == 0 {
                     break;
                 }
-                if write_response(&mut writer, &response, keep_alive).is_err() || !keep_alive {
+                let head_only = method_is_head;
+                if write_response(&mut writer, &response, keep_alive, head_only).is_err() || !keep_alive {
                     break;
                 }
             }
             Err(ReadError::Closed) => break,
             Err(ReadError::Refuse(status, why)) => {
                 handler.refused(status, why);
-                let _ = write_response(&mut writer, &Response::text(status, why), false);
+                let _ = write_response(&mut writer, &Response::text(status, why), false, false);
                 if status == 413 {
                     // The client is still sending the body it announced; closing now would reset
                     // the connection before it reads the 413. Let it finish, within bounds.
@@ -192,6 +199,56 @@ fn time_left(reader: &BufReader<TcpStream>, deadline: Instant) -> Result<(), Rea
     Ok(())
 }
 
+/// Reads a request head up to the empty line that ends it (CRLF or a bare LF, which httparse
+/// reads the same way), within `deadline` as a whole: every read gets only what is left of it,
+/// so a head trickled a byte at a time is cut off at the deadline, not after many timeouts.
+fn read_head(reader: &mut BufReader<TcpStream>, deadline: Instant, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut head = Vec::with_capacity(1024);
+    let mut line_start = 0;
+    loop {
+        time_left(reader, deadline)?;
+        let available = match reader.fill_buf() {
+            Ok([]) => return Err(ReadError::Closed),
+            Ok(bytes) => bytes,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(ReadError::Refuse(408, "Request timeout: the request head did not arrive in time"));
+            }
+            Err(_) => return Err(ReadError::Closed),
+        };
+        let (taken, ended) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        head.extend_from_slice(&available[..taken]);
+        reader.consume(taken);
+        if head.len() > max {
+            return Err(ReadError::Refuse(431, "Request header fields too large"));
+        }
+        if !ended {
+            continue;
+        }
+        let line = &head[line_start..];
+        if line == b"\r\n" || line == b"\n" {
+            if line_start == 0 {
+                head.clear(); // a stray empty line between requests (RFC 9112 2.2)
+                continue;
+            }
+            return Ok(head);
+        }
+        line_start = head.len();
+    }
+}
+
+/// The value of a Content-Length header: digits only (no sign, no spaces inside), so that no
+/// proxy in front can read the same header as another length.
+fn content_length(value: &[u8]) -> Option<usize> {
+    let v = value.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
 fn read_request(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<(Request, bool), ReadError> {
     // Wait for the first byte of the next request for as long as a connection may idle.
     let _ = reader.get_ref().set_read_timeout(Some(limits.idle_timeout));
@@ -201,29 +258,7 @@ fn read_request(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<(R
         Err(_) => return Err(ReadError::Closed),
     }
     let deadline = Instant::now() + limits.request_timeout;
-    let mut head = Vec::with_capacity(1024);
-    while !head.ends_with(b"\r\n\r\n") {
-        time_left(reader, deadline)?;
-        let mut line = Vec::new();
-        match reader
-            .by_ref()
-            .take((limits.max_head_bytes + 1 - head.len().min(limits.max_head_bytes)) as u64)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(0) => return Err(ReadError::Closed),
-            Ok(_) => head.extend_from_slice(&line),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(ReadError::Refuse(408, "Request timeout: the request head did not arrive in time"));
-            }
-            Err(_) => return Err(ReadError::Closed),
-        }
-        if head.len() > limits.max_head_bytes {
-            return Err(ReadError::Refuse(431, "Request header fields too large"));
-        }
-        if head == b"\r\n" || head == b"\n" {
-            head.clear(); // tolerate a stray empty line between requests (RFC 9112 2.2)
-        }
-    }
+    let head = read_head(reader, deadline, limits.max_head_bytes)?;
     let mut header_slots = [httparse::EMPTY_HEADER; 64];
     let mut parsed = httparse::Request::new(&mut header_slots);
     match parsed.parse(&head) {
@@ -244,31 +279,46 @@ fn read_request(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<(R
     if find("transfer-encoding").is_some() {
         return Err(ReadError::Refuse(411, "Length required: send the body with Content-Length"));
     }
-    let length = match find("content-length") {
+    // Every Content-Length must be the same valid number: two different ones are how a request
+    // is smuggled past a proxy that reads the other one.
+    let mut lengths =
+        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| content_length(v));
+    let length = match lengths.next() {
         None => 0,
-        Some(v) => v.parse::<usize>().map_err(|_| ReadError::Refuse(400, "Bad request: invalid Content-Length"))?,
+        Some(first) => {
+            let first = first.ok_or(ReadError::Refuse(400, "Bad request: invalid Content-Length"))?;
+            if lengths.any(|other| other != Some(first)) {
+                return Err(ReadError::Refuse(400, "Bad request: conflicting Content-Length headers"));
+            }
+            first
+        }
     };
     if length > limits.max_body_bytes.load(Ordering::Relaxed) {
         return Err(ReadError::Refuse(413, "Payload too large"));
     }
-    if find("expect").as_deref() == Some("100-continue") && length > 0 {
+    // (100 Continue is HTTP/1.1: an HTTP/1.0 client would read it as the answer.)
+    if !http10 && find("expect").as_deref() == Some("100-continue") && length > 0 {
         let _ = reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
     }
-    let mut body = vec![0; length];
-    let mut filled = 0;
-    while filled < length {
+    // The body grows as its bytes arrive, never by what the client merely announced.
+    let mut body = Vec::with_capacity(length.min(64 << 10));
+    let mut chunk = [0u8; 16 << 10];
+    while body.len() < length {
         time_left(reader, deadline)?;
-        match reader.read(&mut body[filled..]) {
+        let want = (length - body.len()).min(chunk.len());
+        match reader.read(&mut chunk[..want]) {
             Ok(0) => return Err(ReadError::Closed),
-            Ok(n) => filled += n,
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Err(ReadError::Refuse(408, "Request timeout: the body did not arrive in time"));
             }
             Err(_) => return Err(ReadError::Closed),
         }
     }
+    // Connection is a list of tokens: "keep-alive, close" closes.
     let connection = find("connection").unwrap_or_default();
-    let keep_alive = if http10 { connection == "keep-alive" } else { connection != "close" };
+    let has = |token: &str| connection.split(',').any(|t| t.trim() == token);
+    let keep_alive = if http10 { has("keep-alive") && !has("close") } else { !has("close") };
     Ok((Request { method, target, headers, body }, keep_alive))
 }
 
@@ -292,7 +342,14 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_response(stream: &mut TcpStream, response: &Response, keep_alive: bool) -> std::io::Result<()> {
+/// Writes `response`; for a HEAD request (`head_only`) without its body, which the client does
+/// not read (on a kept-alive connection it would be taken for the next answer).
+fn write_response(
+    stream: &mut TcpStream,
+    response: &Response,
+    keep_alive: bool,
+    head_only: bool,
+) -> std::io::Result<()> {
     let mut out = format!(
         // nosniff: a browser must never read an answer (an echoed challenge) as anything else.
         "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n{}\r\n",
@@ -303,7 +360,9 @@ fn write_response(stream: &mut TcpStream, response: &Response, keep_alive: bool)
         if keep_alive { "" } else { "Connection: close\r\n" }
     )
     .into_bytes();
-    out.extend_from_slice(&response.body);
+    if !head_only {
+        out.extend_from_slice(&response.body);
+    }
     stream.write_all(&out)
 }
 
@@ -387,5 +446,82 @@ mod tests {
         assert!(chunked.starts_with("HTTP/1.1 411"), "{chunked}");
         let garbage = exchange(&mut TcpStream::connect(addr).unwrap(), b"\x16\x03\x01 hello\r\n\r\n");
         assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+    }
+
+    /// Everything the server sends on `stream` until it closes it (or 3 s pass).
+    fn read_all(stream: &mut TcpStream) -> String {
+        stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut out = Vec::new();
+        let _ = stream.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn conflicting_content_lengths_are_refused_and_nothing_after_them_is_served() {
+        let addr = start(Limits::default());
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 10\r\n\r\nhelloGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        let all = read_all(&mut s);
+        assert!(all.starts_with("HTTP/1.1 400"), "{all}");
+        assert_eq!(all.matches("HTTP/1.1").count(), 1, "a second answer was served: {all}");
+        let plus =
+            exchange(&mut TcpStream::connect(addr).unwrap(), b"POST /a HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello");
+        assert!(plus.starts_with("HTTP/1.1 400"), "{plus}");
+        let same = exchange(
+            &mut TcpStream::connect(addr).unwrap(),
+            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        );
+        assert!(same.starts_with("HTTP/1.1 200") && same.ends_with("POST /a hello"), "{same}");
+    }
+
+    #[test]
+    fn a_head_framed_with_bare_line_feeds_is_read_exactly() {
+        let addr = start(Limits::default());
+        let mut s = TcpStream::connect(addr).unwrap();
+        let a = exchange(&mut s, b"POST /lf HTTP/1.1\nHost: h\nContent-Length: 2\n\nhi");
+        assert!(a.starts_with("HTTP/1.1 200") && a.ends_with("POST /lf hi"), "{a}");
+        let b = exchange(&mut s, b"GET /next HTTP/1.1\r\n\r\n");
+        assert!(b.ends_with("GET /next "), "the next request on the connection was misread: {b}");
+    }
+
+    #[test]
+    fn a_trickled_head_is_cut_off_at_the_request_deadline() {
+        let addr = start(Limits { request_timeout: Duration::from_secs(1), ..Limits::default() });
+        let mut s = TcpStream::connect(addr).unwrap();
+        let started = Instant::now();
+        s.write_all(b"G").unwrap();
+        // One byte every 200 ms, never a line feed: each read would have its own timeout.
+        let mut answered = String::new();
+        for _ in 0..40 {
+            std::thread::sleep(Duration::from_millis(200));
+            if s.write_all(b"E").is_err() {
+                break;
+            }
+            s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
+            let mut buf = [0u8; 512];
+            if let Ok(n) = s.read(&mut buf) {
+                answered = String::from_utf8_lossy(&buf[..n]).into_owned();
+                break;
+            }
+        }
+        assert!(answered.starts_with("HTTP/1.1 408"), "{answered:?}");
+        assert!(started.elapsed() < Duration::from_secs(3), "cut off after {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn head_answers_carry_no_body_and_connection_tokens_are_read_as_a_list() {
+        let addr = start(Limits::default());
+        let mut s = TcpStream::connect(addr).unwrap();
+        let head = exchange(&mut s, b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n");
+        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head:?}");
+        let next = exchange(&mut s, b"GET /after HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
+        assert!(next.starts_with("HTTP/1.1 200") && next.ends_with("GET /after "), "{next:?}");
+        assert!(next.contains("Connection: close"), "{next:?}");
+        assert_eq!(read_all(&mut s), "", "the connection stayed open after 'keep-alive, close'");
+        let http10 = exchange(
+            &mut TcpStream::connect(addr).unwrap(),
+            b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
+        );
+        assert!(!http10.contains("100 Continue") && http10.ends_with("POST /x ok"), "{http10:?}");
     }
 }
