@@ -18,7 +18,7 @@ fn ok<T>(result: spi::Result<T>) -> T {
 }
 
 thread_local! {
-    /// The statements the listener runs for every batch, planned once per process (the
+    /// The statements the workers run for every batch or turn, planned once per process (a
     /// worker's main thread is the only one that runs SQL). Planned anew for every call they
     /// cost a tenth of the listener's time (perf); Postgres re-plans a kept statement by itself
     /// when what it names changes (a re-created extension).
@@ -222,12 +222,13 @@ pub fn load_channels() -> Vec<ChannelCredentials> {
 /// session's search_path after pg_catalog (so nothing created in it can shadow a built-in
 /// operator or function), so the statements here need not name it.
 pub fn use_extension_schema() -> bool {
-    let found: Option<String> = ok(Spi::get_one_with_args(
+    // (Run by every worker transaction: prepared once, like the listener's batch statements.)
+    let found: Option<String> = get_one_prepared(
         "SELECT (SELECT pg_catalog.set_config('search_path', pg_catalog.format('pg_catalog, %I', n.nspname), false)
                    FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
                   WHERE e.extname = $1)",
         &["whatsapp_channel".into()],
-    ));
+    );
     found.is_some()
 }
 
@@ -401,10 +402,10 @@ pub fn webhook_events_after(after: i64, last: Option<i64>, limit: i64) -> Vec<St
 
 /// One more of `kind` for a channel in `wa_channel_counters`.
 pub fn count(channel_id: i64, kind: &str, detail: Option<&str>, n: i64) {
-    ok(Spi::run_with_args(
-        "SELECT _wa_count($1, $2, $3, $4)",
+    let _: Option<i64> = get_one_prepared(
+        "SELECT pg_catalog.count(*) FROM _wa_count($1, $2, $3, $4)",
         &[channel_id.into(), kind.into(), detail.into(), n.into()],
-    ));
+    );
 }
 
 /// Inbound messages of any kind gathered for one call of `_wa_receive_messages`, the one write
