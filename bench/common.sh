@@ -32,3 +32,17 @@ print_log_problems() {
     echo '```'
   fi
 }
+
+# The pgbench script of Postgres' own ceiling for the listener's work: one INSERT ... ON
+# CONFLICT DO NOTHING of a webhook-sized row into bench_ceiling, plus one pg_notify, per
+# transaction. pgbench keeps a client's variables from one transaction to the next: n counts
+# its messages (run it with -D n=0 -D run=<unique>).
+insert_notify_script() {
+  cat <<'SQL'
+\set n :n + 1
+BEGIN;
+INSERT INTO bench_ceiling (wamid, body) VALUES ('wamid.BENCH.' || :run || '.' || :client_id || '.' || :n, 'Hi! Does the blue jacket come in another color? Can I still change my order? {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}}}]}]}') ON CONFLICT (wamid) DO NOTHING;
+SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text", "client": ' || :client_id || '}');
+END;
+SQL
+}

@@ -51,14 +51,7 @@ say "listener pid $LISTENER, $RSS_BEFORE; wa_messages has $ROWS_BEFORE rows"
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"; "${PSQL[@]}" -c "DROP TABLE IF EXISTS bench_ceiling" >/dev/null 2>&1 || true' EXIT
 "${PSQL[@]}" -c "CREATE TABLE IF NOT EXISTS bench_ceiling (id bigserial PRIMARY KEY, wamid text UNIQUE, body text)"
-# pgbench keeps a client's variables from one transaction to the next: n counts its messages.
-cat >"$WORK/insert_notify.sql" <<'SQL'
-\set n :n + 1
-BEGIN;
-INSERT INTO bench_ceiling (wamid, body) VALUES ('wamid.BENCH.' || :run || '.' || :client_id || '.' || :n, 'Hi! Does the blue jacket come in another color? Can I still change my order? {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}}}]}]}') ON CONFLICT (wamid) DO NOTHING;
-SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text", "client": ' || :client_id || '}');
-END;
-SQL
+insert_notify_script >"$WORK/insert_notify.sql"
 
 declare -A PGB_TPS PGB_ROWS PGB_LAT
 for c in $CLIENTS; do

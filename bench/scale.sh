@@ -238,13 +238,7 @@ run_load() { # key, then wa-sim load flags
   progress "  committed $(field "${LOAD[$key]}" committed) (${LOAD[$key]%% ok_200*}... committed_per_s=$(field "${LOAD[$key]}" committed_per_s), notify p50/p99 $(field "${LOAD[$key]}" notify_p50_ms)/$(field "${LOAD[$key]}" notify_p99_ms) ms)"
 }
 
-cat >"$WORK/insert_notify.sql" <<'SQL'
-\set n :n + 1
-BEGIN;
-INSERT INTO bench_ceiling (wamid, body) VALUES ('wamid.BENCH.' || :run || '.' || :client_id || '.' || :n, 'Hi! Does the blue jacket come in another color? Can I still change my order? {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}}}]}]}') ON CONFLICT (wamid) DO NOTHING;
-SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text", "client": ' || :client_id || '}');
-END;
-SQL
+insert_notify_script >"$WORK/insert_notify.sql"
 pgbench_tps() { # output of pgbench
   echo "$1" | awk '/^tps = / { printf "%.0f", $3; exit }'
 }
