@@ -277,24 +277,6 @@ pub fn insert_webhook_event(
     id.expect("INSERT ... RETURNING returns a row")
 }
 
-/// Keeps a verified, readable POST as an event (outcome `stored` until told otherwise).
-pub fn insert_payload_event(
-    channel_id: i64,
-    body: &[u8],
-    headers: &serde_json::Value,
-    payload: &webhook::Payload,
-) -> i64 {
-    let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-    insert_webhook_event(
-        channel_id,
-        body,
-        headers,
-        EventOutcome::Stored,
-        n(payload.message_count()),
-        n(payload.status_count()),
-    )
-}
-
 /// A verified, readable POST to keep as an event (see [`insert_payload_events`]).
 pub struct NewEvent<'a> {
     pub channel_id: i64,
@@ -303,8 +285,8 @@ pub struct NewEvent<'a> {
     pub payload: &'a webhook::Payload,
 }
 
-/// Keeps many verified POSTs as events (outcome `stored`) in one statement; returns their ids
-/// in the order given. (Identities are drawn in insertion order, and the rows are inserted in
+/// Keeps verified POSTs as events (outcome `stored` until told otherwise) in one statement,
+/// a batch's or a single POST's; returns their ids in the order given. (Identities are drawn in insertion order, and the rows are inserted in
 /// the order given, so the returned ids sorted are the events in order.)
 pub fn insert_payload_events(events: &[NewEvent]) -> Vec<i64> {
     let n = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);

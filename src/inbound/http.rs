@@ -127,14 +127,14 @@ const KEPT_HEADERS: [&str; 4] = ["X-Hub-Signature-256", "Content-Type", "User-Ag
 /// Work for the main thread.
 pub enum Job {
     /// Store this and answer whether it committed.
-    Store(Verified, SyncSender<Stored>),
+    Store(Verified, SyncSender<StoreOutcome>),
     /// A line for the server log, and perhaps a count in `wa_channel_counters`.
     Report(Report),
 }
 
 /// What became of a POST handed to the main thread.
 #[derive(Debug)]
-pub enum Stored {
+pub enum StoreOutcome {
     /// Committed: answer 200.
     Committed,
     /// Not stored, for a reason that may pass (a deadlock, say): 500, Meta redelivers.
@@ -293,15 +293,15 @@ impl Handler {
             return Response::text(503, "Busy, retry later");
         }
         match rx.recv_timeout(STORE_TIMEOUT) {
-            Ok(Stored::Committed) => Response::text(200, "OK"),
-            Ok(Stored::NotCommitted(reason)) => {
+            Ok(StoreOutcome::Committed) => Response::text(200, "OK"),
+            Ok(StoreOutcome::NotCommitted(reason)) => {
                 let line = format!(
                     "webhook POST answered 503: its transaction did not commit ({reason}); Meta will redeliver it"
                 );
                 self.report(LogLevel::Warning, line, None);
                 Response::text(503, "Could not commit the event; it will be redelivered")
             }
-            Ok(Stored::Failed(reason)) => {
+            Ok(StoreOutcome::Failed(reason)) => {
                 let line = format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}");
                 self.report(LogLevel::Warning, line, None);
                 Response::text(500, "Could not store the event; it will be redelivered")

@@ -4,7 +4,7 @@
 //! own subtransaction; every request is answered only after that transaction has committed.
 
 use crate::inbound::Counts;
-use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, Stored, Verified};
+use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, StoreOutcome, Verified};
 use crate::pg::{guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
@@ -100,7 +100,7 @@ struct Listener {
 
 impl Listener {
     fn run(&mut self, batch: Vec<Job>) {
-        let mut stores: Vec<(Verified, SyncSender<Stored>)> = Vec::new();
+        let mut stores: Vec<(Verified, SyncSender<StoreOutcome>)> = Vec::new();
         let mut counters = Vec::new();
         for job in batch {
             match job {
@@ -165,14 +165,16 @@ impl Listener {
         });
         // Committed: now, and only now, the senders may be told. If the COMMIT failed, nothing
         // of the batch is stored: every request of it is answered 503, and the worker goes on.
-        let answers: Vec<Stored> = match committed {
-            Ok(results) => results.into_iter().map(|r| r.map_or_else(Stored::Failed, |()| Stored::Committed)).collect(),
+        let answers: Vec<StoreOutcome> = match committed {
+            Ok(results) => {
+                results.into_iter().map(|r| r.map_or_else(StoreOutcome::Failed, |()| StoreOutcome::Committed)).collect()
+            }
             Err(e) => {
                 warning!(
                     "whatsapp_channel: a batch of {} webhook POSTs did not commit, answered 503: {e}",
                     stores.len()
                 );
-                stores.iter().map(|_| Stored::NotCommitted(e.clone())).collect()
+                stores.iter().map(|_| StoreOutcome::NotCommitted(e.clone())).collect()
             }
         };
         for ((_, reply), answer) in stores.into_iter().zip(answers) {
@@ -207,17 +209,7 @@ impl Listener {
             warning!("whatsapp_channel: the extension is no longer installed; webhooks are answered 503");
         }
         self.installed = loaded.is_some();
-        let channels = loaded
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| ChannelKeys {
-                id: c.id,
-                name: c.name,
-                phone_number_id: c.phone_number_id,
-                app_secret: c.app_secret.into_bytes(),
-                verify_token: c.verify_token,
-            })
-            .collect();
+        let channels = loaded.unwrap_or_default().into_iter().map(ChannelKeys::from).collect();
         self.shared.set_channels(self.installed, channels, self.generation);
         self.last_reload = Some(started);
     }
@@ -296,7 +288,8 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
             return Ok(());
         }
     };
-    let event_id = store::insert_payload_event(channel.id, &verified.body, &verified.headers, payload);
+    let event = store::NewEvent { channel_id: channel.id, body: &verified.body, headers: &verified.headers, payload };
+    let event_id = store::insert_payload_events(&[event])[0];
     let stored = inbound::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
     if let Some(reason) = stored.transient {
         // Rolls this POST back (the caller's subtransaction) and answers 500: Meta redelivers.

@@ -192,16 +192,22 @@ impl Cluster {
         assert!(started.is_some(), "the server did not start again after the crash:\n{}", self.log());
     }
 
-    /// SIGKILLs one backend or worker; the postmaster then resets every process (crash recovery).
-    pub fn kill_backend(&self, backend_type: &str) {
-        let pid: i32 = poll(|| {
+    /// The pid of the running backend or worker of this type (e.g. `whatsapp_channel webhook
+    /// listener`), waiting for it to be there.
+    pub fn backend_pid(&self, backend_type: &str) -> i32 {
+        poll(|| {
             self.connect()
                 .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = $1", &[&backend_type])
                 .ok()
                 .flatten()
         })
         .unwrap_or_else(|| panic!("no {backend_type} running"))
-        .get(0);
+        .get(0)
+    }
+
+    /// SIGKILLs one backend or worker; the postmaster then resets every process (crash recovery).
+    pub fn kill_backend(&self, backend_type: &str) {
+        let pid = self.backend_pid(backend_type);
         run(Command::new("kill").args(["-KILL", &pid.to_string()]));
     }
 

@@ -25,13 +25,7 @@ fn a_failed_commit_answers_503_and_the_listener_goes_on() {
                  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit();",
         )
         .unwrap();
-    let listener_pid = || -> i32 {
-        cluster
-            .connect()
-            .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'whatsapp_channel webhook listener'", &[])
-            .unwrap()
-            .get(0)
-    };
+    let listener_pid = || cluster.backend_pid("whatsapp_channel webhook listener");
     let pid = listener_pid();
 
     let failing =

@@ -16,13 +16,7 @@ fn the_listener_serves_an_extension_dropped_and_created_again() {
         ch.post_signed_to(&cluster, &payload).unwrap().status
     };
     assert_eq!(post("wamid.re.1"), 200);
-    let listener_pid = || -> i32 {
-        cluster
-            .connect()
-            .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'whatsapp_channel webhook listener'", &[])
-            .unwrap()
-            .get(0)
-    };
+    let listener_pid = || cluster.backend_pid("whatsapp_channel webhook listener");
     let pid = listener_pid();
 
     cluster.connect().batch_execute("DROP EXTENSION whatsapp_channel CASCADE").unwrap();
