@@ -49,24 +49,27 @@ DECLARE
     -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).
     -- Arrays rather than a staging table: a temporary table is truncated at every commit,
     -- a tenth of the listener's time (perf).
-    contacts   bigint[];
+    contacts   bigint[] := '{}';
     added      integer;
     media_jobs integer;
     changed    bigint[];
 BEGIN
-    -- Known senders: by WhatsApp id first, else by BSUID (each a probe of a unique index; as
-    -- scalar subqueries, which no plan can turn into a scan of the contacts).
-    contacts := ARRAY(
-        SELECT COALESCE((SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
-                        (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
-          FROM unnest(channels, froms, from_user_ids) WITH ORDINALITY AS u(ch, wa, uid, ord)
-         ORDER BY u.ord);
-
-    -- Senders seen for the first time, in the order they wrote: a later row that shares an id
-    -- with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and joins
-    -- that contact below, exactly as if the rows had been stored one by one.
-    IF EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
-                WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)) THEN
+    -- Each message's contact: by WhatsApp id first, else by BSUID (each a probe of a unique
+    -- index; as scalar subqueries, which no plan can turn into a scan of the contacts). Looked
+    -- up once, and once more, for the rows still without one, after the senders seen for the
+    -- first time were added. (`contacts` starts empty: unnest pads it with NULLs.)
+    FOR pass IN 1..2 LOOP
+        contacts := ARRAY(
+            SELECT COALESCE(u.c,
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
+              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+             ORDER BY u.ord);
+        EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
+                                           WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL));
+        -- Senders seen for the first time, in the order they wrote: a later row that shares an
+        -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
+        -- joins that contact, exactly as if the rows had been stored one by one.
         INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
         SELECT u.ch, u.wa, u.uid,
                (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
@@ -79,13 +82,7 @@ BEGIN
          GROUP BY u.ch, u.wa, u.uid
          ORDER BY pg_catalog.min(u.ord)
         ON CONFLICT DO NOTHING;
-        contacts := ARRAY(
-            SELECT COALESCE(u.c,
-                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
-                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
-              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
-             ORDER BY u.ord);
-    END IF;
+    END LOOP;
 
     -- Keep every sender's contact current: the newest profile name and username given, the
     -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
