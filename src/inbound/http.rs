@@ -1,12 +1,13 @@
 //! The HTTP side of the webhook listener. These threads never call into Postgres (pgrx panics
-//! if they do): they route, check signatures and parse JSON (the server, `bounded_http`, has
-//! already enforced the connection cap, the deadlines and the body limit), then hand a verified
+//! if they do): they route, check signatures and parse JSON (the server, `bounded_http` on
+//! hyper, has already enforced the connection cap, the deadlines, the body limit and budget,
+//! and TLS), then hand a verified
 //! payload to the worker's main thread and wait for its answer, which comes only after COMMIT.
 //! Log lines go to the main thread too, so they land in the server log.
 
 use crate::pg::wake;
 use crate::pg::wakeup::Waker;
-use bounded_http::{Limits, Request, Response};
+use bounded_http::{Limits, Request, Response, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,6 +59,8 @@ pub struct Shared {
     /// False while the extension is not created in the database: requests get a 503.
     installed: AtomicBool,
     pub max_body_bytes: Arc<AtomicUsize>,
+    /// What new connections speak: plain HTTP or TLS with the certificate installed last.
+    pub tls: Arc<Tls>,
     pub throttle: Throttle,
 }
 
@@ -163,9 +166,22 @@ pub enum LogLevel {
     Warning,
 }
 
-/// Serves webhooks on `listener` (bound by the main thread), one thread per connection up to
-/// `max_connections`. Returns the receiving end of the jobs for the main thread, which
-/// `waker` wakes whenever it sends one.
+/// A request must arrive within these: its head within [`HEAD_TIMEOUT`] of the connection
+/// starting to wait for it (which also closes idle keep-alive connections), its body within
+/// [`BODY_TIMEOUT`] after. Meta sends each webhook at once; only a stalled or hostile client
+/// comes near them.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Bytes of all webhook bodies held at once, from their first byte until stored: a POST that
+/// does not fit is answered 503 (Meta redelivers). Meta's payloads are kilobytes (at most
+/// 3 MB), so this is thousands of them, and it bounds the memory strangers can make the
+/// listener hold before their signature is checked.
+pub const BODY_BUDGET: usize = 64 << 20;
+
+/// Serves webhooks on `listener` (bound by the main thread) with up to `max_connections` open
+/// at once. Returns the receiving end of the jobs for the main thread, which `waker` wakes
+/// whenever it sends one.
 pub fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -174,8 +190,19 @@ pub fn start(
     max_connections: usize,
 ) -> std::io::Result<Receiver<Job>> {
     let (jobs, receiver) = sync_channel(queue);
-    let limits = Limits { max_connections, max_body_bytes: shared.max_body_bytes.clone(), ..Limits::default() };
-    bounded_http::serve(listener, limits, Arc::new(Handler { shared, jobs, waker }))?;
+    let limits = Limits {
+        max_connections,
+        head_timeout: HEAD_TIMEOUT,
+        body_timeout: BODY_TIMEOUT,
+        max_body_bytes: shared.max_body_bytes.clone(),
+        body_budget_bytes: BODY_BUDGET,
+        // A POST waits on its thread for the main thread's COMMIT; more than the queue of
+        // jobs could never be waiting at once.
+        handler_threads: queue,
+        ..Limits::default()
+    };
+    let tls = shared.tls.clone();
+    bounded_http::serve(listener, limits, tls, Arc::new(Handler { shared, jobs, waker }))?;
     Ok(receiver)
 }
 
@@ -216,7 +243,11 @@ impl bounded_http::Handler for Handler {
     }
 
     fn refused(&self, status: u16, why: &str) {
-        self.report(LogLevel::Warning, format!("webhook request answered {status}: {why}"), None);
+        let line = match status {
+            0 => format!("webhook connection closed: {why}"),
+            _ => format!("webhook request answered {status}: {why}"),
+        };
+        self.report(LogLevel::Warning, line, None);
     }
 }
 

@@ -7,14 +7,16 @@ use crate::inbound::Counts;
 use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, StoreOutcome, Verified};
 use crate::pg::{guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
+use bounded_http::{Tls, capacity};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Requests waiting for the main thread; more get a 503 (Meta redelivers).
 const QUEUE: usize = 1024;
@@ -48,15 +50,40 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
     };
     let shared = Arc::new(Shared::default());
     shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
+    let mut tls = TlsFiles::default();
+    if let Err(e) = tls.reload(&shared.tls) {
+        ErrorReport::new(
+            PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+            format!("whatsapp_channel: cannot serve https: {e}"),
+            "wa_webhook_listener_main",
+        )
+        .set_hint("Fix whatsapp_channel.tls_cert_file / tls_key_file (or unset both for plain HTTP) and reload.")
+        .report(PgLogLevel::ERROR);
+    }
     let (waker, mut wakeups) = wakeup::pair();
-    let max_connections = usize::try_from(guc::MAX_CONNECTIONS.get()).unwrap_or(256);
-    let jobs = match http::start(listener, shared.clone(), waker, QUEUE, max_connections) {
+    let open_files = capacity::raise_open_files_limit();
+    let setting = u64::try_from(guc::MAX_CONNECTIONS.get()).unwrap_or(1);
+    let postgres_files = u64::try_from(unsafe { pg_sys::max_files_per_process }).unwrap_or(1000);
+    let max_connections = capacity::connection_cap(setting, open_files.now, postgres_files);
+    if max_connections < setting {
+        warning!(
+            "whatsapp_channel: webhook connections capped at {max_connections}, under whatsapp_channel.max_connections \
+             ({setting}): the open-files limit is {} and Postgres may use {postgres_files} of them. Raise the server's \
+             open-files limit (LimitNOFILE in its systemd unit, or ulimit -n) to allow more",
+            open_files.now
+        );
+    }
+    let jobs = match http::start(listener, shared.clone(), waker, QUEUE, max_connections as usize) {
         Ok(jobs) => jobs,
         Err(e) => error!("whatsapp_channel: cannot start the webhook server: {e}"),
     };
     log!(
-        "whatsapp_channel: webhook listener on http://{address}{}<channel>, database \"{database}\"",
-        http::PATH_PREFIX
+        "whatsapp_channel: webhook listener on {}://{address}{}<channel>, database \"{database}\", \
+         up to {max_connections} connections (open-files limit {} raised to {})",
+        if shared.tls.current().is_some() { "https" } else { "http" },
+        http::PATH_PREFIX,
+        open_files.before,
+        open_files.now
     );
 
     wake::register_listener();
@@ -67,6 +94,11 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             listener.shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
+            match tls.reload(&listener.shared.tls) {
+                Ok(Some(change)) => log!("whatsapp_channel: webhook listener {change}"),
+                Ok(None) => {}
+                Err(e) => warning!("whatsapp_channel: webhook listener keeps its previous TLS setting: {e}"),
+            }
         }
         if listener.generation != wake::channels_generation() {
             listener.reload(); // a channel or secret changed: committed, so readable now
@@ -88,6 +120,45 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
 
 fn max_body_bytes() -> usize {
     usize::try_from(guc::MAX_BODY_BYTES.get()).unwrap_or(4 << 20)
+}
+
+/// The TLS files last loaded, as the settings named them and as they were on disk then.
+#[derive(Default, PartialEq)]
+struct TlsFiles(Option<[(PathBuf, Option<SystemTime>); 2]>);
+
+impl TlsFiles {
+    /// What `whatsapp_channel.tls_cert_file` and `tls_key_file` name now (`None`: plain HTTP).
+    fn from_settings() -> Result<TlsFiles, String> {
+        let cert = guc::string(&guc::TLS_CERT_FILE, "");
+        let key = guc::string(&guc::TLS_KEY_FILE, "");
+        let stamp = |p: &str| (PathBuf::from(p), std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        match (cert.is_empty(), key.is_empty()) {
+            (true, true) => Ok(TlsFiles(None)),
+            (false, false) => Ok(TlsFiles(Some([stamp(&cert), stamp(&key)]))),
+            _ => Err("set both whatsapp_channel.tls_cert_file and whatsapp_channel.tls_key_file, or neither".into()),
+        }
+    }
+
+    /// Installs what the settings name if it changed (other names, or files renewed since),
+    /// and says what changed; on error nothing changes and connections go on as before.
+    fn reload(&mut self, tls: &Tls) -> Result<Option<String>, String> {
+        let wanted = TlsFiles::from_settings()?;
+        if *self == wanted && self.0.is_some() == tls.current().is_some() {
+            return Ok(None);
+        }
+        let change = match &wanted.0 {
+            None => {
+                tls.install(None);
+                "speaks plain HTTP from now on (TLS files unset)".to_string()
+            }
+            Some([(cert, _), (key, _)]) => {
+                tls.install(Some(bounded_http::load_tls(cert, key)?));
+                format!("TLS certificate (re)loaded from {}", cert.display())
+            }
+        };
+        *self = wanted;
+        Ok(Some(change))
+    }
 }
 
 struct Listener {

@@ -5,9 +5,15 @@
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::{CStr, CString};
 
-/// Address the webhook listener binds to. Loopback by default: put a TLS proxy or tunnel in
-/// front of it for Meta, which only calls https URLs.
+/// Address the webhook listener binds to. Loopback by default: Meta only calls https URLs, so
+/// either set the TLS files below and listen on a public address, or put a TLS proxy in front.
 pub static LISTEN_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"127.0.0.1:8080"));
+
+/// PEM certificate chain (leaf first, as certbot's fullchain.pem) and private key for https on
+/// the listener; unset = plain HTTP. Paths may be relative to the data directory. Reloaded at
+/// SIGHUP (a renewed certificate needs no restart); a bad file keeps the previous certificate.
+pub static TLS_CERT_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub static TLS_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// The public base URL Meta calls (what `wa_webhook_url()` prints); empty means "not set".
 pub static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -22,11 +28,14 @@ pub static GRAPH_API_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<
 /// The database whose whatsapp_channel tables the workers serve.
 pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
-/// Largest webhook body accepted. Meta sends up to 3 MB; anything larger gets 413.
+/// Largest webhook body accepted. Meta sends up to 3 MB; anything larger gets 413. At most the
+/// listener's budget for all bodies in flight (64 MB), so that one always fits.
 pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 
-/// Most webhook connections open at once; more are answered 503 (Meta retries them).
-pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(256);
+/// Most webhook connections open at once; more are answered 503 (Meta retries them). An idle
+/// connection costs a few kilobytes; the listener also keeps the cap under what its open-files
+/// limit allows (and logs the cap it uses).
+pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(4096);
 
 /// What is kept of inbound media: `content` (the bytes) or `metadata` (type, size, hash only).
 pub static MEDIA_DOWNLOAD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"content"));
@@ -54,6 +63,22 @@ pub fn init() {
         c"Loopback by default; Meta needs a public https URL in front of it (see whatsapp_channel.public_url). Needs a restart.",
         &LISTEN_ADDRESS,
         GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.tls_cert_file",
+        c"PEM certificate chain for https on the webhook listener; unset = plain HTTP.",
+        c"Leaf first (certbot's fullchain.pem). Set with tls_key_file; pg_reload_conf() loads renewed files, and a bad file keeps the previous certificate.",
+        &TLS_CERT_FILE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.tls_key_file",
+        c"PEM private key for whatsapp_channel.tls_cert_file.",
+        c"Readable by the server's owner only (chmod 600), as Postgres requires of ssl_key_file.",
+        &TLS_KEY_FILE,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_string_guc(
@@ -94,17 +119,17 @@ pub fn init() {
         c"Meta's payloads are at most 3 MB.",
         &MAX_BODY_BYTES,
         1024,
-        256 * 1024 * 1024,
+        64 * 1024 * 1024,
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
     );
     GucRegistry::define_int_guc(
         c"whatsapp_channel.max_connections",
         c"Most webhook connections open at once; more are answered 503.",
-        c"Each connection has its own thread; a request must arrive within 10 s (else 408). Needs a restart.",
+        c"Idle connections are cheap; a request head must arrive within 10 s, its body within 10 s more (else 408). Kept under the open-files limit. Needs a restart.",
         &MAX_CONNECTIONS,
         1,
-        10_000,
+        1_000_000,
         GucContext::Postmaster,
         GucFlags::default(),
     );

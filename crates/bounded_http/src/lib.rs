@@ -1,18 +1,46 @@
-//! A small HTTP/1.1 server with hard bounds, for webhook receivers.
+//! An HTTP/1.1 server with hard bounds, for webhook receivers and the test doubles they talk to.
 //!
-//! Why not tiny_http: its connection pool hands a new keep-alive connection to a thread that is
-//! still serving another one, so under a burst some connections get no answer until others
-//! close (measured: 15 s stalls at 16 and 64 connections, BENCHMARKS.md), and it has no read
-//! timeouts and no connection cap. Here every connection has its own thread, up to a cap
-//! (503 beyond it); a client that stalls gets 408 after a deadline; a body over the limit gets
-//! 413 before it is read. Parsing is httparse's (hyper's parser). Bodies need Content-Length,
-//! as Meta's webhooks and Graph API clients send it.
+//! hyper (1.x) speaks the protocol: strict framing (conflicting `Content-Length`s, bad chunking
+//! and malformed heads are answered 400 and the connection closed), chunked bodies, HEAD,
+//! `Expect: 100-continue`, keep-alive and a deadline for each request head. On top of it this
+//! crate adds what a server that strangers can reach needs and hyper leaves to its user:
+//!
+//! - a cap on open connections: beyond it a connection is answered 503 and closed;
+//! - a body limit, answered 413 before the body is read when its length is announced;
+//! - a deadline for the body (408), after the head's own;
+//! - a budget for the bytes of all bodies in flight together (503 when spent), so that many
+//!   large or slow bodies cannot take the process's memory;
+//! - optional TLS (rustls), whose certificate can be swapped while serving ([`Tls`]).
+//!
+//! Handlers are plain blocking code. They run on tokio's blocking pool, never on the threads
+//! that drive connections, so a handler that waits (for a COMMIT, say) holds no connection
+//! back, and an idle connection costs a few kilobytes, not a thread.
+//!
+//! Why hyper: tiny_http handed new keep-alive connections to threads still busy with others
+//! (15 s stalls at 16 and 64 connections, BENCHMARKS.md) and had no timeouts; the first version
+//! of this crate was a hand-written server on httparse, and a hostile review found framing and
+//! deadline holes in it. hyper is the maintained, fuzzed HTTP implementation most Rust servers
+//! stand on.
 
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+mod body;
+pub mod capacity;
+mod tls;
+
+pub use tls::{Tls, load as load_tls};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
 /// A request as received.
 #[derive(Debug)]
@@ -67,8 +95,10 @@ impl Response {
     }
 }
 
-/// What the server calls. `handle` runs on the connection's thread; `refused` is told about
-/// requests the server answered itself (408, 413, 503, ...), for logging.
+/// What the server calls. `handle` runs on a thread of the blocking pool and may block;
+/// `refused` is told about requests and connections the server refused itself (400, 408, 413,
+/// 503; 0 for a connection closed without an answer, as after a failed TLS handshake), for
+/// logging, and must not block.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> Response;
     fn refused(&self, _status: u16, _why: &str) {}
@@ -77,451 +107,249 @@ pub trait Handler: Send + Sync + 'static {
 /// The bounds. `max_body_bytes` is shared so a configuration reload can change it live.
 #[derive(Clone)]
 pub struct Limits {
+    /// Connections open at once; more are answered 503 and closed.
     pub max_connections: usize,
-    /// From the first byte of a request to its last, head and body: beyond it, 408.
-    pub request_timeout: Duration,
-    /// How long an idle keep-alive connection is kept open.
-    pub idle_timeout: Duration,
+    /// From when a connection starts waiting for a request (its first, or the next one on a
+    /// kept-alive connection) until that request's whole head has arrived; also the TLS
+    /// handshake's deadline. A connection that misses it is closed (with a 408 if part of a
+    /// head had come), so it bounds idle keep-alive connections and trickled heads alike.
+    pub head_timeout: Duration,
+    /// From a request's head to the last byte of its body: beyond it, 408.
+    pub body_timeout: Duration,
     pub max_body_bytes: Arc<AtomicUsize>,
+    /// Bytes of all request bodies held at once, from their first byte until their handler
+    /// has answered; a body that does not fit is answered 503.
+    pub body_budget_bytes: usize,
+    /// Largest request head (request line and headers); larger ones get 431.
     pub max_head_bytes: usize,
+    /// Most handlers running at once (each on its own thread of the blocking pool); more wait.
+    pub handler_threads: usize,
+    /// Threads that drive connections.
+    pub io_threads: usize,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            max_connections: 256,
-            request_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            head_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
             max_body_bytes: Arc::new(AtomicUsize::new(4 << 20)),
+            body_budget_bytes: 64 << 20,
             max_head_bytes: 16 << 10,
+            handler_threads: 512,
+            io_threads: 2,
         }
     }
 }
 
-/// Accepts connections on `listener` (already bound: bind errors surface at once) on a thread
-/// of its own, and serves each on a thread of its own.
-pub fn serve(listener: TcpListener, limits: Limits, handler: Arc<dyn Handler>) -> std::io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new().name("http-accept".into()).spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else {
+/// Connections beyond the cap that are still being told 503; more are closed without a word.
+const MAX_REFUSING: usize = 64;
+
+struct Server {
+    limits: Limits,
+    handler: Arc<dyn Handler>,
+    tls: Arc<Tls>,
+    connections: Arc<Semaphore>,
+    refusing: Arc<Semaphore>,
+    bodies: Arc<Semaphore>,
+}
+
+/// Serves `listener` (already bound, so bind errors surface at once) on threads of its own,
+/// speaking what `tls` says when each connection arrives. Those threads block every signal,
+/// so the process's signal handlers keep running on the caller's threads only (a Postgres
+/// backend's handlers must).
+pub fn serve(listener: TcpListener, limits: Limits, tls: Arc<Tls>, handler: Arc<dyn Handler>) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let server = Arc::new(Server {
+        connections: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+        refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
+        bodies: Arc::new(Semaphore::new(limits.body_budget_bytes.min(Semaphore::MAX_PERMITS))),
+        limits,
+        handler,
+        tls,
+    });
+    with_signals_blocked(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(server.limits.io_threads.max(1))
+            .max_blocking_threads(server.limits.handler_threads.max(1))
+            .thread_name("http")
+            .enable_all()
+            .build()?;
+        let listener = {
+            let _entered = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+        std::thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || runtime.block_on(accept(listener, server)))?;
+        Ok(())
+    })
+}
+
+/// Runs `f` with every signal blocked on this thread, so the threads it starts inherit the
+/// mask; restores the mask after.
+fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, &mut old);
+        let result = f();
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        result
+    }
+}
+
+async fn accept(listener: tokio::net::TcpListener, server: Arc<Server>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
                 // Out of file descriptors, say: pause instead of spinning on the same error.
-                std::thread::sleep(Duration::from_millis(100));
-                continue;
-            };
-            if active.fetch_add(1, Ordering::AcqRel) >= limits.max_connections {
-                active.fetch_sub(1, Ordering::AcqRel);
-                handler.refused(503, "too many connections (the connection cap is reached)");
-                let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-                let _ = write_response(
-                    &mut stream,
-                    &Response::text(503, "Too many connections, retry later"),
-                    false,
-                    false,
-                );
-                let _ = stream.shutdown(Shutdown::Both);
+                server.handler.refused(503, &format!("cannot accept a connection: {e}"));
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            let (conn_limits, conn_handler, conn_active) = (limits.clone(), handler.clone(), active.clone());
-            let spawned = std::thread::Builder::new().name("http-conn".into()).stack_size(256 << 10).spawn(move || {
-                serve_connection(stream, &conn_limits, conn_handler.as_ref());
-                conn_active.fetch_sub(1, Ordering::AcqRel);
-            });
-            if spawned.is_err() {
-                active.fetch_sub(1, Ordering::AcqRel);
-                handler.refused(503, "could not start a connection thread");
+        };
+        match server.connections.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let server = server.clone();
+                tokio::spawn(async move {
+                    connection(stream, &server).await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                server.handler.refused(503, "too many connections (whatsapp_channel.max_connections)");
+                if let Ok(slot) = server.refusing.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        refuse_busy(stream).await;
+                        drop(slot);
+                    });
+                }
             }
         }
-    })?;
-    Ok(())
+    }
 }
 
-enum ReadError {
-    /// The peer closed, or stayed idle past the keep-alive timeout: close quietly.
-    Closed,
-    /// Answer this and close.
-    Refuse(u16, &'static str),
+/// Tells a connection beyond the cap 503 (within a second) and closes it.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+        X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: 30\r\n\r\n\
+        Too many connections, retry.\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(BUSY).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
-fn serve_connection(stream: TcpStream, limits: &Limits, handler: &dyn Handler) {
+async fn connection(stream: tokio::net::TcpStream, server: &Arc<Server>) {
     let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else { return };
-    let _ = writer.set_write_timeout(Some(limits.request_timeout));
-    let mut reader = BufReader::with_capacity(16 << 10, stream);
-    loop {
-        match read_request(&mut reader, limits) {
-            Ok((request, keep_alive)) => {
-                let method_is_head = request.method == "HEAD";
-                let response = handler.handle(request);
-                if response.status == 0 {
-                    break;
-                }
-                let head_only = method_is_head;
-                if write_response(&mut writer, &response, keep_alive, head_only).is_err() || !keep_alive {
-                    break;
-                }
-            }
-            Err(ReadError::Closed) => break,
-            Err(ReadError::Refuse(status, why)) => {
-                handler.refused(status, why);
-                let _ = write_response(&mut writer, &Response::text(status, why), false, false);
-                if status == 413 {
-                    // The client is still sending the body it announced; closing now would reset
-                    // the connection before it reads the 413. Let it finish, within bounds.
-                    let _ = writer.shutdown(Shutdown::Write);
-                    discard(&mut reader, limits);
-                }
-                break;
+    match server.tls.current() {
+        None => http(stream, server).await,
+        Some(config) => {
+            let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
+            match tokio::time::timeout(server.limits.head_timeout, handshake).await {
+                Ok(Ok(stream)) => http(stream, server).await,
+                Ok(Err(e)) => server.handler.refused(0, &format!("TLS handshake failed: {e}")),
+                Err(_) => {}
             }
         }
     }
-    let _ = writer.shutdown(Shutdown::Both);
 }
 
-/// Reads and drops what the client still sends, for at most one request timeout and 64 MB.
-fn discard(reader: &mut BufReader<TcpStream>, limits: &Limits) {
-    let deadline = Instant::now() + limits.request_timeout;
-    let mut buf = [0u8; 64 << 10];
-    let mut left: usize = 64 << 20;
-    while left > 0 && time_left(reader, deadline).is_ok() {
-        match reader.read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => left = left.saturating_sub(n),
-        }
-    }
-}
-
-/// Sets the socket's read timeout to what is left of `deadline`; `Err` when it has passed.
-fn time_left(reader: &BufReader<TcpStream>, deadline: Instant) -> Result<(), ReadError> {
-    let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
-    let left = left.ok_or(ReadError::Refuse(408, "Request timeout: the request did not arrive in time"))?;
-    let _ = reader.get_ref().set_read_timeout(Some(left));
-    Ok(())
-}
-
-/// Reads a request head up to the empty line that ends it (CRLF or a bare LF, which httparse
-/// reads the same way), within `deadline` as a whole: every read gets only what is left of it,
-/// so a head trickled a byte at a time is cut off at the deadline, not after many timeouts.
-fn read_head(reader: &mut BufReader<TcpStream>, deadline: Instant, max: usize) -> Result<Vec<u8>, ReadError> {
-    let mut head = Vec::with_capacity(1024);
-    let mut line_start = 0;
-    loop {
-        time_left(reader, deadline)?;
-        let available = match reader.fill_buf() {
-            Ok([]) => return Err(ReadError::Closed),
-            Ok(bytes) => bytes,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(ReadError::Refuse(408, "Request timeout: the request head did not arrive in time"));
-            }
-            Err(_) => return Err(ReadError::Closed),
-        };
-        let (taken, ended) = match available.iter().position(|&b| b == b'\n') {
-            Some(i) => (i + 1, true),
-            None => (available.len(), false),
-        };
-        head.extend_from_slice(&available[..taken]);
-        reader.consume(taken);
-        if head.len() > max {
-            return Err(ReadError::Refuse(431, "Request header fields too large"));
-        }
-        if !ended {
-            continue;
-        }
-        let line = &head[line_start..];
-        if line == b"\r\n" || line == b"\n" {
-            if line_start == 0 {
-                head.clear(); // a stray empty line between requests (RFC 9112 2.2)
-                continue;
-            }
-            return Ok(head);
-        }
-        line_start = head.len();
-    }
-}
-
-/// The value of a Content-Length header: digits only (no sign, no spaces inside), so that no
-/// proxy in front can read the same header as another length.
-fn content_length(value: &[u8]) -> Option<usize> {
-    let v = value.trim_ascii();
-    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>, limits: &Limits) -> Result<(Request, bool), ReadError> {
-    // Wait for the first byte of the next request for as long as a connection may idle.
-    let _ = reader.get_ref().set_read_timeout(Some(limits.idle_timeout));
-    match reader.fill_buf() {
-        Ok([]) => return Err(ReadError::Closed),
-        Ok(_) => {}
-        Err(_) => return Err(ReadError::Closed),
-    }
-    let deadline = Instant::now() + limits.request_timeout;
-    let head = read_head(reader, deadline, limits.max_head_bytes)?;
-    let mut header_slots = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Request::new(&mut header_slots);
-    match parsed.parse(&head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        _ => return Err(ReadError::Refuse(400, "Bad request: not HTTP/1.x")),
-    }
-    let method = parsed.method.unwrap_or_default().to_string();
-    let target = parsed.path.unwrap_or_default().to_string();
-    let http10 = parsed.version == Some(0);
-    let headers: Vec<(String, Vec<u8>)> =
-        parsed.headers.iter().map(|h| (h.name.to_string(), h.value.to_vec())).collect();
-    let find = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(v).trim().to_ascii_lowercase())
+async fn http<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, server: &Arc<Server>) {
+    let service = {
+        let server = server.clone();
+        service_fn(move |request| respond(request, server.clone()))
     };
-    if find("transfer-encoding").is_some() {
-        return Err(ReadError::Refuse(411, "Length required: send the body with Content-Length"));
-    }
-    // Every Content-Length must be the same valid number: two different ones are how a request
-    // is smuggled past a proxy that reads the other one.
-    let mut lengths =
-        headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("content-length")).map(|(_, v)| content_length(v));
-    let length = match lengths.next() {
-        None => 0,
-        Some(first) => {
-            let first = first.ok_or(ReadError::Refuse(400, "Bad request: invalid Content-Length"))?;
-            if lengths.any(|other| other != Some(first)) {
-                return Err(ReadError::Refuse(400, "Bad request: conflicting Content-Length headers"));
-            }
-            first
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.limits.head_timeout)
+        .max_buf_size(server.limits.max_head_bytes.max(8192))
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+    if let Err(e) = served {
+        // hyper has answered what it could (400 for bad framing, 431, 408) and closed.
+        if e.is_parse() || e.is_parse_too_large() {
+            server.handler.refused(400, &format!("malformed request: {e}"));
+        } else if e.is_timeout() {
+            server.handler.refused(408, "Request timeout: the request head did not arrive in time");
         }
+    }
+}
+
+/// The service may end a connection without an answer ([`Response::close`]).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the handler")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn respond(
+    request: hyper::Request<Incoming>,
+    server: Arc<Server>,
+) -> Result<hyper::Response<Full<Bytes>>, Dropped> {
+    let (parts, mut incoming) = request.into_parts();
+    let max = server.limits.max_body_bytes.load(Ordering::Relaxed);
+    let mut charge = body::Charge::new(server.bodies.clone());
+    let read = tokio::time::timeout(server.limits.body_timeout, body::read(&mut incoming, max, &mut charge)).await;
+    let body = match read {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(refusal)) => {
+            if refusal == body::TOO_LARGE {
+                body::drain_later(incoming, server.limits.body_timeout);
+            }
+            return Ok(refuse(&server, refusal));
+        }
+        Err(_) => return Ok(refuse(&server, body::LATE)),
     };
-    if length > limits.max_body_bytes.load(Ordering::Relaxed) {
-        return Err(ReadError::Refuse(413, "Payload too large"));
-    }
-    // (100 Continue is HTTP/1.1: an HTTP/1.0 client would read it as the answer.)
-    if !http10 && find("expect").as_deref() == Some("100-continue") && length > 0 {
-        let _ = reader.get_mut().write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-    }
-    // The body grows as its bytes arrive, never by what the client merely announced.
-    let mut body = Vec::with_capacity(length.min(64 << 10));
-    let mut chunk = [0u8; 16 << 10];
-    while body.len() < length {
-        time_left(reader, deadline)?;
-        let want = (length - body.len()).min(chunk.len());
-        match reader.read(&mut chunk[..want]) {
-            Ok(0) => return Err(ReadError::Closed),
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(ReadError::Refuse(408, "Request timeout: the body did not arrive in time"));
-            }
-            Err(_) => return Err(ReadError::Closed),
-        }
-    }
-    // Connection is a list of tokens: "keep-alive, close" closes.
-    let connection = find("connection").unwrap_or_default();
-    let has = |token: &str| connection.split(',').any(|t| t.trim() == token);
-    let keep_alive = if http10 { has("keep-alive") && !has("close") } else { !has("close") };
-    Ok((Request { method, target, headers, body }, keep_alive))
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        408 => "Request Timeout",
-        411 => "Length Required",
-        413 => "Payload Too Large",
-        431 => "Request Header Fields Too Large",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        target: parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_string(), |p| p.as_str().to_string()),
+        headers: parts.headers.iter().map(|(n, v)| (n.as_str().to_string(), v.as_bytes().to_vec())).collect(),
+        body,
+    };
+    let handler = server.handler.clone();
+    let response = tokio::task::spawn_blocking(move || handler.handle(request)).await;
+    drop(charge); // the handler has dropped the body
+    match response {
+        Ok(response) if response.status == 0 => Err(Dropped),
+        Ok(response) => Ok(answer(response, false)),
+        Err(_) => Ok(answer(Response::text(500, "Internal error: the handler panicked"), true)),
     }
 }
 
-/// Writes `response`; for a HEAD request (`head_only`) without its body, which the client does
-/// not read (on a kept-alive connection it would be taken for the next answer).
-fn write_response(
-    stream: &mut TcpStream,
-    response: &Response,
-    keep_alive: bool,
-    head_only: bool,
-) -> std::io::Result<()> {
-    let mut out = format!(
-        // nosniff: a browser must never read an answer (an echoed challenge) as anything else.
-        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nX-Content-Type-Options: nosniff\r\nContent-Length: {}\r\n{}\r\n",
-        response.status,
-        reason(response.status),
-        response.content_type,
-        response.body.len(),
-        if keep_alive { "" } else { "Connection: close\r\n" }
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(&response.body);
+/// Answers a request the server refused itself, and closes the connection after it: what the
+/// client still sends is not read.
+fn refuse(server: &Server, refusal: body::Refusal) -> hyper::Response<Full<Bytes>> {
+    server.handler.refused(refusal.status, refusal.why);
+    answer(Response::text(refusal.status, refusal.why), true)
+}
+
+fn answer(response: Response, close: bool) -> hyper::Response<Full<Bytes>> {
+    let status = hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut answer = hyper::Response::new(Full::new(Bytes::from(response.body)));
+    *answer.status_mut() = status;
+    let headers = answer.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&response.content_type) {
+        headers.insert(CONTENT_TYPE, v);
     }
-    stream.write_all(&out)
+    // nosniff: a browser must never read an answer (an echoed challenge) as anything else.
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    if close {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    answer
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Read;
-
-    struct Echo;
-    impl Handler for Echo {
-        fn handle(&self, r: Request) -> Response {
-            Response::text(200, format!("{} {} {}", r.method, r.target, String::from_utf8_lossy(&r.body)))
-        }
-    }
-
-    fn start(limits: Limits) -> std::net::SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        serve(listener, limits, Arc::new(Echo)).unwrap();
-        addr
-    }
-
-    fn exchange(stream: &mut TcpStream, request: &[u8]) -> String {
-        stream.write_all(request).unwrap();
-        let mut buf = vec![0; 4096];
-        let n = stream.read(&mut buf).unwrap();
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
-
-    #[test]
-    fn serves_several_requests_on_one_keep_alive_connection() {
-        let addr = start(Limits::default());
-        let mut s = TcpStream::connect(addr).unwrap();
-        let a = exchange(&mut s, b"POST /webhook/a?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello");
-        assert!(a.starts_with("HTTP/1.1 200 OK\r\n") && a.ends_with("POST /webhook/a?x=1 hello"), "{a}");
-        let b = exchange(&mut s, b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
-        assert!(b.ends_with("GET /b "), "{b}");
-    }
-
-    #[test]
-    fn many_connections_opened_together_are_all_served() {
-        let addr = start(Limits::default());
-        let mut conns: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(addr).unwrap()).collect();
-        for (i, s) in conns.iter_mut().enumerate() {
-            let answer = exchange(s, format!("GET /{i} HTTP/1.1\r\n\r\n").as_bytes());
-            assert!(answer.ends_with(&format!("GET /{i} ")), "{answer}");
-        }
-    }
-
-    #[test]
-    fn refuses_oversized_bodies_stalled_clients_and_connections_beyond_the_cap() {
-        let limits = Limits {
-            max_connections: 2,
-            request_timeout: Duration::from_millis(300),
-            max_body_bytes: Arc::new(AtomicUsize::new(10)),
-            ..Limits::default()
-        };
-        let addr = start(limits);
-        let mut big = TcpStream::connect(addr).unwrap();
-        assert!(exchange(&mut big, b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n").starts_with("HTTP/1.1 413"));
-        drop(big);
-        // A client that sends half a body and stops gets 408 after the deadline.
-        let mut slow = TcpStream::connect(addr).unwrap();
-        let answer = exchange(&mut slow, b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nhalf");
-        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-        // Two idle connections hold the cap: a third is told 503 at once.
-        let _a = TcpStream::connect(addr).unwrap();
-        let _b = TcpStream::connect(addr).unwrap();
-        // The accept thread takes connections in order, so both are counted before this one.
-        let mut c = TcpStream::connect(addr).unwrap();
-        let mut buf = String::new();
-        c.read_to_string(&mut buf).unwrap();
-        assert!(buf.starts_with("HTTP/1.1 503"), "{buf}");
-    }
-
-    #[test]
-    fn refuses_chunked_bodies_and_garbage() {
-        let addr = start(Limits::default());
-        let chunked =
-            exchange(&mut TcpStream::connect(addr).unwrap(), b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
-        assert!(chunked.starts_with("HTTP/1.1 411"), "{chunked}");
-        let garbage = exchange(&mut TcpStream::connect(addr).unwrap(), b"\x16\x03\x01 hello\r\n\r\n");
-        assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
-    }
-
-    /// Everything the server sends on `stream` until it closes it (or 3 s pass).
-    fn read_all(stream: &mut TcpStream) -> String {
-        stream.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-        let mut out = Vec::new();
-        let _ = stream.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    }
-
-    #[test]
-    fn conflicting_content_lengths_are_refused_and_nothing_after_them_is_served() {
-        let addr = start(Limits::default());
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"POST /a HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 10\r\n\r\nhelloGET /smuggled HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
-        let all = read_all(&mut s);
-        assert!(all.starts_with("HTTP/1.1 400"), "{all}");
-        assert_eq!(all.matches("HTTP/1.1").count(), 1, "a second answer was served: {all}");
-        let plus =
-            exchange(&mut TcpStream::connect(addr).unwrap(), b"POST /a HTTP/1.1\r\nContent-Length: +5\r\n\r\nhello");
-        assert!(plus.starts_with("HTTP/1.1 400"), "{plus}");
-        let same = exchange(
-            &mut TcpStream::connect(addr).unwrap(),
-            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
-        );
-        assert!(same.starts_with("HTTP/1.1 200") && same.ends_with("POST /a hello"), "{same}");
-    }
-
-    #[test]
-    fn a_head_framed_with_bare_line_feeds_is_read_exactly() {
-        let addr = start(Limits::default());
-        let mut s = TcpStream::connect(addr).unwrap();
-        let a = exchange(&mut s, b"POST /lf HTTP/1.1\nHost: h\nContent-Length: 2\n\nhi");
-        assert!(a.starts_with("HTTP/1.1 200") && a.ends_with("POST /lf hi"), "{a}");
-        let b = exchange(&mut s, b"GET /next HTTP/1.1\r\n\r\n");
-        assert!(b.ends_with("GET /next "), "the next request on the connection was misread: {b}");
-    }
-
-    #[test]
-    fn a_trickled_head_is_cut_off_at_the_request_deadline() {
-        let addr = start(Limits { request_timeout: Duration::from_secs(1), ..Limits::default() });
-        let mut s = TcpStream::connect(addr).unwrap();
-        let started = Instant::now();
-        s.write_all(b"G").unwrap();
-        // One byte every 200 ms, never a line feed: each read would have its own timeout.
-        let mut answered = String::new();
-        for _ in 0..40 {
-            std::thread::sleep(Duration::from_millis(200));
-            if s.write_all(b"E").is_err() {
-                break;
-            }
-            s.set_read_timeout(Some(Duration::from_millis(1))).unwrap();
-            let mut buf = [0u8; 512];
-            if let Ok(n) = s.read(&mut buf) {
-                answered = String::from_utf8_lossy(&buf[..n]).into_owned();
-                break;
-            }
-        }
-        assert!(answered.starts_with("HTTP/1.1 408"), "{answered:?}");
-        assert!(started.elapsed() < Duration::from_secs(3), "cut off after {:?}", started.elapsed());
-    }
-
-    #[test]
-    fn head_answers_carry_no_body_and_connection_tokens_are_read_as_a_list() {
-        let addr = start(Limits::default());
-        let mut s = TcpStream::connect(addr).unwrap();
-        let head = exchange(&mut s, b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n");
-        assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head:?}");
-        let next = exchange(&mut s, b"GET /after HTTP/1.1\r\nConnection: keep-alive, close\r\n\r\n");
-        assert!(next.starts_with("HTTP/1.1 200") && next.ends_with("GET /after "), "{next:?}");
-        assert!(next.contains("Connection: close"), "{next:?}");
-        assert_eq!(read_all(&mut s), "", "the connection stayed open after 'keep-alive, close'");
-        let http10 = exchange(
-            &mut TcpStream::connect(addr).unwrap(),
-            b"POST /x HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nok",
-        );
-        assert!(!http10.contains("100 Continue") && http10.ends_with("POST /x ok"), "{http10:?}");
-    }
-}
+mod tests;

@@ -141,8 +141,10 @@ impl GraphSim {
             let state = state.clone();
             std::thread::spawn(move || post_statuses(&state, directory.as_ref()));
         }
-        let limits = Limits { max_connections: 1024, ..Limits::default() };
-        bounded_http::serve(listener, limits, Arc::new(SimHandler(state.clone())))?;
+        // Meta keeps idle connections open for a while: the delivery worker's pooled ones
+        // (ureq drops them after 15 s idle) must not be closed under it.
+        let limits = Limits { max_connections: 4096, head_timeout: Duration::from_secs(60), ..Limits::default() };
+        bounded_http::serve(listener, limits, bounded_http::Tls::plain(), Arc::new(SimHandler(state.clone())))?;
         Ok(GraphSim { addr, state })
     }
 
