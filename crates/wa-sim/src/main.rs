@@ -8,7 +8,7 @@
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
 //!                  [--senders 200000] [--sender-offset K] [--new-share 0.05] [--batch N]
-//!                  [--mix text=80,image=10,status=10] [--messages N] [--progress SECS]
+//!                  [--mix text=80,image=10,status=10] [--messages N] [--progress SECS] [--ca-file PEM]
 //!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
@@ -16,13 +16,14 @@
 //! status (sent, delivered, read, played, failed; give the outbound message's --wamid).
 //! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
 //! `load` posts signed webhooks from N keep-alive connections for S seconds, or until
-//! --messages messages are sent (127.0.0.1 only; back to back, or R POSTs/s in all with --rate)
+//! --messages messages are sent (loopback only; back to back, or R POSTs/s in all with --rate)
 //! and prints one line of key=value: answers, committed messages/s, POST -> NOTIFY and HTTP
 //! latency, messages and POSTs sent. Each message comes from a customer picked at random from a
 //! pool of --senders (default 200,000; customer i is wa_id 1555 + i in 7 digits, "Customer i",
 //! i from --sender-offset), or for --new-share of them from a customer who never wrote; each
 //! POST carries --batch items (default 1) of the --mix (default text only; `status` is a
-//! delivered/read webhook for a wamid that does not exist).
+//! delivered/read webhook for a wamid that does not exist). For an https listener give
+//! --webhook-base https://localhost:PORT and --ca-file with the certificate to trust.
 //! `outbound-bench` points whatsapp_channel.graph_api_url at an in-process fake Graph API (for
 //! the run only; it is put back afterwards), queues messages on a channel `bench_out` and prints
 //! a markdown table: delivery rate and COMMIT -> request latency.
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
 const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses] [--templates FILE --waba ID] [--media FILES]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
        wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]
-                   [--senders N] [--sender-offset K] [--new-share F] [--batch N] [--mix KIND=W,...] [--messages N] [--progress S]
+                   [--senders N] [--sender-offset K] [--new-share F] [--batch N] [--mix KIND=W,...] [--messages N] [--progress S] [--ca-file PEM]
        wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]";
 
 /// `--key value` and `--switch` flags.
@@ -338,6 +339,10 @@ fn load(flags: Flags) -> Result<(), String> {
         batch: flags.num("batch", 1usize)?,
         mix: flags.get("mix").map(Mix::parse).transpose()?.unwrap_or_default(),
         max_messages: flags.get("messages").map(|_| flags.num("messages", 0u64)).transpose()?,
+        trusted_pem: flags
+            .get("ca-file")
+            .map(|f| std::fs::read(f).map_err(|e| format!("--ca-file {f}: {e}")))
+            .transpose()?,
         progress: flags
             .get("progress")
             .map(|_| flags.num("progress", 10.0f64))
