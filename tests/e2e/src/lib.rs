@@ -245,6 +245,19 @@ impl Cluster {
         }
     }
 
+    /// Writes `contents` to `name` in the cluster's directory, owned by the server's owner with
+    /// `mode` (a TLS key must be 0600), and returns its path.
+    pub fn write_file(&self, name: &str, contents: &[u8], mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        if is_root() {
+            run(Command::new("chown").args(["postgres:", path.to_str().unwrap()]));
+        }
+        path
+    }
+
     /// `http://127.0.0.1:<port>/webhook/<channel>`.
     pub fn webhook_url(&self, channel: &str) -> String {
         format!("http://{}/webhook/{channel}", self.listener)
