@@ -6,8 +6,11 @@
 #   1. pgbench, prepared: one INSERT ... ON CONFLICT DO NOTHING + pg_notify per transaction,
 #      at 1, 16 and 64 clients (-j 2): what one message per commit can reach here.
 #   2. wa-sim load: 1, 16 and 64 keep-alive connections posting signed text webhooks with
-#      unique wamids as fast as they are answered; then 16 connections at a steady 1,000/s
-#      for the POST -> NOTIFY latency target.
+#      unique wamids, from 200,000 customers, as fast as they are answered; then 16
+#      connections at a steady 1,000/s for the POST -> NOTIFY latency target.
+#   3. The same 1, 16 and 64 over https: a self-signed certificate (openssl) is set in
+#      whatsapp_channel.tls_cert_file / tls_key_file for the run, then unset again.
+#   4. The listener's memory with 1,000 idle connections open.
 #
 # Prints a markdown table. Leaves the wa_messages rows of the run (wamids 'wamid.LOAD.%') in
 # place; drops its own table bench_ceiling.
@@ -17,12 +20,16 @@
 #   BENCH_CLIENTS  client counts                   (default "1 16 64")
 #   BENCH_RATE     the steady rate of the last row (default 1000; 0 skips it)
 #   BENCH_CHANNEL  the channel posted to           (default demo)
+#   BENCH_TLS      1 runs the https cells          (default 1)
+#   BENCH_IDLE     idle connections for the memory reading (default 1000; 0 skips it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${BENCH_SECONDS:-15}
 CLIENTS=${BENCH_CLIENTS:-"1 16 64"}
 RATE=${BENCH_RATE:-1000}
 CHANNEL=${BENCH_CHANNEL:-demo}
+TLS=${BENCH_TLS:-1}
+IDLE=${BENCH_IDLE:-1000}
 . bench/common.sh
 "${PSQL[@]}" -c "SELECT 1 FROM wa_channels WHERE name = '$CHANNEL'" | grep -q 1 \
   || { echo "no channel '$CHANNEL': bash scripts/run.sh creates 'demo'" >&2; exit 1; }
@@ -80,6 +87,53 @@ for c in $CLIENTS; do run_load "$c" --concurrency "$c"; done
 if [ "$RATE" != 0 ]; then run_load rate --concurrency 16 --rate "$RATE"; fi
 field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 
+# --- 3. the same over https ------------------------------------------------------------------------
+LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
+if [ "$TLS" = 1 ]; then
+  say "https: a self-signed certificate for 127.0.0.1 in $WA_HOME"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$WA_HOME/bench-tls.key" -out "$WA_HOME/bench-tls.crt" 2>/dev/null
+  chmod 600 "$WA_HOME/bench-tls.key"
+  [ "$(id -u)" = 0 ] && chown postgres: "$WA_HOME/bench-tls.key" "$WA_HOME/bench-tls.crt"
+  tls_off() {
+    "${PSQL[@]}" -c "ALTER SYSTEM RESET whatsapp_channel.tls_cert_file" -c "ALTER SYSTEM RESET whatsapp_channel.tls_key_file" \
+      -c "SELECT pg_reload_conf()" >/dev/null
+  }
+  trap 'tls_off; rm -rf "$WORK"; "${PSQL[@]}" -c "DROP TABLE IF EXISTS bench_ceiling" >/dev/null 2>&1 || true' EXIT
+  "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.tls_cert_file = '$WA_HOME/bench-tls.crt'" \
+    -c "ALTER SYSTEM SET whatsapp_channel.tls_key_file = '$WA_HOME/bench-tls.key'" -c "SELECT pg_reload_conf()" >/dev/null
+  for _ in $(seq 100); do
+    curl -s -o /dev/null --cacert "$WA_HOME/bench-tls.crt" "https://$LISTEN/webhook/" && break
+    sleep 0.1
+  done
+  for c in $CLIENTS; do
+    run_load "tls$c" --concurrency "$c" --webhook-base "https://$LISTEN" --ca-file "$WA_HOME/bench-tls.crt"
+  done
+  tls_off
+fi
+
+# --- 4. memory with idle connections -------------------------------------------------------------
+RSS_IDLE=skipped
+if [ "$IDLE" != 0 ]; then
+  RSS_IDLE_BEFORE=$(rss)
+  # Opens them, says so through the fifo, holds them 5 s (the listener closes idle ones after 10 s).
+  mkfifo "$WORK/idle"
+  python3 - "$LISTEN" "$IDLE" "$WORK/idle" <<'PY' &
+import resource, socket, sys, time
+host, port = sys.argv[1].rsplit(":", 1)
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+conns = [socket.create_connection((host, int(port))) for _ in range(int(sys.argv[2]))]
+open(sys.argv[3], "w").write("open\n")
+time.sleep(5)
+PY
+  read -r _ <"$WORK/idle"
+  sleep 1
+  RSS_IDLE="$(rss) with $IDLE idle connections open; before them: $RSS_IDLE_BEFORE"
+  wait
+fi
+
 RSS_AFTER=$(rss)
 read_log_since "$LOG_START"
 
@@ -107,17 +161,24 @@ if [ "$RATE" != 0 ]; then
   l=${LOAD[rate]}
   echo "| 16, steady $(fmt "$RATE")/s | — | $(fmt "$(field "$l" committed_per_s)") | $(fmt "$(field "$l" ok_200)") | $(($(field "$l" non_200) + $(field "$l" transport_errors))) | $(field "$l" notify_p50_ms) / $(field "$l" notify_p99_ms) | $(field "$l" http_p50_ms) / $(field "$l" http_p99_ms) |"
 fi
+if [ "$TLS" = 1 ]; then
+  for c in $CLIENTS; do
+    l=${LOAD[tls$c]}
+    echo "| $c, https | — | $(fmt "$(field "$l" committed_per_s)") | $(fmt "$(field "$l" ok_200)") | $(($(field "$l" non_200) + $(field "$l" transport_errors))) | $(field "$l" notify_p50_ms) / $(field "$l" notify_p99_ms) | $(field "$l" http_p50_ms) / $(field "$l" http_p99_ms) |"
+  done
+fi
 cat <<EOF
 
 Non-200 counts HTTP answers other than 200 and POSTs with no answer at all. Slowest single
 POST -> NOTIFY per row (ms): $(for c in $CLIENTS; do printf '%s: %s; ' "$c" "$(field "${LOAD[$c]}" notify_max_ms)"; done)$([ "$RATE" != 0 ] && printf 'steady: %s' "$(field "${LOAD[rate]}" notify_max_ms)").
 
-Listener memory: $RSS_BEFORE before; $RSS_AFTER after. Server log during the run: $(echo "$NEW_LOG" | grep -c . || true) new lines, $LOG_PROBLEMS WARNING/ERROR/FATAL/PANIC.
+Listener memory: $RSS_BEFORE before; $RSS_AFTER after the load. $RSS_IDLE. Server log during the run: $(echo "$NEW_LOG" | grep -c . || true) new lines, $LOG_PROBLEMS WARNING/ERROR/FATAL/PANIC.
 
 Raw wa-sim lines:
 \`\`\`
 EOF
 for c in $CLIENTS; do echo "${LOAD[$c]}"; done
 if [ "$RATE" != 0 ]; then echo "${LOAD[rate]}"; fi
+if [ "$TLS" = 1 ]; then for c in $CLIENTS; do echo "https ${LOAD[tls$c]}"; done; fi
 echo '```'
 print_log_problems

@@ -9,9 +9,10 @@ PGRX_VERSION=$(sed -nE 's/^pgrx = "=?([^"]+)"$/\1/p' "$(dirname "$0")/../Cargo.t
 say() { echo "[setup] $*"; }
 
 # Debian packages: the server, its headers (pgrx runs bindgen over them), libclang for bindgen,
-# sudo (for `cargo pgrx install --sudo` as a non-root user), curl, and psycopg for examples/.
+# sudo (for `cargo pgrx install --sudo` as a non-root user), curl, openssl (bench/inbound.sh makes a
+# test certificate with it), and psycopg for examples/.
 PKGS="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libclang-dev clang
-      build-essential pkg-config sudo curl python3-psycopg"
+      build-essential pkg-config sudo curl openssl python3-psycopg"
 missing=$(for p in $PKGS; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing Debian packages: $(echo $missing)"
