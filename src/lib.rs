@@ -52,13 +52,22 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     pg::wake::init_shared_memory();
-    BackgroundWorkerBuilder::new("whatsapp_channel webhook listener")
-        .set_type("whatsapp_channel webhook listener")
-        .set_library("whatsapp_channel")
-        .set_function("wa_webhook_listener_main")
-        .enable_spi_access()
-        .set_restart_time(Some(RESTART_AFTER))
-        .load();
+    let listeners = pg::guc::listener_workers();
+    for slot in 0..listeners {
+        let name = if listeners == 1 {
+            "whatsapp_channel webhook listener".to_string()
+        } else {
+            format!("whatsapp_channel webhook listener {}", slot + 1)
+        };
+        BackgroundWorkerBuilder::new(&name)
+            .set_type("whatsapp_channel webhook listener")
+            .set_library("whatsapp_channel")
+            .set_function("wa_webhook_listener_main")
+            .set_argument(Some(pg_sys::Datum::from(slot)))
+            .enable_spi_access()
+            .set_restart_time(Some(RESTART_AFTER))
+            .load();
+    }
     BackgroundWorkerBuilder::new("whatsapp_channel delivery")
         .set_type("whatsapp_channel delivery")
         .set_library("whatsapp_channel")

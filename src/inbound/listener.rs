@@ -7,6 +7,7 @@ use crate::inbound::Counts;
 use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, StoreOutcome, Verified};
 use crate::pg::{guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
+use bounded_http::socket::{self, Sharing};
 use bounded_http::{Tls, capacity};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
@@ -28,14 +29,15 @@ const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
+pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    let slot = arg.value();
     let database = guc::string(&guc::DATABASE, "postgres");
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
 
     let address = guc::string(&guc::LISTEN_ADDRESS, "127.0.0.1:8080");
     // Bound here, on the main thread, so a bad address fails the worker at once and visibly.
-    let listener = match std::net::TcpListener::bind(&address) {
+    let listener = match bind(&address, slot) {
         Ok(listener) => listener,
         Err(e) => {
             ErrorReport::new(
@@ -48,6 +50,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
             unreachable!()
         }
     };
+    wake::register_listener(slot);
     let shared = Arc::new(Shared::default());
     shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
     let mut tls = TlsFiles::default();
@@ -77,16 +80,17 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
         Ok(jobs) => jobs,
         Err(e) => error!("whatsapp_channel: cannot start the webhook server: {e}"),
     };
+    let workers = guc::listener_workers();
     log!(
-        "whatsapp_channel: webhook listener on {}://{address}{}<channel>, database \"{database}\", \
+        "whatsapp_channel: webhook listener{} on {}://{address}{}<channel>, database \"{database}\", \
          up to {max_connections} connections (open-files limit {} raised to {})",
+        if workers > 1 { format!(" {} of {workers}", slot + 1) } else { String::new() },
         if shared.tls.current().is_some() { "https" } else { "http" },
         http::PATH_PREFIX,
         open_files.before,
         open_files.now
     );
 
-    wake::register_listener();
     let mut listener = Listener { shared, last_reload: None, generation: 0, installed: false };
     listener.reload();
     // Sleeps until a request thread hands over work (or a signal, or the next periodic reload).
@@ -116,6 +120,30 @@ pub extern "C-unwind" fn wa_webhook_listener_main(_arg: pg_sys::Datum) {
             listener.run(batch);
         }
     }
+}
+
+/// Binds the listening socket of the listener in `slot`. With several listener workers they
+/// share the address (SO_REUSEPORT, the kernel spreads connections over them): the first to
+/// bind proves it free of anyone else, and the others join it.
+fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
+    if guc::listener_workers() == 1 {
+        return socket::bind(address, Sharing::Alone);
+    }
+    if wake::sibling_listening(slot) {
+        return socket::bind(address, Sharing::Sibling);
+    }
+    if slot == 0 {
+        return socket::bind(address, Sharing::FirstOfSiblings);
+    }
+    // The others wait for the first (a few seconds at most: it starts with them).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !wake::sibling_listening(slot) {
+        if Instant::now() > deadline || BackgroundWorker::sigterm_received() {
+            return Err(std::io::Error::other("the first webhook listener did not start listening"));
+        }
+        BackgroundWorker::wait_latch(Some(Duration::from_millis(50)));
+    }
+    socket::bind(address, Sharing::Sibling)
 }
 
 fn max_body_bytes() -> usize {

@@ -44,7 +44,10 @@ impl Counts {
     }
 
     pub fn flush(self) {
-        for ((channel_id, kind), (n, detail)) in self.0 {
+        // In one order, so that listener workers counting the same rows never deadlock.
+        let mut counts: Vec<_> = self.0.into_iter().collect();
+        counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for ((channel_id, kind), (n, detail)) in counts {
             // A channel deleted meanwhile makes this fail; a count is not worth the batch.
             let _ = subtransaction::run(|| store::count(channel_id, kind, detail.as_deref(), n));
         }

@@ -37,6 +37,10 @@ pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1
 /// limit allows (and logs the cap it uses).
 pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(4096);
 
+/// Webhook listener workers sharing `listen_address` (each its own backend with its own group
+/// commit); 0 picks one per two CPU cores (see [`listener_workers`]). Needs a restart.
+pub static LISTENER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
+
 /// What is kept of inbound media: `content` (the bytes) or `metadata` (type, size, hash only).
 pub static MEDIA_DOWNLOAD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"content"));
 
@@ -133,6 +137,16 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.listener_workers",
+        c"Webhook listener workers sharing listen_address; 0 = one per two CPU cores.",
+        c"Each is a backend with its own group commit; the kernel spreads connections over them (SO_REUSEPORT). Needs a restart.",
+        &LISTENER_WORKERS,
+        0,
+        crate::pg::wake::MAX_LISTENERS as i32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
     GucRegistry::define_string_guc(
         c"whatsapp_channel.media_download",
         c"What is kept of inbound media: 'content' (the bytes) or 'metadata' (type, size, hash).",
@@ -181,6 +195,16 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
+}
+
+/// How many webhook listener workers run: the setting, or for 0 one per two CPU cores (a
+/// worker's backend needs about a core at full load, and the HTTP threads and Postgres'
+/// own processes the rest), at least 1 and at most [`crate::pg::wake::MAX_LISTENERS`].
+pub fn listener_workers() -> usize {
+    let setting = usize::try_from(LISTENER_WORKERS.get()).unwrap_or(0);
+    let auto = || std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
+    let n = if setting == 0 { auto() } else { setting };
+    n.clamp(1, crate::pg::wake::MAX_LISTENERS)
 }
 
 /// The value of a string setting, or `default` when it is unset or empty.

@@ -2,8 +2,8 @@
 //! callback once per transaction; at COMMIT it sets the delivery worker's latch, unless a wake
 //! is already pending. So the worker never wakes for rows it cannot see yet, and a
 //! transaction that queues 10,000 messages wakes it once. A change to a channel or its
-//! secrets does the same for the webhook listener, and moves a generation number on, so the
-//! listener re-reads its channels when they changed and never because a request asked.
+//! secrets does the same for every webhook listener, and moves a generation number on, so the
+//! listeners re-read their channels when they changed and never because a request asked.
 
 use pgrx::prelude::*;
 use pgrx::{PgAtomic, PgXactCallbackEvent, pg_shmem_init, register_xact_callback};
@@ -14,8 +14,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 static DELIVERY_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_delivery_procno") };
 /// Set by the first committing waker, cleared by the worker before it looks for work.
 static WAKE_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_wake_pending") };
-/// `pgprocno` of the running webhook listener, -1 when none runs.
-static LISTENER_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_listener_procno") };
+/// Most webhook listener workers (`whatsapp_channel.listener_workers`).
+pub const MAX_LISTENERS: usize = 16;
+/// `pgprocno` of each running webhook listener by its slot, -1 where none runs.
+static LISTENER_PROCNOS: PgAtomic<[AtomicI32; MAX_LISTENERS]> =
+    unsafe { PgAtomic::new(c"whatsapp_channel_listener_procnos") };
 /// Moved on by every committed change to `wa_channels` or `wa_channel_secrets`.
 static CHANNELS_GENERATION: PgAtomic<AtomicU64> = unsafe { PgAtomic::new(c"whatsapp_channel_channels_generation") };
 /// True in the postmaster and every backend forked from it when the library was preloaded,
@@ -32,7 +35,7 @@ thread_local! {
 pub fn init_shared_memory() {
     pg_shmem_init!(DELIVERY_PROCNO = AtomicI32::new(-1));
     pg_shmem_init!(WAKE_PENDING = AtomicBool::new(false));
-    pg_shmem_init!(LISTENER_PROCNO = AtomicI32::new(-1));
+    pg_shmem_init!(LISTENER_PROCNOS = [const { AtomicI32::new(-1) }; MAX_LISTENERS]);
     pg_shmem_init!(CHANNELS_GENERATION = AtomicU64::new(0));
     PRELOADED.store(true, Ordering::Relaxed);
 }
@@ -85,7 +88,7 @@ pub fn register_delivery_worker() {
     DELIVERY_PROCNO.get().store(my_procno(), Ordering::Release);
 }
 
-/// Arranges for the webhook listener to re-read its channels when the current transaction
+/// Arranges for every webhook listener to re-read its channels when the current transaction
 /// commits (a trigger on wa_channels and wa_channel_secrets calls it).
 pub fn listener_at_commit() {
     if !PRELOADED.load(Ordering::Relaxed) || LISTENER_REGISTERED.get() {
@@ -95,14 +98,30 @@ pub fn listener_at_commit() {
     register_xact_callback(PgXactCallbackEvent::Commit, || {
         LISTENER_REGISTERED.set(false);
         CHANNELS_GENERATION.get().fetch_add(1, Ordering::AcqRel);
-        set_latch_of(LISTENER_PROCNO.get().load(Ordering::Acquire));
+        for procno in LISTENER_PROCNOS.get() {
+            set_latch_of(procno.load(Ordering::Acquire));
+        }
     });
     register_xact_callback(PgXactCallbackEvent::Abort, || LISTENER_REGISTERED.set(false));
 }
 
-/// Called by the webhook listener at start: from now on, channel changes wake this process.
-pub fn register_listener() {
-    LISTENER_PROCNO.get().store(my_procno(), Ordering::Release);
+/// Called by the webhook listener in `slot` once it listens: from now on, channel changes wake
+/// it, and its siblings see it bound. Its slot is cleared when the process exits.
+pub fn register_listener(slot: usize) {
+    LISTENER_PROCNOS.get()[slot].store(my_procno(), Ordering::Release);
+    unsafe { pg_sys::on_proc_exit(Some(clear_listener_slot), pg_sys::Datum::from(slot)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn clear_listener_slot(_code: std::ffi::c_int, slot: pg_sys::Datum) {
+    if let Some(procno) = LISTENER_PROCNOS.get().get(slot.value()) {
+        procno.store(-1, Ordering::Release);
+    }
+}
+
+/// Whether a listener other than the one in `slot` is running (and so listening).
+pub fn sibling_listening(slot: usize) -> bool {
+    LISTENER_PROCNOS.get().iter().enumerate().any(|(i, p)| i != slot && p.load(Ordering::Acquire) >= 0)
 }
 
 /// The channels' generation: when it differs from the one last read, they changed since.

@@ -24,6 +24,7 @@
 
 mod body;
 pub mod capacity;
+pub mod socket;
 mod tls;
 
 pub use tls::{Tls, load as load_tls};

@@ -36,7 +36,7 @@ pub struct Cluster {
 /// The cluster of this test binary.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::start(Options::default()))
+    CLUSTER.get_or_init(|| Cluster::start(Options::default(), ""))
 }
 
 fn bindir() -> PathBuf {
@@ -87,10 +87,15 @@ impl Cluster {
     /// A cluster of one's own, for tests that crash or restart it; its Graph API simulator
     /// answers after `graph_latency`. Stopped and deleted when the test process ends.
     pub fn private(graph_latency: Duration) -> Cluster {
-        Cluster::start(Options { latency: graph_latency, ..Options::default() })
+        Cluster::start(Options { latency: graph_latency, ..Options::default() }, "")
     }
 
-    fn start(options: Options) -> Cluster {
+    /// A cluster of one's own with these lines added to its postgresql.conf.
+    pub fn private_with(conf: &str) -> Cluster {
+        Cluster::start(Options::default(), conf)
+    }
+
+    fn start(options: Options, extra_conf: &str) -> Cluster {
         assert!(
             sharedir().join("extension/whatsapp_channel.control").exists(),
             "whatsapp_channel is not installed: run scripts/test.sh (or cargo pgrx install) first"
@@ -127,7 +132,7 @@ impl Cluster {
              whatsapp_channel.listen_address = '{listener}'\n\
              whatsapp_channel.graph_api_url = '{graph}'\n\
              whatsapp_channel.database = 'postgres'\n\
-             fsync = off\ntrack_functions = 'pl'\n",
+             fsync = off\ntrack_functions = 'pl'\n{extra_conf}\n",
             dir = dir.display(),
             graph = graph.url()
         );
@@ -197,7 +202,10 @@ impl Cluster {
     pub fn backend_pid(&self, backend_type: &str) -> i32 {
         poll(|| {
             self.connect()
-                .query_opt("SELECT pid FROM pg_stat_activity WHERE backend_type = $1", &[&backend_type])
+                .query_opt(
+                    "SELECT pid FROM pg_stat_activity WHERE backend_type = $1 ORDER BY backend_start, pid LIMIT 1",
+                    &[&backend_type],
+                )
                 .ok()
                 .flatten()
         })

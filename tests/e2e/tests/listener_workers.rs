@@ -1,0 +1,128 @@
+//! Several webhook listener workers share one address (SO_REUSEPORT): the kernel spreads the
+//! connections over them, each stores with its own group commit, and the UNIQUE constraints
+//! decide when the same webhook reaches two of them at once.
+
+use e2e::{Cluster, poll};
+use postgres::fallible_iterator::FallibleIterator;
+use std::collections::HashSet;
+use std::net::TcpStream;
+use std::time::Duration;
+
+fn text(phone_number_id: &str, wamid: &str) -> serde_json::Value {
+    e2e::wa_sim::payloads::text_message(phone_number_id, wamid, "15550003333", "Customer", "hi", 1_700_000_000)
+}
+
+fn listener_pids(cluster: &Cluster) -> Vec<i32> {
+    let rows = cluster
+        .connect()
+        .query("SELECT pid FROM pg_stat_activity WHERE backend_type = 'whatsapp_channel webhook listener'", &[])
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// Socket inodes in /proc/net/tcp whose local port is `port`, in state `state` (0A LISTEN,
+/// 01 ESTABLISHED).
+fn sockets(port: u16, state: &str) -> HashSet<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && f.get(3)? == &state).then(|| f.get(9).map(|s| s.to_string()))?
+        })
+        .collect()
+}
+
+/// How many of `inodes` process `pid` holds open.
+fn held_by(pid: i32, inodes: &HashSet<String>) -> usize {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return 0 };
+    fds.filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|link| link.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+        .filter(|inode| inodes.contains(inode))
+        .count()
+}
+
+#[test]
+fn two_workers_share_the_address_spread_connections_and_store_a_racing_webhook_once() {
+    let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
+    let port: u16 = cluster.listener.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(
+        poll(|| (listener_pids(&cluster).len() == 2).then_some(())).is_some(),
+        "two listener workers did not start"
+    );
+    assert!(poll(|| (sockets(port, "0A").len() == 2).then_some(())).is_some(), "not two sockets listen on {port}");
+
+    // Connections are spread over both workers.
+    let open: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(&cluster.listener).unwrap()).collect();
+    let spread = poll(|| {
+        let established = sockets(port, "01");
+        let held: Vec<usize> = listener_pids(&cluster).iter().map(|&pid| held_by(pid, &established)).collect();
+        (held.iter().sum::<usize>() == 64 && held.iter().all(|&n| n > 0)).then_some(held)
+    });
+    assert!(spread.is_some(), "the 64 connections were not spread over both workers");
+    drop(open);
+
+    // A channel added a moment ago reaches every worker; the same webhook posted from many
+    // connections at once (so to both workers) is one row and one notification.
+    let mut db = cluster.connect();
+    db.batch_execute("LISTEN wa_message").unwrap();
+    let ch = cluster.add_channel("pair");
+    let payload = text(&ch.phone_number_id, "wamid.pair.1");
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let posts: Vec<_> =
+            (0..32).map(|_| s.spawn(|| ch.post_signed_to(&cluster, &payload).map(|a| a.status).unwrap_or(0))).collect();
+        posts.into_iter().map(|p| p.join().unwrap()).collect()
+    });
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let rows: i64 = db.query_one("SELECT count(*) FROM wa_messages WHERE wamid = 'wamid.pair.1'", &[]).unwrap().get(0);
+    assert_eq!(rows, 1);
+    let id: i64 = db.query_one("SELECT id FROM wa_messages WHERE wamid = 'wamid.pair.1'", &[]).unwrap().get(0);
+    // Every notification was sent at a COMMIT that came before the 200s above; a marker sent
+    // now arrives after all of them.
+    db.batch_execute("NOTIFY wa_message, 'end'").unwrap();
+    let mut notified = 0;
+    {
+        let mut notifications = db.notifications();
+        let mut arrived = notifications.timeout_iter(Duration::from_secs(20));
+        while let Ok(Some(n)) = arrived.next() {
+            if n.payload() == "end" {
+                break;
+            }
+            let payload: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+            notified += usize::from(payload["id"] == id);
+        }
+    }
+    assert_eq!(notified, 1, "the racing webhook was notified {notified} times");
+
+    // Distinct webhooks over both workers: each stored once.
+    std::thread::scope(|s| {
+        for t in 0..16 {
+            let (ch, cluster) = (&ch, &cluster);
+            s.spawn(move || {
+                for i in 0..20 {
+                    let answer = ch.post_signed_to(cluster, &text(&ch.phone_number_id, &format!("wamid.pair.{t}.{i}")));
+                    assert_eq!(answer.map(|a| a.status), Ok(200));
+                }
+            });
+        }
+    });
+    let stored: i64 = db
+        .query_one("SELECT count(DISTINCT wamid) FROM wa_messages WHERE wamid LIKE 'wamid.pair._%._%'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 320);
+}
+
+#[test]
+fn workers_refuse_an_address_another_server_holds() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let cluster = Cluster::private_with(&format!(
+        "whatsapp_channel.listener_workers = 2\nwhatsapp_channel.listen_address = '{}'",
+        taken.local_addr().unwrap()
+    ));
+    cluster.wait_for_log("cannot listen on");
+    let port = taken.local_addr().unwrap().port();
+    assert_eq!(sockets(port, "0A").len(), 1, "a listener worker shares the port of another server");
+}
