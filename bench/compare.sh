@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# A/B comparison of the listener on the cluster of `bash scripts/run.sh`, by alternating runs.
+# Single runs on a small shared machine swing far more than the differences worth measuring
+# (and the database grows with every run), so the two sides take turns, cell by cell, for
+# several rounds on the same data, and the means are compared.
+#
+#   bash bench/compare.sh builds OLD.so NEW.so   two builds of the library (the server is restarted
+#                                                with each; the extension's SQL must be the same)
+#   bash bench/compare.sh tls                    plain HTTP against https (self-signed, by reload)
+#   bash bench/compare.sh workers 1 2            whatsapp_channel.listener_workers (restarts)
+#
+#   ROUNDS   rounds (default 3)      SECS     seconds per cell (default 10)
+#   CLIENTS  connection counts (default "1 16 64")
+# Load: `wa-sim load`, one text message per POST from 200,000 customers, back to back.
+# Prints every cell, then a markdown table: the mean of each side and B / A.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. bench/common.sh
+ROUNDS=${ROUNDS:-3}
+SECS=${SECS:-10}
+CLIENTS=${CLIENTS:-"1 16 64"}
+CHANNEL=${BENCH_CHANNEL:-demo}
+MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | tls | workers N M}
+LIB=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)
+LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
+cargo build --release --locked -p wa-sim >&2
+WA_SIM=$PWD/target/release/wa-sim
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+restart() {
+  as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -l "$WA_HOME/server.log" -w -m fast restart >/dev/null
+  wait_for_listener "${1:-http}"
+}
+wait_for_listener() {
+  for _ in $(seq 100); do
+    if [ "$1" = https ]; then
+      curl -s -o /dev/null --cacert "$WA_HOME/compare.crt" "https://$LISTEN/webhook/" && return
+    else
+      curl -s -o /dev/null "http://$LISTEN/webhook/" && return
+    fi
+    sleep 0.1
+  done
+  echo "the listener did not answer on $LISTEN" >&2
+  exit 1
+}
+
+case $MODE in
+  builds)
+    SIDES=(A B)
+    SO_A=$(realpath "${2:?give the old build (a .so)}")
+    SO_B=$(realpath "${3:?give the new build (a .so)}")
+    LABEL_A="$(basename "$SO_A")"
+    LABEL_B="$(basename "$SO_B")"
+    KEEP=$(mktemp)
+    cp "$LIB/whatsapp_channel.so" "$KEEP"
+    trap 'cp "$KEEP" "$LIB/whatsapp_channel.so"; rm -f "$KEEP"; restart' EXIT
+    setup_side() {
+      local so=$SO_A
+      [ "$1" = B ] && so=$SO_B
+      # Unlinked first: the running server has the old file mapped.
+      rm -f "$LIB/whatsapp_channel.so"
+      cp "$so" "$LIB/whatsapp_channel.so"
+      restart
+      EXTRA=()
+    }
+    ;;
+  tls)
+    SIDES=(A B)
+    LABEL_A=plain
+    LABEL_B=https
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=compare \
+      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
+      -keyout "$WA_HOME/compare.key" -out "$WA_HOME/compare.crt" 2>/dev/null
+    chmod 600 "$WA_HOME/compare.key"
+    [ "$(id -u)" = 0 ] && chown postgres: "$WA_HOME/compare.key" "$WA_HOME/compare.crt"
+    tls_off() {
+      "${PSQL[@]}" -c "ALTER SYSTEM RESET whatsapp_channel.tls_cert_file" \
+        -c "ALTER SYSTEM RESET whatsapp_channel.tls_key_file" -c "SELECT pg_reload_conf()" >/dev/null
+    }
+    trap tls_off EXIT
+    setup_side() {
+      if [ "$1" = B ]; then
+        "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.tls_cert_file = '$WA_HOME/compare.crt'" \
+          -c "ALTER SYSTEM SET whatsapp_channel.tls_key_file = '$WA_HOME/compare.key'" -c "SELECT pg_reload_conf()" >/dev/null
+        wait_for_listener https
+        EXTRA=(--webhook-base "https://$LISTEN" --ca-file "$WA_HOME/compare.crt")
+      else
+        tls_off
+        wait_for_listener http
+        EXTRA=()
+      fi
+    }
+    ;;
+  workers)
+    SIDES=(A B)
+    LABEL_A="${2:?workers on side A} worker(s)"
+    LABEL_B="${3:?workers on side B} worker(s)"
+    W_A=$2
+    W_B=$3
+    trap '"${PSQL[@]}" -c "ALTER SYSTEM RESET whatsapp_channel.listener_workers" >/dev/null; restart' EXIT
+    setup_side() {
+      local w=$W_A
+      [ "$1" = B ] && w=$W_B
+      "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.listener_workers = $w" >/dev/null
+      restart
+      EXTRA=()
+    }
+    ;;
+  *)
+    echo "unknown mode $MODE: builds, tls or workers" >&2
+    exit 1
+    ;;
+esac
+
+declare -A SUM N
+for round in $(seq "$ROUNDS"); do
+  for side in "${SIDES[@]}"; do
+    setup_side "$side"
+    for c in $CLIENTS; do
+      line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" --concurrency "$c" --seconds "$SECS" "${EXTRA[@]}")
+      rate=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "committed_per_s" { print $2 }')
+      non200=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "non_200" || $1 == "transport_errors" { n += $2 } END { print n }')
+      p99=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "http_p99_ms" { print $2 }')
+      label=LABEL_$side
+      say "round $round, ${!label}, $c connections: $rate msg/s, HTTP p99 $p99 ms, $non200 not 200"
+      SUM[$side$c]=$(( ${SUM[$side$c]:-0} + rate ))
+      N[$side$c]=$(( ${N[$side$c]:-0} + 1 ))
+    done
+  done
+done
+
+cat <<EOF
+
+\`bash bench/compare.sh $*\` — $ROUNDS rounds of ${SECS} s per cell, $(date -u), code $(git rev-parse --short HEAD),
+$(nproc) cores, $("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages") messages stored at the end.
+
+| connections | A: $LABEL_A (msg/s) | B: $LABEL_B (msg/s) | B / A |
+|---|---:|---:|---:|
+EOF
+for c in $CLIENTS; do
+  a=$(( SUM[A$c] / N[A$c] ))
+  b=$(( SUM[B$c] / N[B$c] ))
+  echo "| $c | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }') |"
+done
