@@ -5,7 +5,7 @@
 #
 #   1. wa-sim outbound-bench --latency-ms 50: a mock Graph API that answers in 50 ms, in the
 #      wa-sim process; graph_api_url points at it for the run only (put back afterwards).
-#      (a) N messages queued in one transaction: delivered messages/s;
+#      (a) N messages over OUT_CHANNELS channels queued in one transaction: delivered messages/s;
 #      (b) R messages/s, each its own transaction: COMMIT -> request arrival p50 / p99 / max.
 #   2. pgbench, prepared, 8 clients, -j 2: wa_send_text() versus a plain INSERT of the same row
 #      into wa_messages (the target: wa_send_text at most 1.5x its cost), and versus
@@ -25,6 +25,8 @@
 #   OUT_RATE       messages/s of part (b)                     (default 200)
 #   OUT_SECONDS    seconds of part (b)                        (default 10)
 #   OUT_LATENCY_MS the mock's answer time                     (default 50)
+#   OUT_CHANNELS   channels part (a) spreads over, each 1,000/s (default 4: a business with
+#                  several numbers; Meta allows each up to 1,000 messages/s)
 #   PGB_SECONDS    seconds per pgbench run                    (default 15)
 #   PGB_CLIENTS    pgbench clients                            (default 8)
 #   PGB_PAUSED     also run wa_send_text with bench_out paused (default 1)
@@ -34,6 +36,7 @@ MESSAGES=${OUT_MESSAGES:-10000}
 RATE=${OUT_RATE:-200}
 SECONDS_B=${OUT_SECONDS:-10}
 LATENCY_MS=${OUT_LATENCY_MS:-50}
+CHANNELS=${OUT_CHANNELS:-4}
 PGB_SECS=${PGB_SECONDS:-15}
 PGB_CLIENTS=${PGB_CLIENTS:-8}
 PGB_PAUSED=${PGB_PAUSED:-1}
@@ -82,8 +85,8 @@ trap cleanup EXIT
 
 # --- 1. delivery rate and latency to a 50 ms mock ------------------------------------------------
 "${PSQL[@]}" -c "CHECKPOINT"
-say "wa-sim outbound-bench --latency-ms $LATENCY_MS --messages $MESSAGES --rate $RATE --seconds $SECONDS_B"
-"$WA_SIM" outbound-bench --dsn "$DSN" --latency-ms "$LATENCY_MS" --messages "$MESSAGES" --rate "$RATE" \
+say "wa-sim outbound-bench --latency-ms $LATENCY_MS --messages $MESSAGES --rate $RATE --seconds $SECONDS_B --channels $CHANNELS"
+"$WA_SIM" outbound-bench --dsn "$DSN" --latency-ms "$LATENCY_MS" --messages "$MESSAGES" --rate "$RATE" --channels "$CHANNELS" \
   --seconds "$SECONDS_B" >"$WORK/outbound.md"
 cat "$WORK/outbound.md" >&2
 URL_AFTER=$("${PSQL[@]}" -c "SHOW whatsapp_channel.graph_api_url")

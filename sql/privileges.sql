@@ -39,6 +39,7 @@ REVOKE ALL ON FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], 
 REVOKE ALL ON FUNCTION _wa_claim_due(integer, text, jsonb) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_requeue_interrupted() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_mark_sent(bigint, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_mark_sent_all(bigint[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_mark_failed(bigint, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_channel_changed() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_outbound_conversation() FROM PUBLIC;

@@ -663,8 +663,11 @@ pub fn defer(id: i64, delay_seconds: f64) {
     ok(Spi::run_with_args("SELECT _wa_defer($1, $2)", &[id.into(), delay_seconds.into()]));
 }
 
-pub fn mark_sent(id: i64, wamid: Option<&str>) {
-    ok(Spi::run_with_args("SELECT _wa_mark_sent($1, $2)", &[id.into(), wamid.into()]));
+/// Records sends Meta accepted (id, wamid), all in one statement (see _wa_mark_sent_all).
+pub fn mark_sent(sends: &[(i64, Option<&str>)]) {
+    let ids: Vec<i64> = sends.iter().map(|s| s.0).collect();
+    let wamids: Vec<Option<&str>> = sends.iter().map(|s| s.1).collect();
+    ok(Spi::run_with_args("SELECT _wa_mark_sent_all($1, $2)", &[ids.into(), wamids.into()]));
 }
 
 pub fn mark_failed(id: i64, code: Option<i32>, title: &str, details: Option<&str>) {

@@ -9,7 +9,7 @@
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
 //!                  [--senders 200000] [--sender-offset K] [--new-share 0.05] [--batch N]
 //!                  [--mix text=80,image=10,status=10] [--messages N] [--progress SECS] [--ca-file PEM]
-//!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]
+//!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10] [--channels 1]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
 //! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
@@ -58,7 +58,7 @@ const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
        wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]
                    [--senders N] [--sender-offset K] [--new-share F] [--batch N] [--mix KIND=W,...] [--messages N] [--progress S] [--ca-file PEM]
-       wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10]";
+       wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10] [--channels 1]";
 
 /// `--key value` and `--switch` flags.
 struct Flags(HashMap<String, String>);
@@ -363,6 +363,7 @@ fn outbound_bench(flags: Flags) -> Result<(), String> {
         latency: Duration::from_millis(flags.num("latency-ms", 50u64)?),
         messages: flags.num("messages", 10_000usize)?.clamp(1, 1_000_000),
         rate: flags.num("rate", 200.0f64)?.clamp(0.0, 10_000.0),
+        channels: flags.num("channels", 1usize)?.clamp(1, 64),
         seconds: flags.num("seconds", 10.0f64)?.clamp(0.0, 3600.0),
     };
     let report = wa_sim::outbound_bench::run(&options)?;

@@ -2,11 +2,12 @@
 //!
 //! Starts a fake Graph API in this process (answering after `latency`, as Meta does in tens of
 //! milliseconds; no status webhooks), points `whatsapp_channel.graph_api_url` at it with
-//! `ALTER SYSTEM` + `pg_reload_conf()`, waits until a probe message arrives there, and uses a
-//! channel `bench_out` (created if missing; `allow_outside_window`, 1,000 messages/s) for two
-//! parts:
+//! `ALTER SYSTEM` + `pg_reload_conf()`, waits until a probe message arrives there, and uses
+//! `channels` channels `bench_out`, `bench_out_2`, ... (created if missing;
+//! `allow_outside_window`, each at Meta's 1,000 messages/s) for two parts:
 //!
-//! - **throughput**: `messages` texts to distinct recipients queued in one transaction; from
+//! - **throughput**: `messages` texts to distinct recipients, spread evenly over the channels,
+//!   queued in one transaction; from
 //!   the moment COMMIT returned to the last request's arrival at the simulator, and the
 //!   sustained rate between the arrivals of the 10th and 90th percentile messages;
 //! - **latency**: `rate` messages per second for `seconds`, each its own transaction (one
@@ -35,6 +36,13 @@ pub struct OutboundOptions {
     pub rate: f64,
     /// How long the latency part sends.
     pub seconds: f64,
+    /// Channels the throughput part spreads its messages over (the latency part uses the first).
+    pub channels: usize,
+}
+
+/// The benchmark's channels: `bench_out`, then `bench_out_2`, `bench_out_3`, ...
+fn channel_names(n: usize) -> Vec<String> {
+    (1..=n.max(1)).map(|i| if i == 1 { CHANNEL.to_string() } else { format!("{CHANNEL}_{i}") }).collect()
 }
 
 /// One part's measurements.
@@ -288,18 +296,27 @@ pub fn run(options: &OutboundOptions) -> Result<OutboundReport, String> {
     let (current, from_alter_system): (String, bool) = (row.get(0), row.get(1));
     eprintln!("wa-sim outbound-bench: {SETTING} is '{current}'; mock Graph API on {}", sim.url());
 
-    // The channel, before the setting changes (a failure here leaves nothing to restore).
-    db(
-        "creating the channel",
-        client.batch_execute(&format!(
-            "SELECT wa_add_channel('{CHANNEL}', '1099511627776', 'EAAGbenchtoken000000000000',
-                                   '0123456789abcdef0123456789abcdef', 'bench')
-              WHERE NOT EXISTS (SELECT 1 FROM wa_channels WHERE name = '{CHANNEL}');
-             UPDATE wa_channels SET allow_outside_window = true, max_messages_per_second = 1000,
-                                    enabled = true, paused_at = NULL, paused_reason = NULL
-              WHERE name = '{CHANNEL}';"
-        )),
-    )?;
+    // The channels, before the setting changes (a failure here leaves nothing to restore).
+    for (i, name) in channel_names(options.channels).iter().enumerate() {
+        db(
+            "creating the channels",
+            client.execute(
+                "SELECT wa_add_channel($1, (1099511627776 + $2::bigint)::text, 'EAAGbenchtoken000000000000',
+                                       '0123456789abcdef0123456789abcdef', 'bench')
+                  WHERE NOT EXISTS (SELECT 1 FROM wa_channels WHERE name = $1)",
+                &[name, &(i as i64)],
+            ),
+        )?;
+        db(
+            "configuring the channels",
+            client.execute(
+                "UPDATE wa_channels SET allow_outside_window = true, max_messages_per_second = 1000,
+                                        enabled = true, paused_at = NULL, paused_reason = NULL
+                  WHERE name = $1",
+                &[name],
+            ),
+        )?;
+    }
     delete_messages(&mut client)?;
 
     let _restore = Restore { dsn: options.dsn.clone(), previous: from_alter_system.then_some(current) };
@@ -308,7 +325,7 @@ pub fn run(options: &OutboundOptions) -> Result<OutboundReport, String> {
     let probes = probe(&mut client, &sim)?;
     delete_messages(&mut client)?;
 
-    let mut parts = vec![throughput(&mut client, &sim, options.messages)?];
+    let mut parts = vec![throughput(&mut client, &sim, options.messages, options.channels)?];
     delete_messages(&mut client)?;
     if options.rate > 0.0 && options.seconds > 0.0 {
         parts.push(latency(&mut client, &sim, options.rate, options.seconds)?);
@@ -335,30 +352,36 @@ fn probe(client: &mut postgres::Client, sim: &GraphSim) -> Result<usize, String>
     ))
 }
 
-/// The id of `bench_out`. The queries below filter on it rather than join by name: with a
-/// channel id the planner knows this channel's rows are few (an index scan of
+/// The ids of the benchmark's channels. The queries below filter on them rather than join by
+/// name: with channel ids the planner knows these channels' rows are few (an index scan of
 /// `UNIQUE (channel_id, wamid)`); joined by name it plans for an average channel, which on a
 /// database holding millions of another channel's messages is a scan of all of them, every
 /// 100 ms while the benchmark waits.
-fn channel_id(client: &mut postgres::Client) -> Result<i64, String> {
-    Ok(db("reading bench_out", client.query_one("SELECT id FROM wa_channels WHERE name = $1", &[&CHANNEL]))?.get(0))
+fn channel_ids(client: &mut postgres::Client) -> Result<Vec<i64>, String> {
+    let rows = db(
+        "reading the bench_out channels",
+        client.query("SELECT id FROM wa_channels WHERE name = $1 OR name LIKE $1 || '\\_%'", &[&CHANNEL]),
+    )?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 fn delete_messages(client: &mut postgres::Client) -> Result<(), String> {
-    let id = channel_id(client)?;
-    db("deleting bench_out messages", client.execute("DELETE FROM wa_messages WHERE channel_id = $1", &[&id]))?;
+    let ids = channel_ids(client)?;
+    db("deleting bench_out messages", client.execute("DELETE FROM wa_messages WHERE channel_id = ANY($1)", &[&ids]))?;
     Ok(())
 }
 
-/// Waits (bounded) until no message of the channel is queued or sending; returns `status: count`.
+/// Waits (bounded) until no message of the channels is queued or sending; returns `status: count`.
 fn wait_recorded(client: &mut postgres::Client, timeout: Duration) -> Result<String, String> {
-    let id = channel_id(client)?;
+    let ids = channel_ids(client)?;
     let deadline = Instant::now() + timeout;
     loop {
         let rows = db(
             "counting statuses",
-            client
-                .query("SELECT status, count(*) FROM wa_messages WHERE channel_id = $1 GROUP BY 1 ORDER BY 1", &[&id]),
+            client.query(
+                "SELECT status, count(*) FROM wa_messages WHERE channel_id = ANY($1) GROUP BY 1 ORDER BY 1",
+                &[&ids],
+            ),
         )?;
         let pending = rows.iter().any(|r| matches!(r.get::<_, &str>(0), "queued" | "sending"));
         if !pending || Instant::now() >= deadline {
@@ -370,19 +393,21 @@ fn wait_recorded(client: &mut postgres::Client, timeout: Duration) -> Result<Str
     }
 }
 
-fn throughput(client: &mut postgres::Client, sim: &GraphSim, n: usize) -> Result<Part, String> {
+fn throughput(client: &mut postgres::Client, sim: &GraphSim, n: usize, channels: usize) -> Result<Part, String> {
     let n = n.max(1);
+    let names = channel_names(channels);
     let before = sim.received().len();
     let worker = Worker::find(client);
-    eprintln!("wa-sim outbound-bench: queueing {n} messages in one transaction");
+    eprintln!("wa-sim outbound-bench: queueing {n} messages over {} channel(s) in one transaction", names.len());
     let started = Instant::now();
     let mut tx = db("BEGIN", client.transaction())?;
     let queued: i64 = db(
         "queueing",
         tx.query_one(
-            "SELECT count(wa_send_text($1, '+1555' || lpad(i::text, 7, '0'), 'bench ' || i))
+            "SELECT count(wa_send_text(($1::text[])[1 + i % array_length($1::text[], 1)],
+                                       '+1555' || lpad(i::text, 7, '0'), 'bench ' || i))
                FROM generate_series(1, $2::bigint) i",
-            &[&CHANNEL, &(n as i64)],
+            &[&names, &(n as i64)],
         ),
     )?
     .get(0);
@@ -411,7 +436,11 @@ fn throughput(client: &mut postgres::Client, sim: &GraphSim, n: usize) -> Result
     latency_ms.sort_by(f64::total_cmp);
     let (delivered_per_s, sustained_per_s) = rates(&arrivals, committed);
     Ok(Part {
-        name: format!("throughput: {} in one transaction", thousands(n as f64)),
+        name: if names.len() == 1 {
+            format!("throughput: {} in one transaction", thousands(n as f64))
+        } else {
+            format!("throughput: {} over {} channels in one transaction", thousands(n as f64), names.len())
+        },
         queued: queued as usize,
         received,
         delivered_per_s,

@@ -274,3 +274,76 @@ fn past_a_burst_of_45_a_customer_waits_for_the_borrowed_time() {
     assert_eq!(failed, 0);
     assert_eq!(behind as usize, 46 - k, "the rest of the customer's queue waits behind it");
 }
+
+#[test]
+fn several_channels_at_once_every_send_recorded_once_in_order_per_customer() {
+    use postgres::fallible_iterator::FallibleIterator;
+    let channels: Vec<e2e::Channel> = (0..3).map(|_| cluster().add_channel("many-out")).collect();
+    let names: Vec<String> = channels.iter().map(|c| c.name.clone()).collect();
+    let mut db = cluster().connect();
+    db.execute("UPDATE wa_channels SET allow_outside_window = true WHERE name = ANY($1)", &[&names]).unwrap();
+    let mut listen = cluster().connect();
+    listen.batch_execute("LISTEN wa_status").unwrap();
+    // 3 channels x 20 customers x 3 messages, queued in one transaction.
+    let ids: Vec<i64> = db
+        .query(
+            "SELECT wa_send_text(c.name, '1555777' || lpad(r::text, 4, '0'), c.name || ' r' || r || ' m' || m)
+               FROM unnest($1::text[]) c(name), generate_series(1, 20) r, generate_series(1, 3) m
+              ORDER BY c.name, r, m",
+            &[&names],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids.len(), 180);
+    let ours = |path: &str| channels.iter().any(|c| path.contains(&c.phone_number_id));
+    let got = cluster().graph.wait_for(180, DEADLINE, |r| ours(&r.path) && r.wamid.is_some());
+    assert_eq!(got.len(), 180, "the Graph API received {} of 180 sends", got.len());
+    // Each customer's three arrive in the order they were queued.
+    for c in &names {
+        for r in 1..=20 {
+            let prefix = format!("{c} r{r} m");
+            let order: Vec<String> = got
+                .iter()
+                .filter_map(|g| g.json()["text"]["body"].as_str().map(str::to_string))
+                .filter(|b| b.starts_with(&prefix) && b.len() == prefix.len() + 1)
+                .collect();
+            assert_eq!(order, vec![format!("{prefix}1"), format!("{prefix}2"), format!("{prefix}3")]);
+        }
+    }
+    // Every row recorded sent, with the wamid Meta gave it, once.
+    let recorded = poll(|| {
+        let n: i64 = db
+            .query_one("SELECT count(*) FROM wa_messages WHERE id = ANY($1) AND status = 'sent'", &[&ids])
+            .unwrap()
+            .get(0);
+        (n == 180).then_some(())
+    });
+    assert!(recorded.is_some(), "not every send was recorded as sent");
+    let mut given: Vec<String> = got.iter().filter_map(|g| g.wamid.clone()).collect();
+    given.sort();
+    let mut stored: Vec<String> = db
+        .query("SELECT wamid FROM wa_messages WHERE id = ANY($1) ORDER BY wamid", &[&ids])
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    stored.sort();
+    assert_eq!(stored, given);
+    // One 'sent' notification each; a marker sent now arrives after all of them.
+    db.batch_execute("NOTIFY wa_status, 'end'").unwrap();
+    let mut sent = std::collections::HashMap::<i64, usize>::new();
+    let mut notifications = listen.notifications();
+    let mut arrived = notifications.timeout_iter(DEADLINE);
+    while let Ok(Some(n)) = arrived.next() {
+        if n.payload() == "end" {
+            break;
+        }
+        let v: Value = serde_json::from_str(n.payload()).unwrap();
+        if v["status"] == "sent" {
+            *sent.entry(v["id"].as_i64().unwrap()).or_default() += 1;
+        }
+    }
+    assert!(ids.iter().all(|id| sent.get(id) == Some(&1)), "not exactly one 'sent' notification per message");
+}
