@@ -8,6 +8,10 @@
 #                                                with each; the extension's SQL must be the same)
 #   bash bench/compare.sh tls                    plain HTTP against https (self-signed, by reload)
 #   bash bench/compare.sh workers 1 2            whatsapp_channel.listener_workers (restarts)
+#   bash bench/compare.sh delivery OLD.so NEW.so the delivery worker of two builds: wa-sim
+#                                                outbound-bench, OUT_MESSAGES (20,000) over OUT_CHANNELS
+#                                                (4) channels at 1,000/s each to a 50 ms mock, then
+#                                                200 commits/s for 10 s (COMMIT -> request latency)
 #
 #   ROUNDS   rounds (default 3)      SECS     seconds per cell (default 10)
 #   CLIENTS  connection counts (default "1 16 64")
@@ -45,7 +49,7 @@ wait_for_listener() {
 }
 
 case $MODE in
-  builds)
+  builds | delivery)
     SIDES=(A B)
     SO_A=$(realpath "${2:?give the old build (a .so)}")
     SO_B=$(realpath "${3:?give the new build (a .so)}")
@@ -107,10 +111,51 @@ case $MODE in
     }
     ;;
   *)
-    echo "unknown mode $MODE: builds, tls or workers" >&2
+    echo "unknown mode $MODE: builds, tls, workers or delivery" >&2
     exit 1
     ;;
 esac
+
+if [ "$MODE" = delivery ]; then
+  OUT_MESSAGES=${OUT_MESSAGES:-20000}
+  OUT_CHANNELS=${OUT_CHANNELS:-4}
+  declare -A RATES SUSTAINED CPU P99
+  for round in $(seq "$ROUNDS"); do
+    for side in "${SIDES[@]}"; do
+      setup_side "$side"
+      report=$("$WA_SIM" outbound-bench --dsn "$DSN" --latency-ms 50 --messages "$OUT_MESSAGES" \
+        --channels "$OUT_CHANNELS" --rate 200 --seconds 10 2>/dev/null)
+      # The throughput row: | name | committed | arrived | delivered/s | sustained/s | latency |
+      rate=$(echo "$report" | awk -F'|' '/^\| throughput/ { gsub(/[ ,]/, "", $5); print $5; exit }')
+      sustained=$(echo "$report" | awk -F'|' '/^\| throughput/ { gsub(/[ ,]/, "", $6); print $6; exit }')
+      # The latency row's COMMIT -> request p99.
+      p99=$(echo "$report" | awk -F'|' '/^\| latency/ { split($7, l, "/"); gsub(/ /, "", l[2]); print l[2]; exit }')
+      main=$(echo "$report" | awk '/^throughput.*delivery worker CPU/ { for (i = 1; i <= NF; i++) if ($i == "thread") { print $(i + 1); exit } }')
+      us=$(awk -v s="$main" -v n="$OUT_MESSAGES" 'BEGIN { printf "%.0f", s * 1e6 / n }')
+      label=LABEL_$side
+      say "round $round, ${!label}: delivered $rate msg/s over $OUT_CHANNELS channels ($sustained/s over the middle 80%), main thread $us µs/message, p99 at 200/s $p99 ms"
+      RATES[$side]+=" $rate"
+      SUSTAINED[$side]+=" $sustained"
+      CPU[$side]+=" $us"
+      P99[$side]+=" $p99"
+    done
+  done
+  mean() { echo "$1" | awk '{ s = 0; for (i = 1; i <= NF; i++) s += $i; printf "%.0f", s / NF }'; }
+  cat <<TABLE
+
+\`bash bench/compare.sh $*\` — $ROUNDS rounds, $(date -u), code $(git rev-parse --short HEAD), $(nproc) cores,
+$("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages") messages stored. $OUT_MESSAGES messages over $OUT_CHANNELS channels (1,000/s each)
+to a 50 ms mock; then 200 commits/s for 10 s.
+
+| | A: $LABEL_A | B: $LABEL_B |
+|---|---:|---:|
+| delivered msg/s, COMMIT to last request (runs) | $(mean "${RATES[A]}") (${RATES[A]# }) | $(mean "${RATES[B]}") (${RATES[B]# }) |
+| sustained msg/s, middle 80% of arrivals (runs) | $(mean "${SUSTAINED[A]}") (${SUSTAINED[A]# }) | $(mean "${SUSTAINED[B]}") (${SUSTAINED[B]# }) |
+| main thread CPU per message, µs (runs) | $(mean "${CPU[A]}") (${CPU[A]# }) | $(mean "${CPU[B]}") (${CPU[B]# }) |
+| COMMIT → request p99 at 200/s, ms (runs) | ${P99[A]# } | ${P99[B]# } |
+TABLE
+  exit 0
+fi
 
 declare -A SUM N
 for round in $(seq "$ROUNDS"); do
