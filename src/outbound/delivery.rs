@@ -285,18 +285,13 @@ fn record(message: &Claimed, result: &SendResult) {
             store::pause_channel(message.id, &format!("{}: {hint}", error.message));
         }
         Retry::Backoff | Retry::PairLimit if attempts < graph_api::MAX_ATTEMPTS => {
-            let backoff = graph_api::backoff(retry, attempts, jitter(message.id, attempts));
-            let delay = retry_after.map_or(backoff, |r| r.max(backoff));
-            log!(
-                "whatsapp_channel: message {} not sent (attempt {attempts}): {}; retrying in {:.1}s",
-                message.id,
-                error.message,
-                delay.as_secs_f64()
-            );
-            store::mark_retry(message.id, delay.as_secs_f64(), code, &error.message, error.details.as_deref());
+            retry_later(message, &error, retry, retry_after, code, attempts)
+        }
+        Retry::Few if attempts < graph_api::FEW_ATTEMPTS => {
+            retry_later(message, &error, retry, retry_after, code, attempts)
         }
         _ => {
-            let title = if matches!(retry, Retry::Backoff | Retry::PairLimit) {
+            let title = if matches!(retry, Retry::Backoff | Retry::PairLimit | Retry::Few) {
                 format!("gave up after {attempts} attempts: {}", error.message)
             } else {
                 error.message.clone()
@@ -306,6 +301,27 @@ fn record(message: &Claimed, result: &SendResult) {
             store::mark_failed(message.id, code, &title, error.details.as_deref());
         }
     }
+}
+
+/// Puts a message back in the queue for its next attempt, after its backoff (or Meta's
+/// Retry-After, if longer).
+fn retry_later(
+    message: &Claimed,
+    error: &GraphError,
+    retry: Retry,
+    retry_after: Option<Duration>,
+    code: Option<i32>,
+    attempts: u32,
+) {
+    let backoff = graph_api::backoff(retry, attempts, jitter(message.id, attempts));
+    let delay = retry_after.map_or(backoff, |r| r.max(backoff));
+    log!(
+        "whatsapp_channel: message {} not sent (attempt {attempts}): {}; retrying in {:.1}s",
+        message.id,
+        error.message,
+        delay.as_secs_f64()
+    );
+    store::mark_retry(message.id, delay.as_secs_f64(), code, &error.message, error.details.as_deref());
 }
 
 /// Attempts at a media download before it is given up (about 10 minutes of backoff).

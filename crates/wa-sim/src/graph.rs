@@ -53,6 +53,10 @@ impl Fault {
             133010 => (400, "(#133010) Account not registered"),
             100 => (400, "(#100) Invalid parameter"),
             2 => (503, "(#2) Service temporarily unavailable"),
+            131048 => (400, "(#131048) Spam rate limit hit"),
+            131049 => (400, "(#131049) This message was not delivered to maintain healthy ecosystem engagement."),
+            131053 => (400, "(#131053) Media upload error"),
+            133016 => (400, "(#133016) Account register deregister rate limit exceeded"),
             _ => (400, "(#0) Simulated error"),
         };
         Fault::Error { http_status, code, message: message.to_string() }

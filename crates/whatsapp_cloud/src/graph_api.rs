@@ -429,22 +429,47 @@ pub enum Retry {
     Backoff,
     /// Pair rate limit (131056): Meta says retry after 4^n seconds.
     PairLimit,
+    /// Worth [`FEW_ATTEMPTS`] attempts at most (a media upload Meta failed to fetch may work
+    /// the next time; a file that really is wrong never will).
+    Few,
     /// The access token is expired or invalid: retrying burns attempts until it is replaced.
     Credentials,
     /// Retrying cannot help; the message fails with the error and a hint.
     Never,
 }
 
+/// Meta's throttles: slow down and try again later (the set courier, the most-used gateway,
+/// learned: 4, 80007, 130429, 131048 spam rate limit, 133016 register attempts).
+pub const THROTTLES: &[i64] = &[4, 80007, 130429, 131048, 133016];
+/// Transient failures on Meta's side: retry with backoff.
+pub const TRANSIENT: &[i64] = &[1, 2, 131000, 131016, 131057];
+/// Pair rate limit: one message per 6 s to one customer, past a burst.
+pub const PAIR_LIMIT: &[i64] = &[131056];
+/// Media upload error (often a MIME mismatch or a host that refused Meta): a few attempts.
+pub const RETRIED_A_FEW_TIMES: &[i64] = &[131053];
+/// The access token is invalid or expired.
+pub const CREDENTIALS: &[i64] = &[0, 190];
+/// Attempts at a [`Retry::Few`] error before the message fails.
+pub const FEW_ATTEMPTS: u32 = 3;
+
 /// Classifies an error by Meta's `error.code` (not the HTTP status, which Meta uses
-/// inconsistently for throttling); without a code, 5xx and 429 are transient.
+/// inconsistently for throttling); without a code, 5xx and 429 are transient. Everything else
+/// is final: 131026 (undeliverable), 131049 (per-customer marketing limit: not before 24 h),
+/// 131047 (window closed), 132xxx (templates), ...
 pub fn classify(error: &GraphError) -> Retry {
-    match error.code {
-        Some(1 | 2 | 4 | 80007 | 130429 | 131000 | 131016 | 131057) => Retry::Backoff,
-        Some(131056) => Retry::PairLimit,
-        Some(0 | 190) => Retry::Credentials,
-        Some(_) => Retry::Never,
-        None if error.http_status >= 500 || error.http_status == 429 => Retry::Backoff,
-        None => Retry::Never,
+    let Some(code) = error.code else {
+        return if error.http_status >= 500 || error.http_status == 429 { Retry::Backoff } else { Retry::Never };
+    };
+    if THROTTLES.contains(&code) || TRANSIENT.contains(&code) {
+        Retry::Backoff
+    } else if PAIR_LIMIT.contains(&code) {
+        Retry::PairLimit
+    } else if RETRIED_A_FEW_TIMES.contains(&code) {
+        Retry::Few
+    } else if CREDENTIALS.contains(&code) {
+        Retry::Credentials
+    } else {
+        Retry::Never
     }
 }
 
@@ -469,7 +494,16 @@ pub fn hint(code: Option<i64>) -> Option<&'static str> {
         131031 => "the WhatsApp Business Account is locked: see Business Support",
         131056 => "too many messages to this customer in a short time (one per 6 seconds): it is retried",
         130429 | 80007 | 4 => "rate limit reached: it is retried",
-        131053 => "media upload error: the file does not match its MIME type or is too large",
+        131053 => {
+            "media upload error: the file does not match its MIME type, is too large, or its host refused Meta; tried a few times"
+        }
+        131049 => {
+            "Meta limits how many marketing messages a customer gets: do not send this customer another marketing template for 24 hours"
+        }
+        131048 => {
+            "spam rate limit: too many of this number's messages were blocked or reported; sending slows down and retries"
+        }
+        133016 => "too many register or deregister attempts for this number: wait before trying again",
         132000 | 132001 => {
             "the template does not exist in this language, is not approved, or got the wrong number of parameters"
         }
@@ -638,6 +672,15 @@ mod tests {
         assert_eq!(classify(&err(131056, 400)), Retry::PairLimit);
         assert_eq!(classify(&err(190, 401)), Retry::Credentials);
         assert_eq!(classify(&err(100, 500)), Retry::Never);
+        // The throttles and retry classes of the best gateways (courier's sets).
+        for code in [4, 80007, 130429, 131048, 133016] {
+            assert_eq!(classify(&err(code, 400)), Retry::Backoff, "{code}");
+        }
+        assert_eq!(classify(&err(131053, 400)), Retry::Few);
+        assert_eq!(classify(&err(131049, 400)), Retry::Never);
+        assert_eq!(classify(&err(131026, 400)), Retry::Never);
+        assert!(hint(Some(131049)).is_some_and(|h| h.contains("24 hours")));
+        assert!(hint(Some(131048)).is_some());
     }
 
     #[test]

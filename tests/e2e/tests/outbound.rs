@@ -88,6 +88,39 @@ fn transient_errors_are_retried_until_sent() {
 }
 
 #[test]
+fn retry_classes_follow_the_gateways_named_sets() {
+    let ch = cluster().add_channel("classes");
+    for n in ["15550000011", "15550000012", "15550000013"] {
+        ch.customer_writes(n);
+    }
+    let graph = &cluster().graph;
+    // 131048 (spam rate limit) is a throttle: backed off, then sent.
+    graph.fail_next("+15550000011", Fault::meta(131048));
+    // 131053 (media upload error): a few attempts, then failed with how many.
+    for _ in 0..3 {
+        graph.fail_next("+15550000012", Fault::meta(131053));
+    }
+    // 131049 (per-customer marketing limit): final at once, with the 24-hour advice.
+    graph.fail_next("+15550000013", Fault::meta(131049));
+    let mut db = cluster().connect();
+    let send = |db: &mut postgres::Client, to: &str| -> i64 {
+        db.query_one("SELECT wa_send_text($1, $2, 'x')", &[&ch.name, &to]).unwrap().get(0)
+    };
+    let (throttled, upload, marketing) =
+        (send(&mut db, "15550000011"), send(&mut db, "15550000012"), send(&mut db, "15550000013"));
+    let (_, wamid, _, _, attempts) = wait_status(throttled, "sent");
+    assert!(wamid.is_some() && attempts == 2, "131048 retried once: {attempts} attempts");
+    let (_, _, code, hint, attempts) = wait_status(upload, "failed");
+    assert_eq!((code, attempts), (Some(131053), 3));
+    assert!(hint.unwrap_or_default().contains("media upload error"));
+    let title: String = db.query_one("SELECT error_title FROM wa_messages WHERE id = $1", &[&upload]).unwrap().get(0);
+    assert!(title.starts_with("gave up after 3 attempts"), "{title}");
+    let (_, _, code, hint, attempts) = wait_status(marketing, "failed");
+    assert_eq!((code, attempts), (Some(131049), 1));
+    assert!(hint.unwrap_or_default().contains("24 hours"));
+}
+
+#[test]
 fn statuses_move_the_message_forward_never_back_and_are_notified() {
     let ch = cluster().add_channel("status");
     ch.customer_writes("15550000005");
