@@ -233,7 +233,9 @@ BEGIN
                       pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'failed') AS failed_at,
                       (pg_catalog.array_agg(s.error_code) FILTER (WHERE s.status = 'failed'))[1] AS error_code,
                       (pg_catalog.array_agg(s.error_title) FILTER (WHERE s.status = 'failed'))[1] AS error_title,
-                      (pg_catalog.array_agg(s.error_details) FILTER (WHERE s.status = 'failed'))[1] AS error_details
+                      (pg_catalog.array_agg(s.error_details) FILTER (WHERE s.status = 'failed'))[1] AS error_details,
+                      (pg_catalog.array_agg(s.pricing_category ORDER BY @extschema@._wa_status_rank(s.status) DESC)
+                        FILTER (WHERE s.pricing_category IS NOT NULL))[1] AS pricing_category
                  FROM @extschema@.wa_message_statuses s
                 WHERE s.channel_id = key.ch AND s.wamid = key.w) h
          WHERE h.top IS NOT NULL
@@ -247,10 +249,12 @@ BEGIN
                error_title = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_title ELSE m.error_title END,
                error_details = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_details ELSE m.error_details END,
                error_hint = CASE WHEN t.moves AND t.top = 'failed' THEN @extschema@.wa_error_hint(t.error_code) ELSE m.error_hint END,
+               pricing_category = COALESCE(t.pricing_category, m.pricing_category),
                updated_at = pg_catalog.now()
           FROM target t
          WHERE m.id = t.message_id
-           AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL))
+           AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL)
+                OR (t.pricing_category IS NOT NULL AND t.pricing_category IS DISTINCT FROM m.pricing_category))
         RETURNING m.id, m.wamid, m.status, t.moves
     )
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
@@ -265,7 +269,9 @@ $$;
 -- to their messages; returns how many were new. A status for a wamid not recorded yet (the
 -- delivery worker has not recorded the send) waits in the history: _wa_mark_sent applies it.
 CREATE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
-                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[])
+                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
+                                     pricing_models text[], pricing_types text[], pricing_categories text[],
+                                     billables boolean[])
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -286,10 +292,12 @@ BEGIN
                FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
               ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
     WITH new AS (
-        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details, payload)
-        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pl
-          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads)
-               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, ord)
+        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
+                                                     pricing_model, pricing_type, pricing_category, billable, payload)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl
+          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads,
+                      pricing_models, pricing_types, pricing_categories, billables)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, ord)
          ORDER BY u.ord
         ON CONFLICT (channel_id, wamid, status) DO NOTHING
         RETURNING channel_id, wamid

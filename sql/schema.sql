@@ -107,6 +107,9 @@ CREATE TABLE wa_messages (
     error_title      text,
     error_details    text,
     error_hint       text,
+    -- What Meta last said it charges for this outbound message (statuses[].pricing.category:
+    -- marketing, utility, authentication, service); wa_message_costs counts them.
+    pricing_category text,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
 
@@ -194,6 +197,12 @@ CREATE TABLE wa_message_statuses (
     error_code    integer,
     error_title   text,
     error_details text,
+    -- statuses[].pricing: what Meta charges (on sent and one of delivered/read); see
+    -- wa_message_costs.
+    pricing_model    text,
+    pricing_type     text,
+    pricing_category text,
+    billable         boolean,
     payload       jsonb NOT NULL,
     received_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
     UNIQUE (channel_id, wamid, status)

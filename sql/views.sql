@@ -66,3 +66,22 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
        (SELECT m.error_hint FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed'
          ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint
   FROM @extschema@.wa_channels c;
+
+-- What Meta charges, per channel, day (UTC), category and type: each outbound message once,
+-- as its first status that carried pricing says (Meta repeats it on one of delivered/read).
+-- billable_messages are the ones to multiply by Meta's rate card for the category and the
+-- recipient's country; Meta deprecates `billable`, so under per-message pricing (PMP)
+-- type 'regular' counts as billable when it is absent.
+CREATE VIEW wa_message_costs AS
+SELECT p.channel_id, c.name AS channel,
+       (COALESCE(p.status_at, p.received_at) AT TIME ZONE 'UTC')::date AS day,
+       p.pricing_category AS category, p.pricing_type AS type, p.pricing_model AS model,
+       pg_catalog.count(*) AS messages,
+       pg_catalog.count(*) FILTER (WHERE COALESCE(p.billable, p.pricing_type = 'regular')) AS billable_messages
+  FROM (SELECT DISTINCT ON (s.channel_id, s.wamid) s.channel_id, s.wamid, s.status_at, s.received_at,
+               s.pricing_category, s.pricing_type, s.pricing_model, s.billable
+          FROM @extschema@.wa_message_statuses s
+         WHERE s.pricing_category IS NOT NULL
+         ORDER BY s.channel_id, s.wamid, COALESCE(s.status_at, s.received_at)) p
+  JOIN @extschema@.wa_channels c ON c.id = p.channel_id
+ GROUP BY 1, 2, 3, 4, 5, 6;

@@ -462,6 +462,10 @@ pub struct StatusRows {
     codes: Vec<Option<i32>>,
     titles: Vec<Option<String>>,
     details: Vec<Option<String>>,
+    pricing_models: Vec<Option<String>>,
+    pricing_types: Vec<Option<String>>,
+    pricing_categories: Vec<Option<String>>,
+    billables: Vec<Option<bool>>,
     payloads: Vec<JsonB>,
 }
 
@@ -475,6 +479,11 @@ impl StatusRows {
         self.codes.push(s.error_code.and_then(|c| i32::try_from(c).ok()));
         self.titles.push(s.error_title.clone());
         self.details.push(s.error_details.clone());
+        let pricing = s.pricing.clone().unwrap_or_default();
+        self.pricing_models.push(pricing.model);
+        self.pricing_types.push(pricing.kind);
+        self.pricing_categories.push(pricing.category);
+        self.billables.push(pricing.billable);
         self.payloads.push(JsonB(s.raw.clone()));
     }
 
@@ -489,7 +498,7 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
         return 0;
     }
     let added: Option<i32> = get_one_prepared(
-        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         &[
             rows.channels.into(),
             rows.wamids.into(),
@@ -500,6 +509,10 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
             rows.titles.into(),
             rows.details.into(),
             rows.payloads.into(),
+            rows.pricing_models.into(),
+            rows.pricing_types.into(),
+            rows.pricing_categories.into(),
+            rows.billables.into(),
         ],
     );
     i64::from(added.unwrap_or(0))

@@ -167,7 +167,23 @@ pub struct Status {
     pub error_code: Option<i64>,
     pub error_title: Option<String>,
     pub error_details: Option<String>,
+    /// What Meta charges for the message (on `sent` and one of `delivered` / `read`).
+    pub pricing: Option<Pricing>,
     pub raw: Value,
+}
+
+/// `statuses[].pricing`: Meta bills per message since July 2025 (`pricing_model` `PMP`;
+/// `CBP` before, per conversation).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Pricing {
+    /// `pricing_model`: `PMP` (per message) or `CBP` (per conversation, before July 2025).
+    pub model: Option<String>,
+    /// `type`: `regular`, `free_customer_service` or `free_entry_point`.
+    pub kind: Option<String>,
+    /// `category`: `marketing`, `utility`, `authentication`, `service`, ...
+    pub category: Option<String>,
+    /// `billable` (to be deprecated by Meta; under PMP, `type = regular` says the same).
+    pub billable: Option<bool>,
 }
 
 /// An item that cannot be stored as a message or status, and why.
@@ -341,6 +357,12 @@ fn parse_status(wamid: String, status: String, s: &Value) -> Status {
         error_code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
         error_title: error.and_then(|e| str_at(e, &["title"]).or_else(|| str_at(e, &["message"]))),
         error_details: error.and_then(|e| str_at(e, &["error_data", "details"])),
+        pricing: s.get("pricing").filter(|p| p.is_object()).map(|p| Pricing {
+            model: str_at(p, &["pricing_model"]),
+            kind: str_at(p, &["type"]),
+            category: str_at(p, &["category"]),
+            billable: p.get("billable").and_then(Value::as_bool),
+        }),
         raw: s.clone(),
     }
 }
@@ -385,6 +407,26 @@ mod tests {
         assert_eq!(m.text.as_deref(), Some("Does\u{FFFD}it come in another color?"));
         assert!(!m.raw.to_string().contains("\\u0000"));
         assert!(!serde_json::to_string(&m.raw).unwrap().contains('\u{0}'));
+    }
+
+    // Meta's delivered status example (reference §1.5), and a per-message (PMP) one.
+    const DELIVERED: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"statuses":[{"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234","conversation":{"id":"6ceb9d929c9bdc4f90e967a32f8639b4","origin":{"type":"service"}},"pricing":{"billable":true,"pricing_model":"CBP","category":"service"}},{"id":"wamid.PMP","status":"sent","timestamp":"1750263770","recipient_id":"16505551234","pricing":{"pricing_model":"PMP","type":"free_customer_service","category":"utility"}},{"id":"wamid.NOPRICE","status":"read","timestamp":"1750263790","recipient_id":"16505551234"}]},"field":"messages"}]}]}"#;
+
+    #[test]
+    fn parses_the_pricing_of_statuses() {
+        let p = parse(DELIVERED.as_bytes()).unwrap();
+        let s = &p.changes[0].statuses;
+        let cbp =
+            Pricing { model: Some("CBP".into()), kind: None, category: Some("service".into()), billable: Some(true) };
+        assert_eq!(s[0].pricing.as_ref(), Some(&cbp));
+        let pmp = Pricing {
+            model: Some("PMP".into()),
+            kind: Some("free_customer_service".into()),
+            category: Some("utility".into()),
+            billable: None,
+        };
+        assert_eq!(s[1].pricing.as_ref(), Some(&pmp));
+        assert_eq!(s[2].pricing, None);
     }
 
     #[test]

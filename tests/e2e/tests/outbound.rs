@@ -238,3 +238,70 @@ fn played_follows_read_for_voice_notes() {
     }
     assert_eq!(status_of(id).0, "played");
 }
+
+#[test]
+fn pricing_is_kept_per_status_and_counted_once_per_message_by_day_and_category() {
+    let ch = cluster().add_channel("costs");
+    ch.customer_writes("15550000021");
+    let mut db = cluster().connect();
+    let mut send = |text: &str| -> String {
+        let id: i64 = db.query_one("SELECT wa_send_text($1, '15550000021', $2)", &[&ch.name, &text]).unwrap().get(0);
+        wait_status(id, "sent").1.unwrap()
+    };
+    let (paid, free) = (send("paid"), send("free"));
+    // Meta puts pricing on sent and on one of delivered/read; a day apart here.
+    let post = |wamid: &str, status: &str, at: i64, pricing: Option<serde_json::Value>| {
+        let mut p = payloads::status(&ch.phone_number_id, wamid, status, "15550000021", at);
+        let item = &mut p["entry"][0]["changes"][0]["value"]["statuses"][0];
+        match pricing {
+            Some(pricing) => item["pricing"] = pricing,
+            None => drop(item.as_object_mut().unwrap().remove("pricing")),
+        }
+        assert_eq!(ch.post_signed(&p).status, 200);
+    };
+    let utility = serde_json::json!({ "billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility" });
+    post(&paid, "sent", 1_767_225_600, Some(utility.clone())); // 2026-01-01 00:00 UTC
+    post(&paid, "delivered", 1_767_312_000, Some(utility)); // 2026-01-02
+    post(&paid, "read", 1_767_312_060, None);
+    let free_service = serde_json::json!({ "pricing_model": "PMP", "type": "free_customer_service", "category": "service" });
+    post(&free, "sent", 1_767_225_660, Some(free_service));
+    let mut db = cluster().connect();
+    let kept: Vec<(String, Option<String>, Option<String>, Option<bool>)> = db
+        .query(
+            "SELECT status, pricing_category, pricing_type, billable FROM wa_message_statuses
+              WHERE channel_id = (SELECT id FROM wa_channels WHERE name = $1) AND wamid = $2 ORDER BY status_at",
+            &[&ch.name, &paid],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert_eq!(
+        kept,
+        vec![
+            ("sent".into(), Some("utility".into()), Some("regular".into()), Some(true)),
+            ("delivered".into(), Some("utility".into()), Some("regular".into()), Some(true)),
+            ("read".into(), None, None, None),
+        ]
+    );
+    let category: Option<String> =
+        db.query_one("SELECT pricing_category FROM wa_messages WHERE wamid = $1", &[&paid]).unwrap().get(0);
+    assert_eq!(category.as_deref(), Some("utility"));
+    let costs: Vec<(String, String, String, i64, i64)> = db
+        .query(
+            "SELECT day::text, category, type, messages, billable_messages FROM wa_message_costs
+              WHERE channel = $1 ORDER BY category",
+            &[&ch.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    assert_eq!(
+        costs,
+        vec![
+            ("2026-01-01".into(), "service".into(), "free_customer_service".into(), 1, 0),
+            ("2026-01-01".into(), "utility".into(), "regular".into(), 1, 1),
+        ]
+    );
+}

@@ -114,7 +114,7 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
             .unwrap();
         session
             .execute(
-                "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
                 &[
                     &vec![id; 2],
                     &vec![format!("wamid.large.out.{}", round + 1), wamid("unknown")],
@@ -125,6 +125,10 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
                     &vec![None::<String>; 2],
                     &vec![None::<String>; 2],
                     &vec![serde_json::json!({}); 2],
+                    &vec![Some("PMP".to_string()), None],
+                    &vec![Some("regular".to_string()), None],
+                    &vec![Some("utility".to_string()), None],
+                    &vec![Some(true), None],
                 ],
             )
             .unwrap();
