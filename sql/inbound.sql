@@ -311,6 +311,65 @@ BEGIN
 END
 $$;
 
+-- Messages the business sent from the WhatsApp Business app on a coexistence number
+-- (smb_message_echoes): stored as outbound rows of the customer's conversation, already 'sent'
+-- (Meta has them), source 'business_app', deduplicated by wamid like every message. The
+-- customer becomes a contact if they were not one. Notified on wa_message like inbound
+-- messages (with "direction": "outbound"), so the inbox shows both halves of the
+-- conversation; statuses that came first are applied. Returns how many were new.
+CREATE FUNCTION _wa_receive_echoes(channels bigint[], wamids text[], recipients text[], types text[],
+                                   bodies text[], sent_ats double precision[], payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    new_channels bigint[];
+    new_wamids   text[];
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.rcpt FROM unnest(channels, recipients) AS u(ch, rcpt)
+     WHERE u.rcpt IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.rcpt),
+               'outbound', 'business_app', u.w, u.typ, u.body, 'sent',
+               COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now()), '+' || u.rcpt, u.pl, d.*
+          FROM unnest(channels, wamids, recipients, types, bodies, sent_ats, payloads)
+               WITH ORDINALITY AS u(ch, w, rcpt, typ, body, ts, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING m.id, m.channel_id, m.wamid, m.type, m.contact_id
+    ), notified AS (
+        SELECT new.channel_id, new.wamid,
+               pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+                   'id', new.id, 'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = new.channel_id),
+                   'type', new.type, 'contact_id', new.contact_id, 'direction', 'outbound')::text)
+          FROM new ORDER BY new.id
+    )
+    SELECT pg_catalog.array_agg(n.channel_id), pg_catalog.array_agg(n.wamid) INTO new_channels, new_wamids FROM notified n;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
 -- A customer changed their number (user_changed_number: system.wa_id is the new one) or their
 -- business-scoped id (user_changed_user_id: system.user_id). The contact keeps its history; if
 -- the new id already belongs to another contact of the channel, both stay as they are.

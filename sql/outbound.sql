@@ -69,22 +69,22 @@ BEGIN
         -- Text, most of what an inbox sends, has one derived column (the message it replies
         -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
         -- cost a tenth of an enqueue (measured).
-        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, type, body, status, recipient, payload,
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, type, body, status, recipient, payload,
                                               next_attempt_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
-        SELECT t.channel_id, t.contact_id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+        SELECT t.channel_id, t.contact_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
                request -> 'context' ->> 'message_id', false, false, false
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
     ELSE
-        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, type, body, status, recipient, payload, next_attempt_at,
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
                                               media_id, media_mime_type, media_sha256, media_filename,
                                               voice, latitude, longitude, location_name, location_address,
                                               reply_to_wamid, forwarded, frequently_forwarded, referral,
                                               reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                               button_payload, order_items, shared_contacts, system_type,
                                               original_wamid)
-        SELECT t.channel_id, t.contact_id, 'outbound', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
+        SELECT t.channel_id, t.contact_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
          CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)

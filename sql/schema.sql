@@ -107,6 +107,10 @@ CREATE TABLE wa_messages (
     error_title      text,
     error_details    text,
     error_hint       text,
+    -- Who sent an outbound message: 'api' (this extension's wa_send_*) or 'business_app'
+    -- (the WhatsApp Business app on a coexistence number, from smb_message_echoes). NULL for
+    -- inbound messages.
+    source           text CHECK (source IN ('api', 'business_app')),
     -- What Meta last said it charges for this outbound message (statuses[].pricing.category:
     -- marketing, utility, authentication, service); wa_message_costs counts them.
     pricing_category text,

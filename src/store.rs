@@ -492,6 +492,50 @@ impl StatusRows {
     }
 }
 
+/// Message echoes gathered for `_wa_receive_echoes`, one array per column.
+#[derive(Default)]
+pub struct EchoRows {
+    channels: Vec<i64>,
+    wamids: Vec<String>,
+    recipients: Vec<Option<String>>,
+    types: Vec<String>,
+    bodies: Vec<Option<String>>,
+    sent_ats: Vec<Option<f64>>,
+    payloads: Vec<JsonB>,
+}
+
+impl EchoRows {
+    pub fn push(&mut self, channel_id: i64, e: &webhook::Echo) {
+        self.channels.push(channel_id);
+        self.wamids.push(e.message.wamid.clone());
+        self.recipients.push(e.to.clone());
+        self.types.push(e.message.kind.clone());
+        self.bodies.push(e.message.text.clone());
+        self.sent_ats.push(e.message.timestamp.map(|t| t as f64));
+        self.payloads.push(JsonB(e.message.raw.clone()));
+    }
+}
+
+/// Stores all echoes at once as outbound rows; returns how many were new.
+pub fn receive_echoes(rows: EchoRows) -> i64 {
+    if rows.wamids.is_empty() {
+        return 0;
+    }
+    let added: Option<i32> = get_one_prepared(
+        "SELECT _wa_receive_echoes($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            rows.channels.into(),
+            rows.wamids.into(),
+            rows.recipients.into(),
+            rows.types.into(),
+            rows.bodies.into(),
+            rows.sent_ats.into(),
+            rows.payloads.into(),
+        ],
+    );
+    i64::from(added.unwrap_or(0))
+}
+
 /// Stores all `rows` at once and applies them; returns how many were new.
 pub fn receive_statuses(rows: StatusRows) -> i64 {
     if rows.is_empty() {

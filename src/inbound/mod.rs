@@ -13,7 +13,7 @@ use crate::store;
 use http::ChannelKeys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use whatsapp_cloud::webhook::{Contact, Message, Payload, Status};
+use whatsapp_cloud::webhook::{Contact, Echo, Message, Payload, Status};
 
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
 /// kind (a counter row updated once per request would be the batch's hottest row).
@@ -70,8 +70,20 @@ pub struct Stored {
 
 /// One message or status of a payload, with the channel it was routed to.
 pub enum Item<'a> {
-    Message { channel_id: i64, message: &'a Message, sender: Option<&'a Contact> },
-    Status { channel_id: i64, status: &'a Status },
+    Message {
+        channel_id: i64,
+        message: &'a Message,
+        sender: Option<&'a Contact>,
+    },
+    Status {
+        channel_id: i64,
+        status: &'a Status,
+    },
+    /// A message the business sent from the WhatsApp Business app: an outbound row.
+    Echo {
+        channel_id: i64,
+        echo: &'a Echo,
+    },
 }
 
 impl Item<'_> {
@@ -80,6 +92,7 @@ impl Item<'_> {
         match self {
             Item::Message { message, .. } => format!("message {}", message.wamid),
             Item::Status { status, .. } => format!("status {} of {}", status.status, status.wamid),
+            Item::Echo { echo, .. } => format!("message echo {}", echo.message.wamid),
         }
     }
 }
@@ -92,7 +105,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
     let mut unrouted = Vec::new();
     for change in payload.changes.iter().filter(|c| c.template_status.is_none()) {
         let Some(channel_id) = route(change.phone_number_id.as_deref()) else {
-            if !change.messages.is_empty() || !change.statuses.is_empty() {
+            if !change.messages.is_empty() || !change.statuses.is_empty() || !change.echoes.is_empty() {
                 unrouted.push(change.phone_number_id.clone().unwrap_or_default());
             }
             continue;
@@ -103,6 +116,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
             sender: change.sender_of(m),
         }));
         items.extend(change.statuses.iter().map(|s| Item::Status { channel_id, status: s }));
+        items.extend(change.echoes.iter().map(|echo| Item::Echo { channel_id, echo }));
     }
     (items, unrouted)
 }
@@ -117,6 +131,7 @@ pub struct Batch {
     segments: Vec<store::MessageRows>,
     cut: bool,
     statuses: store::StatusRows,
+    echoes: store::EchoRows,
 }
 
 impl Batch {
@@ -130,13 +145,16 @@ impl Batch {
                 self.cut = message.kind == "system";
             }
             Item::Status { channel_id, status } => self.statuses.push(channel_id, status),
+            Item::Echo { channel_id, echo } => self.echoes.push(channel_id, echo),
         }
     }
 
-    /// Stores everything; returns how many messages and statuses were new.
+    /// Stores everything; returns how many messages (echoes included) and statuses were new.
+    /// Echoes go before the statuses, so that a status in the same POST finds its message.
     pub fn store(self) -> (i64, i64) {
-        let messages = self.segments.into_iter().map(store::receive_messages).sum();
-        (messages, store::receive_statuses(self.statuses))
+        let messages: i64 = self.segments.into_iter().map(store::receive_messages).sum();
+        let echoes = store::receive_echoes(self.echoes);
+        (messages + echoes, store::receive_statuses(self.statuses))
     }
 }
 

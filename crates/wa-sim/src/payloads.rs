@@ -186,6 +186,18 @@ pub fn text_message(phone_number_id: &str, wamid: &str, from: &str, name: &str, 
     envelope(phone_number_id, message_value("text", wamid, &customer, body, timestamp).expect("text is a known kind"))
 }
 
+/// An `smb_message_echoes` change: a text the business sent to `to` from the WhatsApp Business
+/// app on a coexistence number.
+pub fn echo(phone_number_id: &str, wamid: &str, to: &str, body: &str, timestamp: i64) -> Value {
+    let value = json!({ "message_echoes": [{
+        "from": "15550783881", "to": to, "id": wamid, "timestamp": timestamp.to_string(),
+        "type": "text", "text": { "body": body }
+    }] });
+    let mut payload = envelope(phone_number_id, value);
+    payload["entry"][0]["changes"][0]["field"] = json!("smb_message_echoes");
+    payload
+}
+
 /// A status update (`sent`, `delivered`, `read`, `failed`, ...) for an outbound message.
 pub fn status(phone_number_id: &str, wamid: &str, status: &str, recipient: &str, timestamp: i64) -> Value {
     envelope(phone_number_id, status_value(status, wamid, recipient, timestamp))

@@ -107,6 +107,9 @@ pub struct Change {
     pub contacts: Vec<Contact>,
     pub messages: Vec<Message>,
     pub statuses: Vec<Status>,
+    /// `smb_message_echoes`: messages the business sent from the WhatsApp Business app on a
+    /// coexistence number (`value.message_echoes[]`).
+    pub echoes: Vec<Echo>,
     /// `value.errors[]`, kept raw.
     pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
@@ -115,6 +118,15 @@ pub struct Change {
     pub business_account_id: Option<String>,
     /// For `message_template_status_update`: the template and its new status.
     pub template_status: Option<TemplateStatus>,
+}
+
+/// A message the business sent from the WhatsApp Business app (coexistence): the same shape as
+/// an inbound message, with `from` the business and `to` the customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Echo {
+    pub message: Message,
+    /// `to`: the customer's WhatsApp id (digits).
+    pub to: Option<String>,
 }
 
 /// A `message_template_status_update` change: Meta approved, rejected, paused or disabled a
@@ -285,6 +297,13 @@ fn parse_change(change: &Value) -> Change {
             None => rejected.push(Rejected { reason: "message without an id (wamid)", raw: m.clone() }),
         }
     }
+    let mut echoes = Vec::new();
+    for m in array("message_echoes") {
+        match str_at(m, &["id"]) {
+            Some(wamid) => echoes.push(Echo { message: parse_message(wamid, m), to: str_at(m, &["to"]) }),
+            None => rejected.push(Rejected { reason: "message echo without an id (wamid)", raw: m.clone() }),
+        }
+    }
     let mut statuses = Vec::new();
     for s in array("statuses") {
         match (str_at(s, &["id"]), str_at(s, &["status"])) {
@@ -298,6 +317,7 @@ fn parse_change(change: &Value) -> Change {
         contacts,
         messages,
         statuses,
+        echoes,
         errors: array("errors").to_vec(),
         rejected,
         business_account_id: None,
@@ -411,6 +431,23 @@ mod tests {
 
     // Meta's delivered status example (reference §1.5), and a per-message (PMP) one.
     const DELIVERED: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"statuses":[{"id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI3MTE5MjVBOTE3MDk5QUVFM0YA","status":"delivered","timestamp":"1750263773","recipient_id":"16505551234","conversation":{"id":"6ceb9d929c9bdc4f90e967a32f8639b4","origin":{"type":"service"}},"pricing":{"billable":true,"pricing_model":"CBP","category":"service"}},{"id":"wamid.PMP","status":"sent","timestamp":"1750263770","recipient_id":"16505551234","pricing":{"pricing_model":"PMP","type":"free_customer_service","category":"utility"}},{"id":"wamid.NOPRICE","status":"read","timestamp":"1750263790","recipient_id":"16505551234"}]},"field":"messages"}]}]}"#;
+
+    // A coexistence number's echo (users-2026 §3: value.message_echoes[] with from, to, id, type).
+    const ECHO: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"message_echoes":[{"from":"15550783881","to":"16505551234","id":"wamid.ECHO1","timestamp":"1750263800","type":"text","text":{"body":"Sent from the app"}},{"from":"15550783881","to":"16505551234","type":"text"}]},"field":"smb_message_echoes"}]}]}"#;
+
+    #[test]
+    fn parses_message_echoes() {
+        let p = parse(ECHO.as_bytes()).unwrap();
+        let c = &p.changes[0];
+        assert_eq!(c.field, "smb_message_echoes");
+        assert_eq!(c.echoes.len(), 1);
+        let e = &c.echoes[0];
+        assert_eq!((e.message.wamid.as_str(), e.to.as_deref()), ("wamid.ECHO1", Some("16505551234")));
+        assert_eq!((e.message.kind.as_str(), e.message.text.as_deref()), ("text", Some("Sent from the app")));
+        assert_eq!(e.message.timestamp, Some(1750263800));
+        assert_eq!(c.rejected.len(), 1, "the echo without an id is kept as rejected");
+        assert!(c.messages.is_empty());
+    }
 
     #[test]
     fn parses_the_pricing_of_statuses() {

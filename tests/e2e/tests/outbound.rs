@@ -259,11 +259,13 @@ fn pricing_is_kept_per_status_and_counted_once_per_message_by_day_and_category()
         }
         assert_eq!(ch.post_signed(&p).status, 200);
     };
-    let utility = serde_json::json!({ "billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility" });
+    let utility =
+        serde_json::json!({ "billable": true, "pricing_model": "PMP", "type": "regular", "category": "utility" });
     post(&paid, "sent", 1_767_225_600, Some(utility.clone())); // 2026-01-01 00:00 UTC
     post(&paid, "delivered", 1_767_312_000, Some(utility)); // 2026-01-02
     post(&paid, "read", 1_767_312_060, None);
-    let free_service = serde_json::json!({ "pricing_model": "PMP", "type": "free_customer_service", "category": "service" });
+    let free_service =
+        serde_json::json!({ "pricing_model": "PMP", "type": "free_customer_service", "category": "service" });
     post(&free, "sent", 1_767_225_660, Some(free_service));
     let mut db = cluster().connect();
     let kept: Vec<(String, Option<String>, Option<String>, Option<bool>)> = db
@@ -304,4 +306,53 @@ fn pricing_is_kept_per_status_and_counted_once_per_message_by_day_and_category()
             ("2026-01-01".into(), "utility".into(), "regular".into(), 1, 1),
         ]
     );
+}
+
+#[test]
+fn an_echo_from_the_business_app_is_an_outbound_row_of_the_conversation() {
+    let ch = cluster().add_channel("echo");
+    let mut listener = Listener::new(&["wa_message"]);
+    let echo = payloads::echo(&ch.phone_number_id, "wamid.echo.1", "15550000031", "Sent from the app", 1_767_225_600);
+    assert_eq!(ch.post_signed(&echo).status, 200);
+    assert_eq!(ch.post_signed(&echo).status, 200, "a redelivery is answered 200 too");
+    let mut db = cluster().connect();
+    let row = db
+        .query_one(
+            "SELECT m.id, m.direction, m.source, m.status, m.body, m.sent_at = to_timestamp(1767225600), k.wa_id,
+                    (SELECT count(*) FROM wa_messages x WHERE x.wamid = m.wamid)
+               FROM wa_messages m JOIN wa_contacts k ON k.id = m.contact_id WHERE m.wamid = 'wamid.echo.1'",
+            &[],
+        )
+        .unwrap();
+    let id: i64 = row.get(0);
+    let got: (String, Option<String>, String, String, bool, String, i64) =
+        (row.get(1), row.get(2), row.get(3), row.get(4), row.get(5), row.get(6), row.get(7));
+    assert_eq!(
+        got,
+        (
+            "outbound".into(),
+            Some("business_app".into()),
+            "sent".into(),
+            "Sent from the app".into(),
+            true,
+            "15550000031".into(),
+            1
+        )
+    );
+    let (_, note) = listener.next_matching(|_, p| p["id"] == id).unwrap();
+    assert_eq!(note["direction"], "outbound");
+    // The conversation shows it as the last message; a later status moves it on.
+    let last: (i64, String) = db
+        .query_one("SELECT last_message_id, last_direction FROM wa_conversations WHERE channel = $1", &[&ch.name])
+        .map(|r| (r.get(0), r.get(1)))
+        .unwrap();
+    assert_eq!(last, (id, "outbound".to_string()));
+    let delivered = payloads::status(&ch.phone_number_id, "wamid.echo.1", "delivered", "15550000031", 1_767_225_700);
+    assert_eq!(ch.post_signed(&delivered).status, 200);
+    assert_eq!(wait_status(id, "delivered").0, "delivered");
+    // What this extension sends is marked 'api'. (An echo does not open the customer's window.)
+    db.execute("UPDATE wa_channels SET allow_outside_window = true WHERE name = $1", &[&ch.name]).unwrap();
+    let sent: i64 = db.query_one("SELECT wa_send_text($1, '15550000031', 'from the api')", &[&ch.name]).unwrap().get(0);
+    let source: Option<String> = db.query_one("SELECT source FROM wa_messages WHERE id = $1", &[&sent]).unwrap().get(0);
+    assert_eq!(source.as_deref(), Some("api"));
 }
