@@ -54,15 +54,18 @@ DECLARE
     media_jobs integer;
     changed    bigint[];
 BEGIN
-    -- Each message's contact: by WhatsApp id first, else by BSUID (each a probe of a unique
-    -- index; as scalar subqueries, which no plan can turn into a scan of the contacts). Looked
+    -- Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID it had
+    -- before (each a probe of a unique index; as scalar subqueries, which no plan can turn into
+    -- a scan of the contacts). Looked
     -- up once, and once more, for the rows still without one, after the senders seen for the
     -- first time were added. (`contacts` starts empty: unnest pads it with NULLs.)
     FOR pass IN 1..2 LOOP
         contacts := ARRAY(
             SELECT COALESCE(u.c,
                             (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
-                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
+                            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
+                              WHERE f.channel_id = u.ch AND f.user_id = u.uid))
               FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
              ORDER BY u.ord);
         EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
@@ -367,6 +370,50 @@ BEGIN
     END IF;
     PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
     RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+-- A customer's BSUID changed (user_id_update): their contact (found by WhatsApp id, else by
+-- the previous BSUID, current or former) takes the new one and its parent, and keeps the one it
+-- had in wa_contact_former_ids, so messages under either reach it. If the new BSUID already
+-- belongs to another contact, both stay as they are (as for user_changed_user_id). In order,
+-- one by one: these are rare. Returns how many contacts moved.
+CREATE FUNCTION _wa_apply_user_id_updates(channels bigint[], wa_ids text[], previous text[], currents text[],
+                                          parents text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    k @extschema@.wa_contacts;
+    moved integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, wa_ids, previous, currents, parents) WITH ORDINALITY
+                           AS u(ch, wa, prev, cur, par, ord) ORDER BY u.ord LOOP
+        k := NULL;
+        SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.wa_id = r.wa;
+        IF k.id IS NULL THEN
+            SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.user_id = r.prev;
+        END IF;
+        IF k.id IS NULL THEN
+            SELECT x.* INTO k FROM @extschema@.wa_contacts x
+              JOIN @extschema@.wa_contact_former_ids f ON f.contact_id = x.id
+             WHERE f.channel_id = r.ch AND f.user_id = r.prev;
+        END IF;
+        CONTINUE WHEN k.id IS NULL  -- not a customer of this channel yet: their next message creates them
+                   OR k.user_id IS NOT DISTINCT FROM r.cur
+                   OR EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = r.ch AND o.user_id = r.cur);
+        INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
+        SELECT DISTINCT r.ch, had.id, k.id FROM (VALUES (k.user_id), (r.prev)) AS had(id)
+         WHERE had.id IS NOT NULL AND had.id <> r.cur
+        ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
+        DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = r.ch AND f.user_id = r.cur;
+        UPDATE @extschema@.wa_contacts x
+           SET user_id = r.cur, parent_user_id = COALESCE(r.par, x.parent_user_id), updated_at = pg_catalog.now()
+         WHERE x.id = k.id;
+        moved := moved + 1;
+    END LOOP;
+    RETURN moved;
 END
 $$;
 

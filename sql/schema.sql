@@ -40,6 +40,8 @@ CREATE TABLE wa_contacts (
     -- WhatsApp id (digits, no '+') and business-scoped user id (BSUID): since 2026 either may be missing.
     wa_id           text,
     user_id         text,
+    -- The parent BSUID (of a business portfolio's users), from user_id_update.
+    parent_user_id  text,
     profile_name    text,
     username        text,
     last_inbound_at timestamptz,
@@ -49,6 +51,17 @@ CREATE TABLE wa_contacts (
     UNIQUE (channel_id, user_id),
     CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL)
 );
+
+-- BSUIDs a contact had before Meta gave it a new one (user_id_update): a message that still
+-- arrives under an old one reaches the same contact.
+CREATE TABLE wa_contact_former_ids (
+    channel_id  bigint NOT NULL,
+    user_id     text NOT NULL,
+    contact_id  bigint NOT NULL REFERENCES wa_contacts (id) ON DELETE CASCADE,
+    replaced_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (channel_id, user_id)
+);
+CREATE INDEX wa_contact_former_ids_contact ON wa_contact_former_ids (contact_id);
 
 CREATE TABLE wa_webhook_events (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -516,6 +516,37 @@ impl EchoRows {
     }
 }
 
+/// BSUID changes gathered for `_wa_apply_user_id_updates`, one array per column.
+#[derive(Default)]
+pub struct UserIdUpdateRows {
+    channels: Vec<i64>,
+    wa_ids: Vec<Option<String>>,
+    previous: Vec<Option<String>>,
+    current: Vec<String>,
+    parents: Vec<Option<String>>,
+}
+
+impl UserIdUpdateRows {
+    pub fn push(&mut self, channel_id: i64, u: &webhook::UserIdUpdate) {
+        self.channels.push(channel_id);
+        self.wa_ids.push(u.wa_id.clone());
+        self.previous.push(u.previous.clone());
+        self.current.push(u.current.clone());
+        self.parents.push(u.parent_current.clone());
+    }
+}
+
+/// Moves contacts to their new BSUIDs, keeping the old ones (see _wa_apply_user_id_updates).
+pub fn apply_user_id_updates(rows: UserIdUpdateRows) {
+    if rows.current.is_empty() {
+        return;
+    }
+    let _: Option<i32> = get_one_prepared(
+        "SELECT _wa_apply_user_id_updates($1, $2, $3, $4, $5)",
+        &[rows.channels.into(), rows.wa_ids.into(), rows.previous.into(), rows.current.into(), rows.parents.into()],
+    );
+}
+
 /// Stores all echoes at once as outbound rows; returns how many were new.
 pub fn receive_echoes(rows: EchoRows) -> i64 {
     if rows.wamids.is_empty() {

@@ -13,7 +13,7 @@ use crate::store;
 use http::ChannelKeys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use whatsapp_cloud::webhook::{Contact, Echo, Message, Payload, Status};
+use whatsapp_cloud::webhook::{Contact, Echo, Message, Payload, Status, UserIdUpdate};
 
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
 /// kind (a counter row updated once per request would be the batch's hottest row).
@@ -68,7 +68,7 @@ pub struct Stored {
     pub transient: Option<String>,
 }
 
-/// One message or status of a payload, with the channel it was routed to.
+/// One message, status, echo or BSUID change of a payload, with the channel it was routed to.
 pub enum Item<'a> {
     Message {
         channel_id: i64,
@@ -84,6 +84,11 @@ pub enum Item<'a> {
         channel_id: i64,
         echo: &'a Echo,
     },
+    /// A customer's BSUID changed: the contact moves to the new one and keeps the old.
+    UserIdUpdate {
+        channel_id: i64,
+        update: &'a UserIdUpdate,
+    },
 }
 
 impl Item<'_> {
@@ -93,6 +98,7 @@ impl Item<'_> {
             Item::Message { message, .. } => format!("message {}", message.wamid),
             Item::Status { status, .. } => format!("status {} of {}", status.status, status.wamid),
             Item::Echo { echo, .. } => format!("message echo {}", echo.message.wamid),
+            Item::UserIdUpdate { update, .. } => format!("user_id_update to {}", update.current),
         }
     }
 }
@@ -105,7 +111,11 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
     let mut unrouted = Vec::new();
     for change in payload.changes.iter().filter(|c| c.template_status.is_none()) {
         let Some(channel_id) = route(change.phone_number_id.as_deref()) else {
-            if !change.messages.is_empty() || !change.statuses.is_empty() || !change.echoes.is_empty() {
+            if !change.messages.is_empty()
+                || !change.statuses.is_empty()
+                || !change.echoes.is_empty()
+                || !change.user_id_updates.is_empty()
+            {
                 unrouted.push(change.phone_number_id.clone().unwrap_or_default());
             }
             continue;
@@ -117,6 +127,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
         }));
         items.extend(change.statuses.iter().map(|s| Item::Status { channel_id, status: s }));
         items.extend(change.echoes.iter().map(|echo| Item::Echo { channel_id, echo }));
+        items.extend(change.user_id_updates.iter().map(|update| Item::UserIdUpdate { channel_id, update }));
     }
     (items, unrouted)
 }
@@ -132,6 +143,7 @@ pub struct Batch {
     cut: bool,
     statuses: store::StatusRows,
     echoes: store::EchoRows,
+    user_id_updates: store::UserIdUpdateRows,
 }
 
 impl Batch {
@@ -146,12 +158,16 @@ impl Batch {
             }
             Item::Status { channel_id, status } => self.statuses.push(channel_id, status),
             Item::Echo { channel_id, echo } => self.echoes.push(channel_id, echo),
+            Item::UserIdUpdate { channel_id, update } => self.user_id_updates.push(channel_id, update),
         }
     }
 
     /// Stores everything; returns how many messages (echoes included) and statuses were new.
-    /// Echoes go before the statuses, so that a status in the same POST finds its message.
+    /// BSUID changes go first, so that the messages find their contact under the old id and the
+    /// new one alike; echoes before the statuses, so that a status in the same POST finds its
+    /// message.
     pub fn store(self) -> (i64, i64) {
+        store::apply_user_id_updates(self.user_id_updates);
         let messages: i64 = self.segments.into_iter().map(store::receive_messages).sum();
         let echoes = store::receive_echoes(self.echoes);
         (messages + echoes, store::receive_statuses(self.statuses))

@@ -110,6 +110,8 @@ pub struct Change {
     /// `smb_message_echoes`: messages the business sent from the WhatsApp Business app on a
     /// coexistence number (`value.message_echoes[]`).
     pub echoes: Vec<Echo>,
+    /// `value.user_id_update[]`: customers whose business-scoped id (BSUID) changed.
+    pub user_id_updates: Vec<UserIdUpdate>,
     /// `value.errors[]`, kept raw.
     pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
@@ -127,6 +129,17 @@ pub struct Echo {
     pub message: Message,
     /// `to`: the customer's WhatsApp id (digits).
     pub to: Option<String>,
+}
+
+/// A customer's BSUID (and parent BSUID) changed: `user_id_update[]` with `wa_id`,
+/// `user_id.previous/current`, `parent_user_id.previous/current`, `timestamp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserIdUpdate {
+    pub wa_id: Option<String>,
+    pub previous: Option<String>,
+    pub current: String,
+    pub parent_previous: Option<String>,
+    pub parent_current: Option<String>,
 }
 
 /// A `message_template_status_update` change: Meta approved, rejected, paused or disabled a
@@ -304,6 +317,19 @@ fn parse_change(change: &Value) -> Change {
             None => rejected.push(Rejected { reason: "message echo without an id (wamid)", raw: m.clone() }),
         }
     }
+    let mut user_id_updates = Vec::new();
+    for u in array("user_id_update") {
+        match str_at(u, &["user_id", "current"]) {
+            Some(current) => user_id_updates.push(UserIdUpdate {
+                wa_id: str_at(u, &["wa_id"]),
+                previous: str_at(u, &["user_id", "previous"]),
+                current,
+                parent_previous: str_at(u, &["parent_user_id", "previous"]),
+                parent_current: str_at(u, &["parent_user_id", "current"]),
+            }),
+            None => rejected.push(Rejected { reason: "user_id_update without user_id.current", raw: u.clone() }),
+        }
+    }
     let mut statuses = Vec::new();
     for s in array("statuses") {
         match (str_at(s, &["id"]), str_at(s, &["status"])) {
@@ -318,6 +344,7 @@ fn parse_change(change: &Value) -> Change {
         messages,
         statuses,
         echoes,
+        user_id_updates,
         errors: array("errors").to_vec(),
         rejected,
         business_account_id: None,
@@ -447,6 +474,26 @@ mod tests {
         assert_eq!(e.message.timestamp, Some(1750263800));
         assert_eq!(c.rejected.len(), 1, "the echo without an id is kept as rejected");
         assert!(c.messages.is_empty());
+    }
+
+    // users-2026 §3: value.user_id_update[] with wa_id, user_id / parent_user_id previous and current.
+    const USER_ID_UPDATE: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"user_id_update":[{"wa_id":"16505551234","user_id":{"previous":"US.13491208655302741918","current":"US.99990000111122223333"},"parent_user_id":{"previous":"US.ENT.1","current":"US.ENT.2"},"timestamp":"1750263900"},{"wa_id":"16505551234","user_id":{"previous":"US.1"}}]},"field":"user_id_update"}]}]}"#;
+
+    #[test]
+    fn parses_user_id_updates() {
+        let p = parse(USER_ID_UPDATE.as_bytes()).unwrap();
+        let c = &p.changes[0];
+        assert_eq!(
+            c.user_id_updates,
+            vec![UserIdUpdate {
+                wa_id: Some("16505551234".into()),
+                previous: Some("US.13491208655302741918".into()),
+                current: "US.99990000111122223333".into(),
+                parent_previous: Some("US.ENT.1".into()),
+                parent_current: Some("US.ENT.2".into()),
+            }]
+        );
+        assert_eq!(c.rejected.len(), 1, "an update without a current id is kept as rejected");
     }
 
     #[test]

@@ -378,3 +378,69 @@ fn a_sender_whose_two_ids_belong_to_two_contacts_is_still_stored() {
         .collect();
     assert!(outcome.iter().all(|o| o == "stored"), "{outcome:?}");
 }
+
+#[test]
+fn a_user_id_update_moves_the_contact_and_both_bsuids_reach_it() {
+    let ch = cluster().add_channel("bsuid-update");
+    let text = |wamid: &str, contact: Value, from: Value| {
+        let mut m = json!({ "id": wamid, "timestamp": "1767225600", "type": "text", "text": { "body": wamid } });
+        for (k, v) in from.as_object().unwrap() {
+            m[k] = v.clone();
+        }
+        value_with(&ch, json!([contact]), json!([m]))
+    };
+    // Known by phone number and BSUID.
+    let first = text(
+        "wamid.bsuidupd.1",
+        json!({ "profile": { "name": "Ana" }, "wa_id": "15550004001", "user_id": "US.OLD" }),
+        json!({ "from": "15550004001", "from_user_id": "US.OLD" }),
+    );
+    assert_eq!(ch.post_signed(&first).status, 200);
+    // Meta gives Ana a new BSUID (and parent).
+    let mut update = payloads::envelope(
+        &ch.phone_number_id,
+        json!({ "user_id_update": [{
+            "wa_id": "15550004001",
+            "user_id": { "previous": "US.OLD", "current": "US.NEW" },
+            "parent_user_id": { "previous": "US.P.OLD", "current": "US.P.NEW" },
+            "timestamp": "1767225700"
+        }] }),
+    );
+    update["entry"][0]["changes"][0]["field"] = json!("user_id_update");
+    assert_eq!(ch.post_signed(&update).status, 200);
+    // Then messages under the new BSUID only, and under the old one only.
+    for (wamid, uid) in [("wamid.bsuidupd.2", "US.NEW"), ("wamid.bsuidupd.3", "US.OLD")] {
+        let m = text(wamid, json!({ "profile": { "name": "Ana" }, "user_id": uid }), json!({ "from_user_id": uid }));
+        assert_eq!(ch.post_signed(&m).status, 200);
+    }
+    let mut db = cluster().connect();
+    let contacts: Vec<(i64, Option<String>, Option<String>)> = db
+        .query(
+            "SELECT DISTINCT k.id, k.user_id, k.parent_user_id FROM wa_messages m JOIN wa_contacts k ON k.id = m.contact_id
+              WHERE m.wamid IN ('wamid.bsuidupd.1', 'wamid.bsuidupd.2', 'wamid.bsuidupd.3')",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(contacts.len(), 1, "the three messages reached {} contacts: {contacts:?}", contacts.len());
+    assert_eq!((contacts[0].1.as_deref(), contacts[0].2.as_deref()), (Some("US.NEW"), Some("US.P.NEW")));
+    let former: Vec<String> = db
+        .query("SELECT user_id FROM wa_contact_former_ids WHERE contact_id = $1", &[&contacts[0].0])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(former, vec!["US.OLD".to_string()]);
+    // A redelivered update changes nothing.
+    assert_eq!(ch.post_signed(&update).status, 200);
+    let n: i64 = db
+        .query_one(
+            "SELECT count(*) FROM wa_contacts WHERE channel_id = (SELECT id FROM wa_channels WHERE name = $1)",
+            &[&ch.name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
