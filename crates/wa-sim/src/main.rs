@@ -13,7 +13,9 @@
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
 //! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
-//! status (sent, delivered, read, played, failed; give the outbound message's --wamid).
+//! status (sent, delivered, read, played, failed; give the outbound message's --wamid), or
+//! `echo` (a text the business sent to --from from the WhatsApp Business app) or
+//! `user_id_update --previous US... --current US...` (--from's new BSUID).
 //! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
 //! `load` posts signed webhooks from N keep-alive connections for S seconds, or until
 //! --messages messages are sent (loopback only; back to back, or R POSTs/s in all with --rate)
@@ -283,6 +285,16 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
                 Some(w) => format!("{w}.{i}"),
                 None => format!("wamid.SIM.{now}.{}.{i}", std::process::id()),
             };
+            if kind == "echo" {
+                return Ok(payloads::echo_value(&wamid, &customer.wa_id, text, now as i64));
+            }
+            if kind == "user_id_update" {
+                let (previous, current) = (flags.get("previous"), flags.get("current"));
+                let (Some(previous), Some(current)) = (previous, current) else {
+                    return Err("a user_id_update needs --previous and --current BSUIDs".to_string());
+                };
+                return Ok(payloads::user_id_update_value(&customer.wa_id, previous, current, now as i64));
+            }
             if STATUS_KINDS.contains(&kind) {
                 if !flags.has("wamid") {
                     return Err(format!(
@@ -292,9 +304,10 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
                 Ok(payloads::status_value(kind, &wamid, &customer.wa_id, now as i64))
             } else {
                 payloads::message_value(kind, &wamid, &customer, text, now as i64).ok_or(format!(
-                    "unknown kind {kind:?}; messages: {}; statuses: {}",
+                    "unknown kind {kind:?}; messages: {}; statuses: {}; others: {}",
                     MESSAGE_KINDS.join(", "),
-                    STATUS_KINDS.join(", ")
+                    STATUS_KINDS.join(", "),
+                    payloads::OTHER_KINDS.join(", ")
                 ))
             }
         })

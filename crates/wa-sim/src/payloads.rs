@@ -27,6 +27,10 @@ pub const MESSAGE_KINDS: &[&str] = &[
 /// Every status kind `wa-sim trigger` can send.
 pub const STATUS_KINDS: &[&str] = &["sent", "delivered", "read", "played", "failed"];
 
+/// Other webhooks `wa-sim trigger` sends: a message the business sent from the WhatsApp
+/// Business app (`smb_message_echoes`), and a customer's new BSUID (`user_id_update`).
+pub const OTHER_KINDS: &[&str] = &["echo", "user_id_update"];
+
 /// The customer a message comes from.
 #[derive(Debug, Clone)]
 pub struct Customer {
@@ -37,17 +41,28 @@ pub struct Customer {
 
 /// One `entry[]` holding one `changes[]` item for a business number.
 pub fn envelope(phone_number_id: &str, value: Value) -> Value {
-    json!({
-        "object": "whatsapp_business_account",
-        "entry": [{ "id": "102290129340398", "changes": [{ "value": with_metadata(phone_number_id, value), "field": "messages" }] }]
-    })
+    batch(phone_number_id, vec![value])
+}
+
+/// The `changes[].field` Meta sends a value under.
+fn field_of(value: &Value) -> &'static str {
+    if value.get("message_echoes").is_some() {
+        "smb_message_echoes"
+    } else if value.get("user_id_update").is_some() {
+        "user_id_update"
+    } else {
+        "messages"
+    }
 }
 
 /// Several updates in one POST, as Meta batches them: one entry, one change per update.
 pub fn batch(phone_number_id: &str, values: Vec<Value>) -> Value {
     let changes: Vec<Value> = values
         .into_iter()
-        .map(|v| json!({ "value": with_metadata(phone_number_id, v), "field": "messages" }))
+        .map(|v| {
+            let field = field_of(&v);
+            json!({ "value": with_metadata(phone_number_id, v), "field": field })
+        })
         .collect();
     json!({ "object": "whatsapp_business_account", "entry": [{ "id": "102290129340398", "changes": changes }] })
 }
@@ -186,16 +201,27 @@ pub fn text_message(phone_number_id: &str, wamid: &str, from: &str, name: &str, 
     envelope(phone_number_id, message_value("text", wamid, &customer, body, timestamp).expect("text is a known kind"))
 }
 
-/// An `smb_message_echoes` change: a text the business sent to `to` from the WhatsApp Business
-/// app on a coexistence number.
-pub fn echo(phone_number_id: &str, wamid: &str, to: &str, body: &str, timestamp: i64) -> Value {
-    let value = json!({ "message_echoes": [{
+/// A `changes[].value` with a text the business sent to `to` from the WhatsApp Business app on
+/// a coexistence number (`smb_message_echoes`).
+pub fn echo_value(wamid: &str, to: &str, body: &str, timestamp: i64) -> Value {
+    json!({ "message_echoes": [{
         "from": "15550783881", "to": to, "id": wamid, "timestamp": timestamp.to_string(),
         "type": "text", "text": { "body": body }
-    }] });
-    let mut payload = envelope(phone_number_id, value);
-    payload["entry"][0]["changes"][0]["field"] = json!("smb_message_echoes");
-    payload
+    }] })
+}
+
+/// The same as a whole webhook.
+pub fn echo(phone_number_id: &str, wamid: &str, to: &str, body: &str, timestamp: i64) -> Value {
+    envelope(phone_number_id, echo_value(wamid, to, body, timestamp))
+}
+
+/// A `changes[].value` saying that the customer `wa_id`'s BSUID went from `previous` to `current`.
+pub fn user_id_update_value(wa_id: &str, previous: &str, current: &str, timestamp: i64) -> Value {
+    json!({ "user_id_update": [{
+        "wa_id": wa_id,
+        "user_id": { "previous": previous, "current": current },
+        "timestamp": timestamp.to_string()
+    }] })
 }
 
 /// A status update (`sent`, `delivered`, `read`, `failed`, ...) for an outbound message.
@@ -224,6 +250,18 @@ mod tests {
             let parsed = webhook::parse(status("1", "wamid.x", s, "16505551234", 1).to_string().as_bytes()).unwrap();
             assert_eq!(parsed.changes[0].statuses[0].status, *s);
         }
+    }
+
+    #[test]
+    fn echoes_and_user_id_updates_parse_with_the_extensions_parser() {
+        let body = batch(
+            "1",
+            vec![echo_value("wamid.e", "16505551234", "hi", 1), user_id_update_value("1", "US.A", "US.B", 1)],
+        );
+        let parsed = webhook::parse(body.to_string().as_bytes()).unwrap();
+        assert_eq!((parsed.changes[0].field.as_str(), parsed.changes[0].echoes.len()), ("smb_message_echoes", 1));
+        assert_eq!(parsed.changes[1].field, "user_id_update");
+        assert_eq!(parsed.changes[1].user_id_updates[0].current, "US.B");
     }
 
     #[test]
