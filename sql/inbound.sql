@@ -417,6 +417,79 @@ BEGIN
 END
 $$;
 
+-- Call events (connect, terminate) into wa_calls, one row per call. The customer (the caller of
+-- their own call, the callee of the business's) becomes a contact if needed, and their call
+-- opens or extends the 24-hour window, as a message does. Each change is notified on wa_call
+-- ({"id", "channel", "call_id", "event", "status", "missed", "contact_id"}); a redelivered
+-- event changes nothing and is not notified again, and a late `connect` never reopens an
+-- ended call. In order, one by one: calls are few. Returns how many rows changed.
+CREATE FUNCTION _wa_receive_calls(channels bigint[], call_ids text[], froms text[], tos text[], events text[],
+                                  directions text[], statuses text[], ats double precision[],
+                                  starts double precision[], ends double precision[], durations integer[],
+                                  payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    customer text;
+    k        bigint;
+    c        @extschema@.wa_calls;
+    event_at timestamptz;
+    changed  integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, call_ids, froms, tos, events, directions, statuses, ats, starts, ends,
+                                  durations, payloads) WITH ORDINALITY
+                           AS u(ch, cid, frm, callee, ev, dir, st, ts, t0, t1, dur, pl, ord)
+              ORDER BY u.ord LOOP
+        customer := CASE WHEN r.dir = 'BUSINESS_INITIATED' THEN r.callee ELSE r.frm END;
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        k := NULL;
+        IF customer IS NOT NULL THEN
+            INSERT INTO @extschema@.wa_contacts (channel_id, wa_id) VALUES (r.ch, customer) ON CONFLICT DO NOTHING;
+            SELECT x.id INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.wa_id = customer;
+            IF r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' THEN
+                UPDATE @extschema@.wa_contacts x SET last_inbound_at = event_at, updated_at = pg_catalog.now()
+                 WHERE x.id = k AND (x.last_inbound_at IS NULL OR x.last_inbound_at < event_at);
+            END IF;
+        END IF;
+        INSERT INTO @extschema@.wa_calls AS w (channel_id, call_id, contact_id, direction, status, missed, rang_at,
+                                              started_at, ended_at, duration_seconds, payload)
+        VALUES (r.ch, r.cid, k,
+                CASE r.dir WHEN 'USER_INITIATED' THEN 'inbound' WHEN 'BUSINESS_INITIATED' THEN 'outbound' END,
+                CASE WHEN r.ev = 'terminate' THEN pg_catalog.lower(COALESCE(r.st, 'ended')) ELSE 'ringing' END,
+                r.ev = 'terminate' AND r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' AND r.t0 IS NULL AND COALESCE(r.dur, 0) = 0,
+                CASE WHEN r.ev = 'connect' THEN event_at END,
+                @extschema@._wa_unix_time(r.t0), @extschema@._wa_unix_time(r.t1), r.dur, r.pl)
+        ON CONFLICT (channel_id, call_id) DO UPDATE
+           SET status = CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+               missed = CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+               contact_id = COALESCE(w.contact_id, excluded.contact_id),
+               direction = COALESCE(w.direction, excluded.direction),
+               rang_at = COALESCE(w.rang_at, excluded.rang_at),
+               started_at = COALESCE(excluded.started_at, w.started_at),
+               ended_at = COALESCE(excluded.ended_at, w.ended_at),
+               duration_seconds = COALESCE(excluded.duration_seconds, w.duration_seconds),
+               payload = CASE WHEN excluded.status = 'ringing' THEN w.payload ELSE excluded.payload END,
+               updated_at = pg_catalog.now()
+         WHERE (w.status, w.missed, w.rang_at, w.started_at, w.ended_at, w.duration_seconds)
+               IS DISTINCT FROM
+               (CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+                CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+                COALESCE(w.rang_at, excluded.rang_at), COALESCE(excluded.started_at, w.started_at),
+                COALESCE(excluded.ended_at, w.ended_at), COALESCE(excluded.duration_seconds, w.duration_seconds))
+        RETURNING * INTO c;
+        CONTINUE WHEN NOT FOUND; -- a redelivery
+        PERFORM pg_catalog.pg_notify('wa_call', pg_catalog.json_build_object(
+            'id', c.id, 'channel', (SELECT x.name FROM @extschema@.wa_channels x WHERE x.id = c.channel_id),
+            'call_id', c.call_id, 'event', r.ev, 'status', c.status, 'missed', c.missed,
+            'contact_id', c.contact_id)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
 -- A customer changed their number (user_changed_number: system.wa_id is the new one) or their
 -- business-scoped id (user_changed_user_id: system.user_id). The contact keeps its history; if
 -- the new id already belongs to another contact of the channel, both stay as they are.

@@ -35,6 +35,7 @@ REVOKE ALL ON FUNCTION wa_upload_media(text, bytea, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_message_changes(bigint[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_statuses(bigint[], text[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_apply_user_id_updates(bigint[], text[], text[], text[], text[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION _wa_receive_calls(bigint[], text[], text[], text[], text[], text[], text[], double precision[], double precision[], double precision[], integer[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_echoes(bigint[], text[], text[], text[], text[], double precision[], jsonb[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_statuses(bigint[], text[], text[], double precision[], text[], integer[], text[], text[], jsonb[], text[], text[], text[], boolean[]) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], text[], text[], text[], text[], text[], double precision[], jsonb[]) FROM PUBLIC;

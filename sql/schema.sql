@@ -63,6 +63,32 @@ CREATE TABLE wa_contact_former_ids (
 );
 CREATE INDEX wa_contact_former_ids_contact ON wa_contact_former_ids (contact_id);
 
+-- WhatsApp calls (the Calling API's `calls` webhooks): one row per call, its `connect` and
+-- `terminate` events merged, so an inbox can show a missed call next to the messages.
+CREATE TABLE wa_calls (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id       bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    -- Meta's id (wacid.…), the same for every event of the call.
+    call_id          text NOT NULL,
+    contact_id       bigint REFERENCES wa_contacts (id) ON DELETE SET NULL,
+    -- inbound: the customer called (USER_INITIATED); outbound: the business did.
+    direction        text CHECK (direction IN ('inbound', 'outbound')),
+    -- 'ringing' until it ends, then Meta's terminate status in lower case (completed, failed, ...).
+    status           text NOT NULL,
+    -- A customer's call that ended without being answered.
+    missed           boolean NOT NULL DEFAULT false,
+    rang_at          timestamptz,
+    started_at       timestamptz,
+    ended_at         timestamptz,
+    duration_seconds integer,
+    -- The latest event, as Meta sent it.
+    payload          jsonb NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    UNIQUE (channel_id, call_id)
+);
+CREATE INDEX wa_calls_contact ON wa_calls (contact_id, id);
+
 CREATE TABLE wa_webhook_events (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel_id    bigint REFERENCES wa_channels (id) ON DELETE SET NULL,

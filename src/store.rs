@@ -547,6 +547,64 @@ pub fn apply_user_id_updates(rows: UserIdUpdateRows) {
     );
 }
 
+/// Call events gathered for `_wa_receive_calls`, one array per column.
+#[derive(Default)]
+pub struct CallRows {
+    channels: Vec<i64>,
+    call_ids: Vec<String>,
+    froms: Vec<Option<String>>,
+    tos: Vec<Option<String>>,
+    events: Vec<String>,
+    directions: Vec<Option<String>>,
+    statuses: Vec<Option<String>>,
+    ats: Vec<Option<f64>>,
+    starts: Vec<Option<f64>>,
+    ends: Vec<Option<f64>>,
+    durations: Vec<Option<i32>>,
+    payloads: Vec<JsonB>,
+}
+
+impl CallRows {
+    pub fn push(&mut self, channel_id: i64, c: &webhook::Call) {
+        self.channels.push(channel_id);
+        self.call_ids.push(c.call_id.clone());
+        self.froms.push(c.from.clone());
+        self.tos.push(c.to.clone());
+        self.events.push(c.event.clone());
+        self.directions.push(c.direction.clone());
+        self.statuses.push(c.status.clone());
+        self.ats.push(c.timestamp.map(|t| t as f64));
+        self.starts.push(c.start_time.map(|t| t as f64));
+        self.ends.push(c.end_time.map(|t| t as f64));
+        self.durations.push(c.duration.and_then(|d| i32::try_from(d).ok()));
+        self.payloads.push(JsonB(c.raw.clone()));
+    }
+}
+
+/// Stores all call events at once (see _wa_receive_calls).
+pub fn receive_calls(rows: CallRows) {
+    if rows.call_ids.is_empty() {
+        return;
+    }
+    let _: Option<i32> = get_one_prepared(
+        "SELECT _wa_receive_calls($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            rows.channels.into(),
+            rows.call_ids.into(),
+            rows.froms.into(),
+            rows.tos.into(),
+            rows.events.into(),
+            rows.directions.into(),
+            rows.statuses.into(),
+            rows.ats.into(),
+            rows.starts.into(),
+            rows.ends.into(),
+            rows.durations.into(),
+            rows.payloads.into(),
+        ],
+    );
+}
+
 /// Stores all echoes at once as outbound rows; returns how many were new.
 pub fn receive_echoes(rows: EchoRows) -> i64 {
     if rows.wamids.is_empty() {

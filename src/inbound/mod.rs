@@ -13,7 +13,7 @@ use crate::store;
 use http::ChannelKeys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use whatsapp_cloud::webhook::{Contact, Echo, Message, Payload, Status, UserIdUpdate};
+use whatsapp_cloud::webhook::{Call, Contact, Echo, Message, Payload, Status, UserIdUpdate};
 
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
 /// kind (a counter row updated once per request would be the batch's hottest row).
@@ -89,6 +89,11 @@ pub enum Item<'a> {
         channel_id: i64,
         update: &'a UserIdUpdate,
     },
+    /// A call rang or ended.
+    Call {
+        channel_id: i64,
+        call: &'a Call,
+    },
 }
 
 impl Item<'_> {
@@ -99,6 +104,7 @@ impl Item<'_> {
             Item::Status { status, .. } => format!("status {} of {}", status.status, status.wamid),
             Item::Echo { echo, .. } => format!("message echo {}", echo.message.wamid),
             Item::UserIdUpdate { update, .. } => format!("user_id_update to {}", update.current),
+            Item::Call { call, .. } => format!("call {} {}", call.call_id, call.event),
         }
     }
 }
@@ -115,6 +121,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
                 || !change.statuses.is_empty()
                 || !change.echoes.is_empty()
                 || !change.user_id_updates.is_empty()
+                || !change.calls.is_empty()
             {
                 unrouted.push(change.phone_number_id.clone().unwrap_or_default());
             }
@@ -128,6 +135,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
         items.extend(change.statuses.iter().map(|s| Item::Status { channel_id, status: s }));
         items.extend(change.echoes.iter().map(|echo| Item::Echo { channel_id, echo }));
         items.extend(change.user_id_updates.iter().map(|update| Item::UserIdUpdate { channel_id, update }));
+        items.extend(change.calls.iter().map(|call| Item::Call { channel_id, call }));
     }
     (items, unrouted)
 }
@@ -144,6 +152,7 @@ pub struct Batch {
     statuses: store::StatusRows,
     echoes: store::EchoRows,
     user_id_updates: store::UserIdUpdateRows,
+    calls: store::CallRows,
 }
 
 impl Batch {
@@ -159,6 +168,7 @@ impl Batch {
             Item::Status { channel_id, status } => self.statuses.push(channel_id, status),
             Item::Echo { channel_id, echo } => self.echoes.push(channel_id, echo),
             Item::UserIdUpdate { channel_id, update } => self.user_id_updates.push(channel_id, update),
+            Item::Call { channel_id, call } => self.calls.push(channel_id, call),
         }
     }
 
@@ -170,6 +180,7 @@ impl Batch {
         store::apply_user_id_updates(self.user_id_updates);
         let messages: i64 = self.segments.into_iter().map(store::receive_messages).sum();
         let echoes = store::receive_echoes(self.echoes);
+        store::receive_calls(self.calls);
         (messages + echoes, store::receive_statuses(self.statuses))
     }
 }

@@ -15,7 +15,8 @@
 //! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
 //! status (sent, delivered, read, played, failed; give the outbound message's --wamid), or
 //! `echo` (a text the business sent to --from from the WhatsApp Business app) or
-//! `user_id_update --previous US... --current US...` (--from's new BSUID).
+//! `user_id_update --previous US... --current US...` (--from's new BSUID) or `missed_call`
+//! (--from called and nobody answered).
 //! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
 //! `load` posts signed webhooks from N keep-alive connections for S seconds, or until
 //! --messages messages are sent (loopback only; back to back, or R POSTs/s in all with --rate)
@@ -287,6 +288,17 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
             };
             if kind == "echo" {
                 return Ok(payloads::echo_value(&wamid, &customer.wa_id, text, now as i64));
+            }
+            if kind == "missed_call" {
+                let call_id = format!("wacid.{wamid}");
+                return Ok(payloads::call_value(
+                    &call_id,
+                    &customer.wa_id,
+                    "terminate",
+                    Some("FAILED"),
+                    None,
+                    now as i64,
+                ));
             }
             if kind == "user_id_update" {
                 let (previous, current) = (flags.get("previous"), flags.get("current"));

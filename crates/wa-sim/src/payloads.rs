@@ -28,8 +28,9 @@ pub const MESSAGE_KINDS: &[&str] = &[
 pub const STATUS_KINDS: &[&str] = &["sent", "delivered", "read", "played", "failed"];
 
 /// Other webhooks `wa-sim trigger` sends: a message the business sent from the WhatsApp
-/// Business app (`smb_message_echoes`), and a customer's new BSUID (`user_id_update`).
-pub const OTHER_KINDS: &[&str] = &["echo", "user_id_update"];
+/// Business app (`smb_message_echoes`), a customer's new BSUID (`user_id_update`), and a
+/// customer's call that rings and ends unanswered (`missed_call`, field `calls`).
+pub const OTHER_KINDS: &[&str] = &["echo", "user_id_update", "missed_call"];
 
 /// The customer a message comes from.
 #[derive(Debug, Clone)]
@@ -50,6 +51,8 @@ fn field_of(value: &Value) -> &'static str {
         "smb_message_echoes"
     } else if value.get("user_id_update").is_some() {
         "user_id_update"
+    } else if value.get("calls").is_some() {
+        "calls"
     } else {
         "messages"
     }
@@ -215,6 +218,31 @@ pub fn echo(phone_number_id: &str, wamid: &str, to: &str, body: &str, timestamp:
     envelope(phone_number_id, echo_value(wamid, to, body, timestamp))
 }
 
+/// A `changes[].value` with one event of a call from the customer `from` (`connect`, or
+/// `terminate` with Meta's `status`; answered calls carry their start and duration).
+pub fn call_value(
+    call_id: &str,
+    from: &str,
+    event: &str,
+    status: Option<&str>,
+    answered_for: Option<i64>,
+    timestamp: i64,
+) -> Value {
+    let mut call = json!({
+        "id": call_id, "from": from, "to": "15550783881", "event": event,
+        "direction": "USER_INITIATED", "timestamp": timestamp.to_string()
+    });
+    if event == "terminate" {
+        call["status"] = json!(status.unwrap_or("COMPLETED"));
+        call["end_time"] = json!(timestamp.to_string());
+        if let Some(seconds) = answered_for {
+            call["start_time"] = json!((timestamp - seconds).to_string());
+            call["duration"] = json!(seconds);
+        }
+    }
+    json!({ "contacts": [{ "profile": { "name": "" }, "wa_id": from }], "calls": [call] })
+}
+
 /// A `changes[].value` saying that the customer `wa_id`'s BSUID went from `previous` to `current`.
 pub fn user_id_update_value(wa_id: &str, previous: &str, current: &str, timestamp: i64) -> Value {
     json!({ "user_id_update": [{
@@ -262,6 +290,12 @@ mod tests {
         assert_eq!((parsed.changes[0].field.as_str(), parsed.changes[0].echoes.len()), ("smb_message_echoes", 1));
         assert_eq!(parsed.changes[1].field, "user_id_update");
         assert_eq!(parsed.changes[1].user_id_updates[0].current, "US.B");
+        let call = batch("1", vec![call_value("wacid.1", "16505551234", "terminate", Some("FAILED"), None, 5)]);
+        let parsed = webhook::parse(call.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            (parsed.changes[0].field.as_str(), parsed.changes[0].calls[0].status.as_deref()),
+            ("calls", Some("FAILED"))
+        );
     }
 
     #[test]

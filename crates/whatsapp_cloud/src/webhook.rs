@@ -112,6 +112,8 @@ pub struct Change {
     pub echoes: Vec<Echo>,
     /// `value.user_id_update[]`: customers whose business-scoped id (BSUID) changed.
     pub user_id_updates: Vec<UserIdUpdate>,
+    /// `value.calls[]` (field `calls`, the Calling API): a call began or ended.
+    pub calls: Vec<Call>,
     /// `value.errors[]`, kept raw.
     pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
@@ -140,6 +142,26 @@ pub struct UserIdUpdate {
     pub current: String,
     pub parent_previous: Option<String>,
     pub parent_current: Option<String>,
+}
+
+/// One event of a WhatsApp call: `connect` (it rings) or `terminate` (it ended, with how).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// `id`: `wacid.…`, the same for every event of one call.
+    pub call_id: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    /// `event`: `connect` or `terminate`.
+    pub event: String,
+    /// `direction`: `USER_INITIATED` (the customer called) or `BUSINESS_INITIATED`.
+    pub direction: Option<String>,
+    pub timestamp: Option<i64>,
+    /// On `terminate`: `status` (e.g. `COMPLETED`, `FAILED`), `start_time`, `end_time`, `duration` (s).
+    pub status: Option<String>,
+    pub start_time: Option<i64>,
+    pub end_time: Option<i64>,
+    pub duration: Option<i64>,
+    pub raw: Value,
 }
 
 /// A `message_template_status_update` change: Meta approved, rejected, paused or disabled a
@@ -330,6 +352,25 @@ fn parse_change(change: &Value) -> Change {
             None => rejected.push(Rejected { reason: "user_id_update without user_id.current", raw: u.clone() }),
         }
     }
+    let mut calls = Vec::new();
+    for c in array("calls") {
+        match (str_at(c, &["id"]), str_at(c, &["event"])) {
+            (Some(call_id), Some(event)) => calls.push(Call {
+                call_id,
+                from: str_at(c, &["from"]),
+                to: str_at(c, &["to"]),
+                event,
+                direction: str_at(c, &["direction"]),
+                timestamp: unix_at(c, &["timestamp"]),
+                status: str_at(c, &["status"]),
+                start_time: unix_at(c, &["start_time"]),
+                end_time: unix_at(c, &["end_time"]),
+                duration: c.get("duration").and_then(|d| d.as_i64().or_else(|| d.as_str()?.parse().ok())),
+                raw: c.clone(),
+            }),
+            _ => rejected.push(Rejected { reason: "call without an id or event", raw: c.clone() }),
+        }
+    }
     let mut statuses = Vec::new();
     for s in array("statuses") {
         match (str_at(s, &["id"]), str_at(s, &["status"])) {
@@ -345,6 +386,7 @@ fn parse_change(change: &Value) -> Change {
         statuses,
         echoes,
         user_id_updates,
+        calls,
         errors: array("errors").to_vec(),
         rejected,
         business_account_id: None,
@@ -494,6 +536,23 @@ mod tests {
             }]
         );
         assert_eq!(c.rejected.len(), 1, "an update without a current id is kept as rejected");
+    }
+
+    // users-2026 §3 (Calling API): a customer's call rings, then ends.
+    const CALLS: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"calls":[{"id":"wacid.ABGGFjFVU2AfAgo6V","from":"16505551234","to":"15550783881","event":"connect","direction":"USER_INITIATED","timestamp":"1750263700"},{"id":"wacid.ABGGFjFVU2AfAgo6V","from":"16505551234","to":"15550783881","event":"terminate","direction":"USER_INITIATED","timestamp":"1750263800","status":"COMPLETED","start_time":"1750263705","end_time":"1750263800","duration":95}]},"field":"calls"}]}]}"#;
+
+    #[test]
+    fn parses_calls() {
+        let p = parse(CALLS.as_bytes()).unwrap();
+        let calls = &p.changes[0].calls;
+        assert_eq!(calls.len(), 2);
+        assert_eq!((calls[0].event.as_str(), calls[0].direction.as_deref()), ("connect", Some("USER_INITIATED")));
+        let end = &calls[1];
+        assert_eq!(end.call_id, "wacid.ABGGFjFVU2AfAgo6V");
+        assert_eq!(
+            (end.status.as_deref(), end.start_time, end.end_time, end.duration),
+            (Some("COMPLETED"), Some(1750263705), Some(1750263800), Some(95))
+        );
     }
 
     #[test]

@@ -444,3 +444,79 @@ fn a_user_id_update_moves_the_contact_and_both_bsuids_reach_it() {
         .get(0);
     assert_eq!(n, 1);
 }
+
+#[test]
+fn calls_become_one_row_each_with_missed_ones_marked_notified_and_opening_the_window() {
+    let ch = cluster().add_channel("calls");
+    let mut listener = e2e::Listener::new(&["wa_call"]);
+    let post = |value: Value| assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, value)).status, 200);
+    // An answered call: rings, then ends after 95 s; the end is redelivered.
+    post(payloads::call_value("wacid.answered", "15550005001", "connect", None, None, 1_767_225_600));
+    let end =
+        payloads::call_value("wacid.answered", "15550005001", "terminate", Some("COMPLETED"), Some(95), 1_767_225_700);
+    post(end.clone());
+    post(end);
+    // A missed one: it ends without being answered, and its connect arrives late.
+    post(payloads::call_value("wacid.missed", "15550005002", "terminate", Some("FAILED"), None, 1_767_225_800));
+    post(payloads::call_value("wacid.missed", "15550005002", "connect", None, None, 1_767_225_790));
+    let mut db = cluster().connect();
+    let calls: Vec<(String, String, String, bool, Option<i32>, bool, String)> = db
+        .query(
+            "SELECT w.call_id, w.direction, w.status, w.missed, w.duration_seconds, w.rang_at IS NOT NULL, k.wa_id
+               FROM wa_calls w JOIN wa_contacts k ON k.id = w.contact_id JOIN wa_channels c ON c.id = w.channel_id
+              WHERE c.name = $1 ORDER BY w.call_id",
+            &[&ch.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5), r.get(6)))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            (
+                "wacid.answered".into(),
+                "inbound".into(),
+                "completed".into(),
+                false,
+                Some(95),
+                true,
+                "15550005001".into()
+            ),
+            ("wacid.missed".into(), "inbound".into(), "failed".into(), true, None, true, "15550005002".into()),
+        ]
+    );
+    // Notified once per change: ring and end of the first, end and late ring of the second.
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        let (_, n) = listener.next_matching(|_, p| p["channel"] == ch.name.as_str()).expect("a wa_call notification");
+        events.push((
+            n["call_id"].as_str().unwrap().to_string(),
+            n["event"].as_str().unwrap().to_string(),
+            n["missed"].as_bool().unwrap(),
+        ));
+    }
+    assert_eq!(
+        events,
+        vec![
+            ("wacid.answered".into(), "connect".into(), false),
+            ("wacid.answered".into(), "terminate".into(), false),
+            ("wacid.missed".into(), "terminate".into(), true),
+            ("wacid.missed".into(), "connect".into(), true),
+        ]
+    );
+    // The redelivered end was not notified again: a marker sent now comes next.
+    cluster().connect().batch_execute("NOTIFY wa_call, '{\"channel\": \"marker\"}'").unwrap();
+    let (_, next) = listener.next_matching(|_, _| true).unwrap();
+    assert_eq!(next["channel"], "marker");
+    // A customer's call opens the 24-hour window, as a message does.
+    let window: bool = db
+        .query_one(
+            "SELECT k.last_inbound_at = to_timestamp(1767225800) FROM wa_contacts k JOIN wa_channels c ON c.id = k.channel_id
+              WHERE c.name = $1 AND k.wa_id = '15550005002'",
+            &[&ch.name],
+        )
+        .unwrap()
+        .get(0);
+    assert!(window);
+}
