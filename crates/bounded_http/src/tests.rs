@@ -5,16 +5,27 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Instant;
 
-/// Echoes method, target and body; `/slow` answers after 500 ms.
+/// Echoes method, target and body; `/hold` says it is being handled (its body read and
+/// charged) and answers only once the test opens [`GATE`].
 struct Echo;
 impl Handler for Echo {
     fn handle(&self, r: Request) -> Response {
-        if r.path() == "/slow" {
-            std::thread::sleep(Duration::from_millis(500));
+        if r.path() == "/hold" {
+            let (lock, opened) = &GATE;
+            let mut state = lock.lock().unwrap();
+            state.0 = true;
+            opened.notify_all();
+            while !state.1 {
+                state = opened.wait(state).unwrap();
+            }
         }
         Response::text(200, format!("{} {} {}", r.method, r.target, String::from_utf8_lossy(&r.body)))
     }
 }
+
+/// (a /hold request is being handled, the test let it answer), and the condition for both.
+static GATE: (std::sync::Mutex<(bool, bool)>, std::sync::Condvar) =
+    (std::sync::Mutex::new((false, false)), std::sync::Condvar::new());
 
 fn start_with(limits: Limits, tls: Arc<Tls>) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -163,18 +174,21 @@ fn the_body_budget_is_shared_by_all_bodies_in_flight() {
     let body = "x".repeat(60);
     let request = |path: &str| format!("POST {path} HTTP/1.1\r\nContent-Length: 60\r\n\r\n{body}").into_bytes();
     let mut held = TcpStream::connect(addr).unwrap();
-    held.write_all(&request("/slow")).unwrap();
-    // While /slow's 60 bytes are held, another 60 do not fit.
-    let refused = (0..50).find_map(|_| {
-        let answer = exchange(&mut TcpStream::connect(addr).unwrap(), &request("/fast"));
-        if answer.starts_with("HTTP/1.1 503") {
-            Some(answer)
-        } else {
-            std::thread::sleep(Duration::from_millis(5));
-            None
-        }
-    });
-    assert!(refused.is_some(), "a body over the budget was accepted");
+    held.write_all(&request("/hold")).unwrap();
+    // Its 60 bytes are charged once its handler runs.
+    let (lock, changed) = &GATE;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut state = lock.lock().unwrap();
+    while !state.0 && Instant::now() < deadline {
+        state = changed.wait_timeout(state, Duration::from_millis(100)).unwrap().0;
+    }
+    assert!(state.0, "the held request never reached its handler");
+    drop(state);
+    // While they are held, another 60 do not fit.
+    let refused = exchange(&mut TcpStream::connect(addr).unwrap(), &request("/fast"));
+    assert!(refused.starts_with("HTTP/1.1 503"), "a body over the budget was accepted: {refused}");
+    lock.lock().unwrap().1 = true;
+    changed.notify_all();
     assert!(read_all_or_one(&mut held).starts_with("HTTP/1.1 200"));
     // Given back once answered.
     let answer = exchange(&mut TcpStream::connect(addr).unwrap(), &request("/after"));
