@@ -171,6 +171,7 @@ DECLARE
     t        @extschema@.wa_templates;
     expected integer;
     given    integer;
+    problem  text;
 BEGIN
     SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
     IF ch_id IS NULL OR NOT EXISTS (SELECT 1 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id) THEN
@@ -188,6 +189,14 @@ BEGIN
         RAISE EXCEPTION 'template % (%) is %, not APPROVED', pg_catalog.quote_literal(p_name), p_language, t.status
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = COALESCE('Meta''s reason: ' || t.reason || '. ', '') || 'Only approved templates can be sent; see WhatsApp Manager -> Message templates.';
+    END IF;
+    problem := @extschema@._wa_named_body_parameter_problem(t.components, components);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'template % (%) %', pg_catalog.quote_literal(p_name), p_language, problem
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                    WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
+                      || '. Give each name once: components => ''[{"type":"body","parameters":[{"type":"text","parameter_name":"<name>","text":"..."}, ...]}]''.';
     END IF;
     expected := @extschema@._wa_template_body_parameters(t.components);
     given := @extschema@._wa_given_body_parameters(components);

@@ -19,6 +19,13 @@ fn _wa_given_body_parameters(components: Option<JsonB>) -> i32 {
     graph_api::given_body_parameters(components.as_ref().map(|c| &c.0)) as i32
 }
 
+/// For a template with named body placeholders, what is wrong with a send's parameters (NULL:
+/// nothing; see `graph_api::named_body_parameter_problem`).
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_named_body_parameter_problem(template_components: JsonB, components: Option<JsonB>) -> Option<String> {
+    graph_api::named_body_parameter_problem(&template_components.0, components.as_ref().map(|c| &c.0))
+}
+
 /// Reads the channel's WhatsApp Business Account templates from the Graph API into
 /// `wa_templates` (replacing what was there) and returns how many there are. It calls the
 /// Graph API from this session, inside the caller's transaction, with the usual timeout.

@@ -183,6 +183,70 @@ pub fn template_body_parameters(components: &Value) -> usize {
     seen.len()
 }
 
+/// What is wrong with a send's body parameters for a template whose BODY uses named
+/// placeholders (`{{first_name}}`, `parameter_format: NAMED`): each must be given once, as
+/// `{"type": "text", "parameter_name": "first_name", "text": "..."}`. `None` when nothing is
+/// wrong, or when the template numbers its placeholders (`{{1}}`), which only counts.
+pub fn named_body_parameter_problem(template_components: &Value, given: Option<&Value>) -> Option<String> {
+    let body = template_components
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str).is_some_and(|t| t.eq_ignore_ascii_case("BODY")))?
+        .get("text")?
+        .as_str()?;
+    let mut expected: Vec<String> = Vec::new();
+    let mut rest = body;
+    while let Some(start) = rest.find("{{") {
+        rest = &rest[start + 2..];
+        let Some(end) = rest.find("}}") else { break };
+        let name = rest[..end].trim().to_string();
+        rest = &rest[end + 2..];
+        if !name.is_empty() && !name.chars().all(|c| c.is_ascii_digit()) && !expected.contains(&name) {
+            expected.push(name);
+        }
+    }
+    if expected.is_empty() {
+        return None;
+    }
+    let parameters = given
+        .and_then(Value::as_array)
+        .and_then(|c| c.iter().find(|c| c.get("type").and_then(Value::as_str) == Some("body")))
+        .and_then(|b| b.get("parameters"))
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut seen: Vec<&str> = Vec::new();
+    let (mut twice, mut unknown, mut unnamed) = (Vec::new(), Vec::new(), 0);
+    for p in parameters {
+        match p.get("parameter_name").and_then(Value::as_str) {
+            None => unnamed += 1,
+            Some(n) if seen.contains(&n) => twice.push(n),
+            Some(n) => {
+                seen.push(n);
+                if !expected.iter().any(|e| e == n) {
+                    unknown.push(n);
+                }
+            }
+        }
+    }
+    let missing: Vec<&str> = expected.iter().map(String::as_str).filter(|e| !seen.contains(e)).collect();
+    let mut wrong = Vec::new();
+    if !missing.is_empty() {
+        wrong.push(format!("missing {}", missing.join(", ")));
+    }
+    if !unknown.is_empty() {
+        wrong.push(format!("not in the template: {}", unknown.join(", ")));
+    }
+    if !twice.is_empty() {
+        wrong.push(format!("given twice: {}", twice.join(", ")));
+    }
+    if unnamed > 0 {
+        wrong.push(format!("{unnamed} without a parameter_name"));
+    }
+    (!wrong.is_empty())
+        .then(|| format!("expects the named body parameters {} ({})", expected.join(", "), wrong.join("; ")))
+}
+
 /// A message template as Meta lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Template {
@@ -677,6 +741,25 @@ mod tests {
             assert_eq!(classify(&err(code, 400)), Retry::Backoff, "{code}");
         }
         assert_eq!(classify(&err(131053, 400)), Retry::Few);
+        // Named template parameters (parameter_format NAMED).
+        let template =
+            serde_json::json!([{ "type": "BODY", "text": "Hi {{first_name}}, order {{order_id}} ({{first_name}})" }]);
+        let body = |params: serde_json::Value| serde_json::json!([{ "type": "body", "parameters": params }]);
+        let named = |n: &str| serde_json::json!({ "type": "text", "parameter_name": n, "text": "x" });
+        let ok = body(serde_json::json!([named("order_id"), named("first_name")]));
+        assert_eq!(named_body_parameter_problem(&template, Some(&ok)), None);
+        let bad = body(
+            serde_json::json!([named("first_name"), named("first_name"), named("coupon"), { "type": "text", "text": "y" }]),
+        );
+        assert_eq!(
+            named_body_parameter_problem(&template, Some(&bad)).as_deref(),
+            Some(
+                "expects the named body parameters first_name, order_id (missing order_id; not in the template: coupon; given twice: first_name; 1 without a parameter_name)"
+            )
+        );
+        assert!(named_body_parameter_problem(&template, None).unwrap().contains("missing first_name, order_id"));
+        let numbered = serde_json::json!([{ "type": "BODY", "text": "Hi {{1}}" }]);
+        assert_eq!(named_body_parameter_problem(&numbered, None), None, "numbered templates only count");
         assert_eq!(classify(&err(131049, 400)), Retry::Never);
         assert_eq!(classify(&err(131026, 400)), Retry::Never);
         assert!(hint(Some(131049)).is_some_and(|h| h.contains("24 hours")));

@@ -16,7 +16,13 @@ fn channel_with_templates(prefix: &str, waba_id: &str) -> Channel {
             { "id": "1002", "name": "hello_world", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
               "components": [{ "type": "BODY", "text": "Hello World" }] },
             { "id": "1003", "name": "spring_sale", "language": "en_US", "status": "REJECTED", "category": "MARKETING",
-              "components": [{ "type": "BODY", "text": "Sale!" }] }
+              "components": [{ "type": "BODY", "text": "Sale!" }] },
+            { "id": "1004", "name": "delivery_named", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+              "parameter_format": "NAMED",
+              "components": [{ "type": "BODY", "text": "Hi {{first_name}}, order {{order_id}} arrives today.",
+                               "example": { "body_text_named_params": [
+                                   { "param_name": "first_name", "example": "Jess" },
+                                   { "param_name": "order_id", "example": "A-1" } ] } }] }
         ]),
     );
     ch
@@ -27,15 +33,15 @@ fn sync_reads_the_accounts_templates() {
     let ch = channel_with_templates("tpl-sync", "5550001");
     let mut db = cluster().connect();
     let n: i32 = db.query_one("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap().get(0);
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
     let rows: Vec<(String, String)> = db
         .query("SELECT t.name, t.status FROM wa_templates t JOIN wa_channels c ON c.id = t.channel_id WHERE c.name = $1 ORDER BY 1", &[&ch.name])
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    assert_eq!(rows[0], ("hello_world".to_string(), "APPROVED".to_string()));
-    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1], ("hello_world".to_string(), "APPROVED".to_string()));
+    assert_eq!(rows.len(), 4);
     // A channel without a business account id says where to find it.
     let plain = cluster().add_channel("tpl-nowaba");
     let (msg, hint) = error_of("SELECT wa_sync_templates($1)", &[&plain.name]);
@@ -86,4 +92,40 @@ fn a_status_webhook_changes_a_template_and_sends_follow_it() {
     assert_eq!((status.as_str(), reason.as_str()), ("PAUSED", "LOW_QUALITY"));
     let (msg, hint) = error_of("SELECT wa_send_template($1, '15552220002', 'hello_world', 'en_US')", &[&ch.name]);
     assert!(msg.contains("is PAUSED, not APPROVED") && hint.contains("LOW_QUALITY"), "{msg} / {hint}");
+}
+
+#[test]
+fn named_parameters_are_each_given_once_by_name() {
+    let ch = channel_with_templates("tpl-named", "5550004");
+    let mut db = cluster().connect();
+    db.execute("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap();
+    db.execute("UPDATE wa_channels SET allow_outside_window = true WHERE name = $1", &[&ch.name]).unwrap();
+    let named = |pairs: &[(&str, &str)]| {
+        let parameters: Vec<_> =
+            pairs.iter().map(|(n, t)| json!({ "type": "text", "parameter_name": n, "text": t })).collect();
+        json!([{ "type": "body", "parameters": parameters }])
+    };
+    let sql = "SELECT wa_send_template($1, '15552220004', 'delivery_named', 'en_US', $2)";
+    let n = &ch.name;
+    let (msg, hint) = error_of(sql, &[n, &named(&[("first_name", "Ann"), ("first_name", "Ann")])]);
+    assert!(
+        msg.contains("expects the named body parameters first_name, order_id")
+            && msg.contains("missing order_id")
+            && msg.contains("given twice: first_name"),
+        "{msg}"
+    );
+    assert!(hint.contains("Hi {{first_name}}") && hint.contains("\"parameter_name\""), "{hint}");
+    let (msg, _) = error_of(
+        sql,
+        &[
+            n,
+            &json!([{ "type": "body", "parameters": [{ "type": "text", "text": "Ann" }, { "type": "text", "text": "A-1" }] }]),
+        ],
+    );
+    assert!(msg.contains("2 without a parameter_name"), "{msg}");
+    // Right: sent, in Meta's shape, names and all.
+    let id: i64 = db.query_one(sql, &[n, &named(&[("order_id", "A-7"), ("first_name", "Ann")])]).unwrap().get(0);
+    let got = cluster().graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    assert_eq!(got.len(), 1, "message {id} was not sent");
+    assert_eq!(got[0].json()["template"]["components"][0]["parameters"][1]["parameter_name"], "first_name");
 }
