@@ -46,3 +46,39 @@ SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text
 END;
 SQL
 }
+
+# https on this cluster's listener, for a run (bench/inbound.sh, bench/compare.sh tls): a
+# self-signed certificate for 127.0.0.1 made with openssl in $WA_HOME, set in the TLS settings
+# and reloaded (tls_on), then unset again (tls_off).
+BENCH_CERT=$WA_HOME/bench-tls.crt
+BENCH_KEY=$WA_HOME/bench-tls.key
+make_bench_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
+    -keyout "$BENCH_KEY" -out "$BENCH_CERT" 2>/dev/null
+  chmod 600 "$BENCH_KEY"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$BENCH_KEY" "$BENCH_CERT"; fi
+}
+tls_on() {
+  "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.tls_cert_file = '$BENCH_CERT'" \
+    -c "ALTER SYSTEM SET whatsapp_channel.tls_key_file = '$BENCH_KEY'" -c "SELECT pg_reload_conf()" >/dev/null
+}
+tls_off() {
+  "${PSQL[@]}" -c "ALTER SYSTEM RESET whatsapp_channel.tls_cert_file" \
+    -c "ALTER SYSTEM RESET whatsapp_channel.tls_key_file" -c "SELECT pg_reload_conf()" >/dev/null
+}
+# Waits (10 s at most) until the listener answers over http or https (with $BENCH_CERT).
+wait_for_listener() {
+  local listen
+  listen=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
+  for _ in $(seq 100); do
+    if [ "$1" = https ]; then
+      curl -s -o /dev/null --cacert "$BENCH_CERT" "https://$listen/webhook/" && return
+    else
+      curl -s -o /dev/null "http://$listen/webhook/" && return
+    fi
+    sleep 0.1
+  done
+  echo "the listener did not answer $1 on $listen" >&2
+  exit 1
+}

@@ -35,18 +35,6 @@ restart() {
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -l "$WA_HOME/server.log" -w -m fast restart >/dev/null
   wait_for_listener "${1:-http}"
 }
-wait_for_listener() {
-  for _ in $(seq 100); do
-    if [ "$1" = https ]; then
-      curl -s -o /dev/null --cacert "$WA_HOME/compare.crt" "https://$LISTEN/webhook/" && return
-    else
-      curl -s -o /dev/null "http://$LISTEN/webhook/" && return
-    fi
-    sleep 0.1
-  done
-  echo "the listener did not answer on $LISTEN" >&2
-  exit 1
-}
 
 case $MODE in
   builds | delivery)
@@ -72,22 +60,13 @@ case $MODE in
     SIDES=(A B)
     LABEL_A=plain
     LABEL_B=https
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=compare \
-      -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
-      -keyout "$WA_HOME/compare.key" -out "$WA_HOME/compare.crt" 2>/dev/null
-    chmod 600 "$WA_HOME/compare.key"
-    [ "$(id -u)" = 0 ] && chown postgres: "$WA_HOME/compare.key" "$WA_HOME/compare.crt"
-    tls_off() {
-      "${PSQL[@]}" -c "ALTER SYSTEM RESET whatsapp_channel.tls_cert_file" \
-        -c "ALTER SYSTEM RESET whatsapp_channel.tls_key_file" -c "SELECT pg_reload_conf()" >/dev/null
-    }
+    make_bench_certificate
     trap tls_off EXIT
     setup_side() {
       if [ "$1" = B ]; then
-        "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.tls_cert_file = '$WA_HOME/compare.crt'" \
-          -c "ALTER SYSTEM SET whatsapp_channel.tls_key_file = '$WA_HOME/compare.key'" -c "SELECT pg_reload_conf()" >/dev/null
+        tls_on
         wait_for_listener https
-        EXTRA=(--webhook-base "https://$LISTEN" --ca-file "$WA_HOME/compare.crt")
+        EXTRA=(--webhook-base "https://$LISTEN" --ca-file "$BENCH_CERT")
       else
         tls_off
         wait_for_listener http

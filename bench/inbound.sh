@@ -91,24 +91,12 @@ field() { echo "$1" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k { print $2 }'; }
 LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
 if [ "$TLS" = 1 ]; then
   say "https: a self-signed certificate for 127.0.0.1 in $WA_HOME"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=bench \
-    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
-    -keyout "$WA_HOME/bench-tls.key" -out "$WA_HOME/bench-tls.crt" 2>/dev/null
-  chmod 600 "$WA_HOME/bench-tls.key"
-  [ "$(id -u)" = 0 ] && chown postgres: "$WA_HOME/bench-tls.key" "$WA_HOME/bench-tls.crt"
-  tls_off() {
-    "${PSQL[@]}" -c "ALTER SYSTEM RESET whatsapp_channel.tls_cert_file" -c "ALTER SYSTEM RESET whatsapp_channel.tls_key_file" \
-      -c "SELECT pg_reload_conf()" >/dev/null
-  }
+  make_bench_certificate
   trap 'tls_off; rm -rf "$WORK"; "${PSQL[@]}" -c "DROP TABLE IF EXISTS bench_ceiling" >/dev/null 2>&1 || true' EXIT
-  "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.tls_cert_file = '$WA_HOME/bench-tls.crt'" \
-    -c "ALTER SYSTEM SET whatsapp_channel.tls_key_file = '$WA_HOME/bench-tls.key'" -c "SELECT pg_reload_conf()" >/dev/null
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --cacert "$WA_HOME/bench-tls.crt" "https://$LISTEN/webhook/" && break
-    sleep 0.1
-  done
+  tls_on
+  wait_for_listener https
   for c in $CLIENTS; do
-    run_load "tls$c" --concurrency "$c" --webhook-base "https://$LISTEN" --ca-file "$WA_HOME/bench-tls.crt"
+    run_load "tls$c" --concurrency "$c" --webhook-base "https://$LISTEN" --ca-file "$BENCH_CERT"
   done
   tls_off
 fi
