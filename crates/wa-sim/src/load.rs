@@ -281,8 +281,9 @@ fn check_loopback(url: &str) -> Result<(), String> {
     }
 }
 
-/// TLS that trusts only the certificates in `pem` (none given: the system's roots).
-fn tls_trusting(pem: Option<&[u8]>) -> Result<ureq::tls::TlsConfig, String> {
+/// TLS that trusts only the certificates in `pem` (none given: the system's roots); for the
+/// load generator's `--ca-file` and the tests' https clients.
+pub fn tls_trusting(pem: Option<&[u8]>) -> Result<ureq::tls::TlsConfig, String> {
     let builder = ureq::tls::TlsConfig::builder();
     let Some(pem) = pem else { return Ok(builder.build()) };
     let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem)

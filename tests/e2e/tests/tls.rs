@@ -16,13 +16,7 @@ fn self_signed(name: &str) -> (String, String) {
 
 /// A client that trusts only the certificate in `trusted_pem`.
 fn agent_trusting(trusted_pem: &str) -> ureq::Agent {
-    let certs: Vec<_> = ureq::tls::parse_pem(trusted_pem.as_bytes())
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    let tls = ureq::tls::TlsConfig::builder().root_certs(ureq::tls::RootCerts::new_with_certs(&certs)).build();
+    let tls = e2e::wa_sim::load::tls_trusting(Some(trusted_pem.as_bytes())).expect("a PEM certificate");
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(10)))
