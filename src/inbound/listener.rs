@@ -171,7 +171,8 @@ impl TlsFiles {
     /// and says what changed; on error nothing changes and connections go on as before.
     fn reload(&mut self, tls: &Tls) -> Result<Option<String>, String> {
         let wanted = TlsFiles::from_settings()?;
-        if *self == wanted && self.0.is_some() == tls.current().is_some() {
+        // `self` changes only together with what `tls` holds, so equal means installed.
+        if *self == wanted {
             return Ok(None);
         }
         let change = match &wanted.0 {
