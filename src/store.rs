@@ -150,7 +150,8 @@ pub fn apply_template_status(posting_channel: i64, business_account: Option<&str
     ));
 }
 
-/// What the webhook listener needs to know about a channel. (Its `Debug` leaves the secrets out.)
+/// What the webhook listener needs to know about a channel, as its HTTP threads share it. (Its
+/// `Debug` leaves the secrets out.)
 #[derive(Clone)]
 pub struct ChannelCredentials {
     pub id: i64,

@@ -7,6 +7,7 @@
 
 use crate::pg::wake;
 use crate::pg::wakeup::Waker;
+use crate::store::ChannelCredentials;
 use bounded_http::{Limits, Request, Response, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -27,31 +28,10 @@ const CATCH_UP: Duration = Duration::from_millis(500);
 /// How long a request waits for the main thread to store it before it gets a 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// A channel as the HTTP threads see it. (Its `Debug` leaves the secrets out.)
-pub struct ChannelKeys {
-    pub id: i64,
-    pub name: String,
-    pub phone_number_id: String,
-    pub app_secret: Vec<u8>,
-    pub verify_token: String,
-}
-
-impl std::fmt::Debug for ChannelKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelKeys")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("phone_number_id", &self.phone_number_id)
-            .field("app_secret", &crate::store::REDACTED)
-            .field("verify_token", &crate::store::REDACTED)
-            .finish()
-    }
-}
-
 /// What the main thread shares with the HTTP threads.
 #[derive(Default)]
 pub struct Shared {
-    channels: RwLock<HashMap<String, Arc<ChannelKeys>>>,
+    channels: RwLock<HashMap<String, Arc<ChannelCredentials>>>,
     /// The generation of the channels (see [`wake::channels_generation`]) that `channels` holds,
     /// with a condition variable the main thread signals after each reload.
     loaded_generation: Mutex<u64>,
@@ -66,7 +46,7 @@ pub struct Shared {
 
 impl Shared {
     /// Installs the channels read at `generation` (read before the table was).
-    pub fn set_channels(&self, installed: bool, channels: Vec<ChannelKeys>, generation: u64) {
+    pub fn set_channels(&self, installed: bool, channels: Vec<ChannelCredentials>, generation: u64) {
         let map = channels.into_iter().map(|c| (c.name.clone(), Arc::new(c))).collect();
         *self.channels.write().unwrap_or_else(|p| p.into_inner()) = map;
         self.installed.store(installed, Ordering::Release);
@@ -87,12 +67,12 @@ impl Shared {
         true
     }
 
-    fn channel(&self, name: &str) -> Option<Arc<ChannelKeys>> {
+    fn channel(&self, name: &str) -> Option<Arc<ChannelCredentials>> {
         self.channels.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     /// The channel a change is for (see [`route`]).
-    pub fn route(&self, from: &ChannelKeys, phone_number_id: Option<&str>) -> Option<i64> {
+    pub fn route(&self, from: &ChannelCredentials, phone_number_id: Option<&str>) -> Option<i64> {
         route(self.channels.read().unwrap_or_else(|p| p.into_inner()).values().map(Arc::as_ref), from, phone_number_id)
     }
 }
@@ -102,8 +82,8 @@ impl Shared {
 /// `metadata.phone_number_id`, but only to a channel with the same app secret (the same app);
 /// `None` means no such channel exists.
 pub fn route<'a>(
-    channels: impl IntoIterator<Item = &'a ChannelKeys>,
-    from: &ChannelKeys,
+    channels: impl IntoIterator<Item = &'a ChannelCredentials>,
+    from: &ChannelCredentials,
     phone_number_id: Option<&str>,
 ) -> Option<i64> {
     match phone_number_id {
@@ -117,7 +97,7 @@ pub fn route<'a>(
 
 /// A POST whose signature checked out, parsed (or not) off the main thread.
 pub struct Verified {
-    pub channel: Arc<ChannelKeys>,
+    pub channel: Arc<ChannelCredentials>,
     pub body: Vec<u8>,
     pub payload: Result<Payload, ParseError>,
     /// The headers worth keeping with the event (signature, content type, user agent).
@@ -259,7 +239,7 @@ impl Handler {
         Ok(())
     }
 
-    fn handshake(&self, channel: &ChannelKeys, query: &str) -> Response {
+    fn handshake(&self, channel: &ChannelCredentials, query: &str) -> Response {
         match webhook::verify_subscription(query, &channel.verify_token) {
             Ok(challenge) => {
                 let line = format!("webhook verified by Meta for channel '{}'", channel.name);
@@ -286,16 +266,16 @@ impl Handler {
 
     fn post(
         &self,
-        mut channel: Arc<ChannelKeys>,
+        mut channel: Arc<ChannelCredentials>,
         body: Vec<u8>,
         header: Option<&str>,
         headers: serde_json::Value,
     ) -> Response {
-        let mut verdict = signature::verify(&channel.app_secret, &body, header);
+        let mut verdict = signature::verify(channel.app_secret.as_bytes(), &body, header);
         if verdict == Err(signature::Mismatch::WrongSecret) && self.shared.catch_up() {
             // The app secret was changed a moment ago (read at the commit that changed it).
             if let Some(fresh) = self.shared.channel(&channel.name) {
-                verdict = signature::verify(&fresh.app_secret, &body, header);
+                verdict = signature::verify(fresh.app_secret.as_bytes(), &body, header);
                 channel = fresh;
             }
         }
@@ -345,7 +325,12 @@ impl Handler {
     /// limited per kind and channel (see [`Throttle`]), so a flood of bad requests can neither
     /// flood the server log nor fill the queue that Meta's POSTs go through; what is held back
     /// is counted in the next report. If the queue is full the line goes to stderr.
-    fn report(&self, level: LogLevel, line: String, counter: Option<(&ChannelKeys, &'static str, Option<&str>)>) {
+    fn report(
+        &self,
+        level: LogLevel,
+        line: String,
+        counter: Option<(&ChannelCredentials, &'static str, Option<&str>)>,
+    ) {
         let key = (counter.map(|(c, ..)| c.id).unwrap_or(0), counter.map_or("rejected", |(_, kind, _)| kind));
         let n = match level {
             LogLevel::Log => 1,

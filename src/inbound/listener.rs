@@ -4,7 +4,7 @@
 //! own subtransaction; every request is answered only after that transaction has committed.
 
 use crate::inbound::Counts;
-use crate::inbound::http::{self, ChannelKeys, Job, LogLevel, Shared, StoreOutcome, Verified};
+use crate::inbound::http::{self, Job, LogLevel, Shared, StoreOutcome, Verified};
 use crate::pg::{guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
 use bounded_http::socket::{self, Sharing};
@@ -309,7 +309,7 @@ impl Listener {
             warning!("whatsapp_channel: the extension is no longer installed; webhooks are answered 503");
         }
         self.installed = loaded.is_some();
-        let channels = loaded.unwrap_or_default().into_iter().map(ChannelKeys::from).collect();
+        let channels = loaded.unwrap_or_default();
         self.shared.set_channels(self.installed, channels, self.generation);
         self.last_reload = Some(started);
     }

@@ -10,7 +10,6 @@ pub mod listener;
 
 use crate::pg::subtransaction;
 use crate::store;
-use http::ChannelKeys;
 use pgrx::prelude::*;
 use std::collections::HashMap;
 use whatsapp_cloud::webhook::{Call, Contact, Echo, Message, Payload, Status, UserIdUpdate};
@@ -244,7 +243,7 @@ pub fn store_payload(
 }
 
 /// Records the outcome of a stored event on it and in the channel's counters.
-pub fn record_outcome(channel: &ChannelKeys, event_id: i64, stored: &Stored, counts: &mut Counts) {
+pub fn record_outcome(channel: &store::ChannelCredentials, event_id: i64, stored: &Stored, counts: &mut Counts) {
     for pnid in &stored.unrouted {
         counts.add(channel.id, "unrouted", Some(pnid));
     }
@@ -259,18 +258,6 @@ pub fn record_outcome(channel: &ChannelKeys, event_id: i64, stored: &Stored, cou
     store::set_webhook_event_outcome(event_id, store::EventOutcome::Partial(&summary));
 }
 
-impl From<store::ChannelCredentials> for ChannelKeys {
-    fn from(c: store::ChannelCredentials) -> Self {
-        ChannelKeys {
-            id: c.id,
-            name: c.name,
-            phone_number_id: c.phone_number_id,
-            app_secret: c.app_secret.into_bytes(),
-            verify_token: c.verify_token,
-        }
-    }
-}
-
 /// Totals of a replay.
 #[derive(Default)]
 pub struct Replayed {
@@ -283,7 +270,7 @@ pub struct Replayed {
 /// of one channel or all:
 /// only messages and statuses that are not there yet are added (and notified).
 pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<&str>) -> Replayed {
-    let channels: Vec<ChannelKeys> = store::load_channels().into_iter().map(ChannelKeys::from).collect();
+    let channels = store::load_channels();
     let only = match only_channel {
         None => None,
         Some(name) => match channels.iter().find(|c| c.name == name) {
