@@ -11,7 +11,7 @@ use crate::store::ChannelCredentials;
 use bounded_http::{Limits, Request, Response, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -32,9 +32,11 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub struct Shared {
     channels: RwLock<HashMap<String, Arc<ChannelCredentials>>>,
-    /// The generation of the channels (see [`wake::channels_generation`]) that `channels` holds,
-    /// with a condition variable the main thread signals after each reload.
-    loaded_generation: Mutex<u64>,
+    /// The generation of the channels (see [`wake::channels_generation`]) that `channels` holds
+    /// (read without a lock on every request), with a condition variable the main thread
+    /// signals after each reload.
+    loaded_generation: AtomicU64,
+    reload_lock: Mutex<()>,
     reloaded: Condvar,
     /// False while the extension is not created in the database: requests get a 503.
     installed: AtomicBool,
@@ -50,21 +52,25 @@ impl Shared {
         let map = channels.into_iter().map(|c| (c.name.clone(), Arc::new(c))).collect();
         *self.channels.write().unwrap_or_else(|p| p.into_inner()) = map;
         self.installed.store(installed, Ordering::Release);
-        *self.loaded_generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
+        let _guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.loaded_generation.store(generation, Ordering::Release);
         self.reloaded.notify_all();
     }
 
-    /// Whether a change to the channels has committed that the main thread has not read yet;
-    /// if so, waits (at most [`CATCH_UP`]) until it has. Only a real change waits: a flood of
-    /// requests for unknown channels or with bad signatures never does.
-    fn catch_up(&self) -> bool {
+    /// If a change to the channels has committed that the main thread has not read yet, waits
+    /// (at most [`CATCH_UP`]) until it has, so that every request sees what was committed
+    /// before it arrived: a channel added, a secret rotated or a channel removed a moment ago.
+    /// Only a real change waits; otherwise this is two atomic loads, so a flood of requests for
+    /// unknown channels or with bad signatures costs nothing here.
+    fn catch_up(&self) {
         let committed = wake::channels_generation();
-        let loaded = self.loaded_generation.lock().unwrap_or_else(|p| p.into_inner());
-        if *loaded == committed {
-            return false;
+        if self.loaded_generation.load(Ordering::Acquire) >= committed {
+            return;
         }
-        let _ = self.reloaded.wait_timeout_while(loaded, CATCH_UP, |g| *g != committed);
-        true
+        let guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .reloaded
+            .wait_timeout_while(guard, CATCH_UP, |_| self.loaded_generation.load(Ordering::Acquire) < committed);
     }
 
     fn channel(&self, name: &str) -> Option<Arc<ChannelCredentials>> {
@@ -198,11 +204,10 @@ impl bounded_http::Handler for Handler {
             return Response::text(404, "Not found: webhook URLs end in /webhook/<channel>");
         };
         // From what is committed: the main thread re-reads the channels at every change (see
-        // pg::wake), so a miss costs no more than any other 404; it waits only while a change
-        // committed a moment ago is being read (a channel added just before Meta's handshake).
-        let found =
-            self.shared.channel(name).or_else(|| if self.shared.catch_up() { self.shared.channel(name) } else { None });
-        let Some(channel) = found else {
+        // pg::wake); a request waits only while a change committed a moment ago is being read
+        // (a channel added just before Meta's handshake, a secret rotated before the next POST).
+        self.shared.catch_up();
+        let Some(channel) = self.shared.channel(name) else {
             if !self.shared.installed.load(Ordering::Acquire) {
                 return Response::text(503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
             }
@@ -266,20 +271,12 @@ impl Handler {
 
     fn post(
         &self,
-        mut channel: Arc<ChannelCredentials>,
+        channel: Arc<ChannelCredentials>,
         body: Vec<u8>,
         header: Option<&str>,
         headers: serde_json::Value,
     ) -> Response {
-        let mut verdict = signature::verify(channel.app_secret.as_bytes(), &body, header);
-        if verdict == Err(signature::Mismatch::WrongSecret) && self.shared.catch_up() {
-            // The app secret was changed a moment ago (read at the commit that changed it).
-            if let Some(fresh) = self.shared.channel(&channel.name) {
-                verdict = signature::verify(fresh.app_secret.as_bytes(), &body, header);
-                channel = fresh;
-            }
-        }
-        if let Err(mismatch) = verdict {
+        if let Err(mismatch) = signature::verify(channel.app_secret.as_bytes(), &body, header) {
             let line = format!(
                 "webhook POST for channel '{}' refused: Signature mismatch. Likely cause: {}",
                 channel.name,
