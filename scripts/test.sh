@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Sets everything up (scripts/setup.sh) and runs every test: the pure unit tests, then the
 # end-to-end tests against a real cluster with the freshly installed extension preloaded.
-# Idempotent; .ci/run calls exactly this.
+# PostgreSQL 15 by default; `PG_MAJOR=18 bash scripts/test.sh` for 18. Idempotent; .ci/run
+# runs it for both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/pg.sh
 bash scripts/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
-PG_CONFIG=/usr/lib/postgresql/15/bin/pg_config
 # Users do not run their server with Rust backtraces; neither do the tests.
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 
@@ -18,15 +19,15 @@ trap 'rm -f "$LOG"' EXIT
 echo "[test] unit tests (no Postgres)"
 cargo test --locked -p whatsapp_cloud -p wa-sim -p bounded_http 2>&1 | tee -a "$LOG"
 
-echo "[test] installing the extension into $($PG_CONFIG --pkglibdir)"
+echo "[test] installing the extension into $($PG_CONFIG --pkglibdir) (PostgreSQL $PG_MAJOR)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
 # Unlink the old library first: cargo pgrx overwrites it in place, which would pull the code
 # out from under a server that has it loaded; unlinked, that server keeps its copy.
 ${sudo_flag:+sudo} rm -f "$($PG_CONFIG --pkglibdir)/whatsapp_channel.so"
-cargo pgrx install --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
+cargo pgrx install "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
 
-echo "[test] end-to-end tests (a real cluster, real HTTP, a real LISTEN client)"
+echo "[test] end-to-end tests on PostgreSQL $PG_MAJOR (a real cluster, real HTTP, a real LISTEN client)"
 cargo test --locked -p e2e 2>&1 | tee -a "$LOG"
 
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
-     END { printf "test: %d passed, %d failed\n", p, f }' "$LOG"
+     END { printf "test (PostgreSQL '"$PG_MAJOR"'): %d passed, %d failed\n", p, f }' "$LOG"

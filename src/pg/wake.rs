@@ -78,9 +78,18 @@ fn set_latch_of(procno: i32) {
     }
 }
 
-/// This process's number in the proc array, by which others set its latch.
+/// This process's number in the proc array, by which others set its latch. PostgreSQL 17
+/// moved it out of `PGPROC` into the global `MyProcNumber` (a `ProcNumber`, still the index
+/// into `ProcGlobal->allProcs`).
 fn my_procno() -> i32 {
-    unsafe { (*pg_sys::MyProc).pgprocno }
+    #[cfg(feature = "pg15")]
+    unsafe {
+        (*pg_sys::MyProc).pgprocno
+    }
+    #[cfg(feature = "pg18")]
+    unsafe {
+        pg_sys::MyProcNumber
+    }
 }
 
 /// Called by the delivery worker at start: from now on, commits wake this process.

@@ -36,7 +36,7 @@ pub struct Cluster {
 /// The cluster of this test binary.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| Cluster::start(Options::default(), ""))
+    CLUSTER.get_or_init(|| Cluster::start(Options::default(), "", None))
 }
 
 fn bindir() -> PathBuf {
@@ -87,15 +87,21 @@ impl Cluster {
     /// A cluster of one's own, for tests that crash or restart it; its Graph API simulator
     /// answers after `graph_latency`. Stopped and deleted when the test process ends.
     pub fn private(graph_latency: Duration) -> Cluster {
-        Cluster::start(Options { latency: graph_latency, ..Options::default() }, "")
+        Cluster::start(Options { latency: graph_latency, ..Options::default() }, "", None)
     }
 
     /// A cluster of one's own with these lines added to its postgresql.conf.
     pub fn private_with(conf: &str) -> Cluster {
-        Cluster::start(Options::default(), conf)
+        Cluster::start(Options::default(), conf, None)
     }
 
-    fn start(options: Options, extra_conf: &str) -> Cluster {
+    /// A cluster of one's own whose extension is created at an earlier release (its script
+    /// from sql/released/, which scripts/test.sh installs beside the current one).
+    pub fn private_at_version(version: &str) -> Cluster {
+        Cluster::start(Options::default(), "", Some(version))
+    }
+
+    fn start(options: Options, extra_conf: &str, version: Option<&str>) -> Cluster {
         assert!(
             sharedir().join("extension/whatsapp_channel.control").exists(),
             "whatsapp_channel is not installed: run scripts/test.sh (or cargo pgrx install) first"
@@ -168,7 +174,16 @@ impl Cluster {
             .spawn()
             .unwrap();
         let cluster = Cluster { dir, port, listener, graph, status_targets, _watchdog: watchdog };
-        cluster.connect().batch_execute("CREATE EXTENSION whatsapp_channel").unwrap();
+        let mut client = cluster.connect();
+        // scripts/test.sh says which major it installed for; make sure that is what runs.
+        if let Ok(major) = std::env::var("PG_MAJOR") {
+            let version: String = client.query_one("SHOW server_version_num", &[]).unwrap().get(0);
+            assert_eq!(&version[..2], major, "PG_MAJOR={major} but the cluster runs {version} (PG_CONFIG?)");
+        }
+        match version {
+            None => client.batch_execute("CREATE EXTENSION whatsapp_channel").unwrap(),
+            Some(v) => client.batch_execute(&format!("CREATE EXTENSION whatsapp_channel VERSION '{v}'")).unwrap(),
+        }
         cluster
     }
 
@@ -269,6 +284,20 @@ impl Cluster {
     /// `http://127.0.0.1:<port>/webhook/<channel>`.
     pub fn webhook_url(&self, channel: &str) -> String {
         format!("http://{}/webhook/{channel}", self.listener)
+    }
+
+    /// The path of an extension script file (`whatsapp_channel--0.1.0.sql`) where the server looks.
+    pub fn extension_file(name: &str) -> PathBuf {
+        sharedir().join("extension").join(name)
+    }
+
+    /// A new connection to another database of this cluster.
+    pub fn connect_to(&self, database: &str) -> Client {
+        Client::connect(
+            &format!("host={} port={} user=postgres dbname={database}", self.dir.display(), self.port),
+            NoTls,
+        )
+        .unwrap()
     }
 
     /// Creates a channel with fresh, valid credentials; the Graph API simulator requires its token.
