@@ -32,7 +32,7 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let database = guc::string(&guc::DATABASE, "postgres");
+    let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("whatsapp_channel: maintenance worker started, database \"{database}\"");
     let mut purged_at: Option<Instant> = None;
@@ -58,8 +58,8 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
 
 /// Deletes every expired row, a batch at a time; `false` if asked to stop meanwhile.
 fn purge_expired() -> bool {
-    let events = guc::WEBHOOK_EVENT_RETENTION_S.get();
-    let media = guc::MEDIA_RETENTION_S.get();
+    let events = guc::webhook_event_retention_s();
+    let media = guc::media_retention_s();
     for (what, retention, purge) in [
         ("webhook events", events, store::purge_webhook_events as fn(i32, i64) -> Option<i64>),
         ("media contents", media, store::purge_media_contents),

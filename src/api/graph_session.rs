@@ -17,16 +17,13 @@ pub fn channel_api(channel: &str) -> crate::store::ChannelApi {
 
 /// An agent for Graph API calls made from a session, with the configured timeout.
 pub fn session_agent() -> ureq::Agent {
-    let timeout = std::time::Duration::from_millis(crate::pg::guc::GRAPH_API_TIMEOUT_MS.get().max(100) as u64);
+    let timeout = crate::pg::guc::graph_api_timeout();
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
 }
 
 pub fn base_and_version(api: &crate::store::ChannelApi) -> (String, String) {
-    let base = crate::pg::guc::string(&crate::pg::guc::GRAPH_API_URL, "https://graph.facebook.com");
-    let version = api
-        .graph_api_version
-        .clone()
-        .unwrap_or_else(|| crate::pg::guc::string(&crate::pg::guc::GRAPH_API_VERSION, "v25.0"));
+    let base = crate::pg::guc::graph_api_url();
+    let version = api.graph_api_version.clone().unwrap_or_else(crate::pg::guc::graph_api_version);
     (base, version)
 }
 

@@ -32,10 +32,10 @@ const RELOAD_EVERY: Duration = Duration::from_secs(5);
 pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     let slot = arg.value();
-    let database = guc::string(&guc::DATABASE, "postgres");
+    let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
 
-    let address = guc::string(&guc::LISTEN_ADDRESS, "127.0.0.1:8080");
+    let address = guc::listen_address();
     // Bound here, on the main thread, so a bad address fails the worker at once and visibly.
     let listener = match bind(&address, slot) {
         Ok(listener) => listener,
@@ -52,7 +52,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     };
     wake::register_listener(slot);
     let shared = Arc::new(Shared::default());
-    shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
+    shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
     let mut tls = TlsFiles::default();
     if let Err(e) = tls.reload(&shared.tls) {
         ErrorReport::new(
@@ -65,7 +65,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     }
     let (waker, mut wakeups) = wakeup::pair();
     let open_files = capacity::raise_open_files_limit();
-    let setting = u64::try_from(guc::MAX_CONNECTIONS.get()).unwrap_or(1);
+    let setting = guc::max_connections();
     let postgres_files = u64::try_from(unsafe { pg_sys::max_files_per_process }).unwrap_or(1000);
     let max_connections = capacity::connection_cap(setting, open_files.now, postgres_files);
     if max_connections < setting {
@@ -97,7 +97,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     while wakeups.wait(RELOAD_EVERY) {
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            listener.shared.max_body_bytes.store(max_body_bytes(), Ordering::Relaxed);
+            listener.shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
             match tls.reload(&listener.shared.tls) {
                 Ok(Some(change)) => log!("whatsapp_channel: webhook listener {change}"),
                 Ok(None) => {}
@@ -146,10 +146,6 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
     socket::bind(address, Sharing::Sibling)
 }
 
-fn max_body_bytes() -> usize {
-    usize::try_from(guc::MAX_BODY_BYTES.get()).unwrap_or(4 << 20)
-}
-
 /// The TLS files last loaded, as the settings named them and as they were on disk then.
 #[derive(Default, PartialEq)]
 struct TlsFiles(Option<[(PathBuf, Option<SystemTime>); 2]>);
@@ -157,8 +153,7 @@ struct TlsFiles(Option<[(PathBuf, Option<SystemTime>); 2]>);
 impl TlsFiles {
     /// What `whatsapp_channel.tls_cert_file` and `tls_key_file` name now (`None`: plain HTTP).
     fn from_settings() -> Result<TlsFiles, String> {
-        let cert = guc::string(&guc::TLS_CERT_FILE, "");
-        let key = guc::string(&guc::TLS_KEY_FILE, "");
+        let (cert, key) = guc::tls_files();
         let stamp = |p: &str| (PathBuf::from(p), std::fs::metadata(p).and_then(|m| m.modified()).ok());
         match (cert.is_empty(), key.is_empty()) {
             (true, true) => Ok(TlsFiles(None)),

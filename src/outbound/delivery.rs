@@ -42,13 +42,13 @@ const MIN_TURN: Duration = Duration::from_millis(1);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    let database = guc::string(&guc::DATABASE, "postgres");
+    let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     wake::register_delivery_worker();
     log!("whatsapp_channel: delivery worker started, database \"{database}\"");
 
     let (waker, mut wakeups) = wakeup::pair();
-    let pool = SenderPool::start(SENDERS, timeout(), waker);
+    let pool = SenderPool::start(SENDERS, guc::graph_api_timeout(), waker);
     let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
     let mut downloads: HashMap<i64, MediaJob> = HashMap::new();
     // Answers whose recording failed (a deadlock, say): recorded again on the next turn, so a
@@ -70,7 +70,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         last_turn = Instant::now();
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            pool.set_timeout(timeout());
+            pool.set_timeout(guc::graph_api_timeout());
         }
         let mut sent = std::mem::take(&mut unrecorded_sends);
         let mut fetched = std::mem::take(&mut unrecorded_downloads);
@@ -97,7 +97,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         let now = Instant::now();
         let budgets: serde_json::Map<String, serde_json::Value> =
             buckets.iter_mut().map(|(id, b)| (id.to_string(), b.available(now).into())).collect();
-        let version = guc::string(&guc::GRAPH_API_VERSION, "v25.0");
+        let version = guc::graph_api_version();
         let claimed = BackgroundWorker::transaction(AssertUnwindSafe(|| {
             // Until the extension is found. (Dropped while the worker runs, its statements
             // fail and the worker restarts, to wait for it again.)
@@ -129,7 +129,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             statistics_checked = now;
             BackgroundWorker::transaction(|| store::analyze_if_stale("wa_messages"));
         }
-        let base_url = guc::string(&guc::GRAPH_API_URL, "https://graph.facebook.com");
+        let base_url = guc::graph_api_url();
         for message in &claimed {
             let bucket = buckets
                 .entry(message.channel_id)
@@ -144,8 +144,8 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                 body: message.request.clone(),
             }));
         }
-        let max_bytes = u64::try_from(guc::MAX_MEDIA_BYTES.get()).unwrap_or(0);
-        let keep_content = guc::string(&guc::MEDIA_DOWNLOAD, "content") != "metadata";
+        let max_bytes = guc::max_media_bytes();
+        let keep_content = guc::media_download() == guc::MediaDownload::Content;
         for job in media {
             pool.submit(Work::Download(Download {
                 message_id: job.message_id,
@@ -253,10 +253,6 @@ fn accepted_wamid(result: &SendResult) -> Option<Option<&str>> {
         SendResult::Answered { outcome: SendOutcome::Accepted { wamid }, .. } => Some(wamid.as_deref()),
         _ => None,
     }
-}
-
-fn timeout() -> Duration {
-    Duration::from_millis(u64::try_from(guc::GRAPH_API_TIMEOUT_MS.get()).unwrap_or(30_000))
 }
 
 fn record(message: &Claimed, result: &SendResult) {

@@ -1,64 +1,78 @@
-//! Every setting of the extension. Workers have no session, so settings they read are
-//! `SIGHUP` (change with ALTER SYSTEM + pg_reload_conf()) or `POSTMASTER` (need a restart).
-//! No secret is ever a setting: credentials live in `wa_channel_secrets`.
+//! Every setting of the extension, and the one place that reads them: the rest of the code
+//! calls the typed accessors at the end of this file (defaults and units live here only).
+//! Workers have no session, so settings they read are `SIGHUP` (change with ALTER SYSTEM +
+//! pg_reload_conf()) or `POSTMASTER` (need a restart). No secret is ever a setting:
+//! credentials live in `wa_channel_secrets`.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
 use std::ffi::{CStr, CString};
+use std::time::Duration;
 
 /// Address the webhook listener binds to. Loopback by default: Meta only calls https URLs, so
 /// either set the TLS files below and listen on a public address, or put a TLS proxy in front.
-pub static LISTEN_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"127.0.0.1:8080"));
+static LISTEN_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"127.0.0.1:8080"));
 
 /// PEM certificate chain (leaf first, as certbot's fullchain.pem) and private key for https on
 /// the listener; unset = plain HTTP. Paths may be relative to the data directory. Reloaded at
 /// SIGHUP (a renewed certificate needs no restart); a bad file keeps the previous certificate.
-pub static TLS_CERT_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
-pub static TLS_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static TLS_CERT_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static TLS_KEY_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// The public base URL Meta calls (what `wa_webhook_url()` prints); empty means "not set".
-pub static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static PUBLIC_URL: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
 /// Graph API base URL; tests and the simulator point it at a local mock.
-pub static GRAPH_API_URL: GucSetting<Option<CString>> =
+static GRAPH_API_URL: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"https://graph.facebook.com"));
 
 /// Graph API version for channels that set none. v18.0 (the seed's) expired in January 2026.
-pub static GRAPH_API_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"v25.0"));
+static GRAPH_API_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"v25.0"));
 
 /// The database whose whatsapp_channel tables the workers serve.
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
 /// Largest webhook body accepted. Meta sends up to 3 MB; anything larger gets 413. At most the
 /// listener's budget for all bodies in flight (64 MB), so that one always fits.
-pub static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
+static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024);
 
 /// Most webhook connections open at once; more are answered 503 (Meta retries them). An idle
 /// connection costs a few kilobytes; the listener also keeps the cap under what its open-files
 /// limit allows (and logs the cap it uses).
-pub static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(4096);
+static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(4096);
 
 /// Webhook listener workers sharing `listen_address` (each its own backend with its own group
 /// commit); 0 picks one per two CPU cores (see [`listener_workers`]). Needs a restart.
-pub static LISTENER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
+static LISTENER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
-/// What is kept of inbound media: `content` (the bytes) or `metadata` (type, size, hash only).
-pub static MEDIA_DOWNLOAD: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"content"));
+/// What is kept of inbound media. An enum, so that a typo is refused by `SET`/`ALTER SYSTEM`
+/// (and named in the log at reload) instead of silently meaning one of them.
+#[derive(pgrx::PostgresGucEnum, Clone, Copy, PartialEq, Eq, Debug)]
+pub enum MediaDownload {
+    /// The bytes, in `wa_media.content`.
+    #[name = c"content"]
+    Content,
+    /// Type, size and hash only.
+    #[name = c"metadata"]
+    Metadata,
+}
+
+static MEDIA_DOWNLOAD: GucSetting<MediaDownload> = GucSetting::<MediaDownload>::new(MediaDownload::Content);
 
 /// Largest media file downloaded; larger ones are recorded as skipped.
-pub static MAX_MEDIA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+static MAX_MEDIA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
 
 /// Hard timeout of one Graph API call, connect to last byte.
-pub static GRAPH_API_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
+static GRAPH_API_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 /// How long raw webhook POSTs are kept in `wa_webhook_events` (seconds; 0 keeps them forever).
 /// They are about a kilobyte a message and only needed to inspect or replay recent traffic:
 /// every message and status is in its own table, and deduplication does not read them.
-pub static WEBHOOK_EVENT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
+static WEBHOOK_EVENT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 24 * 3600);
 
 /// How long downloaded media bytes are kept (seconds; 0, the default, keeps them forever): they
 /// are the customers' photos and documents, which Meta no longer has after 7 days, so the
 /// default deletes nothing; set it to bound the table.
-pub static MEDIA_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
+static MEDIA_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 
 pub fn init() {
     GucRegistry::define_string_guc(
@@ -147,7 +161,7 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
+    GucRegistry::define_enum_guc(
         c"whatsapp_channel.media_download",
         c"What is kept of inbound media: 'content' (the bytes) or 'metadata' (type, size, hash).",
         c"Downloads run in the delivery worker, never on the webhook's path.",
@@ -207,8 +221,60 @@ pub fn listener_workers() -> usize {
     n.clamp(1, crate::pg::wake::MAX_LISTENERS)
 }
 
+pub fn listen_address() -> String {
+    string(&LISTEN_ADDRESS, "127.0.0.1:8080")
+}
+
+/// The TLS certificate and key files; both empty means plain HTTP.
+pub fn tls_files() -> (String, String) {
+    (string(&TLS_CERT_FILE, ""), string(&TLS_KEY_FILE, ""))
+}
+
+pub fn database() -> String {
+    string(&DATABASE, "postgres")
+}
+
+pub fn graph_api_url() -> String {
+    string(&GRAPH_API_URL, "https://graph.facebook.com")
+}
+
+pub fn graph_api_version() -> String {
+    string(&GRAPH_API_VERSION, "v25.0")
+}
+
+/// Hard timeout of one Graph API call (at least 100 ms, so that a typo cannot make every call fail).
+pub fn graph_api_timeout() -> Duration {
+    Duration::from_millis(u64::try_from(GRAPH_API_TIMEOUT_MS.get()).unwrap_or(30_000).max(100))
+}
+
+pub fn max_body_bytes() -> usize {
+    usize::try_from(MAX_BODY_BYTES.get()).unwrap_or(4 << 20)
+}
+
+pub fn max_connections() -> u64 {
+    u64::try_from(MAX_CONNECTIONS.get()).unwrap_or(1)
+}
+
+pub fn media_download() -> MediaDownload {
+    MEDIA_DOWNLOAD.get()
+}
+
+pub fn max_media_bytes() -> u64 {
+    u64::try_from(MAX_MEDIA_BYTES.get()).unwrap_or(0)
+}
+
+/// Seconds raw webhook POSTs are kept; 0 keeps them forever.
+pub fn webhook_event_retention_s() -> i32 {
+    WEBHOOK_EVENT_RETENTION_S.get()
+}
+
+/// Seconds downloaded media bytes are kept; 0 keeps them forever.
+pub fn media_retention_s() -> i32 {
+    MEDIA_RETENTION_S.get()
+}
+
 /// The value of a string setting, or `default` when it is unset or empty.
-pub fn string(setting: &GucSetting<Option<CString>>, default: &str) -> String {
+fn string(setting: &GucSetting<Option<CString>>, default: &str) -> String {
     setting
         .get()
         .as_deref()

@@ -112,6 +112,11 @@ fn files_over_the_size_limit_and_metadata_only_are_skipped() {
     assert_eq!(status, "skipped");
     assert!(error.unwrap().contains("larger than whatsapp_channel.max_media_bytes"));
     reconfigure(&cluster, "max_media_bytes", "1000");
+    // A typo is refused, naming the values there are, instead of meaning one of them.
+    let typo = db.execute("ALTER SYSTEM SET whatsapp_channel.media_download = 'metdata'", &[]).unwrap_err();
+    let typo = typo.as_db_error().unwrap();
+    assert!(typo.message().contains("invalid value"), "{typo:?}");
+    assert!(typo.hint().unwrap_or_default().contains("content, metadata"), "{typo:?}");
     reconfigure(&cluster, "media_download", "metadata");
     let small = cluster.graph.add_media("image/png", vec![1u8; 5]);
     let id = post_image(&cluster, &ch, "wamid.media.meta", &small, &sha256_base64(&[1u8; 5]));
