@@ -113,3 +113,32 @@ fn secrets_are_not_readable_by_other_roles_and_an_inbox_role_can_still_send() {
         .unwrap_err();
     assert!(err.as_db_error().unwrap().message().contains("permission denied"), "{err}");
 }
+
+#[test]
+fn public_may_call_only_the_pure_helpers() {
+    let mut db = cluster().connect();
+    let rows = db
+        .query(
+            "SELECT p.oid::regprocedure::text
+               FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
+              WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'
+                AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'whatsapp_channel')
+                AND has_function_privilege('public', p.oid, 'EXECUTE')
+              ORDER BY 1",
+            &[],
+        )
+        .unwrap();
+    let callable: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    assert_eq!(
+        callable,
+        [
+            "wa_error_hint(integer)",
+            "wa_normalize_phone(text)",
+            "wa_normalize_recipient(text)",
+            "wa_verify_signature(text,bytea,text)",
+            "wa_verify_signature(text,text,text)",
+            "wa_webhook_url(text)",
+        ],
+        "functions PUBLIC may execute (sql/privileges.sql is the allow-list)"
+    );
+}
