@@ -25,6 +25,9 @@ sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
 # out from under a server that has it loaded; unlinked, that server keeps its copy.
 ${sudo_flag:+sudo} rm -f "$($PG_CONFIG --pkglibdir)/whatsapp_channel.so"
 cargo pgrx install "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${sudo_flag[@]}"
+# The frozen scripts of released versions, so that the upgrade test can create a database at
+# each of them (users never need these: their database already is at its version).
+${sudo_flag:+sudo} cp sql/released/whatsapp_channel--*.sql "$($PG_CONFIG --sharedir)/extension/"
 
 echo "[test] end-to-end tests on PostgreSQL $PG_MAJOR (a real cluster, real HTTP, a real LISTEN client)"
 cargo test --locked -p e2e 2>&1 | tee -a "$LOG"

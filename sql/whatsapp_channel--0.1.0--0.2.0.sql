@@ -1,0 +1,33 @@
+-- whatsapp_channel 0.1.0 -> 0.2.0, applied by ALTER EXTENSION whatsapp_channel UPDATE.
+-- Every schema change after 0.1.0 goes here (tests/e2e/tests/upgrade.rs checks that the result
+-- equals a fresh CREATE EXTENSION of 0.2.0). Nothing has changed yet.
+\echo Use "ALTER EXTENSION whatsapp_channel UPDATE" to load this file. \quit
+
+-- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
+-- helpers, so that a function added above is closed until granted.
+DO $privileges$
+DECLARE
+    f regprocedure;
+BEGIN
+    FOR f IN
+        SELECT d.objid::regprocedure
+          FROM pg_catalog.pg_depend d
+         WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+           AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+           AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'whatsapp_channel')
+           AND d.deptype = 'e'
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
+    END LOOP;
+END
+$privileges$;
+GRANT EXECUTE ON FUNCTION wa_verify_signature(text, bytea, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION wa_verify_signature(text, text, text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION wa_normalize_phone(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION wa_normalize_recipient(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION wa_error_hint(integer) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION wa_webhook_url(text) TO PUBLIC;
+
+-- The workers waited while the schema was older than the library; wake them at COMMIT.
+SELECT _wa_wake_listener();
+SELECT _wa_wake_delivery();
