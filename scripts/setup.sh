@@ -8,9 +8,10 @@ say() { echo "[setup] $*"; }
 
 # Debian packages: the server, its headers (pgrx runs bindgen over them), libclang for bindgen,
 # sudo (for `cargo pgrx install --sudo` as a non-root user), curl, openssl (bench/inbound.sh makes a
-# test certificate with it), and psycopg for examples/.
+# test certificate with it), psycopg for examples/, and prometheus for its promtool (the metrics
+# test checks the /metrics format with it; no Prometheus server is started).
 PKGS="postgresql-15 postgresql-server-dev-15 postgresql-client-15 libclang-dev clang
-      build-essential pkg-config sudo curl openssl python3-psycopg"
+      build-essential pkg-config sudo curl openssl python3-psycopg prometheus"
 missing=$(for p in $PKGS; do dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'install ok installed' || echo "$p"; done)
 if [ -n "$missing" ]; then
   say "installing Debian packages: $(echo $missing)"

@@ -1,7 +1,23 @@
 -- whatsapp_channel 0.1.0 -> 0.2.0, applied by ALTER EXTENSION whatsapp_channel UPDATE.
 -- Every schema change after 0.1.0 goes here (tests/e2e/tests/upgrade.rs checks that the result
--- equals a fresh CREATE EXTENSION of 0.2.0). Nothing has changed yet.
+-- equals a fresh CREATE EXTENSION of 0.2.0).
 \echo Use "ALTER EXTENSION whatsapp_channel UPDATE" to load this file. \quit
+
+-- Metrics (src/metrics/sql.rs, sql/metrics.sql): the samples GET /metrics serves, as rows.
+CREATE FUNCTION "_wa_metrics"() RETURNS TABLE (
+	"metric" TEXT,
+	"labels" jsonb,
+	"value" double precision
+)
+STRICT VOLATILE SECURITY DEFINER
+SET search_path TO pg_catalog, @extschema@, pg_temp
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_wa_metrics_wrapper';
+
+CREATE VIEW wa_metrics AS
+SELECT metric, labels, value FROM _wa_metrics();
+
+COMMENT ON VIEW wa_metrics IS 'The samples GET /metrics serves (Prometheus names), one row each; counters count since the server started.';
 
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted.

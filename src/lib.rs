@@ -23,6 +23,7 @@ use std::time::Duration;
 mod api;
 mod inbound;
 mod maintenance;
+mod metrics;
 mod outbound;
 mod pg;
 mod store;
@@ -37,6 +38,7 @@ pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["m
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
 pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["media"]);
+pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["views", metrics::sql::_wa_metrics]);
 pgrx::extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 /// After a failure, a worker is started again this long later by the postmaster.
@@ -52,6 +54,7 @@ pub extern "C-unwind" fn _PG_init() {
         return;
     }
     pg::wake::init_shared_memory();
+    metrics::counters::init_shared_memory();
     let listeners = pg::guc::listener_workers();
     for slot in 0..listeners {
         let name = if listeners == 1 {

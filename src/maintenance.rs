@@ -11,6 +11,7 @@
 //! Nothing that deduplicates depends on what is purged: a redelivered message or status is
 //! recognised by the UNIQUE constraints of `wa_messages` and `wa_message_statuses`.
 
+use crate::metrics;
 use crate::pg::guc;
 use crate::store;
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
@@ -21,6 +22,8 @@ use std::time::{Duration, Instant};
 const BATCH: i64 = 1000;
 /// How often the worker looks for expired rows (and at once after a configuration reload).
 const EVERY: Duration = Duration::from_secs(60);
+/// How often it measures the queues for `/metrics` (when served): the gauges' staleness.
+const METRICS_REFRESH: Duration = Duration::from_secs(2);
 /// How often it checks that the statistics of the inbound tables still fit them.
 const STATISTICS_CHECK: Duration = Duration::from_secs(10);
 /// The tables whose statistics it keeps (wa_messages is the delivery worker's).
@@ -35,18 +38,27 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("whatsapp_channel: maintenance worker started, database \"{database}\"");
+    let metrics = start_metrics();
     let mut purged_at: Option<Instant> = None;
+    let mut analyzed_at: Option<Instant> = None;
     loop {
+        if let Some(names) = &metrics {
+            refresh_metrics(names);
+        }
         if purged_at.is_none_or(|t| t.elapsed() >= EVERY) {
             if !purge_expired() {
                 return; // SIGTERM during a purge
             }
             purged_at = Some(Instant::now());
         }
-        for table in ANALYZED {
-            BackgroundWorker::transaction(|| store::analyze_if_stale(table));
+        if analyzed_at.is_none_or(|t| t.elapsed() >= STATISTICS_CHECK) {
+            for table in ANALYZED {
+                BackgroundWorker::transaction(|| store::analyze_if_stale(table));
+            }
+            analyzed_at = Some(Instant::now());
         }
-        if !BackgroundWorker::wait_latch(Some(STATISTICS_CHECK)) {
+        let sleep = if metrics.is_some() { METRICS_REFRESH } else { STATISTICS_CHECK };
+        if !BackgroundWorker::wait_latch(Some(sleep)) {
             return;
         }
         if BackgroundWorker::sighup_received() {
@@ -54,6 +66,32 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
             purged_at = None; // the retention may have changed: look now
         }
     }
+}
+
+/// Serves `/metrics` if `whatsapp_channel.metrics_address` is set; a bad address is logged
+/// and leaves the rest of the worker running.
+fn start_metrics() -> Option<metrics::server::ChannelNames> {
+    let address = guc::metrics_address()?;
+    match metrics::server::start(&address, guc::listener_workers()) {
+        Ok(names) => {
+            log!("whatsapp_channel: Prometheus metrics on http://{address}/metrics");
+            Some(names)
+        }
+        Err(e) => {
+            warning!("whatsapp_channel: no metrics: {e}; fix whatsapp_channel.metrics_address and restart");
+            None
+        }
+    }
+}
+
+/// What the metrics' HTTP threads cannot read themselves: channel names and queue lengths.
+fn refresh_metrics(names: &metrics::server::ChannelNames) {
+    let read = BackgroundWorker::transaction(|| {
+        store::use_extension_schema().then(|| (store::channel_names(), store::queues()))
+    });
+    let Some((channels, queues)) = read else { return };
+    *names.write().unwrap_or_else(|p| p.into_inner()) = channels.into_iter().collect();
+    metrics::counters::set_queue(&queues);
 }
 
 /// Deletes every expired row, a batch at a time; `false` if asked to stop meanwhile.

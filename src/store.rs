@@ -200,6 +200,32 @@ impl std::fmt::Debug for MediaJob {
     }
 }
 
+/// Every channel's id and name (for metrics' labels).
+pub fn channel_names() -> Vec<(i64, String)> {
+    Spi::connect(|client: &SpiClient| {
+        let rows = ok(client.select("SELECT id, name FROM wa_channels", None, &[]));
+        rows.map(|row| (ok(row.get(1)).unwrap_or_default(), ok(row.get(2)).unwrap_or_default())).collect()
+    })
+}
+
+/// Per channel with outbound messages waiting: how many are queued or being sent, and the age
+/// of the oldest in milliseconds. Served by the partial index wa_messages_outbox.
+pub fn queues() -> Vec<(i64, i64, i64)> {
+    Spi::connect(|client: &SpiClient| {
+        let rows = ok(client.select(
+            "SELECT channel_id, count(*),
+                    (extract(epoch FROM pg_catalog.now() - min(created_at)) * 1000)::bigint
+               FROM wa_messages WHERE status IN ('queued', 'sending') GROUP BY channel_id",
+            None,
+            &[],
+        ));
+        rows.map(|row| {
+            (ok(row.get(1)).unwrap_or_default(), ok(row.get(2)).unwrap_or_default(), ok(row.get(3)).unwrap_or_default())
+        })
+        .collect()
+    })
+}
+
 pub fn load_channels() -> Vec<ChannelCredentials> {
     Spi::connect(|client: &SpiClient| {
         let rows = ok(client.select(

@@ -5,6 +5,7 @@
 //! payload to the worker's main thread and wait for its answer, which comes only after COMMIT.
 //! Log lines go to the main thread too, so they land in the server log.
 
+use crate::metrics::{self, GlobalCounter};
 use crate::pg::wake;
 use crate::pg::wakeup::Waker;
 use crate::store::ChannelCredentials;
@@ -211,6 +212,7 @@ impl bounded_http::Handler for Handler {
             if !self.shared.installed.load(Ordering::Acquire) {
                 return Response::text(503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
             }
+            metrics::add_global(GlobalCounter::UnknownChannel);
             return Response::text(404, "Unknown channel");
         };
         match request.method.as_str() {
@@ -228,6 +230,14 @@ impl bounded_http::Handler for Handler {
     }
 
     fn refused(&self, status: u16, why: &str) {
+        let counter = match status {
+            408 => GlobalCounter::Refused408,
+            413 => GlobalCounter::Refused413,
+            503 => GlobalCounter::Refused503,
+            0 => GlobalCounter::Closed,
+            _ => GlobalCounter::Refused400,
+        };
+        metrics::add_global(counter);
         let line = match status {
             0 => format!("webhook connection closed: {why}"),
             _ => format!("webhook request answered {status}: {why}"),
@@ -298,6 +308,7 @@ impl Handler {
                 format!("webhook POST answered 503: {reason}; Meta will redeliver it"),
                 None,
             );
+            metrics::add_global(GlobalCounter::Refused503);
             return Response::text(503, "Busy, retry later");
         }
         match rx.recv_timeout(STORE_TIMEOUT) {

@@ -5,7 +5,8 @@
 
 use crate::inbound::Counts;
 use crate::inbound::http::{self, Job, LogLevel, Shared, StoreOutcome, Verified};
-use crate::pg::{guc, subtransaction, wake, wakeup};
+use crate::metrics::{self, Histogram};
+use crate::pg::{activity, guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
 use bounded_http::socket::{self, Sharing};
 use bounded_http::{Tls, capacity};
@@ -119,6 +120,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
             }
             listener.run(batch);
         }
+        activity::idle(&format!("waiting for webhooks on {address}"));
     }
 }
 
@@ -219,9 +221,14 @@ impl Listener {
             self.reload();
         }
         let shared = &self.shared;
+        if !stores.is_empty() {
+            activity::busy(&format!("storing {} webhook POSTs", stores.len()));
+        }
+        let started = Instant::now();
         let committed = subtransaction::transaction(|| {
             if !store::use_extension_schema() {
-                return stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
+                let dropped = stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
+                return (dropped, Counts::default());
             }
             let mut counts = Counts::default();
             for c in &counters {
@@ -256,12 +263,17 @@ impl Listener {
                 }
             }
             counts.flush();
-            results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect::<Vec<_>>()
+            (results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect::<Vec<_>>(), counts)
         });
         // Committed: now, and only now, the senders may be told. If the COMMIT failed, nothing
         // of the batch is stored: every request of it is answered 503, and the worker goes on.
         let answers: Vec<StoreOutcome> = match committed {
-            Ok(results) => {
+            Ok((results, counts)) => {
+                counts.publish();
+                if !stores.is_empty() {
+                    metrics::observe(Histogram::BatchPosts, stores.len() as f64);
+                    metrics::observe(Histogram::CommitSeconds, started.elapsed().as_secs_f64());
+                }
                 results.into_iter().map(|r| r.map_or_else(StoreOutcome::Failed, |()| StoreOutcome::Committed)).collect()
             }
             Err(e) => {
@@ -284,15 +296,16 @@ impl Listener {
         if held.is_empty() || !self.installed {
             return;
         }
+        let mut counts = Counts::default();
+        for (channel_id, kind, n) in &held {
+            counts.add_n(*channel_id, kind, None, *n);
+        }
         BackgroundWorker::transaction(AssertUnwindSafe(|| {
-            let mut counts = Counts::default();
-            for (channel_id, kind, n) in &held {
-                counts.add_n(*channel_id, kind, None, *n);
-            }
             if store::use_extension_schema() {
                 counts.flush();
             }
         }));
+        counts.publish();
     }
 
     fn reload(&mut self) {
@@ -359,7 +372,8 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
         }
         counts.add(channel.id, "stored", None);
     }
-    batch.store();
+    let (messages, statuses) = batch.store();
+    counts.add_stored(messages, statuses);
 }
 
 /// One verified POST alone (see [`inbound::store_payload`]).

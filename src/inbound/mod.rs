@@ -8,6 +8,7 @@
 pub mod http;
 pub mod listener;
 
+use crate::metrics;
 use crate::pg::subtransaction;
 use crate::store;
 use pgrx::prelude::*;
@@ -15,9 +16,14 @@ use std::collections::HashMap;
 use whatsapp_cloud::webhook::{Call, Contact, Echo, Message, Payload, Status, UserIdUpdate};
 
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
-/// kind (a counter row updated once per request would be the batch's hottest row).
+/// kind (a counter row updated once per request would be the batch's hottest row), and for
+/// the metrics in shared memory, published once the batch has committed.
 #[derive(Default)]
-pub struct Counts(HashMap<(i64, &'static str), (i64, Option<String>)>);
+pub struct Counts {
+    kinds: HashMap<(i64, &'static str), (i64, Option<String>)>,
+    /// New messages and statuses stored (metrics only).
+    stored: (i64, i64),
+}
 
 impl Counts {
     pub fn add(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>) {
@@ -25,31 +31,58 @@ impl Counts {
     }
 
     pub fn add_n(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>, n: i64) {
-        let entry = self.0.entry((channel_id, kind)).or_insert((0, None));
+        let entry = self.kinds.entry((channel_id, kind)).or_insert((0, None));
         entry.0 += n;
         if let Some(d) = detail {
             entry.1 = Some(d.to_string());
         }
     }
 
+    pub fn add_stored(&mut self, messages: i64, statuses: i64) {
+        self.stored.0 += messages;
+        self.stored.1 += statuses;
+    }
+
     pub fn merge(&mut self, other: Counts) {
-        for (key, (n, detail)) in other.0 {
-            let entry = self.0.entry(key).or_insert((0, None));
+        for (key, (n, detail)) in other.kinds {
+            let entry = self.kinds.entry(key).or_insert((0, None));
             entry.0 += n;
             if detail.is_some() {
                 entry.1 = detail;
             }
         }
+        self.add_stored(other.stored.0, other.stored.1);
     }
 
-    pub fn flush(self) {
+    /// Writes the counts into `wa_channel_counters`, in the caller's transaction.
+    pub fn flush(&self) {
         // In one order, so that listener workers counting the same rows never deadlock.
-        let mut counts: Vec<_> = self.0.into_iter().collect();
-        counts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut counts: Vec<_> = self.kinds.iter().collect();
+        counts.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for ((channel_id, kind), (n, detail)) in counts {
             // A channel deleted meanwhile makes this fail; a count is not worth the batch.
-            let _ = subtransaction::run(|| store::count(channel_id, kind, detail.as_deref(), n));
+            let _ = subtransaction::run(|| store::count(*channel_id, kind, detail.as_deref(), *n));
         }
+    }
+
+    /// Adds the counts to the metrics; call it once what they count has committed.
+    pub fn publish(&self) {
+        use metrics::ChannelCounter as C;
+        for ((channel_id, kind), (n, _)) in &self.kinds {
+            let counter = match *kind {
+                "stored" => C::PostStored,
+                "partial" => C::PostPartial,
+                "invalid_payload" => C::PostInvalidPayload,
+                "signature_mismatch" => C::PostSignatureMismatch,
+                "verified" => C::HandshakeVerified,
+                "verify_token_mismatch" => C::HandshakeTokenMismatch,
+                "unrouted" => C::UnroutedChanges,
+                _ => continue,
+            };
+            metrics::add(*channel_id, counter, u64::try_from(*n).unwrap_or(0));
+        }
+        metrics::add_global_n(metrics::GlobalCounter::MessagesStored, u64::try_from(self.stored.0).unwrap_or(0));
+        metrics::add_global_n(metrics::GlobalCounter::StatusesStored, u64::try_from(self.stored.1).unwrap_or(0));
     }
 }
 
@@ -244,6 +277,7 @@ pub fn store_payload(
 
 /// Records the outcome of a stored event on it and in the channel's counters.
 pub fn record_outcome(channel: &store::ChannelCredentials, event_id: i64, stored: &Stored, counts: &mut Counts) {
+    counts.add_stored(stored.new_messages, stored.new_statuses);
     for pnid in &stored.unrouted {
         counts.add(channel.id, "unrouted", Some(pnid));
     }

@@ -7,8 +7,9 @@
 //! A crash between a claim and its record leaves rows in `sending`, which go back to the
 //! queue at start: the only window in which a message can be sent twice.
 
+use crate::metrics::{self, ChannelCounter, GlobalCounter};
 use crate::outbound::sender_pool::{Download, DownloadResult, Finished, Send, SendResult, SenderPool, Work};
-use crate::pg::{guc, subtransaction, wake, wakeup};
+use crate::pg::{activity, guc, subtransaction, wake, wakeup};
 use crate::store::{self, Claimed, MediaJob};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -63,7 +64,12 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     let mut statistics_checked = Instant::now();
     // Wakes at a commit that queued messages, when a send finishes, or when a retry or a
     // channel's next token falls due; never polls.
-    while wakeups.wait(wait) {
+    loop {
+        activity::idle(&format!("{} sends in flight, waiting for queued messages", in_flight.len()));
+        if !wakeups.wait(wait) {
+            break;
+        }
+        activity::busy(&format!("recording results and claiming due messages ({} in flight)", in_flight.len()));
         if let Some(rest) = MIN_TURN.checked_sub(last_turn.elapsed()) {
             std::thread::sleep(rest);
         }
@@ -221,30 +227,53 @@ fn record_all(
     fetched: Vec<(MediaJob, DownloadResult)>,
 ) -> (Vec<(Claimed, SendResult)>, Vec<(MediaJob, DownloadResult)>) {
     let (accepted, others): (Vec<_>, Vec<_>) = sent.into_iter().partition(|(_, r)| accepted_wamid(r).is_some());
-    BackgroundWorker::transaction(AssertUnwindSafe(move || {
+    let (left_sends, left_downloads, counted) = BackgroundWorker::transaction(AssertUnwindSafe(move || {
         let mut left_sends = Vec::new();
         let mut left_downloads = Vec::new();
+        let mut counted: Vec<(i64, ChannelCounter)> = Vec::new();
+        let mut downloads: Vec<GlobalCounter> = Vec::new();
         let together: Vec<(i64, Option<&str>)> =
             accepted.iter().map(|(m, r)| (m.id, accepted_wamid(r).flatten())).collect();
         let one_by_one = if together.is_empty() || subtransaction::run(|| store::mark_sent(&together)).is_ok() {
+            counted.extend(accepted.iter().map(|(m, _)| (m.channel_id, ChannelCounter::SendSent)));
             others
         } else {
             accepted.into_iter().chain(others).collect()
         };
         for (message, result) in one_by_one {
-            if let Err(e) = subtransaction::run(|| record(&message, &result)) {
-                warning!("whatsapp_channel: could not record the result of message {}, will retry: {e}", message.id);
-                left_sends.push((message, result));
+            match subtransaction::run(|| record(&message, &result)) {
+                Ok(counters) => counted.extend(counters.into_iter().map(|c| (message.channel_id, c))),
+                Err(e) => {
+                    warning!(
+                        "whatsapp_channel: could not record the result of message {}, will retry: {e}",
+                        message.id
+                    );
+                    left_sends.push((message, result));
+                }
             }
         }
         for (job, result) in fetched {
-            if let Err(e) = subtransaction::run(|| record_download(&job, &result)) {
-                warning!("whatsapp_channel: could not record the media of message {}, will retry: {e}", job.message_id);
-                left_downloads.push((job, result));
+            match subtransaction::run(|| record_download(&job, &result)) {
+                Ok(counter) => downloads.push(counter),
+                Err(e) => {
+                    warning!(
+                        "whatsapp_channel: could not record the media of message {}, will retry: {e}",
+                        job.message_id
+                    );
+                    left_downloads.push((job, result));
+                }
             }
         }
-        (left_sends, left_downloads)
-    }))
+        (left_sends, left_downloads, (counted, downloads))
+    }));
+    // Committed (a failed COMMIT ends the worker, which then retries everything).
+    for (channel_id, counter) in counted.0 {
+        metrics::add(channel_id, counter, 1);
+    }
+    for counter in counted.1 {
+        metrics::add_global(counter);
+    }
+    (left_sends, left_downloads)
 }
 
 /// `Some(wamid)` for a send Meta accepted (its wamid, which an answer might lack).
@@ -255,10 +284,13 @@ fn accepted_wamid(result: &SendResult) -> Option<Option<&str>> {
     }
 }
 
-fn record(message: &Claimed, result: &SendResult) {
+/// Records one send's result; returns what it counts for the metrics (published once the
+/// recording has committed).
+fn record(message: &Claimed, result: &SendResult) -> Vec<ChannelCounter> {
     let (error, retry_after) = match result {
         SendResult::Answered { outcome: SendOutcome::Accepted { wamid }, .. } => {
-            return store::mark_sent(&[(message.id, wamid.as_deref())]);
+            store::mark_sent(&[(message.id, wamid.as_deref())]);
+            return vec![ChannelCounter::SendSent];
         }
         SendResult::Answered { outcome: SendOutcome::Failed(error), retry_after } => (error.clone(), *retry_after),
         SendResult::Transport(reason) => {
@@ -271,7 +303,18 @@ fn record(message: &Claimed, result: &SendResult) {
         SendResult::Transport(_) => Retry::Backoff,
         _ => graph_api::classify(&error),
     };
-    match retry {
+    let class = match (result, retry) {
+        (SendResult::Transport(_), _) => ChannelCounter::ErrorTransport,
+        (_, Retry::Credentials) => ChannelCounter::ErrorCredentials,
+        (_, Retry::PairLimit) => ChannelCounter::ErrorPairLimit,
+        (_, Retry::Few) => ChannelCounter::ErrorFew,
+        (_, Retry::Never) => ChannelCounter::ErrorPermanent,
+        (_, Retry::Backoff) if error.code.is_some_and(|c| graph_api::THROTTLES.contains(&c)) => {
+            ChannelCounter::ErrorThrottle
+        }
+        (_, Retry::Backoff) => ChannelCounter::ErrorTransient,
+    };
+    let result = match retry {
         Retry::Credentials => {
             let hint = graph_api::hint(error.code).unwrap_or_default();
             warning!(
@@ -279,12 +322,15 @@ fn record(message: &Claimed, result: &SendResult) {
                 error.message
             );
             store::pause_channel(message.id, &format!("{}: {hint}", error.message));
+            ChannelCounter::SendPaused
         }
         Retry::Backoff | Retry::PairLimit if attempts < graph_api::MAX_ATTEMPTS => {
-            retry_later(message, &error, retry, retry_after, code, attempts)
+            retry_later(message, &error, retry, retry_after, code, attempts);
+            ChannelCounter::SendRetried
         }
         Retry::Few if attempts < graph_api::FEW_ATTEMPTS => {
-            retry_later(message, &error, retry, retry_after, code, attempts)
+            retry_later(message, &error, retry, retry_after, code, attempts);
+            ChannelCounter::SendRetried
         }
         _ => {
             let title = if matches!(retry, Retry::Backoff | Retry::PairLimit | Retry::Few) {
@@ -295,8 +341,10 @@ fn record(message: &Claimed, result: &SendResult) {
             let hint = graph_api::hint(error.code).unwrap_or("");
             warning!("whatsapp_channel: message {} failed: {title} {hint}", message.id);
             store::mark_failed(message.id, code, &title, error.details.as_deref());
+            ChannelCounter::SendFailed
         }
-    }
+    };
+    vec![result, class]
 }
 
 /// Puts a message back in the queue for its next attempt, after its backoff (or Meta's
@@ -323,21 +371,26 @@ fn retry_later(
 /// Attempts at a media download before it is given up (about 10 minutes of backoff).
 const MAX_MEDIA_ATTEMPTS: u32 = 10;
 
-fn record_download(job: &MediaJob, result: &DownloadResult) {
+/// Records one download's result; returns what it counts for the metrics.
+fn record_download(job: &MediaJob, result: &DownloadResult) -> GlobalCounter {
     let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
     match result {
-        DownloadResult::Done { mime_type, sha256, content, size } => store::finish_media(
-            job.message_id,
-            "done",
-            mime_type.as_deref(),
-            Some(sha256),
-            Some(*size),
-            content.as_deref(),
-            None,
-            None,
-        ),
+        DownloadResult::Done { mime_type, sha256, content, size } => {
+            store::finish_media(
+                job.message_id,
+                "done",
+                mime_type.as_deref(),
+                Some(sha256),
+                Some(*size),
+                content.as_deref(),
+                None,
+                None,
+            );
+            GlobalCounter::MediaDownloaded
+        }
         DownloadResult::Skipped { mime_type, size, why } => {
-            store::finish_media(job.message_id, "skipped", mime_type.as_deref(), None, *size, None, Some(why), None)
+            store::finish_media(job.message_id, "skipped", mime_type.as_deref(), None, *size, None, Some(why), None);
+            GlobalCounter::MediaSkipped
         }
         DownloadResult::Retry(why) if attempts < MAX_MEDIA_ATTEMPTS => {
             let delay = graph_api::backoff(Retry::Backoff, attempts, jitter(job.message_id, attempts));
@@ -351,6 +404,7 @@ fn record_download(job: &MediaJob, result: &DownloadResult) {
                 Some(why),
                 Some(delay.as_secs_f64()),
             );
+            GlobalCounter::MediaRetried
         }
         DownloadResult::Retry(why) | DownloadResult::Failed(why) => {
             let why = if matches!(result, DownloadResult::Retry(_)) {
@@ -360,6 +414,7 @@ fn record_download(job: &MediaJob, result: &DownloadResult) {
             };
             warning!("whatsapp_channel: the media of message {} was not downloaded: {why}", job.message_id);
             store::finish_media(job.message_id, "failed", None, None, None, None, Some(&why), None);
+            GlobalCounter::MediaFailed
         }
     }
 }

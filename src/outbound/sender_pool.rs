@@ -3,6 +3,7 @@
 //! the results (in a new transaction) after: no transaction is open while a request is in
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
+use crate::metrics;
 use crate::pg::wakeup::Waker;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -130,6 +131,14 @@ impl SenderPool {
 }
 
 fn post(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
+    let started = std::time::Instant::now();
+    let result = post_once(agent, send, timeout);
+    // Shared memory only: this thread may not call Postgres, and needs not.
+    metrics::observe(metrics::Histogram::SendSeconds, started.elapsed().as_secs_f64());
+    result
+}
+
+fn post_once(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
     let response = agent
         .post(&send.url)
         .config()

@@ -58,6 +58,9 @@ pub enum MediaDownload {
 
 static MEDIA_DOWNLOAD: GucSetting<MediaDownload> = GucSetting::<MediaDownload>::new(MediaDownload::Content);
 
+/// Where the maintenance worker serves Prometheus metrics (`GET /metrics`); unset = off.
+static METRICS_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 /// Largest media file downloaded; larger ones are recorded as skipped.
 static MAX_MEDIA_BYTES: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
 
@@ -161,6 +164,14 @@ pub fn init() {
         GucContext::Postmaster,
         GucFlags::default(),
     );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.metrics_address",
+        c"Where Prometheus metrics are served (GET /metrics), e.g. 127.0.0.1:9187; unset = off.",
+        c"Served by the maintenance worker from counters in shared memory; the same figures are in the wa_metrics view. Needs a restart.",
+        &METRICS_ADDRESS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
     GucRegistry::define_enum_guc(
         c"whatsapp_channel.media_download",
         c"What is kept of inbound media: 'content' (the bytes) or 'metadata' (type, size, hash).",
@@ -219,6 +230,11 @@ pub fn listener_workers() -> usize {
     let auto = || std::thread::available_parallelism().map_or(1, |n| n.get() / 2);
     let n = if setting == 0 { auto() } else { setting };
     n.clamp(1, crate::pg::wake::MAX_LISTENERS)
+}
+
+/// Where `/metrics` is served, if anywhere.
+pub fn metrics_address() -> Option<String> {
+    Some(string(&METRICS_ADDRESS, "")).filter(|a| !a.is_empty())
 }
 
 pub fn listen_address() -> String {

@@ -95,6 +95,12 @@ fn my_procno() -> i32 {
 /// Called by the delivery worker at start: from now on, commits wake this process.
 pub fn register_delivery_worker() {
     DELIVERY_PROCNO.get().store(my_procno(), Ordering::Release);
+    unsafe { pg_sys::on_proc_exit(Some(clear_delivery_procno), pg_sys::Datum::from(0)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn clear_delivery_procno(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    DELIVERY_PROCNO.get().store(-1, Ordering::Release);
 }
 
 /// Arranges for every webhook listener to re-read its channels when the current transaction
@@ -131,6 +137,17 @@ unsafe extern "C-unwind" fn clear_listener_slot(_code: std::ffi::c_int, slot: pg
 /// Whether a listener other than the one in `slot` is running (and so listening).
 pub fn sibling_listening(slot: usize) -> bool {
     LISTENER_PROCNOS.get().iter().enumerate().any(|(i, p)| i != slot && p.load(Ordering::Acquire) >= 0)
+}
+
+/// Whether the webhook listener in `slot` runs (shared memory only: any thread may ask).
+pub fn listener_running(slot: usize) -> bool {
+    PRELOADED.load(Ordering::Relaxed)
+        && LISTENER_PROCNOS.get().get(slot).is_some_and(|p| p.load(Ordering::Acquire) >= 0)
+}
+
+/// Whether the delivery worker runs (shared memory only: any thread may ask).
+pub fn delivery_running() -> bool {
+    PRELOADED.load(Ordering::Relaxed) && DELIVERY_PROCNO.get().load(Ordering::Acquire) >= 0
 }
 
 /// The channels' generation: when it differs from the one last read, they changed since.

@@ -375,8 +375,13 @@ fn agent() -> ureq::Agent {
 }
 
 pub fn http_get(url: &str) -> Answer {
-    let mut r = agent().get(url).call().unwrap();
-    Answer { status: r.status().as_u16(), body: r.body_mut().read_to_string().unwrap() }
+    try_http_get(url).unwrap()
+}
+
+/// A GET that may fail to get any answer (nothing listens yet).
+pub fn try_http_get(url: &str) -> Result<Answer, String> {
+    let mut r = agent().get(url).call().map_err(|e| e.to_string())?;
+    Ok(Answer { status: r.status().as_u16(), body: r.body_mut().read_to_string().map_err(|e| e.to_string())? })
 }
 
 /// POSTs `body` with the given `X-Hub-Signature-256` header (none if `None`).
