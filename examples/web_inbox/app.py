@@ -16,6 +16,7 @@ Then open http://127.0.0.1:8000. Requirements (pinned): examples/web_inbox/requi
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import re
@@ -107,8 +108,13 @@ MEDIA = """
       FROM wa_messages m WHERE m.id = %s AND m.media_id IS NOT NULL"""
 
 
+def json_default(value):
+    # Timestamps as ISO 8601 (with the T), which every browser's Date parses.
+    return value.isoformat() if isinstance(value, (datetime.datetime, datetime.date)) else str(value)
+
+
 def to_json(value):
-    return json.dumps(value, default=str, ensure_ascii=False)
+    return json.dumps(value, default=json_default, ensure_ascii=False)
 
 
 def json_response(value, status=200):
