@@ -44,6 +44,7 @@ INLINE_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
 log = logging.getLogger("web_inbox")
 
 CHANNELS = "SELECT id, name, enabled FROM wa_channels ORDER BY name"
+CHANNEL_NAME = "SELECT name FROM wa_channels WHERE id = %s"
 
 CONVERSATION_COLUMNS = """
     conversation_id, channel_id, channel, contact_id, wa_id, user_id, profile_name, username,
@@ -246,7 +247,7 @@ class Inbox:
         rows = await self.query(
             CONVERSATIONS,
             {
-                "channel_id": int(q["channel_id"]),
+                "channel_id": int(q.get("channel_id", "")),
                 "before_at": q.get("before_at") or None,
                 "before_id": int(q.get("before_id") or 0),
                 "limit": min(int(q.get("limit") or PAGE_SIZE), 200),
@@ -284,8 +285,7 @@ class Inbox:
         return json_response({"messages": rows, "page_size": limit})
 
     async def templates(self, request):
-        conversation = await self.conversation_row(int(request.match_info["id"]))
-        return json_response(await self.query(TEMPLATES, (conversation["channel_id"],)))
+        return json_response(await self.query(TEMPLATES, (int(request.match_info["id"]),)))
 
     async def health(self, request):
         return json_response(await self.query(HEALTH))
@@ -306,6 +306,24 @@ class Inbox:
             (
                 conversation["channel"],
                 recipient_of(conversation),
+                data["name"],
+                data["language"],
+                template_components(data.get("parameters") or {}),
+            ),
+        )
+
+    async def send_template_to_number(self, request):
+        """A first message to a number that never wrote (only a template may be): the number is
+        passed as typed, so a wrong one gets the extension's own refusal."""
+        channels = await self.query(CHANNEL_NAME, (int(request.match_info["id"]),))
+        if not channels:
+            raise web.HTTPNotFound(text="no such channel")
+        data = await request.json()
+        return await self.call(
+            "SELECT wa_send_template(%s, %s, %s, %s, %s)",
+            (
+                channels[0]["name"],
+                data.get("recipient", ""),
                 data["name"],
                 data["language"],
                 template_components(data.get("parameters") or {}),
@@ -418,10 +436,11 @@ def make_app(dsn):
             web.get("/", inbox.index),
             web.get("/api/events", inbox.events),
             web.get("/api/channels", inbox.channels),
+            web.get("/api/channels/{id}/templates", inbox.templates),
+            web.post("/api/channels/{id}/template", inbox.send_template_to_number),
             web.get("/api/conversations", inbox.conversations),
             web.get("/api/conversations/{id}", inbox.conversation),
             web.get("/api/conversations/{id}/messages", inbox.messages),
-            web.get("/api/conversations/{id}/templates", inbox.templates),
             web.post("/api/conversations/{id}/text", inbox.send_text),
             web.post("/api/conversations/{id}/template", inbox.send_template),
             web.post("/api/conversations/{id}/read", inbox.mark_read),

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import psycopg
@@ -240,21 +241,47 @@ def test_a_reply_outside_the_24_hour_window_shows_the_hint_and_a_template_goes_o
     assert message_with_text(page, "Sorry for the wait!") is None, "a refused message must not look sent"
 
     # The template picker: order_update needs two parameters; one is refused with its body quoted.
-    picker = page.find_element(By.ID, "template-select")
+    picker = page.find_element(By.CSS_SELECTOR, "#template-picker .template-select")
     picker.find_element(By.CSS_SELECTOR, 'option[value^="order_update"]').click()
     fields = wait_for("the template's two parameter fields",
-                      lambda: len(page.find_elements(By.CSS_SELECTOR, "#template-parameters input")) == 2
-                      and page.find_elements(By.CSS_SELECTOR, "#template-parameters input"))
+                      lambda: len(page.find_elements(By.CSS_SELECTOR, "#template-picker .template-parameters input")) == 2
+                      and page.find_elements(By.CSS_SELECTOR, "#template-picker .template-parameters input"))
     fields[0].send_keys("Chen")
-    page.find_element(By.ID, "template-send").click()
+    page.find_element(By.CSS_SELECTOR, "#template-picker .template-send").click()
     shown = wait_for("the refusal of a missing parameter",
                      lambda: (e := compose_error(page)) and "body parameter" in e[0] and e)
     assert "expects 2 body parameter(s), got 1" in shown[0] and "Hi {{1}}, your order {{2}} has shipped." in shown[1]
     fields[1].send_keys("#4711")
-    page.find_element(By.ID, "template-send").click()
+    page.find_element(By.CSS_SELECTOR, "#template-picker .template-send").click()
     wait_for("the template in the conversation, sent", lambda: message_with_text(page, "template: order_update")
              .find_element(By.CLASS_NAME, "tick").get_attribute("data-status") in ("sent", "delivered", "read"))
     assert not page.find_element(By.ID, "compose-error").is_displayed()
+
+
+def test_a_new_number_gets_a_template_and_a_wrong_number_the_extensions_reason(page):
+    page.find_element(By.CSS_SELECTOR, "#new-panel summary").click()
+    form = page.find_element(By.ID, "new-conversation")
+    wait_for("the new number's template picker", lambda: form.find_element(
+        By.CSS_SELECTOR, ".template-select").get_attribute("value").startswith("hello_world"))
+    number = page.find_element(By.ID, "new-number")
+    number.send_keys("12345")
+    form.find_element(By.CLASS_NAME, "template-send").click()
+    message, hint = the_extensions_refusal("SELECT wa_send_template(%s, %s, %s, %s)", (CHANNEL, "12345", "hello_world", "en_US"))
+    error = lambda: form.find_element(By.CLASS_NAME, "error")
+    wait_for("the refusal of a wrong number", lambda: error().is_displayed())
+    assert error().find_element(By.CLASS_NAME, "error-message").text == message and "is not a phone number" in message
+    assert error().find_element(By.CLASS_NAME, "error-hint").text == (f"Hint: {hint}" if hint else "")
+
+    number.clear()
+    number.send_keys("+1 (650) 555-0199")
+    form.find_element(By.CLASS_NAME, "template-send").click()
+    result = wait_for("the template to be queued", lambda: form.find_element(By.CLASS_NAME, "result").text)
+    message_id = int(result.split("queued as message ")[1].split(":")[0])
+    with psycopg.connect(ENV["WEB_INBOX_DSN"]) as conn:
+        row = conn.execute("SELECT recipient, type, body FROM wa_messages WHERE id = %s", (message_id,)).fetchone()
+    assert row == ("+16505550199", "template", "hello_world")
+    assert not error().is_displayed()
+    page.find_element(By.CSS_SELECTOR, "#new-panel summary").click()
 
 
 def test_an_inbound_image_is_shown_inline(page):
@@ -305,6 +332,37 @@ def test_message_text_is_shown_as_text_never_as_html(page):
     assert page.find_elements(By.CSS_SELECTOR, "#messages .body img, #messages .body b") == []
     assert page.find_element(By.ID, "conversation-name").text == "<script>window.pwned=2</script>"
     assert page.execute_script("return window.pwned === undefined")
+
+
+def test_the_list_and_a_history_are_paged_without_gaps_or_repeats(page):
+    def get(path):
+        with urllib.request.urlopen(URL + path, timeout=10) as response:
+            return json.loads(response.read())
+    channel_id = get("/api/channels")[0]["id"]
+    everything = get(f"/api/conversations?channel_id={channel_id}&limit=200")
+    assert len(everything) >= 5
+    times = [c["last_message_at"] for c in everything]
+    assert times == sorted(times, reverse=True), "newest first"
+    paged, before = [], ""
+    while True:
+        page_rows = get(f"/api/conversations?channel_id={channel_id}&limit=2{before}")
+        paged += page_rows
+        if len(page_rows) < 2:
+            break
+        last = page_rows[-1]
+        before = "&" + urllib.parse.urlencode({"before_at": last["last_message_at"], "before_id": last["conversation_id"]})
+    assert [c["conversation_id"] for c in paged] == [c["conversation_id"] for c in everything]
+
+    busiest = next(c for c in everything if c["wa_id"] == "16505550105")  # the quotes-and-reactions customer
+    history = get(f"/api/conversations/{busiest['conversation_id']}/messages?after=0&limit=200")["messages"]
+    ids, before_id = [], 2**62
+    while True:
+        older = get(f"/api/conversations/{busiest['conversation_id']}/messages?before={before_id}&limit=3")["messages"]
+        ids = [m["id"] for m in older] + ids
+        if len(older) < 3:
+            break
+        before_id = older[0]["id"]
+    assert ids == [m["id"] for m in history] and len(ids) >= 6
 
 
 def test_the_health_panel_shows_a_signature_failure(page):

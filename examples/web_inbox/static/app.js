@@ -195,13 +195,6 @@ async function openConversation(conversationId) {
   if (!state.open || state.open.row.conversation_id !== conversationId) return; // another was opened meanwhile
   for (const m of messages) state.open.messages.set(m.id, m);
   state.open.hasOlder = messages.length === PAGE_SIZE;
-  state.templates = [];
-  state.templatesError = null;
-  try {
-    state.templates = await api(`/api/conversations/${conversationId}/templates`);
-  } catch (e) {
-    state.templatesError = e.message; // said in the picker, not dropped
-  }
   renderConversation(true);
   renderConversations();
   if (row.unread_count > 0) await markRead();
@@ -455,16 +448,15 @@ function templateParameters(template) {
   return { text, names, positional: names.every((n) => /^\d+$/.test(n)) };
 }
 
-function selectedTemplate() {
-  const [name, language] = ($("#template-select").value || "").split("\u0000");
+// A template picker (the conversation's, and the one for a new number): a choice of the
+// channel's templates, the chosen one's body and a field for each of its parameters.
+function selectedTemplate(picker) {
+  const [name, language] = (picker.querySelector(".template-select").value || "").split("\u0000");
   return state.templates.find((t) => t.name === name && t.language === language);
 }
 
-function renderComposer() {
-  const picker = $("#template-picker");
-  picker.hidden = state.open.row.window_open;
-  if (picker.hidden) return;
-  const select = $("#template-select");
+function renderTemplatePicker(picker) {
+  const select = picker.querySelector(".template-select");
   const before = select.value;
   const options = state.templates.map((t) => el("option", {
     value: t.name + "\u0000" + t.language, disabled: t.status !== "APPROVED",
@@ -477,31 +469,43 @@ function renderComposer() {
     const firstApproved = state.templates.find((t) => t.status === "APPROVED");
     if (firstApproved) select.value = firstApproved.name + "\u0000" + firstApproved.language;
   }
-  renderTemplateParameters();
+  renderTemplateParameters(picker);
 }
 
-function renderTemplateParameters() {
-  const template = selectedTemplate();
+function renderTemplateParameters(picker) {
+  const template = selectedTemplate(picker);
   const { text, names } = template ? templateParameters(template) : { text: "", names: [] };
-  $("#template-body").textContent = text;
-  const container = $("#template-parameters");
+  picker.querySelector(".template-body").textContent = text;
+  const container = picker.querySelector(".template-parameters");
   if (container.dataset.for === (template ? template.name + template.language : "")) return; // keep what was typed
   container.dataset.for = template ? template.name + template.language : "";
   container.replaceChildren(...names.map((n) =>
     el("label", {}, `{{${n}}} `, el("input", { type: "text", "data-parameter": n }))));
 }
 
-async function sendTemplate() {
-  const template = selectedTemplate();
-  if (!template) return;
+// The chosen template and its parameters as the API takes them, or null when none is chosen.
+function templateToSend(picker) {
+  const template = selectedTemplate(picker);
+  if (!template) return null;
   const { names, positional } = templateParameters(template);
-  const values = Object.fromEntries([...document.querySelectorAll("#template-parameters input")].map((i) => [i.dataset.parameter, i.value]));
+  const values = Object.fromEntries([...picker.querySelectorAll(".template-parameters input")].map((i) => [i.dataset.parameter, i.value]));
   // An empty field is a parameter not given: the extension then says how many the template needs.
   const parameters = positional ? names.map((n) => values[n]).filter((v) => v !== "")
     : Object.fromEntries(Object.entries(values).filter(([, v]) => v !== ""));
+  return { name: template.name, language: template.language, parameters };
+}
+
+function renderComposer() {
+  const picker = $("#template-picker");
+  picker.hidden = state.open.row.window_open;
+  if (!picker.hidden) renderTemplatePicker(picker);
+}
+
+async function sendTemplate() {
+  const chosen = templateToSend($("#template-picker"));
+  if (!chosen) return;
   try {
-    await api(`/api/conversations/${state.open.row.conversation_id}/template`,
-      { json: { name: template.name, language: template.language, parameters } });
+    await api(`/api/conversations/${state.open.row.conversation_id}/template`, { json: chosen });
     hideComposeError();
   } catch (e) {
     showComposeError(e);
@@ -509,6 +513,40 @@ async function sendTemplate() {
   }
   await refreshOpen();
   scheduleConversationsRefresh();
+}
+
+// A first message to a number that never wrote: only a template may reach it. It becomes a
+// conversation when the customer answers.
+async function sendToNewNumber(event) {
+  event.preventDefault();
+  const form = $("#new-conversation");
+  const error = form.querySelector(".error");
+  const result = form.querySelector(".result");
+  const chosen = templateToSend(form);
+  result.textContent = "";
+  if (!chosen) return;
+  try {
+    const { id } = await api(`/api/channels/${state.channelId}/template`,
+      { json: { ...chosen, recipient: $("#new-number").value } });
+    error.hidden = true;
+    result.textContent = `queued as message ${id}: the conversation starts when they answer`;
+  } catch (e) {
+    error.querySelector(".error-message").textContent = e.message;
+    error.querySelector(".error-hint").textContent = e.hint ? `Hint: ${e.hint}` : "";
+    error.hidden = false;
+  }
+}
+
+async function loadTemplates() {
+  state.templatesError = null;
+  try {
+    state.templates = await api(`/api/channels/${state.channelId}/templates`);
+  } catch (e) {
+    state.templates = [];
+    state.templatesError = e.message; // said in the pickers, not dropped
+  }
+  renderTemplatePicker($("#new-conversation"));
+  if (state.open) renderComposer();
 }
 
 // ---- channel health: the seed's "Common issues" -----------------------------------------------
@@ -573,7 +611,7 @@ async function loadChannels() {
 async function catchUp() {
   try {
     await loadChannels();
-    await Promise.all([refreshConversations(), refreshHealth(), state.open ? resyncOpen() : null]);
+    await Promise.all([refreshConversations(), refreshHealth(), loadTemplates(), state.open ? resyncOpen() : null]);
   } catch (e) {
     showProblem(e);
   }
@@ -626,8 +664,11 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#reply-text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#reply").requestSubmit(); }
   });
-  $("#template-select").addEventListener("change", renderTemplateParameters);
-  $("#template-send").addEventListener("click", sendTemplate);
+  for (const picker of [$("#template-picker"), $("#new-conversation")]) {
+    picker.querySelector(".template-select").addEventListener("change", () => renderTemplateParameters(picker));
+  }
+  $("#template-picker .template-send").addEventListener("click", sendTemplate);
+  $("#new-conversation").addEventListener("submit", sendToNewNumber);
   $("#older-messages").addEventListener("click", () => loadOlderMessages().catch(showProblem));
   $("#more-conversations").addEventListener("click", () => loadOlderConversations().catch(showProblem));
   $("#replying-to .cancel").addEventListener("click", () => { state.replyTo = null; $("#replying-to").hidden = true; });
@@ -638,6 +679,7 @@ document.addEventListener("DOMContentLoaded", () => {
     $("#conversation").hidden = true;
     $("#nothing-open").hidden = false;
     refreshConversations();
+    loadTemplates();
     renderHealth();
   });
   connectEvents();
