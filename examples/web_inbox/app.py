@@ -233,8 +233,8 @@ class Inbox:
                 if item is None:  # dropped, or the server is shutting down
                     break
                 await send_event(response, *item)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page went away
         finally:
             self.hub.pages.discard(queue)
         return response
