@@ -2,12 +2,14 @@
 # Sets everything up (scripts/setup.sh), builds and installs whatsapp_channel, and runs it: a
 # local cluster owned by `postgres` with the extension preloaded, the webhook listener up and
 # the extension created, plus `wa-sim graph` standing in for Meta's Graph API and a demo
-# channel, so the whole product can be tried without a Meta account. Idempotent: a second run
-# reuses the cluster. `scripts/run.sh stop` stops both.
+# channel, and the web inbox (examples/web_inbox, as an ordinary inbox role), so the whole
+# product can be tried without a Meta account. Idempotent: a second run reuses the cluster.
+# `scripts/run.sh stop` stops all three.
 #   WA_HOME        where the cluster lives       (default /var/tmp/whatsapp_channel)
 #   WA_PG_PORT     its port (unix socket only)   (default 5499)
 #   WA_LISTEN      webhook listener host:port    (default 127.0.0.1:8080)
 #   WA_SIM_PORT    wa-sim graph port             (default 8090)
+#   WEB_INBOX_PORT the web inbox's port          (default 8000)
 #   PG_MAJOR       15 (default) or 18            (a cluster is made for one major; use another WA_HOME for the other)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,15 +18,18 @@ WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
 WA_PG_PORT=${WA_PG_PORT:-5499}
 WA_LISTEN=${WA_LISTEN:-127.0.0.1:8080}
 WA_SIM_PORT=${WA_SIM_PORT:-8090}
+WEB_INBOX_PORT=${WEB_INBOX_PORT:-8000}
 BIN=$PG_BIN
 say() { echo "[run] $*"; }
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -u RUST_BACKTRACE "$@"; else env -u RUST_BACKTRACE "$@"; fi; }
 
 stop_sim() { [ -f "$WA_HOME/wa-sim.pid" ] && kill "$(cat "$WA_HOME/wa-sim.pid")" 2>/dev/null; rm -f "$WA_HOME/wa-sim.pid"; }
+stop_web_inbox() { [ -f "$WA_HOME/web-inbox.pid" ] && kill "$(cat "$WA_HOME/web-inbox.pid")" 2>/dev/null; rm -f "$WA_HOME/web-inbox.pid"; }
 
 if [ "${1:-}" = stop ]; then
   # Stop with the binaries of the major the cluster was made with.
   if [ -f "$WA_HOME/data/PG_VERSION" ]; then PG_MAJOR=$(cat "$WA_HOME/data/PG_VERSION"); source scripts/pg.sh; BIN=$PG_BIN; fi
+  stop_web_inbox || true
   stop_sim || true
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -m fast stop
   exit 0
@@ -81,9 +86,13 @@ PSQL=(psql -X -q -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
 "${PSQL[@]}" -c "SELECT wa_add_channel('demo', '106540352242922', 'EAAGdemoaccesstoken0000000000', '0123456789abcdef0123456789abcdef', 'demo_verify_token')
                  WHERE NOT EXISTS (SELECT 1 FROM wa_channels WHERE name = 'demo')" >/dev/null
 DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
+# The demo's business account, whose templates wa-sim serves (the web inbox's template picker).
+DEMO_WABA=102290129340398
+"${PSQL[@]}" -c "UPDATE wa_channels SET waba_id = '$DEMO_WABA' WHERE name = 'demo' AND waba_id IS NULL"
 stop_sim || true
 say "starting wa-sim graph on 127.0.0.1:$WA_SIM_PORT (log: $WA_HOME/wa-sim.log)"
-nohup "$WA_SIM" graph --port "$WA_SIM_PORT" --dsn "$DSN" >"$WA_HOME/wa-sim.log" 2>&1 &
+nohup "$WA_SIM" graph --port "$WA_SIM_PORT" --dsn "$DSN" \
+  --templates examples/web_inbox/demo_templates.json --waba "$DEMO_WABA" >"$WA_HOME/wa-sim.log" 2>&1 &
 echo $! >"$WA_HOME/wa-sim.pid"
 
 # The listener binds right after start; wait for it (bounded) so the tour below works at once.
@@ -93,26 +102,49 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
+# The web inbox connects as role inbox_app, given exactly the SQL of the README's "Roles" section.
+"${PSQL[@]}" -c "DO \$\$BEGIN CREATE ROLE inbox_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$"
+"${PSQL[@]}" -c "$(awk '/^### Roles/{r=1} r && /^```sql/{s=1; next} s && /^```/{exit} s' README.md)"
+for _ in $(seq 50); do grep -q "fake Graph API on" "$WA_HOME/wa-sim.log" && break; sleep 0.1; done
+"${PSQL[@]}" -c "SELECT wa_sync_templates('demo')" >/dev/null || say "could not read the demo's templates from wa-sim"
+dpkg-query -W -f='${Status}\n' python3-venv 2>/dev/null | grep -q 'install ok installed' \
+  || { say "installing python3-venv"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+VENV=$PWD/target/web_inbox_venv
+want=$(sha256sum examples/web_inbox/requirements.txt | cut -c1-16)
+if [ "$(cat "$VENV/.requirements-app" 2>/dev/null)" != "$want" ]; then
+  say "installing the web inbox's requirements in $VENV"
+  [ -x "$VENV/bin/python" ] || /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r examples/web_inbox/requirements.txt
+  echo "$want" >"$VENV/.requirements-app"
+fi
+INBOX_DSN="host=$WA_HOME port=$WA_PG_PORT user=inbox_app dbname=postgres"
+stop_web_inbox || true
+say "starting the web inbox on http://127.0.0.1:$WEB_INBOX_PORT (log: $WA_HOME/web-inbox.log)"
+nohup "$VENV/bin/python" examples/web_inbox/app.py --dsn "$INBOX_DSN" --port "$WEB_INBOX_PORT" >"$WA_HOME/web-inbox.log" 2>&1 &
+echo $! >"$WA_HOME/web-inbox.pid"
+for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$WEB_INBOX_PORT/" && break; sleep 0.1; done
+
 cat <<TOUR
 
 whatsapp_channel is running, with wa-sim standing in for Meta.
+  web inbox:         http://127.0.0.1:$WEB_INBOX_PORT       (as role inbox_app; log: $WA_HOME/web-inbox.log)
   database:          psql -h $WA_HOME -p $WA_PG_PORT -U postgres
   webhook listener:  http://$WA_LISTEN/webhook/<channel>      (demo channel: 'demo')
   fake Graph API:    http://127.0.0.1:$WA_SIM_PORT               (log: $WA_HOME/wa-sim.log)
   server log:        $WA_HOME/server.log
   stop:              bash scripts/run.sh stop
 
-A three-step tour (two terminals):
-  1. Terminal A - the example inbox client LISTENs and prints messages and statuses as they arrive:
-       /usr/bin/python3 examples/inbox_client.py --dsn "$DSN"
-     (or in psql: LISTEN wa_message; LISTEN wa_status; psql prints notifications after each command)
-  2. Terminal B - a customer writes in:
+A three-step tour (a browser and a terminal):
+  1. Open the web inbox, http://127.0.0.1:$WEB_INBOX_PORT: conversations, messages and ticks arrive live
+     (from LISTEN), and its health panel is the seed's "Common issues" table. Without a browser, the
+     example client prints the same:  /usr/bin/python3 examples/inbox_client.py --dsn "$DSN"
+  2. In the terminal, a customer writes in:
        WA_DSN="$DSN" target/release/wa-sim trigger text --channel demo --from 16505551234 --name "Sheena Nelson" --text "Does it come in another color?"
-     Terminal A prints the new conversation and message; it is a row:  SELECT id, type, body FROM wa_messages ORDER BY id DESC LIMIT 1;
-  3. Reply, and watch the ticks come back in terminal A (sent, delivered, read within ~2 s):
-       psql -h $WA_HOME -p $WA_PG_PORT -U postgres -c "SELECT wa_send_text('demo', '16505551234', 'Yes: red, blue and green!')"
-       psql -h $WA_HOME -p $WA_PG_PORT -U postgres -c "SELECT id, status, wamid FROM wa_messages ORDER BY id DESC LIMIT 1"
-  Other kinds: wa-sim trigger image|voice|location|reaction|button_reply|... --channel demo; --batch 10; --bad-signature.
+     The conversation appears with its unread count; the message is a row:  SELECT id, type, body FROM wa_messages ORDER BY id DESC LIMIT 1;
+  3. Open it and reply in the reply box (or: psql -h $WA_HOME -p $WA_PG_PORT -U postgres -c "SELECT wa_send_text('demo', '16505551234', 'Yes: red, blue and green!')")
+     and watch the ticks move: sent, delivered, read within ~2 s.
+  Other kinds: wa-sim trigger image|voice|location|reaction|button_reply|... --channel demo; --batch 10;
+  --bad-signature shows in the health panel.
 
 Your own channel: SELECT wa_add_channel('support', '<phone number id>', '<access token>', '<app secret>', '<verify token>');
 then follow the README's walkthrough (wa_webhook_url, Meta's Verify and Save).

@@ -32,5 +32,8 @@ ${sudo_flag:+sudo} cp sql/released/whatsapp_channel--*.sql "$($PG_CONFIG --share
 echo "[test] end-to-end tests on PostgreSQL $PG_MAJOR (a real cluster, real HTTP, a real LISTEN client)"
 cargo test --locked -p e2e 2>&1 | tee -a "$LOG"
 
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
+echo "[test] the web inbox in a real browser (PostgreSQL $PG_MAJOR)"
+bash tests/web_inbox/run.sh 2>&1 | tee -a "$LOG"
+
+awk '/^test result:|^[0-9]+ (passed|failed)/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
      END { printf "test (PostgreSQL '"$PG_MAJOR"'): %d passed, %d failed\n", p, f }' "$LOG"
