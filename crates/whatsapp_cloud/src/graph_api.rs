@@ -503,8 +503,9 @@ pub enum Retry {
 }
 
 /// Meta's throttles: slow down and try again later (the set courier, the most-used gateway,
-/// learned: 4, 80007, 130429, 131048 spam rate limit, 133016 register attempts).
-pub const THROTTLES: &[i64] = &[4, 80007, 130429, 131048, 133016];
+/// learned: 4, 80007, 130429, 131048 spam rate limit, 133016 register attempts; and the Groups
+/// API's 131208, too many group operations from this number in a short time).
+pub const THROTTLES: &[i64] = &[4, 80007, 130429, 131048, 133016, 131208];
 /// Transient failures on Meta's side: retry with backoff.
 pub const TRANSIENT: &[i64] = &[1, 2, 131000, 131016, 131057];
 /// Pair rate limit: one message per 6 s to one customer, past a burst.
@@ -572,6 +573,19 @@ pub fn hint(code: Option<i64>) -> Option<&'static str> {
             "the template does not exist in this language, is not approved, or got the wrong number of parameters"
         }
         368 => "the account is temporarily blocked for policy violations",
+        // The Groups API's own codes (Meta's "Groups API Error Codes and Troubleshooting").
+        131020 => "the group has only one member: Meta refuses messages to single-member groups",
+        131041 => "group unknown: it does not exist or this business number is no longer a member",
+        131059 => "the group list's paging cursor expired: start listing from the beginning again",
+        131201 => "only some participants of the group operation succeeded: see error_data for which",
+        131202 => "the same participant is listed twice in the request",
+        131204 => "too many participants: a group has at most 8",
+        131207 => "the group is suspended for violating WhatsApp's policies",
+        131208 => "too many group operations from this number in a short time: it is retried",
+        131209 => "a group's profile picture must be square",
+        131210 => "a group's profile picture must be larger than 192 x 192 pixels",
+        131211 => "this number has created as many groups as Meta allows (10,000)",
+        131212 => "the participant is not a member of the group",
         _ => return None,
     })
 }
@@ -764,6 +778,18 @@ mod tests {
         assert_eq!(classify(&err(131026, 400)), Retry::Never);
         assert!(hint(Some(131049)).is_some_and(|h| h.contains("24 hours")));
         assert!(hint(Some(131048)).is_some());
+    }
+
+    #[test]
+    fn group_errors_have_hints_and_the_group_rate_limit_is_a_throttle() {
+        let err =
+            |code, http_status| GraphError { code: Some(code), http_status, message: String::new(), details: None };
+        for code in [131020, 131041, 131059, 131201, 131202, 131204, 131207, 131208, 131209, 131210, 131211, 131212] {
+            assert!(hint(Some(code)).is_some(), "no hint for {code}");
+        }
+        assert_eq!(classify(&err(131208, 429)), Retry::Backoff);
+        assert_eq!(classify(&err(131041, 400)), Retry::Never);
+        assert_eq!(classify(&err(131020, 400)), Retry::Never);
     }
 
     #[test]
