@@ -492,7 +492,9 @@ $$;
 
 -- A customer changed their number (user_changed_number: system.wa_id is the new one) or their
 -- business-scoped id (user_changed_user_id: system.user_id). The contact keeps its history; if
--- the new id already belongs to another contact of the channel, both stay as they are.
+-- the new id already belongs to another contact of the channel, both stay as they are. A
+-- replaced BSUID is kept in wa_contact_former_ids, so a message still sent under it (a
+-- redelivery, an older client) reaches the same contact, as after a user_id_update.
 CREATE FUNCTION _wa_apply_identity_change(contact bigint, sys jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -505,10 +507,17 @@ BEGIN
         UPDATE @extschema@.wa_contacts x SET wa_id = sys ->> 'wa_id', updated_at = pg_catalog.now()
          WHERE x.id = contact
            AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.wa_id = sys ->> 'wa_id');
-    ELSIF sys ->> 'type' = 'user_changed_user_id' AND sys ->> 'user_id' IS NOT NULL THEN
+    ELSIF sys ->> 'type' = 'user_changed_user_id' AND sys ->> 'user_id' IS NOT NULL
+          AND k.user_id IS DISTINCT FROM sys ->> 'user_id' THEN
         UPDATE @extschema@.wa_contacts x SET user_id = sys ->> 'user_id', updated_at = pg_catalog.now()
          WHERE x.id = contact
            AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.user_id = sys ->> 'user_id');
+        IF FOUND AND k.user_id IS NOT NULL THEN
+            INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
+            VALUES (k.channel_id, k.user_id, contact)
+            ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
+            DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = k.channel_id AND f.user_id = sys ->> 'user_id';
+        END IF;
     END IF;
 END
 $$;

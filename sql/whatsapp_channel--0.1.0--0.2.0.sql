@@ -19,6 +19,34 @@ SELECT metric, labels, value FROM _wa_metrics();
 
 COMMENT ON VIEW wa_metrics IS 'The samples GET /metrics serves (Prometheus names), one row each; counters count since the server started.';
 
+-- user_changed_user_id keeps the replaced BSUID in wa_contact_former_ids (sql/inbound.sql).
+CREATE OR REPLACE FUNCTION _wa_apply_identity_change(contact bigint, sys jsonb) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    k @extschema@.wa_contacts;
+BEGIN
+    SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.id = contact;
+    IF sys ->> 'type' = 'user_changed_number' AND sys ->> 'wa_id' IS NOT NULL THEN
+        UPDATE @extschema@.wa_contacts x SET wa_id = sys ->> 'wa_id', updated_at = pg_catalog.now()
+         WHERE x.id = contact
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.wa_id = sys ->> 'wa_id');
+    ELSIF sys ->> 'type' = 'user_changed_user_id' AND sys ->> 'user_id' IS NOT NULL
+          AND k.user_id IS DISTINCT FROM sys ->> 'user_id' THEN
+        UPDATE @extschema@.wa_contacts x SET user_id = sys ->> 'user_id', updated_at = pg_catalog.now()
+         WHERE x.id = contact
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.user_id = sys ->> 'user_id');
+        IF FOUND AND k.user_id IS NOT NULL THEN
+            INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
+            VALUES (k.channel_id, k.user_id, contact)
+            ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
+            DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = k.channel_id AND f.user_id = sys ->> 'user_id';
+        END IF;
+    END IF;
+END
+$$;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted.
 DO $privileges$

@@ -380,6 +380,48 @@ fn a_sender_whose_two_ids_belong_to_two_contacts_is_still_stored() {
 }
 
 #[test]
+fn a_user_changed_user_id_system_message_keeps_the_old_bsuid_reaching_the_contact() {
+    let ch = cluster().add_channel("bsuid-system");
+    let message = |wamid: &str, uid: &str, m: Value| {
+        let mut m = m;
+        m["id"] = json!(wamid);
+        m["timestamp"] = json!("1767225600");
+        m["from_user_id"] = json!(uid);
+        value_with(&ch, json!([{ "profile": { "name": "Bo" }, "user_id": uid }]), json!([m]))
+    };
+    let hello = json!({ "type": "text", "text": { "body": "hello" } });
+    assert_eq!(ch.post_signed(&message("wamid.bsuidsys.1", "US.BO.OLD", hello.clone())).status, 200);
+    // Meta says, as a system message, that Bo's business-scoped id is now another.
+    // (System messages come without a contacts array.)
+    let changed = json!({ "type": "system", "id": "wamid.bsuidsys.2", "timestamp": "1767225650", "from_user_id": "US.BO.OLD",
+        "system": { "body": "Bo's id changed", "type": "user_changed_user_id", "user_id": "US.BO.NEW" } });
+    assert_eq!(ch.post_signed(&value_with(&ch, json!([]), json!([changed]))).status, 200);
+    // Later messages under the new id and (redelivered or from an old client) the old one.
+    assert_eq!(ch.post_signed(&message("wamid.bsuidsys.3", "US.BO.NEW", hello.clone())).status, 200);
+    assert_eq!(ch.post_signed(&message("wamid.bsuidsys.4", "US.BO.OLD", hello)).status, 200);
+    let mut db = cluster().connect();
+    let contacts: Vec<(i64, Option<String>)> = db
+        .query(
+            "SELECT DISTINCT k.id, k.user_id FROM wa_messages m JOIN wa_contacts k ON k.id = m.contact_id
+              WHERE m.wamid LIKE 'wamid.bsuidsys.%'",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(contacts.len(), 1, "the four messages reached {} contacts: {contacts:?}", contacts.len());
+    assert_eq!(contacts[0].1.as_deref(), Some("US.BO.NEW"));
+    let former: Vec<String> = db
+        .query("SELECT user_id FROM wa_contact_former_ids WHERE contact_id = $1", &[&contacts[0].0])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(former, vec!["US.BO.OLD".to_string()]);
+}
+
+#[test]
 fn a_user_id_update_moves_the_contact_and_both_bsuids_reach_it() {
     let ch = cluster().add_channel("bsuid-update");
     let text = |wamid: &str, contact: Value, from: Value| {
