@@ -198,6 +198,14 @@ BEGIN
                                                     WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
                       || '. Give each name once: components => ''[{"type":"body","parameters":[{"type":"text","parameter_name":"<name>","text":"..."}, ...]}]''.';
     END IF;
+    problem := @extschema@._wa_template_header_button_problem(t.components, components);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'template % (%) %', pg_catalog.quote_literal(p_name), p_language, problem
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its header and buttons: ' || COALESCE((SELECT pg_catalog.string_agg(c::text, ' ') FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                                  WHERE pg_catalog.upper(c ->> 'type') IN ('HEADER', 'BUTTONS')), '(none)')
+                      || '. Meta refuses a send without them (error 132000).';
+    END IF;
     expected := @extschema@._wa_template_body_parameters(t.components);
     given := @extschema@._wa_given_body_parameters(components);
     IF expected <> given THEN

@@ -47,6 +47,72 @@ BEGIN
 END
 $$;
 
+-- Templates: a send must give a media header, a header placeholder, a URL button's suffix and a
+-- COPY_CODE button's code (src/api/templates.rs, sql/outbound.sql).
+CREATE FUNCTION "_wa_template_header_button_problem"(
+	"template_components" jsonb,
+	"components" jsonb
+) RETURNS TEXT
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c
+AS 'MODULE_PATHNAME', '_wa_template_header_button_problem_wrapper';
+
+CREATE OR REPLACE FUNCTION _wa_check_template(channel text, p_name text, p_language text, components jsonb) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id    bigint;
+    t        @extschema@.wa_templates;
+    expected integer;
+    given    integer;
+    problem  text;
+BEGIN
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF ch_id IS NULL OR NOT EXISTS (SELECT 1 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id) THEN
+        RETURN; -- unknown channels are refused by _wa_enqueue; unsynced ones are not checked
+    END IF;
+    SELECT * INTO t FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id AND x.name = p_name AND x.language = p_language;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'template % (%) is not a template of channel %', pg_catalog.quote_literal(p_name), p_language, pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Its templates: ' || (SELECT pg_catalog.string_agg(x.name || ' (' || x.language || ', ' || x.status || ')', ', ' ORDER BY x.name, x.language)
+                                                 FROM @extschema@.wa_templates x WHERE x.channel_id = ch_id)
+                      || '. Run wa_sync_templates(' || pg_catalog.quote_literal(channel) || ') if it was created since.';
+    END IF;
+    IF t.status <> 'APPROVED' THEN
+        RAISE EXCEPTION 'template % (%) is %, not APPROVED', pg_catalog.quote_literal(p_name), p_language, t.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = COALESCE('Meta''s reason: ' || t.reason || '. ', '') || 'Only approved templates can be sent; see WhatsApp Manager -> Message templates.';
+    END IF;
+    problem := @extschema@._wa_named_body_parameter_problem(t.components, components);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'template % (%) %', pg_catalog.quote_literal(p_name), p_language, problem
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                    WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
+                      || '. Give each name once: components => ''[{"type":"body","parameters":[{"type":"text","parameter_name":"<name>","text":"..."}, ...]}]''.';
+    END IF;
+    problem := @extschema@._wa_template_header_button_problem(t.components, components);
+    IF problem IS NOT NULL THEN
+        RAISE EXCEPTION 'template % (%) %', pg_catalog.quote_literal(p_name), p_language, problem
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its header and buttons: ' || COALESCE((SELECT pg_catalog.string_agg(c::text, ' ') FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                                  WHERE pg_catalog.upper(c ->> 'type') IN ('HEADER', 'BUTTONS')), '(none)')
+                      || '. Meta refuses a send without them (error 132000).';
+    END IF;
+    expected := @extschema@._wa_template_body_parameters(t.components);
+    given := @extschema@._wa_given_body_parameters(components);
+    IF expected <> given THEN
+        RAISE EXCEPTION 'template % (%) expects % body parameter(s), got %', pg_catalog.quote_literal(p_name), p_language, expected, given
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                                                    WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
+                      || '. Pass components => ''[{"type":"body","parameters":[{"type":"text","text":"..."}, ...]}]''.';
+    END IF;
+END
+$$;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted.
 DO $privileges$

@@ -26,6 +26,13 @@ fn _wa_named_body_parameter_problem(template_components: JsonB, components: Opti
     graph_api::named_body_parameter_problem(&template_components.0, components.as_ref().map(|c| &c.0))
 }
 
+/// What a send lacks for the template's header and buttons (NULL: nothing; see
+/// `graph_api::header_and_button_problem`).
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_template_header_button_problem(template_components: JsonB, components: Option<JsonB>) -> Option<String> {
+    graph_api::header_and_button_problem(&template_components.0, components.as_ref().map(|c| &c.0))
+}
+
 /// Reads the channel's WhatsApp Business Account templates from the Graph API into
 /// `wa_templates` (replacing what was there) and returns how many there are. It calls the
 /// Graph API from this session, inside the caller's transaction, with the usual timeout.

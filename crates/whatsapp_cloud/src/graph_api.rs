@@ -374,6 +374,76 @@ pub fn media_upload_url(base_url: &str, version: &str, phone_number_id: &str) ->
     format!("{}/{}/{phone_number_id}/media", base_url.trim_end_matches('/'), version.trim_matches('/'))
 }
 
+/// What a send lacks for a template's HEADER and BUTTONS, which Meta refuses at send time
+/// (error 132000) or delivers broken: a media header (IMAGE, VIDEO, DOCUMENT, LOCATION) needs
+/// its media in a `header` component, a TEXT header with a placeholder its text, a URL button
+/// with a placeholder (`https://shop.example/{{1}}`) its URL suffix, and a COPY_CODE button its
+/// code, each in a `button` component with that button's `index`. `None` when nothing is missing.
+pub fn header_and_button_problem(template_components: &Value, given: Option<&Value>) -> Option<String> {
+    let template = template_components.as_array()?;
+    let given: &[Value] = given.and_then(Value::as_array).map_or(&[], Vec::as_slice);
+    let kind_of = |c: &Value| c.get("type").and_then(Value::as_str).map(str::to_ascii_lowercase);
+    let given_of = |kind: &str| given.iter().find(|c| kind_of(c).as_deref() == Some(kind));
+    let mut missing = Vec::new();
+    if let Some(header) = template.iter().find(|c| kind_of(c).as_deref() == Some("header")) {
+        let format = header.get("format").and_then(Value::as_str).unwrap_or("TEXT").to_ascii_lowercase();
+        let parameter_types: Vec<String> = given_of("header")
+            .and_then(|h| h.get("parameters"))
+            .and_then(Value::as_array)
+            .map(|p| {
+                p.iter().filter_map(|p| p.get("type").and_then(Value::as_str)).map(str::to_ascii_lowercase).collect()
+            })
+            .unwrap_or_default();
+        match format.as_str() {
+            "image" | "video" | "document" | "location" if !parameter_types.contains(&format) => missing.push(format!(
+                "its {format} header (components => '[{{\"type\":\"header\",\"parameters\":[{{\"type\":\"{format}\",\"{format}\":{}}}]}}, ...]')",
+                if format == "location" { "{\"latitude\":..,\"longitude\":..}" } else { "{\"id\":\"<media id>\"}" }
+            )),
+            "text"
+                if header.get("text").and_then(Value::as_str).is_some_and(|t| t.contains("{{"))
+                    && !parameter_types.iter().any(|t| t == "text") =>
+            {
+                missing.push("its header text (a header component with one text parameter)".to_string())
+            }
+            _ => {}
+        }
+    }
+    let buttons = template
+        .iter()
+        .find(|c| kind_of(c).as_deref() == Some("buttons"))
+        .and_then(|b| b.get("buttons"))
+        .and_then(Value::as_array);
+    for (index, button) in buttons.into_iter().flatten().enumerate() {
+        let kind = button.get("type").and_then(Value::as_str).unwrap_or_default().to_ascii_lowercase();
+        let needs = match kind.as_str() {
+            "url" if button.get("url").and_then(Value::as_str).is_some_and(|u| u.contains("{{")) => "url",
+            "copy_code" => "copy_code",
+            _ => continue,
+        };
+        let given_here = given.iter().any(|c| {
+            kind_of(c).as_deref() == Some("button")
+                && c.get("sub_type").and_then(Value::as_str).is_some_and(|s| s.eq_ignore_ascii_case(needs))
+                && match c.get("index") {
+                    Some(Value::String(i)) => i.trim() == index.to_string(),
+                    Some(Value::Number(i)) => i.as_u64() == Some(index as u64),
+                    _ => false,
+                }
+        });
+        if !given_here {
+            let what = if needs == "url" { "URL suffix" } else { "coupon code" };
+            let parameter = if needs == "url" {
+                "\"type\":\"text\",\"text\":\"...\""
+            } else {
+                "\"type\":\"coupon_code\",\"coupon_code\":\"...\""
+            };
+            missing.push(format!(
+                "the {what} of button {index} (components => '[..., {{\"type\":\"button\",\"sub_type\":\"{needs}\",\"index\":\"{index}\",\"parameters\":[{{{parameter}}}]}}]')"
+            ));
+        }
+    }
+    (!missing.is_empty()).then(|| format!("needs {}", missing.join("; and ")))
+}
+
 /// How many body parameters a send's `components` give.
 pub fn given_body_parameters(components: Option<&Value>) -> usize {
     components
@@ -778,6 +848,34 @@ mod tests {
         assert_eq!(classify(&err(131026, 400)), Retry::Never);
         assert!(hint(Some(131049)).is_some_and(|h| h.contains("24 hours")));
         assert!(hint(Some(131048)).is_some());
+    }
+
+    #[test]
+    fn media_headers_url_and_copy_code_buttons_must_be_given() {
+        let template = json!([
+            { "type": "HEADER", "format": "IMAGE" },
+            { "type": "BODY", "text": "Your order shipped" },
+            { "type": "BUTTONS", "buttons": [
+                { "type": "QUICK_REPLY", "text": "Thanks" },
+                { "type": "URL", "text": "Track", "url": "https://shop.example/track/{{1}}" },
+                { "type": "URL", "text": "Shop", "url": "https://shop.example/" },
+                { "type": "COPY_CODE", "example": "SAVE10" } ] }
+        ]);
+        let problem = header_and_button_problem(&template, None).unwrap();
+        assert!(problem.contains("its image header"), "{problem}");
+        assert!(problem.contains("URL suffix of button 1"), "{problem}");
+        assert!(problem.contains("coupon code of button 3"), "{problem}");
+        assert!(!problem.contains("button 2") && !problem.contains("button 0"), "{problem}");
+        let given = json!([
+            { "type": "header", "parameters": [{ "type": "image", "image": { "id": "m1" } }] },
+            { "type": "button", "sub_type": "url", "index": "1", "parameters": [{ "type": "text", "text": "A-42" }] },
+            { "type": "button", "sub_type": "COPY_CODE", "index": 3, "parameters": [{ "type": "coupon_code", "coupon_code": "SAVE10" }] }
+        ]);
+        assert_eq!(header_and_button_problem(&template, Some(&given)), None);
+        let text_header = json!([{ "type": "HEADER", "format": "TEXT", "text": "Order {{1}}" }]);
+        assert!(header_and_button_problem(&text_header, None).unwrap().contains("header text"));
+        let plain = json!([{ "type": "HEADER", "format": "TEXT", "text": "Hello" }, { "type": "BODY", "text": "Hi" }]);
+        assert_eq!(header_and_button_problem(&plain, None), None);
     }
 
     #[test]

@@ -22,7 +22,11 @@ fn channel_with_templates(prefix: &str, waba_id: &str) -> Channel {
               "components": [{ "type": "BODY", "text": "Hi {{first_name}}, order {{order_id}} arrives today.",
                                "example": { "body_text_named_params": [
                                    { "param_name": "first_name", "example": "Jess" },
-                                   { "param_name": "order_id", "example": "A-1" } ] } }] }
+                                   { "param_name": "order_id", "example": "A-1" } ] } }] },
+            { "id": "1005", "name": "shipped_photo", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+              "components": [{ "type": "HEADER", "format": "IMAGE" },
+                             { "type": "BODY", "text": "Your order has shipped." },
+                             { "type": "BUTTONS", "buttons": [{ "type": "URL", "text": "Track", "url": "https://shop.example/t/{{1}}" }] }] }
         ]),
     );
     ch
@@ -33,7 +37,7 @@ fn sync_reads_the_accounts_templates() {
     let ch = channel_with_templates("tpl-sync", "5550001");
     let mut db = cluster().connect();
     let n: i32 = db.query_one("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap().get(0);
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
     let rows: Vec<(String, String)> = db
         .query("SELECT t.name, t.status FROM wa_templates t JOIN wa_channels c ON c.id = t.channel_id WHERE c.name = $1 ORDER BY 1", &[&ch.name])
         .unwrap()
@@ -41,7 +45,7 @@ fn sync_reads_the_accounts_templates() {
         .map(|r| (r.get(0), r.get(1)))
         .collect();
     assert_eq!(rows[1], ("hello_world".to_string(), "APPROVED".to_string()));
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 5);
     // A channel without a business account id says where to find it.
     let plain = cluster().add_channel("tpl-nowaba");
     let (msg, hint) = error_of("SELECT wa_sync_templates($1)", &[&plain.name]);
@@ -71,6 +75,28 @@ fn send_refuses_unknown_unapproved_and_miscounted_templates() {
     db.execute("SELECT wa_send_template($1, '15552220001', 'order_update', 'en_US', $2)", &[n, &two]).unwrap();
     let got = cluster().graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
     assert_eq!(got[0].json()["template"]["components"], two);
+}
+
+#[test]
+fn a_media_header_and_a_url_button_must_be_given() {
+    let ch = channel_with_templates("tpl-header", "5550009");
+    let mut db = cluster().connect();
+    db.execute("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap();
+    let n = &ch.name;
+    let (msg, hint) = error_of("SELECT wa_send_template($1, '15552220009', 'shipped_photo', 'en_US')", &[n]);
+    assert!(msg.contains("needs its image header") && msg.contains("URL suffix of button 0"), "{msg}");
+    assert!(hint.contains("https://shop.example/t/{{1}}") && hint.contains("132000"), "{hint}");
+    let only_header = json!([{ "type": "header", "parameters": [{ "type": "image", "image": { "id": "m-1" } }] }]);
+    let (msg, _) =
+        error_of("SELECT wa_send_template($1, '15552220009', 'shipped_photo', 'en_US', $2)", &[n, &only_header]);
+    assert!(!msg.contains("image header") && msg.contains("URL suffix of button 0"), "{msg}");
+    let both = json!([
+        { "type": "header", "parameters": [{ "type": "image", "image": { "id": "m-1" } }] },
+        { "type": "button", "sub_type": "url", "index": "0", "parameters": [{ "type": "text", "text": "A-42" }] }
+    ]);
+    db.execute("SELECT wa_send_template($1, '15552220009', 'shipped_photo', 'en_US', $2)", &[n, &both]).unwrap();
+    let got = cluster().graph.wait_for(1, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    assert_eq!(got[0].json()["template"]["components"], both);
 }
 
 #[test]
