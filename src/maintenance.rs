@@ -35,6 +35,9 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    if !crate::pg::role::wait_until_primary("the maintenance worker") {
+        return;
+    }
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     log!("whatsapp_channel: maintenance worker started, database \"{database}\"");

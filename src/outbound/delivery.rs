@@ -43,6 +43,9 @@ const MIN_TURN: Duration = Duration::from_millis(1);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    if !crate::pg::role::wait_until_primary("the delivery worker") {
+        return;
+    }
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     wake::register_delivery_worker();
