@@ -106,6 +106,65 @@ impl Cluster {
             sharedir().join("extension/whatsapp_channel.control").exists(),
             "whatsapp_channel is not installed: run scripts/test.sh (or cargo pgrx install) first"
         );
+        let cluster = Cluster::launch(options, extra_conf, |bin, data| {
+            run(as_owner(&bin.join("initdb")).args([
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ]))
+        });
+        let mut client = cluster.connect();
+        // scripts/test.sh says which major it installed for; make sure that is what runs.
+        if let Ok(major) = std::env::var("PG_MAJOR") {
+            let version: String = client.query_one("SHOW server_version_num", &[]).unwrap().get(0);
+            assert_eq!(&version[..2], major, "PG_MAJOR={major} but the cluster runs {version} (PG_CONFIG?)");
+        }
+        match version {
+            None => client.batch_execute("CREATE EXTENSION whatsapp_channel").unwrap(),
+            Some(v) => client.batch_execute(&format!("CREATE EXTENSION whatsapp_channel VERSION '{v}'")).unwrap(),
+        }
+        cluster
+    }
+
+    /// A hot standby of this cluster (`pg_basebackup -R`, streaming from it), with a port, a
+    /// listener address and a Graph API simulator of its own. Stopped and deleted at exit.
+    pub fn standby(&self) -> Cluster {
+        let (primary_socket, primary_port) = (self.dir.display().to_string(), self.port.to_string());
+        Cluster::launch(Options::default(), "", |bin, data| {
+            run(as_owner(&bin.join("pg_basebackup")).args([
+                "-D",
+                data.to_str().unwrap(),
+                "-h",
+                &primary_socket,
+                "-p",
+                &primary_port,
+                "-U",
+                "postgres",
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ]))
+        })
+    }
+
+    /// Promotes this standby to a primary (`pg_ctl promote`, waiting until it is one).
+    pub fn promote(&self) {
+        let data = self.dir.join("data");
+        run(as_owner(&bindir().join("pg_ctl")).args(["-D", data.to_str().unwrap(), "-w", "promote"]));
+    }
+
+    /// A server in a new directory: `make_data` fills its data directory, our settings are
+    /// appended to its postgresql.conf (later lines win), and it is started, with a watchdog
+    /// that stops it and deletes its files when this process ends, however it ends.
+    fn launch(options: Options, extra_conf: &str, make_data: impl FnOnce(&Path, &Path)) -> Cluster {
         let status_targets = Arc::new(StatusTargets::default());
         let options = Options { statuses: Some(status_targets.clone()), ..options };
         let graph = GraphSim::start_with(0, options).expect("starting the Graph API simulator");
@@ -119,21 +178,11 @@ impl Cluster {
         }
         let data = dir.join("data");
         let bin = bindir();
-        run(as_owner(&bin.join("initdb")).args([
-            "-D",
-            data.to_str().unwrap(),
-            "-U",
-            "postgres",
-            "-A",
-            "trust",
-            "--no-sync",
-            "-E",
-            "UTF8",
-        ]));
+        make_data(&bin, &data);
         let port = free_port();
         let listener = format!("127.0.0.1:{}", free_port());
         let conf = format!(
-            "port = {port}\nlisten_addresses = ''\nunix_socket_directories = '{dir}'\n\
+            "\n# written by the e2e harness\nport = {port}\nlisten_addresses = ''\nunix_socket_directories = '{dir}'\n\
              shared_preload_libraries = 'whatsapp_channel'\n\
              whatsapp_channel.listen_address = '{listener}'\n\
              whatsapp_channel.graph_api_url = '{graph}'\n\
@@ -156,8 +205,7 @@ impl Cluster {
             "-w",
             "start",
         ]));
-        // Stops the server and deletes its files when this process ends, however it ends:
-        // the child reads our end of a pipe, which the kernel closes when we exit.
+        // The child reads our end of a pipe, which the kernel closes when we exit.
         let watchdog = Command::new("sh")
             .arg("-c")
             .arg(format!(
@@ -173,18 +221,7 @@ impl Cluster {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        let cluster = Cluster { dir, port, listener, graph, status_targets, _watchdog: watchdog };
-        let mut client = cluster.connect();
-        // scripts/test.sh says which major it installed for; make sure that is what runs.
-        if let Ok(major) = std::env::var("PG_MAJOR") {
-            let version: String = client.query_one("SHOW server_version_num", &[]).unwrap().get(0);
-            assert_eq!(&version[..2], major, "PG_MAJOR={major} but the cluster runs {version} (PG_CONFIG?)");
-        }
-        match version {
-            None => client.batch_execute("CREATE EXTENSION whatsapp_channel").unwrap(),
-            Some(v) => client.batch_execute(&format!("CREATE EXTENSION whatsapp_channel VERSION '{v}'")).unwrap(),
-        }
-        cluster
+        Cluster { dir, port, listener, graph, status_targets, _watchdog: watchdog }
     }
 
     /// SIGKILLs the postmaster (as a machine crash would end it), then starts the server again:
