@@ -132,6 +132,15 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             wait = IDLE; // not installed (yet): look again later
             continue;
         };
+        if crate::pg::role::commit_may_be_lost() {
+            // The postmaster died while the claim waited for the synchronous standby: after the
+            // failover these messages are queued there, and the new primary sends them.
+            warning!(
+                "whatsapp_channel: the server is going down; {} claimed message(s) are left to the next primary",
+                claimed.len()
+            );
+            return;
+        }
         recovered = true;
         if statistics_checked.elapsed() >= STATISTICS_CHECK {
             // In a transaction of its own, after the claim: sends are not held up by it.

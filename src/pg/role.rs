@@ -22,3 +22,15 @@ pub fn wait_until_primary(worker: &str) -> bool {
     }
     true
 }
+
+/// Whether the transaction just committed may be missing on the synchronous standby. A COMMIT
+/// that waits for the standby (synchronous replication) returns, committed only locally, when
+/// the postmaster dies meanwhile: PostgreSQL then sets `ProcDiePending` and tells a client
+/// session nothing (SyncRepWaitForLSN). A failover follows and the standby, without that
+/// commit, becomes the primary. So the listener must not answer 200 for it (Meta redelivers
+/// what got no 200; if the commit did survive, the UNIQUE constraints make the redelivery a
+/// no-op), and the delivery worker must not send messages whose claim may be lost (the new
+/// primary would send them again).
+pub fn commit_may_be_lost() -> bool {
+    unsafe { pg_sys::ProcDiePending != 0 }
+}
