@@ -97,8 +97,14 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
 
     let mut listener = Listener { shared, last_reload: None, generation: 0, installed: false };
     listener.reload();
-    // Sleeps until a request thread hands over work (or a signal, or the next periodic reload).
-    while wakeups.wait(RELOAD_EVERY) {
+    // Sleeps until a request thread hands over work (or a signal, or the next periodic reload),
+    // but not while a channel change is unread: its latch may have been consumed by a wait
+    // inside the last batch (a COMMIT waiting for a synchronous standby resets the latch).
+    loop {
+        let sleep = if listener.generation != wake::channels_generation() { Duration::ZERO } else { RELOAD_EVERY };
+        if !wakeups.wait(sleep) {
+            break;
+        }
         if BackgroundWorker::sighup_received() {
             unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
             listener.shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
@@ -270,6 +276,10 @@ impl Listener {
         });
         // Committed: now, and only now, the senders may be told. If the COMMIT failed, nothing
         // of the batch is stored: every request of it is answered 503, and the worker goes on.
+        let not_committed = match &committed {
+            Err(e) => Some(format!("a batch of {} webhook POSTs did not commit, answered 503: {e}", stores.len())),
+            Ok(_) => None,
+        };
         let answers: Vec<StoreOutcome> = match committed {
             Ok((results, counts)) => {
                 counts.publish();
@@ -279,16 +289,15 @@ impl Listener {
                 }
                 results.into_iter().map(|r| r.map_or_else(StoreOutcome::Failed, |()| StoreOutcome::Committed)).collect()
             }
-            Err(e) => {
-                warning!(
-                    "whatsapp_channel: a batch of {} webhook POSTs did not commit, answered 503: {e}",
-                    stores.len()
-                );
-                stores.iter().map(|_| StoreOutcome::NotCommitted(e.clone())).collect()
-            }
+            Err(e) => stores.iter().map(|_| StoreOutcome::NotCommitted(e.clone())).collect(),
         };
+        // Answered before anything is logged: a log call checks for interrupts, and with the
+        // postmaster gone (see pg::role::commit_may_be_lost) it would end the worker first.
         for ((_, reply), answer) in stores.into_iter().zip(answers) {
             let _ = reply.send(answer);
+        }
+        if let Some(line) = not_committed {
+            warning!("whatsapp_channel: {line}");
         }
         unsafe { pg_sys::pgstat_report_stat(false) };
     }

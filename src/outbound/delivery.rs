@@ -69,7 +69,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     // channel's next token falls due; never polls.
     loop {
         activity::idle(&format!("{} sends in flight, waiting for queued messages", in_flight.len()));
-        if !wakeups.wait(wait) {
+        if !wakeups.wait(if wake::wake_pending() { Duration::ZERO } else { wait }) {
             break;
         }
         activity::busy(&format!("recording results and claiming due messages ({} in flight)", in_flight.len()));

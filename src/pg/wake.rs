@@ -158,6 +158,14 @@ pub fn channels_generation() -> u64 {
     CHANNELS_GENERATION.get().load(Ordering::Acquire)
 }
 
+/// Whether a wake is pending that the delivery worker has not taken yet. It sleeps only when
+/// none is: a wake's latch may have been consumed by a wait inside its own last transaction
+/// (a COMMIT waiting for a synchronous standby resets the latch), and while the flag stays
+/// set no later commit sets the latch again.
+pub fn wake_pending() -> bool {
+    PRELOADED.load(Ordering::Relaxed) && WAKE_PENDING.get().load(Ordering::Acquire)
+}
+
 /// Called by the delivery worker right before it looks for due messages, so that a commit
 /// after this point sets the latch again.
 pub fn take_pending_wake() -> bool {
