@@ -14,7 +14,7 @@
       message is queued again only if its recipient has no row. Writes DIR/committed.
   meta.py stamp
       copies stdin to stdout, each line prefixed by the time it was read (for wa-sim's log).
-  meta.py check --dsn DSN --channel NAME --out DIR --sim-log FILE --killed-at T --window S
+  meta.py check --dsn DSN --channel NAME --out DIR --sim-log FILE --killed-at T --before S --after S
       compares what was acked and queued with what the new primary stored and wa-sim received.
 
 Standard library and psycopg 3 (Debian's python3-psycopg) only.
@@ -249,10 +249,11 @@ def check(args):
     if foreign:
         failures.append("wa-sim got %d messages that are not rows on the new primary, e.g. %s"
                         % (len(foreign), foreign[:5]))
-    # In flight at the crash: a send that began at most `window` seconds before the kill (the
-    # Graph API latency plus the time to record the answer), or just after it, by the dying
-    # worker (it exits at its next wait).
-    in_flight = {r for r, times in sends.items() if times[0] >= killed_at - args.window and times[0] < killed_at + 1}
+    # wa-sim logs a send when it answers it (--latency-ms after it arrived). In flight at the
+    # crash: answered at most `before` seconds before the kill (its record not yet committed
+    # and replicated) or at most `after` seconds after it (sent before the kill, or by the
+    # dying worker just after it).
+    in_flight = {r for r, times in sends.items() if killed_at - args.before <= times[0] <= killed_at + args.after}
     duplicates = sum(len(t) - 1 for t in sends.values())
     outside = [r for r, t in sends.items() if len(t) > 1 and r not in in_flight]
     if outside:
@@ -262,10 +263,13 @@ def check(args):
     if thrice:
         failures.append("%d messages were sent more than twice, e.g. %s" % (len(thrice), thrice[:3]))
 
+    twice = sorted(t[0] - killed_at for t in sends.values() if len(t) > 1)
     print("inbound: %d acked, %d stored; outbound: %d committed, %d rows, %d accepted by wa-sim in %d sends; "
-          "%d sends began within %.1f s before the kill (the duplicate window)"
+          "%d answered from %.1f s before to %.1f s after the kill (the duplicate window); those sent twice were "
+          "first answered %s s after the kill"
           % (len(acked), len(stored), len(committed), len(rows), len(sends), sum(map(len, sends.values())),
-             len(in_flight), args.window))
+             len(in_flight), args.before, args.after,
+             "%+.3f to %+.3f" % (twice[0], twice[-1]) if twice else "-"))
     for f in failures:
         print("FAIL: " + f)
     print("acked %d, stored %d, lost %d, duplicates %d" % (len(acked), sum(stored[w] > 0 for w in acked), len(lost), duplicates))
@@ -299,7 +303,8 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--sim-log", required=True)
     p.add_argument("--killed-at", required=True)
-    p.add_argument("--window", type=float, required=True)
+    p.add_argument("--before", type=float, required=True, help="the duplicate window: seconds before the kill")
+    p.add_argument("--after", type=float, required=True, help="and after it")
     args = parser.parse_args()
     return {"webhooks": webhooks, "post": post, "outbound": outbound, "stamp": stamp, "check": check}[args.command](args)
 
