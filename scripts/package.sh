@@ -32,7 +32,7 @@ ARCH=$(dpkg --print-architecture)
 MAINTAINER=${DEB_MAINTAINER:-$(git log -1 --format='%an <%ae>' 2>/dev/null || echo 'whatsapp_channel maintainers <root@localhost>')}
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 OUT=${PACKAGE_DIR:-$REPO/target/packages}
-# Reproducible: every file (and dpkg-deb's archive members) gets the last commit's time.
+# Every file in the package (and dpkg-deb's archive members) gets the last commit's time.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 umask 022
 

@@ -51,7 +51,7 @@ if [ "$PURGE" = 1 ] && dpkg-query -W -f='${Status}' "postgresql-$MAJOR" 2>/dev/n
 fi
 apt-get install -y -q --no-install-recommends "$DEB" >/var/tmp/wa-package-test-apt.log 2>&1 ||
   { tail -n 20 /var/tmp/wa-package-test-apt.log >&2; die "apt-get install $DEB failed"; }
-say "apt-get installed: $(sed -n 's/^Setting up \([^ ]*\) (\(.*\)) \.\.\.$/\1 \2/p' /var/tmp/wa-package-test-apt.log | paste -sd, | sed 's/,/, /g')"
+say "apt-get installed: $(sed -n 's/^Setting up \([^ ]*\) (\([^)]*\)).*/\1 \2/p' /var/tmp/wa-package-test-apt.log | paste -sd, | sed 's/,/, /g')"
 dpkg-query -W -f='${Status} ${Version}\n' "$PKG" | grep -q "install ok installed $DEB_VERSION" || die "$PKG $DEB_VERSION is not installed"
 [ -x "$BIN/postgres" ] || die "postgresql-$MAJOR did not come with the package"
 for f in "$LIBDIR/whatsapp_channel.so" "$EXTDIR/whatsapp_channel.control" $UPGRADES; do [ -f "$f" ] || die "$f is not on disk"; done
