@@ -41,8 +41,8 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
 
     let address = guc::listen_address();
     // Bound here, on the main thread, so a bad address fails the worker at once and visibly.
-    let listener = match bind(&address, slot) {
-        Ok(listener) => listener,
+    let socket = match bind(&address, slot) {
+        Ok(socket) => socket,
         Err(e) => {
             ErrorReport::new(
                 PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
@@ -80,7 +80,11 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
             open_files.now
         );
     }
-    let jobs = match http::start(listener, shared.clone(), waker, QUEUE, max_connections as usize) {
+    // The channels are read before the first request is accepted, so that nothing is answered
+    // 503 ("not installed yet") just because the worker has only just started.
+    let mut listener = Listener { shared: shared.clone(), last_reload: None, generation: 0, installed: false };
+    listener.reload();
+    let jobs = match http::start(socket, shared.clone(), waker, QUEUE, max_connections as usize) {
         Ok(jobs) => jobs,
         Err(e) => error!("whatsapp_channel: cannot start the webhook server: {e}"),
     };
@@ -95,8 +99,6 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         open_files.now
     );
 
-    let mut listener = Listener { shared, last_reload: None, generation: 0, installed: false };
-    listener.reload();
     // Sleeps until a request thread hands over work (or a signal, or the next periodic reload),
     // but not while a channel change is unread: its latch may have been consumed by a wait
     // inside the last batch (a COMMIT waiting for a synchronous standby resets the latch).
