@@ -129,6 +129,13 @@ impl Cluster {
             None => client.batch_execute("CREATE EXTENSION whatsapp_channel").unwrap(),
             Some(v) => client.batch_execute(&format!("CREATE EXTENSION whatsapp_channel VERSION '{v}'")).unwrap(),
         }
+        // pg_ctl returns once the server takes connections; its workers start a moment later
+        // (later still on a busy machine). Tests begin once the listener is bound, unless they
+        // moved it elsewhere themselves.
+        if !extra_conf.contains("listen_address") {
+            let bound = poll(|| std::net::TcpStream::connect(&cluster.listener).ok());
+            assert!(bound.is_some(), "the webhook listener never bound {}:\n{}", cluster.listener, cluster.log());
+        }
         cluster
     }
 
