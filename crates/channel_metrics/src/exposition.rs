@@ -82,89 +82,50 @@ const COMMIT_SECONDS: Family =
 const SEND_SECONDS: Family = family("send_seconds", Kind::Histogram, "Time of one Graph API send, request to answer.");
 const WORKER_UP: Family = family("worker_up", Kind::Gauge, "1 when the worker runs.");
 
-/// Each per-channel counter: its family and its own label.
-fn channel_counter(c: ChannelCounter) -> (&'static Family, Option<(&'static str, &'static str)>) {
-    use ChannelCounter::*;
-    match c {
-        PostStored => (&WEBHOOK_POSTS, Some(("outcome", "stored"))),
-        PostPartial => (&WEBHOOK_POSTS, Some(("outcome", "partial"))),
-        PostInvalidPayload => (&WEBHOOK_POSTS, Some(("outcome", "invalid_payload"))),
-        PostSignatureMismatch => (&WEBHOOK_POSTS, Some(("outcome", "signature_mismatch"))),
-        HandshakeVerified => (&HANDSHAKES, Some(("outcome", "verified"))),
-        HandshakeTokenMismatch => (&HANDSHAKES, Some(("outcome", "verify_token_mismatch"))),
-        UnroutedChanges => (&UNROUTED, None),
-        SendSent => (&SENDS, Some(("result", "sent"))),
-        SendRetried => (&SENDS, Some(("result", "retried"))),
-        SendFailed => (&SENDS, Some(("result", "failed"))),
-        SendPaused => (&SENDS, Some(("result", "paused"))),
-        ErrorThrottle => (&SEND_ERRORS, Some(("class", "throttle"))),
-        ErrorTransient => (&SEND_ERRORS, Some(("class", "transient"))),
-        ErrorPairLimit => (&SEND_ERRORS, Some(("class", "pair_limit"))),
-        ErrorFew => (&SEND_ERRORS, Some(("class", "few"))),
-        ErrorCredentials => (&SEND_ERRORS, Some(("class", "credentials"))),
-        ErrorPermanent => (&SEND_ERRORS, Some(("class", "permanent"))),
-        ErrorTransport => (&SEND_ERRORS, Some(("class", "transport"))),
-    }
-}
+/// A counter's family and its own label, if any.
+type FamilyAndLabel = (&'static Family, Option<(&'static str, &'static str)>);
 
-const ALL_CHANNEL_COUNTERS: [ChannelCounter; CHANNEL_COUNTERS] = {
+/// Each per-channel counter, with its family and label: one row per variant (a test checks it).
+const CHANNEL_SAMPLES: [(ChannelCounter, FamilyAndLabel); CHANNEL_COUNTERS] = {
     use ChannelCounter::*;
     [
-        PostStored,
-        PostPartial,
-        PostInvalidPayload,
-        PostSignatureMismatch,
-        HandshakeVerified,
-        HandshakeTokenMismatch,
-        UnroutedChanges,
-        SendSent,
-        SendRetried,
-        SendFailed,
-        SendPaused,
-        ErrorThrottle,
-        ErrorTransient,
-        ErrorPairLimit,
-        ErrorFew,
-        ErrorCredentials,
-        ErrorPermanent,
-        ErrorTransport,
+        (PostStored, (&WEBHOOK_POSTS, Some(("outcome", "stored")))),
+        (PostPartial, (&WEBHOOK_POSTS, Some(("outcome", "partial")))),
+        (PostInvalidPayload, (&WEBHOOK_POSTS, Some(("outcome", "invalid_payload")))),
+        (PostSignatureMismatch, (&WEBHOOK_POSTS, Some(("outcome", "signature_mismatch")))),
+        (HandshakeVerified, (&HANDSHAKES, Some(("outcome", "verified")))),
+        (HandshakeTokenMismatch, (&HANDSHAKES, Some(("outcome", "verify_token_mismatch")))),
+        (UnroutedChanges, (&UNROUTED, None)),
+        (SendSent, (&SENDS, Some(("result", "sent")))),
+        (SendRetried, (&SENDS, Some(("result", "retried")))),
+        (SendFailed, (&SENDS, Some(("result", "failed")))),
+        (SendPaused, (&SENDS, Some(("result", "paused")))),
+        (ErrorThrottle, (&SEND_ERRORS, Some(("class", "throttle")))),
+        (ErrorTransient, (&SEND_ERRORS, Some(("class", "transient")))),
+        (ErrorPairLimit, (&SEND_ERRORS, Some(("class", "pair_limit")))),
+        (ErrorFew, (&SEND_ERRORS, Some(("class", "few")))),
+        (ErrorCredentials, (&SEND_ERRORS, Some(("class", "credentials")))),
+        (ErrorPermanent, (&SEND_ERRORS, Some(("class", "permanent")))),
+        (ErrorTransport, (&SEND_ERRORS, Some(("class", "transport")))),
     ]
 };
 
-/// Each product-wide counter: its family and its own label.
-fn global_counter(c: GlobalCounter) -> (&'static Family, Option<(&'static str, &'static str)>) {
-    use GlobalCounter::*;
-    match c {
-        UnknownChannel => (&LISTENER, Some(("reason", "unknown_channel"))),
-        Refused408 => (&LISTENER, Some(("reason", "timeout"))),
-        Refused413 => (&LISTENER, Some(("reason", "too_large"))),
-        Refused503 => (&LISTENER, Some(("reason", "overloaded"))),
-        Refused400 => (&LISTENER, Some(("reason", "bad_request"))),
-        Closed => (&LISTENER, Some(("reason", "closed"))),
-        MessagesStored => (&MESSAGES, None),
-        StatusesStored => (&STATUSES, None),
-        MediaDownloaded => (&MEDIA, Some(("result", "downloaded"))),
-        MediaSkipped => (&MEDIA, Some(("result", "skipped"))),
-        MediaFailed => (&MEDIA, Some(("result", "failed"))),
-        MediaRetried => (&MEDIA, Some(("result", "retried"))),
-    }
-}
-
-const ALL_GLOBAL_COUNTERS: [GlobalCounter; GLOBAL_COUNTERS] = {
+/// Each product-wide counter, with its family and label: one row per variant.
+const GLOBAL_SAMPLES: [(GlobalCounter, FamilyAndLabel); GLOBAL_COUNTERS] = {
     use GlobalCounter::*;
     [
-        UnknownChannel,
-        Refused408,
-        Refused413,
-        Refused503,
-        Refused400,
-        Closed,
-        MessagesStored,
-        StatusesStored,
-        MediaDownloaded,
-        MediaSkipped,
-        MediaFailed,
-        MediaRetried,
+        (UnknownChannel, (&LISTENER, Some(("reason", "unknown_channel")))),
+        (Refused408, (&LISTENER, Some(("reason", "timeout")))),
+        (Refused413, (&LISTENER, Some(("reason", "too_large")))),
+        (Refused503, (&LISTENER, Some(("reason", "overloaded")))),
+        (Refused400, (&LISTENER, Some(("reason", "bad_request")))),
+        (Closed, (&LISTENER, Some(("reason", "closed")))),
+        (MessagesStored, (&MESSAGES, None)),
+        (StatusesStored, (&STATUSES, None)),
+        (MediaDownloaded, (&MEDIA, Some(("result", "downloaded")))),
+        (MediaSkipped, (&MEDIA, Some(("result", "skipped")))),
+        (MediaFailed, (&MEDIA, Some(("result", "failed")))),
+        (MediaRetried, (&MEDIA, Some(("result", "retried")))),
     ]
 };
 
@@ -200,8 +161,7 @@ fn families(
         None => out.push((family, vec![sample])),
     };
     let full = |f: &Family| format!("{PREFIX}{}", f.name);
-    for c in ALL_CHANNEL_COUNTERS {
-        let (family, label) = channel_counter(c);
+    for (c, (family, label)) in CHANNEL_SAMPLES {
         for (id, counters, _) in &snapshot.channels {
             let mut labels = vec![("channel", channel_name(*id))];
             labels.extend(label.map(|(k, v)| (k, v.to_string())));
@@ -218,8 +178,7 @@ fn families(
             }
         }
     }
-    for c in ALL_GLOBAL_COUNTERS {
-        let (family, label) = global_counter(c);
+    for (c, (family, label)) in GLOBAL_SAMPLES {
         let labels = label.map(|(k, v)| vec![(k, v.to_string())]).unwrap_or_default();
         push(family, Sample { name: full(family), labels, value: snapshot.global[c as usize] as f64 });
     }
@@ -312,6 +271,16 @@ mod tests {
         assert!(text.contains("whatsapp_channel_listener_batch_posts_sum 3\n"));
         assert!(text.contains("whatsapp_channel_worker_up{worker=\"delivery\"} 1\n"));
         assert_eq!(text.matches("# TYPE whatsapp_channel_sends_total counter").count(), 1);
+    }
+
+    #[test]
+    fn every_counter_has_exactly_one_row() {
+        let mut channel: Vec<usize> = CHANNEL_SAMPLES.iter().map(|(c, _)| *c as usize).collect();
+        channel.sort_unstable();
+        assert_eq!(channel, (0..CHANNEL_COUNTERS).collect::<Vec<_>>());
+        let mut global: Vec<usize> = GLOBAL_SAMPLES.iter().map(|(c, _)| *c as usize).collect();
+        global.sort_unstable();
+        assert_eq!(global, (0..GLOBAL_COUNTERS).collect::<Vec<_>>());
     }
 
     #[test]
