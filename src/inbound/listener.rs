@@ -99,6 +99,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         open_files.now
     );
 
+    let idle = format!("waiting for webhooks on {address}");
     // Sleeps until a request thread hands over work (or a signal, or the next periodic reload),
     // but not while a channel change is unread: its latch may have been consumed by a wait
     // inside the last batch (a COMMIT waiting for a synchronous standby resets the latch).
@@ -131,7 +132,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
             }
             listener.run(batch);
         }
-        activity::idle(&format!("waiting for webhooks on {address}"));
+        activity::idle(&idle);
     }
 }
 
