@@ -1,4 +1,5 @@
-//! A fake Graph API: `POST /{version}/{phone_number_id}/messages`, answered like Meta does.
+//! A fake Graph API: `POST /{version}/{phone_number_id}/messages` (one-to-one and group sends)
+//! and `/marketing_messages` (Meta's Marketing Messages API), answered like Meta does.
 
 use bounded_http::{Limits, Request, Response};
 use serde_json::{Value, json};
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct Received {
     pub method: String,
+    /// E.g. `/v23.0/123/messages` or `/v23.0/123/marketing_messages`: which endpoint was used.
     pub path: String,
     pub authorization: Option<String>,
     pub body: String,
@@ -25,6 +27,11 @@ pub struct Received {
 impl Received {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The last segment of the path: `messages`, `marketing_messages`, `media`, ...
+    pub fn endpoint(&self) -> &str {
+        self.path.trim_end_matches('/').rsplit('/').next().unwrap_or_default()
     }
 }
 
@@ -93,6 +100,13 @@ const STATUS_DELAYS: [(&str, Duration); 3] = [
     ("read", Duration::from_millis(2000)),
 ];
 
+/// Who is in a group whose participants no test set: two customers, so that the per-participant
+/// statuses of a group send are visibly more than one.
+const DEFAULT_GROUP_PARTICIPANTS: [&str; 2] = ["15550001001", "15550001002"];
+
+/// Message types a group send may have; Meta refuses the others (interactive, location, ...).
+const GROUP_TYPES: &[&str] = &["text", "image", "video", "audio", "document", "sticker", "template"];
+
 #[derive(Default)]
 struct State {
     received: Mutex<Vec<Received>>,
@@ -114,6 +128,8 @@ struct State {
     base_url: Mutex<String>,
     /// Media whose next download answers 404, as an expired URL does.
     expire_next: Mutex<std::collections::HashSet<String>>,
+    /// Participants per group id, whose delivered/read statuses a group send gets.
+    group_participants: Mutex<HashMap<String, Vec<String>>>,
 }
 
 #[derive(Clone)]
@@ -190,6 +206,13 @@ impl GraphSim {
         self.state.templates.lock().unwrap().insert(waba_id.to_string(), templates);
     }
 
+    /// Who is in `group_id`: a group send's `delivered` and `read` webhooks carry one status per
+    /// participant. Unset groups have two ([`DEFAULT_GROUP_PARTICIPANTS`]).
+    pub fn set_group_participants(&self, group_id: &str, wa_ids: &[&str]) {
+        let wa_ids = wa_ids.iter().map(|w| w.to_string()).collect();
+        self.state.group_participants.lock().unwrap().insert(group_id.to_string(), wa_ids);
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -240,10 +263,28 @@ fn handle(state: &State, request: Request) -> Response {
     let (status, answer, wamid) = answer(state, &method, &path, authorization.as_deref(), &body);
     if let (Some(wamid), Some(_)) = (&wamid, &state.options.statuses) {
         let phone_number_id = path.trim_matches('/').split('/').nth(1).unwrap_or_default().to_string();
-        let to = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|j| j["to"].as_str().map(|t| t.trim_start_matches('+').to_string()));
-        schedule_statuses(state, &phone_number_id, wamid, &to.unwrap_or_default());
+        let json = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
+        let to = json["to"].as_str().unwrap_or_default();
+        if is_group_send(&json) {
+            // A group id is taken as sent: it is base64-like, and no character of it is noise.
+            let participants = state
+                .group_participants
+                .lock()
+                .unwrap()
+                .get(to)
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_GROUP_PARTICIPANTS.iter().map(|p| p.to_string()).collect());
+            let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
+            schedule_statuses(state, &phone_number_id, |status, timestamp| {
+                let value = crate::payloads::group_status_value(status, wamid, to, &participants, timestamp);
+                crate::payloads::envelope(&phone_number_id, value)
+            });
+        } else {
+            let recipient = to.trim_start_matches('+');
+            schedule_statuses(state, &phone_number_id, |status, timestamp| {
+                crate::payloads::status(&phone_number_id, wamid, status, recipient, timestamp)
+            });
+        }
     }
     state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid, at: arrived });
     state.arrived.notify_all();
@@ -270,9 +311,10 @@ fn answer(
     body: &str,
 ) -> (u16, Option<Value>, Option<String>) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let [version, phone_number_id, "messages"] = parts.as_slice() else {
+    let [version, phone_number_id, endpoint @ ("messages" | "marketing_messages")] = parts.as_slice() else {
         return meta_error(400, 2500, "Unknown path components");
     };
+    let marketing = *endpoint == "marketing_messages";
     if method != "POST" {
         return meta_error(400, 100, "Unsupported method");
     }
@@ -298,6 +340,10 @@ fn answer(
     if json["messaging_product"] != "whatsapp" {
         return meta_error(400, 100, "(#100) The parameter messaging_product is required.");
     }
+    // The Marketing Messages API sends marketing templates and nothing else (no read receipts).
+    if marketing && json["type"] != "template" {
+        return meta_error(400, 100, "(#100) Marketing messages must be templates");
+    }
     // A read receipt (optionally with a typing indicator) is answered {"success": true}.
     if json["status"] == "read" {
         return match json["message_id"].as_str() {
@@ -310,6 +356,21 @@ fn answer(
     if to.is_empty() || kind.is_empty() || json.get(kind).is_none() {
         return meta_error(400, 100, "(#100) Invalid parameter: to, type and the type's object are required");
     }
+    let group = is_group_send(&json);
+    if group && !GROUP_TYPES.contains(&kind) {
+        return meta_error(
+            400,
+            131009,
+            "(#131009) Parameter value is not valid: this message type is not supported in groups",
+        );
+    }
+    let shape = if group {
+        Shape::Group
+    } else if marketing {
+        Shape::Marketing
+    } else {
+        Shape::Direct
+    };
     let scripted = state.faults.lock().unwrap().get_mut(&to).and_then(VecDeque::pop_front);
     let random = || {
         let roll = state.options.fault_share > 0.0 && chance(state) < state.options.fault_share;
@@ -323,18 +384,39 @@ fn answer(
                 std::thread::sleep(d);
                 (0, None, None)
             }
-            Fault::AcceptAs(wamid) => accepted(&to, wamid),
+            Fault::AcceptAs(wamid) => accepted(&to, wamid, shape),
         };
     }
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
-    accepted(&to, format!("wamid.SIM{phone_number_id}x{n:010}"))
+    accepted(&to, format!("wamid.SIM{phone_number_id}x{n:010}"), shape)
 }
 
-fn accepted(to: &str, wamid: String) -> (u16, Option<Value>, Option<String>) {
+/// A send to a group (`recipient_type: group`, `to` its id) rather than to one customer.
+fn is_group_send(json: &Value) -> bool {
+    json["recipient_type"] == "group"
+}
+
+/// How Meta's acceptance of a send looks, which depends on what was sent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Shape {
+    /// To one customer on `/messages`: `contacts[].wa_id` is `to` without its '+'.
+    Direct,
+    /// On `/marketing_messages`: the message also says it was `accepted`.
+    Marketing,
+    /// To a group: the group id stands as the contact, and the message names its group.
+    Group,
+}
+
+fn accepted(to: &str, wamid: String, shape: Shape) -> (u16, Option<Value>, Option<String>) {
+    let (wa_id, message) = match shape {
+        Shape::Direct => (to.trim_start_matches('+'), json!({ "id": wamid })),
+        Shape::Marketing => (to.trim_start_matches('+'), json!({ "id": wamid, "message_status": "accepted" })),
+        Shape::Group => (to, json!({ "id": wamid, "group_id": to })),
+    };
     let answer = json!({
         "messaging_product": "whatsapp",
-        "contacts": [{ "input": to, "wa_id": to.trim_start_matches('+') }],
-        "messages": [{ "id": wamid }]
+        "contacts": [{ "input": to, "wa_id": wa_id }],
+        "messages": [message]
     });
     (200, Some(answer), Some(wamid))
 }
@@ -348,14 +430,14 @@ fn chance(state: &State) -> f64 {
     (x >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn schedule_statuses(state: &State, phone_number_id: &str, wamid: &str, recipient: &str) {
+/// Queues the webhooks of [`STATUS_DELAYS`], each built by `body(status, timestamp)`.
+fn schedule_statuses(state: &State, phone_number_id: &str, body: impl Fn(&str, i64) -> Value) {
     let now = Instant::now();
     let mut due = state.callbacks.lock().unwrap();
     for (status, delay) in STATUS_DELAYS {
         let timestamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        let body = crate::payloads::status(phone_number_id, wamid, status, recipient, timestamp);
-        due.push((now + delay, phone_number_id.to_string(), body));
+        due.push((now + delay, phone_number_id.to_string(), body(status, timestamp)));
     }
     state.callback_due.notify_all();
 }
@@ -562,6 +644,174 @@ mod tests {
         let (status, body) = get(&format!("{}/v25.0/555/message_templates", sim.url()), Some("t"));
         let list: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!((status, list["data"][0]["name"].as_str()), (200, Some("hello_world")));
+    }
+
+    fn post(sim: &GraphSim, endpoint: &str, body: Value) -> (u16, Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut r = agent
+            .post(&format!("{}/v23.0/123/{endpoint}", sim.url()))
+            .header("Authorization", "Bearer t")
+            .content_type("application/json")
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        (r.status().as_u16(), serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap())
+    }
+
+    fn template() -> Value {
+        json!({ "name": "spring_sale", "language": { "code": "en_US" } })
+    }
+
+    const GROUP: &str = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+
+    #[test]
+    fn marketing_messages_take_templates_only() {
+        let sim = GraphSim::start(0).unwrap();
+        let send = json!({ "messaging_product": "whatsapp", "to": "+16505551234", "type": "template", "template": template() });
+        let (status, answer) = post(&sim, "marketing_messages", send);
+        assert_eq!(status, 200);
+        let wamid = answer["messages"][0]["id"].as_str().unwrap().to_string();
+        assert_eq!(answer["messages"][0]["message_status"], "accepted");
+        assert_eq!(answer["contacts"][0], json!({ "input": "+16505551234", "wa_id": "16505551234" }));
+
+        let text =
+            json!({ "messaging_product": "whatsapp", "to": "16505551234", "type": "text", "text": { "body": "hi" } });
+        let (status, answer) = post(&sim, "marketing_messages", text.clone());
+        assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(100)));
+        assert_eq!(answer["error"]["message"], "(#100) Marketing messages must be templates");
+        // The same text on /messages is an ordinary send, answered without message_status.
+        let (status, answer) = post(&sim, "messages", text);
+        assert_eq!(status, 200);
+        assert!(answer["messages"][0].get("message_status").is_none());
+
+        let received = sim.received();
+        let endpoints: Vec<&str> = received.iter().map(Received::endpoint).collect();
+        assert_eq!(endpoints, ["marketing_messages", "marketing_messages", "messages"]);
+        assert_eq!(received[0].path, "/v23.0/123/marketing_messages");
+        assert_eq!(received[0].wamid.as_deref(), Some(wamid.as_str()));
+        assert_eq!(received[1].wamid, None);
+    }
+
+    #[test]
+    fn group_sends_answer_with_the_group_and_refuse_unsupported_types() {
+        let sim = GraphSim::start(0).unwrap();
+        let send = |to: &str, kind: &str, object: Value| {
+            let mut body =
+                json!({ "messaging_product": "whatsapp", "recipient_type": "group", "to": to, "type": kind });
+            body[kind] = object;
+            post(&sim, "messages", body)
+        };
+        let media = || json!({ "id": "1003383421387256" });
+        let objects = [
+            ("text", json!({ "body": "hello group" })),
+            ("image", media()),
+            ("video", media()),
+            ("audio", media()),
+            ("document", media()),
+            ("sticker", media()),
+            ("template", template()),
+        ];
+        for (kind, object) in objects {
+            let (status, answer) = send(GROUP, kind, object);
+            assert_eq!(status, 200, "{kind}: {answer}");
+            assert_eq!(answer["messages"][0]["group_id"], GROUP, "{kind}");
+            assert!(answer["messages"][0]["id"].as_str().unwrap().starts_with("wamid."));
+            assert_eq!(answer["contacts"], json!([{ "input": GROUP, "wa_id": GROUP }]));
+        }
+        // Every character of a group id survives, even those a phone number would lose.
+        let odd = "+Y2Fw/aV9+ncm91cD==";
+        let (_, answer) = send(odd, "text", json!({ "body": "x" }));
+        assert_eq!(
+            (answer["messages"][0]["group_id"].as_str(), answer["contacts"][0]["wa_id"].as_str()),
+            (Some(odd), Some(odd))
+        );
+
+        let refused = [
+            ("interactive", json!({ "type": "button", "body": { "text": "?" } })),
+            ("location", json!({ "latitude": 1.0, "longitude": 2.0 })),
+            ("reaction", json!({ "message_id": "wamid.x", "emoji": "👍" })),
+            ("contacts", json!([])),
+        ];
+        for (kind, object) in refused {
+            let (status, answer) = send(GROUP, kind, object);
+            assert_eq!((status, answer["error"]["code"].as_i64()), (400, Some(131009)), "{kind}");
+            assert_eq!(
+                answer["error"]["message"],
+                "(#131009) Parameter value is not valid: this message type is not supported in groups"
+            );
+        }
+        let received = sim.received();
+        assert_eq!(received.iter().filter(|r| r.wamid.is_some()).count(), 8);
+        assert_eq!(received[0].json()["to"], GROUP);
+    }
+
+    /// Collects the webhooks the simulator posts back.
+    #[derive(Default)]
+    struct Inbox(Mutex<Vec<Value>>);
+
+    impl bounded_http::Handler for Inbox {
+        fn handle(&self, request: Request) -> Response {
+            self.0.lock().unwrap().push(serde_json::from_slice(&request.body).unwrap_or(Value::Null));
+            Response::text(200, "ok")
+        }
+    }
+
+    struct To(String);
+
+    impl Directory for To {
+        fn lookup(&self, _: &str) -> Option<WebhookTarget> {
+            Some(WebhookTarget { url: self.0.clone(), app_secret: "secret".into() })
+        }
+    }
+
+    #[test]
+    fn group_sends_get_sent_once_then_delivered_and_read_per_participant() {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let url = format!("http://{}/webhook/x", listener.local_addr().unwrap());
+        let inbox = Arc::new(Inbox::default());
+        bounded_http::serve(listener, Limits::default(), bounded_http::Tls::plain(), inbox.clone()).unwrap();
+        let options = Options { statuses: Some(Arc::new(To(url))), ..Options::default() };
+        let sim = GraphSim::start_with(0, options).unwrap();
+        sim.set_group_participants(GROUP, &["15550002001", "15550002002", "15550002003"]);
+        let text = |to: &str| {
+            json!({ "messaging_product": "whatsapp", "recipient_type": "group", "to": to,
+                                      "type": "text", "text": { "body": "hi" } })
+        };
+        let (_, known) = post(&sim, "messages", text(GROUP));
+        let (_, unknown) = post(&sim, "messages", text("T3RoZXJHcm91cA"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inbox.0.lock().unwrap().len() < 6 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let posted = inbox.0.lock().unwrap().clone();
+        assert_eq!(posted.len(), 6);
+        for (answer, group, participants) in [
+            (&known, GROUP, vec!["15550002001", "15550002002", "15550002003"]),
+            (&unknown, "T3RoZXJHcm91cA", DEFAULT_GROUP_PARTICIPANTS.to_vec()),
+        ] {
+            let wamid = answer["messages"][0]["id"].as_str().unwrap();
+            let statuses = |status: &str| -> Vec<Value> {
+                posted
+                    .iter()
+                    .filter(|b| b["entry"][0]["changes"][0]["field"] == "messages")
+                    .flat_map(|b| b["entry"][0]["changes"][0]["value"]["statuses"].as_array().unwrap().clone())
+                    .filter(|s| s["id"] == wamid && s["status"] == status)
+                    .collect()
+            };
+            let sent = statuses("sent");
+            assert_eq!(sent.len(), 1);
+            assert_eq!(
+                (sent[0]["recipient_id"].as_str(), sent[0]["recipient_type"].as_str()),
+                (Some(group), Some("group"))
+            );
+            for status in ["delivered", "read"] {
+                let items = statuses(status);
+                let who: Vec<&str> = items.iter().map(|s| s["recipient_participant_id"].as_str().unwrap()).collect();
+                assert_eq!(who, participants, "{status}");
+                assert!(items.iter().all(|s| s["recipient_id"] == group));
+            }
+        }
+        // Each status kind of a send is one webhook: Meta aggregates the participants.
+        assert!(posted.iter().all(|b| b["entry"][0]["changes"].as_array().unwrap().len() == 1));
     }
 
     #[test]
