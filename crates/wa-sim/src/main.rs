@@ -5,6 +5,7 @@
 //!                  [--templates FILE.json --waba ID] [--media FILE[,FILE...]]
 //!   wa-sim trigger <kind> --channel NAME [--dsn DSN] [--webhook-base URL] [--from 16505551234]
 //!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
+//!                  [--group ID] [--failed]
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
 //!                  [--senders 200000] [--sender-offset K] [--new-share 0.05] [--batch N]
@@ -17,6 +18,13 @@
 //! `echo` (a text the business sent to --from from the WhatsApp Business app) or
 //! `user_id_update --previous US... --current US...` (--from's new BSUID) or `missed_call`
 //! (--from called and nobody answered).
+//! Group kinds need --group ID (Meta's group id): `group_text` (--from writes --text in the
+//! group), `group_create` / `group_delete` (--text is the subject; --failed: the operation
+//! failed), `group_join` / `group_leave` (--from joins by invite link, or leaves) and
+//! `group_suspend`. Coexistence onboarding kinds: `history` (one chunk, phase 0, chunk 1,
+//! progress 100, of one thread with --from: the business's message <wamid>.1, then --from's
+//! reply <wamid>.2 saying --text), `history_declined` (the business turned history sharing
+//! off) and `contacts_sync` (the business app's contact --from, named --name, added).
 //! DSN defaults to $WA_DSN; channel credentials and the listener address are read from it.
 //! `load` posts signed webhooks from N keep-alive connections for S seconds, or until
 //! --messages messages are sent (loopback only; back to back, or R POSTs/s in all with --rate)
@@ -31,13 +39,14 @@
 //! the run only; it is put back afterwards), queues messages on a channel `bench_out` and prints
 //! a markdown table: delivery rate and COMMIT -> request latency.
 
+use serde_json::Value;
 use std::collections::HashMap;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wa_sim::customers::Mix;
 use wa_sim::graph::{Directory, Fault, GraphSim, Options, WebhookTarget};
-use wa_sim::payloads::{self, Customer, MESSAGE_KINDS, STATUS_KINDS};
+use wa_sim::payloads::{self, Customer, GROUP_KINDS, HISTORY_KINDS, HistoryMessage, MESSAGE_KINDS, STATUS_KINDS};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +68,8 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses] [--templates FILE --waba ID] [--media FILES]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
+                   [--group ID] [--failed]     (group kinds: group_text, group_create, group_delete, group_join, group_leave, group_suspend;
+                                                coexistence kinds: history, history_declined, contacts_sync)
        wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]
                    [--senders N] [--sender-offset K] [--new-share F] [--batch N] [--mix KIND=W,...] [--messages N] [--progress S] [--ca-file PEM]
        wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10] [--channels 1]";
@@ -244,7 +255,7 @@ fn graph(flags: Flags) -> Result<(), String> {
             let to = r.json()["to"].as_str().unwrap_or("?").to_string();
             match &r.wamid {
                 Some(w) => println!("wa-sim graph: {} {} to {to}: accepted as {w}", r.method, r.path),
-                None if r.path.ends_with("/messages") => {
+                None if matches!(r.endpoint(), "messages" | "marketing_messages") => {
                     println!("wa-sim graph: {} {} to {to}: answered with an error", r.method, r.path)
                 }
                 None => println!("wa-sim graph: {} {}: served", r.method, r.path),
@@ -289,6 +300,9 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
             if kind == "echo" {
                 return Ok(payloads::echo_value(&wamid, &customer.wa_id, text, now as i64));
             }
+            if let Some(value) = group_or_history_value(kind, &flags, &wamid, &customer, text, now as i64) {
+                return value;
+            }
             if kind == "missed_call" {
                 let call_id = format!("wacid.{wamid}");
                 return Ok(payloads::call_value(
@@ -316,10 +330,12 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
                 Ok(payloads::status_value(kind, &wamid, &customer.wa_id, now as i64))
             } else {
                 payloads::message_value(kind, &wamid, &customer, text, now as i64).ok_or(format!(
-                    "unknown kind {kind:?}; messages: {}; statuses: {}; others: {}",
+                    "unknown kind {kind:?}; messages: {}; statuses: {}; others: {}; groups: {}; coexistence: {}",
                     MESSAGE_KINDS.join(", "),
                     STATUS_KINDS.join(", "),
-                    payloads::OTHER_KINDS.join(", ")
+                    payloads::OTHER_KINDS.join(", "),
+                    GROUP_KINDS.join(", "),
+                    HISTORY_KINDS.join(", ")
                 ))
             }
         })
@@ -338,6 +354,53 @@ fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
     let answer = response.body_mut().read_to_string().unwrap_or_default();
     println!("wa-sim trigger: POST {kind} x{batch} from +{} to {url}: {status} {answer}", customer.wa_id);
     if status == 200 || flags.has("bad-signature") { Ok(()) } else { Err(format!("the listener answered {status}")) }
+}
+
+/// The `changes[].value` of a group or coexistence `kind` (`None` for any other kind).
+fn group_or_history_value(
+    kind: &str,
+    flags: &Flags,
+    wamid: &str,
+    customer: &Customer,
+    text: &str,
+    now: i64,
+) -> Option<Result<Value, String>> {
+    if GROUP_KINDS.contains(&kind) {
+        let Some(group) = flags.get("group").filter(|g| !g.is_empty()) else {
+            return Some(Err(format!("a {kind} needs --group ID (the group's id, as Meta gave it)")));
+        };
+        let from = [customer.wa_id.as_str()];
+        return Some(Ok(match kind {
+            "group_text" => {
+                payloads::group_message_value("text", wamid, group, customer, text, now).expect("text is a known kind")
+            }
+            "group_create" | "group_delete" => {
+                payloads::group_lifecycle_value(kind, group, text, now, flags.has("failed"))
+            }
+            "group_join" => payloads::group_participants_value("group_participants_add", group, &from, now),
+            "group_leave" => payloads::group_participants_value("group_participants_remove", group, &from, now),
+            _ => payloads::group_suspension_value("group_suspend", group, now),
+        }));
+    }
+    let value = match kind {
+        "history" => {
+            let message = |n: u32, from_business: bool, body: &str, timestamp: i64, status: &str| HistoryMessage {
+                wamid: format!("{wamid}.{n}"),
+                from_business,
+                kind: "text".to_string(),
+                body: body.to_string(),
+                timestamp,
+                status: status.to_string(),
+            };
+            let greeting = format!("Hello {}, how can we help?", customer.name);
+            let thread = vec![message(1, true, &greeting, now - 60, "READ"), message(2, false, text, now, "DELIVERED")];
+            payloads::history_value(0, 1, 100, &[(customer.wa_id.clone(), thread)])
+        }
+        "history_declined" => payloads::history_declined_value(),
+        "contacts_sync" => payloads::state_sync_value(&[(&customer.wa_id, &customer.name, "add")], now),
+        _ => return None,
+    };
+    Some(Ok(value))
 }
 
 fn load(flags: Flags) -> Result<(), String> {
@@ -394,4 +457,121 @@ fn outbound_bench(flags: Flags) -> Result<(), String> {
     let report = wa_sim::outbound_bench::run(&options)?;
     print!("{report}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bounded_http::{Limits, Request, Response};
+    use serde_json::json;
+
+    /// Keeps the bodies `trigger` posts, checking each one's signature as the listener would.
+    #[derive(Default)]
+    struct Inbox(Mutex<Vec<Value>>);
+
+    impl bounded_http::Handler for Inbox {
+        fn handle(&self, request: Request) -> Response {
+            let signature = request.header(whatsapp_cloud::signature::HEADER).unwrap_or_default();
+            assert_eq!(signature, whatsapp_cloud::signature::sign(b"s3cret", &request.body));
+            self.0.lock().unwrap().push(serde_json::from_slice(&request.body).unwrap());
+            Response::text(200, "ok")
+        }
+    }
+
+    const GROUP: &str = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+
+    /// Runs `wa-sim trigger <kind> <args>` against a local listener; the one change it posted.
+    fn trigger_one(kind: &str, args: &[&str]) -> (String, Value) {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let url = format!("http://{}/webhook/c", listener.local_addr().unwrap());
+        let inbox = Arc::new(Inbox::default());
+        bounded_http::serve(listener, Limits::default(), bounded_http::Tls::plain(), inbox.clone()).unwrap();
+        let mut all: Vec<String> = ["--url", &url, "--app-secret", "s3cret", "--phone-number-id", "77"]
+            .iter()
+            .chain(args)
+            .map(|a| a.to_string())
+            .collect();
+        all.extend(["--from", "16505551234", "--name", "Sheena Nelson", "--wamid", "wamid.T"].map(String::from));
+        trigger(kind, Flags::parse(&all)).unwrap();
+        let body = inbox.0.lock().unwrap().pop().unwrap();
+        let change = &body["entry"][0]["changes"][0];
+        assert_eq!(change["value"]["metadata"]["phone_number_id"], "77");
+        (change["field"].as_str().unwrap().to_string(), change["value"].clone())
+    }
+
+    #[test]
+    fn group_kinds_post_group_webhooks() {
+        let (field, value) = trigger_one("group_text", &["--group", GROUP, "--text", "hi all"]);
+        assert_eq!(field, "messages");
+        let m = &value["messages"][0];
+        assert_eq!((m["group_id"].as_str(), m["from"].as_str()), (Some(GROUP), Some("16505551234")));
+        assert_eq!((m["id"].as_str(), m["text"]["body"].as_str()), (Some("wamid.T"), Some("hi all")));
+
+        let (field, value) = trigger_one("group_create", &["--group", GROUP, "--text", "Support"]);
+        assert_eq!(field, "group_lifecycle_update");
+        assert_eq!(value["groups"][0]["subject"], "Support");
+        assert!(value["groups"][0]["invite_link"].is_string());
+        let (_, value) = trigger_one("group_create", &["--group", GROUP, "--failed"]);
+        assert!(value["groups"][0]["errors"].is_array());
+        let (field, value) = trigger_one("group_delete", &["--group", GROUP]);
+        assert_eq!(
+            (field.as_str(), value["groups"][0]["type"].as_str()),
+            ("group_lifecycle_update", Some("group_delete"))
+        );
+
+        let (field, value) = trigger_one("group_join", &["--group", GROUP]);
+        assert_eq!(field, "group_participants_update");
+        assert_eq!(value["groups"][0]["added_participants"], json!([{ "wa_id": "16505551234" }]));
+        let (field, value) = trigger_one("group_leave", &["--group", GROUP]);
+        assert_eq!(field, "group_participants_update");
+        assert_eq!(value["groups"][0]["removed_participants"], json!([{ "wa_id": "16505551234" }]));
+
+        let (field, value) = trigger_one("group_suspend", &["--group", GROUP]);
+        assert_eq!(
+            (field.as_str(), value["groups"][0]["type"].as_str()),
+            ("group_status_update", Some("group_suspend"))
+        );
+    }
+
+    #[test]
+    fn group_kinds_need_a_group() {
+        let flags = Flags::parse(
+            &["--url", "http://127.0.0.1:1/x", "--app-secret", "s", "--phone-number-id", "1"].map(String::from),
+        );
+        assert!(trigger("group_join", flags).unwrap_err().contains("--group"));
+    }
+
+    #[test]
+    fn coexistence_kinds_post_history_and_contacts() {
+        let (field, value) = trigger_one("history", &["--text", "Is it in stock?"]);
+        assert_eq!(field, "history");
+        let chunk = &value["history"][0];
+        assert_eq!(chunk["metadata"], json!({ "phase": 0, "chunk_order": 1, "progress": 100 }));
+        let thread = &chunk["threads"][0];
+        assert_eq!(thread["id"], "16505551234");
+        let messages = thread["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2);
+        assert_eq!(
+            (messages[0]["from"].as_str(), messages[0]["id"].as_str()),
+            (Some("15550783881"), Some("wamid.T.1"))
+        );
+        assert_eq!(
+            (messages[1]["from"].as_str(), messages[1]["id"].as_str()),
+            (Some("16505551234"), Some("wamid.T.2"))
+        );
+        assert_eq!(messages[1]["text"]["body"], "Is it in stock?");
+        assert!(messages[0]["timestamp"].as_str().unwrap() < messages[1]["timestamp"].as_str().unwrap());
+
+        let (field, value) = trigger_one("history_declined", &[]);
+        assert_eq!((field.as_str(), value["history"][0]["errors"][0]["code"].as_i64()), ("history", Some(2593109)));
+
+        let (field, value) = trigger_one("contacts_sync", &[]);
+        assert_eq!(field, "smb_app_state_sync");
+        let item = &value["state_sync"][0];
+        assert_eq!(
+            item["contact"],
+            json!({ "full_name": "Sheena Nelson", "first_name": "Sheena", "phone_number": "16505551234" })
+        );
+        assert_eq!(item["action"], "add");
+    }
 }
