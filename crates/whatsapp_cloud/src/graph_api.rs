@@ -10,6 +10,12 @@ pub fn messages_url(base_url: &str, version: &str, phone_number_id: &str) -> Str
     format!("{}/{}/{}/messages", base_url.trim_end_matches('/'), version.trim_matches('/'), phone_number_id)
 }
 
+/// The URL of Meta's Marketing Messages API for a channel: the same request body as
+/// [`messages_url`], for marketing templates only, with Meta's delivery optimisation for them.
+pub fn marketing_messages_url(base_url: &str, version: &str, phone_number_id: &str) -> String {
+    format!("{}/{}/{}/marketing_messages", base_url.trim_end_matches('/'), version.trim_matches('/'), phone_number_id)
+}
+
 /// The common envelope of a message to `recipient`, with Meta's `<type>` object, and a
 /// `context` when it replies to (quotes) another message.
 fn message(recipient: &Recipient, kind: &str, object: Value, reply_to: Option<&str>) -> Value {
@@ -17,12 +23,33 @@ fn message(recipient: &Recipient, kind: &str, object: Value, reply_to: Option<&s
     match recipient {
         Recipient::Phone(to) => body["to"] = json!(to),
         Recipient::Bsuid(id) => body["recipient"] = json!(id),
+        Recipient::Group(id) => {
+            body["recipient_type"] = json!("group");
+            body["to"] = json!(id);
+        }
     }
     body[kind] = object;
     if let Some(wamid) = reply_to {
         body["context"] = json!({ "message_id": wamid });
     }
     body
+}
+
+/// What Meta's Groups API sends to a group: text, media and templates (not authentication
+/// templates); interactive messages, locations, reactions, read receipts, edits, deletions and
+/// calls are not supported in groups.
+pub const GROUP_HINT: &str =
+    "A group takes text, media (image, video, audio, document, sticker) and templates only: send one of those.";
+
+/// Refuses a kind the Groups API does not send to a group.
+fn refuse_for_groups(recipient: &Recipient, what: &str) -> Result<(), InvalidMessage> {
+    match recipient {
+        Recipient::Group(id) => Err(invalid(
+            format!("{what} cannot be sent to group {id}: Meta's Groups API does not support them"),
+            GROUP_HINT,
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A message body that breaks one of Meta's rules, caught before it is queued.
@@ -457,6 +484,7 @@ pub fn given_body_parameters(components: Option<&Value>) -> usize {
 /// Buttons, lists and the other interactive messages: Meta's `interactive` object as given.
 pub fn interactive(recipient: &Recipient, object: &Value) -> Result<Value, InvalidMessage> {
     const HINT: &str = "Pass Meta's interactive object, e.g. '{\"type\":\"button\",\"body\":{\"text\":\"Pick one\"},\"action\":{\"buttons\":[{\"type\":\"reply\",\"reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}]}}'.";
+    refuse_for_groups(recipient, "interactive messages")?;
     let kind = object.get("type").and_then(Value::as_str);
     if kind.is_none() || object.pointer("/action").is_none() {
         return Err(invalid("interactive must be an object with \"type\" and \"action\"", HINT));
@@ -478,6 +506,7 @@ pub fn location(
     name: Option<&str>,
     address: Option<&str>,
 ) -> Result<Value, InvalidMessage> {
+    refuse_for_groups(recipient, "locations")?;
     if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
         return Err(invalid(
             format!("({latitude}, {longitude}) is not a place on Earth"),
@@ -709,6 +738,21 @@ mod tests {
         assert!(e.message.contains("HTTP 502"));
         // A 200 without a wamid is not an acceptance.
         assert!(matches!(parse_send_response(200, b"{}"), SendOutcome::Failed(_)));
+    }
+
+    #[test]
+    fn sends_to_a_group_what_the_groups_api_takes_and_refuses_the_rest() {
+        let group = Recipient::Group("Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD".into());
+        let t = text(&group, "hello all", None, false).unwrap();
+        assert_eq!((t["recipient_type"].as_str(), t["to"].as_str()), (Some("group"), Some(group.as_str())));
+        assert!(t.get("recipient").is_none());
+        assert_eq!(media(&group, "image", "1003383421387256", Some("look"), None).unwrap()["recipient_type"], "group");
+        assert_eq!(template(&group, "launch", "en_US", None).unwrap()["recipient_type"], "group");
+        let buttons = json!({"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}});
+        let refused = interactive(&group, &buttons).unwrap_err();
+        assert!(refused.problem.contains("interactive messages cannot be sent to group"), "{}", refused.problem);
+        assert_eq!(refused.hint, GROUP_HINT);
+        assert!(location(&group, 1.0, 2.0, None, None).unwrap_err().problem.contains("locations"));
     }
 
     #[test]

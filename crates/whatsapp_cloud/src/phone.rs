@@ -63,12 +63,28 @@ pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
     Ok(format!("+{digits}"))
 }
 
-/// Whom a message goes to: a phone number (sent as `to`) or, since May 2026, a
-/// business-scoped user id (BSUID, sent as `recipient`) for users who hide their number.
+/// Whom a message goes to: a phone number (sent as `to`), since May 2026 a business-scoped
+/// user id (BSUID, sent as `recipient`) for users who hide their number, or a group of the
+/// Groups API (sent as `to` with `recipient_type: "group"`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
     Phone(String),
     Bsuid(String),
+    Group(String),
+}
+
+/// Shortest and longest group id taken as one. Meta's are opaque base64 strings of 40 to 60
+/// characters (`Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD`); a mistyped phone
+/// number is far shorter, so it still gets the phone number's error.
+const GROUP_ID_CHARS: std::ops::RangeInclusive<usize> = 16..=256;
+
+/// Whether `s` has the shape of a group id: base64 characters, at least one letter, no dot
+/// (BSUIDs have one) and not a leading `+` (phone numbers may).
+fn looks_like_group_id(s: &str) -> bool {
+    GROUP_ID_CHARS.contains(&s.len())
+        && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && s.bytes().any(|b| b.is_ascii_alphabetic())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-=+/".contains(&b))
 }
 
 impl Recipient {
@@ -86,13 +102,16 @@ impl Recipient {
         if looks_like_bsuid {
             return Ok(Recipient::Bsuid(s.to_string()));
         }
+        if looks_like_group_id(s) {
+            return Ok(Recipient::Group(s.to_string()));
+        }
         normalize(input).map(Recipient::Phone)
     }
 
-    /// The stored form: `+E.164` or the BSUID.
+    /// The stored form: `+E.164`, the BSUID or the group id.
     pub fn as_str(&self) -> &str {
         match self {
-            Recipient::Phone(p) | Recipient::Bsuid(p) => p,
+            Recipient::Phone(p) | Recipient::Bsuid(p) | Recipient::Group(p) => p,
         }
     }
 }
@@ -120,6 +139,20 @@ mod tests {
         );
         assert_eq!(Recipient::parse("+1 555 123 4567"), Ok(Recipient::Phone("+15551234567".into())));
         assert!(Recipient::parse("us.123").is_err());
+    }
+
+    #[test]
+    fn tells_group_ids_from_numbers() {
+        for id in [
+            "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD",
+            "HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA",
+        ] {
+            assert_eq!(Recipient::parse(id), Ok(Recipient::Group(id.into())));
+        }
+        // A number with a typo is still a number's error, not a group.
+        for typo in ["1555123456x", "+1555123456789abc", "hello", "1555 123 4567 ext 2"] {
+            assert!(Recipient::parse(typo).unwrap_err().to_string().contains("is not a phone number"), "{typo}");
+        }
     }
 
     #[test]

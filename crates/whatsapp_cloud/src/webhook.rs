@@ -104,6 +104,9 @@ pub struct Change {
     pub field: String,
     /// `value.metadata.phone_number_id`: the routing key to a channel (not `entry[].id`).
     pub phone_number_id: Option<String>,
+    /// `value.metadata.display_phone_number`: the business's own number (digits), which tells
+    /// the business's messages from the customer's in a history thread.
+    pub display_phone_number: Option<String>,
     pub contacts: Vec<Contact>,
     pub messages: Vec<Message>,
     pub statuses: Vec<Status>,
@@ -114,6 +117,19 @@ pub struct Change {
     pub user_id_updates: Vec<UserIdUpdate>,
     /// `value.calls[]` (field `calls`, the Calling API): a call began or ended.
     pub calls: Vec<Call>,
+    /// `value.groups[]` (fields `group_lifecycle_update`, `group_participants_update`,
+    /// `group_settings_update`, `group_status_update`, the Groups API).
+    pub groups: Vec<GroupEvent>,
+    /// Messages of the chat history a coexistence number shares when it is onboarded (field
+    /// `history`: `value.history[].threads[].messages[]`, and the media of those messages,
+    /// which Meta sends later as `value.messages[]` under the same field).
+    pub history: Vec<HistoryMessage>,
+    /// `value.history[].metadata` of each chunk (phase, chunk order, progress), and a refusal to
+    /// share history (`value.history[].errors[]`).
+    pub history_chunks: Vec<HistoryChunk>,
+    /// `value.state_sync[]` (field `smb_app_state_sync`): contacts of the WhatsApp Business app
+    /// added or removed.
+    pub contact_syncs: Vec<ContactSync>,
     /// `value.errors[]`, kept raw.
     pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
@@ -164,6 +180,72 @@ pub struct Call {
     pub raw: Value,
 }
 
+/// One event of the Groups API's webhooks (`value.groups[]`). Which fields are set depends on
+/// `kind`: `group_create` / `group_delete` (lifecycle), `group_participants_add` /
+/// `group_participants_remove` / `group_join_request_created` / `group_join_request_revoked`
+/// (participants), `group_settings_update`, `group_suspend` / `group_suspend_cleared` (status).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEvent {
+    pub group_id: String,
+    /// `type`.
+    pub kind: String,
+    pub timestamp: Option<i64>,
+    /// On `group_create`, or a `group_settings_update` whose `group_subject` succeeded.
+    pub subject: Option<String>,
+    pub description: Option<String>,
+    pub invite_link: Option<String>,
+    pub join_approval_mode: Option<String>,
+    /// WhatsApp ids of participants who joined (`added_participants[].wa_id`, else `input`).
+    pub added: Vec<String>,
+    /// WhatsApp ids (or the `input` the business gave) of participants removed or who left.
+    pub removed: Vec<String>,
+    /// The request failed (`errors[]` present): a group that could not be created, a deletion
+    /// that did not happen.
+    pub failed: bool,
+    pub raw: Value,
+}
+
+/// A message of a shared chat history: sent or received on the WhatsApp Business app before
+/// the number was onboarded to the Cloud API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryMessage {
+    pub message: Message,
+    /// The customer of the thread (`threads[].id`); for a media follow-up, the sender unless
+    /// that is the business.
+    pub customer: Option<String>,
+    /// Sent by the business (its number is `from`), not by the customer.
+    pub from_business: bool,
+    /// `history_context.status` in lower case (`read`, `delivered`, `sent`, `played`,
+    /// `error`, `pending`).
+    pub status: Option<String>,
+}
+
+/// What one `value.history[]` item says about the sync itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryChunk {
+    /// 0: day 0 to 1, 1: day 1 to 90, 2: day 90 to 180 before onboarding.
+    pub phase: Option<i64>,
+    pub chunk_order: Option<i64>,
+    /// 0 to 100; 100 means the sync is complete.
+    pub progress: Option<i64>,
+    pub messages: usize,
+    /// `errors[0].code`: 2593109 when the business declined to share its history.
+    pub error_code: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A contact the business saved in (or removed from) the WhatsApp Business app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactSync {
+    /// `contact.phone_number`, digits only.
+    pub wa_id: String,
+    /// `contact.full_name` (else `first_name`).
+    pub full_name: Option<String>,
+    /// `action`: `add` or `remove`.
+    pub action: String,
+    pub timestamp: Option<i64>,
+}
+
 /// A `message_template_status_update` change: Meta approved, rejected, paused or disabled a
 /// template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,6 +275,8 @@ pub struct Message {
     pub from: Option<String>,
     /// `from_user_id`: the sender's BSUID.
     pub from_user_id: Option<String>,
+    /// `group_id`: the group it was written in (Groups API); `None` for a 1:1 message.
+    pub group_id: Option<String>,
     /// Unix seconds (Meta sends a string).
     pub timestamp: Option<i64>,
     /// `type`; unknown types are kept as they are.
@@ -210,7 +294,13 @@ pub struct Status {
     pub wamid: String,
     pub status: String,
     pub timestamp: Option<i64>,
+    /// The customer, or the group id for a message sent to a group.
     pub recipient_id: Option<String>,
+    /// `recipient_type`: `group` for a message sent to a group.
+    pub recipient_type: Option<String>,
+    /// `recipient_participant_id`: the participant a group status is about (Meta sends one
+    /// status object per participant that received or read the message).
+    pub participant_id: Option<String>,
     pub error_code: Option<i64>,
     pub error_title: Option<String>,
     pub error_details: Option<String>,
@@ -371,6 +461,70 @@ fn parse_change(change: &Value) -> Change {
             _ => rejected.push(Rejected { reason: "call without an id or event", raw: c.clone() }),
         }
     }
+    let field = str_at(change, &["field"]).unwrap_or_default();
+    let display_phone_number = str_at(value, &["metadata", "display_phone_number"]);
+    let mut groups = Vec::new();
+    for g in array("groups") {
+        match (str_at(g, &["group_id"]), str_at(g, &["type"])) {
+            (Some(group_id), Some(kind)) => groups.push(parse_group_event(group_id, kind, g)),
+            _ => rejected.push(Rejected { reason: "group event without a group_id or type", raw: g.clone() }),
+        }
+    }
+    let (mut history, mut history_chunks) = (Vec::new(), Vec::new());
+    for h in array("history") {
+        let before = history.len();
+        for thread in h.get("threads").and_then(Value::as_array).into_iter().flatten() {
+            let customer = str_at(thread, &["id"]);
+            for m in thread.get("messages").and_then(Value::as_array).into_iter().flatten() {
+                let Some(wamid) = str_at(m, &["id"]) else {
+                    rejected.push(Rejected { reason: "history message without an id (wamid)", raw: m.clone() });
+                    continue;
+                };
+                let message = parse_message(wamid, m);
+                let from_business = message.from.is_some() && message.from != customer;
+                history.push(HistoryMessage {
+                    message,
+                    customer: customer.clone(),
+                    from_business,
+                    status: str_at(m, &["history_context", "status"]).map(|s| s.to_ascii_lowercase()),
+                });
+            }
+        }
+        let error = h.get("errors").and_then(Value::as_array).and_then(|e| e.first());
+        history_chunks.push(HistoryChunk {
+            phase: unix_at(h, &["metadata", "phase"]),
+            chunk_order: unix_at(h, &["metadata", "chunk_order"]),
+            progress: unix_at(h, &["metadata", "progress"]),
+            messages: history.len() - before,
+            error_code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
+            error: error.and_then(|e| str_at(e, &["title"]).or_else(|| str_at(e, &["message"]))),
+        });
+    }
+    if field == "history" {
+        // The media of history messages: ordinary message objects, sent after the chunk that
+        // announced them as `media_placeholder`.
+        for message in messages.drain(..) {
+            let from_business = message.from.is_some() && message.from == display_phone_number;
+            let customer = if from_business { None } else { message.from.clone() };
+            history.push(HistoryMessage { message, customer, from_business, status: None });
+        }
+    }
+    let mut contact_syncs = Vec::new();
+    for c in array("state_sync") {
+        let wa_id =
+            str_at(c, &["contact", "phone_number"]).map(|p| p.chars().filter(char::is_ascii_digit).collect::<String>());
+        match (wa_id.filter(|w| !w.is_empty()), str_at(c, &["action"])) {
+            (Some(wa_id), Some(action)) if str_at(c, &["type"]).is_none_or(|t| t == "contact") => {
+                contact_syncs.push(ContactSync {
+                    wa_id,
+                    full_name: str_at(c, &["contact", "full_name"]).or_else(|| str_at(c, &["contact", "first_name"])),
+                    action,
+                    timestamp: unix_at(c, &["metadata", "timestamp"]),
+                })
+            }
+            _ => rejected.push(Rejected { reason: "contact sync without a phone number or action", raw: c.clone() }),
+        }
+    }
     let mut statuses = Vec::new();
     for s in array("statuses") {
         match (str_at(s, &["id"]), str_at(s, &["status"])) {
@@ -379,18 +533,56 @@ fn parse_change(change: &Value) -> Change {
         }
     }
     Change {
-        field: str_at(change, &["field"]).unwrap_or_default(),
+        field,
         phone_number_id: str_at(value, &["metadata", "phone_number_id"]),
+        display_phone_number,
         contacts,
         messages,
         statuses,
         echoes,
         user_id_updates,
         calls,
+        groups,
+        history,
+        history_chunks,
+        contact_syncs,
         errors: array("errors").to_vec(),
         rejected,
         business_account_id: None,
         template_status: parse_template_status(change.get("field").and_then(Value::as_str), value),
+    }
+}
+
+fn parse_group_event(group_id: String, kind: String, g: &Value) -> GroupEvent {
+    // A setting that failed to change (`update_successful: false`) is not the group's.
+    let setting = |key: &str| {
+        let s = g.get(key)?;
+        if s.get("update_successful").and_then(Value::as_bool) == Some(false) {
+            return None;
+        }
+        str_at(s, &["text"])
+    };
+    let participants = |key: &str| -> Vec<String> {
+        g.get(key)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| str_at(p, &["wa_id"]).or_else(|| str_at(p, &["input"])))
+            .map(|id| id.trim_start_matches('+').to_string())
+            .collect()
+    };
+    GroupEvent {
+        timestamp: unix_at(g, &["timestamp"]),
+        subject: str_at(g, &["subject"]).or_else(|| setting("group_subject")),
+        description: str_at(g, &["description"]).or_else(|| setting("group_description")),
+        invite_link: str_at(g, &["invite_link"]),
+        join_approval_mode: str_at(g, &["join_approval_mode"]),
+        added: participants("added_participants"),
+        removed: participants("removed_participants"),
+        failed: g.get("errors").and_then(Value::as_array).is_some_and(|e| !e.is_empty()),
+        raw: g.clone(),
+        group_id,
+        kind,
     }
 }
 
@@ -429,6 +621,7 @@ fn parse_message(wamid: String, m: &Value) -> Message {
         wamid,
         from: str_at(m, &["from"]),
         from_user_id: str_at(m, &["from_user_id"]),
+        group_id: str_at(m, &["group_id"]),
         timestamp: unix_at(m, &["timestamp"]),
         kind,
         text,
@@ -443,6 +636,8 @@ fn parse_status(wamid: String, status: String, s: &Value) -> Status {
         status,
         timestamp: unix_at(s, &["timestamp"]),
         recipient_id: str_at(s, &["recipient_id"]),
+        recipient_type: str_at(s, &["recipient_type"]),
+        participant_id: str_at(s, &["recipient_participant_id"]),
         error_code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
         error_title: error.and_then(|e| str_at(e, &["title"]).or_else(|| str_at(e, &["message"]))),
         error_details: error.and_then(|e| str_at(e, &["error_data", "details"])),
@@ -553,6 +748,136 @@ mod tests {
             (end.status.as_deref(), end.start_time, end.end_time, end.duration),
             (Some("COMPLETED"), Some(1750263705), Some(1750263800), Some(95))
         );
+    }
+
+    // Meta's group messages webhook reference (a participant writes in a group) and a group
+    // message's aggregated read statuses (groups-messaging: one status object per participant).
+    const GROUP_MESSAGE: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Tiago Mingo"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","group_id":"HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA","id":"wamid.GROUP1","timestamp":"1744344496","text":{"body":"What does everyone think about this?"},"type":"text"}],"statuses":[{"id":"wamid.OUT1","recipient_id":"HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA","recipient_type":"group","recipient_participant_id":"16505551234","status":"read","timestamp":"1744344500"},{"id":"wamid.OUT1","recipient_id":"HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA","recipient_type":"group","recipient_participant_id":"16505550000","status":"read","timestamp":"1744344501"}]},"field":"messages"}]}]}"#;
+
+    #[test]
+    fn parses_group_messages_and_their_per_participant_statuses() {
+        let c = &parse(GROUP_MESSAGE.as_bytes()).unwrap().changes[0];
+        let m = &c.messages[0];
+        assert_eq!(m.group_id.as_deref(), Some("HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA"));
+        assert_eq!(m.from.as_deref(), Some("16505551234"));
+        assert_eq!(c.sender_of(m).and_then(|s| s.profile_name.as_deref()), Some("Tiago Mingo"));
+        let participants: Vec<_> = c.statuses.iter().map(|s| s.participant_id.as_deref()).collect();
+        assert_eq!(participants, [Some("16505551234"), Some("16505550000")]);
+        assert!(c.statuses.iter().all(|s| s.recipient_type.as_deref() == Some("group")));
+        let text = parse(TEXT.as_bytes()).unwrap();
+        assert_eq!(text.changes[0].messages[0].group_id, None, "a 1:1 message has no group");
+    }
+
+    // Meta's "Webhooks for Groups API": one example of each field.
+    const GROUP_EVENTS: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"groups":[{"timestamp":"1744344400","group_id":"G1","type":"group_create","request_id":"R1","subject":"Launch team","invite_link":"https://chat.whatsapp.com/LINK","join_approval_mode":"auto_approve"}]},"field":"group_lifecycle_update"},
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"groups":[{"timestamp":"1744344401","group_id":"G1","type":"group_participants_add","reason":"invite_link","added_participants":[{"input":"+16505551234","wa_id":"16505551234"},{"wa_id":"16505550000"}]}]},"field":"group_participants_update"},
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"groups":[{"timestamp":"1744344402","group_id":"G1","type":"group_participants_remove","initiated_by":"participant","removed_participants":[{"wa_id":"16505550000"}]}]},"field":"group_participants_update"},
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"groups":[{"timestamp":"1744344403","group_id":"G1","type":"group_settings_update","request_id":"R2","profile_picture":{"mime_type":"image/jpeg","update_successful":true,"sha256":"H"},"group_subject":{"text":"Launch team v2","update_successful":true},"group_description":{"text":"not applied","update_successful":false}}]},"field":"group_settings_update"},
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"groups":[{"timestamp":"1744344404","type":"group_suspend","group_id":"G1"},{"timestamp":"1744344405","type":"group_delete","group_id":"G2","request_id":"R3","errors":[{"code":131200,"message":"m","title":"t","error_data":{"details":"d"}}]},{"type":"group_suspend"}]},"field":"group_status_update"}]}]}"#;
+
+    #[test]
+    fn parses_every_group_webhook() {
+        let p = parse(GROUP_EVENTS.as_bytes()).unwrap();
+        let events: Vec<&GroupEvent> = p.changes.iter().flat_map(|c| &c.groups).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "group_create",
+                "group_participants_add",
+                "group_participants_remove",
+                "group_settings_update",
+                "group_suspend",
+                "group_delete"
+            ]
+        );
+        let create = events[0];
+        assert_eq!(
+            (create.subject.as_deref(), create.invite_link.as_deref(), create.join_approval_mode.as_deref()),
+            (Some("Launch team"), Some("https://chat.whatsapp.com/LINK"), Some("auto_approve"))
+        );
+        assert_eq!((create.timestamp, create.failed), (Some(1744344400), false));
+        assert_eq!(events[1].added, ["16505551234", "16505550000"]);
+        assert_eq!(events[2].removed, ["16505550000"]);
+        assert_eq!(events[3].subject.as_deref(), Some("Launch team v2"));
+        assert_eq!(events[3].description, None, "a setting that failed to change is not taken");
+        assert!(events[5].failed);
+        assert_eq!(p.changes[4].rejected.len(), 1, "a group event without a group id is reported");
+    }
+
+    // Meta's history webhook reference: a chunk with two threads (a media placeholder among
+    // them), the media that follows, and a business that declined to share its history.
+    const HISTORY: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"history":[{"metadata":{"phase":0,"chunk_order":1,"progress":55},"threads":[{"id":"16505551234","messages":[{"from":"15550783881","id":"wamid.H1","timestamp":"1739230955","type":"text","text":{"body":"Here's the info you requested!"},"history_context":{"status":"READ"}},{"from":"15550783881","id":"wamid.H2","timestamp":"1739230970","type":"media_placeholder","history_context":{"status":"PLAYED"}},{"from":"16505551234","id":"wamid.H3","timestamp":"1739230971","type":"text","text":{"body":"Thanks!"},"history_context":{"status":"READ"}}]},{"id":"12125557890","messages":[{"from":"15550783881","id":"wamid.H4","timestamp":"1739230972","type":"text","text":{"body":"Thanks for your order!"},"history_context":{"status":"DELIVERED"}},{"from":"15550783881","type":"text"}]}]}]},"field":"history"},
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"messages":[{"from":"15550783881","id":"wamid.H2","timestamp":"1738796547","type":"image","image":{"caption":"Black Prince echeveria","mime_type":"image/jpeg","sha256":"3f9d","id":"24230790383178626"}}]},"field":"history"},
+      {"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"history":[{"errors":[{"code":2593109,"title":"History sync is turned off by the business from the WhatsApp Business App","message":"History sync is turned off by the business from the WhatsApp Business App","error_data":{"details":"History sharing is turned off by the business"}}]}]},"field":"history"}]}]}"#;
+
+    #[test]
+    fn parses_history_chunks_their_media_and_a_refusal() {
+        let p = parse(HISTORY.as_bytes()).unwrap();
+        let chunk = &p.changes[0];
+        assert!(chunk.messages.is_empty(), "history is not live traffic");
+        let h: Vec<(&str, Option<&str>, bool, Option<&str>)> = chunk
+            .history
+            .iter()
+            .map(|m| (m.message.wamid.as_str(), m.customer.as_deref(), m.from_business, m.status.as_deref()))
+            .collect();
+        assert_eq!(
+            h,
+            [
+                ("wamid.H1", Some("16505551234"), true, Some("read")),
+                ("wamid.H2", Some("16505551234"), true, Some("played")),
+                ("wamid.H3", Some("16505551234"), false, Some("read")),
+                ("wamid.H4", Some("12125557890"), true, Some("delivered")),
+            ]
+        );
+        assert_eq!(chunk.history[1].message.kind, "media_placeholder");
+        assert_eq!(chunk.rejected.len(), 1, "a history message without an id is reported");
+        assert_eq!(
+            chunk.history_chunks,
+            [HistoryChunk {
+                phase: Some(0),
+                chunk_order: Some(1),
+                progress: Some(55),
+                messages: 4,
+                error_code: None,
+                error: None
+            }]
+        );
+        let media = &p.changes[1];
+        assert!(media.messages.is_empty());
+        let m = &media.history[0];
+        assert_eq!((m.message.wamid.as_str(), m.message.kind.as_str(), m.from_business), ("wamid.H2", "image", true));
+        assert_eq!(m.message.text.as_deref(), Some("Black Prince echeveria"));
+        let declined = &p.changes[2].history_chunks[0];
+        assert_eq!((declined.error_code, declined.messages), (Some(2593109), 0));
+        assert!(declined.error.as_deref().unwrap().contains("turned off"));
+    }
+
+    // 360dialog's and Meta's smb_app_state_sync: contacts the business saved in the app.
+    const STATE_SYNC: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"state_sync":[{"type":"contact","contact":{"full_name":"Sheena Nelson","first_name":"Sheena","phone_number":"+1 650-555-1234"},"action":"add","metadata":{"timestamp":"1739230955"}},{"type":"contact","contact":{"phone_number":"12125557890"},"action":"remove","metadata":{"timestamp":"1739230956"}},{"type":"contact","contact":{"full_name":"No number"},"action":"add"}]},"field":"smb_app_state_sync"}]}]}"#;
+
+    #[test]
+    fn parses_contact_syncs() {
+        let c = &parse(STATE_SYNC.as_bytes()).unwrap().changes[0];
+        assert_eq!(
+            c.contact_syncs,
+            [
+                ContactSync {
+                    wa_id: "16505551234".into(),
+                    full_name: Some("Sheena Nelson".into()),
+                    action: "add".into(),
+                    timestamp: Some(1739230955)
+                },
+                ContactSync {
+                    wa_id: "12125557890".into(),
+                    full_name: None,
+                    action: "remove".into(),
+                    timestamp: Some(1739230956)
+                },
+            ]
+        );
+        assert_eq!(c.rejected.len(), 1);
     }
 
     #[test]
