@@ -25,12 +25,15 @@ RETURN CASE WHEN ts >= 0 AND ts < 253402300800 THEN pg_catalog.to_timestamp(ts) 
 -- Stores inbound messages of every kind, one row per element of the arrays (in order).
 -- Contacts are found or created (by WhatsApp id, else by BSUID) and kept current; each new
 -- message gets its derived columns, a media download job if it has media, its conversation
--- moved forward and a wa_message notification. A redelivered wamid adds nothing. An identity
--- change (a system message) is applied after the other rows of the call: the listener ends a
--- call after each one, so that later messages see it. Returns how many messages were new.
+-- moved forward and a wa_message notification. A message written in a group (group_ids) goes
+-- to the group's conversation, not the writer's, and opens the group's 24-hour window, not
+-- theirs; a group first seen in a message is added to wa_groups. A redelivered wamid adds
+-- nothing. An identity change (a system message) is applied after the other rows of the call:
+-- the listener ends a call after each one, so that later messages see it. Returns how many
+-- messages were new.
 CREATE FUNCTION _wa_receive_messages(
     channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
-    types text[], bodies text[], sent_ats double precision[], payloads jsonb[])
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[])
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -77,10 +80,11 @@ BEGIN
         SELECT u.ch, u.wa, u.uid,
                (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
                (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
-               -- A system notice is not the customer writing: it does not open the 24-hour window.
-               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system')
-          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats)
-               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, ord)
+               -- A system notice is not the customer writing, and a message in a group opens the
+               -- group's window: neither opens the customer's own 24-hour window.
+               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system' AND u.grp IS NULL)
+          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
          WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
          GROUP BY u.ch, u.wa, u.uid
          ORDER BY pg_catalog.min(u.ord)
@@ -108,9 +112,9 @@ BEGIN
                            (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
                            (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
                            (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
-                           pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system') AS seen
-                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats)
-                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, ord)
+                           pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system' AND u.grp IS NULL) AS seen
+                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
                      WHERE u.c IS NOT NULL
                      GROUP BY u.c) g) s
      WHERE k.id = s.contact_id
@@ -120,9 +124,28 @@ BEGIN
          OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
          OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
 
+    -- The groups written in: known from here on (a group created before this extension saw its
+    -- webhooks is still one), their writers among the participants, and their 24-hour window
+    -- opened. (In group order, so that concurrent writers lock groups in the same order.)
+    IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
+        INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
+        SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
+               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system')
+          FROM unnest(channels, group_ids, froms, types, sent_ats) AS u(ch, grp, wa, ty, ts)
+         WHERE u.grp IS NOT NULL
+         GROUP BY u.ch, u.grp
+         ORDER BY u.ch, u.grp
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET participants = ARRAY(SELECT DISTINCT p FROM unnest(g.participants || excluded.participants) AS p ORDER BY p),
+               last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
+               updated_at = pg_catalog.now()
+         WHERE NOT (excluded.participants <@ g.participants)
+            OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
+    END IF;
+
     WITH ins AS (
         INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
-                                         edited_at, revoked_at,
+                                         group_id, edited_at, revoked_at,
                                          media_id, media_mime_type, media_sha256, media_filename,
                                          voice, latitude, longitude, location_name, location_address,
                                          reply_to_wamid, forwarded, frequently_forwarded, referral,
@@ -130,9 +153,9 @@ BEGIN
                                          button_payload, order_items, shared_contacts, system_type,
                                          original_wamid)
         SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
-               @extschema@._wa_unix_time(i.ts), later.edited_at, later.revoked_at, d.*
-          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads)
-               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, ord)
+               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, ord)
          CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
          -- An edit or revoke of this message that arrived before it.
          CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
@@ -141,7 +164,7 @@ BEGIN
                               WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
          ORDER BY i.ord
         ON CONFLICT (channel_id, wamid) DO NOTHING
-        RETURNING id, channel_id, contact_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
+        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
     ), media AS (
         INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
         SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
@@ -151,7 +174,7 @@ BEGIN
                (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
         SELECT n.channel_id, n.contact_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
           FROM (SELECT DISTINCT ON (ins.contact_id) ins.*, pg_catalog.count(*) OVER (PARTITION BY ins.contact_id) AS unread
-                  FROM ins WHERE ins.contact_id IS NOT NULL
+                  FROM ins WHERE ins.contact_id IS NOT NULL AND ins.group_id IS NULL
                  ORDER BY ins.contact_id, ins.id DESC) n
          -- (In contact order, so that concurrent writers lock conversations in the same order.)
          ORDER BY n.contact_id
@@ -162,15 +185,31 @@ BEGIN
                last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
                last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
                last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    ), group_conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.group_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.channel_id, ins.group_id) ins.*,
+                       pg_catalog.count(*) OVER (PARTITION BY ins.channel_id, ins.group_id) AS unread
+                  FROM ins WHERE ins.group_id IS NOT NULL
+                 ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
+         ORDER BY n.channel_id, n.group_id
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
     )
     -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id)::text)),
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id, 'group_id', n.group_id)::text)),
            (SELECT pg_catalog.count(*) FROM media),
            (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
              WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
       INTO added, media_jobs, changed
-      FROM (SELECT ins.id, c.name, ins.type, ins.contact_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
+      FROM (SELECT ins.id, c.name, ins.type, ins.contact_id, ins.group_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
              ORDER BY ins.id) n;
     IF media_jobs > 0 THEN
         PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
@@ -268,13 +307,15 @@ BEGIN
 END
 $$;
 
--- Keeps status webhooks in the history (once per wamid and status) and applies the new ones
--- to their messages; returns how many were new. A status for a wamid not recorded yet (the
--- delivery worker has not recorded the send) waits in the history: _wa_mark_sent applies it.
+-- Keeps status webhooks in the history (once per wamid, status and, for a message sent to a
+-- group, participant) and applies the new ones to their messages; returns how many were new.
+-- A group message moves forward with its first participant's delivered or read. A status for
+-- a wamid not recorded yet (the delivery worker has not recorded the send) waits in the
+-- history: _wa_mark_sent applies it.
 CREATE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
                                      recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
                                      pricing_models text[], pricing_types text[], pricing_categories text[],
-                                     billables boolean[])
+                                     billables boolean[], participants text[])
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -296,13 +337,13 @@ BEGIN
               ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
     WITH new AS (
         INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
-                                                     pricing_model, pricing_type, pricing_category, billable, payload)
-        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl
+                                                     pricing_model, pricing_type, pricing_category, billable, payload, participant_id)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl, u.part
           FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads,
-                      pricing_models, pricing_types, pricing_categories, billables)
-               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, ord)
+                      pricing_models, pricing_types, pricing_categories, billables, participants)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, part, ord)
          ORDER BY u.ord
-        ON CONFLICT (channel_id, wamid, status) DO NOTHING
+        ON CONFLICT ON CONSTRAINT wa_message_statuses_key DO NOTHING
         RETURNING channel_id, wamid
     )
     SELECT pg_catalog.array_agg(new.channel_id), pg_catalog.array_agg(new.wamid) INTO new_channels, new_wamids FROM new;
@@ -490,6 +531,224 @@ BEGIN
 END
 $$;
 
+-- Events of the Groups API's webhooks (value.groups[]) into wa_groups, in order: lifecycle
+-- (created, or failed to be; deleted), participants who joined or left, settings (subject,
+-- description) and Meta's suspensions. A lifecycle or status event older than the one that set
+-- the group's status does not undo it (webhooks are not ordered). Each change is notified on
+-- wa_group ({"channel", "group_id", "type", "status"}); an event that changes nothing (a
+-- redelivery) is not written or notified again. Returns how many groups changed.
+CREATE FUNCTION _wa_receive_group_events(channels bigint[], group_ids text[], kinds text[], ats double precision[],
+                                         subjects text[], descriptions text[], invite_links text[],
+                                         approval_modes text[], added jsonb[], removed jsonb[], failed boolean[],
+                                         payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r          record;
+    g          @extschema@.wa_groups;
+    n          @extschema@.wa_groups;
+    event_at   timestamptz;
+    new_status text;
+    is_new     boolean;
+    changed    integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, group_ids, kinds, ats, subjects, descriptions, invite_links, approval_modes,
+                                  added, removed, failed, payloads) WITH ORDINALITY
+                           AS u(ch, gid, kind, ts, subj, descr, link, mode, plus, minus, failed, pl, ord)
+              ORDER BY u.ord LOOP
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        new_status := CASE WHEN r.kind = 'group_create' THEN CASE WHEN r.failed THEN 'create_failed' ELSE 'active' END
+                           WHEN r.kind = 'group_delete' AND NOT r.failed THEN 'deleted'
+                           WHEN r.kind = 'group_suspend' THEN 'suspended'
+                           WHEN r.kind = 'group_suspend_cleared' THEN 'active' END;
+        INSERT INTO @extschema@.wa_groups (channel_id, group_id) VALUES (r.ch, r.gid) ON CONFLICT DO NOTHING;
+        is_new := FOUND;
+        SELECT * INTO g FROM @extschema@.wa_groups x WHERE x.channel_id = r.ch AND x.group_id = r.gid FOR UPDATE;
+        n := g;
+        n.subject := COALESCE(r.subj, g.subject);
+        n.description := COALESCE(r.descr, g.description);
+        n.invite_link := COALESCE(r.link, g.invite_link);
+        n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
+        IF new_status IS NOT NULL AND (g.status_at IS NULL OR event_at >= g.status_at) THEN
+            n.status := new_status;
+            n.status_at := event_at;
+        END IF;
+        n.participants := ARRAY(SELECT DISTINCT p
+                                  FROM unnest(g.participants || ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]')))) AS p
+                                 WHERE p <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))))
+                                 ORDER BY p);
+        -- A redelivered event (or one that changes nothing) is not written or notified again.
+        CONTINUE WHEN NOT is_new
+                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)
+                      IS NOT DISTINCT FROM
+                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants);
+        UPDATE @extschema@.wa_groups x
+           SET subject = n.subject, description = n.description, invite_link = n.invite_link,
+               join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
+               participants = n.participants, last_event = r.pl, updated_at = pg_catalog.now()
+         WHERE x.channel_id = r.ch AND x.group_id = r.gid;
+        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object(
+            'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = r.ch),
+            'group_id', r.gid, 'type', r.kind, 'status', n.status)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+-- The chat history a coexistence number shared when it was onboarded (the `history` webhook):
+-- the customer's messages as inbound rows, the business's as outbound rows from the business
+-- app (status as history_context says), all flagged from_history, deduplicated by wamid with
+-- what arrived live, so nothing is stored twice. History is in the past: it adds no unread
+-- messages, and it becomes a conversation's last message only if it is newer than what the
+-- conversation shows. A customer's history message within the last 24 hours still opens the
+-- window, as it would have live. The media of a `media_placeholder` (sent later, same wamid)
+-- fills that row in and gets a download job; that change is notified on wa_message. Returns
+-- how many messages were new.
+CREATE FUNCTION _wa_receive_history(channels bigint[], wamids text[], customers text[], from_business boolean[],
+                                    types text[], bodies text[], sent_ats double precision[], statuses text[],
+                                    payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    added      integer;
+    media_jobs integer;
+    filled_in  integer;
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.cust FROM unnest(channels, customers) AS u(ch, cust)
+     WHERE u.cust IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload, from_history,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.cust),
+               CASE WHEN u.biz THEN 'outbound' ELSE 'inbound' END,
+               CASE WHEN u.biz THEN 'business_app' END,
+               u.w, u.typ, u.body,
+               CASE WHEN NOT u.biz THEN 'received'
+                    WHEN u.st IN ('delivered', 'read', 'played') THEN u.st
+                    WHEN u.st = 'error' THEN 'failed'
+                    ELSE 'sent' END,
+               @extschema@._wa_unix_time(u.ts),
+               CASE WHEN u.biz AND u.cust IS NOT NULL THEN '+' || u.cust END,
+               u.pl, true, d.*
+          FROM unnest(channels, wamids, customers, from_business, types, bodies, sent_ats, statuses, payloads)
+               WITH ORDINALITY AS u(ch, w, cust, biz, typ, body, ts, st, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO UPDATE
+           SET type = excluded.type, body = excluded.body, payload = excluded.payload,
+               media_id = excluded.media_id, media_mime_type = excluded.media_mime_type,
+               media_sha256 = excluded.media_sha256, media_filename = excluded.media_filename,
+               voice = excluded.voice, updated_at = pg_catalog.now()
+         WHERE m.type = 'media_placeholder' AND excluded.type <> 'media_placeholder'
+        RETURNING m.id, m.channel_id, m.contact_id, m.direction, m.type, m.body, m.sent_at, m.media_id, m.media_mime_type,
+                  m.media_sha256, (m.xmax = 0) AS inserted
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, COALESCE(n.sent_at, pg_catalog.now()), n.direction, n.type,
+               pg_catalog.left(n.body, 200), 0
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.* FROM ins WHERE ins.inserted AND ins.contact_id IS NOT NULL
+                 ORDER BY ins.contact_id, ins.sent_at DESC NULLS LAST, ins.id DESC) n
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET last_message_id = excluded.last_message_id, last_message_at = excluded.last_message_at,
+               last_direction = excluded.last_direction, last_type = excluded.last_type, last_preview = excluded.last_preview
+         WHERE excluded.last_message_at > s.last_message_at
+    ), windows AS (
+        UPDATE @extschema@.wa_contacts k
+           SET last_inbound_at = w.seen, updated_at = pg_catalog.now()
+          FROM (SELECT ins.contact_id, pg_catalog.max(ins.sent_at) AS seen FROM ins
+                 WHERE ins.inserted AND ins.direction = 'inbound' AND ins.contact_id IS NOT NULL AND ins.sent_at IS NOT NULL
+                 GROUP BY ins.contact_id) w
+         WHERE k.id = w.contact_id AND (k.last_inbound_at IS NULL OR k.last_inbound_at < w.seen)
+    )
+    SELECT pg_catalog.count(*) FILTER (WHERE n.inserted),
+           (SELECT pg_catalog.count(*) FROM media),
+           pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id, 'group_id', NULL,
+               'direction', n.direction, 'from_history', true)::text)) FILTER (WHERE NOT n.inserted)
+      INTO added, media_jobs, filled_in
+      FROM (SELECT ins.*, c.name FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    RETURN added;
+END
+$$;
+
+-- One chunk of a history sync arrived (or the business declined to share its history): counted
+-- for wa_channel_health (kinds history_chunk, history_declined; the detail says how far it is)
+-- and notified on wa_history ({"channel", "phase", "chunk_order", "progress", "messages",
+-- "error_code", "error"}), so an inbox can show the sync's progress (100: complete).
+CREATE FUNCTION _wa_history_chunk(channel bigint, phase integer, chunk_order integer, progress integer,
+                                  messages integer, error_code integer, error text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_count(channel, CASE WHEN error_code IS NULL THEN 'history_chunk' ELSE 'history_declined' END,
+                                  CASE WHEN error_code IS NULL
+                                       THEN pg_catalog.format('phase %s, chunk %s, %s%%, %s messages', phase, chunk_order, progress, messages)
+                                       ELSE pg_catalog.format('error %s: %s', error_code, error) END);
+    PERFORM pg_catalog.pg_notify('wa_history', pg_catalog.json_build_object(
+        'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = channel),
+        'phase', phase, 'chunk_order', chunk_order, 'progress', progress, 'messages', messages,
+        'error_code', error_code, 'error', error)::text);
+END
+$$;
+
+-- Contacts the business saved in or removed from the WhatsApp Business app of a coexistence
+-- number (smb_app_state_sync): a saved contact becomes a contact of the channel with its
+-- saved_name; a removed one keeps its history and loses the name. In order, one by one: these
+-- come once at onboarding and then one at a time.
+CREATE FUNCTION _wa_apply_contact_syncs(channels bigint[], wa_ids text[], names text[], actions text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    changed integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, wa_ids, names, actions) WITH ORDINALITY AS u(ch, wa, nm, act, ord)
+              ORDER BY u.ord LOOP
+        IF r.act = 'remove' THEN
+            UPDATE @extschema@.wa_contacts k SET saved_name = NULL, updated_at = pg_catalog.now()
+             WHERE k.channel_id = r.ch AND k.wa_id = r.wa AND k.saved_name IS NOT NULL;
+        ELSE
+            INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, saved_name) VALUES (r.ch, r.wa, r.nm)
+            ON CONFLICT (channel_id, wa_id) DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
+             WHERE k.saved_name IS DISTINCT FROM excluded.saved_name;
+        END IF;
+        IF FOUND THEN
+            changed := changed + 1;
+        END IF;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
 -- A customer changed their number (user_changed_number: system.wa_id is the new one) or their
 -- business-scoped id (user_changed_user_id: system.user_id). The contact keeps its history; if
 -- the new id already belongs to another contact of the channel, both stay as they are. A
@@ -570,3 +829,19 @@ $$;
 CREATE TRIGGER wa_contacts_deleted AFTER DELETE ON wa_contacts
     REFERENCING OLD TABLE AS gone
     FOR EACH STATEMENT EXECUTE FUNCTION _wa_contacts_deleted();
+
+-- The same for a group: a deleted group (or a channel, whose groups cascade) takes its
+-- conversation.
+CREATE FUNCTION _wa_groups_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.wa_conversation_state s USING gone WHERE s.channel_id = gone.channel_id AND s.group_id = gone.group_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER wa_groups_deleted AFTER DELETE ON wa_groups
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_groups_deleted();

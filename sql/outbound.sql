@@ -27,41 +27,53 @@ BEGIN
 END
 $$;
 
--- The channel a message may be queued on, and the customer it goes to: no row when the channel
--- is unknown or disabled, or when the customer's 24-hour window is closed to this type of
--- message (Meta accepts free-form messages only within 24 hours of the customer's last
--- message; outside it they fail later with 131047: refused here, where the caller can act).
--- The planner inlines it into _wa_enqueue's INSERTs.
-CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text)
-RETURNS TABLE (channel_id bigint, contact_id bigint)
+-- The channel a message may be queued on, and the customer or group it goes to: no row when
+-- the channel is unknown or disabled, when a group is not an active group of the channel, or
+-- when the customer's (or the group's) 24-hour window is closed to this type of message (Meta
+-- accepts free-form messages only within 24 hours of the customer's last message; outside it
+-- they fail later with 131047: refused here, where the caller can act). The planner inlines it
+-- into _wa_enqueue's INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
+CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean)
+RETURNS TABLE (channel_id bigint, contact_id bigint, group_id text)
 LANGUAGE sql STABLE
 BEGIN ATOMIC
-    SELECT c.id, k.id
+    SELECT c.id, k.id, g.group_id
       FROM @extschema@.wa_channels c
       LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at FROM @extschema@.wa_contacts k
-                          WHERE k.channel_id = c.id
+                          WHERE NOT _wa_enqueue_target.to_group
+                            AND k.channel_id = c.id
                             AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
                                  OR k.user_id = _wa_enqueue_target.recipient)
                           -- (two contacts match when a customer's phone and BSUID were seen apart)
                           ORDER BY k.last_inbound_at DESC NULLS LAST
                           LIMIT 1) k ON true
+      LEFT JOIN LATERAL (SELECT g.group_id, g.last_inbound_at FROM @extschema@.wa_groups g
+                          WHERE _wa_enqueue_target.to_group
+                            AND g.channel_id = c.id AND g.group_id = _wa_enqueue_target.recipient
+                            AND g.status = 'active') g ON true
      WHERE c.name = _wa_enqueue_target.channel AND c.enabled
+       AND (NOT _wa_enqueue_target.to_group OR g.group_id IS NOT NULL)
        AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
-            OR k.last_inbound_at >= pg_catalog.now() - interval '24 hours');
+            OR k.last_inbound_at >= pg_catalog.now() - interval '24 hours'
+            OR g.last_inbound_at >= pg_catalog.now() - interval '24 hours');
 END;
 
 -- Queues one outbound message after the checks every kind shares, in the caller's
 -- transaction, and wakes the delivery worker at commit. `recipient` is already normalised
--- ('+E.164' or a BSUID); `request` is the Graph API body.
+-- ('+E.164', a BSUID or a group id); `request` is the Graph API body (recipient_type "group"
+-- for a group).
 CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    msg_id  bigint;
-    sends   boolean;
-    ch      @extschema@.wa_channels;
-    contact @extschema@.wa_contacts;
+    msg_id   bigint;
+    sends    boolean;
+    to_group boolean := COALESCE(request ->> 'recipient_type' = 'group', false);
+    ch       @extschema@.wa_channels;
+    contact  @extschema@.wa_contacts;
+    grp      @extschema@.wa_groups;
+    last_in  timestamptz;
 BEGIN
     -- One statement on the way in (the channel, the customer's 24-hour window and the row);
     -- only when it inserts nothing are the rules checked one by one, to say which one refused.
@@ -69,23 +81,23 @@ BEGIN
         -- Text, most of what an inbox sends, has one derived column (the message it replies
         -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
         -- cost a tenth of an enqueue (measured).
-        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, type, body, status, recipient, payload,
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload,
                                               next_attempt_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
-        SELECT t.channel_id, t.contact_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
                request -> 'context' ->> 'message_id', false, false, false
-          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
     ELSE
-        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
                                               media_id, media_mime_type, media_sha256, media_filename,
                                               voice, latitude, longitude, location_name, location_address,
                                               reply_to_wamid, forwarded, frequently_forwarded, referral,
                                               reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                               button_payload, order_items, shared_contacts, system_type,
                                               original_wamid)
-        SELECT t.channel_id, t.contact_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
-          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type) t
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
          CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
@@ -109,21 +121,38 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = pg_catalog.format('Enable it with UPDATE wa_channels SET enabled = true WHERE name = %L.', channel);
     END IF;
-    SELECT * INTO contact FROM @extschema@.wa_contacts k
-     WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
-     ORDER BY k.last_inbound_at DESC NULLS LAST
-     LIMIT 1;
+    IF to_group THEN
+        SELECT * INTO grp FROM @extschema@.wa_groups g WHERE g.channel_id = ch.id AND g.group_id = recipient;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION '% is not a group of channel %', recipient, pg_catalog.quote_literal(channel)
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'A group is known from its webhooks (subscribe the app to group_lifecycle_update) or its first message; see SELECT group_id, subject FROM wa_groups. A phone number needs its country code.';
+        END IF;
+        IF grp.status <> 'active' THEN
+            RAISE EXCEPTION 'group % of channel % is %', recipient, pg_catalog.quote_literal(channel), pg_catalog.replace(grp.status, '_', ' ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE grp.status WHEN 'suspended' THEN 'Meta suspended it; messages can be sent again once it clears the suspension (group_suspend_cleared).'
+                                             ELSE 'Only an active group can be sent to; see wa_groups.last_event for what Meta said.' END;
+        END IF;
+        last_in := grp.last_inbound_at;
+    ELSE
+        SELECT * INTO contact FROM @extschema@.wa_contacts k
+         WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
+         ORDER BY k.last_inbound_at DESC NULLS LAST
+         LIMIT 1;
+        last_in := contact.last_inbound_at;
+    END IF;
     IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
-       OR contact.last_inbound_at >= pg_catalog.now() - interval '24 hours' THEN
+       OR last_in >= pg_catalog.now() - interval '24 hours' THEN
         -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
         -- looked (a concurrent transaction): nothing refuses the message now, so the caller
         -- only needs to try again.
         RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
             USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
     END IF;
-    RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', recipient,
-        CASE WHEN contact.last_inbound_at IS NULL THEN 'they have not written to channel ' || pg_catalog.quote_literal(channel)
-             ELSE 'their last message was at ' || contact.last_inbound_at::text END
+    RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', CASE WHEN to_group THEN 'group ' ELSE '' END || recipient,
+        CASE WHEN last_in IS NULL THEN CASE WHEN to_group THEN 'nobody has written in it' ELSE 'they have not written to channel ' || pg_catalog.quote_literal(channel) END
+             ELSE 'the last message from ' || CASE WHEN to_group THEN 'a participant' ELSE 'them' END || ' was at ' || last_in::text END
         USING ERRCODE = 'object_not_in_prerequisite_state',
               HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(). '
                   || 'To send anyway, UPDATE wa_channels SET allow_outside_window = true.';
@@ -224,10 +253,31 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    to_ text := @extschema@.wa_normalize_recipient(recipient);
+    to_       text := @extschema@.wa_normalize_recipient(recipient);
+    request   jsonb;
+    category  text;
+    marketing boolean;
+    msg_id    bigint;
 BEGIN
     PERFORM @extschema@._wa_check_template(channel, name, language, components);
-    RETURN @extschema@._wa_enqueue(channel, to_, 'template', name, @extschema@._wa_template_request(to_, name, language, components));
+    request := @extschema@._wa_template_request(to_, name, language, components);
+    -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
+    -- the channel's templates were never synced).
+    SELECT pg_catalog.upper(t.category), c.marketing_messages INTO category, marketing
+      FROM @extschema@.wa_channels c
+      LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
+     WHERE c.name = channel;
+    IF request ->> 'recipient_type' = 'group' AND category = 'AUTHENTICATION' THEN
+        RAISE EXCEPTION 'template % (%) is an authentication template: Meta''s Groups API does not send those to groups', pg_catalog.quote_literal(name), language
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
+    END IF;
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request);
+    -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
+    IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
+    END IF;
+    RETURN msg_id;
 END
 $$;
 
@@ -259,21 +309,30 @@ END
 $$;
 
 -- The customer a message of this channel was exchanged with (who receives a reaction or a
--- read receipt about it), as '+E.164' or BSUID.
+-- read receipt about it), as '+E.164' or BSUID. A message of a group is refused: Meta's Groups
+-- API has neither reactions nor read receipts.
 CREATE FUNCTION _wa_counterpart(channel text, message_wamid text) RETURNS text
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who text;
+    who   text;
+    grp   text;
+    found boolean;
 BEGIN
     SELECT CASE WHEN m.direction = 'outbound' THEN m.recipient
-                ELSE COALESCE('+' || k.wa_id, k.user_id) END
-      INTO who
+                ELSE COALESCE('+' || k.wa_id, k.user_id) END,
+           m.group_id, true
+      INTO who, grp, found
       FROM @extschema@.wa_messages m
       JOIN @extschema@.wa_channels c ON c.id = m.channel_id
       LEFT JOIN @extschema@.wa_contacts k ON k.id = m.contact_id
      WHERE c.name = channel AND m.wamid = message_wamid;
+    IF grp IS NOT NULL THEN
+        RAISE EXCEPTION 'message % is in group %: Meta''s Groups API does not support reactions or read receipts in groups', message_wamid, grp
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'A group takes text, media and templates only; its unread count clears when you write to it.';
+    END IF;
     IF who IS NULL THEN
         RAISE EXCEPTION 'no message % in channel %', message_wamid, pg_catalog.quote_literal(channel)
             USING ERRCODE = 'no_data_found', HINT = 'Pass the wamid of a message of this channel (wa_messages.wamid).';
@@ -362,6 +421,17 @@ BEGIN
     IF NEW.type = 'mark_read' THEN
         UPDATE @extschema@.wa_conversation_state s SET unread_count = 0
          WHERE s.channel_id = NEW.channel_id AND s.contact_id = NEW.contact_id AND s.unread_count <> 0;
+    ELSIF NEW.group_id IS NOT NULL THEN
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        VALUES (NEW.channel_id, NEW.group_id, NEW.id, NEW.created_at, 'outbound', NEW.type, pg_catalog.left(NEW.body, 200), 0)
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET unread_count = 0,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END;
     ELSE
         INSERT INTO @extschema@.wa_conversation_state AS s
                (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
@@ -378,9 +448,10 @@ BEGIN
 END
 $$;
 
+-- (History from a coexistence number is in the past: _wa_receive_history places it itself.)
 CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_messages
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW WHEN (NEW.direction = 'outbound' AND NEW.contact_id IS NOT NULL)
+    FOR EACH ROW WHEN (NEW.direction = 'outbound' AND (NEW.contact_id IS NOT NULL OR NEW.group_id IS NOT NULL) AND NOT NEW.from_history)
     EXECUTE FUNCTION _wa_outbound_conversation();
 
 -- ---------------------------------------------------------------------------------------------
@@ -410,7 +481,7 @@ END;
 
 CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
 RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
-               graph_api_version text, access_token text, request text, recipient text, kind text)
+               graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- The statistics of a queue are always out of date (a burst fills it faster than it is
@@ -457,7 +528,8 @@ BEGIN
       FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
      WHERE m.id = ANY (chosen) AND m.status || '' = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
     RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
-              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type;
+              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type,
+              m.graph_endpoint;
 END
 $$;
 

@@ -22,7 +22,11 @@ CREATE TABLE wa_channels (
     -- failing every message. wa_set_access_token() clears it.
     paused_at         timestamptz,
     paused_reason     text,
-    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now()
+    created_at        timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Send marketing templates through Meta's Marketing Messages API
+    -- (/{phone_number_id}/marketing_messages) instead of /messages: the same request, with
+    -- Meta's delivery optimisation for marketing. Needs the number onboarded to it.
+    marketing_messages boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE wa_channels IS 'One WhatsApp business phone number. Credentials are in wa_channel_secrets.';
 
@@ -47,6 +51,9 @@ CREATE TABLE wa_contacts (
     last_inbound_at timestamptz,
     created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The name the business saved for this customer in the WhatsApp Business app of a
+    -- coexistence number (smb_app_state_sync); NULL once removed there.
+    saved_name      text,
     UNIQUE (channel_id, wa_id),
     UNIQUE (channel_id, user_id),
     CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL)
@@ -88,6 +95,36 @@ CREATE TABLE wa_calls (
     UNIQUE (channel_id, call_id)
 );
 CREATE INDEX wa_calls_contact ON wa_calls (contact_id, id);
+
+-- The groups of the Groups API this number manages, as their webhooks describe them
+-- (group_lifecycle_update, group_participants_update, group_settings_update,
+-- group_status_update) and as their messages show them. A group's conversation is a row of
+-- wa_conversations with group_id set; its messages have wa_messages.group_id.
+CREATE TABLE wa_groups (
+    channel_id         bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    -- Meta's opaque id (the `to` of a group send).
+    group_id           text NOT NULL,
+    subject            text,
+    description        text,
+    invite_link        text,
+    -- auto_approve, or approval_required (join requests).
+    join_approval_mode text,
+    -- active; suspended (by Meta, until group_suspend_cleared); deleted; create_failed (Meta
+    -- could not create it: see last_event). Only active groups can be sent to.
+    status             text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'deleted', 'create_failed')),
+    -- Meta's time of the lifecycle or status event that set `status`: an older event that
+    -- arrives later (webhooks are not ordered) does not undo it.
+    status_at          timestamptz,
+    -- WhatsApp ids of the participants (at most 8): who joined and has not left, and who wrote.
+    participants       text[] NOT NULL DEFAULT '{}',
+    -- A message from any participant opens the 24-hour window for the whole group.
+    last_inbound_at    timestamptz,
+    -- The latest group webhook about it, as Meta sent it (its errors, if a request failed).
+    last_event         jsonb,
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (channel_id, group_id)
+);
 
 CREATE TABLE wa_webhook_events (
     id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -155,6 +192,15 @@ CREATE TABLE wa_messages (
     pricing_category text,
     created_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- The group (wa_groups.group_id) a message was written in or sent to; NULL for 1:1. An
+    -- inbound group message's contact_id is the participant who wrote it.
+    group_id         text,
+    -- From the chat history a coexistence number shared when it was onboarded (the `history`
+    -- webhook), not live: it moved no unread count and opened no window after the fact.
+    from_history     boolean NOT NULL DEFAULT false,
+    -- Where an outbound message is posted: NULL for /messages, 'marketing_messages' for the
+    -- Marketing Messages API (a marketing template of a channel with marketing_messages on).
+    graph_endpoint   text CHECK (graph_endpoint IN ('marketing_messages')),
 
     -- Queryable columns derived from the payload by _wa_message_columns() (sql/model.sql),
     -- the same way for inbound messages and outbound requests (both carry Meta's
@@ -198,13 +244,15 @@ CREATE INDEX wa_messages_due ON wa_messages (channel_id, next_attempt_at) WHERE 
 CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
 -- One customer's history, newest first.
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
+-- One group's history, newest first (only group messages are in it).
+CREATE INDEX wa_messages_group ON wa_messages (channel_id, group_id, id) WHERE group_id IS NOT NULL;
 -- Edits and revokes of a message: they may arrive before it (webhooks are not ordered).
 CREATE INDEX wa_messages_original ON wa_messages (channel_id, original_wamid) WHERE original_wamid IS NOT NULL;
 
 -- One row per conversation, kept current in the same transaction as every message stored or
 -- queued and every wa_mark_read(), so that the inbox's list is an index scan however many
 -- customers and messages there are (the view wa_conversations reads it). A conversation is a
--- channel and a contact today; a group conversation will be a row with a group instead.
+-- channel and a contact, or a channel and a group (contact_id NULL, group_id set).
 --
 -- No foreign keys: the row is derived from a message (whose own keys are checked), and a key
 -- check per message cost a tenth of the seed (perf). A deleted channel or contact takes its
@@ -212,7 +260,7 @@ CREATE INDEX wa_messages_original ON wa_messages (channel_id, original_wamid) WH
 CREATE TABLE wa_conversation_state (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel_id      bigint NOT NULL,
-    contact_id      bigint NOT NULL,
+    contact_id      bigint,
     last_message_id bigint NOT NULL,
     last_message_at timestamptz NOT NULL,
     last_direction  text NOT NULL,
@@ -221,7 +269,10 @@ CREATE TABLE wa_conversation_state (
     last_preview    text,
     -- Inbound messages since the business last wrote or marked the conversation read.
     unread_count    integer NOT NULL DEFAULT 0,
-    UNIQUE (channel_id, contact_id)
+    group_id        text,
+    UNIQUE (channel_id, contact_id),
+    UNIQUE (channel_id, group_id),
+    CONSTRAINT wa_conversation_state_one_party CHECK ((contact_id IS NULL) <> (group_id IS NULL))
 );
 COMMENT ON TABLE wa_conversation_state IS 'Maintained state behind the view wa_conversations: read the view.';
 -- The inbox's list, newest first, and the same for conversations with unread messages.
@@ -248,7 +299,10 @@ CREATE TABLE wa_message_statuses (
     billable         boolean,
     payload       jsonb NOT NULL,
     received_at   timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    UNIQUE (channel_id, wamid, status)
+    -- For a message sent to a group: the participant this status is about (Meta sends a
+    -- delivered and a read status per participant). NULL for 1:1 messages.
+    participant_id text,
+    CONSTRAINT wa_message_statuses_key UNIQUE NULLS NOT DISTINCT (channel_id, wamid, status, participant_id)
 );
 
 -- What the webhook listener saw, per channel and kind: the only thing ever written for a

@@ -6,26 +6,32 @@
 -- ---------------------------------------------------------------------------------------------
 -- Views for inbox apps
 
--- One row per conversation (a channel and a contact): the last message, how many inbound
--- messages came since the business last wrote or marked them read (unread), and when the
--- 24-hour customer-service window closes (only a message from the customer opens or extends
--- it; outside it only templates may be sent). Read from wa_conversation_state, which every
--- message keeps current, so the inbox's list (WHERE channel_id = $1 ORDER BY last_message_at
--- DESC NULLS LAST LIMIT 50) is an index scan however many conversations there are.
+-- One row per conversation (a channel and a contact, or a channel and a group): the last
+-- message, how many inbound messages came since the business last wrote or marked them read
+-- (unread), and when the 24-hour customer-service window closes (only a message from the
+-- customer, or in a group from any participant, opens or extends it; outside it only templates
+-- may be sent). A group's row has group_id and group_subject set and no contact. Read from
+-- wa_conversation_state, which every message keeps current, so the inbox's list (WHERE
+-- channel_id = $1 ORDER BY last_message_at DESC NULLS LAST LIMIT 50) is an index scan however
+-- many conversations there are.
 CREATE VIEW wa_conversations AS
 SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
        s.last_message_id, s.last_direction, s.last_type, s.last_preview AS last_body,
        s.last_message_at, s.unread_count,
-       k.last_inbound_at AS last_customer_message_at,
-       k.last_inbound_at + interval '24 hours' AS window_closes_at,
-       COALESCE(k.last_inbound_at + interval '24 hours' > pg_catalog.now(), false) AS window_open,
-       s.id AS conversation_id
+       COALESCE(k.last_inbound_at, g.last_inbound_at) AS last_customer_message_at,
+       COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' AS window_closes_at,
+       COALESCE(COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' > pg_catalog.now(), false) AS window_open,
+       s.id AS conversation_id,
+       s.group_id, g.subject AS group_subject, g.status AS group_status, k.saved_name
   FROM @extschema@.wa_conversation_state s
   JOIN @extschema@.wa_channels c ON c.id = s.channel_id
-  JOIN @extschema@.wa_contacts k ON k.id = s.contact_id;
+  LEFT JOIN @extschema@.wa_contacts k ON k.id = s.contact_id
+  LEFT JOIN @extschema@.wa_groups g ON g.channel_id = s.channel_id AND g.group_id = s.group_id;
 
 -- Rebuilds wa_conversation_state from wa_messages (for an upgrade from a version that did not
 -- keep it, or after rows were changed by hand): the same result as the incremental updates.
+-- A contact's conversation is their 1:1 messages; a group's is the messages with its group_id.
+-- History shared by a coexistence number counts by when it was sent and adds no unread.
 CREATE FUNCTION _wa_rebuild_conversations(channel bigint DEFAULT NULL) RETURNS bigint
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
@@ -33,16 +39,33 @@ BEGIN ATOMIC
     DELETE FROM @extschema@.wa_conversation_state s WHERE _wa_rebuild_conversations.channel IS NULL OR s.channel_id = _wa_rebuild_conversations.channel;
     WITH rebuilt AS (
         INSERT INTO @extschema@.wa_conversation_state
-               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
-        SELECT k.channel_id, k.id, last.id, last.created_at, last.direction, last.type, pg_catalog.left(last.body, 200),
+               (channel_id, contact_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT k.channel_id, k.id, NULL, last.id, last.at, last.direction, last.type, pg_catalog.left(last.body, 200),
                (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
-                 WHERE i.contact_id = k.id AND i.direction = 'inbound'
+                 WHERE i.contact_id = k.id AND i.group_id IS NULL AND i.direction = 'inbound' AND NOT i.from_history
                    AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
-                                         WHERE o.contact_id = k.id AND o.direction = 'outbound'), 0))
+                                         WHERE o.contact_id = k.id AND o.group_id IS NULL AND o.direction = 'outbound'
+                                           AND NOT o.from_history), 0))
           FROM @extschema@.wa_contacts k
-          JOIN LATERAL (SELECT m.id, m.created_at, m.direction, m.type, m.body FROM @extschema@.wa_messages m
-                         WHERE m.contact_id = k.id AND m.type <> 'mark_read' ORDER BY m.id DESC LIMIT 1) last ON true
+          JOIN LATERAL (SELECT m.id, CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END AS at,
+                               m.direction, m.type, m.body
+                          FROM @extschema@.wa_messages m
+                         WHERE m.contact_id = k.id AND m.group_id IS NULL AND m.type <> 'mark_read'
+                         ORDER BY CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END DESC, m.id DESC
+                         LIMIT 1) last ON true
          WHERE _wa_rebuild_conversations.channel IS NULL OR k.channel_id = _wa_rebuild_conversations.channel
+        UNION ALL
+        SELECT g.channel_id, NULL, g.group_id, last.id, last.created_at, last.direction, last.type, pg_catalog.left(last.body, 200),
+               (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
+                 WHERE i.channel_id = g.channel_id AND i.group_id = g.group_id AND i.direction = 'inbound'
+                   AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
+                                         WHERE o.channel_id = g.channel_id AND o.group_id = g.group_id
+                                           AND o.direction = 'outbound'), 0))
+          FROM @extschema@.wa_groups g
+          JOIN LATERAL (SELECT m.id, m.created_at, m.direction, m.type, m.body FROM @extschema@.wa_messages m
+                         WHERE m.channel_id = g.channel_id AND m.group_id = g.group_id
+                         ORDER BY m.id DESC LIMIT 1) last ON true
+         WHERE _wa_rebuild_conversations.channel IS NULL OR g.channel_id = _wa_rebuild_conversations.channel
         RETURNING 1)
     SELECT pg_catalog.count(*) FROM rebuilt;
 END;

@@ -113,6 +113,826 @@ BEGIN
 END
 $$;
 
+-- Groups (the Groups API), history and contacts sync of coexistence numbers, and the Marketing
+-- Messages API (sql/schema.sql, sql/inbound.sql, sql/outbound.sql, sql/views.sql).
+ALTER TABLE wa_channels ADD COLUMN marketing_messages boolean NOT NULL DEFAULT false;
+ALTER TABLE wa_contacts ADD COLUMN saved_name text;
+CREATE TABLE wa_groups (
+    channel_id         bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    -- Meta's opaque id (the `to` of a group send).
+    group_id           text NOT NULL,
+    subject            text,
+    description        text,
+    invite_link        text,
+    -- auto_approve, or approval_required (join requests).
+    join_approval_mode text,
+    -- active; suspended (by Meta, until group_suspend_cleared); deleted; create_failed (Meta
+    -- could not create it: see last_event). Only active groups can be sent to.
+    status             text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'suspended', 'deleted', 'create_failed')),
+    -- Meta's time of the lifecycle or status event that set `status`: an older event that
+    -- arrives later (webhooks are not ordered) does not undo it.
+    status_at          timestamptz,
+    -- WhatsApp ids of the participants (at most 8): who joined and has not left, and who wrote.
+    participants       text[] NOT NULL DEFAULT '{}',
+    -- A message from any participant opens the 24-hour window for the whole group.
+    last_inbound_at    timestamptz,
+    -- The latest group webhook about it, as Meta sent it (its errors, if a request failed).
+    last_event         jsonb,
+    created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (channel_id, group_id)
+);
+ALTER TABLE wa_messages ADD COLUMN group_id text,
+                        ADD COLUMN from_history boolean NOT NULL DEFAULT false,
+                        ADD COLUMN graph_endpoint text CHECK (graph_endpoint IN ('marketing_messages'));
+CREATE INDEX wa_messages_group ON wa_messages (channel_id, group_id, id) WHERE group_id IS NOT NULL;
+ALTER TABLE wa_conversation_state ALTER COLUMN contact_id DROP NOT NULL,
+                                  ADD COLUMN group_id text,
+                                  ADD CONSTRAINT wa_conversation_state_channel_id_group_id_key UNIQUE (channel_id, group_id),
+                                  ADD CONSTRAINT wa_conversation_state_one_party CHECK ((contact_id IS NULL) <> (group_id IS NULL));
+ALTER TABLE wa_message_statuses ADD COLUMN participant_id text,
+                                DROP CONSTRAINT wa_message_statuses_channel_id_wamid_status_key,
+                                ADD CONSTRAINT wa_message_statuses_key UNIQUE NULLS NOT DISTINCT (channel_id, wamid, status, participant_id);
+
+DROP FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], text[], text[], text[], text[], text[], double precision[], jsonb[]);
+CREATE FUNCTION _wa_receive_messages(
+    channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- Each statement below joins a batch (tens to thousands of rows) to tables of millions: only
+-- nested loops over their unique indexes keep its cost independent of the tables' size, for a
+-- batch of any size. (No JIT: nothing here runs long.)
+-- Generic plans: those nested loops suit every batch size, and a custom plan per call (which
+-- PL/pgSQL keeps choosing when a batch's size makes the generic estimate look worse) was a
+-- third of the delivery worker's time in _wa_apply_statuses, measured with perf.
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).
+    -- Arrays rather than a staging table: a temporary table is truncated at every commit,
+    -- a tenth of the listener's time (perf).
+    contacts   bigint[] := '{}';
+    added      integer;
+    media_jobs integer;
+    changed    bigint[];
+BEGIN
+    -- Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID it had
+    -- before (each a probe of a unique index; as scalar subqueries, which no plan can turn into
+    -- a scan of the contacts). Looked
+    -- up once, and once more, for the rows still without one, after the senders seen for the
+    -- first time were added. (`contacts` starts empty: unnest pads it with NULLs.)
+    FOR pass IN 1..2 LOOP
+        contacts := ARRAY(
+            SELECT COALESCE(u.c,
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
+                            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
+                              WHERE f.channel_id = u.ch AND f.user_id = u.uid))
+              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+             ORDER BY u.ord);
+        EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
+                                           WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL));
+        -- Senders seen for the first time, in the order they wrote: a later row that shares an
+        -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
+        -- joins that contact, exactly as if the rows had been stored one by one.
+        INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
+        SELECT u.ch, u.wa, u.uid,
+               (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
+               (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
+               -- A system notice is not the customer writing, and a message in a group opens the
+               -- group's window: neither opens the customer's own 24-hour window.
+               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system' AND u.grp IS NULL)
+          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+         WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
+         GROUP BY u.ch, u.wa, u.uid
+         ORDER BY pg_catalog.min(u.ord)
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    -- Keep every sender's contact current: the newest profile name and username given, the
+    -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
+    -- then the two stay apart rather than every later message failing). A row is only
+    -- rewritten when something changed.
+    UPDATE @extschema@.wa_contacts k
+       SET wa_id = COALESCE(k.wa_id, s.free_wa_id),
+           user_id = COALESCE(k.user_id, s.free_user_id),
+           profile_name = COALESCE(s.name, k.profile_name),
+           username = COALESCE(s.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, s.seen),
+           updated_at = pg_catalog.now()
+      FROM (SELECT g.*,
+                   CASE WHEN g.wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.wa_id = g.wa_id) THEN g.wa_id END AS free_wa_id,
+                   CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.user_id = g.user_id) THEN g.user_id END AS free_user_id
+              FROM (SELECT u.c AS contact_id, pg_catalog.min(u.ch) AS channel_id,
+                           (pg_catalog.array_agg(u.wa ORDER BY u.ord DESC) FILTER (WHERE u.wa IS NOT NULL))[1] AS wa_id,
+                           (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
+                           (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
+                           (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
+                           pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system' AND u.grp IS NULL) AS seen
+                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+                     WHERE u.c IS NOT NULL
+                     GROUP BY u.c) g) s
+     WHERE k.id = s.contact_id
+       AND ((k.wa_id IS NULL AND s.free_wa_id IS NOT NULL)
+         OR (k.user_id IS NULL AND s.free_user_id IS NOT NULL)
+         OR k.profile_name IS DISTINCT FROM COALESCE(s.name, k.profile_name)
+         OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
+         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
+
+    -- The groups written in: known from here on (a group created before this extension saw its
+    -- webhooks is still one), their writers among the participants, and their 24-hour window
+    -- opened. (In group order, so that concurrent writers lock groups in the same order.)
+    IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
+        INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
+        SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
+               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system')
+          FROM unnest(channels, group_ids, froms, types, sent_ats) AS u(ch, grp, wa, ty, ts)
+         WHERE u.grp IS NOT NULL
+         GROUP BY u.ch, u.grp
+         ORDER BY u.ch, u.grp
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET participants = ARRAY(SELECT DISTINCT p FROM unnest(g.participants || excluded.participants) AS p ORDER BY p),
+               last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
+               updated_at = pg_catalog.now()
+         WHERE NOT (excluded.participants <@ g.participants)
+            OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
+    END IF;
+
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                         group_id, edited_at, revoked_at,
+                                         media_id, media_mime_type, media_sha256, media_filename,
+                                         voice, latitude, longitude, location_name, location_address,
+                                         reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                         reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                         button_payload, order_items, shared_contacts, system_type,
+                                         original_wamid)
+        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
+               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
+         -- An edit or revoke of this message that arrived before it.
+         CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
+                                    pg_catalog.min(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'revoke') AS revoked_at
+                               FROM @extschema@.wa_messages e
+                              WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
+         ORDER BY i.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.*, pg_catalog.count(*) OVER (PARTITION BY ins.contact_id) AS unread
+                  FROM ins WHERE ins.contact_id IS NOT NULL AND ins.group_id IS NULL
+                 ORDER BY ins.contact_id, ins.id DESC) n
+         -- (In contact order, so that concurrent writers lock conversations in the same order.)
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    ), group_conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.group_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.channel_id, ins.group_id) ins.*,
+                       pg_catalog.count(*) OVER (PARTITION BY ins.channel_id, ins.group_id) AS unread
+                  FROM ins WHERE ins.group_id IS NOT NULL
+                 ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
+         ORDER BY n.channel_id, n.group_id
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    )
+    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id, 'group_id', n.group_id)::text)),
+           (SELECT pg_catalog.count(*) FROM media),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
+             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
+      INTO added, media_jobs, changed
+      FROM (SELECT ins.id, c.name, ins.type, ins.contact_id, ins.group_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
+             ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    IF changed IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_message_changes(changed);
+    END IF;
+    RETURN added;
+END
+$$;
+
+DROP FUNCTION _wa_receive_statuses(bigint[], text[], text[], double precision[], text[], integer[], text[], text[], jsonb[], text[], text[], text[], boolean[]);
+CREATE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
+                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
+                                     pricing_models text[], pricing_types text[], pricing_categories text[],
+                                     billables boolean[], participants text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    new_channels bigint[];
+    new_wamids   text[];
+BEGIN
+    -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
+    -- send is being recorded would be seen by neither transaction and never applied. In wamid
+    -- order (bytewise, as the delivery worker records sends), so the two cannot deadlock.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(u.ch, u.w) AS lock
+               FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
+              ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
+                                                     pricing_model, pricing_type, pricing_category, billable, payload, participant_id)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl, u.part
+          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads,
+                      pricing_models, pricing_types, pricing_categories, billables, participants)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, part, ord)
+         ORDER BY u.ord
+        ON CONFLICT ON CONSTRAINT wa_message_statuses_key DO NOTHING
+        RETURNING channel_id, wamid
+    )
+    SELECT pg_catalog.array_agg(new.channel_id), pg_catalog.array_agg(new.wamid) INTO new_channels, new_wamids FROM new;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+CREATE FUNCTION _wa_receive_group_events(channels bigint[], group_ids text[], kinds text[], ats double precision[],
+                                         subjects text[], descriptions text[], invite_links text[],
+                                         approval_modes text[], added jsonb[], removed jsonb[], failed boolean[],
+                                         payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r          record;
+    g          @extschema@.wa_groups;
+    n          @extschema@.wa_groups;
+    event_at   timestamptz;
+    new_status text;
+    is_new     boolean;
+    changed    integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, group_ids, kinds, ats, subjects, descriptions, invite_links, approval_modes,
+                                  added, removed, failed, payloads) WITH ORDINALITY
+                           AS u(ch, gid, kind, ts, subj, descr, link, mode, plus, minus, failed, pl, ord)
+              ORDER BY u.ord LOOP
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        new_status := CASE WHEN r.kind = 'group_create' THEN CASE WHEN r.failed THEN 'create_failed' ELSE 'active' END
+                           WHEN r.kind = 'group_delete' AND NOT r.failed THEN 'deleted'
+                           WHEN r.kind = 'group_suspend' THEN 'suspended'
+                           WHEN r.kind = 'group_suspend_cleared' THEN 'active' END;
+        INSERT INTO @extschema@.wa_groups (channel_id, group_id) VALUES (r.ch, r.gid) ON CONFLICT DO NOTHING;
+        is_new := FOUND;
+        SELECT * INTO g FROM @extschema@.wa_groups x WHERE x.channel_id = r.ch AND x.group_id = r.gid FOR UPDATE;
+        n := g;
+        n.subject := COALESCE(r.subj, g.subject);
+        n.description := COALESCE(r.descr, g.description);
+        n.invite_link := COALESCE(r.link, g.invite_link);
+        n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
+        IF new_status IS NOT NULL AND (g.status_at IS NULL OR event_at >= g.status_at) THEN
+            n.status := new_status;
+            n.status_at := event_at;
+        END IF;
+        n.participants := ARRAY(SELECT DISTINCT p
+                                  FROM unnest(g.participants || ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]')))) AS p
+                                 WHERE p <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))))
+                                 ORDER BY p);
+        -- A redelivered event (or one that changes nothing) is not written or notified again.
+        CONTINUE WHEN NOT is_new
+                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)
+                      IS NOT DISTINCT FROM
+                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants);
+        UPDATE @extschema@.wa_groups x
+           SET subject = n.subject, description = n.description, invite_link = n.invite_link,
+               join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
+               participants = n.participants, last_event = r.pl, updated_at = pg_catalog.now()
+         WHERE x.channel_id = r.ch AND x.group_id = r.gid;
+        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object(
+            'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = r.ch),
+            'group_id', r.gid, 'type', r.kind, 'status', n.status)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE FUNCTION _wa_receive_history(channels bigint[], wamids text[], customers text[], from_business boolean[],
+                                    types text[], bodies text[], sent_ats double precision[], statuses text[],
+                                    payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+SET jit = off
+SET plan_cache_mode = force_generic_plan
+AS $$
+DECLARE
+    added      integer;
+    media_jobs integer;
+    filled_in  integer;
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.cust FROM unnest(channels, customers) AS u(ch, cust)
+     WHERE u.cust IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload, from_history,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.cust),
+               CASE WHEN u.biz THEN 'outbound' ELSE 'inbound' END,
+               CASE WHEN u.biz THEN 'business_app' END,
+               u.w, u.typ, u.body,
+               CASE WHEN NOT u.biz THEN 'received'
+                    WHEN u.st IN ('delivered', 'read', 'played') THEN u.st
+                    WHEN u.st = 'error' THEN 'failed'
+                    ELSE 'sent' END,
+               @extschema@._wa_unix_time(u.ts),
+               CASE WHEN u.biz AND u.cust IS NOT NULL THEN '+' || u.cust END,
+               u.pl, true, d.*
+          FROM unnest(channels, wamids, customers, from_business, types, bodies, sent_ats, statuses, payloads)
+               WITH ORDINALITY AS u(ch, w, cust, biz, typ, body, ts, st, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO UPDATE
+           SET type = excluded.type, body = excluded.body, payload = excluded.payload,
+               media_id = excluded.media_id, media_mime_type = excluded.media_mime_type,
+               media_sha256 = excluded.media_sha256, media_filename = excluded.media_filename,
+               voice = excluded.voice, updated_at = pg_catalog.now()
+         WHERE m.type = 'media_placeholder' AND excluded.type <> 'media_placeholder'
+        RETURNING m.id, m.channel_id, m.contact_id, m.direction, m.type, m.body, m.sent_at, m.media_id, m.media_mime_type,
+                  m.media_sha256, (m.xmax = 0) AS inserted
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, COALESCE(n.sent_at, pg_catalog.now()), n.direction, n.type,
+               pg_catalog.left(n.body, 200), 0
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.* FROM ins WHERE ins.inserted AND ins.contact_id IS NOT NULL
+                 ORDER BY ins.contact_id, ins.sent_at DESC NULLS LAST, ins.id DESC) n
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET last_message_id = excluded.last_message_id, last_message_at = excluded.last_message_at,
+               last_direction = excluded.last_direction, last_type = excluded.last_type, last_preview = excluded.last_preview
+         WHERE excluded.last_message_at > s.last_message_at
+    ), windows AS (
+        UPDATE @extschema@.wa_contacts k
+           SET last_inbound_at = w.seen, updated_at = pg_catalog.now()
+          FROM (SELECT ins.contact_id, pg_catalog.max(ins.sent_at) AS seen FROM ins
+                 WHERE ins.inserted AND ins.direction = 'inbound' AND ins.contact_id IS NOT NULL AND ins.sent_at IS NOT NULL
+                 GROUP BY ins.contact_id) w
+         WHERE k.id = w.contact_id AND (k.last_inbound_at IS NULL OR k.last_inbound_at < w.seen)
+    )
+    SELECT pg_catalog.count(*) FILTER (WHERE n.inserted),
+           (SELECT pg_catalog.count(*) FROM media),
+           pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id, 'group_id', NULL,
+               'direction', n.direction, 'from_history', true)::text)) FILTER (WHERE NOT n.inserted)
+      INTO added, media_jobs, filled_in
+      FROM (SELECT ins.*, c.name FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    RETURN added;
+END
+$$;
+
+CREATE FUNCTION _wa_history_chunk(channel bigint, phase integer, chunk_order integer, progress integer,
+                                  messages integer, error_code integer, error text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_count(channel, CASE WHEN error_code IS NULL THEN 'history_chunk' ELSE 'history_declined' END,
+                                  CASE WHEN error_code IS NULL
+                                       THEN pg_catalog.format('phase %s, chunk %s, %s%%, %s messages', phase, chunk_order, progress, messages)
+                                       ELSE pg_catalog.format('error %s: %s', error_code, error) END);
+    PERFORM pg_catalog.pg_notify('wa_history', pg_catalog.json_build_object(
+        'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = channel),
+        'phase', phase, 'chunk_order', chunk_order, 'progress', progress, 'messages', messages,
+        'error_code', error_code, 'error', error)::text);
+END
+$$;
+
+CREATE FUNCTION _wa_apply_contact_syncs(channels bigint[], wa_ids text[], names text[], actions text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    changed integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, wa_ids, names, actions) WITH ORDINALITY AS u(ch, wa, nm, act, ord)
+              ORDER BY u.ord LOOP
+        IF r.act = 'remove' THEN
+            UPDATE @extschema@.wa_contacts k SET saved_name = NULL, updated_at = pg_catalog.now()
+             WHERE k.channel_id = r.ch AND k.wa_id = r.wa AND k.saved_name IS NOT NULL;
+        ELSE
+            INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, saved_name) VALUES (r.ch, r.wa, r.nm)
+            ON CONFLICT (channel_id, wa_id) DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
+             WHERE k.saved_name IS DISTINCT FROM excluded.saved_name;
+        END IF;
+        IF FOUND THEN
+            changed := changed + 1;
+        END IF;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE FUNCTION _wa_groups_deleted() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.wa_conversation_state s USING gone WHERE s.channel_id = gone.channel_id AND s.group_id = gone.group_id;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER wa_groups_deleted AFTER DELETE ON wa_groups
+    REFERENCING OLD TABLE AS gone
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_groups_deleted();
+
+DROP FUNCTION _wa_enqueue_target(text, text, text);
+CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean)
+RETURNS TABLE (channel_id bigint, contact_id bigint, group_id text)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT c.id, k.id, g.group_id
+      FROM @extschema@.wa_channels c
+      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at FROM @extschema@.wa_contacts k
+                          WHERE NOT _wa_enqueue_target.to_group
+                            AND k.channel_id = c.id
+                            AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
+                                 OR k.user_id = _wa_enqueue_target.recipient)
+                          -- (two contacts match when a customer's phone and BSUID were seen apart)
+                          ORDER BY k.last_inbound_at DESC NULLS LAST
+                          LIMIT 1) k ON true
+      LEFT JOIN LATERAL (SELECT g.group_id, g.last_inbound_at FROM @extschema@.wa_groups g
+                          WHERE _wa_enqueue_target.to_group
+                            AND g.channel_id = c.id AND g.group_id = _wa_enqueue_target.recipient
+                            AND g.status = 'active') g ON true
+     WHERE c.name = _wa_enqueue_target.channel AND c.enabled
+       AND (NOT _wa_enqueue_target.to_group OR g.group_id IS NOT NULL)
+       AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
+            OR k.last_inbound_at >= pg_catalog.now() - interval '24 hours'
+            OR g.last_inbound_at >= pg_catalog.now() - interval '24 hours');
+END;
+
+CREATE OR REPLACE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    msg_id   bigint;
+    sends    boolean;
+    to_group boolean := COALESCE(request ->> 'recipient_type' = 'group', false);
+    ch       @extschema@.wa_channels;
+    contact  @extschema@.wa_contacts;
+    grp      @extschema@.wa_groups;
+    last_in  timestamptz;
+BEGIN
+    -- One statement on the way in (the channel, the customer's 24-hour window and the row);
+    -- only when it inserts nothing are the rules checked one by one, to say which one refused.
+    IF p_type = 'text' THEN
+        -- Text, most of what an inbox sends, has one derived column (the message it replies
+        -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
+        -- cost a tenth of an enqueue (measured).
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload,
+                                              next_attempt_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+               request -> 'context' ->> 'message_id', false, false, false
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
+        RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
+             INTO msg_id, sends;
+    ELSE
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
+        RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
+             INTO msg_id, sends;
+    END IF;
+    IF msg_id IS NOT NULL THEN
+        -- A paused channel's queue waits for wa_set_access_token() (or any change to the
+        -- channel, see wa_channels_wake): no need to wake the worker for it.
+        IF sends THEN
+            PERFORM @extschema@._wa_wake_delivery();
+        END IF;
+        RETURN msg_id;
+    END IF;
+
+    SELECT * INTO ch FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    IF NOT ch.enabled THEN
+        RAISE EXCEPTION 'channel % is disabled', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Enable it with UPDATE wa_channels SET enabled = true WHERE name = %L.', channel);
+    END IF;
+    IF to_group THEN
+        SELECT * INTO grp FROM @extschema@.wa_groups g WHERE g.channel_id = ch.id AND g.group_id = recipient;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION '% is not a group of channel %', recipient, pg_catalog.quote_literal(channel)
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'A group is known from its webhooks (subscribe the app to group_lifecycle_update) or its first message; see SELECT group_id, subject FROM wa_groups. A phone number needs its country code.';
+        END IF;
+        IF grp.status <> 'active' THEN
+            RAISE EXCEPTION 'group % of channel % is %', recipient, pg_catalog.quote_literal(channel), pg_catalog.replace(grp.status, '_', ' ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE grp.status WHEN 'suspended' THEN 'Meta suspended it; messages can be sent again once it clears the suspension (group_suspend_cleared).'
+                                             ELSE 'Only an active group can be sent to; see wa_groups.last_event for what Meta said.' END;
+        END IF;
+        last_in := grp.last_inbound_at;
+    ELSE
+        SELECT * INTO contact FROM @extschema@.wa_contacts k
+         WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
+         ORDER BY k.last_inbound_at DESC NULLS LAST
+         LIMIT 1;
+        last_in := contact.last_inbound_at;
+    END IF;
+    IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
+       OR last_in >= pg_catalog.now() - interval '24 hours' THEN
+        -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
+        -- looked (a concurrent transaction): nothing refuses the message now, so the caller
+        -- only needs to try again.
+        RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
+    END IF;
+    RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', CASE WHEN to_group THEN 'group ' ELSE '' END || recipient,
+        CASE WHEN last_in IS NULL THEN CASE WHEN to_group THEN 'nobody has written in it' ELSE 'they have not written to channel ' || pg_catalog.quote_literal(channel) END
+             ELSE 'the last message from ' || CASE WHEN to_group THEN 'a participant' ELSE 'them' END || ' was at ' || last_in::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(). '
+                  || 'To send anyway, UPDATE wa_channels SET allow_outside_window = true.';
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_       text := @extschema@.wa_normalize_recipient(recipient);
+    request   jsonb;
+    category  text;
+    marketing boolean;
+    msg_id    bigint;
+BEGIN
+    PERFORM @extschema@._wa_check_template(channel, name, language, components);
+    request := @extschema@._wa_template_request(to_, name, language, components);
+    -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
+    -- the channel's templates were never synced).
+    SELECT pg_catalog.upper(t.category), c.marketing_messages INTO category, marketing
+      FROM @extschema@.wa_channels c
+      LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
+     WHERE c.name = channel;
+    IF request ->> 'recipient_type' = 'group' AND category = 'AUTHENTICATION' THEN
+        RAISE EXCEPTION 'template % (%) is an authentication template: Meta''s Groups API does not send those to groups', pg_catalog.quote_literal(name), language
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
+    END IF;
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request);
+    -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
+    IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
+    END IF;
+    RETURN msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_counterpart(channel text, message_wamid text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    who   text;
+    grp   text;
+    found boolean;
+BEGIN
+    SELECT CASE WHEN m.direction = 'outbound' THEN m.recipient
+                ELSE COALESCE('+' || k.wa_id, k.user_id) END,
+           m.group_id, true
+      INTO who, grp, found
+      FROM @extschema@.wa_messages m
+      JOIN @extschema@.wa_channels c ON c.id = m.channel_id
+      LEFT JOIN @extschema@.wa_contacts k ON k.id = m.contact_id
+     WHERE c.name = channel AND m.wamid = message_wamid;
+    IF grp IS NOT NULL THEN
+        RAISE EXCEPTION 'message % is in group %: Meta''s Groups API does not support reactions or read receipts in groups', message_wamid, grp
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'A group takes text, media and templates only; its unread count clears when you write to it.';
+    END IF;
+    IF who IS NULL THEN
+        RAISE EXCEPTION 'no message % in channel %', message_wamid, pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'no_data_found', HINT = 'Pass the wamid of a message of this channel (wa_messages.wamid).';
+    END IF;
+    RETURN who;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_outbound_conversation() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NEW.type = 'mark_read' THEN
+        UPDATE @extschema@.wa_conversation_state s SET unread_count = 0
+         WHERE s.channel_id = NEW.channel_id AND s.contact_id = NEW.contact_id AND s.unread_count <> 0;
+    ELSIF NEW.group_id IS NOT NULL THEN
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        VALUES (NEW.channel_id, NEW.group_id, NEW.id, NEW.created_at, 'outbound', NEW.type, pg_catalog.left(NEW.body, 200), 0)
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET unread_count = 0,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END;
+    ELSE
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        VALUES (NEW.channel_id, NEW.contact_id, NEW.id, NEW.created_at, 'outbound', NEW.type, pg_catalog.left(NEW.body, 200), 0)
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = 0,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END;
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+DROP TRIGGER wa_messages_outbound_conversation ON wa_messages;
+CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_messages
+    DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.direction = 'outbound' AND (NEW.contact_id IS NOT NULL OR NEW.group_id IS NOT NULL) AND NOT NEW.from_history)
+    EXECUTE FUNCTION _wa_outbound_conversation();
+
+DROP FUNCTION _wa_claim_due(integer, text, jsonb);
+CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
+RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- The statistics of a queue are always out of date (a burst fills it faster than it is
+-- analyzed), and on them a bitmap scan of a whole channel plus a sort can look cheapest. Only
+-- index scans: a queue is then read in due order and the reading stops at the LIMIT. (No JIT:
+-- the cost penalty of the disabled scans would make every turn compile, 190 ms, measured.)
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    chosen bigint[];
+BEGIN
+    -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
+    -- while one is in flight), so that messages to one customer go out in the order they were
+    -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
+    -- {"<channel id>": n}; a channel not in it may use its full per-second rate). Paused and
+    -- disabled channels are not read at all, and a channel's queue is read in due order
+    -- (wa_messages_due) only until its budget is found: a long queue costs nothing per claim.
+    SELECT pg_catalog.array_agg(d.id) INTO chosen
+      FROM (SELECT m.id
+              FROM @extschema@.wa_channels c
+             CROSS JOIN LATERAL (
+                    SELECT m.id, m.next_attempt_at
+                      FROM @extschema@.wa_messages m
+                     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
+                     WHERE m.channel_id = c.id AND m.status = 'queued' AND m.next_attempt_at <= pg_catalog.now()
+                       AND head.id = m.id
+                     ORDER BY m.next_attempt_at
+                     -- (The channel's own rate too: the worker's budget is from before a change
+                     -- of it. least() skips the NULL budget of a channel the worker has not seen.)
+                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer)
+                   ) m
+             WHERE c.enabled AND c.paused_at IS NULL
+             ORDER BY m.next_attempt_at
+             LIMIT max_messages) d;
+    -- By primary key: the claim must not become a join the planner could get wrong. (The
+    -- status is compared as `status || ''` so that the planner cannot prove the partial index
+    -- wa_messages_due applies: on statistics that say the queue is empty it read that whole
+    -- index for every claim instead, 8,000 entries for 145 messages, measured on a full table.)
+    RETURN QUERY
+    UPDATE @extschema@.wa_messages m
+       SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
+      FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE m.id = ANY (chosen) AND m.status || '' = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
+    RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type,
+              m.graph_endpoint;
+END
+$$;
+
+CREATE OR REPLACE VIEW wa_conversations AS
+SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
+       s.last_message_id, s.last_direction, s.last_type, s.last_preview AS last_body,
+       s.last_message_at, s.unread_count,
+       COALESCE(k.last_inbound_at, g.last_inbound_at) AS last_customer_message_at,
+       COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' AS window_closes_at,
+       COALESCE(COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' > pg_catalog.now(), false) AS window_open,
+       s.id AS conversation_id,
+       s.group_id, g.subject AS group_subject, g.status AS group_status, k.saved_name
+  FROM @extschema@.wa_conversation_state s
+  JOIN @extschema@.wa_channels c ON c.id = s.channel_id
+  LEFT JOIN @extschema@.wa_contacts k ON k.id = s.contact_id
+  LEFT JOIN @extschema@.wa_groups g ON g.channel_id = s.channel_id AND g.group_id = s.group_id;
+
+CREATE OR REPLACE FUNCTION _wa_rebuild_conversations(channel bigint DEFAULT NULL) RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    DELETE FROM @extschema@.wa_conversation_state s WHERE _wa_rebuild_conversations.channel IS NULL OR s.channel_id = _wa_rebuild_conversations.channel;
+    WITH rebuilt AS (
+        INSERT INTO @extschema@.wa_conversation_state
+               (channel_id, contact_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT k.channel_id, k.id, NULL, last.id, last.at, last.direction, last.type, pg_catalog.left(last.body, 200),
+               (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
+                 WHERE i.contact_id = k.id AND i.group_id IS NULL AND i.direction = 'inbound' AND NOT i.from_history
+                   AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
+                                         WHERE o.contact_id = k.id AND o.group_id IS NULL AND o.direction = 'outbound'
+                                           AND NOT o.from_history), 0))
+          FROM @extschema@.wa_contacts k
+          JOIN LATERAL (SELECT m.id, CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END AS at,
+                               m.direction, m.type, m.body
+                          FROM @extschema@.wa_messages m
+                         WHERE m.contact_id = k.id AND m.group_id IS NULL AND m.type <> 'mark_read'
+                         ORDER BY CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END DESC, m.id DESC
+                         LIMIT 1) last ON true
+         WHERE _wa_rebuild_conversations.channel IS NULL OR k.channel_id = _wa_rebuild_conversations.channel
+        UNION ALL
+        SELECT g.channel_id, NULL, g.group_id, last.id, last.created_at, last.direction, last.type, pg_catalog.left(last.body, 200),
+               (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
+                 WHERE i.channel_id = g.channel_id AND i.group_id = g.group_id AND i.direction = 'inbound'
+                   AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
+                                         WHERE o.channel_id = g.channel_id AND o.group_id = g.group_id
+                                           AND o.direction = 'outbound'), 0))
+          FROM @extschema@.wa_groups g
+          JOIN LATERAL (SELECT m.id, m.created_at, m.direction, m.type, m.body FROM @extschema@.wa_messages m
+                         WHERE m.channel_id = g.channel_id AND m.group_id = g.group_id
+                         ORDER BY m.id DESC LIMIT 1) last ON true
+         WHERE _wa_rebuild_conversations.channel IS NULL OR g.channel_id = _wa_rebuild_conversations.channel
+        RETURNING 1)
+    SELECT pg_catalog.count(*) FROM rebuilt;
+END;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted.
 DO $privileges$

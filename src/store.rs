@@ -462,6 +462,7 @@ pub struct MessageRows {
     bodies: Vec<Option<String>>,
     sent_ats: Vec<Option<f64>>,
     payloads: Vec<JsonB>,
+    group_ids: Vec<Option<String>>,
 }
 
 impl MessageRows {
@@ -477,6 +478,7 @@ impl MessageRows {
         self.bodies.push(m.text.clone());
         self.sent_ats.push(m.timestamp.map(|t| t as f64));
         self.payloads.push(JsonB(m.raw.clone()));
+        self.group_ids.push(m.group_id.clone());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -490,7 +492,7 @@ pub fn receive_messages(rows: MessageRows) -> i64 {
         return 0;
     }
     let added: Option<i32> = get_one_prepared(
-        "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         &[
             rows.channels.into(),
             rows.events.into(),
@@ -503,6 +505,7 @@ pub fn receive_messages(rows: MessageRows) -> i64 {
             rows.bodies.into(),
             rows.sent_ats.into(),
             rows.payloads.into(),
+            rows.group_ids.into(),
         ],
     );
     i64::from(added.unwrap_or(0))
@@ -524,6 +527,7 @@ pub struct StatusRows {
     pricing_categories: Vec<Option<String>>,
     billables: Vec<Option<bool>>,
     payloads: Vec<JsonB>,
+    participants: Vec<Option<String>>,
 }
 
 impl StatusRows {
@@ -542,6 +546,7 @@ impl StatusRows {
         self.pricing_categories.push(pricing.category);
         self.billables.push(pricing.billable);
         self.payloads.push(JsonB(s.raw.clone()));
+        self.participants.push(s.participant_id.clone());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -688,7 +693,7 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
         return 0;
     }
     let added: Option<i32> = get_one_prepared(
-        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         &[
             rows.channels.into(),
             rows.wamids.into(),
@@ -703,9 +708,164 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
             rows.pricing_types.into(),
             rows.pricing_categories.into(),
             rows.billables.into(),
+            rows.participants.into(),
         ],
     );
     i64::from(added.unwrap_or(0))
+}
+
+/// Group webhook events gathered for `_wa_receive_group_events`, one array per column.
+#[derive(Default)]
+pub struct GroupEventRows {
+    channels: Vec<i64>,
+    group_ids: Vec<String>,
+    kinds: Vec<String>,
+    ats: Vec<Option<f64>>,
+    subjects: Vec<Option<String>>,
+    descriptions: Vec<Option<String>>,
+    invite_links: Vec<Option<String>>,
+    approval_modes: Vec<Option<String>>,
+    added: Vec<JsonB>,
+    removed: Vec<JsonB>,
+    failed: Vec<bool>,
+    payloads: Vec<JsonB>,
+}
+
+impl GroupEventRows {
+    pub fn push(&mut self, channel_id: i64, g: &webhook::GroupEvent) {
+        self.channels.push(channel_id);
+        self.group_ids.push(g.group_id.clone());
+        self.kinds.push(g.kind.clone());
+        self.ats.push(g.timestamp.map(|t| t as f64));
+        self.subjects.push(g.subject.clone());
+        self.descriptions.push(g.description.clone());
+        self.invite_links.push(g.invite_link.clone());
+        self.approval_modes.push(g.join_approval_mode.clone());
+        self.added.push(JsonB(serde_json::json!(g.added)));
+        self.removed.push(JsonB(serde_json::json!(g.removed)));
+        self.failed.push(g.failed);
+        self.payloads.push(JsonB(g.raw.clone()));
+    }
+}
+
+/// Stores all group events at once, in order (see _wa_receive_group_events).
+pub fn receive_group_events(rows: GroupEventRows) {
+    if rows.group_ids.is_empty() {
+        return;
+    }
+    let _: Option<i32> = get_one_prepared(
+        "SELECT _wa_receive_group_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            rows.channels.into(),
+            rows.group_ids.into(),
+            rows.kinds.into(),
+            rows.ats.into(),
+            rows.subjects.into(),
+            rows.descriptions.into(),
+            rows.invite_links.into(),
+            rows.approval_modes.into(),
+            rows.added.into(),
+            rows.removed.into(),
+            rows.failed.into(),
+            rows.payloads.into(),
+        ],
+    );
+}
+
+/// Messages of a shared chat history gathered for `_wa_receive_history`, one array per column.
+#[derive(Default)]
+pub struct HistoryRows {
+    channels: Vec<i64>,
+    wamids: Vec<String>,
+    customers: Vec<Option<String>>,
+    from_business: Vec<bool>,
+    types: Vec<String>,
+    bodies: Vec<Option<String>>,
+    sent_ats: Vec<Option<f64>>,
+    statuses: Vec<Option<String>>,
+    payloads: Vec<JsonB>,
+}
+
+impl HistoryRows {
+    pub fn push(&mut self, channel_id: i64, h: &webhook::HistoryMessage) {
+        self.channels.push(channel_id);
+        self.wamids.push(h.message.wamid.clone());
+        self.customers.push(h.customer.clone());
+        self.from_business.push(h.from_business);
+        self.types.push(h.message.kind.clone());
+        self.bodies.push(h.message.text.clone());
+        self.sent_ats.push(h.message.timestamp.map(|t| t as f64));
+        self.statuses.push(h.status.clone());
+        self.payloads.push(JsonB(h.message.raw.clone()));
+    }
+}
+
+/// Stores a chat history's messages at once; returns how many were new.
+pub fn receive_history(rows: HistoryRows) -> i64 {
+    if rows.wamids.is_empty() {
+        return 0;
+    }
+    let added: Option<i32> = get_one_prepared(
+        "SELECT _wa_receive_history($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            rows.channels.into(),
+            rows.wamids.into(),
+            rows.customers.into(),
+            rows.from_business.into(),
+            rows.types.into(),
+            rows.bodies.into(),
+            rows.sent_ats.into(),
+            rows.statuses.into(),
+            rows.payloads.into(),
+        ],
+    );
+    i64::from(added.unwrap_or(0))
+}
+
+/// Counts and notifies one chunk of a history sync (see _wa_history_chunk).
+pub fn history_chunk(channel_id: i64, c: &webhook::HistoryChunk) {
+    let int = |v: Option<i64>| v.and_then(|v| i32::try_from(v).ok());
+    ok(Spi::run_with_args(
+        "SELECT _wa_history_chunk($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            channel_id.into(),
+            int(c.phase).into(),
+            int(c.chunk_order).into(),
+            int(c.progress).into(),
+            i32::try_from(c.messages).unwrap_or(i32::MAX).into(),
+            int(c.error_code).into(),
+            c.error.as_deref().into(),
+        ],
+    ));
+}
+
+/// Contacts of the WhatsApp Business app gathered for `_wa_apply_contact_syncs`.
+#[derive(Default)]
+pub struct ContactSyncRows {
+    channels: Vec<i64>,
+    wa_ids: Vec<String>,
+    names: Vec<Option<String>>,
+    actions: Vec<String>,
+}
+
+impl ContactSyncRows {
+    pub fn push(&mut self, channel_id: i64, c: &webhook::ContactSync) {
+        self.channels.push(channel_id);
+        self.wa_ids.push(c.wa_id.clone());
+        self.names.push(c.full_name.clone());
+        self.actions.push(c.action.clone());
+    }
+}
+
+/// Applies the business app's contacts, in order (see _wa_apply_contact_syncs).
+pub fn apply_contact_syncs(rows: ContactSyncRows) {
+    if rows.wa_ids.is_empty() {
+        return;
+    }
+    let _: Option<i32> = get_one_prepared(
+        "SELECT _wa_apply_contact_syncs($1, $2, $3, $4)",
+        &[rows.channels.into(), rows.wa_ids.into(), rows.names.into(), rows.actions.into()],
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -726,6 +886,8 @@ pub struct Claimed {
     pub recipient: String,
     /// The message's type (`text`, `template`, ..., `mark_read`).
     pub kind: String,
+    /// Posted to the Marketing Messages API (`/marketing_messages`) rather than `/messages`.
+    pub marketing_messages: bool,
 }
 
 /// Analyzes `table` (one of the extension's) when it changed by more than half since it was
@@ -762,7 +924,7 @@ pub fn claim_due(
     Spi::connect_mut(|client| {
         let rows = ok(client.update(
             "SELECT id, channel_id, max_per_second, attempts, phone_number_id, graph_api_version, access_token, request,
-                    recipient, kind
+                    recipient, kind, endpoint
                FROM _wa_claim_due($1, $2, $3)",
             None,
             &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
@@ -778,6 +940,7 @@ pub fn claim_due(
             request: ok(row.get(8)).unwrap_or_default(),
             recipient: ok(row.get(9)).unwrap_or_default(),
             kind: ok(row.get(10)).unwrap_or_default(),
+            marketing_messages: ok(row.get::<String>(11)).is_some_and(|e| e == "marketing_messages"),
         })
         .collect()
     })

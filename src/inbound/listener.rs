@@ -348,12 +348,14 @@ fn has_unknown_number(shared: &Shared, verified: &Verified) -> bool {
 }
 
 /// Whether a POST can join the batch of all POSTs stored together: a readable payload whose
-/// changes all belong to known channels, with no refused item and no template change.
+/// changes all belong to known channels, with no refused item, no template change and no
+/// history sync chunk (rare, large, and recorded per chunk: stored alone).
 fn fits_batch(shared: &Shared, verified: &Verified) -> bool {
     let Ok(payload) = &verified.payload else { return false };
     payload.changes.iter().all(|c| {
         c.rejected.is_empty()
             && c.template_status.is_none()
+            && c.history_chunks.is_empty()
             && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_some()
     })
 }

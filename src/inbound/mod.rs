@@ -13,7 +13,9 @@ use crate::pg::subtransaction;
 use crate::store;
 use pgrx::prelude::*;
 use std::collections::HashMap;
-use whatsapp_cloud::webhook::{Call, Contact, Echo, Message, Payload, Status, UserIdUpdate};
+use whatsapp_cloud::webhook::{
+    Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
+};
 
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
 /// kind (a counter row updated once per request would be the batch's hottest row), and for
@@ -126,6 +128,21 @@ pub enum Item<'a> {
         channel_id: i64,
         call: &'a Call,
     },
+    /// A group was created, changed, joined, left, suspended or deleted.
+    Group {
+        channel_id: i64,
+        event: &'a GroupEvent,
+    },
+    /// A message of the chat history a coexistence number shared (or its media, later).
+    History {
+        channel_id: i64,
+        message: &'a HistoryMessage,
+    },
+    /// A contact saved in or removed from the WhatsApp Business app.
+    ContactSync {
+        channel_id: i64,
+        contact: &'a ContactSync,
+    },
 }
 
 impl Item<'_> {
@@ -137,6 +154,9 @@ impl Item<'_> {
             Item::Echo { echo, .. } => format!("message echo {}", echo.message.wamid),
             Item::UserIdUpdate { update, .. } => format!("user_id_update to {}", update.current),
             Item::Call { call, .. } => format!("call {} {}", call.call_id, call.event),
+            Item::Group { event, .. } => format!("{} of group {}", event.kind, event.group_id),
+            Item::History { message, .. } => format!("history message {}", message.message.wamid),
+            Item::ContactSync { contact, .. } => format!("contact sync {} of {}", contact.action, contact.wa_id),
         }
     }
 }
@@ -154,6 +174,10 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
                 || !change.echoes.is_empty()
                 || !change.user_id_updates.is_empty()
                 || !change.calls.is_empty()
+                || !change.groups.is_empty()
+                || !change.history.is_empty()
+                || !change.history_chunks.is_empty()
+                || !change.contact_syncs.is_empty()
             {
                 unrouted.push(change.phone_number_id.clone().unwrap_or_default());
             }
@@ -168,6 +192,9 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
         items.extend(change.echoes.iter().map(|echo| Item::Echo { channel_id, echo }));
         items.extend(change.user_id_updates.iter().map(|update| Item::UserIdUpdate { channel_id, update }));
         items.extend(change.calls.iter().map(|call| Item::Call { channel_id, call }));
+        items.extend(change.groups.iter().map(|event| Item::Group { channel_id, event }));
+        items.extend(change.history.iter().map(|message| Item::History { channel_id, message }));
+        items.extend(change.contact_syncs.iter().map(|contact| Item::ContactSync { channel_id, contact }));
     }
     (items, unrouted)
 }
@@ -185,6 +212,9 @@ pub struct Batch {
     echoes: store::EchoRows,
     user_id_updates: store::UserIdUpdateRows,
     calls: store::CallRows,
+    groups: store::GroupEventRows,
+    history: store::HistoryRows,
+    contact_syncs: store::ContactSyncRows,
 }
 
 impl Batch {
@@ -201,19 +231,27 @@ impl Batch {
             Item::Echo { channel_id, echo } => self.echoes.push(channel_id, echo),
             Item::UserIdUpdate { channel_id, update } => self.user_id_updates.push(channel_id, update),
             Item::Call { channel_id, call } => self.calls.push(channel_id, call),
+            Item::Group { channel_id, event } => self.groups.push(channel_id, event),
+            Item::History { channel_id, message } => self.history.push(channel_id, message),
+            Item::ContactSync { channel_id, contact } => self.contact_syncs.push(channel_id, contact),
         }
     }
 
-    /// Stores everything; returns how many messages (echoes included) and statuses were new.
-    /// BSUID changes go first, so that the messages find their contact under the old id and the
-    /// new one alike; echoes before the statuses, so that a status in the same POST finds its
-    /// message.
+    /// Stores everything; returns how many messages (echoes and history included) and statuses
+    /// were new. BSUID changes go first, so that the messages find their contact under the old
+    /// id and the new one alike; group events before messages, so that a group created in the
+    /// same POST is known with its subject; the business app's contacts before its history, so
+    /// that history finds them; echoes and history before the statuses, so that a status in the
+    /// same POST finds its message.
     pub fn store(self) -> (i64, i64) {
         store::apply_user_id_updates(self.user_id_updates);
+        store::receive_group_events(self.groups);
+        store::apply_contact_syncs(self.contact_syncs);
         let messages: i64 = self.segments.into_iter().map(store::receive_messages).sum();
         let echoes = store::receive_echoes(self.echoes);
+        let history = store::receive_history(self.history);
         store::receive_calls(self.calls);
-        (messages + echoes, store::receive_statuses(self.statuses))
+        (messages + echoes + history, store::receive_statuses(self.statuses))
     }
 }
 
@@ -239,7 +277,7 @@ pub fn store_payload(
         }
         out.problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
     }
-    let (items, unrouted) = items(payload, route);
+    let (items, unrouted) = items(payload, &route);
     out.unrouted = unrouted;
     let mut batch = Batch::default();
     for item in &items {
@@ -263,6 +301,15 @@ pub fn store_payload(
                     Err(e) if e.transient => out.transient = Some(format!("{}: {}", item.describe(), e.message)),
                     Err(e) => out.problems.push(format!("{}: {}", item.describe(), e.message)),
                 }
+            }
+        }
+    }
+    // How far a history sync is: after its messages, so a notified chunk is stored.
+    for change in payload.changes.iter().filter(|c| !c.history_chunks.is_empty()) {
+        let Some(channel_id) = route(change.phone_number_id.as_deref()) else { continue };
+        for chunk in &change.history_chunks {
+            if let Err(e) = subtransaction::run(|| store::history_chunk(channel_id, chunk)) {
+                out.problems.push(format!("history chunk {:?}: {e}", chunk.chunk_order));
             }
         }
     }

@@ -157,7 +157,11 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             let _ = bucket.try_take(now);
             pool.submit(Work::Send(Send {
                 id: message.id,
-                url: graph_api::messages_url(&base_url, &message.graph_api_version, &message.phone_number_id),
+                url: if message.marketing_messages {
+                    graph_api::marketing_messages_url(&base_url, &message.graph_api_version, &message.phone_number_id)
+                } else {
+                    graph_api::messages_url(&base_url, &message.graph_api_version, &message.phone_number_id)
+                },
                 access_token: message.access_token.clone(),
                 body: message.request.clone(),
             }));

@@ -88,48 +88,82 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
         let known = format!("{}", 15550000000i64 + 1 + round);
         let new = format!("{}", 16660000000i64 + round);
         let wamid = |k: &str| format!("wamid.plan.{round}.{k}");
+        // (The sixth is written in a group.)
+        let group = format!("R3JvdXBPZlBsYW5z{round}QUFB");
         session
             .execute(
-                "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 &[
-                    &vec![id; 5],
-                    &vec![0i64; 5],
-                    &vec![wamid("a"), wamid("b"), wamid("c"), wamid("d"), wamid("e")],
-                    &vec![Some(known.clone()), Some(new), None, Some(known.clone()), Some(known.clone())],
-                    &vec![None, None, Some(format!("US.{}", 10 * (round + 1))), None, None],
-                    &vec![Some("Known".to_string()), Some("New".into()), Some("Bsuid".into()), None, None],
-                    &vec![None::<String>; 5],
-                    &vec!["text".to_string(), "image".into(), "text".into(), "edit".into(), "revoke".into()],
-                    &vec![Some("hi".to_string()), None, Some("hey".into()), Some("fixed".into()), None],
-                    &vec![Some(now); 5],
+                    &vec![id; 6],
+                    &vec![0i64; 6],
+                    &vec![wamid("a"), wamid("b"), wamid("c"), wamid("d"), wamid("e"), wamid("g")],
+                    &vec![Some(known.clone()), Some(new), None, Some(known.clone()), Some(known.clone()), Some(known.clone())],
+                    &vec![None, None, Some(format!("US.{}", 10 * (round + 1))), None, None, None],
+                    &vec![Some("Known".to_string()), Some("New".into()), Some("Bsuid".into()), None, None, None],
+                    &vec![None::<String>; 6],
+                    &vec!["text".to_string(), "image".into(), "text".into(), "edit".into(), "revoke".into(), "text".into()],
+                    &vec![Some("hi".to_string()), None, Some("hey".into()), Some("fixed".into()), None, Some("hi all".into())],
+                    &vec![Some(now); 6],
                     &vec![
                         serde_json::json!({"type": "text", "text": {"body": "hi"}}),
                         serde_json::json!({"type": "image", "image": {"id": "123", "mime_type": "image/jpeg", "sha256": "x"}}),
                         serde_json::json!({"type": "text", "text": {"body": "hey"}}),
                         serde_json::json!({"type": "edit", "edit": {"original_message_id": wamid("a")}}),
                         serde_json::json!({"type": "revoke", "revoke": {"original_message_id": format!("wamid.large.{}.1", 5 + round)}}),
+                        serde_json::json!({"type": "text", "text": {"body": "hi all"}, "group_id": group}),
                     ],
+                    &vec![None, None, None, None, None, Some(group.clone())],
                 ],
             )
             .unwrap();
         session
             .execute(
-                "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                &[
+                    &vec![id; 3],
+                    &vec![
+                        format!("wamid.large.out.{}", round + 1),
+                        wamid("unknown"),
+                        format!("wamid.large.out.{}", round + 1),
+                    ],
+                    &vec!["read".to_string(), "delivered".into(), "delivered".into()],
+                    &vec![Some(now); 3],
+                    &vec![Some(known.clone()), None, Some(group.clone())],
+                    &vec![None::<i32>; 3],
+                    &vec![None::<String>; 3],
+                    &vec![None::<String>; 3],
+                    &vec![serde_json::json!({}); 3],
+                    &vec![Some("PMP".to_string()), None, None],
+                    &vec![Some("regular".to_string()), None, None],
+                    &vec![Some("utility".to_string()), None, None],
+                    &vec![Some(true), None, None],
+                    &vec![None, None, Some(known.clone())],
+                ],
+            )
+            .unwrap();
+        // A chunk of shared history: a customer's old message and the business's answer.
+        session
+            .execute(
+                "SELECT _wa_receive_history($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 &[
                     &vec![id; 2],
-                    &vec![format!("wamid.large.out.{}", round + 1), wamid("unknown")],
-                    &vec!["read".to_string(), "delivered".into()],
-                    &vec![Some(now); 2],
-                    &vec![Some(known.clone()), None],
-                    &vec![None::<i32>; 2],
-                    &vec![None::<String>; 2],
-                    &vec![None::<String>; 2],
-                    &vec![serde_json::json!({}); 2],
-                    &vec![Some("PMP".to_string()), None],
-                    &vec![Some("regular".to_string()), None],
-                    &vec![Some("utility".to_string()), None],
-                    &vec![Some(true), None],
+                    &vec![wamid("h1"), wamid("h2")],
+                    &vec![Some(known.clone()), Some(known.clone())],
+                    &vec![false, true],
+                    &vec!["text".to_string(), "text".into()],
+                    &vec![Some("old question".to_string()), Some("old answer".into())],
+                    &vec![Some(now - 86_400.0); 2],
+                    &vec![Some("read".to_string()), Some("read".into())],
+                    &vec![serde_json::json!({"type": "text", "text": {"body": "old"}}); 2],
                 ],
+            )
+            .unwrap();
+        // A reply to the group and the group's history.
+        session.execute("SELECT wa_send_text($1, $2, 'noted')", &[&ch.name, &group]).unwrap();
+        session
+            .query(
+                "SELECT * FROM wa_messages WHERE channel_id = $1 AND group_id = $2 ORDER BY id DESC LIMIT 50",
+                &[&id, &group],
             )
             .unwrap();
         // The enqueue (its conversation trigger runs at COMMIT) and a read receipt.

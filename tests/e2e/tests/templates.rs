@@ -155,3 +155,50 @@ fn named_parameters_are_each_given_once_by_name() {
     assert_eq!(got.len(), 1, "message {id} was not sent");
     assert_eq!(got[0].json()["template"]["components"][0]["parameters"][1]["parameter_name"], "first_name");
 }
+
+#[test]
+fn marketing_templates_go_through_the_marketing_messages_api_when_the_channel_enables_it() {
+    let ch = cluster().add_channel("tpl-marketing");
+    let mut db = cluster().connect();
+    db.execute("UPDATE wa_channels SET waba_id = '5550009' WHERE name = $1", &[&ch.name]).unwrap();
+    cluster().graph.set_templates(
+        "5550009",
+        json!([
+            { "id": "2001", "name": "winter_sale", "language": "en_US", "status": "APPROVED", "category": "MARKETING",
+              "components": [{ "type": "BODY", "text": "30% off this week" }] },
+            { "id": "2002", "name": "receipt", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
+              "components": [{ "type": "BODY", "text": "Thanks for your order" }] }
+        ]),
+    );
+    db.query_one("SELECT wa_sync_templates($1)", &[&ch.name]).unwrap();
+    let send = |db: &mut postgres::Client, name: &str, to: &str| -> i64 {
+        db.query_one("SELECT wa_send_template($1, $2, $3, 'en_US')", &[&ch.name, &to, &name]).unwrap().get(0)
+    };
+    // Off (the default): everything goes to /messages.
+    send(&mut db, "winter_sale", "15550006001");
+    // On: the marketing template goes to /marketing_messages, the utility one still to /messages.
+    db.execute("UPDATE wa_channels SET marketing_messages = true WHERE name = $1", &[&ch.name]).unwrap();
+    let marketing = send(&mut db, "winter_sale", "15550006002");
+    send(&mut db, "receipt", "15550006003");
+    let got = cluster().graph.wait_for(3, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
+    let mut endpoints: Vec<(String, String)> = got
+        .iter()
+        .map(|r| (r.json()["to"].as_str().unwrap_or_default().to_string(), r.endpoint().to_string()))
+        .collect();
+    endpoints.sort();
+    assert_eq!(
+        endpoints,
+        [
+            ("+15550006001".to_string(), "messages".to_string()),
+            ("+15550006002".into(), "marketing_messages".into()),
+            ("+15550006003".into(), "messages".into()),
+        ]
+    );
+    let body = got.iter().find(|r| r.endpoint() == "marketing_messages").unwrap().json();
+    assert_eq!(body["template"]["name"], "winter_sale", "the same request body as /messages");
+    let status = e2e::poll(|| {
+        let s: String = db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&marketing]).unwrap().get(0);
+        (s == "sent").then_some(s)
+    });
+    assert_eq!(status.as_deref(), Some("sent"), "Meta's answer from the Marketing Messages API is recorded");
+}
