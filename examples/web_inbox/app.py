@@ -49,7 +49,7 @@ CHANNEL_NAME = "SELECT name FROM wa_channels WHERE id = %s"
 CONVERSATION_COLUMNS = """
     conversation_id, channel_id, channel, contact_id, wa_id, user_id, profile_name, username,
     last_message_id, last_direction, last_type, last_body, last_message_at, unread_count,
-    window_open, window_closes_at
+    window_open, window_closes_at, group_id, group_subject, saved_name
 """
 
 # Newest first, paged by the last row's (last_message_at, conversation_id).
@@ -77,12 +77,13 @@ MESSAGE_COLUMNS = """
                           WHERE q.channel_id = m.channel_id AND q.wamid = m.reply_to_wamid) q ON true
 """
 # Read receipts the business sent (wa_mark_read) are rows too, but not part of the conversation.
+# `{where}` is a conversation's own messages (conversation_filter), its parameters first.
 MESSAGES_AFTER = MESSAGE_COLUMNS + """
-     WHERE m.contact_id = %s AND m.type <> 'mark_read' AND m.id > %s ORDER BY m.id LIMIT %s"""
+     WHERE {where} AND m.type <> 'mark_read' AND m.id > %s ORDER BY m.id LIMIT %s"""
 MESSAGES_BEFORE = MESSAGE_COLUMNS + """
-     WHERE m.contact_id = %s AND m.type <> 'mark_read' AND m.id < %s ORDER BY m.id DESC LIMIT %s"""
+     WHERE {where} AND m.type <> 'mark_read' AND m.id < %s ORDER BY m.id DESC LIMIT %s"""
 MESSAGES_BY_ID = MESSAGE_COLUMNS + """
-     WHERE m.contact_id = %s AND m.id = ANY(%s) ORDER BY m.id"""
+     WHERE {where} AND m.id = ANY(%s) ORDER BY m.id"""
 
 # What later messages say about these: reactions (the latest per side wins; a NULL emoji removed
 # it) and the text of the latest edit.
@@ -267,19 +268,19 @@ class Inbox:
     async def messages(self, request):
         """?after=ID (oldest first), ?before=ID (the page before it) or ?ids=1,2 (to refresh)."""
         conversation = await self.conversation_row(int(request.match_info["id"]))
-        contact_id, q = conversation["contact_id"], request.query
+        where, key, q = *conversation_filter(conversation), request.query
         limit = min(int(q.get("limit") or PAGE_SIZE), 200)
         async with await self.connect() as conn:
             cur = conn.cursor(row_factory=dict_row)
             if "ids" in q:
                 ids = [int(i) for i in q["ids"].split(",") if i]
-                await cur.execute(MESSAGES_BY_ID, (contact_id, ids))
+                await cur.execute(MESSAGES_BY_ID.format(where=where), (*key, ids))
                 rows = await cur.fetchall()
             elif "before" in q:
-                await cur.execute(MESSAGES_BEFORE, (contact_id, int(q["before"]), limit))
+                await cur.execute(MESSAGES_BEFORE.format(where=where), (*key, int(q["before"]), limit))
                 rows = list(reversed(await cur.fetchall()))
             else:
-                await cur.execute(MESSAGES_AFTER, (contact_id, int(q.get("after") or 0), limit))
+                await cur.execute(MESSAGES_AFTER.format(where=where), (*key, int(q.get("after") or 0), limit))
                 rows = await cur.fetchall()
             await add_reactions_and_edits(cur, conversation, rows)
         return json_response({"messages": rows, "page_size": limit})
@@ -332,6 +333,8 @@ class Inbox:
 
     async def mark_read(self, request):
         conversation = await self.conversation_row(int(request.match_info["id"]))
+        if conversation["group_id"]:
+            return json_response({"id": None})  # groups have no read receipts; writing clears unread
         rows = await self.query(LAST_INBOUND_WAMID, (conversation["contact_id"],))
         if not rows:
             return json_response({"id": None})
@@ -372,9 +375,10 @@ async def add_reactions_and_edits(cur, conversation, rows):
     if not wamids:
         return
     by_wamid = {r["wamid"]: r for r in rows if r["wamid"]}
-    await cur.execute(REACTIONS, (conversation["contact_id"], wamids))
-    for reaction in await cur.fetchall():
-        by_wamid[reaction["reaction_to_wamid"]]["reactions"][reaction["direction"]] = reaction["reaction_emoji"]
+    if not conversation["group_id"]:  # (groups have no reactions)
+        await cur.execute(REACTIONS, (conversation["contact_id"], wamids))
+        for reaction in await cur.fetchall():
+            by_wamid[reaction["reaction_to_wamid"]]["reactions"][reaction["direction"]] = reaction["reaction_emoji"]
     await cur.execute(EDITS, (conversation["channel_id"], wamids))
     for edit in await cur.fetchall():
         by_wamid[edit["original_wamid"]]["edited_body"] = edit["body"]
@@ -387,7 +391,18 @@ def parse_payload(payload):
         return {"payload": payload}  # not the extension's JSON: passed on as text, the page re-reads anyway
 
 
+def conversation_filter(conversation):
+    """A conversation's own messages, as SQL and its parameters: a group's, or a customer's 1:1
+    ones (not what they wrote in groups). Each is an index scan (wa_messages_group,
+    wa_messages_contact)."""
+    if conversation["group_id"]:
+        return "m.channel_id = %s AND m.group_id = %s", (conversation["channel_id"], conversation["group_id"])
+    return "m.contact_id = %s AND m.group_id IS NULL", (conversation["contact_id"],)
+
+
 def recipient_of(conversation):
+    if conversation["group_id"]:
+        return conversation["group_id"]
     return "+" + conversation["wa_id"] if conversation["wa_id"] else conversation["user_id"]
 
 

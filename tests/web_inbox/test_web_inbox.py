@@ -225,6 +225,24 @@ def test_a_reply_goes_out_and_its_ticks_move_sent_delivered_read(page):
     assert shown[1] == (f"Hint: {hint}" if hint else "")
 
 
+def test_a_group_conversation_shows_its_subject_and_a_reply_goes_to_the_group(page):
+    group = "Y2FwaV9ncm91cDpXZWJJbmJveFRlc3RHcm91cDAwMDAwMQZD"
+    wa_sim("group_create", "--group", group, "--text", "Launch team")
+    wa_sim("group_text", "--group", group, "--from", "16505550190", "--name", "Dana", "--text", "Who is coming?")
+    group_item = lambda: page.find_element(By.CSS_SELECTOR, f'li.conversation[data-group-id="{group}"]')
+    wait_for("the group's conversation, titled by its subject",
+             lambda: "Launch team" in group_item().text and "Who is coming?" in group_item().text)
+    # The participant's own conversation is not where a group message goes.
+    assert not page.find_elements(By.CSS_SELECTOR, 'li.conversation[data-wa-id="16505550190"]')
+    wait_for("the group's conversation to open",
+             lambda: (group_item().click() or True) and page.find_element(By.ID, "conversation-number").text == "group")
+    wait_for("the participant's message", lambda: message_with_text(page, "Who is coming?"))
+    send_reply(page, "We all are.")
+    tick = lambda: message_with_text(page, "We all are.").find_element(By.CLASS_NAME, "tick")
+    # wa-sim's Groups API answers a group send and posts its per-participant statuses.
+    wait_for("the reply to the group to be read", lambda: tick().get_attribute("data-status") == "read")
+
+
 def test_a_reply_outside_the_24_hour_window_shows_the_hint_and_a_template_goes_out(page):
     # The customer's last message was written 26 hours ago.
     post_signed(inbound("16505550103", "Chen Wei", "wamid.webinbox.old.1", "text", {"body": "Any news on my order?"},

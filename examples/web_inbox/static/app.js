@@ -104,7 +104,8 @@ function time(iso) {
 }
 
 function contactName(row) {
-  return row.profile_name || row.username || (row.wa_id ? "+" + row.wa_id : row.user_id);
+  if (row.group_id) return row.group_subject || "Group";
+  return row.saved_name || row.profile_name || row.username || (row.wa_id ? "+" + row.wa_id : row.user_id);
 }
 
 // A message in one line, for the list's preview and quotes.
@@ -166,6 +167,7 @@ function renderConversations() {
       class: "conversation" + (row.conversation_id === openId ? " open" : "") + (row.unread_count > 0 ? " has-unread" : ""),
       "data-conversation-id": row.conversation_id,
       "data-wa-id": row.wa_id,
+      "data-group-id": row.group_id,
       onclick: () => openConversation(row.conversation_id),
     },
       el("div", { class: "line" },
@@ -301,7 +303,7 @@ function renderConversation(scrollToEnd) {
   const open = state.open;
   const row = open.row;
   $("#conversation-name").textContent = contactName(row);
-  $("#conversation-number").textContent = row.wa_id ? "+" + row.wa_id : row.user_id;
+  $("#conversation-number").textContent = row.group_id ? "group" : row.wa_id ? "+" + row.wa_id : row.user_id;
   const windowState = $("#window-state");
   windowState.textContent = row.window_open
     ? `window open until ${time(row.window_closes_at)}`
