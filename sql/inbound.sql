@@ -414,6 +414,23 @@ BEGIN
 END
 $$;
 
+-- A contact's BSUID `replaced_id` gave way to `current_id`: the old one is kept in
+-- wa_contact_former_ids (so a message still sent under it reaches the same contact) and the new
+-- one is no longer a former id of anyone. For user_id_update and user_changed_user_id alike.
+CREATE FUNCTION _wa_keep_former_user_id(channel bigint, contact bigint, replaced_id text, current_id text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF replaced_id IS NOT NULL AND replaced_id IS DISTINCT FROM current_id THEN
+        INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
+        VALUES (channel, replaced_id, contact)
+        ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
+    END IF;
+    DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = channel AND f.user_id = current_id;
+END
+$$;
+
 -- A customer's BSUID changed (user_id_update): their contact (found by WhatsApp id, else by
 -- the previous BSUID, current or former) takes the new one and its parent, and keeps the one it
 -- had in wa_contact_former_ids, so messages under either reach it. If the new BSUID already
@@ -444,11 +461,10 @@ BEGIN
         CONTINUE WHEN k.id IS NULL  -- not a customer of this channel yet: their next message creates them
                    OR k.user_id IS NOT DISTINCT FROM r.cur
                    OR EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = r.ch AND o.user_id = r.cur);
-        INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
-        SELECT DISTINCT r.ch, had.id, k.id FROM (VALUES (k.user_id), (r.prev)) AS had(id)
-         WHERE had.id IS NOT NULL AND had.id <> r.cur
-        ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
-        DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = r.ch AND f.user_id = r.cur;
+        PERFORM @extschema@._wa_keep_former_user_id(r.ch, k.id, k.user_id, r.cur);
+        IF r.prev IS DISTINCT FROM k.user_id THEN
+            PERFORM @extschema@._wa_keep_former_user_id(r.ch, k.id, r.prev, r.cur);
+        END IF;
         UPDATE @extschema@.wa_contacts x
            SET user_id = r.cur, parent_user_id = COALESCE(r.par, x.parent_user_id), updated_at = pg_catalog.now()
          WHERE x.id = k.id;
@@ -771,11 +787,8 @@ BEGIN
         UPDATE @extschema@.wa_contacts x SET user_id = sys ->> 'user_id', updated_at = pg_catalog.now()
          WHERE x.id = contact
            AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.user_id = sys ->> 'user_id');
-        IF FOUND AND k.user_id IS NOT NULL THEN
-            INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
-            VALUES (k.channel_id, k.user_id, contact)
-            ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
-            DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = k.channel_id AND f.user_id = sys ->> 'user_id';
+        IF FOUND THEN
+            PERFORM @extschema@._wa_keep_former_user_id(k.channel_id, contact, k.user_id, sys ->> 'user_id');
         END IF;
     END IF;
 END

@@ -6,9 +6,13 @@
 -- then PUBLIC gets back exactly the pure helpers below. A function added later is therefore
 -- closed until someone decides otherwise (a hand-kept REVOKE list once missed one). The
 -- wa_send_* family and wa_media_content are granted to an inbox role by the administrator;
--- see README, "Roles". Upgrade scripts end with the same block.
+-- see README, "Roles". Every upgrade script ends with SELECT _wa_apply_privileges() (after a
+-- CREATE OR REPLACE of it when the allow-list changes), so the rule is written once.
 
-DO $privileges$
+CREATE FUNCTION _wa_apply_privileges() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     f regprocedure;
 BEGIN
@@ -22,13 +26,14 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
+    -- Pure helpers: they read no table and hold no secret, so anyone may call them.
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_verify_signature(text, bytea, text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_verify_signature(text, text, text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_phone(text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_recipient(text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_webhook_url(text) TO PUBLIC;
 END
-$privileges$;
+$$;
 
--- Pure helpers: they read no table and hold no secret, so anyone may call them.
-GRANT EXECUTE ON FUNCTION wa_verify_signature(text, bytea, text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_verify_signature(text, text, text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_normalize_phone(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_normalize_recipient(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_error_hint(integer) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_webhook_url(text) TO PUBLIC;
+SELECT _wa_apply_privileges();

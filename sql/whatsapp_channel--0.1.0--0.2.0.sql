@@ -19,7 +19,22 @@ SELECT metric, labels, value FROM _wa_metrics();
 
 COMMENT ON VIEW wa_metrics IS 'The samples GET /metrics serves (Prometheus names), one row each; counters count since the server started.';
 
--- user_changed_user_id keeps the replaced BSUID in wa_contact_former_ids (sql/inbound.sql).
+-- user_changed_user_id keeps the replaced BSUID in wa_contact_former_ids, as user_id_update does,
+-- through one helper (sql/inbound.sql).
+CREATE FUNCTION _wa_keep_former_user_id(channel bigint, contact bigint, replaced_id text, current_id text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF replaced_id IS NOT NULL AND replaced_id IS DISTINCT FROM current_id THEN
+        INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
+        VALUES (channel, replaced_id, contact)
+        ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
+    END IF;
+    DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = channel AND f.user_id = current_id;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION _wa_apply_identity_change(contact bigint, sys jsonb) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -37,13 +52,48 @@ BEGIN
         UPDATE @extschema@.wa_contacts x SET user_id = sys ->> 'user_id', updated_at = pg_catalog.now()
          WHERE x.id = contact
            AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = k.channel_id AND o.user_id = sys ->> 'user_id');
-        IF FOUND AND k.user_id IS NOT NULL THEN
-            INSERT INTO @extschema@.wa_contact_former_ids AS f (channel_id, user_id, contact_id)
-            VALUES (k.channel_id, k.user_id, contact)
-            ON CONFLICT (channel_id, user_id) DO UPDATE SET contact_id = excluded.contact_id, replaced_at = pg_catalog.now();
-            DELETE FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = k.channel_id AND f.user_id = sys ->> 'user_id';
+        IF FOUND THEN
+            PERFORM @extschema@._wa_keep_former_user_id(k.channel_id, contact, k.user_id, sys ->> 'user_id');
         END IF;
     END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_apply_user_id_updates(channels bigint[], wa_ids text[], previous text[], currents text[],
+                                          parents text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    k @extschema@.wa_contacts;
+    moved integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, wa_ids, previous, currents, parents) WITH ORDINALITY
+                           AS u(ch, wa, prev, cur, par, ord) ORDER BY u.ord LOOP
+        k := NULL;
+        SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.wa_id = r.wa;
+        IF k.id IS NULL THEN
+            SELECT * INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.user_id = r.prev;
+        END IF;
+        IF k.id IS NULL THEN
+            SELECT x.* INTO k FROM @extschema@.wa_contacts x
+              JOIN @extschema@.wa_contact_former_ids f ON f.contact_id = x.id
+             WHERE f.channel_id = r.ch AND f.user_id = r.prev;
+        END IF;
+        CONTINUE WHEN k.id IS NULL  -- not a customer of this channel yet: their next message creates them
+                   OR k.user_id IS NOT DISTINCT FROM r.cur
+                   OR EXISTS (SELECT 1 FROM @extschema@.wa_contacts o WHERE o.channel_id = r.ch AND o.user_id = r.cur);
+        PERFORM @extschema@._wa_keep_former_user_id(r.ch, k.id, k.user_id, r.cur);
+        IF r.prev IS DISTINCT FROM k.user_id THEN
+            PERFORM @extschema@._wa_keep_former_user_id(r.ch, k.id, r.prev, r.cur);
+        END IF;
+        UPDATE @extschema@.wa_contacts x
+           SET user_id = r.cur, parent_user_id = COALESCE(r.par, x.parent_user_id), updated_at = pg_catalog.now()
+         WHERE x.id = k.id;
+        moved := moved + 1;
+    END LOOP;
+    RETURN moved;
 END
 $$;
 
@@ -934,8 +984,12 @@ BEGIN ATOMIC
 END;
 
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
--- helpers, so that a function added above is closed until granted.
-DO $privileges$
+-- helpers, so that a function added above is closed until granted. Later upgrade scripts only
+-- call _wa_apply_privileges().
+CREATE FUNCTION _wa_apply_privileges() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
 DECLARE
     f regprocedure;
 BEGIN
@@ -949,14 +1003,17 @@ BEGIN
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;
+    -- Pure helpers: they read no table and hold no secret, so anyone may call them.
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_verify_signature(text, bytea, text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_verify_signature(text, text, text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_phone(text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_recipient(text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@.wa_webhook_url(text) TO PUBLIC;
 END
-$privileges$;
-GRANT EXECUTE ON FUNCTION wa_verify_signature(text, bytea, text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_verify_signature(text, text, text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_normalize_phone(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_normalize_recipient(text) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_error_hint(integer) TO PUBLIC;
-GRANT EXECUTE ON FUNCTION wa_webhook_url(text) TO PUBLIC;
+$$;
+
+SELECT _wa_apply_privileges();
 
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
