@@ -22,6 +22,12 @@ CREATE FUNCTION _wa_unix_time(ts double precision) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN ts >= 0 AND ts < 253402300800 THEN pg_catalog.to_timestamp(ts) END;
 
+-- A group's participants once `joined` came and `gone` left: a sorted set of WhatsApp ids. (For
+-- the group's webhooks and for the messages that show who writes in it.)
+CREATE FUNCTION _wa_group_participants(had text[], joined text[], gone text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ARRAY(SELECT DISTINCT p FROM unnest(had || joined) AS p WHERE p <> ALL (gone) ORDER BY p);
+
 -- Stores inbound messages of every kind, one row per element of the arrays (in order).
 -- Contacts are found or created (by WhatsApp id, else by BSUID) and kept current; each new
 -- message gets its derived columns, a media download job if it has media, its conversation
@@ -136,7 +142,7 @@ BEGIN
          GROUP BY u.ch, u.grp
          ORDER BY u.ch, u.grp
         ON CONFLICT (channel_id, group_id) DO UPDATE
-           SET participants = ARRAY(SELECT DISTINCT p FROM unnest(g.participants || excluded.participants) AS p ORDER BY p),
+           SET participants = @extschema@._wa_group_participants(g.participants, excluded.participants, '{}'),
                last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
                updated_at = pg_catalog.now()
          WHERE NOT (excluded.participants <@ g.participants)
@@ -590,10 +596,10 @@ BEGIN
             n.status := new_status;
             n.status_at := event_at;
         END IF;
-        n.participants := ARRAY(SELECT DISTINCT p
-                                  FROM unnest(g.participants || ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]')))) AS p
-                                 WHERE p <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))))
-                                 ORDER BY p);
+        n.participants := @extschema@._wa_group_participants(
+            g.participants,
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]'))),
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))));
         -- A redelivered event (or one that changes nothing) is not written or notified again.
         CONTINUE WHEN NOT is_new
                   AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)

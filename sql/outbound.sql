@@ -316,14 +316,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who   text;
-    grp   text;
-    found boolean;
+    who text;
+    grp text;
 BEGIN
     SELECT CASE WHEN m.direction = 'outbound' THEN m.recipient
                 ELSE COALESCE('+' || k.wa_id, k.user_id) END,
-           m.group_id, true
-      INTO who, grp, found
+           m.group_id
+      INTO who, grp
       FROM @extschema@.wa_messages m
       JOIN @extschema@.wa_channels c ON c.id = m.channel_id
       LEFT JOIN @extschema@.wa_contacts k ON k.id = m.contact_id

@@ -40,18 +40,18 @@ BEGIN ATOMIC
     WITH rebuilt AS (
         INSERT INTO @extschema@.wa_conversation_state
                (channel_id, contact_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
-        SELECT k.channel_id, k.id, NULL, last.id, last.at, last.direction, last.type, pg_catalog.left(last.body, 200),
+        SELECT k.channel_id, k.id, NULL, last.id, last.shown_at, last.direction, last.type, pg_catalog.left(last.body, 200),
                (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
                  WHERE i.contact_id = k.id AND i.group_id IS NULL AND i.direction = 'inbound' AND NOT i.from_history
                    AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
                                          WHERE o.contact_id = k.id AND o.group_id IS NULL AND o.direction = 'outbound'
                                            AND NOT o.from_history), 0))
           FROM @extschema@.wa_contacts k
-          JOIN LATERAL (SELECT m.id, CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END AS at,
+          JOIN LATERAL (SELECT m.id, CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END AS shown_at,
                                m.direction, m.type, m.body
                           FROM @extschema@.wa_messages m
                          WHERE m.contact_id = k.id AND m.group_id IS NULL AND m.type <> 'mark_read'
-                         ORDER BY CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END DESC, m.id DESC
+                         ORDER BY shown_at DESC, m.id DESC
                          LIMIT 1) last ON true
          WHERE _wa_rebuild_conversations.channel IS NULL OR k.channel_id = _wa_rebuild_conversations.channel
         UNION ALL

@@ -204,6 +204,10 @@ ALTER TABLE wa_message_statuses ADD COLUMN participant_id text,
                                 DROP CONSTRAINT wa_message_statuses_channel_id_wamid_status_key,
                                 ADD CONSTRAINT wa_message_statuses_key UNIQUE NULLS NOT DISTINCT (channel_id, wamid, status, participant_id);
 
+CREATE FUNCTION _wa_group_participants(had text[], joined text[], gone text[]) RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN ARRAY(SELECT DISTINCT p FROM unnest(had || joined) AS p WHERE p <> ALL (gone) ORDER BY p);
+
 DROP FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], text[], text[], text[], text[], text[], double precision[], jsonb[]);
 CREATE FUNCTION _wa_receive_messages(
     channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
@@ -310,7 +314,7 @@ BEGIN
          GROUP BY u.ch, u.grp
          ORDER BY u.ch, u.grp
         ON CONFLICT (channel_id, group_id) DO UPDATE
-           SET participants = ARRAY(SELECT DISTINCT p FROM unnest(g.participants || excluded.participants) AS p ORDER BY p),
+           SET participants = @extschema@._wa_group_participants(g.participants, excluded.participants, '{}'),
                last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
                updated_at = pg_catalog.now()
          WHERE NOT (excluded.participants <@ g.participants)
@@ -476,10 +480,10 @@ BEGIN
             n.status := new_status;
             n.status_at := event_at;
         END IF;
-        n.participants := ARRAY(SELECT DISTINCT p
-                                  FROM unnest(g.participants || ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]')))) AS p
-                                 WHERE p <> ALL (ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))))
-                                 ORDER BY p);
+        n.participants := @extschema@._wa_group_participants(
+            g.participants,
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]'))),
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))));
         -- A redelivered event (or one that changes nothing) is not written or notified again.
         CONTINUE WHEN NOT is_new
                   AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)
@@ -810,14 +814,13 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    who   text;
-    grp   text;
-    found boolean;
+    who text;
+    grp text;
 BEGIN
     SELECT CASE WHEN m.direction = 'outbound' THEN m.recipient
                 ELSE COALESCE('+' || k.wa_id, k.user_id) END,
-           m.group_id, true
-      INTO who, grp, found
+           m.group_id
+      INTO who, grp
       FROM @extschema@.wa_messages m
       JOIN @extschema@.wa_channels c ON c.id = m.channel_id
       LEFT JOIN @extschema@.wa_contacts k ON k.id = m.contact_id
@@ -953,18 +956,18 @@ BEGIN ATOMIC
     WITH rebuilt AS (
         INSERT INTO @extschema@.wa_conversation_state
                (channel_id, contact_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
-        SELECT k.channel_id, k.id, NULL, last.id, last.at, last.direction, last.type, pg_catalog.left(last.body, 200),
+        SELECT k.channel_id, k.id, NULL, last.id, last.shown_at, last.direction, last.type, pg_catalog.left(last.body, 200),
                (SELECT pg_catalog.count(*) FROM @extschema@.wa_messages i
                  WHERE i.contact_id = k.id AND i.group_id IS NULL AND i.direction = 'inbound' AND NOT i.from_history
                    AND i.id > COALESCE((SELECT pg_catalog.max(o.id) FROM @extschema@.wa_messages o
                                          WHERE o.contact_id = k.id AND o.group_id IS NULL AND o.direction = 'outbound'
                                            AND NOT o.from_history), 0))
           FROM @extschema@.wa_contacts k
-          JOIN LATERAL (SELECT m.id, CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END AS at,
+          JOIN LATERAL (SELECT m.id, CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END AS shown_at,
                                m.direction, m.type, m.body
                           FROM @extschema@.wa_messages m
                          WHERE m.contact_id = k.id AND m.group_id IS NULL AND m.type <> 'mark_read'
-                         ORDER BY CASE WHEN m.from_history THEN COALESCE(m.sent_at, m.created_at) ELSE m.created_at END DESC, m.id DESC
+                         ORDER BY shown_at DESC, m.id DESC
                          LIMIT 1) last ON true
          WHERE _wa_rebuild_conversations.channel IS NULL OR k.channel_id = _wa_rebuild_conversations.channel
         UNION ALL

@@ -455,7 +455,7 @@ fn parse_change(change: &Value) -> Change {
                 status: str_at(c, &["status"]),
                 start_time: unix_at(c, &["start_time"]),
                 end_time: unix_at(c, &["end_time"]),
-                duration: c.get("duration").and_then(|d| d.as_i64().or_else(|| d.as_str()?.parse().ok())),
+                duration: int_at(c, &["duration"]),
                 raw: c.clone(),
             }),
             _ => rejected.push(Rejected { reason: "call without an id or event", raw: c.clone() }),
@@ -492,9 +492,9 @@ fn parse_change(change: &Value) -> Change {
         }
         let error = h.get("errors").and_then(Value::as_array).and_then(|e| e.first());
         history_chunks.push(HistoryChunk {
-            phase: unix_at(h, &["metadata", "phase"]),
-            chunk_order: unix_at(h, &["metadata", "chunk_order"]),
-            progress: unix_at(h, &["metadata", "progress"]),
+            phase: int_at(h, &["metadata", "phase"]),
+            chunk_order: int_at(h, &["metadata", "chunk_order"]),
+            progress: int_at(h, &["metadata", "progress"]),
             messages: history.len() - before,
             error_code: error.and_then(|e| e.get("code")).and_then(Value::as_i64),
             error: error.and_then(|e| str_at(e, &["title"]).or_else(|| str_at(e, &["message"]))),
@@ -661,9 +661,14 @@ fn str_at(v: &Value, path: &[&str]) -> Option<String> {
     }
 }
 
-/// Unix seconds at `path`, sent by Meta as a string (`"1749416383"`), accepted as a number too.
-fn unix_at(v: &Value, path: &[&str]) -> Option<i64> {
+/// An integer at `path`, as a string (`"1749416383"`, Meta's timestamps) or a number.
+fn int_at(v: &Value, path: &[&str]) -> Option<i64> {
     str_at(v, path)?.parse().ok()
+}
+
+/// Unix seconds at `path` (Meta sends them as strings).
+fn unix_at(v: &Value, path: &[&str]) -> Option<i64> {
+    int_at(v, path)
 }
 
 #[cfg(test)]
