@@ -66,7 +66,14 @@ say "pg2 primary $(since "$killed_at" "$promoted_at") s after the kill; its list
 # Traffic goes on through the new primary while the old one rejoins, then the clients stop.
 after=$(( $(acked) + 300 ))
 wait_for 60 "300 more acked webhooks after the failover" acked_at_least "$after"
-wait_for 90 "pg1 back as a replica" rest_is 0 replica
+# Patroni's /replica answers 200 as soon as pg1 starts in recovery, before it sees that pg1's
+# timeline forked and restarts it for pg_rewind; only a WAL receiver on the new timeline means
+# it has rejoined for good.
+streams_new_timeline() {
+  rest_is 0 replica && [ "$(psql_at "${PGPORT[0]}" -c "SELECT count(*) FROM pg_stat_wal_receiver
+    WHERE status = 'streaming' AND greatest(receive_start_tli, received_tli) >= 2" 2>/dev/null)" = 1 ]
+}
+wait_for 120 "pg1 back as a replica streaming timeline 2" streams_new_timeline
 say "old primary pg1 rejoined as a replica: no worker runs, nothing listens on ${LISTEN[0]}"
 check_idle_standby 0
 touch "$T/out/stop"
