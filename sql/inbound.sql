@@ -200,7 +200,7 @@ BEGIN
                   FROM ins WHERE ins.group_id IS NOT NULL
                  ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
          ORDER BY n.channel_id, n.group_id
-        ON CONFLICT (channel_id, group_id) DO UPDATE
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
            SET unread_count = s.unread_count + excluded.unread_count,
                last_message_id = greatest(s.last_message_id, excluded.last_message_id),
                last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,

@@ -424,7 +424,7 @@ BEGIN
         INSERT INTO @extschema@.wa_conversation_state AS s
                (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
         VALUES (NEW.channel_id, NEW.group_id, NEW.id, NEW.created_at, 'outbound', NEW.type, pg_catalog.left(NEW.body, 200), 0)
-        ON CONFLICT (channel_id, group_id) DO UPDATE
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
            SET unread_count = 0,
                last_message_id = greatest(s.last_message_id, excluded.last_message_id),
                last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,

@@ -198,8 +198,8 @@ ALTER TABLE wa_messages ADD COLUMN group_id text,
 CREATE INDEX wa_messages_group ON wa_messages (channel_id, group_id, id) WHERE group_id IS NOT NULL;
 ALTER TABLE wa_conversation_state ALTER COLUMN contact_id DROP NOT NULL,
                                   ADD COLUMN group_id text,
-                                  ADD CONSTRAINT wa_conversation_state_channel_id_group_id_key UNIQUE (channel_id, group_id),
                                   ADD CONSTRAINT wa_conversation_state_one_party CHECK ((contact_id IS NULL) <> (group_id IS NULL));
+CREATE UNIQUE INDEX wa_conversation_state_group ON wa_conversation_state (channel_id, group_id) WHERE group_id IS NOT NULL;
 ALTER TABLE wa_message_statuses ADD COLUMN participant_id text,
                                 DROP CONSTRAINT wa_message_statuses_channel_id_wamid_status_key,
                                 ADD CONSTRAINT wa_message_statuses_key UNIQUE NULLS NOT DISTINCT (channel_id, wamid, status, participant_id);
@@ -372,7 +372,7 @@ BEGIN
                   FROM ins WHERE ins.group_id IS NOT NULL
                  ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
          ORDER BY n.channel_id, n.group_id
-        ON CONFLICT (channel_id, group_id) DO UPDATE
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
            SET unread_count = s.unread_count + excluded.unread_count,
                last_message_id = greatest(s.last_message_id, excluded.last_message_id),
                last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
@@ -850,7 +850,7 @@ BEGIN
         INSERT INTO @extschema@.wa_conversation_state AS s
                (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
         VALUES (NEW.channel_id, NEW.group_id, NEW.id, NEW.created_at, 'outbound', NEW.type, pg_catalog.left(NEW.body, 200), 0)
-        ON CONFLICT (channel_id, group_id) DO UPDATE
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
            SET unread_count = 0,
                last_message_id = greatest(s.last_message_id, excluded.last_message_id),
                last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
