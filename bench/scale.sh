@@ -58,6 +58,7 @@
 #   SCALE_PGB_CLIENTS      pgbench clients of (iv)                       (default 8)
 #   SCALE_OUT_MESSAGES     messages of (v); 0 skips (v)                  (default 10000)
 #   SCALE_SHARED_BUFFERS   shared_buffers                                (default 2GB)
+#   SCALE_LISTENER_WORKERS whatsapp_channel.listener_workers             (default: the setting's default)
 #   SCALE_KEEP=1           leave the cluster running at the end (stop: pg_ctl -D $WA_SCALE_HOME/data stop)
 #   BENCH_INSTALL=1        cargo pgrx install --release first
 set -euo pipefail
@@ -82,6 +83,7 @@ QUERY_BUDGET=${SCALE_QUERY_BUDGET:-60}
 PGB_CLIENTS=${SCALE_PGB_CLIENTS:-8}
 OUT_MESSAGES=${SCALE_OUT_MESSAGES:-10000}
 SHARED_BUFFERS=${SCALE_SHARED_BUFFERS:-2GB}
+LISTENER_WORKERS=${SCALE_LISTENER_WORKERS:-}
 KEEP=${SCALE_KEEP:-0}
 CHANNEL=scale
 case $SCALE_LISTEN in 127.0.0.1:*) ;; *) echo "SCALE_LISTEN must be 127.0.0.1:<port>" >&2; exit 1 ;; esac
@@ -166,6 +168,7 @@ shared_buffers = $SHARED_BUFFERS
 shared_preload_libraries = 'whatsapp_channel'
 whatsapp_channel.listen_address = '$SCALE_LISTEN'
 whatsapp_channel.database = 'postgres'
+${LISTENER_WORKERS:+whatsapp_channel.listener_workers = $LISTENER_WORKERS}
 CONF
 pg_ctl -l "$WA_SCALE_HOME/server.log" -w start >/dev/null
 sql "CREATE EXTENSION whatsapp_channel"
@@ -182,10 +185,12 @@ done
 kill -0 "$SIM_PID" 2>/dev/null || die "wa-sim graph did not start on 127.0.0.1:$SCALE_SIM_PORT: $(cat "$WA_SCALE_HOME/wa-sim-graph.log")"
 
 # The listener of *this* cluster (another cluster on the machine may have one too).
-listener_pid() {
-  ps -o pid=,args= --ppid "$(head -1 "$WA_SCALE_HOME/data/postmaster.pid")" | awk '/whatsapp_channel webhook listener/ { print $1; exit }'
+listener_pids() {
+  ps -o pid=,args= --ppid "$(head -1 "$WA_SCALE_HOME/data/postmaster.pid")" | awk '/whatsapp_channel webhook listener/ { print $1 }'
 }
-rss_anon() { awk '/^RssAnon/ { print $2 }' "/proc/$(listener_pid)/status"; }
+listener_pid() { listener_pids | head -1; }
+# Of every listener worker together.
+rss_anon() { local pid; for pid in $(listener_pids); do cat "/proc/$pid/status"; done | awk '/^RssAnon/ { kb += $2 } END { print kb }'; }
 [ -n "$(listener_pid)" ] || die "no webhook listener process under the postmaster of $WA_SCALE_HOME (see $WA_SCALE_HOME/server.log)"
 declare -A RSS
 RSS[start]=$(rss_anon)
@@ -500,7 +505,7 @@ report() {
 \`bash bench/scale.sh\` — $(fmt "$SEED_MESSAGES") seed messages from $(fmt "$SEED_SENDERS") customers ($SEED_BATCH a POST, $SEED_CONCURRENCY connections); phases: ${SECS} s per cell, $(fmt "$SENDERS") customers, new-share $NEW_SHARE.
 
 - machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)
-- $PG_VERSION; shared_buffers $(sql "SHOW shared_buffers"), max_connections $MAX_CONNECTIONS, fsync $(sql "SHOW fsync"), synchronous_commit $(sql "SHOW synchronous_commit"); own cluster in $WA_SCALE_HOME (port $SCALE_PORT, listener $SCALE_LISTEN)
+- $PG_VERSION; shared_buffers $(sql "SHOW shared_buffers"), whatsapp_channel.listener_workers $(sql "SHOW whatsapp_channel.listener_workers") ($(listener_pids | wc -l) running), max_connections $MAX_CONNECTIONS, fsync $(sql "SHOW fsync"), synchronous_commit $(sql "SHOW synchronous_commit"); own cluster in $WA_SCALE_HOME (port $SCALE_PORT, listener $SCALE_LISTEN)
 - date: $DATE (run took $(( ($(date +%s) - RUN_START) / 60 )) min)
 - code: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$DIRTY" = 0 ] && echo ", src/ and sql/ clean" || echo ", **src/ or sql/ have uncommitted changes** ($DIRTY files)"); extension $EXT_VERSION, library $LIB built $(date -u -r "$LIB" '+%Y-%m-%d %H:%M UTC')
 
