@@ -188,15 +188,14 @@ kill -0 "$SIM_PID" 2>/dev/null || die "wa-sim graph did not start on 127.0.0.1:$
 listener_pids() {
   ps -o pid=,args= --ppid "$(head -1 "$WA_SCALE_HOME/data/postmaster.pid")" | awk '/whatsapp_channel webhook listener/ { print $1 }'
 }
-listener_pid() { listener_pids | head -1; }
 # Of every listener worker together.
 rss_anon() { local pid; for pid in $(listener_pids); do cat "/proc/$pid/status"; done | awk '/^RssAnon/ { kb += $2 } END { print kb }'; }
-[ -n "$(listener_pid)" ] || die "no webhook listener process under the postmaster of $WA_SCALE_HOME (see $WA_SCALE_HOME/server.log)"
+[ -n "$(listener_pids)" ] || die "no webhook listener process under the postmaster of $WA_SCALE_HOME (see $WA_SCALE_HOME/server.log)"
 declare -A RSS
 RSS[start]=$(rss_anon)
 LOG_START=$(log_lines)
 DATE=$(date -u)
-progress "cluster up: listener pid $(listener_pid) on $SCALE_LISTEN, RssAnon ${RSS[start]} kB"
+progress "cluster up: listener pid(s) $(listener_pids | paste -sd " ") on $SCALE_LISTEN, RssAnon ${RSS[start]} kB"
 
 # --- measurements ------------------------------------------------------------------------------
 declare -A LOAD PGB Q QRUNS TPS OUT SEQ ROWS
