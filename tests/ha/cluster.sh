@@ -25,7 +25,9 @@ now() { date +%s.%N; }
 # Seconds from $1 to $2 (or to now), one decimal.
 since() { "$PY" -c "print('%.1f' % (${2:-$(now)} - $1))"; }
 # As postgres; setpriv and env exec what they run, so "${AS_POSTGRES[@]}" server & makes $! the server.
-AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups -- env -u RUST_BACKTRACE)
+# In /: the checkout may be a directory postgres cannot enter (a clone in `mktemp -d` is 0700),
+# and Patroni's bootstrap then never gets past "bootstrap in progress".
+AS_POSTGRES=(setpriv --reuid=postgres --regid=postgres --init-groups -- env -C / -u RUST_BACKTRACE)
 psql_at() { local port=$1; shift; "$PG_BIN/psql" -X -q -A -t -h 127.0.0.1 -p "$port" -U postgres -d postgres -v ON_ERROR_STOP=1 "$@"; }
 http_code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
