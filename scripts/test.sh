@@ -17,7 +17,7 @@ LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 
 echo "[test] unit tests (no Postgres)"
-cargo test --locked -p whatsapp_cloud -p wa-sim -p bounded_http -p channel_metrics 2>&1 | tee -a "$LOG"
+cargo test --locked -p whatsapp_cloud -p wa-sim -p bounded_http -p cached_resolver -p channel_metrics 2>&1 | tee -a "$LOG"
 
 echo "[test] installing the extension into $($PG_CONFIG --pkglibdir) (PostgreSQL $PG_MAJOR)"
 sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
