@@ -1,15 +1,18 @@
 //! The HTTP side of the webhook listener. These threads never call into Postgres (pgrx panics
 //! if they do): they route, check signatures and parse JSON (the server, `bounded_http` on
 //! hyper, has already enforced the connection cap, the deadlines, the body limit and budget,
-//! and TLS), then hand a verified
-//! payload to the worker's main thread and wait for its answer, which comes only after COMMIT.
-//! Log lines go to the main thread too, so they land in the server log.
+//! and TLS), then hand a verified payload to the worker's main thread, whose answer comes only
+//! after COMMIT. Meanwhile no thread waits: a webhook of ordinary size is taken on the thread
+//! that drives its connection and answered when the main thread keeps its promise (see
+//! [`bounded_http::Handler::quick`]); only a large body, or a request that must first wait for
+//! a channel change to be read, goes to the blocking pool. Log lines go to the main thread
+//! too, so they land in the server log.
 
 use crate::metrics::{self, GlobalCounter};
 use crate::pg::wake;
 use crate::pg::wakeup::Waker;
 use crate::store::ChannelCredentials;
-use bounded_http::{Limits, Request, Response, Tls};
+use bounded_http::{Limits, Promise, Quick, Request, Response, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -28,6 +31,11 @@ const CATCH_UP: Duration = Duration::from_millis(500);
 
 /// How long a request waits for the main thread to store it before it gets a 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Bodies up to this size are checked and parsed on the connection's own thread (about 100 µs
+/// for the largest: a 100-message webhook is 25 KB); larger ones (history chunks, say) on the
+/// blocking pool, so that one of them never holds up the other connections of that thread.
+const QUICK_BODY_BYTES: usize = 32 << 10;
 
 /// What the main thread shares with the HTTP threads.
 #[derive(Default)]
@@ -64,14 +72,19 @@ impl Shared {
     /// Only a real change waits; otherwise this is two atomic loads, so a flood of requests for
     /// unknown channels or with bad signatures costs nothing here.
     fn catch_up(&self) {
-        let committed = wake::channels_generation();
-        if self.loaded_generation.load(Ordering::Acquire) >= committed {
+        if !self.behind() {
             return;
         }
+        let committed = wake::channels_generation();
         let guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self
             .reloaded
             .wait_timeout_while(guard, CATCH_UP, |_| self.loaded_generation.load(Ordering::Acquire) < committed);
+    }
+
+    /// Whether a change to the channels has committed that the main thread has not read yet.
+    fn behind(&self) -> bool {
+        self.loaded_generation.load(Ordering::Acquire) < wake::channels_generation()
     }
 
     fn channel(&self, name: &str) -> Option<Arc<ChannelCredentials>> {
@@ -116,8 +129,8 @@ const KEPT_HEADERS: [&str; 4] = ["X-Hub-Signature-256", "Content-Type", "User-Ag
 
 /// Work for the main thread.
 pub enum Job {
-    /// Store this and answer whether it committed.
-    Store(Verified, SyncSender<StoreOutcome>),
+    /// Store this and answer (keep the promise) whether it committed.
+    Store(Verified, Promise<StoreOutcome>),
     /// A line for the server log, and perhaps a count in `wa_channel_counters`.
     Report(Report),
 }
@@ -183,8 +196,8 @@ pub fn start(
         body_timeout: BODY_TIMEOUT,
         max_body_bytes: shared.max_body_bytes.clone(),
         body_budget_bytes: BODY_BUDGET,
-        // A POST waits on its thread for the main thread's COMMIT; more than the queue of
-        // jobs could never be waiting at once.
+        // Handlers that block: a large body's check and parse, or a wait for a channel change
+        // to be read (a POST waiting for its COMMIT holds no thread).
         handler_threads: queue,
         ..Limits::default()
     };
@@ -193,6 +206,7 @@ pub fn start(
     Ok(receiver)
 }
 
+#[derive(Clone)]
 struct Handler {
     shared: Arc<Shared>,
     jobs: SyncSender<Job>,
@@ -200,32 +214,22 @@ struct Handler {
 }
 
 impl bounded_http::Handler for Handler {
+    /// On the connection's thread, unless it would block: see the module's docs.
+    fn quick(&self, request: Request) -> Result<Quick, Request> {
+        if self.shared.behind() || request.body.len() > QUICK_BODY_BYTES {
+            return Err(request);
+        }
+        Ok(self.take(request))
+    }
+
     fn handle(&self, request: Request) -> Response {
-        let Some(name) = request.path().strip_prefix(PATH_PREFIX).filter(|n| !n.is_empty() && !n.contains('/')) else {
-            return Response::text(404, "Not found: webhook URLs end in /webhook/<channel>");
-        };
         // From what is committed: the main thread re-reads the channels at every change (see
         // pg::wake); a request waits only while a change committed a moment ago is being read
         // (a channel added just before Meta's handshake, a secret rotated before the next POST).
         self.shared.catch_up();
-        let Some(channel) = self.shared.channel(name) else {
-            if !self.shared.installed.load(Ordering::Acquire) {
-                return Response::text(503, "whatsapp_channel is not installed in whatsapp_channel.database yet");
-            }
-            metrics::add_global(GlobalCounter::UnknownChannel);
-            return Response::text(404, "Unknown channel");
-        };
-        match request.method.as_str() {
-            "GET" => self.handshake(&channel, request.query()),
-            "POST" => {
-                let header = request.header(signature::HEADER).map(str::to_string);
-                let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
-                    .iter()
-                    .filter_map(|name| request.header(name).map(|v| (name.to_ascii_lowercase(), v.into())))
-                    .collect();
-                self.post(channel, request.body, header.as_deref(), serde_json::Value::Object(kept))
-            }
-            _ => Response::text(405, "Method not allowed: Meta sends GET (verification) and POST (events)"),
+        match self.take(request) {
+            Quick::Now(response) => response,
+            Quick::Later(later) => later.wait(),
         }
     }
 
@@ -247,6 +251,36 @@ impl bounded_http::Handler for Handler {
 }
 
 impl Handler {
+    /// Routes a request the channels are current for (see [`Shared::catch_up`]), and answers it
+    /// now, or later for a POST handed to the main thread.
+    fn take(&self, request: Request) -> Quick {
+        let Some(name) = request.path().strip_prefix(PATH_PREFIX).filter(|n| !n.is_empty() && !n.contains('/')) else {
+            return Quick::Now(Response::text(404, "Not found: webhook URLs end in /webhook/<channel>"));
+        };
+        let Some(channel) = self.shared.channel(name) else {
+            if !self.shared.installed.load(Ordering::Acquire) {
+                return Quick::Now(Response::text(
+                    503,
+                    "whatsapp_channel is not installed in whatsapp_channel.database yet",
+                ));
+            }
+            metrics::add_global(GlobalCounter::UnknownChannel);
+            return Quick::Now(Response::text(404, "Unknown channel"));
+        };
+        match request.method.as_str() {
+            "GET" => Quick::Now(self.handshake(&channel, request.query())),
+            "POST" => {
+                let header = request.header(signature::HEADER).map(str::to_string);
+                let kept: serde_json::Map<String, serde_json::Value> = KEPT_HEADERS
+                    .iter()
+                    .filter_map(|name| request.header(name).map(|v| (name.to_ascii_lowercase(), v.into())))
+                    .collect();
+                self.post(channel, request.body, header.as_deref(), serde_json::Value::Object(kept))
+            }
+            _ => Quick::Now(Response::text(405, "Method not allowed: Meta sends GET (verification) and POST (events)")),
+        }
+    }
+
     /// Hands a job to the main thread without blocking; `Err` when its queue is full.
     fn send(&self, job: Job) -> Result<(), TrySendError<Job>> {
         self.jobs.try_send(job)?;
@@ -285,7 +319,7 @@ impl Handler {
         body: Vec<u8>,
         header: Option<&str>,
         headers: serde_json::Value,
-    ) -> Response {
+    ) -> Quick {
         if let Err(mismatch) = signature::verify(channel.app_secret.as_bytes(), &body, header) {
             let line = format!(
                 "webhook POST for channel '{}' refused: Signature mismatch. Likely cause: {}",
@@ -293,12 +327,13 @@ impl Handler {
                 mismatch.likely_cause()
             );
             self.report(LogLevel::Warning, line, Some((&channel, "signature_mismatch", Some(mismatch.likely_cause()))));
-            return Response::text(401, "Signature mismatch");
+            return Quick::Now(Response::text(401, "Signature mismatch"));
         }
         // Parsed here, off the thread that writes to Postgres.
         let payload = webhook::parse(&body);
-        let (tx, rx) = sync_channel(1);
-        if let Err(e) = self.send(Job::Store(Verified { channel, body, payload, headers }, tx)) {
+        let handler = self.clone();
+        let (promise, later) = bounded_http::later(STORE_TIMEOUT, move |outcome| handler.answer(outcome));
+        if let Err(e) = self.send(Job::Store(Verified { channel, body, payload, headers }, promise)) {
             let reason = match e {
                 TrySendError::Full(_) => "the listener is overloaded",
                 TrySendError::Disconnected(_) => "the listener is restarting",
@@ -309,23 +344,29 @@ impl Handler {
                 None,
             );
             metrics::add_global(GlobalCounter::Refused503);
-            return Response::text(503, "Busy, retry later");
+            return Quick::Now(Response::text(503, "Busy, retry later"));
         }
-        match rx.recv_timeout(STORE_TIMEOUT) {
-            Ok(StoreOutcome::Committed) => Response::text(200, "OK"),
-            Ok(StoreOutcome::NotCommitted(reason)) => {
+        Quick::Later(later)
+    }
+
+    /// The answer to a POST from what the main thread did with it (`None`: nothing within
+    /// [`STORE_TIMEOUT`], or the worker went away).
+    fn answer(&self, outcome: Option<StoreOutcome>) -> Response {
+        match outcome {
+            Some(StoreOutcome::Committed) => Response::text(200, "OK"),
+            Some(StoreOutcome::NotCommitted(reason)) => {
                 let line = format!(
                     "webhook POST answered 503: its transaction did not commit ({reason}); Meta will redeliver it"
                 );
                 self.report(LogLevel::Warning, line, None);
                 Response::text(503, "Could not commit the event; it will be redelivered")
             }
-            Ok(StoreOutcome::Failed(reason)) => {
+            Some(StoreOutcome::Failed(reason)) => {
                 let line = format!("webhook POST could not be stored, answered 500 so Meta redelivers: {reason}");
                 self.report(LogLevel::Warning, line, None);
                 Response::text(500, "Could not store the event; it will be redelivered")
             }
-            Err(_) => Response::text(503, "Timed out storing the event; it will be redelivered"),
+            None => Response::text(503, "Timed out storing the event; it will be redelivered"),
         }
     }
 

@@ -9,7 +9,7 @@ use crate::metrics::{self, Histogram};
 use crate::pg::{activity, guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
 use bounded_http::socket::{self, Sharing};
-use bounded_http::{Tls, capacity};
+use bounded_http::{Promise, Tls, capacity};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -17,7 +17,6 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Requests waiting for the main thread; more get a 503 (Meta redelivers).
@@ -209,7 +208,7 @@ struct Listener {
 
 impl Listener {
     fn run(&mut self, batch: Vec<Job>) {
-        let mut stores: Vec<(Verified, SyncSender<StoreOutcome>)> = Vec::new();
+        let mut stores: Vec<(Verified, Promise<StoreOutcome>)> = Vec::new();
         let mut counters = Vec::new();
         for job in batch {
             match job {
@@ -296,8 +295,8 @@ impl Listener {
         };
         // Answered before anything is logged: a log call checks for interrupts, and with the
         // postmaster gone (see pg::role::commit_may_be_lost) it would end the worker first.
-        for ((_, reply), answer) in stores.into_iter().zip(answers) {
-            let _ = reply.send(answer);
+        for ((_, promise), answer) in stores.into_iter().zip(answers) {
+            promise.keep(answer);
         }
         if let Some(line) = not_committed {
             warning!("whatsapp_channel: {line}");

@@ -14,7 +14,10 @@
 //!
 //! Handlers are plain blocking code. They run on tokio's blocking pool, never on the threads
 //! that drive connections, so a handler that waits (for a COMMIT, say) holds no connection
-//! back, and an idle connection costs a few kilobytes, not a thread.
+//! back, and an idle connection costs a few kilobytes, not a thread. A handler may also take a
+//! request right on the connection's thread ([`Handler::quick`]) when it can do so without
+//! blocking, and answer [`Later`], when another thread keeps its [`Promise`]: a webhook that
+//! waits for a COMMIT then holds no thread at all, and costs no hop to the pool and back.
 //!
 //! Why hyper: tiny_http handed new keep-alive connections to threads still busy with others
 //! (15 s stalls at 16 and 64 connections, BENCHMARKS.md) and had no timeouts; the first version
@@ -96,13 +99,57 @@ impl Response {
     }
 }
 
-/// What the server calls. `handle` runs on a thread of the blocking pool and may block;
-/// `refused` is told about requests and connections the server refused itself (400, 408, 413,
-/// 503; 0 for a connection closed without an answer, as after a failed TLS handshake), for
-/// logging, and must not block.
+/// What the server calls. `quick` is offered each request first, on the thread that drives
+/// its connection, where it must not block: it answers now, or [`Later`], or gives the request
+/// back for `handle` (the default). `handle` runs on a thread of the blocking pool and may
+/// block. `refused` is told about requests and connections the server refused itself (400,
+/// 408, 413, 503; 0 for a connection closed without an answer, as after a failed TLS
+/// handshake), for logging, and must not block.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> Response;
+    fn quick(&self, request: Request) -> Result<Quick, Request> {
+        Err(request)
+    }
     fn refused(&self, _status: u16, _why: &str) {}
+}
+
+/// What [`Handler::quick`] did with a request.
+pub enum Quick {
+    Now(Response),
+    Later(Later),
+}
+
+/// An answer that another thread will give, by keeping its [`Promise`] (see [`later`]).
+pub struct Later(std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>);
+
+impl Later {
+    /// Waits for the answer on this thread: for a `handle` (on the blocking pool) that hands its
+    /// work on the same way as `quick` does.
+    pub fn wait(self) -> Response {
+        tokio::runtime::Handle::current().block_on(self.0)
+    }
+}
+
+/// Where another thread sends what a [`Later`] answer is made of.
+pub struct Promise<T>(tokio::sync::oneshot::Sender<T>);
+
+impl<T> Promise<T> {
+    /// Sends `value`; if the request is gone (its connection closed), nothing happens.
+    pub fn keep(self, value: T) {
+        let _ = self.0.send(value);
+    }
+}
+
+/// A promise of a `T` and the answer that waits for it: `answer` makes the response of what was
+/// sent, or of `None` if nothing came within `wait` or the promise was dropped unkept. `answer`
+/// runs on a connection's thread, so it must not block.
+pub fn later<T: Send + 'static>(
+    wait: Duration,
+    answer: impl FnOnce(Option<T>) -> Response + Send + 'static,
+) -> (Promise<T>, Later) {
+    let (promise, kept) = tokio::sync::oneshot::channel();
+    let future = async move { answer(tokio::time::timeout(wait, kept).await.ok().and_then(Result::ok)) };
+    (Promise(promise), Later(Box::pin(future)))
 }
 
 /// The bounds. `max_body_bytes` is shared so a configuration reload can change it live.
@@ -320,12 +367,34 @@ async fn respond(
         body,
     };
     let handler = server.handler.clone();
-    let response = tokio::task::spawn_blocking(move || handler.handle(request)).await;
+    let quick = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.quick(request)));
+    let response = match quick {
+        Ok(Ok(Quick::Now(response))) => Some(response),
+        Ok(Ok(Quick::Later(later))) => Unwinding(later).await.ok(),
+        Ok(Err(request)) => tokio::task::spawn_blocking(move || handler.handle(request)).await.ok(),
+        Err(_) => None,
+    };
     drop(charge); // the handler has dropped the body
     match response {
-        Ok(response) if response.status == 0 => Err(Dropped),
-        Ok(response) => Ok(answer(response, false)),
-        Err(_) => Ok(answer(Response::text(500, "Internal error: the handler panicked"), true)),
+        Some(response) if response.status == 0 => Err(Dropped),
+        Some(response) => Ok(answer(response, false)),
+        None => Ok(answer(Response::text(500, "Internal error: the handler panicked"), true)),
+    }
+}
+
+/// A [`Later`] answer whose panic is caught: `Err` instead of taking the connection's task down.
+struct Unwinding(Later);
+
+impl std::future::Future for Unwinding {
+    type Output = std::thread::Result<Response>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let inner = self.0.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(response)) => std::task::Poll::Ready(Ok(response)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
     }
 }
 

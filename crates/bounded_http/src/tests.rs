@@ -9,6 +9,10 @@ use std::time::Instant;
 /// charged) and answers only once the test opens [`GATE`].
 struct Echo;
 impl Handler for Echo {
+    fn quick(&self, r: Request) -> Result<Quick, Request> {
+        Echo::quick(self, r)
+    }
+
     fn handle(&self, r: Request) -> Response {
         if r.path() == "/hold" {
             let (lock, opened) = &GATE;
@@ -20,6 +24,54 @@ impl Handler for Echo {
             }
         }
         Response::text(200, format!("{} {} {}", r.method, r.target, String::from_utf8_lossy(&r.body)))
+    }
+}
+
+/// Taken on the connection's thread: `/now` answered at once; `/later?<tag>` answered when a
+/// test keeps the promise filed under its tag (in [`PROMISES`]), `/unkept` when its promise is
+/// dropped, `/panic` by an answer that panics; the rest go to `handle`.
+impl Echo {
+    fn quick(&self, r: Request) -> Result<Quick, Request> {
+        match r.path() {
+            "/now" => Ok(Quick::Now(Response::text(200, "now"))),
+            "/later" => {
+                let (promise, later) = later(Duration::from_secs(5), |kept: Option<String>| {
+                    kept.map_or_else(|| Response::text(503, "nothing came"), |v| Response::text(200, v))
+                });
+                PROMISES.lock().unwrap().push((r.query().to_string(), promise));
+                Ok(Quick::Later(later))
+            }
+            "/unkept" => Ok(Quick::Later(
+                later(Duration::from_secs(5), |kept: Option<String>| {
+                    Response::text(if kept.is_none() { 503 } else { 200 }, "unkept")
+                })
+                .1,
+            )),
+            "/panic" => Ok(Quick::Later(later(Duration::ZERO, |_: Option<String>| panic!("an answer that panics")).1)),
+            _ => Err(r),
+        }
+    }
+}
+
+/// Promises of `/later` requests, by their tag.
+static PROMISES: std::sync::Mutex<Vec<(String, Promise<String>)>> = std::sync::Mutex::new(Vec::new());
+
+/// Keeps (with "kept <tag>") the promises filed under `tag`, once `n` of them are waiting.
+fn keep_when_waiting(tag: &str, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut promises = PROMISES.lock().unwrap();
+        if promises.iter().filter(|(t, _)| t == tag).count() >= n {
+            let (mine, others): (Vec<_>, Vec<_>) = promises.drain(..).partition(|(t, _)| t == tag);
+            *promises = others;
+            for (_, promise) in mine {
+                promise.keep(format!("kept {tag}"));
+            }
+            return;
+        }
+        drop(promises);
+        assert!(Instant::now() < deadline, "{n} /later?{tag} requests never all waited at once");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -371,4 +423,35 @@ fn bad_certificate_files_are_refused_with_the_reason() {
     assert!(loose.contains("readable by others") && loose.contains("chmod 600"), "{loose}");
     assert!(!loose.contains("PRIVATE KEY-----"), "the error shows the key: {loose}");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn quick_answers_come_now_or_later_and_a_waiting_request_holds_no_thread() {
+    // One handler thread: the requests below all wait at once, so none of them may take one.
+    let addr = start(Limits { handler_threads: 1, ..Limits::default() });
+    let mut stream = TcpStream::connect(addr).unwrap();
+    assert!(exchange(&mut stream, b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n").ends_with("now"));
+    // Still keep-alive afterwards, and the blocking pool still serves the rest.
+    assert!(exchange(&mut stream, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").contains("GET /echo"));
+
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                exchange(&mut s, b"GET /later?many HTTP/1.1\r\nHost: x\r\n\r\n")
+            })
+        })
+        .collect();
+    keep_when_waiting("many", 20);
+    for answer in waiting {
+        let answer = answer.join().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("kept many"), "{answer}");
+    }
+
+    let answer = exchange(&mut TcpStream::connect(addr).unwrap(), b"GET /unkept HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 503"), "a dropped promise is an answer too: {answer}");
+    let answer = exchange(&mut TcpStream::connect(addr).unwrap(), b"GET /panic HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    // The server goes on after a panicking answer.
+    assert!(exchange(&mut stream, b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n").ends_with("now"));
 }
