@@ -14,6 +14,14 @@ impl Handler for Echo {
     }
 
     fn handle(&self, r: Request) -> Response {
+        if r.path() == "/wait" {
+            // A blocking handler that hands its work on like `quick` does, and waits for it.
+            let (promise, later) = later(Duration::from_secs(5), |kept: Option<String>| {
+                Response::text(200, kept.unwrap_or_else(|| "nothing came".into()))
+            });
+            std::thread::spawn(move || promise.keep("kept by another thread".into()));
+            return later.wait();
+        }
         if r.path() == "/hold" {
             let (lock, opened) = &GATE;
             let mut state = lock.lock().unwrap();
@@ -431,8 +439,10 @@ fn quick_answers_come_now_or_later_and_a_waiting_request_holds_no_thread() {
     let addr = start(Limits { handler_threads: 1, ..Limits::default() });
     let mut stream = TcpStream::connect(addr).unwrap();
     assert!(exchange(&mut stream, b"GET /now HTTP/1.1\r\nHost: x\r\n\r\n").ends_with("now"));
-    // Still keep-alive afterwards, and the blocking pool still serves the rest.
+    // Still keep-alive afterwards, and the blocking pool still serves the rest, also waiting
+    // for a promise there.
     assert!(exchange(&mut stream, b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n").contains("GET /echo"));
+    assert!(exchange(&mut stream, b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n").ends_with("kept by another thread"));
 
     let waiting: Vec<_> = (0..20)
         .map(|_| {

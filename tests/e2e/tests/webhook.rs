@@ -189,6 +189,35 @@ fn every_message_of_every_entry_and_change_is_stored() {
 }
 
 #[test]
+fn a_large_signed_post_is_stored_like_a_small_one() {
+    // Over 32 KB: checked and parsed on the blocking pool rather than the connection's thread,
+    // and answered only after its COMMIT all the same.
+    let ch = cluster().add_channel("large_post");
+    let message = |n: usize| {
+        json!({"from": "16505550003", "id": format!("wamid.large.{n}"), "timestamp": "1749416383", "type": "text",
+               "text": {"body": format!("message {n}: {}", "x".repeat(200))}})
+    };
+    let payload = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550783881", "phone_number_id": ch.phone_number_id},
+        "contacts": [{"profile": {"name": "L"}, "wa_id": "16505550003"}],
+        "messages": (0..300).map(message).collect::<Vec<_>>()
+    }}]}]});
+    assert!(payload.to_string().len() > 64 << 10, "the body must be well over 32 KB");
+    assert_eq!(ch.post_signed(&payload).status, 200);
+    // Answered after COMMIT: every message is readable now, no polling.
+    let stored: i64 = cluster()
+        .connect()
+        .query_one(
+            "SELECT count(*) FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1",
+            &[&ch.name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 300);
+}
+
+#[test]
 fn signed_invalid_json_is_kept_as_an_invalid_event_and_answered_200() {
     let ch = cluster().add_channel("badjson");
     let body = b"{not json";
