@@ -5,13 +5,11 @@
 
 use crate::metrics;
 use crate::pg::wakeup::Waker;
-use cached_resolver::CachingResolver;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
-use ureq::unversioned::transport::DefaultConnector;
 use whatsapp_cloud::graph_api::{self, SendOutcome};
 
 /// One request to make.
@@ -89,7 +87,7 @@ impl SenderPool {
             .max_idle_connections_per_host(threads)
             .build();
         // Host names looked up once a minute, not once a send (see the cached_resolver crate).
-        let agent = Agent::with_parts(config, DefaultConnector::default(), CachingResolver::new());
+        let agent = cached_resolver::agent(config);
         let (sends, queue) = channel::<Work>();
         let (results_tx, results) = channel();
         let queue = Arc::new(Mutex::new(queue));

@@ -9,8 +9,28 @@ use std::time::Instant;
 /// charged) and answers only once the test opens [`GATE`].
 struct Echo;
 impl Handler for Echo {
+    /// Taken on the connection's thread: `/now` answered at once; `/later?<tag>` answered when a
+    /// test keeps the promise filed under its tag (in [`PROMISES`]), `/unkept` when its promise is
+    /// dropped, `/panic` by an answer that panics; the rest go to `handle`.
     fn quick(&self, r: Request) -> Result<Quick, Request> {
-        Echo::quick(self, r)
+        match r.path() {
+            "/now" => Ok(Quick::Now(Response::text(200, "now"))),
+            "/later" => {
+                let (promise, later) = later(Duration::from_secs(5), |kept: Option<String>| {
+                    kept.map_or_else(|| Response::text(503, "nothing came"), |v| Response::text(200, v))
+                });
+                PROMISES.lock().unwrap().push((r.query().to_string(), promise));
+                Ok(Quick::Later(later))
+            }
+            "/unkept" => Ok(Quick::Later(
+                later(Duration::from_secs(5), |kept: Option<String>| {
+                    Response::text(if kept.is_none() { 503 } else { 200 }, "unkept")
+                })
+                .1,
+            )),
+            "/panic" => Ok(Quick::Later(later(Duration::ZERO, |_: Option<String>| panic!("an answer that panics")).1)),
+            _ => Err(r),
+        }
     }
 
     fn handle(&self, r: Request) -> Response {
@@ -32,32 +52,6 @@ impl Handler for Echo {
             }
         }
         Response::text(200, format!("{} {} {}", r.method, r.target, String::from_utf8_lossy(&r.body)))
-    }
-}
-
-/// Taken on the connection's thread: `/now` answered at once; `/later?<tag>` answered when a
-/// test keeps the promise filed under its tag (in [`PROMISES`]), `/unkept` when its promise is
-/// dropped, `/panic` by an answer that panics; the rest go to `handle`.
-impl Echo {
-    fn quick(&self, r: Request) -> Result<Quick, Request> {
-        match r.path() {
-            "/now" => Ok(Quick::Now(Response::text(200, "now"))),
-            "/later" => {
-                let (promise, later) = later(Duration::from_secs(5), |kept: Option<String>| {
-                    kept.map_or_else(|| Response::text(503, "nothing came"), |v| Response::text(200, v))
-                });
-                PROMISES.lock().unwrap().push((r.query().to_string(), promise));
-                Ok(Quick::Later(later))
-            }
-            "/unkept" => Ok(Quick::Later(
-                later(Duration::from_secs(5), |kept: Option<String>| {
-                    Response::text(if kept.is_none() { 503 } else { 200 }, "unkept")
-                })
-                .1,
-            )),
-            "/panic" => Ok(Quick::Later(later(Duration::ZERO, |_: Option<String>| panic!("an answer that panics")).1)),
-            _ => Err(r),
-        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Host names for a client that sends all day, looked up once a minute rather than once a
-//! request: the delivery worker's sender pool (and wa-sim's callbacks).
+//! request: the delivery worker's sender pool, and wa-sim's load generator and callbacks.
 //!
 //! ureq 3 resolves the host of every request before it looks for a pooled connection, and
 //! with a timeout set (every send has one) it does so on a thread it spawns for the purpose.
-//! So each message the delivery worker sent cost a new thread and a DNS query for graph.facebook.com (glibc keeps
-//! no cache): a thousand sends a second were a thousand threads and queries. This keeps each
-//! answer for [`TTL`] and asks ureq's own resolver, with its timeout, only when it has none.
+//! So each message the delivery worker sent cost a new thread and a DNS query for
+//! graph.facebook.com (glibc keeps no cache): a thousand sends a second were a thousand threads
+//! and queries. This keeps each answer for [`TTL`] and asks ureq's own resolver, with its
+//! timeout, only when it has none. [`agent`] builds a ureq agent that resolves through it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -39,6 +40,11 @@ impl Default for CachingResolver {
     fn default() -> CachingResolver {
         CachingResolver::new()
     }
+}
+
+/// A ureq agent with `config` whose host names go through a [`CachingResolver`] of its own.
+pub fn agent(config: Config) -> ureq::Agent {
+    ureq::Agent::with_parts(config, ureq::unversioned::transport::DefaultConnector::default(), CachingResolver::new())
 }
 
 impl<R: Resolver> CachingResolver<R> {

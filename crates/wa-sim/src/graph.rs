@@ -444,13 +444,9 @@ fn schedule_statuses(state: &State, phone_number_id: &str, body: impl Fn(&str, i
 
 /// Posts due status webhooks, signed with the channel's app secret, as Meta does.
 fn post_statuses(state: &State, directory: &dyn Directory) {
-    let config =
-        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build();
     // (Without the cache, ureq would start a thread to resolve the listener's host for every callback.)
-    let agent = ureq::Agent::with_parts(
-        config,
-        ureq::unversioned::transport::DefaultConnector::default(),
-        cached_resolver::CachingResolver::new(),
+    let agent = cached_resolver::agent(
+        ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(10))).build(),
     );
     let mut due = state.callbacks.lock().unwrap();
     loop {

@@ -439,21 +439,18 @@ fn client(
     start: Instant,
     deadline: Instant,
 ) -> ClientResult {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .max_idle_connections(1)
-        .max_idle_connections_per_host(1)
-        // Per step, not global: with a global timeout ureq 3 resolves the host on a thread of its
-        // own, spawned for every request (it resolves before it looks in its pool), which made
-        // this load generator spend a sixth of its CPU starting threads.
-        .timeout_connect(Some(Duration::from_secs(30)))
-        .timeout_send_request(Some(Duration::from_secs(30)))
-        .timeout_send_body(Some(Duration::from_secs(30)))
-        .timeout_recv_response(Some(Duration::from_secs(30)))
-        .timeout_recv_body(Some(Duration::from_secs(30)))
-        .tls_config(tls_trusting(options.trusted_pem.as_deref()).unwrap_or_default())
-        .build()
-        .into();
+    // Through the cache: ureq 3 would otherwise resolve the host on a thread of its own, spawned
+    // for every request (with a timeout set, before it looks in its pool), which made this load
+    // generator spend a sixth of its CPU starting threads.
+    let agent = cached_resolver::agent(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_idle_connections(1)
+            .max_idle_connections_per_host(1)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .tls_config(tls_trusting(options.trusted_pem.as_deref()).unwrap_or_default())
+            .build(),
+    );
     let mut rng = Rng::new(seed);
     let mut result = ClientResult { thread: n, posts: Vec::new(), first_error: None };
     // With a rate, this client's slots are every `interval`, offset so the clients interleave.
