@@ -15,6 +15,8 @@
 #
 #   ROUNDS   rounds (default 3)      SECS     seconds per cell (default 10)
 #   CLIENTS  connection counts (default "1 16 64")
+#   LOAD_ARGS more `wa-sim load` flags for every cell, e.g. "--batch 100 --senders 1000000" to
+#            compare on the seed's load (100-message POSTs) instead
 # Load: `wa-sim load`, one text message per POST from 200,000 customers, back to back.
 # Prints every cell, then a markdown table: the mean of each side and B / A.
 set -euo pipefail
@@ -24,6 +26,7 @@ ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-"1 16 64"}
 CHANNEL=${BENCH_CHANNEL:-demo}
+read -ra LOAD_EXTRA <<< "${LOAD_ARGS:-}"
 MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | tls | workers N M}
 LIB=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)
 LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
@@ -141,7 +144,7 @@ for round in $(seq "$ROUNDS"); do
   for side in "${SIDES[@]}"; do
     setup_side "$side"
     for c in $CLIENTS; do
-      line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" --concurrency "$c" --seconds "$SECS" "${EXTRA[@]}")
+      line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" --concurrency "$c" --seconds "$SECS" "${EXTRA[@]}" "${LOAD_EXTRA[@]}")
       rate=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "committed_per_s" { print $2 }')
       non200=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "non_200" || $1 == "transport_errors" { n += $2 } END { print n }')
       p99=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "http_p99_ms" { print $2 }')
@@ -156,7 +159,7 @@ done
 cat <<EOF
 
 \`bash bench/compare.sh $*\` — $ROUNDS rounds of ${SECS} s per cell, $(date -u), code $(git rev-parse --short HEAD),
-$(nproc) cores, $("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages") messages stored at the end.
+$(nproc) cores, $("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages") messages stored at the end.${LOAD_ARGS:+ Load flags: \`$LOAD_ARGS\`.}
 
 | connections | A: $LABEL_A (msg/s) | B: $LABEL_B (msg/s) | B / A |
 |---|---:|---:|---:|

@@ -194,7 +194,10 @@ impl Cluster {
              whatsapp_channel.listen_address = '{listener}'\n\
              whatsapp_channel.graph_api_url = '{graph}'\n\
              whatsapp_channel.database = 'postgres'\n\
-             fsync = off\ntrack_functions = 'pl'\n{extra_conf}\n",
+             fsync = off\ntrack_functions = 'pl'\n\
+             # One listener worker, whatever the machine: the tests of budgets, caps and the\n\
+             # listener's own memory speak to one; tests/listener_workers.rs runs several.\n\
+             whatsapp_channel.listener_workers = 1\n{extra_conf}\n",
             dir = dir.display(),
             graph = graph.url()
         );

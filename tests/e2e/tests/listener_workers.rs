@@ -126,3 +126,23 @@ fn workers_refuse_an_address_another_server_holds() {
     let port = taken.local_addr().unwrap().port();
     assert_eq!(sockets(port, "0A").len(), 1, "a listener worker shares the port of another server");
 }
+
+/// `listener_workers = 0` (the default): one worker per two cores, but two on a machine of 2
+/// or 3 cores (a large batch is bound by one backend; see auto_listener_workers in
+/// src/pg/guc.rs), and one on a single core.
+#[test]
+fn the_default_runs_one_worker_per_two_cores_and_two_on_a_small_machine() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected = if cores < 2 { 1 } else { (cores / 2).clamp(2, 16) };
+    let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 0");
+    let running = poll(|| {
+        let n = listener_pids(&cluster).len();
+        (n == expected).then_some(n)
+    });
+    assert_eq!(
+        running,
+        Some(expected),
+        "{cores} cores: expected {expected} listener workers, saw {:?}",
+        listener_pids(&cluster)
+    );
+}
