@@ -238,7 +238,7 @@ pub fn listener_workers() -> usize {
 /// when it redelivers a backlog after an outage) are bound by that one backend while the
 /// other core idles: 100-message POSTs are stored 1.6 times as fast by two (13,800 against
 /// 8,500 msg/s on 4.3 million messages), while one message per POST is the same within the
-/// noise (0.94 at 16 connections, 1.01 at 64: BENCHMARKS.md, "3 December 2026"). A second
+/// noise (0.94 at 16 connections, 1.01 at 64: BENCHMARKS.md, "2 December 2026, night"). A second
 /// worker also keeps taking webhooks while the other restarts. One core gets one.
 fn auto_listener_workers(cores: usize) -> usize {
     if cores < 2 { 1 } else { (cores / 2).max(2) }
