@@ -43,10 +43,10 @@ pub fn normalize(input: &str) -> Result<String, InvalidPhone> {
             }
         }
     }
-    if !trimmed.starts_with('+') {
-        if let Some(international) = digits.strip_prefix("00") {
-            digits = international.to_string();
-        }
+    if !trimmed.starts_with('+')
+        && let Some(international) = digits.strip_prefix("00")
+    {
+        digits = international.to_string();
     }
     if digits.is_empty() {
         return Err(err("it has no digits"));

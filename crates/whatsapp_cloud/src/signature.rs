@@ -61,12 +61,11 @@ pub fn verify(app_secret: &[u8], body: &[u8], header: Option<&str>) -> Result<()
     if mac_matches(app_secret, body, &expected) {
         return Ok(());
     }
-    if !body.is_ascii() {
-        if let Some(escaped) = escape_non_ascii(body) {
-            if mac_matches(app_secret, &escaped, &expected) {
-                return Ok(());
-            }
-        }
+    if !body.is_ascii()
+        && let Some(escaped) = escape_non_ascii(body)
+        && mac_matches(app_secret, &escaped, &expected)
+    {
+        return Ok(());
     }
     Err(Mismatch::WrongSecret)
 }
