@@ -13,7 +13,7 @@
 #        ceiling on this machine for the listener's work (as bench/inbound.sh);
 #   (i)  wa-sim load at 16 and 64 connections, 1 message per POST, from 200,000 customers (5%
 #        new ones), SCALE_SECONDS each: committed messages/s, POST -> NOTIFY, HTTP answer, WAL
-#        per message and the checkpoints that started during the step;
+#        per message and the checkpoints that ended during the step;
 #   (ii) POST -> NOTIFY at a steady 1,000 messages/s (16 connections);
 #   (iii) p50 / p99 of the inbox's reads, each a prepared statement run 100 times in one psql
 #        session, timed by psql's \timing (client-side, round trip included; one untimed run
@@ -233,23 +233,38 @@ step_end() { # phase, step key
   fi
 }
 
-# WAL position and checkpoints so far, as "lsn checkpoints".
-wal_mark() {
-  sql "SELECT pg_catalog.pg_current_wal_lsn() || ' ' || (checkpoints_timed + checkpoints_req) FROM pg_catalog.pg_stat_bgwriter"
+# Checkpoints ended so far. (The checkpointer reports its count after it has woken the
+# backend that asked for one, so a CHECKPOINT's own may show up a moment after it returns.)
+checkpoints() {
+  sql "SELECT checkpoints_timed + checkpoints_req FROM pg_catalog.pg_stat_bgwriter"
+}
+# CHECKPOINT, and wait (up to 5 s) until the count includes it.
+checkpoint_counted() {
+  local before deadline=$((SECONDS + 5))
+  before=$(checkpoints)
+  sql "CHECKPOINT"
+  while [ "$(checkpoints)" -le "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.1; done
 }
 run_load() { # key, then wa-sim load flags
-  local key=$1 line before after
+  local key=$1 line lsn0 lsn1 ckpt0 ckpt1 committed
   shift
-  sql "CHECKPOINT"
-  before=$(wal_mark)
+  checkpoint_counted
+  lsn0=$(sql "SELECT pg_catalog.pg_current_wal_lsn()")
+  ckpt0=$(checkpoints)
   line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" "$@") || die "wa-sim load $* failed"
-  after=$(wal_mark)
+  lsn1=$(sql "SELECT pg_catalog.pg_current_wal_lsn()")
+  ckpt1=$(checkpoints)
   LOAD[$key]=${line#wa-sim load: }
   LOAD_LINES+=("$key: ${LOAD[$key]}")
-  # WAL written during the step per message committed (right after a CHECKPOINT, so the first
-  # change to every page writes the whole page), and the checkpoints that started meanwhile.
-  WAL[$key]="$(sql "SELECT round(pg_catalog.pg_wal_lsn_diff('${after%% *}', '${before%% *}') / 1024.0
-                       / greatest($(field "${LOAD[$key]}" committed), 1), 1)") KB, $(( ${after##* } - ${before##* } ))"
+  # WAL written during the step per message committed (KB of 1,024 bytes; right after a
+  # CHECKPOINT, so the first change to every page writes the whole page), and the checkpoints
+  # that ended meanwhile.
+  committed=$(field "${LOAD[$key]}" committed)
+  if [ "${committed:-0}" -gt 0 ]; then
+    WAL[$key]="$(sql "SELECT round(pg_catalog.pg_wal_lsn_diff('$lsn1', '$lsn0') / 1024.0 / $committed, 1)") KB, $((ckpt1 - ckpt0))"
+  else
+    WAL[$key]="—, $((ckpt1 - ckpt0))"
+  fi
   progress "  committed $(field "${LOAD[$key]}" committed) (${LOAD[$key]%% ok_200*}... committed_per_s=$(field "${LOAD[$key]}" committed_per_s), notify p50/p99 $(field "${LOAD[$key]}" notify_p50_ms)/$(field "${LOAD[$key]}" notify_p99_ms) ms)"
 }
 
@@ -553,7 +568,7 @@ EOF
     echo "| listener, $c connections: committed msg/s | $(fmt "$(l "A:$c" committed_per_s)") | $(fmt "$(l "B:$c" committed_per_s)") | $(ratio "$(l "B:$c" committed_per_s)" "$(l "A:$c" committed_per_s)") |"
     echo "| listener, $c connections: POST→NOTIFY p50 / p99 (ms) | $(l "A:$c" notify_p50_ms) / $(l "A:$c" notify_p99_ms) | $(l "B:$c" notify_p50_ms) / $(l "B:$c" notify_p99_ms) | $(ratio "$(l "B:$c" notify_p99_ms)" "$(l "A:$c" notify_p99_ms)") (p99) |"
     echo "| listener, $c connections: HTTP answer p50 / p99 (ms) | $(l "A:$c" http_p50_ms) / $(l "A:$c" http_p99_ms) | $(l "B:$c" http_p50_ms) / $(l "B:$c" http_p99_ms) | |"
-    echo "| listener, $c connections: WAL a message, checkpoints started during the step | ${WAL[A:$c]} | ${WAL[B:$c]} | |"
+    echo "| listener, $c connections: WAL a message, checkpoints ended during the step | ${WAL[A:$c]} | ${WAL[B:$c]} | |"
     echo "| listener, $c connections: 200 / non-200 + no answer | $(fmt "$(l "A:$c" ok_200)") / $(($(l "A:$c" non_200) + $(l "A:$c" transport_errors))) | $(fmt "$(l "B:$c" ok_200)") / $(($(l "B:$c" non_200) + $(l "B:$c" transport_errors))) | |"
   done
   if [ "$RATE" != 0 ]; then
