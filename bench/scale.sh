@@ -265,7 +265,7 @@ run_load() { # key, then wa-sim load flags
   else
     WAL[$key]="—, $((ckpt1 - ckpt0))"
   fi
-  progress "  committed $(field "${LOAD[$key]}" committed) (${LOAD[$key]%% ok_200*}... committed_per_s=$(field "${LOAD[$key]}" committed_per_s), notify p50/p99 $(field "${LOAD[$key]}" notify_p50_ms)/$(field "${LOAD[$key]}" notify_p99_ms) ms)"
+  progress "  committed $committed (${LOAD[$key]%% ok_200*}... committed_per_s=$(field "${LOAD[$key]}" committed_per_s), notify p50/p99 $(field "${LOAD[$key]}" notify_p50_ms)/$(field "${LOAD[$key]}" notify_p99_ms) ms)"
 }
 
 insert_notify_script >"$WORK/insert_notify.sql"
