@@ -34,6 +34,11 @@ cargo build --release --locked -p wa-sim >&2
 WA_SIM=$PWD/target/release/wa-sim
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
+case $MODE in
+  builds | delivery) require_release_build "${2:?give the old build (a .so)}"; require_release_build "${3:?give the new build (a .so)}" ;;
+  *) require_release_build "$LIB/whatsapp_channel.so" ;;
+esac
+
 restart() {
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -l "$WA_HOME/server.log" -w -m fast restart >/dev/null
   wait_for_listener "${1:-http}"

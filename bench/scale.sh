@@ -32,8 +32,9 @@
 #
 # Needs the extension built and installed for /usr/lib/postgresql/15 (`bash scripts/run.sh`
 # does it, or `cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config`;
-# BENCH_INSTALL=1 makes this script run the latter first). Run as root (the cluster belongs to
-# `postgres`, via runuser) or as postgres. Everything talks to 127.0.0.1 or a unix socket only.
+# BENCH_INSTALL=1 makes this script run the latter first; a debug build, which the tests and CI
+# install, is refused). Run as root (the cluster belongs to `postgres`, via runuser) or as
+# postgres. Everything talks to 127.0.0.1 or a unix socket only.
 #
 # Prints a markdown report on stdout (also written to target/bench-scale-<date>.md), progress
 # on stderr. With the defaults it takes about 20-30 minutes on 2 cores (longer if the seed
@@ -118,6 +119,7 @@ if [ "${BENCH_INSTALL:-0}" = 1 ]; then
   cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo_flag[@]}" >&2
 fi
 [ -f "$LIB" ] || die "$LIB is not installed: bash scripts/run.sh, or cargo pgrx install --release --pg-config $PG_CONFIG (or BENCH_INSTALL=1)"
+require_release_build "$LIB"
 progress "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2
 WA_SIM=$PWD/target/release/wa-sim
