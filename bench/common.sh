@@ -15,13 +15,14 @@ if [ "${BENCH_OWN_CLUSTER:-0}" != 1 ]; then
   "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
 fi
 
-# Refuses to benchmark a debug build of the library at $1. The tests and CI install one
-# (`cargo pgrx install` without --release) over the release build scripts/run.sh installed, and
-# its HTTP threads cost about four times a release build's (3 December 2026). A debug build
-# carries DWARF sections; the release profile has none.
+# Refuses to benchmark a debug build of the library at $1 (default: the installed one). The
+# tests and CI install one (`cargo pgrx install` without --release) over the release build
+# scripts/run.sh installed, and its HTTP threads cost about four times a release build's
+# (3 December 2026). A debug build carries DWARF sections; the release profile has none.
 require_release_build() {
-  if command -v readelf >/dev/null && readelf -S "$1" 2>/dev/null | grep -q '\.debug_info'; then
-    echo "$1 is a debug build (the tests and CI install one): install a release build first," \
+  local lib=${1:-$("$BIN/pg_config" --pkglibdir)/whatsapp_channel.so}
+  if command -v readelf >/dev/null && readelf -S "$lib" 2>/dev/null | grep -q '\.debug_info'; then
+    echo "$lib is a debug build (the tests and CI install one): install a release build first," \
       "cargo pgrx install --release --pg-config $BIN/pg_config (bench/scale.sh: BENCH_INSTALL=1)" >&2
     exit 1
   fi

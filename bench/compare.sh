@@ -34,10 +34,9 @@ cargo build --release --locked -p wa-sim >&2
 WA_SIM=$PWD/target/release/wa-sim
 as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
-case $MODE in
-  builds | delivery) require_release_build "${2:?give the old build (a .so)}"; require_release_build "${3:?give the new build (a .so)}" ;;
-  *) require_release_build "$LIB/whatsapp_channel.so" ;;
-esac
+# builds and delivery bring two libraries of their own (checked below); the other modes
+# measure the installed one.
+[[ $MODE = builds || $MODE = delivery ]] || require_release_build "$LIB/whatsapp_channel.so"
 
 restart() {
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -l "$WA_HOME/server.log" -w -m fast restart >/dev/null
@@ -49,6 +48,8 @@ case $MODE in
     SIDES=(A B)
     SO_A=$(realpath "${2:?give the old build (a .so)}")
     SO_B=$(realpath "${3:?give the new build (a .so)}")
+    require_release_build "$SO_A"
+    require_release_build "$SO_B"
     LABEL_A="$(basename "$SO_A")"
     LABEL_B="$(basename "$SO_B")"
     KEEP=$(mktemp)

@@ -34,7 +34,7 @@ IDLE=${BENCH_IDLE:-1000}
 "${PSQL[@]}" -c "SELECT 1 FROM wa_channels WHERE name = '$CHANNEL'" | grep -q 1 \
   || { echo "no channel '$CHANNEL': bash scripts/run.sh creates 'demo'" >&2; exit 1; }
 
-require_release_build "$("$BIN/pg_config" --pkglibdir)/whatsapp_channel.so"
+require_release_build
 
 say "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2

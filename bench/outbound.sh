@@ -42,7 +42,7 @@ PGB_CLIENTS=${PGB_CLIENTS:-8}
 PGB_PAUSED=${PGB_PAUSED:-1}
 . bench/common.sh
 
-require_release_build "$("$BIN/pg_config" --pkglibdir)/whatsapp_channel.so"
+require_release_build
 
 say "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2
