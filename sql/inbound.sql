@@ -317,11 +317,14 @@ $$;
 -- group, participant) and applies the new ones to their messages; returns how many were new.
 -- A group message moves forward with its first participant's delivered or read. A status for
 -- a wamid not recorded yet (the delivery worker has not recorded the send) waits in the
--- history: _wa_mark_sent applies it.
+-- history: _wa_mark_sent applies it. A status that names its outbox row (`outbox_ids`: the
+-- biz_opaque_callback_data of our sends) records the send itself when the delivery worker
+-- could not (a crash between the request and its COMMIT), so that the message is not sent
+-- again (see _wa_requeue_interrupted).
 CREATE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
                                      recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
                                      pricing_models text[], pricing_types text[], pricing_categories text[],
-                                     billables boolean[], participants text[])
+                                     billables boolean[], participants text[], outbox_ids bigint[])
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -331,8 +334,9 @@ SET jit = off
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    new_channels bigint[];
-    new_wamids   text[];
+    new_channels  bigint[];
+    new_wamids    text[];
+    recorded_late bigint;
 BEGIN
     -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
     -- send is being recorded would be seen by neither transaction and never applied. In wamid
@@ -341,6 +345,20 @@ BEGIN
        FROM (SELECT @extschema@._wa_wamid_lock(u.ch, u.w) AS lock
                FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
               ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
+    -- Sends whose answer was never recorded, recorded from their status (by primary key; a
+    -- message that has its wamid already is left alone, so this is one probe per status).
+    WITH recorded AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'sent', wamid = u.w, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+               error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+          FROM (SELECT DISTINCT ON (u.id) u.id, u.ch, u.w FROM unnest(outbox_ids, channels, wamids) AS u(id, ch, w)
+                 WHERE u.id IS NOT NULL ORDER BY u.id) u
+         WHERE x.id = u.id AND x.channel_id = u.ch AND x.direction = 'outbound' AND x.wamid IS NULL
+           AND x.status || '' IN ('queued', 'sending')
+        RETURNING x.id, x.wamid)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'wamid', r.wamid, 'status', 'sent')::text))
+      INTO recorded_late
+      FROM (SELECT * FROM recorded ORDER BY id) r;
     WITH new AS (
         INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
                                                      pricing_model, pricing_type, pricing_category, billable, payload, participant_id)

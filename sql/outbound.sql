@@ -58,11 +58,22 @@ BEGIN ATOMIC
             OR g.last_inbound_at >= pg_catalog.now() - interval '24 hours');
 END;
 
+-- The message a channel already has for an idempotency key (see wa_messages.idempotency_key).
+CREATE FUNCTION _wa_message_by_key(channel text, idempotency_key text) RETURNS bigint
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT m.id FROM @extschema@.wa_messages m
+     WHERE m.channel_id = (SELECT c.id FROM @extschema@.wa_channels c WHERE c.name = _wa_message_by_key.channel)
+       AND m.idempotency_key = _wa_message_by_key.idempotency_key;
+END;
+
 -- Queues one outbound message after the checks every kind shares, in the caller's
 -- transaction, and wakes the delivery worker at commit. `recipient` is already normalised
 -- ('+E.164', a BSUID or a group id); `request` is the Graph API body (recipient_type "group"
--- for a group).
-CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb) RETURNS bigint
+-- for a group). With an `idempotency_key` the channel already has a message for, that
+-- message's id is returned and nothing is queued.
+CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb,
+                            idempotency_key text DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -75,6 +86,21 @@ DECLARE
     grp      @extschema@.wa_groups;
     last_in  timestamptz;
 BEGIN
+    IF idempotency_key IS NOT NULL THEN
+        msg_id := @extschema@._wa_message_by_key(channel, idempotency_key);
+        IF msg_id IS NOT NULL THEN
+            RETURN msg_id;
+        END IF;
+        -- Callers with the same key wait here for each other: the second one sees the first's
+        -- message once it commits (read committed), or queues its own if the first rolled
+        -- back. (The unique index wa_messages_idempotency_key is what guarantees one row.)
+        -- (A hash collision only makes two callers wait for each other.)
+        PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(channel), pg_catalog.hashtext(idempotency_key));
+        msg_id := @extschema@._wa_message_by_key(channel, idempotency_key);
+        IF msg_id IS NOT NULL THEN
+            RETURN msg_id;
+        END IF;
+    END IF;
     -- One statement on the way in (the channel, the customer's 24-hour window and the row);
     -- only when it inserts nothing are the rules checked one by one, to say which one refused.
     IF p_type = 'text' THEN
@@ -82,21 +108,22 @@ BEGIN
         -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
         -- cost a tenth of an enqueue (measured).
         INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload,
-                                              next_attempt_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
+                                              next_attempt_at, idempotency_key, reply_to_wamid, voice, forwarded, frequently_forwarded)
         SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
-               request -> 'context' ->> 'message_id', false, false, false
+               _wa_enqueue.idempotency_key, request -> 'context' ->> 'message_id', false, false, false
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
     ELSE
         INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
-                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              idempotency_key, media_id, media_mime_type, media_sha256, media_filename,
                                               voice, latitude, longitude, location_name, location_address,
                                               reply_to_wamid, forwarded, frequently_forwarded, referral,
                                               reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                               button_payload, order_items, shared_contacts, system_type,
                                               original_wamid)
-        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(), d.*
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+               _wa_enqueue.idempotency_key, d.*
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
          CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
@@ -162,7 +189,8 @@ $$;
 -- The send functions are PL/pgSQL rather than SQL: Postgres 15 plans the body of a SQL function
 -- that cannot be inlined on every call (a third of the cost of an enqueue, measured), while
 -- PL/pgSQL keeps its plans for the session.
-CREATE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false)
+CREATE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false,
+                             idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -170,12 +198,13 @@ AS $$
 DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
-    RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url));
+    RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url),
+                                   idempotency_key);
 END
 $$;
 
 CREATE FUNCTION wa_send_media(channel text, recipient text, kind text, link_or_media_id text,
-                              caption text DEFAULT NULL, filename text DEFAULT NULL)
+                              caption text DEFAULT NULL, filename text DEFAULT NULL, idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -184,7 +213,7 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, kind, caption,
-                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename));
+                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename), idempotency_key);
 END
 $$;
 
@@ -247,7 +276,8 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL)
+CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
+                                 idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -272,7 +302,7 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
     END IF;
-    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request);
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key);
     -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
     IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
         UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
@@ -281,7 +311,7 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb)
+CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb, idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -290,12 +320,12 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', interactive #>> '{body,text}',
-                                   @extschema@._wa_interactive_request(to_, interactive));
+                                   @extschema@._wa_interactive_request(to_, interactive), idempotency_key);
 END
 $$;
 
 CREATE FUNCTION wa_send_location(channel text, recipient text, latitude double precision, longitude double precision,
-                                 name text DEFAULT NULL, address text DEFAULT NULL)
+                                 name text DEFAULT NULL, address text DEFAULT NULL, idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -304,7 +334,7 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, 'location', name,
-                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address));
+                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address), idempotency_key);
 END
 $$;
 
@@ -341,7 +371,7 @@ END
 $$;
 
 -- Reacts to a message with an emoji; an empty emoji removes the reaction.
-CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text)
+CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text, idempotency_key text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -349,7 +379,8 @@ AS $$
 DECLARE
     to_ text := @extschema@._wa_counterpart(channel, message_wamid);
 BEGIN
-    RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji));
+    RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji),
+                                   idempotency_key);
 END
 $$;
 
@@ -384,6 +415,21 @@ BEGIN
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+END
+$$;
+
+-- Sets a channel's access token from a file on the database server (its first line, blanks
+-- trimmed), so that the token is in no statement text, bind parameter, pg_stat_activity row or
+-- log line: only the path is. Runs with the caller's own rights (not SECURITY DEFINER): reading
+-- a server file takes superuser or pg_read_server_files, as COPY FROM a file does, and the
+-- caller needs EXECUTE on wa_set_access_token.
+CREATE FUNCTION wa_set_access_token_from_file(channel text, path text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.wa_set_access_token(
+        channel, pg_catalog.btrim(pg_catalog.split_part(pg_catalog.pg_read_file(path), E'\n', 1), E' \t\r'));
 END
 $$;
 
@@ -447,10 +493,14 @@ BEGIN
 END
 $$;
 
--- (History from a coexistence number is in the past: _wa_receive_history places it itself.)
+-- (History from a coexistence number is in the past: _wa_receive_history places it itself.
+-- A row whose created_at is not this transaction's is not new either: it is a restore
+-- (pg_restore, psql of a plain dump) copying back a message whose conversation row is restored
+-- with it; moving that conversation again would zero its unread count or collide with it.)
 CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_messages
     DEFERRABLE INITIALLY DEFERRED
-    FOR EACH ROW WHEN (NEW.direction = 'outbound' AND (NEW.contact_id IS NOT NULL OR NEW.group_id IS NOT NULL) AND NOT NEW.from_history)
+    FOR EACH ROW WHEN (NEW.direction = 'outbound' AND (NEW.contact_id IS NOT NULL OR NEW.group_id IS NOT NULL) AND NOT NEW.from_history
+                       AND NEW.created_at = pg_catalog.now())
     EXECUTE FUNCTION _wa_outbound_conversation();
 
 -- ---------------------------------------------------------------------------------------------
@@ -610,14 +660,20 @@ BEGIN
 END
 $$;
 
--- After a crash between claiming and recording, claimed messages go back to the queue. This is
--- the one window in which a message can be sent twice (see README, "Delivery guarantees").
-CREATE FUNCTION _wa_requeue_interrupted() RETURNS integer
+-- After a crash (or a shutdown) between claiming and recording, claimed messages go back to
+-- the queue, but not at once: Meta may have accepted them, and then a status that carries the
+-- message's outbox id (biz_opaque_callback_data) arrives and records the send instead (see
+-- _wa_receive_statuses). Only what heard nothing for `resend_after` seconds is sent again
+-- (whatsapp_channel.resend_interrupted_after; README, "Delivery guarantees"). The rest of each
+-- customer's queue waits behind it, in order.
+CREATE FUNCTION _wa_requeue_interrupted(resend_after double precision) RETURNS integer
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
     WITH r AS (
-        UPDATE @extschema@.wa_messages m SET status = 'queued', updated_at = pg_catalog.now()
+        UPDATE @extschema@.wa_messages m
+           SET status = 'queued', updated_at = pg_catalog.now(),
+               next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => resend_after)
          WHERE m.status = 'sending' RETURNING 1)
     SELECT pg_catalog.count(*)::integer FROM r
 $$;

@@ -134,9 +134,15 @@ CREATE TABLE wa_webhook_events (
     body          bytea NOT NULL,
     -- x-hub-signature-256, content-type, user-agent, x-forwarded-for, as received.
     headers       jsonb NOT NULL DEFAULT '{}',
-    -- 'stored': every item stored; 'partial': some items refused (see error);
-    -- 'invalid_payload': signed but not a webhook payload (kept, answered 200: a retry cannot fix it).
-    outcome       text NOT NULL CHECK (outcome IN ('stored', 'partial', 'invalid_payload')),
+    -- 'stored': every item stored; 'partial': some items refused for their own content (see
+    -- error; answered 200: Meta resending the same bytes cannot fix them);
+    -- 'invalid_payload': signed but not a webhook payload (kept, answered 200, likewise);
+    -- 'incomplete': some items could not be stored for a database reason (a trigger, a
+    -- constraint the extension did not write, a lock, an internal or I/O error; see error): the
+    -- POST was answered 500 so that Meta sends it again, the items that were stored stay, and
+    -- the event is kept past its retention until a replay stores the rest (the maintenance
+    -- worker replays it every minute; wa_replay_webhook_events() does it at once).
+    outcome       text NOT NULL CHECK (outcome IN ('stored', 'partial', 'invalid_payload', 'incomplete')),
     error         text,
     message_count integer NOT NULL DEFAULT 0,
     status_count  integer NOT NULL DEFAULT 0
@@ -144,6 +150,8 @@ CREATE TABLE wa_webhook_events (
 COMMENT ON TABLE wa_webhook_events IS 'Every verified webhook POST, raw, for whatsapp_channel.webhook_event_retention. Unverified requests are never stored.';
 -- What the maintenance worker deletes first (retention), read in small batches.
 CREATE INDEX wa_webhook_events_received ON wa_webhook_events (received_at);
+-- The events still to be replayed (usually none), for the maintenance worker and the health view.
+CREATE INDEX wa_webhook_events_incomplete ON wa_webhook_events (channel_id, id) WHERE outcome = 'incomplete';
 
 CREATE TABLE wa_messages (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -229,6 +237,11 @@ CREATE TABLE wa_messages (
     system_type          text,
     original_wamid       text,
 
+    -- The caller's name for an outbound message (wa_send_*(..., idempotency_key => ...)): a
+    -- second call with the same channel and key returns this message's id and queues nothing,
+    -- so an app that lost its connection during COMMIT can simply call again.
+    idempotency_key      text,
+
     -- Redelivered webhooks must not duplicate messages: the constraint, not a cache, decides.
     UNIQUE (channel_id, wamid)
 );
@@ -244,6 +257,8 @@ CREATE INDEX wa_messages_due ON wa_messages (channel_id, next_attempt_at) WHERE 
 CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
 -- One customer's history, newest first.
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
+-- At most one message per channel and idempotency key (partial: most messages have none).
+CREATE UNIQUE INDEX wa_messages_idempotency_key ON wa_messages (channel_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 -- One group's history, newest first (only group messages are in it).
 CREATE INDEX wa_messages_group ON wa_messages (channel_id, group_id, id) WHERE group_id IS NOT NULL;
 -- Edits and revokes of a message: they may arrive before it (webhooks are not ordered).
@@ -363,3 +378,28 @@ CREATE TABLE wa_media (
 CREATE INDEX wa_media_due ON wa_media (next_attempt_at) WHERE status = 'pending';
 -- Downloaded bytes in the order they expire (whatsapp_channel.media_retention).
 CREATE INDEX wa_media_kept ON wa_media (updated_at) WHERE content IS NOT NULL;
+
+-- Backups. pg_dump leaves an extension's tables out of a dump (CREATE EXTENSION makes them
+-- again, empty) unless the extension registers them as holding the user's data. Every table
+-- above does, so a dump restores the product: channels and their credentials, contacts,
+-- conversations, messages, the outbox (what was queued goes out after the restore), statuses
+-- and the raw webhook log. The identity sequences go with them, so that new rows of a restored
+-- database do not take ids that its restored rows already have. (tests/e2e/tests/backup.rs
+-- checks that no table is missed.)
+DO $$
+DECLARE
+    t text;
+    seq text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['wa_channels', 'wa_channel_secrets', 'wa_contacts', 'wa_contact_former_ids', 'wa_calls',
+                             'wa_groups', 'wa_webhook_events', 'wa_messages', 'wa_conversation_state',
+                             'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media'] LOOP
+        PERFORM pg_catalog.pg_extension_config_dump(t::regclass, '');
+        seq := (SELECT pg_catalog.pg_get_serial_sequence(t, a.attname) FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = t::regclass AND a.attidentity <> '');
+        IF seq IS NOT NULL THEN
+            PERFORM pg_catalog.pg_extension_config_dump(seq::regclass, '');
+        END IF;
+    END LOOP;
+END
+$$;

@@ -77,7 +77,7 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
        c.paused_at AS outbox_paused_at, c.paused_reason AS outbox_paused_reason,
        (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verified') AS last_verified_handshake_at,
        (SELECT max(k.last_at) FROM @extschema@.wa_channel_counters k
-         WHERE k.channel_id = c.id AND k.kind IN ('stored', 'partial', 'invalid_payload')) AS last_verified_post_at,
+         WHERE k.channel_id = c.id AND k.kind IN ('stored', 'partial', 'incomplete', 'invalid_payload')) AS last_verified_post_at,
        (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_at,
        (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_cause,
        (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verify_token_mismatch') AS last_verify_token_mismatch_at,
@@ -87,7 +87,10 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
        (SELECT count(*) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status IN ('queued', 'sending')) AS outbox_queued,
        (SELECT max(m.failed_at) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed') AS last_send_failure_at,
        (SELECT m.error_hint FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed'
-         ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint
+         ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint,
+       -- Webhook POSTs with items not stored yet for a database reason (answered 500; kept,
+       -- and replayed every minute until they are: see the server log for why).
+       (SELECT count(*) FROM @extschema@.wa_webhook_events e WHERE e.channel_id = c.id AND e.outcome = 'incomplete') AS incomplete_webhook_events
   FROM @extschema@.wa_channels c;
 
 -- What Meta charges, per channel, day (UTC), category and type: each outbound message once,

@@ -8,6 +8,10 @@
 //! does the same for `wa_messages`): a new inbox grows them from nothing faster than
 //! autovacuum looks.
 //!
+//! Every minute it also replays the webhook events that hold items not stored yet
+//! (`incomplete`: answered 500 for a database reason), so that nothing Meta sent is lost
+//! even when Meta stops redelivering.
+//!
 //! Nothing that deduplicates depends on what is purged: a redelivered message or status is
 //! recognised by the UNIQUE constraints of `wa_messages` and `wa_message_statuses`.
 
@@ -49,6 +53,7 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
             refresh_metrics(names);
         }
         if purged_at.is_none_or(|t| t.elapsed() >= EVERY) {
+            replay_incomplete();
             if !purge_expired() {
                 return; // SIGTERM during a purge
             }
@@ -90,11 +95,32 @@ fn start_metrics() -> Option<metrics::server::ChannelNames> {
 /// What the metrics' HTTP threads cannot read themselves: channel names and queue lengths.
 fn refresh_metrics(names: &metrics::server::ChannelNames) {
     let read = BackgroundWorker::transaction(|| {
-        store::use_extension_schema().then(|| (store::channel_names(), store::queues()))
+        store::use_extension_schema().then(|| (store::channel_names(), store::queues(), store::incomplete_events()))
     });
-    let Some((channels, queues)) = read else { return };
+    let Some((channels, queues, incomplete)) = read else { return };
     *names.write().unwrap_or_else(|p| p.into_inner()) = channels.into_iter().collect();
-    metrics::counters::set_queue(&queues);
+    metrics::counters::set_gauges(&queues, &incomplete);
+}
+
+/// Stores what webhook events answered 500 still hold (see `incomplete` in sql/schema.sql):
+/// usually Meta's redelivery has stored it already and this only marks the event done; if
+/// Meta gave up, this is what stores it. A failure leaves the event for the next round.
+fn replay_incomplete() {
+    let replayed = BackgroundWorker::transaction(|| {
+        store::use_extension_schema()
+            .then(|| crate::pg::subtransaction::run(|| crate::inbound::replay(None, None, None, true)))
+    });
+    match replayed {
+        Some(Ok(r)) if r.events > 0 => log!(
+            "whatsapp_channel: replayed {} incomplete webhook event(s): {} new message(s), {} new status(es), {} still incomplete",
+            r.events,
+            r.new_messages,
+            r.new_statuses,
+            r.still_incomplete
+        ),
+        Some(Err(e)) => warning!("whatsapp_channel: could not replay incomplete webhook events, will try again: {e}"),
+        _ => {}
+    }
 }
 
 /// Deletes every expired row, a batch at a time; `false` if asked to stop meanwhile.

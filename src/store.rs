@@ -226,6 +226,20 @@ pub fn queues() -> Vec<(i64, i64, i64)> {
     })
 }
 
+/// Per channel with webhook events still to replay (outcome `incomplete`): how many.
+/// Served by the partial index wa_webhook_events_incomplete.
+pub fn incomplete_events() -> Vec<(i64, i64)> {
+    Spi::connect(|client: &SpiClient| {
+        let rows = ok(client.select(
+            "SELECT channel_id, count(*) FROM wa_webhook_events
+              WHERE outcome = 'incomplete' AND channel_id IS NOT NULL GROUP BY channel_id",
+            None,
+            &[],
+        ));
+        rows.map(|row| (ok(row.get(1)).unwrap_or_default(), ok(row.get(2)).unwrap_or_default())).collect()
+    })
+}
+
 pub fn load_channels() -> Vec<ChannelCredentials> {
     Spi::connect(|client: &SpiClient| {
         let rows = ok(client.select(
@@ -292,43 +306,58 @@ thread_local! {
 // ---------------------------------------------------------------------------------------------
 // Webhooks
 
+/// What became of a stored webhook event: its `outcome` column (see sql/schema.sql).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventOutcome<'a> {
     Stored,
-    Partial(&'a str),
-    InvalidPayload(&'a str),
+    Partial,
+    Incomplete,
+    InvalidPayload,
+    /// A value of the column this library does not know (written by a newer version).
+    Unknown(&'a str),
 }
 
-impl EventOutcome<'_> {
-    /// The `outcome` and `error` columns.
-    fn columns(&self) -> (&'static str, Option<&str>) {
+impl<'a> EventOutcome<'a> {
+    pub fn as_sql(self) -> &'a str {
         match self {
-            EventOutcome::Stored => ("stored", None),
-            EventOutcome::Partial(e) => ("partial", Some(e)),
-            EventOutcome::InvalidPayload(e) => ("invalid_payload", Some(e)),
+            EventOutcome::Stored => "stored",
+            EventOutcome::Partial => "partial",
+            EventOutcome::Incomplete => "incomplete",
+            EventOutcome::InvalidPayload => "invalid_payload",
+            EventOutcome::Unknown(other) => other,
+        }
+    }
+
+    pub fn from_sql(value: &'a str) -> EventOutcome<'a> {
+        [EventOutcome::Stored, EventOutcome::Partial, EventOutcome::Incomplete, EventOutcome::InvalidPayload]
+            .into_iter()
+            .find(|o| o.as_sql() == value)
+            .unwrap_or(EventOutcome::Unknown(value))
+    }
+
+    /// What the listener counts for a POST with this outcome.
+    pub fn counter(self) -> crate::inbound::CounterKind {
+        use crate::inbound::CounterKind;
+        match self {
+            EventOutcome::Stored | EventOutcome::Unknown(_) => CounterKind::Stored,
+            EventOutcome::Partial => CounterKind::Partial,
+            EventOutcome::Incomplete => CounterKind::Incomplete,
+            EventOutcome::InvalidPayload => CounterKind::InvalidPayload,
         }
     }
 }
 
-pub fn insert_webhook_event(
-    channel_id: i64,
-    body: &[u8],
-    headers: &serde_json::Value,
-    outcome: EventOutcome,
-    messages: i32,
-    statuses: i32,
-) -> i64 {
-    let (outcome, error) = outcome.columns();
+/// Keeps a signed POST that is not a webhook payload (`invalid_payload`, with why).
+pub fn insert_unreadable_event(channel_id: i64, body: &[u8], headers: &serde_json::Value, error: &str) -> i64 {
     let id: Option<i64> = ok(Spi::get_one_with_args(
         "INSERT INTO wa_webhook_events (channel_id, body, headers, outcome, error, message_count, status_count)
-         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+         VALUES ($1, $2, $3, $4, $5, 0, 0) RETURNING id",
         &[
             channel_id.into(),
             body.into(),
             JsonB(headers.clone()).into(),
-            outcome.into(),
+            EventOutcome::InvalidPayload.as_sql().into(),
             error.into(),
-            messages.into(),
-            statuses.into(),
         ],
     ));
     id.expect("INSERT ... RETURNING returns a row")
@@ -368,11 +397,10 @@ pub fn insert_payload_events(events: &[NewEvent]) -> Vec<i64> {
     ids
 }
 
-pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome) {
-    let (outcome, error) = outcome.columns();
+pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome, error: Option<&str>) {
     ok(Spi::run_with_args(
         "UPDATE wa_webhook_events SET outcome = $2, error = $3 WHERE id = $1",
-        &[event_id.into(), outcome.into(), error.into()],
+        &[event_id.into(), outcome.as_sql().into(), error.into()],
     ));
 }
 
@@ -387,6 +415,8 @@ pub fn purge_webhook_events(retention_s: i32, limit: i64) -> Option<i64> {
              DELETE FROM wa_webhook_events WHERE id IN (
                  SELECT id FROM wa_webhook_events
                   WHERE received_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)
+                    -- (kept until a replay has stored what it holds)
+                    AND outcome <> 'incomplete'
                   ORDER BY received_at LIMIT $2)
              RETURNING 1)
          SELECT pg_catalog.count(*) FROM gone",
@@ -420,14 +450,16 @@ pub struct StoredEvent {
     pub body: Vec<u8>,
 }
 
-/// Up to `limit` stored events with ids above `after` (and up to `last`, if given), in order.
-pub fn webhook_events_after(after: i64, last: Option<i64>, limit: i64) -> Vec<StoredEvent> {
+/// Up to `limit` stored events with ids above `after` (and up to `last`, if given), in order;
+/// only the `incomplete` ones if `incomplete_only`.
+pub fn webhook_events_after(after: i64, last: Option<i64>, incomplete_only: bool, limit: i64) -> Vec<StoredEvent> {
     Spi::connect(|client| {
         let rows = ok(client.select(
             "SELECT id, channel_id, outcome, body FROM wa_webhook_events
-              WHERE id > $1 AND ($2::bigint IS NULL OR id <= $2) ORDER BY id LIMIT $3",
+              WHERE id > $1 AND ($2::bigint IS NULL OR id <= $2) AND (NOT $3 OR outcome = 'incomplete')
+              ORDER BY id LIMIT $4",
             None,
-            &[after.into(), last.into(), limit.into()],
+            &[after.into(), last.into(), incomplete_only.into(), limit.into()],
         ));
         rows.map(|row| StoredEvent {
             id: ok(row.get(1)).unwrap_or_default(),
@@ -528,6 +560,7 @@ pub struct StatusRows {
     billables: Vec<Option<bool>>,
     payloads: Vec<JsonB>,
     participants: Vec<Option<String>>,
+    outbox_ids: Vec<Option<i64>>,
 }
 
 impl StatusRows {
@@ -547,6 +580,7 @@ impl StatusRows {
         self.billables.push(pricing.billable);
         self.payloads.push(JsonB(s.raw.clone()));
         self.participants.push(s.participant_id.clone());
+        self.outbox_ids.push(s.outbox_id);
     }
 
     pub fn is_empty(&self) -> bool {
@@ -693,7 +727,7 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
         return 0;
     }
     let added: Option<i32> = get_one_prepared(
-        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
         &[
             rows.channels.into(),
             rows.wamids.into(),
@@ -709,6 +743,7 @@ pub fn receive_statuses(rows: StatusRows) -> i64 {
             rows.pricing_categories.into(),
             rows.billables.into(),
             rows.participants.into(),
+            rows.outbox_ids.into(),
         ],
     );
     i64::from(added.unwrap_or(0))
@@ -1018,10 +1053,11 @@ pub fn next_due_in() -> Option<f64> {
     ok(Spi::get_one("SELECT _wa_next_due_in()"))
 }
 
-/// Claimed messages and downloads that a restart interrupted go back to their queues.
-pub fn requeue_interrupted() -> i32 {
+/// Claimed messages and downloads that a restart interrupted go back to their queues; the
+/// messages fall due after `resend_after` (see _wa_requeue_interrupted).
+pub fn requeue_interrupted(resend_after: std::time::Duration) -> i32 {
     ok(Spi::run("SELECT _wa_requeue_media()"));
-    ok(Spi::get_one("SELECT _wa_requeue_interrupted()")).unwrap_or(0)
+    ok(Spi::get_one_with_args("SELECT _wa_requeue_interrupted($1)", &[resend_after.as_secs_f64().into()])).unwrap_or(0)
 }
 
 /// A claimed message goes back to the queue for `delay_seconds`, unsent (see _wa_defer).

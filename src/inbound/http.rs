@@ -8,6 +8,7 @@
 //! a channel change to be read, goes to the blocking pool. Log lines go to the main thread
 //! too, so they land in the server log.
 
+use crate::inbound::CounterKind;
 use crate::metrics::{self, GlobalCounter};
 use crate::pg::wake;
 use crate::pg::wakeup::Waker;
@@ -155,7 +156,7 @@ pub struct Report {
 /// `n` more of `kind` for a channel (`detail`: the likely cause, shown in wa_channel_health).
 pub struct Counter {
     pub channel_id: i64,
-    pub kind: &'static str,
+    pub kind: CounterKind,
     pub detail: Option<String>,
     pub n: i64,
 }
@@ -292,7 +293,7 @@ impl Handler {
         match webhook::verify_subscription(query, &channel.verify_token) {
             Ok(challenge) => {
                 let line = format!("webhook verified by Meta for channel '{}'", channel.name);
-                self.report(LogLevel::Log, line, Some((channel, "verified", None)));
+                self.report(LogLevel::Log, line, Some((channel, CounterKind::Verified, None)));
                 Response::text(200, challenge)
             }
             Err(HandshakeError::TokenMismatch) => {
@@ -302,7 +303,7 @@ impl Handler {
                     channel.name
                 );
                 let cause = "verify token does not match the one set for the channel";
-                self.report(LogLevel::Warning, line, Some((channel, "verify_token_mismatch", Some(cause))));
+                self.report(LogLevel::Warning, line, Some((channel, CounterKind::VerifyTokenMismatch, Some(cause))));
                 Response::text(403, "Verify token mismatch")
             }
             Err(HandshakeError::NotSubscribe) => Response::text(403, "Expected hub.mode=subscribe"),
@@ -326,7 +327,11 @@ impl Handler {
                 channel.name,
                 mismatch.likely_cause()
             );
-            self.report(LogLevel::Warning, line, Some((&channel, "signature_mismatch", Some(mismatch.likely_cause()))));
+            self.report(
+                LogLevel::Warning,
+                line,
+                Some((&channel, CounterKind::SignatureMismatch, Some(mismatch.likely_cause()))),
+            );
             return Quick::Now(Response::text(401, "Signature mismatch"));
         }
         // Parsed here, off the thread that writes to Postgres.
@@ -374,13 +379,8 @@ impl Handler {
     /// limited per kind and channel (see [`Throttle`]), so a flood of bad requests can neither
     /// flood the server log nor fill the queue that Meta's POSTs go through; what is held back
     /// is counted in the next report. If the queue is full the line goes to stderr.
-    fn report(
-        &self,
-        level: LogLevel,
-        line: String,
-        counter: Option<(&ChannelCredentials, &'static str, Option<&str>)>,
-    ) {
-        let key = (counter.map(|(c, ..)| c.id).unwrap_or(0), counter.map_or("rejected", |(_, kind, _)| kind));
+    fn report(&self, level: LogLevel, line: String, counter: Option<(&ChannelCredentials, CounterKind, Option<&str>)>) {
+        let key = (counter.map(|(c, ..)| c.id).unwrap_or(0), counter.map(|(_, kind, _)| kind));
         let n = match level {
             LogLevel::Log => 1,
             LogLevel::Warning => match self.shared.throttle.admit(key) {
@@ -404,16 +404,17 @@ impl Handler {
 /// One warning per kind and channel per this interval; the rest are counted into the next.
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 
-/// Per (channel id, kind): when the last report went out, and how many were held back since.
+/// Per (channel id, kind; none for a report that counts nothing): when the last report went
+/// out, and how many were held back since.
 /// The main thread drains the held-back counts into `wa_channel_counters` now and then, so
 /// the counts stay exact even when no later report carries them.
 #[derive(Default)]
-pub struct Throttle(std::sync::Mutex<HashMap<(i64, &'static str), (Instant, i64)>>);
+pub struct Throttle(std::sync::Mutex<HashMap<(i64, Option<CounterKind>), (Instant, i64)>>);
 
 impl Throttle {
     /// `Some(n)`: report now, for `n` occurrences (this one and those held back); `None`: hold
     /// this one back.
-    fn admit(&self, key: (i64, &'static str)) -> Option<i64> {
+    fn admit(&self, key: (i64, Option<CounterKind>)) -> Option<i64> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         match map.get_mut(&key) {
@@ -433,12 +434,12 @@ impl Throttle {
         }
     }
 
-    /// The counts held back so far (channel 0: not about one channel), reset to zero.
-    pub fn take_held(&self) -> Vec<(i64, &'static str, i64)> {
+    /// The counts held back so far of reports that count something, reset to zero.
+    pub fn take_held(&self) -> Vec<(i64, CounterKind, i64)> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         map.iter_mut()
             .filter(|(_, (_, held))| *held > 0)
-            .map(|(&(id, kind), (_, held))| (id, kind, std::mem::take(held)))
+            .filter_map(|(&(id, kind), (_, held))| Some((id, kind?, std::mem::take(held))))
             .collect()
     }
 }

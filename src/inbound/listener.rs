@@ -3,8 +3,8 @@
 //! hand over. Requests that arrive together share one transaction (group commit), each in its
 //! own subtransaction; every request is answered only after that transaction has committed.
 
-use crate::inbound::Counts;
 use crate::inbound::http::{self, Job, LogLevel, Shared, StoreOutcome, Verified};
+use crate::inbound::{CounterKind, Counts};
 use crate::metrics::{self, Histogram};
 use crate::pg::{activity, guc, subtransaction, wake, wakeup};
 use crate::{inbound, store};
@@ -266,10 +266,15 @@ impl Listener {
             for (i, (verified, _)) in stores.iter().enumerate() {
                 if results[i].is_none() {
                     let mut post_counts = Counts::default();
-                    let result = subtransaction::run(|| store_post(shared, verified, &mut post_counts)).and_then(|r| r);
-                    if result.is_ok() {
-                        counts.merge(post_counts);
-                    }
+                    let result = match subtransaction::run(|| store_post(shared, verified, &mut post_counts)) {
+                        // Kept, wholly or not (an incomplete POST is answered 500): its counts
+                        // commit with it.
+                        Ok(answer) => {
+                            counts.merge(post_counts);
+                            answer
+                        }
+                        Err(e) => Err(e),
+                    };
                     results[i] = Some(result);
                 }
             }
@@ -312,7 +317,7 @@ impl Listener {
         }
         let mut counts = Counts::default();
         for (channel_id, kind, n) in &held {
-            counts.add_n(*channel_id, kind, None, *n);
+            counts.add_n(*channel_id, *kind, None, *n);
         }
         BackgroundWorker::transaction(AssertUnwindSafe(|| {
             if store::use_extension_schema() {
@@ -386,7 +391,7 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
         for item in &items {
             batch.add(event_id, item);
         }
-        counts.add(channel.id, "stored", None);
+        counts.add(channel.id, CounterKind::Stored, None);
     }
     let (messages, statuses) = batch.store();
     counts.add_stored(messages, statuses);
@@ -400,15 +405,8 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
         Err(e) => {
             // Signed by Meta but unreadable: kept for inspection and replay, answered 200 since
             // redelivering the same bytes cannot make them readable.
-            store::insert_webhook_event(
-                channel.id,
-                &verified.body,
-                &verified.headers,
-                store::EventOutcome::InvalidPayload(&e.0),
-                0,
-                0,
-            );
-            counts.add(channel.id, "invalid_payload", Some(&e.0));
+            store::insert_unreadable_event(channel.id, &verified.body, &verified.headers, &e.0);
+            counts.add(channel.id, CounterKind::InvalidPayload, Some(&e.0));
             warning!("whatsapp_channel: signed webhook for channel '{}' is not a WhatsApp payload: {e}", channel.name);
             return Ok(());
         }
@@ -416,11 +414,13 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
     let event = store::NewEvent { channel_id: channel.id, body: &verified.body, headers: &verified.headers, payload };
     let event_id = store::insert_payload_events(&[event])[0];
     let stored = inbound::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
-    if let Some(reason) = stored.transient {
-        // Rolls this POST back (the caller's subtransaction) and answers 500: Meta redelivers.
-        return Err(reason);
-    }
     inbound::record_outcome(channel, event_id, &stored, counts);
-    counts.add(channel.id, if stored.problems.is_empty() { "stored" } else { "partial" }, None);
-    Ok(())
+    match stored.unstored.first() {
+        // What was stored stays (it commits with the batch), and so does the event, marked
+        // incomplete; the 500 makes Meta send the POST again.
+        Some(first) => {
+            Err(format!("{} item(s) not stored (webhook event {event_id}), the first: {first}", stored.unstored.len()))
+        }
+        None => Ok(()),
+    }
 }

@@ -9,7 +9,7 @@ pub mod http;
 pub mod listener;
 
 use crate::metrics;
-use crate::pg::subtransaction;
+use crate::pg::subtransaction::{self, Cause};
 use crate::store;
 use pgrx::prelude::*;
 use std::collections::HashMap;
@@ -17,22 +17,71 @@ use whatsapp_cloud::webhook::{
     Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
 };
 
+/// What `wa_channel_counters` counts per channel (its `kind` column): what the listener saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CounterKind {
+    /// A signed POST whose items were all stored.
+    Stored,
+    /// A signed POST with items refused for their own content (kept raw, acknowledged).
+    Partial,
+    /// A signed POST with items not stored for a database reason (answered 500, replayed).
+    Incomplete,
+    /// A signed POST that is not a webhook payload at all.
+    InvalidPayload,
+    /// Updates for a phone number no channel of the app has (kept raw only).
+    Unrouted,
+    SignatureMismatch,
+    Verified,
+    VerifyTokenMismatch,
+}
+
+impl CounterKind {
+    /// The `kind` column's value.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            CounterKind::Stored => "stored",
+            CounterKind::Partial => "partial",
+            CounterKind::Incomplete => "incomplete",
+            CounterKind::InvalidPayload => "invalid_payload",
+            CounterKind::Unrouted => "unrouted",
+            CounterKind::SignatureMismatch => "signature_mismatch",
+            CounterKind::Verified => "verified",
+            CounterKind::VerifyTokenMismatch => "verify_token_mismatch",
+        }
+    }
+
+    /// The metric it adds to.
+    fn metric(self) -> metrics::ChannelCounter {
+        use metrics::ChannelCounter as C;
+        match self {
+            CounterKind::Stored => C::PostStored,
+            CounterKind::Partial => C::PostPartial,
+            CounterKind::Incomplete => C::PostIncomplete,
+            CounterKind::InvalidPayload => C::PostInvalidPayload,
+            CounterKind::Unrouted => C::UnroutedChanges,
+            CounterKind::SignatureMismatch => C::PostSignatureMismatch,
+            CounterKind::Verified => C::HandshakeVerified,
+            CounterKind::VerifyTokenMismatch => C::HandshakeTokenMismatch,
+        }
+    }
+}
+
 /// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
 /// kind (a counter row updated once per request would be the batch's hottest row), and for
 /// the metrics in shared memory, published once the batch has committed.
 #[derive(Default)]
 pub struct Counts {
-    kinds: HashMap<(i64, &'static str), (i64, Option<String>)>,
+    kinds: HashMap<(i64, CounterKind), (i64, Option<String>)>,
     /// New messages and statuses stored (metrics only).
     stored: (i64, i64),
 }
 
 impl Counts {
-    pub fn add(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>) {
+    pub fn add(&mut self, channel_id: i64, kind: CounterKind, detail: Option<&str>) {
         self.add_n(channel_id, kind, detail, 1);
     }
 
-    pub fn add_n(&mut self, channel_id: i64, kind: &'static str, detail: Option<&str>, n: i64) {
+    pub fn add_n(&mut self, channel_id: i64, kind: CounterKind, detail: Option<&str>, n: i64) {
         let entry = self.kinds.entry((channel_id, kind)).or_insert((0, None));
         entry.0 += n;
         if let Some(d) = detail {
@@ -63,25 +112,14 @@ impl Counts {
         counts.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for ((channel_id, kind), (n, detail)) in counts {
             // A channel deleted meanwhile makes this fail; a count is not worth the batch.
-            let _ = subtransaction::run(|| store::count(*channel_id, kind, detail.as_deref(), *n));
+            let _ = subtransaction::run(|| store::count(*channel_id, kind.as_sql(), detail.as_deref(), *n));
         }
     }
 
     /// Adds the counts to the metrics; call it once what they count has committed.
     pub fn publish(&self) {
-        use metrics::ChannelCounter as C;
         for ((channel_id, kind), (n, _)) in &self.kinds {
-            let counter = match *kind {
-                "stored" => C::PostStored,
-                "partial" => C::PostPartial,
-                "invalid_payload" => C::PostInvalidPayload,
-                "signature_mismatch" => C::PostSignatureMismatch,
-                "verified" => C::HandshakeVerified,
-                "verify_token_mismatch" => C::HandshakeTokenMismatch,
-                "unrouted" => C::UnroutedChanges,
-                _ => continue,
-            };
-            metrics::add(*channel_id, counter, u64::try_from(*n).unwrap_or(0));
+            metrics::add(*channel_id, kind.metric(), u64::try_from(*n).unwrap_or(0));
         }
         metrics::add_global_n(metrics::GlobalCounter::MessagesStored, u64::try_from(self.stored.0).unwrap_or(0));
         metrics::add_global_n(metrics::GlobalCounter::StatusesStored, u64::try_from(self.stored.1).unwrap_or(0));
@@ -91,15 +129,45 @@ impl Counts {
 /// What storing one payload found, beyond the rows themselves.
 #[derive(Default)]
 pub struct Stored {
-    /// Items refused (each rolled back alone), with the reason.
+    /// Items refused for their own content (each rolled back alone), with the reason: kept raw
+    /// in the event and counted, and the POST is acknowledged (the same bytes cannot do better).
     pub problems: Vec<String>,
+    /// Items that could not be stored for a database reason (see [`Cause::Database`]), with
+    /// the reason: the POST is answered 500 so that Meta sends it again, and its event is kept
+    /// `incomplete` until a replay stores them. What was stored stays stored.
+    pub unstored: Vec<String>,
     /// `phone_number_id`s of changes no channel of this app has: kept raw in the event only.
     pub unrouted: Vec<String>,
     pub new_messages: i64,
     pub new_statuses: i64,
-    /// An item failed for a reason that may pass (a deadlock, a timeout): the whole POST
-    /// should be redelivered rather than acknowledged.
-    pub transient: Option<String>,
+}
+
+impl Stored {
+    /// Files a failed item under its cause.
+    fn failed(&mut self, what: String, failure: subtransaction::Failure) {
+        let line = format!("{what}: {}", failure.message);
+        match failure.cause {
+            Cause::Content => self.problems.push(line),
+            Cause::Database => self.unstored.push(line),
+        }
+    }
+
+    /// What the event's `outcome` column says of this.
+    pub fn outcome(&self) -> store::EventOutcome<'static> {
+        if !self.unstored.is_empty() {
+            store::EventOutcome::Incomplete
+        } else if !self.problems.is_empty() {
+            store::EventOutcome::Partial
+        } else {
+            store::EventOutcome::Stored
+        }
+    }
+
+    /// The event's `error` column: every item not stored, and why.
+    pub fn summary(&self) -> Option<String> {
+        let all: Vec<&str> = self.unstored.iter().chain(&self.problems).map(String::as_str).collect();
+        (!all.is_empty()).then(|| all.join("; "))
+    }
 }
 
 /// One message, status, echo or BSUID change of a payload, with the channel it was routed to.
@@ -268,11 +336,11 @@ pub fn store_payload(
     let mut out = Stored::default();
     for change in &payload.changes {
         if let Some(template) = &change.template_status {
-            let applied = subtransaction::run(|| {
+            let applied = subtransaction::run_classified(|| {
                 store::apply_template_status(posting_channel, change.business_account_id.as_deref(), template)
             });
             if let Err(e) = applied {
-                out.problems.push(format!("template status of {}: {e}", template.name));
+                out.failed(format!("template status of {}", template.name), e);
             }
         }
         out.problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
@@ -288,7 +356,8 @@ pub fn store_payload(
             out.new_messages = messages;
             out.new_statuses = statuses;
         }
-        Err(e) if e.transient => out.transient = Some(e.message),
+        // Whatever the cause, each item alone: a deadlock or a user's trigger may hold up one
+        // item and not the others, and what can be stored is stored now.
         Err(_) => {
             for item in &items {
                 let mut one = Batch::default();
@@ -298,8 +367,7 @@ pub fn store_payload(
                         out.new_messages += messages;
                         out.new_statuses += statuses;
                     }
-                    Err(e) if e.transient => out.transient = Some(format!("{}: {}", item.describe(), e.message)),
-                    Err(e) => out.problems.push(format!("{}: {}", item.describe(), e.message)),
+                    Err(e) => out.failed(item.describe(), e),
                 }
             }
         }
@@ -308,8 +376,8 @@ pub fn store_payload(
     for change in payload.changes.iter().filter(|c| !c.history_chunks.is_empty()) {
         let Some(channel_id) = route(change.phone_number_id.as_deref()) else { continue };
         for chunk in &change.history_chunks {
-            if let Err(e) = subtransaction::run(|| store::history_chunk(channel_id, chunk)) {
-                out.problems.push(format!("history chunk {:?}: {e}", chunk.chunk_order));
+            if let Err(e) = subtransaction::run_classified(|| store::history_chunk(channel_id, chunk)) {
+                out.failed(format!("history chunk {:?}", chunk.chunk_order), e);
             }
         }
     }
@@ -326,17 +394,23 @@ pub fn store_payload(
 pub fn record_outcome(channel: &store::ChannelCredentials, event_id: i64, stored: &Stored, counts: &mut Counts) {
     counts.add_stored(stored.new_messages, stored.new_statuses);
     for pnid in &stored.unrouted {
-        counts.add(channel.id, "unrouted", Some(pnid));
+        counts.add(channel.id, CounterKind::Unrouted, Some(pnid));
     }
-    if stored.problems.is_empty() {
-        return;
+    let outcome = stored.outcome();
+    counts.add(channel.id, outcome.counter(), None);
+    let Some(summary) = stored.summary() else { return };
+    match outcome {
+        store::EventOutcome::Incomplete => warning!(
+            "whatsapp_channel: webhook event {event_id} for channel '{}' is incomplete, answered 500 so that Meta sends \
+             it again, and kept until it is replayed: {summary}",
+            channel.name
+        ),
+        _ => warning!(
+            "whatsapp_channel: webhook event {event_id} for channel '{}' stored with problems: {summary}",
+            channel.name
+        ),
     }
-    let summary = stored.problems.join("; ");
-    warning!(
-        "whatsapp_channel: webhook event {event_id} for channel '{}' stored with problems: {summary}",
-        channel.name
-    );
-    store::set_webhook_event_outcome(event_id, store::EventOutcome::Partial(&summary));
+    store::set_webhook_event_outcome(event_id, outcome, Some(&summary));
 }
 
 /// Totals of a replay.
@@ -345,12 +419,21 @@ pub struct Replayed {
     pub events: i64,
     pub new_messages: i64,
     pub new_statuses: i64,
+    /// Events with items that still could not be stored.
+    pub still_incomplete: i64,
 }
 
 /// Stores again what the stored webhook events `first_id..=last_id` hold (all when `None`),
-/// of one channel or all:
-/// only messages and statuses that are not there yet are added (and notified).
-pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<&str>) -> Replayed {
+/// of one channel or all, or only the `incomplete` ones:
+/// only messages and statuses that are not there yet are added (and notified), and each
+/// event's outcome is brought up to date (an incomplete event whose items are now all stored
+/// becomes `stored`, and retention may delete it).
+pub fn replay(
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+    only_channel: Option<&str>,
+    incomplete_only: bool,
+) -> Replayed {
     let channels = store::load_channels();
     let only = match only_channel {
         None => None,
@@ -363,7 +446,7 @@ pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<
     let mut after = first_id.map_or(0, |f| f - 1);
     // In pages, so that a large log is never all in memory at once.
     loop {
-        let page = store::webhook_events_after(after, last_id, 100);
+        let page = store::webhook_events_after(after, last_id, incomplete_only, 100);
         let Some(last) = page.last() else { break };
         after = last.id;
         for event in &page {
@@ -376,14 +459,19 @@ pub fn replay(first_id: Option<i64>, last_id: Option<i64>, only_channel: Option<
             totals.events += 1;
             totals.new_messages += stored.new_messages;
             totals.new_statuses += stored.new_statuses;
-            if stored.problems.is_empty() {
-                if event.outcome != "stored" {
-                    store::set_webhook_event_outcome(event.id, store::EventOutcome::Stored);
-                }
-            } else {
-                let mut counts = Counts::default();
-                record_outcome(channel, event.id, &stored, &mut counts);
-                counts.flush();
+            let outcome = stored.outcome();
+            let summary = stored.summary();
+            if store::EventOutcome::from_sql(&event.outcome) != outcome || summary.is_some() {
+                store::set_webhook_event_outcome(event.id, outcome, summary.as_deref());
+            }
+            if outcome == store::EventOutcome::Incomplete {
+                totals.still_incomplete += 1;
+                warning!(
+                    "whatsapp_channel: webhook event {} for channel '{}' is still incomplete after a replay: {}",
+                    event.id,
+                    channel.name,
+                    summary.unwrap_or_default()
+                );
             }
         }
     }

@@ -93,15 +93,19 @@ pub fn observe(histogram: Histogram, value: f64) {
     s.sums_micro[h].fetch_add((value.max(0.0) * 1e6) as u64, Ordering::Relaxed);
 }
 
-/// Sets the queue gauges: (channel id, queued messages, age of the oldest in ms) for every
-/// channel with a queue; all others are set to zero.
-pub fn set_queue(queues: &[(i64, i64, i64)]) {
+/// Sets the gauges: the queues, (channel id, queued messages, age of the oldest in ms), and
+/// the webhook events still to replay, (channel id, events), for every channel with any; all
+/// others are set to zero.
+pub fn set_gauges(queues: &[(i64, i64, i64)], incomplete_events: &[(i64, i64)]) {
     let Some(s) = shared() else { return };
     let mut measured = [[0i64; CHANNEL_GAUGES]; CHANNEL_SLOTS];
     for &(channel_id, depth, oldest_ms) in queues {
         let m = &mut measured[slot(s, channel_id)];
         m[ChannelGauge::QueueDepth as usize] += depth;
         m[ChannelGauge::OldestQueuedMs as usize] = m[ChannelGauge::OldestQueuedMs as usize].max(oldest_ms);
+    }
+    for &(channel_id, events) in incomplete_events {
+        measured[slot(s, channel_id)][ChannelGauge::IncompleteEvents as usize] += events;
     }
     for (gauges, values) in s.gauges.iter().zip(measured) {
         for (g, v) in gauges.iter().zip(values) {

@@ -55,9 +55,10 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     let pool = SenderPool::start(SENDERS, guc::graph_api_timeout(), waker);
     let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
     let mut downloads: HashMap<i64, MediaJob> = HashMap::new();
-    // Answers whose recording failed (a deadlock, say): recorded again on the next turn, so a
-    // message accepted by Meta is never left in 'sending' to be sent again after a restart.
-    let mut unrecorded_sends: Vec<(Claimed, SendResult)> = Vec::new();
+    // Answers whose recording failed (a deadlock, a COMMIT refused by a user's deferred
+    // trigger): recorded again on the next turn, never sent again, so a message accepted by
+    // Meta is not left in 'sending' to be sent again after a restart.
+    let mut unrecorded_sends: Vec<Answer> = Vec::new();
     let mut unrecorded_downloads: Vec<(MediaJob, DownloadResult)> = Vec::new();
     let mut buckets: HashMap<i64, TokenBucket> = HashMap::new();
     let mut pairs: PairLimit<(i64, String)> = PairLimit::default();
@@ -85,7 +86,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         let mut fetched = std::mem::take(&mut unrecorded_downloads);
         for done in pool.finished() {
             match done {
-                Finished::Sent(id, r) => sent.extend(in_flight.remove(&id).map(|c| (c, r))),
+                Finished::Sent(id, r) => sent.extend(in_flight.remove(&id).map(|c| Answer::new(c, r))),
                 Finished::Downloaded(id, r) => fetched.extend(downloads.remove(&id).map(|j| (j, r))),
             }
         }
@@ -98,8 +99,8 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
 
         let free = (SENDERS * 2).saturating_sub(in_flight.len() + downloads.len());
         if free == 0 {
-            wait = IDLE; // a finished send wakes us
-            continue;
+            wait = if unrecorded_sends.is_empty() && unrecorded_downloads.is_empty() { IDLE } else { RECORD_AGAIN };
+            continue; // a finished send wakes us
         }
         // Cleared before looking, so a commit from now on sets the latch again.
         wake::take_pending_wake();
@@ -114,9 +115,14 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                 return None;
             }
             if !recovered {
-                let n = store::requeue_interrupted();
+                let wait = guc::resend_interrupted_after();
+                let n = store::requeue_interrupted(wait);
                 if n > 0 {
-                    log!("whatsapp_channel: {n} message(s) interrupted by a restart were queued again");
+                    log!(
+                        "whatsapp_channel: {n} message(s) interrupted by a restart are queued again; each is sent \
+                         again in {} s unless Meta's status shows it was sent (whatsapp_channel.resend_interrupted_after)",
+                        wait.as_secs()
+                    );
                 }
             }
             let claimed = keep_pair_rate(store::claim_due(free as i32, &version, budgets), &mut pairs, now);
@@ -164,6 +170,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                 },
                 access_token: message.access_token.clone(),
                 body: message.request.clone(),
+                tag_with_id: message.kind != "mark_read",
             }));
         }
         let max_bytes = guc::max_media_bytes();
@@ -195,6 +202,9 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             None if due.is_zero() && in_flight.len() < SENDERS * 2 => MIN_WAIT,
             None => due,
         };
+        if !unrecorded_sends.is_empty() || !unrecorded_downloads.is_empty() {
+            wait = wait.min(RECORD_AGAIN);
+        }
     }
     // Shutting down: record what Meta answers to the sends still in flight (for a few seconds),
     // so that those messages are not sent a second time at the next start.
@@ -203,13 +213,28 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     while !in_flight.is_empty() && std::time::Instant::now() < deadline {
         for done in pool.finished() {
             if let Finished::Sent(id, r) = done {
-                sent.extend(in_flight.remove(&id).map(|c| (c, r)));
+                sent.extend(in_flight.remove(&id).map(|c| Answer::new(c, r)));
             }
         }
         std::thread::sleep(Duration::from_millis(10));
     }
     if !sent.is_empty() {
         record_all(sent, unrecorded_downloads);
+    }
+    // What is still in flight stays 'sending': at the next start it waits for Meta's status
+    // (whatsapp_channel.resend_interrupted_after) rather than going out again at once.
+}
+
+/// A send's answer from Meta, to record, and how often recording it failed so far.
+struct Answer {
+    message: Claimed,
+    result: SendResult,
+    failed_records: u32,
+}
+
+impl Answer {
+    fn new(message: Claimed, result: SendResult) -> Answer {
+        Answer { message, result, failed_records: 0 }
     }
 }
 
@@ -234,62 +259,133 @@ fn keep_pair_rate(claimed: Vec<Claimed>, pairs: &mut PairLimit<(i64, String)>, n
         .collect()
 }
 
-/// Records answers and downloads in one transaction. The sends Meta accepted (nearly all) go
-/// in one statement; if it fails, each is recorded in its own subtransaction, as are the
-/// others (retries, failures) and the downloads, so that one bad row costs only itself. What
-/// could not be recorded is returned, to be tried again.
+/// Records answers and downloads in one transaction, and returns what could not be recorded,
+/// to be recorded again on the next turn (never sent again). An answer that failed
+/// [`MAX_FAILED_RECORDS`] times is recorded alone instead, as the message's failure with the
+/// reason if need be (see [`record_alone`]), so that nothing is tried forever. A COMMIT that
+/// fails (a user's deferred trigger, say) keeps everything for the next turn; the worker goes on.
 fn record_all(
-    sent: Vec<(Claimed, SendResult)>,
+    sent: Vec<Answer>,
     fetched: Vec<(MediaJob, DownloadResult)>,
-) -> (Vec<(Claimed, SendResult)>, Vec<(MediaJob, DownloadResult)>) {
-    let (accepted, others): (Vec<_>, Vec<_>) = sent.into_iter().partition(|(_, r)| accepted_wamid(r).is_some());
-    let (left_sends, left_downloads, counted) = BackgroundWorker::transaction(AssertUnwindSafe(move || {
-        let mut left_sends = Vec::new();
-        let mut left_downloads = Vec::new();
-        let mut counted: Vec<(i64, ChannelCounter)> = Vec::new();
-        let mut downloads: Vec<GlobalCounter> = Vec::new();
-        let together: Vec<(i64, Option<&str>)> =
-            accepted.iter().map(|(m, r)| (m.id, accepted_wamid(r).flatten())).collect();
-        let one_by_one = if together.is_empty() || subtransaction::run(|| store::mark_sent(&together)).is_ok() {
-            counted.extend(accepted.iter().map(|(m, _)| (m.channel_id, ChannelCounter::SendSent)));
-            others
-        } else {
-            accepted.into_iter().chain(others).collect()
-        };
-        for (message, result) in one_by_one {
-            match subtransaction::run(|| record(&message, &result)) {
-                Ok(counters) => counted.extend(counters.into_iter().map(|c| (message.channel_id, c))),
-                Err(e) => {
-                    warning!(
-                        "whatsapp_channel: could not record the result of message {}, will retry: {e}",
-                        message.id
-                    );
-                    left_sends.push((message, result));
-                }
-            }
-        }
-        for (job, result) in fetched {
-            match subtransaction::run(|| record_download(&job, &result)) {
-                Ok(counter) => downloads.push(counter),
-                Err(e) => {
-                    warning!(
-                        "whatsapp_channel: could not record the media of message {}, will retry: {e}",
-                        job.message_id
-                    );
-                    left_downloads.push((job, result));
-                }
-            }
-        }
-        (left_sends, left_downloads, (counted, downloads))
-    }));
-    // Committed (a failed COMMIT ends the worker, which then retries everything).
-    for (channel_id, counter) in counted.0 {
-        metrics::add(channel_id, counter, 1);
+) -> (Vec<Answer>, Vec<(MediaJob, DownloadResult)>) {
+    let (stubborn, sent): (Vec<Answer>, Vec<Answer>) =
+        sent.into_iter().partition(|a| a.failed_records >= MAX_FAILED_RECORDS);
+    for answer in stubborn {
+        record_alone(answer);
     }
-    for counter in counted.1 {
-        metrics::add_global(counter);
-    }
+    let committed = subtransaction::transaction(|| record_in_transaction(&sent, &fetched));
+    let (failed_sends, failed_downloads) = match committed {
+        Ok(recorded) => {
+            for (channel_id, counter) in recorded.counted {
+                metrics::add(channel_id, counter, 1);
+            }
+            for counter in recorded.downloads {
+                metrics::add_global(counter);
+            }
+            (recorded.failed_sends, recorded.failed_downloads)
+        }
+        Err(e) => {
+            warning!(
+                "whatsapp_channel: the results of {} send(s) did not commit; they will be recorded again, not sent again: {e}",
+                sent.len()
+            );
+            ((0..sent.len()).collect(), (0..fetched.len()).collect())
+        }
+    };
+    let left_sends = sent
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| failed_sends.contains(i))
+        .map(|(_, a)| Answer { failed_records: a.failed_records + 1, ..a })
+        .collect();
+    let left_downloads =
+        fetched.into_iter().enumerate().filter(|(i, _)| failed_downloads.contains(i)).map(|(_, d)| d).collect();
     (left_sends, left_downloads)
+}
+
+/// Times an answer may fail to be recorded with the others before it is recorded alone.
+const MAX_FAILED_RECORDS: u32 = 3;
+/// How soon a turn comes back to answers that could not be recorded.
+const RECORD_AGAIN: Duration = Duration::from_secs(1);
+
+/// What one recording transaction did: the indexes of what it could not record, and the
+/// metrics to publish once it has committed.
+#[derive(Default)]
+struct Recorded {
+    failed_sends: Vec<usize>,
+    failed_downloads: Vec<usize>,
+    counted: Vec<(i64, ChannelCounter)>,
+    downloads: Vec<GlobalCounter>,
+}
+
+/// The sends Meta accepted (nearly all) in one statement; if that fails, each answer in its own
+/// subtransaction, as are the others (retries, failures) and the downloads, so that one bad row
+/// costs only itself.
+fn record_in_transaction(sent: &[Answer], fetched: &[(MediaJob, DownloadResult)]) -> Recorded {
+    let mut out = Recorded::default();
+    let together: Vec<(i64, Option<&str>)> =
+        sent.iter().filter_map(|a| Some((a.message.id, accepted_wamid(&a.result)?))).collect();
+    let together_stored = !together.is_empty() && subtransaction::run(|| store::mark_sent(&together)).is_ok();
+    for (i, answer) in sent.iter().enumerate() {
+        if together_stored && accepted_wamid(&answer.result).is_some() {
+            out.counted.push((answer.message.channel_id, ChannelCounter::SendSent));
+            continue;
+        }
+        match subtransaction::run(|| record(&answer.message, &answer.result)) {
+            Ok(counters) => out.counted.extend(counters.into_iter().map(|c| (answer.message.channel_id, c))),
+            Err(e) => {
+                warning!(
+                    "whatsapp_channel: could not record the result of message {}, will retry: {e}",
+                    answer.message.id
+                );
+                out.failed_sends.push(i);
+            }
+        }
+    }
+    for (i, (job, result)) in fetched.iter().enumerate() {
+        match subtransaction::run(|| record_download(job, result)) {
+            Ok(counter) => out.downloads.push(counter),
+            Err(e) => {
+                warning!("whatsapp_channel: could not record the media of message {}, will retry: {e}", job.message_id);
+                out.failed_downloads.push(i);
+            }
+        }
+    }
+    out
+}
+
+/// Records an answer that failed [`MAX_FAILED_RECORDS`] times with the others, in a transaction
+/// of its own; if that fails too, records the message as failed with the reason (Meta's answer
+/// included), so the inbox shows what happened instead of "sending" for good. If even that
+/// cannot commit, the message stays `sending`: the next start waits for its status before it
+/// sends it again (see _wa_requeue_interrupted).
+fn record_alone(answer: Answer) {
+    let message = &answer.message;
+    let recorded = subtransaction::transaction(|| subtransaction::run(|| record(message, &answer.result)));
+    let error = match recorded {
+        Ok(Ok(counters)) => {
+            counters.into_iter().for_each(|c| metrics::add(message.channel_id, c, 1));
+            return;
+        }
+        Ok(Err(e)) | Err(e) => e,
+    };
+    let meta_said = match &answer.result {
+        SendResult::Answered { outcome: SendOutcome::Accepted { wamid }, .. } => {
+            format!("Meta accepted it as {}", wamid.as_deref().unwrap_or("(no wamid)"))
+        }
+        SendResult::Answered { outcome: SendOutcome::Failed(e), .. } => format!("Meta refused it: {}", e.message),
+        SendResult::Transport(reason) => format!("the request failed: {reason}"),
+    };
+    let title = format!("the result of the send could not be recorded ({error}); {meta_said}");
+    warning!("whatsapp_channel: message {} failed: {title}", message.id);
+    let failed = subtransaction::transaction(|| store::mark_failed(message.id, None, &title, None));
+    match failed {
+        Ok(()) => metrics::add(message.channel_id, ChannelCounter::SendFailed, 1),
+        Err(e) => warning!(
+            "whatsapp_channel: message {} stays 'sending' ({e}); the next start waits for its status before sending it again",
+            message.id
+        ),
+    }
 }
 
 /// `Some(wamid)` for a send Meta accepted (its wamid, which an answer might lack).

@@ -18,6 +18,9 @@ pub struct Send {
     pub url: String,
     pub access_token: String,
     pub body: String,
+    /// Put the outbox id in the request's `biz_opaque_callback_data` (every message; not a
+    /// read receipt, which is no message). Done on the sender's thread, off the main one.
+    pub tag_with_id: bool,
 }
 
 /// One media file to fetch: its description (for a fresh short-lived URL), then its bytes.
@@ -146,8 +149,12 @@ fn post_once(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
         .timeout_global(Some(timeout))
         .build()
         .header("Authorization", format!("Bearer {}", send.access_token))
-        .content_type("application/json")
-        .send(send.body.as_bytes());
+        .content_type("application/json");
+    let response = if send.tag_with_id {
+        response.send(graph_api::with_callback_data(&send.body, send.id).as_bytes())
+    } else {
+        response.send(send.body.as_bytes())
+    };
     match response {
         Ok(mut r) => {
             let status = r.status().as_u16();

@@ -28,6 +28,13 @@ static GRAPH_API_URL: GucSetting<Option<CString>> =
 /// Graph API version for channels that set none. v18.0 (the seed's) expired in January 2026.
 static GRAPH_API_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"v25.0"));
 
+/// After a crash or a shutdown that interrupted sends, how long the delivery worker waits for
+/// Meta's statuses of them (which name the message, see `biz_opaque_callback_data`) before it
+/// sends again what heard nothing: a status that arrives in time records the send, and the
+/// message is not sent twice. Meta posts `sent` within seconds, and retries a webhook it
+/// could not deliver while the server was down.
+static RESEND_INTERRUPTED_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+
 /// The database whose whatsapp_channel tables the workers serve.
 static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 
@@ -211,6 +218,16 @@ pub fn init() {
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
+        c"whatsapp_channel.resend_interrupted_after",
+        c"After a crash, how long interrupted sends wait for Meta's status before they are sent again.",
+        c"A status that arrives in time records the send, so the message is not sent twice; 0 sends again at once.",
+        &RESEND_INTERRUPTED_AFTER_S,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
         c"whatsapp_channel.graph_api_timeout",
         c"Hard timeout of one Graph API request.",
         c"A request that takes longer is retried later.",
@@ -268,6 +285,11 @@ pub fn graph_api_url() -> String {
 
 pub fn graph_api_version() -> String {
     string(&GRAPH_API_VERSION, "v25.0")
+}
+
+/// How long sends interrupted by a crash wait for their status before they are sent again.
+pub fn resend_interrupted_after() -> Duration {
+    Duration::from_secs(u64::try_from(RESEND_INTERRUPTED_AFTER_S.get()).unwrap_or(60))
 }
 
 /// Hard timeout of one Graph API call (at least 100 ms, so that a typo cannot make every call fail).

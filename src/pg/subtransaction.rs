@@ -10,9 +10,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
-    /// A deadlock, a lock or statement timeout, a serialization failure, no memory or disk: the
-    /// same work may well succeed later, so a webhook should be redelivered rather than acked.
-    pub transient: bool,
+    pub cause: Cause,
+}
+
+/// Whose fault a failed item is: it decides whether a webhook is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// The item's own content: a data exception (SQLSTATE class 22: a time out of range, text
+    /// Postgres cannot hold, a number too large). The same bytes fail the same way however often
+    /// Meta sends them, so the item is kept raw, counted, and acknowledged.
+    Content,
+    /// Anything else: a user's trigger or a constraint the extension did not write, a lock or
+    /// a deadlock, an internal, I/O or resource error, a bug. The same item may be stored later,
+    /// so the POST is answered 500 and Meta sends it again.
+    Database,
 }
 
 /// Runs `f` in a subtransaction of the current transaction. `Ok` releases (keeps) its work;
@@ -21,7 +32,7 @@ pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     run_classified(f).map_err(|failure| failure.message)
 }
 
-/// [`run`], telling transient failures from the others.
+/// [`run`], telling a failure of the item's own content from a failure of the database.
 pub fn run_classified<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
     unsafe {
         let memory_context = pg_sys::CurrentMemoryContext;
@@ -42,7 +53,7 @@ pub fn run_classified<R>(f: impl FnOnce() -> R) -> Result<R, Failure> {
                 pg_sys::RollbackAndReleaseCurrentSubTransaction();
                 pg_sys::MemoryContextSwitchTo(memory_context);
                 pg_sys::CurrentResourceOwner = resource_owner;
-                Err(Failure { message: panic_message(payload.as_ref()), transient: is_transient(payload.as_ref()) })
+                Err(Failure { message: panic_message(payload.as_ref()), cause: cause(payload.as_ref()) })
             }
         }
     }
@@ -81,19 +92,19 @@ pub fn transaction<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     }
 }
 
-fn is_transient(payload: &(dyn std::any::Any + Send)) -> bool {
-    use pgrx::PgSqlErrorCode::*;
-    let Some(CaughtError::PostgresError(report)) = payload.downcast_ref::<CaughtError>() else { return false };
-    matches!(
-        report.sql_error_code(),
-        ERRCODE_T_R_DEADLOCK_DETECTED
-            | ERRCODE_T_R_SERIALIZATION_FAILURE
-            | ERRCODE_LOCK_NOT_AVAILABLE
-            | ERRCODE_QUERY_CANCELED
-            | ERRCODE_OUT_OF_MEMORY
-            | ERRCODE_DISK_FULL
-            | ERRCODE_INSUFFICIENT_RESOURCES
-    )
+/// Class 22 (data exception) is about the values given; every other ERROR, and a panic, is not.
+fn cause(payload: &(dyn std::any::Any + Send)) -> Cause {
+    let Some(CaughtError::PostgresError(report)) = payload.downcast_ref::<CaughtError>() else {
+        return Cause::Database;
+    };
+    if is_data_exception(report.sql_error_code()) { Cause::Content } else { Cause::Database }
+}
+
+/// Whether `code` is of SQLSTATE class 22. An SQLSTATE is packed six bits a character, the
+/// class in the low twelve.
+fn is_data_exception(code: pgrx::PgSqlErrorCode) -> bool {
+    const CLASS: isize = 0xFFF;
+    (code as isize) & CLASS == (pgrx::PgSqlErrorCode::ERRCODE_DATA_EXCEPTION as isize) & CLASS
 }
 
 /// The text of a caught ERROR or panic (Postgres errors arrive as `CaughtError`, not strings).

@@ -33,7 +33,7 @@ const fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
 const WEBHOOK_POSTS: Family = family(
     "webhook_posts_total",
     Kind::Counter,
-    "Signed webhook POSTs by outcome (stored, partial, invalid_payload) and POSTs refused for their signature.",
+    "Signed webhook POSTs by outcome (stored, partial, incomplete, invalid_payload) and POSTs refused for their signature.",
 );
 const HANDSHAKES: Family =
     family("webhook_handshakes_total", Kind::Counter, "Meta's GET verification handshakes by outcome.");
@@ -70,6 +70,11 @@ const QUEUE_AGE: Family = family(
     Kind::Gauge,
     "Age of the oldest outbound message queued or being sent; 0 when none.",
 );
+const INCOMPLETE_EVENTS: Family = family(
+    "webhook_events_incomplete",
+    Kind::Gauge,
+    "Stored webhook POSTs with items not stored yet for a database reason (kept and replayed until they are).",
+);
 const LISTENER: Family = family(
     "webhook_refused_total",
     Kind::Counter,
@@ -91,6 +96,7 @@ const CHANNEL_SAMPLES: [(ChannelCounter, FamilyAndLabel); CHANNEL_COUNTERS] = {
     [
         (PostStored, (&WEBHOOK_POSTS, Some(("outcome", "stored")))),
         (PostPartial, (&WEBHOOK_POSTS, Some(("outcome", "partial")))),
+        (PostIncomplete, (&WEBHOOK_POSTS, Some(("outcome", "incomplete")))),
         (PostInvalidPayload, (&WEBHOOK_POSTS, Some(("outcome", "invalid_payload")))),
         (PostSignatureMismatch, (&WEBHOOK_POSTS, Some(("outcome", "signature_mismatch")))),
         (HandshakeVerified, (&HANDSHAKES, Some(("outcome", "verified")))),
@@ -169,9 +175,11 @@ fn families(
         }
     }
     if snapshot.gauges_measured {
-        for (gauge, family, scale) in
-            [(ChannelGauge::QueueDepth, &QUEUE_DEPTH, 1.0), (ChannelGauge::OldestQueuedMs, &QUEUE_AGE, 1e-3)]
-        {
+        for (gauge, family, scale) in [
+            (ChannelGauge::QueueDepth, &QUEUE_DEPTH, 1.0),
+            (ChannelGauge::OldestQueuedMs, &QUEUE_AGE, 1e-3),
+            (ChannelGauge::IncompleteEvents, &INCOMPLETE_EVENTS, 1.0),
+        ] {
             for (id, _, gauges) in &snapshot.channels {
                 let value = gauges[gauge as usize] as f64 * scale;
                 push(family, Sample { name: full(family), labels: vec![("channel", channel_name(*id))], value });
@@ -240,7 +248,7 @@ fn format_value(v: f64) -> String {
 }
 
 #[allow(dead_code)]
-const _: () = assert!(CHANNEL_GAUGES == 2);
+const _: () = assert!(CHANNEL_GAUGES == 3);
 
 #[cfg(test)]
 mod tests {
@@ -250,7 +258,8 @@ mod tests {
         let mut counters = [0u64; super::CHANNEL_COUNTERS];
         counters[ChannelCounter::PostStored as usize] = 7;
         counters[ChannelCounter::SendSent as usize] = 3;
-        let mut s = Snapshot { channels: vec![(5, counters, [2, 1500])], gauges_measured: true, ..Snapshot::default() };
+        let mut s =
+            Snapshot { channels: vec![(5, counters, [2, 1500, 4])], gauges_measured: true, ..Snapshot::default() };
         s.global[GlobalCounter::MessagesStored as usize] = 9;
         s.histograms[0] = ([1; BUCKETS], 2, 3.0);
         s
@@ -267,6 +276,7 @@ mod tests {
         assert!(text.contains("whatsapp_channel_messages_stored_total 9\n"));
         assert!(text.contains("whatsapp_channel_sends_total{channel=\"sup\\\"port\\\\1\",result=\"sent\"} 3\n"));
         assert!(text.contains("whatsapp_channel_queue_oldest_age_seconds{channel=\"sup\\\"port\\\\1\"} 1.5\n"));
+        assert!(text.contains("whatsapp_channel_webhook_events_incomplete{channel=\"sup\\\"port\\\\1\"} 4\n"));
         assert!(text.contains("whatsapp_channel_listener_batch_posts_bucket{le=\"+Inf\"} 2\n"));
         assert!(text.contains("whatsapp_channel_listener_batch_posts_sum 3\n"));
         assert!(text.contains("whatsapp_channel_worker_up{worker=\"delivery\"} 1\n"));

@@ -13,6 +13,8 @@ pub const CHANNEL_SLOTS: usize = 256;
 pub enum ChannelCounter {
     PostStored,
     PostPartial,
+    /// Items not stored for a database reason: answered 500, kept for a replay.
+    PostIncomplete,
     PostInvalidPayload,
     PostSignatureMismatch,
     HandshakeVerified,
@@ -81,15 +83,18 @@ impl Histogram {
     }
 }
 
-/// Per channel: the queue as the maintenance worker last measured it.
+/// Per channel: the queue, and the webhook events still to replay, as the maintenance worker
+/// last measured them.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ChannelGauge {
     QueueDepth,
     /// Age in milliseconds of the oldest queued message (0 when none).
     OldestQueuedMs,
+    /// Webhook events with items not stored yet (outcome `incomplete`).
+    IncompleteEvents,
 }
 
-pub const CHANNEL_GAUGES: usize = 2;
+pub const CHANNEL_GAUGES: usize = 3;
 
 /// A copy of every counter, for rendering (see [`exposition`]).
 #[derive(Debug, Default, Clone, PartialEq)]

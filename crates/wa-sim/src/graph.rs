@@ -93,6 +93,10 @@ pub struct WebhookTarget {
     pub app_secret: String,
 }
 
+/// Times a status webhook is posted again after it was not answered 200 (a quarter of a
+/// second, doubling up to 4 s: about five minutes in all).
+const STATUS_RETRIES: u32 = 80;
+
 /// Status webhooks Meta would send after accepting a message, and when.
 const STATUS_DELAYS: [(&str, Duration); 3] = [
     ("sent", Duration::from_millis(100)),
@@ -116,9 +120,15 @@ struct State {
     /// Bearer token each phone number id must present; unchecked when absent.
     tokens: Mutex<HashMap<String, String>>,
     next_id: AtomicU64,
+    /// Unique to this run of the simulator, in every wamid it answers: Meta never gives out a
+    /// wamid twice, and a simulator restarted against the same database must not either.
+    run_id: String,
     options: Options,
-    /// Status webhooks due, posted by one thread in time order.
-    callbacks: Mutex<Vec<(Instant, String, Value)>>,
+    /// Status webhooks due, posted by one thread in time order: when, to which number, the
+    /// body, and how many times posting it failed so far.
+    callbacks: Mutex<Vec<(Instant, String, Value, u32)>>,
+    /// Status webhooks the listener answered 200: (wamid, status).
+    statuses_posted: Mutex<Vec<(String, String)>>,
     callback_due: Condvar,
     /// Media by id: uploaded, or added by a test to stand for a customer's photo.
     media: Mutex<HashMap<String, Media>>,
@@ -155,7 +165,9 @@ impl GraphSim {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
         let statuses = options.statuses.clone();
-        let state = Arc::new(State { options, ..State::default() });
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let run_id = format!("{:x}{:x}", started.as_nanos(), std::process::id());
+        let state = Arc::new(State { options, run_id, ..State::default() });
         *state.base_url.lock().unwrap() = format!("http://{addr}");
         if let Some(directory) = statuses {
             let state = state.clone();
@@ -213,6 +225,11 @@ impl GraphSim {
         self.state.group_participants.lock().unwrap().insert(group_id.to_string(), wa_ids);
     }
 
+    /// The status webhooks posted so far that the listener answered 200, as (wamid, status).
+    pub fn statuses_posted(&self) -> Vec<(String, String)> {
+        self.state.statuses_posted.lock().unwrap().clone()
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -265,6 +282,16 @@ fn handle(state: &State, request: Request) -> Response {
         let phone_number_id = path.trim_matches('/').split('/').nth(1).unwrap_or_default().to_string();
         let json = serde_json::from_str::<Value>(&body).unwrap_or(Value::Null);
         let to = json["to"].as_str().unwrap_or_default();
+        // Meta echoes the sender's tracking string on every status of the message.
+        let callback = json.get("biz_opaque_callback_data").cloned();
+        let echo = |mut envelope: Value| {
+            if let (Some(callback), Some(statuses)) =
+                (&callback, envelope["entry"][0]["changes"][0]["value"]["statuses"].as_array_mut())
+            {
+                statuses.iter_mut().for_each(|s| s["biz_opaque_callback_data"] = callback.clone());
+            }
+            envelope
+        };
         if is_group_send(&json) {
             // A group id is taken as sent: it is base64-like, and no character of it is noise.
             let participants = state
@@ -277,12 +304,12 @@ fn handle(state: &State, request: Request) -> Response {
             let participants: Vec<&str> = participants.iter().map(String::as_str).collect();
             schedule_statuses(state, &phone_number_id, |status, timestamp| {
                 let value = crate::payloads::group_status_value(status, wamid, to, &participants, timestamp);
-                crate::payloads::envelope(&phone_number_id, value)
+                echo(crate::payloads::envelope(&phone_number_id, value))
             });
         } else {
             let recipient = to.trim_start_matches('+');
             schedule_statuses(state, &phone_number_id, |status, timestamp| {
-                crate::payloads::status(&phone_number_id, wamid, status, recipient, timestamp)
+                echo(crate::payloads::status(&phone_number_id, wamid, status, recipient, timestamp))
             });
         }
     }
@@ -388,7 +415,7 @@ fn answer(
         };
     }
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
-    accepted(&to, format!("wamid.SIM{phone_number_id}x{n:010}"), shape)
+    accepted(&to, format!("wamid.SIM{phone_number_id}x{}x{n:010}", state.run_id), shape)
 }
 
 /// A send to a group (`recipient_type: group`, `to` its id) rather than to one customer.
@@ -437,7 +464,7 @@ fn schedule_statuses(state: &State, phone_number_id: &str, body: impl Fn(&str, i
     for (status, delay) in STATUS_DELAYS {
         let timestamp =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
-        due.push((now + delay, phone_number_id.to_string(), body(status, timestamp)));
+        due.push((now + delay, phone_number_id.to_string(), body(status, timestamp), 0));
     }
     state.callback_due.notify_all();
 }
@@ -459,8 +486,9 @@ fn post_statuses(state: &State, directory: &dyn Directory) {
             due = state.callback_due.wait_timeout(due, wait).unwrap().0;
             continue;
         }
-        let (_, phone_number_id, body) = due.pop().expect("checked above");
+        let (_, phone_number_id, body, failures) = due.pop().expect("checked above");
         drop(due);
+        let mut again = None;
         match directory.lookup(&phone_number_id) {
             Some(target) => {
                 let bytes = body.to_string().into_bytes();
@@ -470,15 +498,31 @@ fn post_statuses(state: &State, directory: &dyn Directory) {
                     .content_type("application/json")
                     .header(whatsapp_cloud::signature::HEADER, &signature)
                     .send(&bytes[..]);
-                match result {
-                    Ok(r) if r.status().as_u16() == 200 => {}
-                    Ok(r) => eprintln!("wa-sim: status webhook to {} answered {}", target.url, r.status()),
-                    Err(e) => eprintln!("wa-sim: status webhook to {} failed: {e}", target.url),
+                let failure = match result {
+                    Ok(r) if r.status().as_u16() == 200 => None,
+                    Ok(r) => Some(format!("answered {}", r.status())),
+                    Err(e) => Some(format!("failed: {e}")),
+                };
+                match failure {
+                    None => {
+                        let status = &body["entry"][0]["changes"][0]["value"]["statuses"][0];
+                        let key = |k: &str| status[k].as_str().unwrap_or_default().to_string();
+                        state.statuses_posted.lock().unwrap().push((key("id"), key("status")));
+                    }
+                    // Meta retries a webhook that was not answered 200, for days; this, for
+                    // about five minutes.
+                    Some(why) if failures < STATUS_RETRIES => {
+                        eprintln!("wa-sim: status webhook to {} {why}; retrying", target.url);
+                        let delay = Duration::from_millis(250 << failures.min(4));
+                        again = Some((Instant::now() + delay, phone_number_id, body, failures + 1));
+                    }
+                    Some(why) => eprintln!("wa-sim: status webhook to {} {why}; giving up", target.url),
                 }
             }
             None => eprintln!("wa-sim: no webhook known for phone_number_id {phone_number_id}; status not posted"),
         }
         due = state.callbacks.lock().unwrap();
+        due.extend(again);
     }
 }
 
@@ -661,6 +705,16 @@ mod tests {
     }
 
     const GROUP: &str = "Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD";
+
+    #[test]
+    fn a_restarted_simulator_never_answers_a_wamid_twice() {
+        let send =
+            json!({ "messaging_product": "whatsapp", "to": "16505551234", "type": "text", "text": { "body": "hi" } });
+        let first = post(&GraphSim::start(0).unwrap(), "messages", send.clone()).1;
+        let again = post(&GraphSim::start(0).unwrap(), "messages", send).1;
+        let wamid = |a: &Value| a["messages"][0]["id"].as_str().unwrap().to_string();
+        assert_ne!(wamid(&first), wamid(&again), "the first send of each run");
+    }
 
     #[test]
     fn marketing_messages_take_templates_only() {

@@ -9,5 +9,6 @@ pub mod channel;
 pub mod graph_api;
 pub mod pacing;
 pub mod phone;
+pub mod salvage;
 pub mod signature;
 pub mod webhook;

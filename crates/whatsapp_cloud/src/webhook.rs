@@ -5,6 +5,7 @@
 //! required (a wamid per message or status); everything else is optional, the raw JSON of
 //! every item is kept, and items that lack even a wamid are reported, not dropped silently.
 
+use crate::salvage;
 use serde_json::Value;
 
 // ---------------------------------------------------------------------------------------------
@@ -306,6 +307,9 @@ pub struct Status {
     pub error_details: Option<String>,
     /// What Meta charges for the message (on `sent` and one of `delivered` / `read`).
     pub pricing: Option<Pricing>,
+    /// The outbox id this extension put in the send's `biz_opaque_callback_data` (see
+    /// [`crate::graph_api::with_callback_data`]), echoed by Meta; `None` for other senders'.
+    pub outbox_id: Option<i64>,
     pub raw: Value,
 }
 
@@ -367,7 +371,15 @@ impl Change {
 /// Parses a webhook POST body. Fails only when the body is not JSON or has no `entry` array;
 /// anything inside that is unexpected is kept raw or reported in [`Change::rejected`].
 pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
-    let mut root: Value = serde_json::from_slice(body).map_err(|e| ParseError(format!("body is not JSON: {e}")))?;
+    let (mut root, repaired) = match serde_json::from_slice::<Value>(body) {
+        Ok(root) => (root, false),
+        // A lone surrogate or a value nested too deep spoils the whole document for
+        // serde_json: repaired, it costs only the items that hold it (see salvage).
+        Err(e) => match salvage::repair(body).and_then(|fixed| serde_json::from_slice::<Value>(&fixed).ok()) {
+            Some(root) => (root, true),
+            None => return Err(ParseError(format!("body is not JSON: {e}"))),
+        },
+    };
     replace_nul(&mut root);
     let entries = root
         .get("entry")
@@ -376,12 +388,35 @@ pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
     let mut changes = Vec::new();
     for entry in entries {
         for change in entry.get("changes").and_then(Value::as_array).into_iter().flatten() {
-            let mut parsed = parse_change(change);
+            let too_deep = if repaired { take_too_deep(change) } else { (None, Vec::new()) };
+            let mut parsed = parse_change(too_deep.0.as_ref().unwrap_or(change));
+            parsed.rejected.extend(too_deep.1);
             parsed.business_account_id = str_at(entry, &["id"]);
             changes.push(parsed);
         }
     }
     Ok(Payload { changes })
+}
+
+/// Takes out of a change's lists (messages, statuses, ...) every item that [`salvage::repair`]
+/// cut off for its depth: the change without them (`None` if there were none) and the items,
+/// refused.
+fn take_too_deep(change: &Value) -> (Option<Value>, Vec<Rejected>) {
+    let Some(value) = change.get("value").and_then(Value::as_object) else { return (None, Vec::new()) };
+    if !value.values().any(salvage::holds_too_deep) {
+        return (None, Vec::new());
+    }
+    let mut change = change.clone();
+    let mut rejected = Vec::new();
+    if let Some(Value::Object(value)) = change.get_mut("value") {
+        for list in value.values_mut().filter_map(Value::as_array_mut) {
+            let (deep, kept): (Vec<Value>, Vec<Value>) =
+                std::mem::take(list).into_iter().partition(salvage::holds_too_deep);
+            *list = kept;
+            rejected.extend(deep.into_iter().map(|raw| Rejected { reason: salvage::TOO_DEEP_ITEM, raw }));
+        }
+    }
+    (Some(change), rejected)
 }
 
 /// Replaces every U+0000 in the strings (and keys) of `v` with U+FFFD. JSON allows `\u0000`
@@ -647,6 +682,7 @@ fn parse_status(wamid: String, status: String, s: &Value) -> Status {
             category: str_at(p, &["category"]),
             billable: p.get("billable").and_then(Value::as_bool),
         }),
+        outbox_id: str_at(s, &["biz_opaque_callback_data"]).and_then(|c| crate::graph_api::callback_message_id(&c)),
         raw: s.clone(),
     }
 }
@@ -696,6 +732,43 @@ mod tests {
         assert_eq!(m.text.as_deref(), Some("Does\u{FFFD}it come in another color?"));
         assert!(!m.raw.to_string().contains("\\u0000"));
         assert!(!serde_json::to_string(&m.raw).unwrap().contains('\u{0}'));
+    }
+
+    /// A POST of three texts whose middle one's body is `middle` (a JSON string literal).
+    fn three_texts(middle: &str) -> String {
+        let text = |id: &str, body: &str| {
+            format!(
+                r#"{{"from":"16505551234","id":"{id}","timestamp":"1750263773","type":"text","text":{{"body":{body}}}}}"#
+            )
+        };
+        format!(
+            r#"{{"object":"whatsapp_business_account","entry":[{{"id":"1","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"phone_number_id":"106540352242922"}},"messages":[{},{},{}]}},"field":"messages"}}]}}]}}"#,
+            text("wamid.A", r#""first""#),
+            text("wamid.B", middle),
+            text("wamid.C", r#""third""#)
+        )
+    }
+
+    #[test]
+    fn a_lone_surrogate_costs_nothing_but_the_character() {
+        let payload = parse(three_texts(r#""bad \uD800 half""#).as_bytes()).unwrap();
+        let texts: Vec<_> = payload.changes[0].messages.iter().map(|m| m.text.clone().unwrap_or_default()).collect();
+        assert_eq!(texts, ["first", "bad \u{FFFD} half", "third"]);
+        assert!(payload.changes[0].rejected.is_empty());
+    }
+
+    #[test]
+    fn a_message_nested_too_deep_is_refused_alone() {
+        let deep = format!("{}\"x\"{}", "[".repeat(300), "]".repeat(300));
+        let body = three_texts(r#""second""#)
+            .replace(r#""text":{"body":"second"}"#, &format!(r#""text":{{"body":"second"}},"extra":{deep}"#));
+        assert!(serde_json::from_str::<Value>(&body).is_err());
+        let payload = parse(body.as_bytes()).unwrap();
+        let c = &payload.changes[0];
+        let ids: Vec<_> = c.messages.iter().map(|m| m.wamid.as_str()).collect();
+        assert_eq!(ids, ["wamid.A", "wamid.C"]);
+        assert_eq!(c.rejected.len(), 1);
+        assert_eq!(c.rejected[0].raw["id"], "wamid.B");
     }
 
     // Meta's delivered status example (reference §1.5), and a per-message (PMP) one.

@@ -94,63 +94,6 @@ fn listener_sigkill_loses_no_acknowledged_webhook() {
 }
 
 #[test]
-fn delivery_worker_sigkill_mid_batch_loses_no_message() {
-    // A slow Graph API, so that many sends are in flight when the worker dies.
-    let cluster = Cluster::private(Duration::from_millis(200));
-    let ch = cluster.add_channel("crash-send");
-    let mut db = cluster.connect();
-    db.execute(
-        "UPDATE wa_channels SET allow_outside_window = true, max_messages_per_second = 1000 WHERE name = $1",
-        &[&ch.name],
-    )
-    .unwrap();
-    let total = 150;
-    db.execute(
-        "SELECT wa_send_text($1, '+1555333' || lpad(i::text, 4, '0'), 'crash ' || i) FROM generate_series(1, $2) i",
-        &[&ch.name, &(total as i32)],
-    )
-    .unwrap();
-    let first = cluster.graph.wait_for(20, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
-    assert!(first.len() >= 20);
-    cluster.kill_backend("whatsapp_channel delivery");
-    // After the restart every message is sent: each body reaches the Graph API at least once.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let bodies: BTreeSet<String> = cluster
-            .graph
-            .received()
-            .iter()
-            .filter(|r| r.path.contains(&ch.phone_number_id))
-            .map(|r| r.json()["text"]["body"].as_str().unwrap_or_default().to_string())
-            .collect();
-        if bodies.len() == total {
-            break;
-        }
-        assert!(Instant::now() < deadline, "only {} of {total} messages were sent after the crash", bodies.len());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let db = &mut cluster.connect_when_up();
-    let not_sent: i64 = e2e::poll(|| {
-        let n: i64 = db
-            .query_one("SELECT count(*) FROM wa_messages WHERE direction = 'outbound' AND status <> 'sent'", &[])
-            .unwrap()
-            .get(0);
-        (n == 0).then_some(n)
-    })
-    .unwrap_or(-1);
-    let breakdown: Vec<(String, i32, Option<String>, i64)> = db
-        .query("SELECT status, attempts, error_title, count(*) FROM wa_messages WHERE direction = 'outbound' GROUP BY 1, 2, 3", &[])
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
-        .collect();
-    assert_eq!(not_sent, 0, "every message ends as sent; (status, attempts, error, count): {breakdown:?}");
-    // Only messages in flight at the kill may have been sent twice.
-    let sends = cluster.graph.received().iter().filter(|r| r.path.contains(&ch.phone_number_id)).count();
-    assert!(sends <= total + 192, "{sends} sends for {total} messages");
-}
-
-#[test]
 fn an_idle_delivery_worker_has_nothing_due() {
     // With nothing queued the worker must sleep until a commit wakes it: the next-due time it
     // sleeps by is NULL ("nothing"), not 0 ("now"), which would make it poll.

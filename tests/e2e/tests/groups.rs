@@ -94,7 +94,8 @@ fn a_group_message_lands_in_the_group_conversation_and_a_reply_reaches_the_group
     assert_eq!(
         sent[0].json(),
         json!({"messaging_product": "whatsapp", "recipient_type": "group", "to": group, "type": "text",
-               "text": {"body": "Thanks all", "preview_url": false}})
+               "text": {"body": "Thanks all", "preview_url": false},
+               "biz_opaque_callback_data": format!("whatsapp_channel:{out_id}")})
     );
     let (recipient, contact): (Option<String>, Option<i64>) = db
         .query_one("SELECT recipient, contact_id FROM wa_messages WHERE id = $1", &[&out_id])

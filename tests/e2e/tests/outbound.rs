@@ -34,7 +34,8 @@ fn committed_text_arrives_at_the_graph_api_with_the_exact_json() {
     assert_eq!(
         request.json(),
         json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+15551234567",
-               "type": "text", "text": {"preview_url": false, "body": "Your reply here"}})
+               "type": "text", "text": {"preview_url": false, "body": "Your reply here"},
+               "biz_opaque_callback_data": format!("whatsapp_channel:{id}")})
     );
     let (_, wamid, code, _, attempts) = wait_status(id, "sent");
     assert_eq!(wamid, request.wamid);

@@ -46,7 +46,25 @@ fn every_kind_arrives_with_metas_json() {
     db.execute("SELECT wa_mark_read($1, $2, typing => true)", &[n, &inbound]).unwrap();
     // Messages to one customer go out one at a time, in order: wait for all eight.
     let got = cluster().graph.wait_for(8, DEADLINE, |r| r.path.contains(&ch.phone_number_id));
-    let bodies: Vec<Value> = got.iter().map(|r| r.json()).collect();
+    // Every message carries its outbox id for its statuses (a read receipt is no message);
+    // the rest is Meta's shape.
+    let ids: Vec<i64> = db
+        .query("SELECT m.id FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1 AND direction = 'outbound' ORDER BY m.id", &[n])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let bodies: Vec<Value> = got
+        .iter()
+        .zip(&ids)
+        .map(|(r, id)| {
+            let mut body = r.json();
+            let callback = body.as_object_mut().unwrap().remove("biz_opaque_callback_data");
+            let expected = (body["status"] != "read").then(|| json!(format!("whatsapp_channel:{id}")));
+            assert_eq!(callback, expected, "{}", r.body);
+            body
+        })
+        .collect();
     let env = |kind: &str, object: Value| {
         let mut v = json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+15551110001", "type": kind});
         v[kind] = object;

@@ -118,7 +118,7 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
             .unwrap();
         session
             .execute(
-                "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                "SELECT _wa_receive_statuses($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
                 &[
                     &vec![id; 3],
                     &vec![
@@ -138,6 +138,8 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
                     &vec![Some("utility".to_string()), None, None],
                     &vec![Some(true), None, None],
                     &vec![None, None, Some(known.clone())],
+                    // (an outbox id, as our sends' statuses carry: looked up by primary key)
+                    &vec![Some(1i64), None, None],
                 ],
             )
             .unwrap();

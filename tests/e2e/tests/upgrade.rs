@@ -62,6 +62,9 @@ SELECT line FROM (
     SELECT format('sequence %s %s %s %s %s', s.seqrelid::regclass, s.seqtypid::regtype, s.seqincrement, s.seqmin, s.seqmax)
       FROM pg_sequence s JOIN rels r ON r.oid = s.seqrelid
     UNION ALL
+    SELECT format('dumped %s where %L', u.rel::regclass, u.cond)
+      FROM pg_extension e, unnest(e.extconfig, e.extcondition) AS u(rel, cond) WHERE e.extname = 'whatsapp_channel'
+    UNION ALL
     SELECT format('comment %s %s', pg_describe_object(d.classoid, d.objoid, d.objsubid), md5(d.description))
       FROM pg_description d JOIN pg_depend m ON m.classid = d.classoid AND m.objid = d.objoid, ext
      WHERE m.refobjid = ext.oid AND m.deptype = 'e'
