@@ -32,6 +32,13 @@ ${sudo_flag:+sudo} cp sql/released/whatsapp_channel--*.sql "$($PG_CONFIG --share
 echo "[test] end-to-end tests on PostgreSQL $PG_MAJOR (a real cluster, real HTTP, a real LISTEN client)"
 cargo test --locked -p e2e 2>&1 | tee -a "$LOG"
 
+# pg_upgrade keeps the extension and its data (tests/e2e/tests/pg_upgrade.rs says why from 18
+# to 18 here rather than from 15).
+if [ "$PG_MAJOR" = 18 ]; then
+  echo "[test] pg_upgrade of a cluster with the extension"
+  cargo test --locked -p e2e --test pg_upgrade -- --ignored 2>&1 | tee -a "$LOG"
+fi
+
 echo "[test] the web inbox in a real browser (PostgreSQL $PG_MAJOR)"
 bash tests/web_inbox/run.sh 2>&1 | tee -a "$LOG"
 

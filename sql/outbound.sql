@@ -71,9 +71,10 @@ END;
 -- transaction, and wakes the delivery worker at commit. `recipient` is already normalised
 -- ('+E.164', a BSUID or a group id); `request` is the Graph API body (recipient_type "group"
 -- for a group). With an `idempotency_key` the channel already has a message for, that
--- message's id is returned and nothing is queued.
+-- message's id is returned and nothing is queued. Past `expires_at` a message still queued
+-- fails as expired instead of being sent late.
 CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb,
-                            idempotency_key text DEFAULT NULL) RETURNS bigint
+                            idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -86,6 +87,11 @@ DECLARE
     grp      @extschema@.wa_groups;
     last_in  timestamptz;
 BEGIN
+    IF expires_at <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'expires_at % is not in the future', expires_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the time after which the message is no longer worth sending, e.g. now() + interval ''10 minutes''.';
+    END IF;
     IF idempotency_key IS NOT NULL THEN
         msg_id := @extschema@._wa_message_by_key(channel, idempotency_key);
         IF msg_id IS NOT NULL THEN
@@ -108,22 +114,22 @@ BEGIN
         -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
         -- cost a tenth of an enqueue (measured).
         INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload,
-                                              next_attempt_at, idempotency_key, reply_to_wamid, voice, forwarded, frequently_forwarded)
+                                              next_attempt_at, idempotency_key, expires_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
         SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
-               _wa_enqueue.idempotency_key, request -> 'context' ->> 'message_id', false, false, false
+               _wa_enqueue.idempotency_key, _wa_enqueue.expires_at, request -> 'context' ->> 'message_id', false, false, false
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
     ELSE
         INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
-                                              idempotency_key, media_id, media_mime_type, media_sha256, media_filename,
+                                              idempotency_key, expires_at, media_id, media_mime_type, media_sha256, media_filename,
                                               voice, latitude, longitude, location_name, location_address,
                                               reply_to_wamid, forwarded, frequently_forwarded, referral,
                                               reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                               button_payload, order_items, shared_contacts, system_type,
                                               original_wamid)
         SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
-               _wa_enqueue.idempotency_key, d.*
+               _wa_enqueue.idempotency_key, _wa_enqueue.expires_at, d.*
           FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
          CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
@@ -190,7 +196,7 @@ $$;
 -- that cannot be inlined on every call (a third of the cost of an enqueue, measured), while
 -- PL/pgSQL keeps its plans for the session.
 CREATE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false,
-                             idempotency_key text DEFAULT NULL)
+                             idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -199,12 +205,13 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url),
-                                   idempotency_key);
+                                   idempotency_key, expires_at);
 END
 $$;
 
 CREATE FUNCTION wa_send_media(channel text, recipient text, kind text, link_or_media_id text,
-                              caption text DEFAULT NULL, filename text DEFAULT NULL, idempotency_key text DEFAULT NULL)
+                              caption text DEFAULT NULL, filename text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                              expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -213,7 +220,8 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, kind, caption,
-                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename), idempotency_key);
+                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename), idempotency_key,
+                                   expires_at);
 END
 $$;
 
@@ -277,7 +285,7 @@ END
 $$;
 
 CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
-                                 idempotency_key text DEFAULT NULL)
+                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -287,13 +295,14 @@ DECLARE
     request   jsonb;
     category  text;
     marketing boolean;
+    auth_ttl  interval;
     msg_id    bigint;
 BEGIN
     PERFORM @extschema@._wa_check_template(channel, name, language, components);
     request := @extschema@._wa_template_request(to_, name, language, components);
     -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
     -- the channel's templates were never synced).
-    SELECT pg_catalog.upper(t.category), c.marketing_messages INTO category, marketing
+    SELECT pg_catalog.upper(t.category), c.marketing_messages, c.authentication_template_ttl INTO category, marketing, auth_ttl
       FROM @extschema@.wa_channels c
       LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
      WHERE c.name = channel;
@@ -302,7 +311,11 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
     END IF;
-    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key);
+    -- A one-time code is worth nothing late: the channel's authentication_template_ttl applies.
+    IF category = 'AUTHENTICATION' AND expires_at IS NULL THEN
+        expires_at := pg_catalog.now() + auth_ttl;
+    END IF;
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key, expires_at);
     -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
     IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
         UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
@@ -311,7 +324,8 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb, idempotency_key text DEFAULT NULL)
+CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb, idempotency_key text DEFAULT NULL,
+                                    expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -320,12 +334,13 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', interactive #>> '{body,text}',
-                                   @extschema@._wa_interactive_request(to_, interactive), idempotency_key);
+                                   @extschema@._wa_interactive_request(to_, interactive), idempotency_key, expires_at);
 END
 $$;
 
 CREATE FUNCTION wa_send_location(channel text, recipient text, latitude double precision, longitude double precision,
-                                 name text DEFAULT NULL, address text DEFAULT NULL, idempotency_key text DEFAULT NULL)
+                                 name text DEFAULT NULL, address text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                                 expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -334,7 +349,8 @@ DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, 'location', name,
-                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address), idempotency_key);
+                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address), idempotency_key,
+                                   expires_at);
 END
 $$;
 
@@ -371,7 +387,8 @@ END
 $$;
 
 -- Reacts to a message with an emoji; an empty emoji removes the reaction.
-CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text, idempotency_key text DEFAULT NULL)
+CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text, idempotency_key text DEFAULT NULL,
+                                 expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -380,7 +397,7 @@ DECLARE
     to_ text := @extschema@._wa_counterpart(channel, message_wamid);
 BEGIN
     RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji),
-                                   idempotency_key);
+                                   idempotency_key, expires_at);
 END
 $$;
 
@@ -530,7 +547,8 @@ END;
 
 CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
 RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
-               graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text)
+               graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text,
+               probe boolean, expired boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- The statistics of a queue are always out of date (a burst fills it faster than it is
@@ -548,8 +566,10 @@ BEGIN
     -- while one is in flight), so that messages to one customer go out in the order they were
     -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
     -- {"<channel id>": n}; a channel not in it may use its full per-second rate). Paused and
-    -- disabled channels are not read at all, and a channel's queue is read in due order
-    -- (wa_messages_due) only until its budget is found: a long queue costs nothing per claim.
+    -- disabled channels are not read at all, nor is an unreachable one (see
+    -- wa_channels.unreachable_since) until its next probe, which is one message; a channel's
+    -- queue is read in due order (wa_messages_due) only until its budget is found: a long
+    -- queue costs nothing per claim.
     SELECT pg_catalog.array_agg(d.id) INTO chosen
       FROM (SELECT m.id
               FROM @extschema@.wa_channels c
@@ -562,9 +582,10 @@ BEGIN
                      ORDER BY m.next_attempt_at
                      -- (The channel's own rate too: the worker's budget is from before a change
                      -- of it. least() skips the NULL budget of a channel the worker has not seen.)
-                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer)
+                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer,
+                                 CASE WHEN c.unreachable_since IS NOT NULL THEN 1 END)
                    ) m
-             WHERE c.enabled AND c.paused_at IS NULL
+             WHERE c.enabled AND c.paused_at IS NULL AND (c.next_probe_at IS NULL OR c.next_probe_at <= pg_catalog.now())
              ORDER BY m.next_attempt_at
              LIMIT max_messages) d;
     -- By primary key: the claim must not become a join the planner could get wrong. (The
@@ -578,7 +599,7 @@ BEGIN
      WHERE m.id = ANY (chosen) AND m.status || '' = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
     RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
               COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type,
-              m.graph_endpoint;
+              m.graph_endpoint, c.unreachable_since IS NOT NULL, COALESCE(m.expires_at <= pg_catalog.now(), false);
 END
 $$;
 
@@ -594,6 +615,46 @@ BEGIN ATOMIC
     UPDATE @extschema@.wa_messages m SET status = 'queued', attempts = m.attempts - 1, updated_at = pg_catalog.now()
      WHERE m.id = msg_id AND m.status || '' = 'sending';
 END;
+
+-- The Graph API has answered nothing but transport errors and 5xx for this channel since
+-- `since`: its queue waits, one message probing every `probe_in` seconds (see _wa_claim_due).
+CREATE FUNCTION _wa_channel_unreachable(channel bigint, since timestamptz, probe_in double precision) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_channels c
+       SET unreachable_since = COALESCE(c.unreachable_since, since),
+           next_probe_at = pg_catalog.now() + pg_catalog.make_interval(secs => probe_in)
+     WHERE c.id = channel;
+END;
+
+-- The Graph API answered again: the channel's whole queue is due at once, in queue order (each
+-- customer's oldest message first), instead of each message waiting out its backoff.
+CREATE FUNCTION _wa_channel_reachable(channel bigint) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_channels c SET unreachable_since = NULL, next_probe_at = NULL
+     WHERE c.id = channel AND c.unreachable_since IS NOT NULL;
+    UPDATE @extschema@.wa_messages m SET next_attempt_at = pg_catalog.now()
+     WHERE m.channel_id = channel AND m.status = 'queued' AND m.next_attempt_at > pg_catalog.now();
+END;
+
+-- Claimed messages past their expires_at fail instead of being sent late, with the reason.
+CREATE FUNCTION _wa_expire(msg_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expired AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL, error_code = NULL,
+               error_title = 'expired at ' || x.expires_at::text || ' before it could be sent: not sent late (expires_at)',
+               error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+         WHERE x.id = ANY (msg_ids) AND x.status || '' = 'sending'
+        RETURNING x.id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', e.id, 'wamid', NULL, 'status', 'failed')::text))
+      FROM (SELECT expired.id FROM expired ORDER BY expired.id) e
+$$;
 
 -- The rest of a customer's queue waits as long as its head (a retry, the pair rate): later
 -- messages cannot be sent before it anyway, and left due they would be read by every claim.
@@ -643,7 +704,8 @@ DECLARE
     due timestamptz;
 BEGIN
     SELECT least(
-        (SELECT pg_catalog.min(h.next_attempt_at)
+        -- (an unreachable channel's queue is due at its next probe at the soonest)
+        (SELECT pg_catalog.min(greatest(h.next_attempt_at, c.next_probe_at))
            FROM @extschema@.wa_channels c
           CROSS JOIN LATERAL (
                 SELECT m.next_attempt_at FROM @extschema@.wa_messages m

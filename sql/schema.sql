@@ -26,7 +26,16 @@ CREATE TABLE wa_channels (
     -- Send marketing templates through Meta's Marketing Messages API
     -- (/{phone_number_id}/marketing_messages) instead of /messages: the same request, with
     -- Meta's delivery optimisation for marketing. Needs the number onboarded to it.
-    marketing_messages boolean NOT NULL DEFAULT false
+    marketing_messages boolean NOT NULL DEFAULT false,
+    -- Set by the delivery worker when the Graph API has answered this channel's sends with
+    -- nothing but transport errors and 5xx for whatsapp_channel.outage_after: its queue then
+    -- waits, one message probing every whatsapp_channel.outage_probe_every (next_probe_at),
+    -- instead of burning attempts; the first answer clears both and the queue resumes in order.
+    unreachable_since timestamptz,
+    next_probe_at     timestamptz,
+    -- How long an authentication template (a one-time code) may wait in the queue: past it, it
+    -- fails as expired instead of reaching the customer late (wa_send_template's expires_at).
+    authentication_template_ttl interval
 );
 COMMENT ON TABLE wa_channels IS 'One WhatsApp business phone number. Credentials are in wa_channel_secrets.';
 
@@ -241,6 +250,8 @@ CREATE TABLE wa_messages (
     -- second call with the same channel and key returns this message's id and queues nothing,
     -- so an app that lost its connection during COMMIT can simply call again.
     idempotency_key      text,
+    -- Past this, a message still queued is failed as expired instead of being sent late.
+    expires_at           timestamptz,
 
     -- Redelivered webhooks must not duplicate messages: the constraint, not a cache, decides.
     UNIQUE (channel_id, wamid)

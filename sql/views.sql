@@ -90,7 +90,10 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
          ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint,
        -- Webhook POSTs with items not stored yet for a database reason (answered 500; kept,
        -- and replayed every minute until they are: see the server log for why).
-       (SELECT count(*) FROM @extschema@.wa_webhook_events e WHERE e.channel_id = c.id AND e.outcome = 'incomplete') AS incomplete_webhook_events
+       (SELECT count(*) FROM @extschema@.wa_webhook_events e WHERE e.channel_id = c.id AND e.outcome = 'incomplete') AS incomplete_webhook_events,
+       -- Since when the Graph API has answered this channel's sends with nothing but transport
+       -- errors and 5xx (NULL: it answers): its queue waits and probes, nothing fails for it.
+       c.unreachable_since AS graph_api_unreachable_since
   FROM @extschema@.wa_channels c;
 
 -- What Meta charges, per channel, day (UTC), category and type: each outbound message once,

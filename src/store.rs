@@ -923,6 +923,11 @@ pub struct Claimed {
     pub kind: String,
     /// Posted to the Marketing Messages API (`/marketing_messages`) rather than `/messages`.
     pub marketing_messages: bool,
+    /// Its channel's Graph API is unreachable: this send is the probe that tells whether it
+    /// answers again (see wa_channels.unreachable_since).
+    pub probe: bool,
+    /// Past its `expires_at`: failed instead of sent (see _wa_expire).
+    pub expired: bool,
 }
 
 /// Analyzes `table` (one of the extension's) when it changed by more than half since it was
@@ -959,7 +964,7 @@ pub fn claim_due(
     Spi::connect_mut(|client| {
         let rows = ok(client.update(
             "SELECT id, channel_id, max_per_second, attempts, phone_number_id, graph_api_version, access_token, request,
-                    recipient, kind, endpoint
+                    recipient, kind, endpoint, probe, expired
                FROM _wa_claim_due($1, $2, $3)",
             None,
             &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
@@ -976,6 +981,8 @@ pub fn claim_due(
             recipient: ok(row.get(9)).unwrap_or_default(),
             kind: ok(row.get(10)).unwrap_or_default(),
             marketing_messages: ok(row.get::<String>(11)).is_some_and(|e| e == "marketing_messages"),
+            probe: ok(row.get(12)).unwrap_or_default(),
+            expired: ok(row.get(13)).unwrap_or_default(),
         })
         .collect()
     })
@@ -1046,6 +1053,26 @@ pub fn finish_media(
 /// The channel of this message refused its token: pause its queue, requeue the message.
 pub fn pause_channel(id: i64, reason: &str) {
     ok(Spi::run_with_args("SELECT _wa_pause_channel($1, $2)", &[id.into(), reason.into()]));
+}
+
+/// The Graph API answers this channel with transport errors and 5xx only, since `since`: its
+/// queue waits for a probe every `probe_every` (see _wa_channel_unreachable).
+pub fn channel_unreachable(channel_id: i64, since: std::time::SystemTime, probe_every: std::time::Duration) {
+    let since = since.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    ok(Spi::run_with_args(
+        "SELECT _wa_channel_unreachable($1, pg_catalog.to_timestamp($2), $3)",
+        &[channel_id.into(), since.into(), probe_every.as_secs_f64().into()],
+    ));
+}
+
+/// The Graph API answered this channel again: its queue resumes (see _wa_channel_reachable).
+pub fn channel_reachable(channel_id: i64) {
+    ok(Spi::run_with_args("SELECT _wa_channel_reachable($1)", &[channel_id.into()]));
+}
+
+/// Fails claimed messages past their `expires_at` (see _wa_expire).
+pub fn expire(ids: &[i64]) {
+    ok(Spi::run_with_args("SELECT _wa_expire($1)", &[ids.to_vec().into()]));
 }
 
 /// Seconds until the next queued message is due, if any is queued.

@@ -8,6 +8,7 @@
 //! queue at start: the only window in which a message can be sent twice.
 
 use crate::metrics::{self, ChannelCounter, GlobalCounter};
+use crate::outbound::outages::Outages;
 use crate::outbound::sender_pool::{Download, DownloadResult, Finished, Send, SendResult, SenderPool, Work};
 use crate::pg::{activity, guc, subtransaction, wake, wakeup};
 use crate::store::{self, Claimed, MediaJob};
@@ -62,6 +63,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     let mut unrecorded_downloads: Vec<(MediaJob, DownloadResult)> = Vec::new();
     let mut buckets: HashMap<i64, TokenBucket> = HashMap::new();
     let mut pairs: PairLimit<(i64, String)> = PairLimit::default();
+    let mut outages = Outages::default();
     let mut recovered = false;
     let mut wait = Duration::ZERO;
     let mut last_turn = Instant::now();
@@ -91,7 +93,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             }
         }
         if !sent.is_empty() || !fetched.is_empty() {
-            let (left_sends, left_downloads) = record_all(sent, fetched);
+            let (left_sends, left_downloads) = record_all(sent, fetched, &mut outages);
             unrecorded_sends = left_sends;
             unrecorded_downloads = left_downloads;
             unsafe { pg_sys::pgstat_report_stat(false) };
@@ -125,7 +127,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
                     );
                 }
             }
-            let claimed = keep_pair_rate(store::claim_due(free as i32, &version, budgets), &mut pairs, now);
+            let claimed = keep_pair_rate(sendable(store::claim_due(free as i32, &version, budgets)), &mut pairs, now);
             // Media downloads share the senders: at most half of what is left, so that a
             // burst of photos never holds up the replies.
             let media_slots = (free - claimed.len()).div_ceil(2).min(MAX_DOWNLOADS.saturating_sub(downloads.len()));
@@ -219,7 +221,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
         std::thread::sleep(Duration::from_millis(10));
     }
     if !sent.is_empty() {
-        record_all(sent, unrecorded_downloads);
+        record_all(sent, unrecorded_downloads, &mut outages);
     }
     // What is still in flight stays 'sending': at the next start it waits for Meta's status
     // (whatsapp_channel.resend_interrupted_after) rather than going out again at once.
@@ -236,6 +238,21 @@ impl Answer {
     fn new(message: Claimed, result: SendResult) -> Answer {
         Answer { message, result, failed_records: 0 }
     }
+}
+
+/// What of a claim may be sent: messages past their `expires_at` fail instead (not sent late),
+/// and a probe of an unreachable channel puts its next probe off by one interval, so that one
+/// probe at a time is in flight. Called in the claim's transaction.
+fn sendable(claimed: Vec<Claimed>) -> Vec<Claimed> {
+    let (expired, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|m| m.expired);
+    if !expired.is_empty() {
+        store::expire(&expired.iter().map(|m| m.id).collect::<Vec<_>>());
+        log!("whatsapp_channel: {} message(s) expired before they could be sent, failed", expired.len());
+    }
+    for probe in claimed.iter().filter(|m| m.probe) {
+        store::channel_unreachable(probe.channel_id, std::time::SystemTime::now(), guc::outage_probe_every());
+    }
+    claimed
 }
 
 /// Meta's pair rate: past a burst, a message to the same customer goes back to the queue for
@@ -267,13 +284,14 @@ fn keep_pair_rate(claimed: Vec<Claimed>, pairs: &mut PairLimit<(i64, String)>, n
 fn record_all(
     sent: Vec<Answer>,
     fetched: Vec<(MediaJob, DownloadResult)>,
+    outages: &mut Outages,
 ) -> (Vec<Answer>, Vec<(MediaJob, DownloadResult)>) {
     let (stubborn, sent): (Vec<Answer>, Vec<Answer>) =
         sent.into_iter().partition(|a| a.failed_records >= MAX_FAILED_RECORDS);
     for answer in stubborn {
-        record_alone(answer);
+        record_alone(answer, outages);
     }
-    let committed = subtransaction::transaction(|| record_in_transaction(&sent, &fetched));
+    let committed = subtransaction::transaction(|| record_in_transaction(&sent, &fetched, outages));
     let (failed_sends, failed_downloads) = match committed {
         Ok(recorded) => {
             for (channel_id, counter) in recorded.counted {
@@ -321,17 +339,18 @@ struct Recorded {
 /// The sends Meta accepted (nearly all) in one statement; if that fails, each answer in its own
 /// subtransaction, as are the others (retries, failures) and the downloads, so that one bad row
 /// costs only itself.
-fn record_in_transaction(sent: &[Answer], fetched: &[(MediaJob, DownloadResult)]) -> Recorded {
+fn record_in_transaction(sent: &[Answer], fetched: &[(MediaJob, DownloadResult)], outages: &mut Outages) -> Recorded {
     let mut out = Recorded::default();
     let together: Vec<(i64, Option<&str>)> =
         sent.iter().filter_map(|a| Some((a.message.id, accepted_wamid(&a.result)?))).collect();
     let together_stored = !together.is_empty() && subtransaction::run(|| store::mark_sent(&together)).is_ok();
     for (i, answer) in sent.iter().enumerate() {
         if together_stored && accepted_wamid(&answer.result).is_some() {
+            outages.answered(&answer.message);
             out.counted.push((answer.message.channel_id, ChannelCounter::SendSent));
             continue;
         }
-        match subtransaction::run(|| record(&answer.message, &answer.result)) {
+        match subtransaction::run(|| record(&answer.message, &answer.result, outages)) {
             Ok(counters) => out.counted.extend(counters.into_iter().map(|c| (answer.message.channel_id, c))),
             Err(e) => {
                 warning!(
@@ -359,9 +378,9 @@ fn record_in_transaction(sent: &[Answer], fetched: &[(MediaJob, DownloadResult)]
 /// included), so the inbox shows what happened instead of "sending" for good. If even that
 /// cannot commit, the message stays `sending`: the next start waits for its status before it
 /// sends it again (see _wa_requeue_interrupted).
-fn record_alone(answer: Answer) {
+fn record_alone(answer: Answer, outages: &mut Outages) {
     let message = &answer.message;
-    let recorded = subtransaction::transaction(|| subtransaction::run(|| record(message, &answer.result)));
+    let recorded = subtransaction::transaction(|| subtransaction::run(|| record(message, &answer.result, outages)));
     let error = match recorded {
         Ok(Ok(counters)) => {
             counters.into_iter().for_each(|c| metrics::add(message.channel_id, c, 1));
@@ -397,10 +416,13 @@ fn accepted_wamid(result: &SendResult) -> Option<Option<&str>> {
 }
 
 /// Records one send's result; returns what it counts for the metrics (published once the
-/// recording has committed).
-fn record(message: &Claimed, result: &SendResult) -> Vec<ChannelCounter> {
+/// recording has committed). A failure for lack of an answer (see [`graph_api::is_outage`])
+/// never fails the message by its count of attempts: it is retried with backoff, and once the
+/// channel counts as unreachable it waits for the channel's next probe (see [`Outages`]).
+fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<ChannelCounter> {
     let (error, retry_after) = match result {
         SendResult::Answered { outcome: SendOutcome::Accepted { wamid }, .. } => {
+            outages.answered(message);
             store::mark_sent(&[(message.id, wamid.as_deref())]);
             return vec![ChannelCounter::SendSent];
         }
@@ -411,6 +433,19 @@ fn record(message: &Claimed, result: &SendResult) -> Vec<ChannelCounter> {
     };
     let code = error.code.and_then(|c| i32::try_from(c).ok());
     let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
+    let outage = matches!(result, SendResult::Transport(_)) || graph_api::is_outage(&error);
+    if !outage {
+        outages.answered(message);
+    } else if outages.unanswered(message) {
+        // The channel is unreachable: this message is due again at once, and its channel's
+        // next probe decides when it goes (see _wa_claim_due).
+        store::mark_retry(message.id, 0.0, code, &error.message, error.details.as_deref());
+        let class = match result {
+            SendResult::Transport(_) => ChannelCounter::ErrorTransport,
+            _ => ChannelCounter::ErrorTransient,
+        };
+        return vec![ChannelCounter::SendRetried, class];
+    }
     let retry = match result {
         SendResult::Transport(_) => Retry::Backoff,
         _ => graph_api::classify(&error),
@@ -436,7 +471,7 @@ fn record(message: &Claimed, result: &SendResult) -> Vec<ChannelCounter> {
             store::pause_channel(message.id, &format!("{}: {hint}", error.message));
             ChannelCounter::SendPaused
         }
-        Retry::Backoff | Retry::PairLimit if attempts < graph_api::MAX_ATTEMPTS => {
+        Retry::Backoff | Retry::PairLimit if outage || attempts < graph_api::MAX_ATTEMPTS => {
             retry_later(message, &error, retry, retry_after, code, attempts);
             ChannelCounter::SendRetried
         }

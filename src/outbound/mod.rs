@@ -4,4 +4,5 @@
 //! Postgres calls there), and its answer recorded in a transaction of its own.
 
 pub mod delivery;
+pub mod outages;
 pub mod sender_pool;

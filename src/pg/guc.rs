@@ -5,6 +5,7 @@
 //! credentials live in `wa_channel_secrets`.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
 use std::ffi::{CStr, CString};
 use std::time::Duration;
 
@@ -34,6 +35,14 @@ static GRAPH_API_VERSION: GucSetting<Option<CString>> = GucSetting::<Option<CStr
 /// message is not sent twice. Meta posts `sent` within seconds, and retries a webhook it
 /// could not deliver while the server was down.
 static RESEND_INTERRUPTED_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(60);
+
+/// How long a channel's sends may get nothing but transport errors and 5xx before its Graph API
+/// counts as unreachable: its queue then waits and probes instead of burning attempts (and no
+/// message fails for it), so an outage of Meta or of the network loses and reorders nothing.
+static OUTAGE_AFTER_MS: GucSetting<i32> = GucSetting::<i32>::new(120_000);
+
+/// While a channel is unreachable, one message probes this often; the first answer resumes it.
+static OUTAGE_PROBE_EVERY_MS: GucSetting<i32> = GucSetting::<i32>::new(30_000);
 
 /// The database whose whatsapp_channel tables the workers serve.
 static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
@@ -84,15 +93,15 @@ static WEBHOOK_EVENT_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(30 * 
 /// default deletes nothing; set it to bound the table.
 static MEDIA_RETENTION_S: GucSetting<i32> = GucSetting::<i32>::new(0);
 
+/// Defines every setting. Those that need a restart (PGC_POSTMASTER) exist only when the library
+/// is preloaded, as Postgres requires: a session or `pg_upgrade` that loads the library without
+/// preloading (to call a SQL function, or to check that it loads) would otherwise end with
+/// FATAL "cannot create PGC_POSTMASTER variables after startup". Without preloading no worker
+/// runs, and their accessors give the defaults.
 pub fn init() {
-    GucRegistry::define_string_guc(
-        c"whatsapp_channel.listen_address",
-        c"host:port the webhook listener binds to.",
-        c"Loopback by default; Meta needs a public https URL in front of it (see whatsapp_channel.public_url). Needs a restart.",
-        &LISTEN_ADDRESS,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        define_restart_settings();
+    }
     GucRegistry::define_string_guc(
         c"whatsapp_channel.tls_cert_file",
         c"PEM certificate chain for https on the webhook listener; unset = plain HTTP.",
@@ -133,14 +142,6 @@ pub fn init() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"whatsapp_channel.database",
-        c"Database in which the whatsapp_channel workers run.",
-        c"CREATE EXTENSION whatsapp_channel in this database. Needs a restart.",
-        &DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
     GucRegistry::define_int_guc(
         c"whatsapp_channel.max_body_bytes",
         c"Largest webhook body accepted; larger ones are answered 413.",
@@ -150,34 +151,6 @@ pub fn init() {
         64 * 1024 * 1024,
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
-    );
-    GucRegistry::define_int_guc(
-        c"whatsapp_channel.max_connections",
-        c"Most webhook connections open at once; more are answered 503.",
-        c"Idle connections are cheap; a request head must arrive within 10 s, its body within 10 s more (else 408). Kept under the open-files limit. Needs a restart.",
-        &MAX_CONNECTIONS,
-        1,
-        1_000_000,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"whatsapp_channel.listener_workers",
-        c"Webhook listener workers sharing listen_address; 0 = one per two CPU cores, at least two on 2 or more.",
-        c"Each is a backend with its own group commit; the kernel spreads connections over them (SO_REUSEPORT). Needs a restart.",
-        &LISTENER_WORKERS,
-        0,
-        crate::pg::wake::MAX_LISTENERS as i32,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_string_guc(
-        c"whatsapp_channel.metrics_address",
-        c"Where Prometheus metrics are served (GET /metrics), e.g. 127.0.0.1:9187; unset = off.",
-        c"Served by the maintenance worker from counters in shared memory; the same figures are in the wa_metrics view. Needs a restart.",
-        &METRICS_ADDRESS,
-        GucContext::Postmaster,
-        GucFlags::default(),
     );
     GucRegistry::define_enum_guc(
         c"whatsapp_channel.media_download",
@@ -228,6 +201,26 @@ pub fn init() {
         GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
+        c"whatsapp_channel.outage_after",
+        c"How long only transport errors and 5xx make a channel's Graph API count as unreachable.",
+        c"Its queue then waits and probes (whatsapp_channel.outage_probe_every); no message fails for an outage.",
+        &OUTAGE_AFTER_MS,
+        0,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.outage_probe_every",
+        c"How often one message probes an unreachable channel's Graph API.",
+        c"The first answer resumes the channel's queue, in order.",
+        &OUTAGE_PROBE_EVERY_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
         c"whatsapp_channel.graph_api_timeout",
         c"Hard timeout of one Graph API request.",
         c"A request that takes longer is retried later.",
@@ -236,6 +229,54 @@ pub fn init() {
         600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+}
+
+/// The settings that need a restart: where and what the workers serve.
+fn define_restart_settings() {
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.listen_address",
+        c"host:port the webhook listener binds to.",
+        c"Loopback by default; Meta needs a public https URL in front of it (see whatsapp_channel.public_url). Needs a restart.",
+        &LISTEN_ADDRESS,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.database",
+        c"Database in which the whatsapp_channel workers run.",
+        c"CREATE EXTENSION whatsapp_channel in this database. Needs a restart.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_connections",
+        c"Most webhook connections open at once; more are answered 503.",
+        c"Idle connections are cheap; a request head must arrive within 10 s, its body within 10 s more (else 408). Kept under the open-files limit. Needs a restart.",
+        &MAX_CONNECTIONS,
+        1,
+        1_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.listener_workers",
+        c"Webhook listener workers sharing listen_address; 0 = one per two CPU cores, at least two on 2 or more.",
+        c"Each is a backend with its own group commit; the kernel spreads connections over them (SO_REUSEPORT). Needs a restart.",
+        &LISTENER_WORKERS,
+        0,
+        crate::pg::wake::MAX_LISTENERS as i32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.metrics_address",
+        c"Where Prometheus metrics are served (GET /metrics), e.g. 127.0.0.1:9187; unset = off.",
+        c"Served by the maintenance worker from counters in shared memory; the same figures are in the wa_metrics view. Needs a restart.",
+        &METRICS_ADDRESS,
+        GucContext::Postmaster,
+        GucFlags::default(),
     );
 }
 
@@ -285,6 +326,16 @@ pub fn graph_api_url() -> String {
 
 pub fn graph_api_version() -> String {
     string(&GRAPH_API_VERSION, "v25.0")
+}
+
+/// How long only transport errors and 5xx make a channel count as unreachable.
+pub fn outage_after() -> Duration {
+    Duration::from_millis(u64::try_from(OUTAGE_AFTER_MS.get()).unwrap_or(120_000))
+}
+
+/// How often one message probes an unreachable channel.
+pub fn outage_probe_every() -> Duration {
+    Duration::from_millis(u64::try_from(OUTAGE_PROBE_EVERY_MS.get()).unwrap_or(30_000).max(10))
 }
 
 /// How long sends interrupted by a crash wait for their status before they are sent again.

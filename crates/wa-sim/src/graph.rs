@@ -129,6 +129,8 @@ struct State {
     callbacks: Mutex<Vec<(Instant, String, Value, u32)>>,
     /// Status webhooks the listener answered 200: (wamid, status).
     statuses_posted: Mutex<Vec<(String, String)>>,
+    /// While set, every send is dropped without an answer, as when Meta or the network is down.
+    unreachable: std::sync::atomic::AtomicBool,
     callback_due: Condvar,
     /// Media by id: uploaded, or added by a test to stand for a customer's photo.
     media: Mutex<HashMap<String, Media>>,
@@ -223,6 +225,12 @@ impl GraphSim {
     pub fn set_group_participants(&self, group_id: &str, wa_ids: &[&str]) {
         let wa_ids = wa_ids.iter().map(|w| w.to_string()).collect();
         self.state.group_participants.lock().unwrap().insert(group_id.to_string(), wa_ids);
+    }
+
+    /// From now on every send gets no answer (the connection closes), until this is called
+    /// with `false`: an outage of Meta or of the network.
+    pub fn set_unreachable(&self, unreachable: bool) {
+        self.state.unreachable.store(unreachable, Ordering::Relaxed);
     }
 
     /// The status webhooks posted so far that the listener answered 200, as (wamid, status).
@@ -337,6 +345,9 @@ fn answer(
     authorization: Option<&str>,
     body: &str,
 ) -> (u16, Option<Value>, Option<String>) {
+    if state.unreachable.load(Ordering::Relaxed) {
+        return (0, None, None); // the connection closes: no answer
+    }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let [version, phone_number_id, endpoint @ ("messages" | "marketing_messages")] = parts.as_slice() else {
         return meta_error(400, 2500, "Unknown path components");

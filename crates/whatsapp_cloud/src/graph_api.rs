@@ -664,6 +664,13 @@ pub fn classify(error: &GraphError) -> Retry {
     }
 }
 
+/// Whether a failed send says the Graph API is out of reach rather than that it refused the
+/// message: no answer at all (`http_status` 0: a timeout, a refused or dropped connection) or a
+/// 5xx. Such a failure never fails a message by count: the channel waits and probes instead.
+pub fn is_outage(error: &GraphError) -> bool {
+    error.http_status == 0 || error.http_status >= 500
+}
+
 /// One line, in the seed's words, on what to do about an error code.
 pub fn hint(code: Option<i64>) -> Option<&'static str> {
     Some(match code? {
@@ -735,6 +742,17 @@ pub const MAX_ATTEMPTS: u32 = 25;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_answer_and_5xx_are_outages_and_meta_refusals_are_not() {
+        let e = |http_status, code| GraphError { code, http_status, message: String::new(), details: None };
+        assert!(is_outage(&e(0, None)));
+        assert!(is_outage(&e(503, Some(2))));
+        assert!(is_outage(&e(500, None)));
+        assert!(!is_outage(&e(400, Some(130429))), "a throttle is Meta answering");
+        assert!(!is_outage(&e(401, Some(190))));
+        assert!(!is_outage(&e(400, Some(131026))));
+    }
 
     #[test]
     fn the_outbox_id_travels_in_the_callback_data_and_back() {

@@ -25,6 +25,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct Cluster {
     dir: PathBuf,
+    /// The PostgreSQL binaries it runs on (`pg_config --bindir` of PG_CONFIG when it started).
+    bin: PathBuf,
     port: u16,
     pub listener: String,
     pub graph: GraphSim,
@@ -37,6 +39,12 @@ pub struct Cluster {
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| Cluster::start(Options::default(), "", None))
+}
+
+/// Whether this initdb turns data checksums on unless told not to (PostgreSQL 18 and later).
+fn initdb_checksums_default_on(bin: &Path) -> bool {
+    let out = Command::new(bin.join("initdb")).arg("--help").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).contains("--no-data-checksums")
 }
 
 fn bindir() -> PathBuf {
@@ -162,10 +170,59 @@ impl Cluster {
         })
     }
 
+    /// A cluster made by `pg_upgrade` from `old` (stopped first), on the binaries PG_CONFIG names
+    /// now: a new data directory of that major, the old one's data moved into it, then our
+    /// settings and a start. Its extension is the one `old` had, data included.
+    pub fn upgraded_from(old: &Cluster) -> Cluster {
+        let checksums: String = old.connect().query_one("SHOW data_checksums", &[]).unwrap().get(0);
+        old.stop();
+        let old_data = old.dir.join("data");
+        let old_bin = old.bin.clone();
+        let cluster = Cluster::launch(Options::default(), "", |bin, data| {
+            // A new cluster of the old one's settings (pg_upgrade refuses a difference), data
+            // checksums included, which initdb turns on by default since PostgreSQL 18.
+            let mut initdb = as_owner(&bin.join("initdb"));
+            initdb.args(["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8"]);
+            if checksums == "on" {
+                initdb.arg("--data-checksums");
+            } else if initdb_checksums_default_on(bin) {
+                initdb.arg("--no-data-checksums");
+            }
+            run(&mut initdb);
+            let work = data.parent().unwrap();
+            run(as_owner(&bin.join("pg_upgrade"))
+                .current_dir(work)
+                .args(["-b", old_bin.to_str().unwrap(), "-B", bin.to_str().unwrap()])
+                .args(["-d", old_data.to_str().unwrap(), "-D", data.to_str().unwrap()])
+                .args(["-p", &free_port().to_string(), "-P", &free_port().to_string(), "-U", "postgres"])
+                .args(["-s", work.to_str().unwrap()]));
+        });
+        let bound = poll(|| std::net::TcpStream::connect(&cluster.listener).ok());
+        assert!(bound.is_some(), "the webhook listener never bound {}:\n{}", cluster.listener, cluster.log());
+        cluster
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Stops the server (fast shutdown: sessions are ended, the workers exit cleanly).
+    pub fn stop(&self) {
+        let data = self.dir.join("data");
+        run(as_owner(&self.bin.join("pg_ctl")).args(["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]));
+    }
+
+    /// The server's major version, e.g. 15.
+    pub fn major(&self) -> u32 {
+        let version: String = self.connect().query_one("SHOW server_version_num", &[]).unwrap().get(0);
+        version[..2].parse().unwrap()
+    }
+
     /// Promotes this standby to a primary (`pg_ctl promote`, waiting until it is one).
     pub fn promote(&self) {
         let data = self.dir.join("data");
-        run(as_owner(&bindir().join("pg_ctl")).args(["-D", data.to_str().unwrap(), "-w", "promote"]));
+        run(as_owner(&self.bin.join("pg_ctl")).args(["-D", data.to_str().unwrap(), "-w", "promote"]));
     }
 
     /// A server in a new directory: `make_data` fills its data directory, our settings are
@@ -231,7 +288,7 @@ impl Cluster {
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        Cluster { dir, port, listener, graph, status_targets, _watchdog: watchdog }
+        Cluster { dir, bin, port, listener, graph, status_targets, _watchdog: watchdog }
     }
 
     /// SIGKILLs the postmaster (as a machine crash would end it), then starts the server again:
@@ -240,7 +297,7 @@ impl Cluster {
         let pid = self.postmaster_pid();
         run(Command::new("kill").args(["-KILL", &pid.to_string()]));
         // Its children notice the postmaster is gone and exit; wait until the socket is free.
-        let bin = bindir();
+        let bin = &self.bin;
         let data = self.dir.join("data");
         let started = poll(|| {
             let out = as_owner(&bin.join("pg_ctl"))
@@ -522,4 +579,33 @@ impl Listener {
             }
         }
     }
+}
+
+/// Every table of the extension that pg_dump keeps (its configuration tables), with its row
+/// count and a digest of its rows: equal digests, equal contents.
+pub fn table_digests(db: &mut Client) -> Vec<(String, i64, String)> {
+    let tables: Vec<String> = db
+        .query(
+            "SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS u(rel) JOIN pg_class c ON c.oid = u.rel
+              WHERE e.extname = 'whatsapp_channel' AND c.relkind = 'r' ORDER BY 1",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    tables
+        .into_iter()
+        .map(|t| {
+            let row = db
+                .query_one(
+                    &format!(
+                        "SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM {t} x"
+                    ),
+                    &[],
+                )
+                .unwrap();
+            (t, row.get(0), row.get(1))
+        })
+        .collect()
 }

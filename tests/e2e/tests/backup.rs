@@ -7,7 +7,7 @@
 
 use e2e::wa_sim::graph::Fault;
 use e2e::wa_sim::payloads::{self, Customer};
-use e2e::{Channel, Cluster, poll};
+use e2e::{Channel, Cluster, poll, table_digests};
 use postgres::{Client, NoTls};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,34 +40,6 @@ fn dsn_of(cluster: &Cluster, database: &str) -> String {
 fn post(cluster: &Cluster, ch: &Channel, value: serde_json::Value) {
     let answer = ch.post_signed_to(cluster, &payloads::envelope(&ch.phone_number_id, value)).unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
-}
-
-/// Every table of the extension that pg_dump must keep, with a digest of its rows.
-fn digests(db: &mut Client) -> Vec<(String, i64, String)> {
-    let tables: Vec<String> = db
-        .query(
-            "SELECT c.relname::text FROM pg_extension e, unnest(e.extconfig) AS u(rel) JOIN pg_class c ON c.oid = u.rel
-              WHERE e.extname = 'whatsapp_channel' AND c.relkind = 'r' ORDER BY 1",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    tables
-        .into_iter()
-        .map(|t| {
-            let row = db
-                .query_one(
-                    &format!(
-                        "SELECT count(*), md5(coalesce(string_agg(x::text, E'\\n' ORDER BY x::text), '')) FROM {t} x"
-                    ),
-                    &[],
-                )
-                .unwrap();
-            (t, row.get(0), row.get(1))
-        })
-        .collect()
 }
 
 /// Waits until the workers have nothing left to do in `db`: no send in flight or due, every
@@ -153,7 +125,7 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
         .map(|r| r.get(0))
         .collect();
     assert!(missed.is_empty(), "not dumped by pg_dump: {missed:?}");
-    let before = digests(&mut db);
+    let before = table_digests(&mut db);
     let empty: Vec<&String> = before.iter().filter(|(_, n, _)| *n == 0).map(|(t, ..)| t).collect();
     assert!(empty.is_empty(), "the test leaves these tables empty: {empty:?}");
 
@@ -162,7 +134,7 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
     let (plain, custom) = (dir.join("dump.sql"), dir.join("dump.custom"));
     run(Command::new(bin("pg_dump")).args(["-d", &dsn_of(&cluster, "postgres"), "-Fp", "-f"]).arg(&plain));
     run(Command::new(bin("pg_dump")).args(["-d", &dsn_of(&cluster, "postgres"), "-Fc", "-f"]).arg(&custom));
-    assert_eq!(digests(&mut db), before, "the database changed while it was dumped");
+    assert_eq!(table_digests(&mut db), before, "the database changed while it was dumped");
     db.batch_execute("CREATE DATABASE restored_plain").unwrap();
     db.batch_execute("CREATE DATABASE restored").unwrap();
     run(Command::new(bin("psql"))
@@ -172,7 +144,7 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
     std::fs::remove_dir_all(&dir).unwrap();
     for database in ["restored_plain", "restored"] {
         let mut restored = Client::connect(&dsn_of(&cluster, database), NoTls).unwrap();
-        assert_eq!(digests(&mut restored), before, "{database} differs from what was dumped");
+        assert_eq!(table_digests(&mut restored), before, "{database} differs from what was dumped");
     }
 
     // The workers serve the restored database from now on.
