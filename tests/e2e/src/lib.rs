@@ -47,7 +47,8 @@ fn initdb_checksums_default_on(bin: &Path) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("--no-data-checksums")
 }
 
-fn bindir() -> PathBuf {
+/// The binaries of the PostgreSQL that PG_CONFIG names.
+pub fn bindir() -> PathBuf {
     let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
     let out = Command::new(&pg_config).arg("--bindir").output().unwrap_or_else(|e| panic!("{pg_config}: {e}"));
     PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
@@ -536,8 +537,13 @@ pub fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (
 }
 
 /// Calls `f` until it returns `Some`, or [`DEADLINE`] passes.
-pub fn poll<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + DEADLINE;
+pub fn poll<T>(f: impl FnMut() -> Option<T>) -> Option<T> {
+    poll_within(DEADLINE, f)
+}
+
+/// [`poll`] with a deadline of its own, for what takes longer by design (a chaos test's load).
+pub fn poll_within<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
     loop {
         if let Some(v) = f() {
             return Some(v);
@@ -608,4 +614,14 @@ pub fn table_digests(db: &mut Client) -> Vec<(String, i64, String)> {
             (t, row.get(0), row.get(1))
         })
         .collect()
+}
+
+/// How many of the messages `ids` are not (yet) sent: neither sent, delivered nor read.
+pub fn unsent(db: &mut Client, ids: &[i64]) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM wa_messages WHERE id = ANY($1) AND status NOT IN ('sent', 'delivered', 'read')",
+        &[&ids],
+    )
+    .unwrap()
+    .get(0)
 }

@@ -9,7 +9,7 @@ use e2e::wa_sim::graph::Fault;
 use e2e::wa_sim::payloads::{self, Customer};
 use e2e::{Channel, Cluster, poll, table_digests};
 use postgres::{Client, NoTls};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,9 +18,7 @@ fn now() -> i64 {
 }
 
 fn bin(name: &str) -> PathBuf {
-    let pg_config = std::env::var("PG_CONFIG").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin/pg_config".into());
-    let out = Command::new(&pg_config).arg("--bindir").output().unwrap();
-    Path::new(String::from_utf8(out.stdout).unwrap().trim()).join(name)
+    e2e::bindir().join(name)
 }
 
 fn run(cmd: &mut Command) {

@@ -4,7 +4,7 @@
 //! in exactly_once.rs; the postmaster killed while receiving, in crash.rs.)
 
 use e2e::wa_sim::payloads;
-use e2e::{Channel, Cluster, DEADLINE};
+use e2e::{Channel, Cluster, poll_within, unsent};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -123,7 +123,7 @@ fn a_full_disk_answers_5xx_loses_nothing_and_recovers_when_space_returns() {
     db.batch_execute("ALTER TABLE wa_messages SET TABLESPACE small_disk").unwrap();
     let text = "x".repeat(1500);
     post_through(&cluster, &ch, 3000, &text, |acked, refused| {
-        let full = poll_long(|| (refused.load(Ordering::Relaxed) >= 20).then_some(()));
+        let full = poll_within(Duration::from_secs(60), || (refused.load(Ordering::Relaxed) >= 20).then_some(()));
         assert!(full.is_some(), "the disk never filled: {} acked", acked.load(Ordering::Relaxed));
         disk.grow("64m");
     });
@@ -200,31 +200,8 @@ fn a_slow_graph_api_holds_up_neither_webhooks_nor_other_sends() {
         .get(0);
     assert!(in_flight > 0, "the webhooks were timed while sends were waiting on the Graph API");
     assert!(slowest < Duration::from_secs(1), "a webhook took {slowest:?} while the Graph API was slow");
-    let sent = poll_long(|| {
-        let left: i64 = db
-            .query_one(
-                "SELECT count(*) FROM wa_messages WHERE id = ANY($1) AND status NOT IN ('sent', 'delivered', 'read')",
-                &[&ids],
-            )
-            .unwrap()
-            .get(0);
-        (left == 0).then_some(())
-    });
+    let sent = poll_within(Duration::from_secs(60), || (unsent(&mut db, &ids) == 0).then_some(()));
     assert!(sent.is_some(), "the slow sends did not all go out:\n{}", cluster.log());
     let requests = cluster.graph.received().iter().filter(|r| r.path.contains(&ch.phone_number_id)).count();
     assert_eq!(requests, ids.len(), "each send once, none timed out and repeated");
-}
-
-/// `poll`, with a minute's deadline rather than the usual 20 s.
-fn poll_long<T>(mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + Duration::from_secs(60).max(DEADLINE);
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -5,7 +5,7 @@
 //! messages in order. A message past its `expires_at` fails as expired instead of going late.
 //! Time-compressed: half a second stands for minutes, a probe every 50 ms for every 30 s.
 
-use e2e::{Cluster, poll};
+use e2e::{Cluster, poll, unsent};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -76,16 +76,7 @@ fn a_long_outage_fails_nothing_and_delivery_resumes_in_order() {
     assert!(tried as i64 <= attempts, "{tried} requests for {attempts} attempts");
 
     cluster.graph.set_unreachable(false);
-    let sent = poll(|| {
-        let left: i64 = db
-            .query_one(
-                "SELECT count(*) FROM wa_messages WHERE id = ANY($1) AND status NOT IN ('sent', 'delivered', 'read')",
-                &[&ids],
-            )
-            .unwrap()
-            .get(0);
-        (left == 0).then_some(())
-    });
+    let sent = poll(|| (unsent(&mut db, &ids) == 0).then_some(()));
     assert!(sent.is_some(), "not every message went out after the outage:\n{}", cluster.log());
     let since: Option<std::time::SystemTime> = db
         .query_one("SELECT graph_api_unreachable_since FROM wa_channel_health WHERE channel = $1", &[&ch.name])
