@@ -170,6 +170,12 @@ impl GraphSim {
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
         let run_id = format!("{:x}{:x}", started.as_nanos(), std::process::id());
         let state = Arc::new(State { options, run_id, ..State::default() });
+        // What the simulated customers send (payloads' media ids) can be downloaded, as Meta's can.
+        state.media.lock().unwrap().extend(
+            crate::demo_media::all()
+                .into_iter()
+                .map(|(id, mime, bytes)| (id.to_string(), Media { mime_type: mime.to_string(), bytes })),
+        );
         *state.base_url.lock().unwrap() = format!("http://{addr}");
         if let Some(directory) = statuses {
             let state = state.clone();

@@ -151,7 +151,7 @@ pub fn message_value(kind: &str, wamid: &str, from: &Customer, text: &str, times
     let media = media_object;
     let (type_, object) = match kind {
         "text" => ("text", json!({ "body": text })),
-        "image" => ("image", merge(media("image/jpeg"), json!({ "caption": text }))),
+        "image" => ("image", merge(media("image/png"), json!({ "caption": text }))),
         "video" => ("video", merge(media("video/mp4"), json!({ "caption": text }))),
         "audio" => ("audio", merge(media("audio/mpeg"), json!({ "voice": false }))),
         "voice" => ("audio", merge(media("audio/ogg; codecs=opus"), json!({ "voice": true }))),
@@ -209,9 +209,11 @@ pub fn message_value(kind: &str, wamid: &str, from: &Customer, text: &str, times
     Some(json!({ "contacts": [contact(from)], "messages": [message] }))
 }
 
-/// The media part of an inbound media message: what a client downloads it by.
+/// The media part of an inbound media message: what a client downloads it by (the demo media
+/// every `wa-sim graph` serves, see [`crate::demo_media`]).
 fn media_object(mime: &str) -> Value {
-    json!({ "mime_type": mime, "sha256": "SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI=", "id": "1003383421387256" })
+    let sha256 = crate::graph::sha256_base64(&crate::demo_media::bytes(mime));
+    json!({ "mime_type": mime, "sha256": sha256, "id": crate::demo_media::id(mime) })
 }
 
 fn contact(from: &Customer) -> Value {
@@ -496,7 +498,7 @@ pub fn history_declined_value() -> Value {
 pub fn history_media_value(wamid: &str, from: &Customer, caption: &str, timestamp: i64) -> Value {
     json!({ "messages": [{
         "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": "image",
-        "image": merge(json!({ "caption": caption }), media_object("image/jpeg"))
+        "image": merge(json!({ "caption": caption }), media_object("image/png"))
     }] })
 }
 
@@ -779,7 +781,7 @@ mod tests {
         );
         assert_eq!(m["type"], "image");
         let image = &m["image"];
-        assert_eq!((image["caption"].as_str(), image["mime_type"].as_str()), (Some("the photo"), Some("image/jpeg")));
+        assert_eq!((image["caption"].as_str(), image["mime_type"].as_str()), (Some("the photo"), Some("image/png")));
         assert!(image["sha256"].is_string() && image["id"].is_string());
     }
 

@@ -214,6 +214,20 @@ impl Cluster {
         run(as_owner(&self.bin.join("pg_ctl")).args(["-D", data.to_str().unwrap(), "-m", "fast", "-w", "stop"]));
     }
 
+    /// Starts the server again after [`Cluster::stop`].
+    pub fn start_again(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        run(as_owner(&self.bin.join("pg_ctl")).args([
+            "-D",
+            data.to_str().unwrap(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "start",
+        ]));
+    }
+
     /// The server's major version, e.g. 15.
     pub fn major(&self) -> u32 {
         let version: String = self.connect().query_one("SHOW server_version_num", &[]).unwrap().get(0);

@@ -194,3 +194,38 @@ fn incomplete_events_outlive_retention_and_the_maintenance_worker_replays_them()
     let done = poll(|| (incomplete_events(&mut db, &ch.name) == 0).then_some(()));
     assert!(done.is_some());
 }
+
+#[test]
+fn a_template_status_a_trigger_refuses_gets_500_and_is_applied_on_redelivery() {
+    let ch = cluster().add_channel("ack-template");
+    let mut db = cluster().connect();
+    db.execute("UPDATE wa_channels SET waba_id = '5550099' WHERE name = $1", &[&ch.name]).unwrap();
+    db.batch_execute(&format!(
+        "CREATE FUNCTION refuse_template() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.channel_id = (SELECT id FROM public.wa_channels WHERE name = '{name}') THEN
+                 RAISE EXCEPTION 'a user trigger refuses this template';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_template BEFORE INSERT OR UPDATE ON wa_templates FOR EACH ROW EXECUTE FUNCTION refuse_template();",
+        name = ch.name
+    ))
+    .unwrap();
+    let update = json!({ "object": "whatsapp_business_account", "entry": [{ "id": "5550099", "time": 1, "changes": [{
+        "field": "message_template_status_update",
+        "value": { "event": "APPROVED", "message_template_id": 77, "message_template_name": "welcome",
+                   "message_template_language": "en_US", "reason": "NONE" } }] }] });
+    assert_eq!(ch.post_signed(&update).status, 500, "a template status the database refused is not acknowledged");
+    assert_eq!(incomplete_events(&mut db, &ch.name), 1);
+    db.batch_execute("DROP TRIGGER refuse_template ON wa_templates; DROP FUNCTION refuse_template()").unwrap();
+    assert_eq!(ch.post_signed(&update).status, 200);
+    let status: String = db
+        .query_one(
+            "SELECT t.status FROM wa_templates t JOIN wa_channels c ON c.id = t.channel_id WHERE c.name = $1 AND t.name = 'welcome'",
+            &[&ch.name],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(status, "APPROVED");
+}

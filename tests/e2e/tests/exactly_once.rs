@@ -217,3 +217,30 @@ fn the_same_idempotency_key_queues_one_message() {
         .get(0);
     assert_ne!(theirs, first);
 }
+
+#[test]
+fn a_shutdown_with_sends_in_flight_sends_none_twice() {
+    // Meta answers in 8 s, longer than a shutdown waits for answers (5 s): the sends are in
+    // flight when the worker exits. Meta accepted them, and their statuses, retried until the
+    // server is back, record them; none is sent again.
+    let cluster = Cluster::private(Duration::from_secs(8));
+    let ch = cluster.add_channel("once-stop");
+    cluster.enable_status_webhooks(&ch);
+    let mut db = cluster.connect();
+    let ids = queue(&mut db, &ch, 3);
+    let claimed = poll(|| {
+        let sending: i64 = db
+            .query_one("SELECT count(*) FROM wa_messages WHERE id = ANY($1) AND status = 'sending'", &[&ids])
+            .unwrap()
+            .get(0);
+        (sending == 3).then_some(())
+    });
+    assert!(claimed.is_some(), "the sends never went out");
+    drop(db);
+    cluster.stop();
+    cluster.start_again();
+    wait_until_sent(&cluster, &ids, Duration::from_secs(60));
+    let per = requests_per_message(&cluster.graph, &ch);
+    assert_eq!(per.len(), 3);
+    assert!(per.values().all(|r| r.len() == 1), "each message is requested once: {per:?}");
+}

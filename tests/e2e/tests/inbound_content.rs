@@ -38,9 +38,10 @@ fn every_kind_is_stored_with_its_queryable_columns() {
     let image = one_message(&ch, "wamid.kind.image", "type, body, media_id, media_mime_type, media_sha256");
     assert_eq!(image.get::<_, String>(0), "image");
     assert_eq!(image.get::<_, String>(1), "hello");
-    assert_eq!(image.get::<_, String>(2), "1003383421387256");
-    assert_eq!(image.get::<_, String>(3), "image/jpeg");
-    assert_eq!(image.get::<_, String>(4), "SfInY0gGKTsJlUWbwxC1k+FAD0FZHvzwfpvO0zX0GUI=");
+    assert_eq!(image.get::<_, String>(2), e2e::wa_sim::demo_media::id("image/png"));
+    assert_eq!(image.get::<_, String>(3), "image/png");
+    let png = e2e::wa_sim::demo_media::bytes("image/png");
+    assert_eq!(image.get::<_, String>(4), e2e::wa_sim::graph::sha256_base64(&png));
     let voice = one_message(&ch, "wamid.kind.voice", "type, voice, media_mime_type");
     assert_eq!((voice.get::<_, String>(0), voice.get::<_, bool>(1)), ("audio".into(), true));
     assert_eq!(one_message(&ch, "wamid.kind.document", "media_filename").get::<_, String>(0), "invoice.pdf");

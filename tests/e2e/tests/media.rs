@@ -145,3 +145,30 @@ fn an_uploaded_file_is_sent_by_its_id() {
     let e = db.query("SELECT wa_upload_media($1, ''::bytea, 'image/png')", &[&ch.name]).unwrap_err();
     assert!(e.as_db_error().unwrap().message().contains("the file is empty"));
 }
+
+#[test]
+fn the_simulators_own_photo_downloads_as_the_demo_shows_it() {
+    // `wa-sim trigger image` (the run command's tour) sends the simulator's demo photo: a real
+    // PNG that every wa-sim graph serves, so the web inbox shows the picture.
+    let ch = cluster().add_channel("media-demo");
+    let customer = e2e::wa_sim::payloads::Customer { wa_id: "16505556009".into(), name: "Demo".into() };
+    let value =
+        e2e::wa_sim::payloads::message_value("image", "wamid.media.demo", &customer, "a photo", 1_749_416_383).unwrap();
+    assert_eq!(ch.post_signed(&e2e::wa_sim::payloads::envelope(&ch.phone_number_id, value)).status, 200);
+    let id: i64 = cluster()
+        .connect()
+        .query_one("SELECT id FROM wa_messages WHERE wamid = 'wamid.media.demo'", &[])
+        .unwrap()
+        .get(0);
+    let (status, error, _) = job_end(cluster(), id);
+    assert_eq!(status, "done", "{error:?}");
+    let (mime, content): (String, Vec<u8>) = {
+        let r = cluster()
+            .connect()
+            .query_one("SELECT mime_type, content FROM wa_media WHERE message_id = $1", &[&id])
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert_eq!(mime, "image/png");
+    assert_eq!(content, e2e::wa_sim::demo_media::bytes("image/png"));
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Before and after, for two builds whose SQL differs (bench/compare.sh swaps only the library,
+# so both sides must share one schema): each side is a saved release build (library and
+# extension files), installed in turn, and the benchmarks alternate between them, because
+# single runs on this 2-core machine swing by ±20%.
+#
+#   bash bench/alternate.sh save DIR               copy the installed release build of PostgreSQL
+#                                                  15 (library, control file, SQL scripts) into DIR
+#   bash bench/alternate.sh scale OLD NEW          bash bench/scale.sh with OLD, NEW, OLD, NEW, ...
+#                                                  (ROUNDS, default 2); reports in $OUT/scale-*.txt
+#   bash bench/alternate.sh delivery OLD NEW       a full database per build (scale.sh's seed:
+#                                                  2,000,000 messages from 1,000,000 customers, kept
+#                                                  in /var/tmp/wa_full_<side>), then ROUNDS (3) of
+#                                                  wa-sim outbound-bench over 4 channels, 20,000
+#                                                  messages to a 50 ms mock and 200 commits/s for
+#                                                  10 s, each side's cluster started on its build
+#
+#   OUT  where the reports go (default /var/tmp/wa-bench)
+# Run as root (the clusters belong to postgres). Leaves the NEW build installed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=/usr/lib/postgresql/15/bin
+LIB=$("$BIN/pg_config" --pkglibdir)
+EXT=$("$BIN/pg_config" --sharedir)/extension
+OUT=${OUT:-/var/tmp/wa-bench}
+mkdir -p "$OUT"
+say() { echo "[alternate $(date -u +%H:%M:%S)] $*" >&2; }
+die() { say "$*"; exit 1; }
+
+install_build() { # DIR: the saved build becomes the installed one
+  [ -f "$1/whatsapp_channel.so" ] || die "$1 holds no saved build (bench/alternate.sh save $1)"
+  # Unlinked first: a running server keeps the library it mapped.
+  rm -f "$LIB/whatsapp_channel.so"
+  cp "$1/whatsapp_channel.so" "$LIB/"
+  cp "$1"/whatsapp_channel.control "$1"/whatsapp_channel--*.sql "$EXT/"
+}
+
+case ${1:-} in
+  save)
+    DIR=${2:?usage: bench/alternate.sh save DIR}
+    . bench/common.sh
+    require_release_build "$LIB/whatsapp_channel.so"
+    mkdir -p "$DIR"
+    cp "$LIB/whatsapp_channel.so" "$EXT"/whatsapp_channel.control "$EXT"/whatsapp_channel--*.sql "$DIR/"
+    say "saved the installed build ($(git rev-parse --short HEAD) checked out here) in $DIR"
+    ;;
+  scale)
+    OLD=${2:?usage: bench/alternate.sh scale OLD NEW} NEW=${3:?usage: bench/alternate.sh scale OLD NEW}
+    for round in $(seq "${ROUNDS:-2}"); do
+      for side in old new; do
+        dir=OLD; [ $side = new ] && dir=NEW
+        install_build "${!dir}"
+        say "scale.sh, $side, round $round"
+        bash bench/scale.sh >"$OUT/scale-$side-$round.txt" 2>&1 || die "scale.sh failed: $OUT/scale-$side-$round.txt"
+      done
+    done
+    say "reports: $OUT/scale-{old,new}-*.txt"
+    ;;
+  delivery)
+    OLD=${2:?usage: bench/alternate.sh delivery OLD NEW} NEW=${3:?usage: bench/alternate.sh delivery OLD NEW}
+    pgctl() { runuser -u postgres -- "$BIN/pg_ctl" -D "/var/tmp/wa_full_$1/data" "${@:2}"; }
+    for side in old new; do
+      dir=OLD; [ $side = new ] && dir=NEW
+      install_build "${!dir}"
+      say "a full database for $side in /var/tmp/wa_full_$side"
+      WA_SCALE_HOME=/var/tmp/wa_full_$side SCALE_KEEP=1 SCALE_CLIENTS=16 SCALE_SECONDS=5 SCALE_RATE=0 SCALE_OUT_MESSAGES=0 \
+        SCALE_QUERY_RUNS=5 bash bench/scale.sh >"$OUT/full-$side.txt" 2>&1 || die "scale.sh failed: $OUT/full-$side.txt"
+      pgctl $side -m fast -w stop >/dev/null
+    done
+    for round in $(seq "${ROUNDS:-3}"); do
+      for side in old new; do
+        dir=OLD; [ $side = new ] && dir=NEW
+        install_build "${!dir}"
+        pgctl $side -l "/var/tmp/wa_full_$side/server.log" -w start >/dev/null
+        sleep 3 # the workers start a moment after the server
+        say "delivery, $side, round $round"
+        target/release/wa-sim outbound-bench --dsn "host=/var/tmp/wa_full_$side port=${SCALE_PORT:-5497} user=postgres dbname=postgres" \
+          --latency-ms 50 --messages 20000 --channels 4 --rate 200 --seconds 10 2>/dev/null >"$OUT/delivery-$side-$round.md"
+        pgctl $side -m fast -w stop >/dev/null
+      done
+    done
+    say "reports: $OUT/delivery-{old,new}-*.md"
+    ;;
+  *)
+    echo "usage: bash bench/alternate.sh save DIR | scale OLD NEW | delivery OLD NEW" >&2
+    exit 2
+    ;;
+esac
