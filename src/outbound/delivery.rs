@@ -4,8 +4,11 @@
 //! Each turn of the loop records the answers that came back, then claims as many due
 //! messages as there are free senders (status `sending`, COMMIT) and hands them to the
 //! [`SenderPool`]. Per channel, a token bucket keeps to its `max_messages_per_second`.
-//! A crash between a claim and its record leaves rows in `sending`, which go back to the
-//! queue at start: the only window in which a message can be sent twice.
+//! A crash between a claim and its record leaves rows in `sending`. They go back to the queue
+//! at start, but wait `whatsapp_channel.resend_interrupted_after` first: every send carries its
+//! outbox id in `biz_opaque_callback_data`, and a status that echoes it records the send (see
+//! `_wa_receive_statuses`), so only a message that heard nothing is sent again. A channel the
+//! Graph API does not answer waits and probes ([`crate::outbound::outages`]).
 
 use crate::metrics::{self, ChannelCounter, GlobalCounter};
 use crate::outbound::outages::Outages;
