@@ -7,7 +7,7 @@
 
 use e2e::wa_sim::graph::Fault;
 use e2e::wa_sim::payloads::{self, Customer};
-use e2e::{Channel, Cluster, poll, table_digests};
+use e2e::{Channel, Cluster, poll, run, table_digests};
 use postgres::{Client, NoTls};
 use std::path::PathBuf;
 use std::process::Command;
@@ -19,16 +19,6 @@ fn now() -> i64 {
 
 fn bin(name: &str) -> PathBuf {
     e2e::bindir().join(name)
-}
-
-fn run(cmd: &mut Command) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn dsn_of(cluster: &Cluster, database: &str) -> String {
