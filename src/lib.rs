@@ -5,7 +5,7 @@
 //!   routing, body limits, signatures, parsing) hands verified payloads to
 //!   [`inbound::listener`] (the worker's main thread), which stores them through the one write
 //!   path of [`inbound`] and [`store`] and answers 200 only after COMMIT;
-//! - [`outbound`]: `wa_send_text()` (SQL) queues a row and [`pg::wake`]s the
+//! - [`outbound`]: `wa_send_text()` (SQL) queues a row and [`pg::commit_wake`]s the
 //!   [`outbound::delivery`] worker at commit; it sends through the [`outbound::sender_pool`] and
 //!   records the result via [`store`];
 //! - [`maintenance`]: the worker that deletes what outlived its retention;
@@ -53,7 +53,7 @@ pub extern "C-unwind" fn _PG_init() {
     if unsafe { !pg_sys::process_shared_preload_libraries_in_progress || pg_sys::IsBinaryUpgrade } {
         return;
     }
-    pg::wake::init_shared_memory();
+    pg::commit_wake::init_shared_memory();
     metrics::counters::init_shared_memory();
     let listeners = pg::guc::listener_workers();
     for slot in 0..listeners {

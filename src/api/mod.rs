@@ -145,13 +145,13 @@ fn _wa_check_access_token(access_token: &str) {
 /// Wakes the delivery worker when the calling transaction commits.
 #[pg_extern(volatile)]
 fn _wa_wake_delivery() {
-    crate::pg::wake::delivery_at_commit();
+    crate::pg::commit_wake::delivery_at_commit();
 }
 
 /// Makes the webhook listener re-read its channels when the calling transaction commits.
 #[pg_extern(volatile)]
 fn _wa_wake_listener() {
-    crate::pg::wake::listener_at_commit();
+    crate::pg::commit_wake::listener_at_commit();
 }
 
 /// Re-processes stored webhook events (all, or ids `first_id` to `last_id`, of one channel or

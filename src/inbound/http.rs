@@ -10,8 +10,8 @@
 
 use crate::inbound::CounterKind;
 use crate::metrics::{self, GlobalCounter};
-use crate::pg::wake;
-use crate::pg::wakeup::Waker;
+use crate::pg::commit_wake;
+use crate::pg::thread_wake::Waker;
 use crate::store::ChannelCredentials;
 use bounded_http::{Limits, Promise, Quick, Request, Response, Tls};
 use std::collections::HashMap;
@@ -42,7 +42,7 @@ const QUICK_BODY_BYTES: usize = 32 << 10;
 #[derive(Default)]
 pub struct Shared {
     channels: RwLock<HashMap<String, Arc<ChannelCredentials>>>,
-    /// The generation of the channels (see [`wake::channels_generation`]) that `channels` holds
+    /// The generation of the channels (see [`commit_wake::channels_generation`]) that `channels` holds
     /// (read without a lock on every request), with a condition variable the main thread
     /// signals after each reload.
     loaded_generation: AtomicU64,
@@ -76,7 +76,7 @@ impl Shared {
         if !self.behind() {
             return;
         }
-        let committed = wake::channels_generation();
+        let committed = commit_wake::channels_generation();
         let guard = self.reload_lock.lock().unwrap_or_else(|p| p.into_inner());
         let _ = self
             .reloaded
@@ -85,7 +85,7 @@ impl Shared {
 
     /// Whether a change to the channels has committed that the main thread has not read yet.
     fn behind(&self) -> bool {
-        self.loaded_generation.load(Ordering::Acquire) < wake::channels_generation()
+        self.loaded_generation.load(Ordering::Acquire) < commit_wake::channels_generation()
     }
 
     fn channel(&self, name: &str) -> Option<Arc<ChannelCredentials>> {
@@ -225,7 +225,7 @@ impl bounded_http::Handler for Handler {
 
     fn handle(&self, request: Request) -> Response {
         // From what is committed: the main thread re-reads the channels at every change (see
-        // pg::wake); a request waits only while a change committed a moment ago is being read
+        // pg::commit_wake); a request waits only while a change committed a moment ago is being read
         // (a channel added just before Meta's handshake, a secret rotated before the next POST).
         self.shared.catch_up();
         match self.take(request) {

@@ -6,7 +6,7 @@
 use crate::inbound::http::{self, Job, LogLevel, Shared, StoreOutcome, Verified};
 use crate::inbound::{CounterKind, Counts};
 use crate::metrics::{self, Histogram};
-use crate::pg::{activity, guc, subtransaction, wake, wakeup};
+use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake};
 use crate::{inbound, store};
 use bounded_http::socket::{self, Sharing};
 use bounded_http::{Promise, Tls, capacity};
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 const QUEUE: usize = 1024;
 /// Most requests stored in one transaction.
 const BATCH: usize = 256;
-/// Channels are re-read at every committed change (see [`wake::listener_at_commit`]), and this
+/// Channels are re-read at every committed change (see [`commit_wake::listener_at_commit`]), and this
 /// often anyway, as a safety net (a change made while the library was not loaded).
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
 
@@ -53,7 +53,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
             unreachable!()
         }
     };
-    wake::register_listener(slot);
+    commit_wake::register_listener(slot);
     let shared = Arc::new(Shared::default());
     shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
     let mut tls = TlsFiles::default();
@@ -66,7 +66,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         .set_hint("Fix whatsapp_channel.tls_cert_file / tls_key_file (or unset both for plain HTTP) and reload.")
         .report(PgLogLevel::ERROR);
     }
-    let (waker, mut wakeups) = wakeup::pair();
+    let (waker, mut wakeups) = thread_wake::pair();
     let open_files = capacity::raise_open_files_limit();
     let setting = guc::max_connections();
     let postgres_files = u64::try_from(unsafe { pg_sys::max_files_per_process }).unwrap_or(1000);
@@ -103,7 +103,8 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     // but not while a channel change is unread: its latch may have been consumed by a wait
     // inside the last batch (a COMMIT waiting for a synchronous standby resets the latch).
     loop {
-        let sleep = if listener.generation != wake::channels_generation() { Duration::ZERO } else { RELOAD_EVERY };
+        let sleep =
+            if listener.generation != commit_wake::channels_generation() { Duration::ZERO } else { RELOAD_EVERY };
         if !wakeups.wait(sleep) {
             break;
         }
@@ -116,7 +117,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
                 Err(e) => warning!("whatsapp_channel: webhook listener keeps its previous TLS setting: {e}"),
             }
         }
-        if listener.generation != wake::channels_generation() {
+        if listener.generation != commit_wake::channels_generation() {
             listener.reload(); // a channel or secret changed: committed, so readable now
         }
         if listener.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
@@ -142,7 +143,7 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
     if guc::listener_workers() == 1 {
         return socket::bind(address, Sharing::Alone);
     }
-    if wake::sibling_listening(slot) {
+    if commit_wake::sibling_listening(slot) {
         return socket::bind(address, Sharing::Sibling);
     }
     if slot == 0 {
@@ -150,7 +151,7 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
     }
     // The others wait for the first (a few seconds at most: it starts with them).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !wake::sibling_listening(slot) {
+    while !commit_wake::sibling_listening(slot) {
         if Instant::now() > deadline || BackgroundWorker::sigterm_received() {
             return Err(std::io::Error::other("the first webhook listener did not start listening"));
         }
@@ -330,7 +331,7 @@ impl Listener {
     fn reload(&mut self) {
         let started = Instant::now();
         // Read before the table: a change committed while reading moves it on again.
-        self.generation = wake::channels_generation();
+        self.generation = commit_wake::channels_generation();
         let loaded = BackgroundWorker::transaction(|| store::use_extension_schema().then(store::load_channels));
         if loaded.is_none() && self.installed {
             warning!("whatsapp_channel: the extension is no longer installed; webhooks are answered 503");

@@ -3,7 +3,7 @@
 //! last read (it refreshes them, and measures the queues, every few seconds).
 
 use super::counters;
-use crate::pg::wake;
+use crate::pg::commit_wake;
 use bounded_http::{Limits, Request, Response, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -35,9 +35,9 @@ impl bounded_http::Handler for MetricsHandler {
 /// Which workers run, as `worker_up` reports them.
 pub fn workers(listener_workers: usize) -> Vec<(String, bool)> {
     let mut out: Vec<(String, bool)> = (0..listener_workers)
-        .map(|slot| (format!("webhook listener {}", slot + 1), wake::listener_running(slot)))
+        .map(|slot| (format!("webhook listener {}", slot + 1), commit_wake::listener_running(slot)))
         .collect();
-    out.push(("delivery".to_string(), wake::delivery_running()));
+    out.push(("delivery".to_string(), commit_wake::delivery_running()));
     out.push(("maintenance".to_string(), true));
     out
 }

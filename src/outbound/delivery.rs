@@ -1,5 +1,5 @@
 //! The delivery worker: sends queued outbound messages. Woken at the commit of a transaction
-//! that queued messages ([`crate::pg::wake`]), and by its own timer for retries that fall due.
+//! that queued messages ([`crate::pg::commit_wake`]), and by its own timer for retries that fall due.
 //!
 //! Each turn of the loop records the answers that came back, then claims as many due
 //! messages as there are free senders (status `sending`, COMMIT) and hands them to the
@@ -13,7 +13,7 @@
 use crate::metrics::{self, ChannelCounter, GlobalCounter};
 use crate::outbound::outages::Outages;
 use crate::outbound::sender_pool::{Download, DownloadResult, Finished, Send, SendResult, SenderPool, Work};
-use crate::pg::{activity, guc, subtransaction, wake, wakeup};
+use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake};
 use crate::store::{self, Claimed, MediaJob};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -52,10 +52,10 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     }
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    wake::register_delivery_worker();
+    commit_wake::register_delivery_worker();
     log!("whatsapp_channel: delivery worker started, database \"{database}\"");
 
-    let (waker, mut wakeups) = wakeup::pair();
+    let (waker, mut wakeups) = thread_wake::pair();
     let pool = SenderPool::start(SENDERS, guc::graph_api_timeout(), waker);
     let mut in_flight: HashMap<i64, Claimed> = HashMap::new();
     let mut downloads: HashMap<i64, MediaJob> = HashMap::new();
@@ -75,7 +75,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     // channel's next token falls due; never polls.
     loop {
         activity::idle(&format!("{} sends in flight, waiting for queued messages", in_flight.len()));
-        if !wakeups.wait(if wake::wake_pending() { Duration::ZERO } else { wait }) {
+        if !wakeups.wait(if commit_wake::wake_pending() { Duration::ZERO } else { wait }) {
             break;
         }
         activity::busy(&format!("recording results and claiming due messages ({} in flight)", in_flight.len()));
@@ -108,7 +108,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             continue; // a finished send wakes us
         }
         // Cleared before looking, so a commit from now on sets the latch again.
-        wake::take_pending_wake();
+        commit_wake::take_pending_wake();
         let now = Instant::now();
         let budgets: serde_json::Map<String, serde_json::Value> =
             buckets.iter_mut().map(|(id, b)| (id.to_string(), b.available(now).into())).collect();

@@ -4,7 +4,7 @@
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
 use crate::metrics;
-use crate::pg::wakeup::Waker;
+use crate::pg::thread_wake::Waker;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};

@@ -266,7 +266,7 @@ fn define_restart_settings() {
         c"Each is a backend with its own group commit; the kernel spreads connections over them (SO_REUSEPORT). Needs a restart.",
         &LISTENER_WORKERS,
         0,
-        crate::pg::wake::MAX_LISTENERS as i32,
+        crate::pg::commit_wake::MAX_LISTENERS as i32,
         GucContext::Postmaster,
         GucFlags::default(),
     );
@@ -283,12 +283,12 @@ fn define_restart_settings() {
 /// How many webhook listener workers run: the setting, or for 0 one per two CPU cores (a
 /// worker's backend needs about a core at full load, and the HTTP threads and Postgres'
 /// own processes the rest) but two on a machine of 2 or 3 cores, and at most
-/// [`crate::pg::wake::MAX_LISTENERS`].
+/// [`crate::pg::commit_wake::MAX_LISTENERS`].
 pub fn listener_workers() -> usize {
     let setting = usize::try_from(LISTENER_WORKERS.get()).unwrap_or(0);
     let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
     let n = if setting == 0 { auto_listener_workers(cores()) } else { setting };
-    n.clamp(1, crate::pg::wake::MAX_LISTENERS)
+    n.clamp(1, crate::pg::commit_wake::MAX_LISTENERS)
 }
 
 /// The workers for `listener_workers = 0` on a machine of `cores` cores. Why two on 2 cores
