@@ -6,7 +6,7 @@
 use crate::inbound::http::{self, Job, LogLevel, Shared, StoreOutcome, Verified};
 use crate::inbound::{CounterKind, Counts};
 use crate::metrics::{self, Histogram};
-use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake};
+use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake, transaction};
 use crate::{inbound, store};
 use bounded_http::socket::{self, Sharing};
 use bounded_http::{Promise, Tls, capacity};
@@ -237,7 +237,7 @@ impl Listener {
             activity::busy(&format!("storing {} webhook POSTs", stores.len()));
         }
         let started = Instant::now();
-        let committed = subtransaction::transaction(|| {
+        let committed = transaction::run(|| {
             if !store::use_extension_schema() {
                 let dropped = stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
                 return (dropped, Counts::default());

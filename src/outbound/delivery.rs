@@ -13,7 +13,7 @@
 use crate::metrics::{self, ChannelCounter, GlobalCounter};
 use crate::outbound::outages::Outages;
 use crate::outbound::sender_pool::{Download, DownloadResult, Finished, Send, SendResult, SenderPool, Work};
-use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake};
+use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake, transaction};
 use crate::store::{self, Claimed, MediaJob};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -294,7 +294,7 @@ fn record_all(
     for answer in stubborn {
         record_alone(answer, outages);
     }
-    let committed = subtransaction::transaction(|| record_in_transaction(&sent, &fetched, outages));
+    let committed = transaction::run(|| record_in_transaction(&sent, &fetched, outages));
     let (failed_sends, failed_downloads) = match committed {
         Ok(recorded) => {
             for (channel_id, counter) in recorded.counted {
@@ -383,7 +383,7 @@ fn record_in_transaction(sent: &[Answer], fetched: &[(MediaJob, DownloadResult)]
 /// sends it again (see _wa_requeue_interrupted).
 fn record_alone(answer: Answer, outages: &mut Outages) {
     let message = &answer.message;
-    let recorded = subtransaction::transaction(|| subtransaction::run(|| record(message, &answer.result, outages)));
+    let recorded = transaction::run(|| subtransaction::run(|| record(message, &answer.result, outages)));
     let error = match recorded {
         Ok(Ok(counters)) => {
             counters.into_iter().for_each(|c| metrics::add(message.channel_id, c, 1));
@@ -400,7 +400,7 @@ fn record_alone(answer: Answer, outages: &mut Outages) {
     };
     let title = format!("the result of the send could not be recorded ({error}); {meta_said}");
     warning!("whatsapp_channel: message {} failed: {title}", message.id);
-    let failed = subtransaction::transaction(|| store::mark_failed(message.id, None, &title, None));
+    let failed = transaction::run(|| store::mark_failed(message.id, None, &title, None));
     match failed {
         Ok(()) => metrics::add(message.channel_id, ChannelCounter::SendFailed, 1),
         Err(e) => warning!(
