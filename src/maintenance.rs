@@ -106,19 +106,18 @@ fn refresh_metrics(names: &metrics::server::ChannelNames) {
 /// usually Meta's redelivery has stored it already and this only marks the event done; if
 /// Meta gave up, this is what stores it. A failure leaves the event for the next round.
 fn replay_incomplete() {
-    let replayed = BackgroundWorker::transaction(|| {
-        store::use_extension_schema()
-            .then(|| crate::pg::subtransaction::run(|| crate::inbound::replay(None, None, None, true)))
+    let replayed = crate::pg::transaction::run(|| {
+        store::use_extension_schema().then(|| crate::inbound::replay(None, None, None, true))
     });
     match replayed {
-        Some(Ok(r)) if r.events > 0 => log!(
+        Ok(Some(r)) if r.events > 0 => log!(
             "whatsapp_channel: replayed {} incomplete webhook event(s): {} new message(s), {} new status(es), {} still incomplete",
             r.events,
             r.new_messages,
             r.new_statuses,
             r.still_incomplete
         ),
-        Some(Err(e)) => warning!("whatsapp_channel: could not replay incomplete webhook events, will try again: {e}"),
+        Err(e) => warning!("whatsapp_channel: could not replay incomplete webhook events, will try again: {e}"),
         _ => {}
     }
 }

@@ -308,38 +308,28 @@ thread_local! {
 
 /// What became of a stored webhook event: its `outcome` column (see sql/schema.sql).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome<'a> {
+pub enum EventOutcome {
     Stored,
     Partial,
     Incomplete,
     InvalidPayload,
-    /// A value of the column this library does not know (written by a newer version).
-    Unknown(&'a str),
 }
 
-impl<'a> EventOutcome<'a> {
-    pub fn as_sql(self) -> &'a str {
+impl EventOutcome {
+    pub fn as_sql(self) -> &'static str {
         match self {
             EventOutcome::Stored => "stored",
             EventOutcome::Partial => "partial",
             EventOutcome::Incomplete => "incomplete",
             EventOutcome::InvalidPayload => "invalid_payload",
-            EventOutcome::Unknown(other) => other,
         }
-    }
-
-    pub fn from_sql(value: &'a str) -> EventOutcome<'a> {
-        [EventOutcome::Stored, EventOutcome::Partial, EventOutcome::Incomplete, EventOutcome::InvalidPayload]
-            .into_iter()
-            .find(|o| o.as_sql() == value)
-            .unwrap_or(EventOutcome::Unknown(value))
     }
 
     /// What the listener counts for a POST with this outcome.
     pub fn counter(self) -> crate::inbound::CounterKind {
         use crate::inbound::CounterKind;
         match self {
-            EventOutcome::Stored | EventOutcome::Unknown(_) => CounterKind::Stored,
+            EventOutcome::Stored => CounterKind::Stored,
             EventOutcome::Partial => CounterKind::Partial,
             EventOutcome::Incomplete => CounterKind::Incomplete,
             EventOutcome::InvalidPayload => CounterKind::InvalidPayload,

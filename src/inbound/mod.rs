@@ -153,7 +153,7 @@ impl Stored {
     }
 
     /// What the event's `outcome` column says of this.
-    pub fn outcome(&self) -> store::EventOutcome<'static> {
+    pub fn outcome(&self) -> store::EventOutcome {
         if !self.unstored.is_empty() {
             store::EventOutcome::Incomplete
         } else if !self.problems.is_empty() {
@@ -461,7 +461,7 @@ pub fn replay(
             totals.new_statuses += stored.new_statuses;
             let outcome = stored.outcome();
             let summary = stored.summary();
-            if store::EventOutcome::from_sql(&event.outcome) != outcome || summary.is_some() {
+            if event.outcome != outcome.as_sql() || summary.is_some() {
                 store::set_webhook_event_outcome(event.id, outcome, summary.as_deref());
             }
             if outcome == store::EventOutcome::Incomplete {

@@ -75,7 +75,10 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     // channel's next token falls due; never polls.
     loop {
         activity::idle(&format!("{} sends in flight, waiting for queued messages", in_flight.len()));
-        if !wakeups.wait(if commit_wake::wake_pending() { Duration::ZERO } else { wait }) {
+        // Answers that could not be recorded are tried again soon, whatever else is due.
+        let unrecorded = !unrecorded_sends.is_empty() || !unrecorded_downloads.is_empty();
+        let sleep = if unrecorded { wait.min(RECORD_AGAIN) } else { wait };
+        if !wakeups.wait(if commit_wake::wake_pending() { Duration::ZERO } else { sleep }) {
             break;
         }
         activity::busy(&format!("recording results and claiming due messages ({} in flight)", in_flight.len()));
@@ -104,8 +107,8 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
 
         let free = (SENDERS * 2).saturating_sub(in_flight.len() + downloads.len());
         if free == 0 {
-            wait = if unrecorded_sends.is_empty() && unrecorded_downloads.is_empty() { IDLE } else { RECORD_AGAIN };
-            continue; // a finished send wakes us
+            wait = IDLE; // a finished send wakes us
+            continue;
         }
         // Cleared before looking, so a commit from now on sets the latch again.
         commit_wake::take_pending_wake();
@@ -207,9 +210,6 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             None if due.is_zero() && in_flight.len() < SENDERS * 2 => MIN_WAIT,
             None => due,
         };
-        if !unrecorded_sends.is_empty() || !unrecorded_downloads.is_empty() {
-            wait = wait.min(RECORD_AGAIN);
-        }
     }
     // Shutting down: record what Meta answers to the sends still in flight (for a few seconds),
     // so that those messages are not sent a second time at the next start.
