@@ -39,6 +39,7 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    crate::pg::transaction::hold_cancels();
     if !crate::pg::role::wait_until_primary("the maintenance worker") {
         return;
     }

@@ -31,6 +31,7 @@ const RELOAD_EVERY: Duration = Duration::from_secs(5);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    crate::pg::transaction::hold_cancels();
     if !crate::pg::role::wait_until_primary("the webhook listener") {
         return;
     }

@@ -47,6 +47,7 @@ const MIN_TURN: Duration = Duration::from_millis(1);
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    crate::pg::transaction::hold_cancels();
     if !crate::pg::role::wait_until_primary("the delivery worker") {
         return;
     }

@@ -19,11 +19,3 @@ fn report(state: pg_sys::BackendState::Type, what: &str) {
     // Copies the text into shared memory (truncated at track_activity_query_size).
     unsafe { pg_sys::pgstat_report_activity(state, text.as_ptr()) };
 }
-
-/// Forgets a cancel (`pg_cancel_backend`, a statement timeout) that arrived while the worker
-/// waited for work: it was meant for a statement that is no longer running, as Postgres
-/// forgets one that reaches an idle session. Left pending, it would raise an ERROR in the next
-/// transaction the worker starts, outside any statement of ours, and end the worker.
-pub fn forget_idle_cancel() {
-    unsafe { pg_sys::QueryCancelPending = 0 };
-}

@@ -35,7 +35,8 @@ pub fn pair() -> (Waker, Wakeups) {
 
 impl Wakeups {
     /// Sleeps until the latch is set, a helper thread wakes us, or `timeout` passes; then
-    /// handles interrupts (but for a cancel, see [`crate::pg::activity::forget_idle_cancel`]). Returns false once SIGTERM has arrived (time to exit). The process
+    /// handles interrupts (a cancel only inside the worker's transactions: see
+    /// [`crate::pg::transaction`]). Returns false once SIGTERM has arrived (time to exit). The process
     /// exits by itself if the postmaster dies.
     pub fn wait(&mut self, timeout: Duration) -> bool {
         let events =
@@ -51,8 +52,6 @@ impl Wakeups {
             );
             pg_sys::ResetLatch(pg_sys::MyLatch);
         }
-        // A cancel that arrived while we slept was meant for a statement no longer running.
-        crate::pg::activity::forget_idle_cancel();
         pgrx::check_for_interrupts!();
         // Drain it: a wake-up written from now on makes the socket readable again.
         let mut buf = [0u8; 256];

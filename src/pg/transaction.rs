@@ -1,6 +1,12 @@
 //! A transaction of a worker's own, committed, whose failure comes back as an `Err` instead of
 //! ending the worker (as pgrx's `BackgroundWorker::transaction` would). Units of work inside it
 //! each take a subtransaction ([`crate::pg::subtransaction`]).
+//!
+//! It is also the only place where a cancel (`pg_cancel_backend`, a statement timeout) reaches a
+//! worker, as a cancel reaches a session only while it runs a statement: the workers hold
+//! cancels from their start ([`hold_cancels`]). Let through anywhere, a cancel would raise an
+//! ERROR at the next check for interrupts outside any transaction of ours (in a sleep, a log
+//! line, a reload of the channels) and end the worker.
 
 use crate::pg::subtransaction::panic_message;
 use pgrx::pg_sys;
@@ -13,6 +19,24 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 /// (pgrx's `BackgroundWorker::transaction` would end the worker instead: for the listener,
 /// every request waiting on that batch would then get no answer at all.)
 pub fn run<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    let held = unsafe { pg_sys::QueryCancelHoldoffCount };
+    unsafe {
+        // A cancel that came while no transaction of ours ran was meant for none.
+        pg_sys::QueryCancelPending = 0;
+        pg_sys::QueryCancelHoldoffCount = 0;
+    }
+    let result = run_cancellable(f);
+    unsafe { pg_sys::QueryCancelHoldoffCount = held };
+    result
+}
+
+/// Holds cancels for the rest of the worker's life, but inside [`run`]. Called first thing by
+/// every worker.
+pub fn hold_cancels() {
+    unsafe { pg_sys::QueryCancelHoldoffCount += 1 };
+}
+
+fn run_cancellable<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     unsafe {
         let memory_context = pg_sys::CurrentMemoryContext;
         pg_sys::SetCurrentStatementStartTimestamp();
