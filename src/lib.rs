@@ -1,32 +1,38 @@
 //! whatsapp_channel: a WhatsApp Cloud API channel inside PostgreSQL.
 //!
-//! The folders follow the data path:
+//! One folder per concern, each with its SQL calls ([`store`](inbound::store) modules), its row
+//! types and its `.sql` file (sql/<concern>.sql), in the order of the data path:
+//! - [`channels`]: a number and its credentials (`wa_add_channel`, templates); sql/channels.sql;
 //! - [`inbound`]: the webhook listener. [`inbound::http`] (HTTP threads, no Postgres calls:
 //!   routing, body limits, signatures, parsing) hands verified payloads to
 //!   [`inbound::listener`] (the worker's main thread), which stores them through the one write
-//!   path of [`inbound`] and [`store`] and answers 200 only after COMMIT;
+//!   path ([`inbound::write_path`]) and answers 200 only after COMMIT; sql/inbound.sql;
 //! - [`outbound`]: `wa_send_text()` (SQL) queues a row and [`pg::commit_wake`]s the
 //!   [`outbound::delivery`] worker at commit; it sends through the [`outbound::sender_pool`] and
-//!   records the result via [`store`];
-//! - [`maintenance`]: the worker that deletes what outlived its retention;
-//! - [`api`]: the SQL functions written in Rust; [`store`]: every SQL statement run from Rust;
-//! - [`pg`]: what the workers need from Postgres itself: settings, subtransactions, sleeping on
-//!   the latch.
+//!   records the result ([`outbound::recording`]); sql/outbound.sql;
+//! - [`media`]: inbound files downloaded by the delivery worker's senders, outbound uploads;
+//!   sql/media.sql;
+//! - [`maintenance`]: the worker that deletes what outlived its retention, replays incomplete
+//!   webhooks, keeps statistics fresh and serves [`metrics`];
+//! - [`pg`]: what the workers need from Postgres itself: settings, transactions and
+//!   subtransactions, SQL calls, waking a worker at commit or from a thread, one worker start-up.
 //!
-//! Pure logic (signatures, phone numbers, payloads, Graph API bodies and errors) lives in the
-//! `whatsapp_cloud` crate and is unit-tested without Postgres.
+//! Tables are in sql/schema.sql, what every writer of a message derives from it in
+//! sql/model.sql, the inbox's views in sql/views.sql, and who may call what in
+//! sql/privileges.sql. Pure logic (signatures, phone numbers, payloads, Graph API bodies and
+//! errors) lives in the `whatsapp_cloud` crate and is unit-tested without Postgres.
 
 use pgrx::bgworkers::BackgroundWorkerBuilder;
 use pgrx::prelude::*;
 use std::time::Duration;
 
-mod api;
+mod channels;
 mod inbound;
 mod maintenance;
+mod media;
 mod metrics;
 mod outbound;
 mod pg;
-mod store;
 
 ::pgrx::pg_module_magic!();
 

@@ -8,11 +8,12 @@
 //! a channel change to be read, goes to the blocking pool. Log lines go to the main thread
 //! too, so they land in the server log.
 
+use crate::channels::ChannelCredentials;
 use crate::inbound::CounterKind;
+use crate::inbound::route::route;
 use crate::metrics::{self, GlobalCounter};
 use crate::pg::commit_wake;
 use crate::pg::thread_wake::Waker;
-use crate::store::ChannelCredentials;
 use bounded_http::{Limits, Promise, Quick, Request, Response, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -95,24 +96,6 @@ impl Shared {
     /// The channel a change is for (see [`route`]).
     pub fn route(&self, from: &ChannelCredentials, phone_number_id: Option<&str>) -> Option<i64> {
         route(self.channels.read().unwrap_or_else(|p| p.into_inner()).values().map(Arc::as_ref), from, phone_number_id)
-    }
-}
-
-/// The channel a change is for. Meta has one callback URL per app, so a POST to one channel's
-/// URL may carry updates for another number of the same app: those are routed by
-/// `metadata.phone_number_id`, but only to a channel with the same app secret (the same app);
-/// `None` means no such channel exists.
-pub fn route<'a>(
-    channels: impl IntoIterator<Item = &'a ChannelCredentials>,
-    from: &ChannelCredentials,
-    phone_number_id: Option<&str>,
-) -> Option<i64> {
-    match phone_number_id {
-        None => Some(from.id),
-        Some(p) if p == from.phone_number_id => Some(from.id),
-        Some(p) => {
-            channels.into_iter().find(|c| c.phone_number_id == p && c.app_secret == from.app_secret).map(|c| c.id)
-        }
     }
 }
 
@@ -409,7 +392,10 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// The main thread drains the held-back counts into `wa_channel_counters` now and then, so
 /// the counts stay exact even when no later report carries them.
 #[derive(Default)]
-pub struct Throttle(std::sync::Mutex<HashMap<(i64, Option<CounterKind>), (Instant, i64)>>);
+pub struct Throttle(std::sync::Mutex<HashMap<ThrottleKey, (Instant, i64)>>);
+
+/// A channel id and what its reports count (none for a report that counts nothing).
+type ThrottleKey = (i64, Option<CounterKind>);
 
 impl Throttle {
     /// `Some(n)`: report now, for `n` occurrences (this one and those held back); `None`: hold

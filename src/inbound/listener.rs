@@ -3,14 +3,17 @@
 //! hand over. Requests that arrive together share one transaction (group commit), each in its
 //! own subtransaction; every request is answered only after that transaction has committed.
 
-use crate::inbound::http::{self, Job, LogLevel, Shared, StoreOutcome, Verified};
-use crate::inbound::{CounterKind, Counts};
+use super::http::{self, Counter, Job, LogLevel, Shared, StoreOutcome, Verified};
+use super::store::{self, NewEvent};
+use super::write_path::{self, Batch};
+use super::{CounterKind, Counts};
+use crate::channels::store::load_channels;
 use crate::metrics::{self, Histogram};
-use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake, transaction};
-use crate::{inbound, store};
+use crate::pg::extension::use_extension_schema;
+use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake, transaction, worker};
 use bounded_http::socket::{self, Sharing};
 use bounded_http::{Promise, Tls, capacity};
-use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use std::panic::AssertUnwindSafe;
@@ -30,73 +33,44 @@ const RELOAD_EVERY: Duration = Duration::from_secs(5);
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    crate::pg::transaction::hold_cancels();
-    if !crate::pg::role::wait_until_primary("the webhook listener") {
-        return;
-    }
+    let Some(database) = worker::start("the webhook listener") else { return };
     let slot = arg.value();
-    let database = guc::database();
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-
     let address = guc::listen_address();
     // Bound here, on the main thread, so a bad address fails the worker at once and visibly.
-    let socket = match bind(&address, slot) {
-        Ok(socket) => socket,
-        Err(e) => {
-            ErrorReport::new(
-                PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-                format!("whatsapp_channel: cannot listen on {address}: {e}"),
-                "wa_webhook_listener_main",
-            )
-            .set_hint("Set whatsapp_channel.listen_address to a free host:port and restart the server.")
-            .report(PgLogLevel::ERROR);
-            unreachable!()
-        }
-    };
+    let socket = bind(&address, slot).unwrap_or_else(|e| {
+        config_error(
+            format!("cannot listen on {address}: {e}"),
+            "Set whatsapp_channel.listen_address to a free host:port and restart the server.",
+        )
+    });
     commit_wake::register_listener(slot);
     let shared = Arc::new(Shared::default());
     shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
     let mut tls = TlsFiles::default();
     if let Err(e) = tls.reload(&shared.tls) {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
-            format!("whatsapp_channel: cannot serve https: {e}"),
-            "wa_webhook_listener_main",
-        )
-        .set_hint("Fix whatsapp_channel.tls_cert_file / tls_key_file (or unset both for plain HTTP) and reload.")
-        .report(PgLogLevel::ERROR);
-    }
-    let (waker, mut wakeups) = thread_wake::pair();
-    let open_files = capacity::raise_open_files_limit();
-    let setting = guc::max_connections();
-    let postgres_files = u64::try_from(unsafe { pg_sys::max_files_per_process }).unwrap_or(1000);
-    let max_connections = capacity::connection_cap(setting, open_files.now, postgres_files);
-    if max_connections < setting {
-        warning!(
-            "whatsapp_channel: webhook connections capped at {max_connections}, under whatsapp_channel.max_connections \
-             ({setting}): the open-files limit is {} and Postgres may use {postgres_files} of them. Raise the server's \
-             open-files limit (LimitNOFILE in its systemd unit, or ulimit -n) to allow more",
-            open_files.now
+        config_error(
+            format!("cannot serve https: {e}"),
+            "Fix whatsapp_channel.tls_cert_file / tls_key_file (or unset both for plain HTTP) and reload.",
         );
     }
+    let (waker, mut wakeups) = thread_wake::pair();
+    let cap = connection_cap();
     // The channels are read before the first request is accepted, so that nothing is answered
     // 503 ("not installed yet") just because the worker has only just started.
     let mut listener = Listener { shared: shared.clone(), last_reload: None, generation: 0, installed: false };
     listener.reload();
-    let jobs = match http::start(socket, shared.clone(), waker, QUEUE, max_connections as usize) {
-        Ok(jobs) => jobs,
-        Err(e) => error!("whatsapp_channel: cannot start the webhook server: {e}"),
-    };
+    let jobs = http::start(socket, shared.clone(), waker, QUEUE, cap.connections as usize)
+        .unwrap_or_else(|e| error!("whatsapp_channel: cannot start the webhook server: {e}"));
     let workers = guc::listener_workers();
     log!(
         "whatsapp_channel: webhook listener{} on {}://{address}{}<channel>, database \"{database}\", \
-         up to {max_connections} connections (open-files limit {} raised to {})",
+         up to {} connections (open-files limit {} raised to {})",
         if workers > 1 { format!(" {} of {workers}", slot + 1) } else { String::new() },
         if shared.tls.current().is_some() { "https" } else { "http" },
         http::PATH_PREFIX,
-        open_files.before,
-        open_files.now
+        cap.connections,
+        cap.open_files_before,
+        cap.open_files
     );
 
     let idle = format!("waiting for webhooks on {address}");
@@ -109,14 +83,8 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         if !wakeups.wait(sleep) {
             break;
         }
-        if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
-            listener.shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
-            match tls.reload(&listener.shared.tls) {
-                Ok(Some(change)) => log!("whatsapp_channel: webhook listener {change}"),
-                Ok(None) => {}
-                Err(e) => warning!("whatsapp_channel: webhook listener keeps its previous TLS setting: {e}"),
-            }
+        if worker::reload_if_asked() {
+            listener.reload_settings(&mut tls);
         }
         if listener.generation != commit_wake::channels_generation() {
             listener.reload(); // a channel or secret changed: committed, so readable now
@@ -135,6 +103,43 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         }
         activity::idle(&idle);
     }
+}
+
+/// Ends the worker with a configuration error that says what to fix.
+fn config_error(message: String, hint: &str) -> ! {
+    ErrorReport::new(
+        PgSqlErrorCode::ERRCODE_CONFIG_FILE_ERROR,
+        format!("whatsapp_channel: {message}"),
+        "wa_webhook_listener_main",
+    )
+    .set_hint(hint)
+    .report(PgLogLevel::ERROR);
+    unreachable!("ERROR does not return")
+}
+
+/// How many webhook connections this worker holds open at most, and the open-files limit.
+struct ConnectionCap {
+    connections: u64,
+    open_files_before: u64,
+    open_files: u64,
+}
+
+/// `whatsapp_channel.max_connections`, within what the open-files limit leaves after Postgres'
+/// own files (raised first as far as the hard limit allows).
+fn connection_cap() -> ConnectionCap {
+    let open_files = capacity::raise_open_files_limit();
+    let setting = guc::max_connections();
+    let postgres_files = u64::try_from(unsafe { pg_sys::max_files_per_process }).unwrap_or(1000);
+    let connections = capacity::connection_cap(setting, open_files.now, postgres_files);
+    if connections < setting {
+        warning!(
+            "whatsapp_channel: webhook connections capped at {connections}, under whatsapp_channel.max_connections \
+             ({setting}): the open-files limit is {} and Postgres may use {postgres_files} of them. Raise the server's \
+             open-files limit (LimitNOFILE in its systemd unit, or ulimit -n) to allow more",
+            open_files.now
+        );
+    }
+    ConnectionCap { connections, open_files_before: open_files.before, open_files: open_files.now }
 }
 
 /// Binds the listening socket of the listener in `slot`. With several listener workers they
@@ -209,21 +214,9 @@ struct Listener {
 }
 
 impl Listener {
+    /// Stores a batch of jobs in one transaction and answers each request after COMMIT.
     fn run(&mut self, batch: Vec<Job>) {
-        let mut stores: Vec<(Verified, Promise<StoreOutcome>)> = Vec::new();
-        let mut counters = Vec::new();
-        for job in batch {
-            match job {
-                Job::Store(verified, reply) => stores.push((verified, reply)),
-                Job::Report(report) => {
-                    match report.level {
-                        LogLevel::Log => log!("whatsapp_channel: {}", report.line),
-                        LogLevel::Warning => warning!("whatsapp_channel: {}", report.line),
-                    }
-                    counters.extend(report.counter);
-                }
-            }
-        }
+        let (stores, counters) = take_reports(batch);
         if stores.is_empty() && counters.is_empty() {
             return;
         }
@@ -233,82 +226,24 @@ impl Listener {
         if stores.iter().any(|(v, _)| has_unknown_number(&self.shared, v)) {
             self.reload();
         }
-        let shared = &self.shared;
         if !stores.is_empty() {
             activity::busy(&format!("storing {} webhook POSTs", stores.len()));
         }
         let started = Instant::now();
-        let committed = transaction::run(|| {
-            if !store::use_extension_schema() {
-                let dropped = stores.iter().map(|_| Err("the extension was dropped".to_string())).collect();
-                return (dropped, Counts::default());
-            }
-            let mut counts = Counts::default();
-            for c in &counters {
-                counts.add_n(c.channel_id, c.kind, c.detail.as_deref(), c.n);
-            }
-            let mut results: Vec<Option<Result<(), String>>> = stores.iter().map(|_| None).collect();
-            // All POSTs of the batch in one subtransaction, through the set-based write path.
-            // If anything in it fails, it rolls back and each POST is stored alone below
-            // (all its items at once, then item by item), so that a bad item costs only itself.
-            let together: Vec<usize> = (0..stores.len()).filter(|&i| fits_batch(shared, &stores[i].0)).collect();
-            if !together.is_empty() {
-                let posts: Vec<&Verified> = together.iter().map(|&i| &stores[i].0).collect();
-                let mut together_counts = Counts::default();
-                match subtransaction::run(|| store_together(shared, &posts, &mut together_counts)) {
-                    Ok(()) => {
-                        counts.merge(together_counts);
-                        for &i in &together {
-                            results[i] = Some(Ok(()));
-                        }
-                    }
-                    Err(e) => debug1!("whatsapp_channel: batch of {} stored one by one: {e}", posts.len()),
-                }
-            }
-            for (i, (verified, _)) in stores.iter().enumerate() {
-                if results[i].is_none() {
-                    let mut post_counts = Counts::default();
-                    let result = match subtransaction::run(|| store_post(shared, verified, &mut post_counts)) {
-                        // Kept, wholly or not (an incomplete POST is answered 500): its counts
-                        // commit with it.
-                        Ok(answer) => {
-                            counts.merge(post_counts);
-                            answer
-                        }
-                        Err(e) => Err(e),
-                    };
-                    results[i] = Some(result);
-                }
-            }
-            counts.flush();
-            (results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect::<Vec<_>>(), counts)
-        });
-        // Committed: now, and only now, the senders may be told. If the COMMIT failed, nothing
-        // of the batch is stored: every request of it is answered 503, and the worker goes on.
-        let not_committed = match &committed {
-            Err(e) => Some(format!("a batch of {} webhook POSTs did not commit, answered 503: {e}", stores.len())),
-            Ok(_) => None,
-        };
-        let answers: Vec<StoreOutcome> = match committed {
-            Ok((results, counts)) => {
-                counts.publish();
-                if !stores.is_empty() {
-                    metrics::observe(Histogram::BatchPosts, stores.len() as f64);
-                    metrics::observe(Histogram::CommitSeconds, started.elapsed().as_secs_f64());
-                }
-                results.into_iter().map(|r| r.map_or_else(StoreOutcome::Failed, |()| StoreOutcome::Committed)).collect()
-            }
-            Err(e) => stores.iter().map(|_| StoreOutcome::NotCommitted(e.clone())).collect(),
-        };
-        // Answered before anything is logged: a log call checks for interrupts, and with the
-        // postmaster gone (see pg::role::commit_may_be_lost) it would end the worker first.
-        for ((_, promise), answer) in stores.into_iter().zip(answers) {
-            promise.keep(answer);
-        }
-        if let Some(line) = not_committed {
-            warning!("whatsapp_channel: {line}");
-        }
+        let posts: Vec<&Verified> = stores.iter().map(|(verified, _)| verified).collect();
+        let committed = transaction::run(|| store_batch(&self.shared, &posts, &counters));
+        answer(stores, committed, started);
         unsafe { pg_sys::pgstat_report_stat(false) };
+    }
+
+    /// Applies changed settings: the body limit and the TLS files.
+    fn reload_settings(&self, tls: &mut TlsFiles) {
+        self.shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
+        match tls.reload(&self.shared.tls) {
+            Ok(Some(change)) => log!("whatsapp_channel: webhook listener {change}"),
+            Ok(None) => {}
+            Err(e) => warning!("whatsapp_channel: webhook listener keeps its previous TLS setting: {e}"),
+        }
     }
 
     /// Counts the rejections whose log lines were held back (see the Throttle in inbound/http.rs).
@@ -322,7 +257,7 @@ impl Listener {
             counts.add_n(*channel_id, *kind, None, *n);
         }
         BackgroundWorker::transaction(AssertUnwindSafe(|| {
-            if store::use_extension_schema() {
+            if use_extension_schema() {
                 counts.flush();
             }
         }));
@@ -333,7 +268,7 @@ impl Listener {
         let started = Instant::now();
         // Read before the table: a change committed while reading moves it on again.
         self.generation = commit_wake::channels_generation();
-        let loaded = BackgroundWorker::transaction(|| store::use_extension_schema().then(store::load_channels));
+        let loaded = BackgroundWorker::transaction(|| use_extension_schema().then(load_channels));
         if loaded.is_none() && self.installed {
             warning!("whatsapp_channel: the extension is no longer installed; webhooks are answered 503");
         }
@@ -341,6 +276,103 @@ impl Listener {
         let channels = loaded.unwrap_or_default();
         self.shared.set_channels(self.installed, channels, self.generation);
         self.last_reload = Some(started);
+    }
+}
+
+/// The stores of a batch, with their promises; the reports are logged now, and their counts
+/// returned to be written with the batch.
+fn take_reports(batch: Vec<Job>) -> (Vec<(Verified, Promise<StoreOutcome>)>, Vec<Counter>) {
+    let mut stores = Vec::new();
+    let mut counters = Vec::new();
+    for job in batch {
+        match job {
+            Job::Store(verified, reply) => stores.push((verified, reply)),
+            Job::Report(report) => {
+                match report.level {
+                    LogLevel::Log => log!("whatsapp_channel: {}", report.line),
+                    LogLevel::Warning => warning!("whatsapp_channel: {}", report.line),
+                }
+                counters.extend(report.counter);
+            }
+        }
+    }
+    (stores, counters)
+}
+
+/// What a batch's transaction stored: per POST, stored or why not; and what to count.
+type BatchResult = (Vec<Result<(), String>>, Counts);
+
+/// Stores a batch of POSTs in the current transaction: all of them in one subtransaction,
+/// through the set-based write path; if anything in it fails, it rolls back and each POST is
+/// stored alone (all its items at once, then item by item), so that a bad item costs only itself.
+fn store_batch(shared: &Shared, posts: &[&Verified], counters: &[Counter]) -> BatchResult {
+    if !use_extension_schema() {
+        return (posts.iter().map(|_| Err("the extension was dropped".to_string())).collect(), Counts::default());
+    }
+    let mut counts = Counts::default();
+    for c in counters {
+        counts.add_n(c.channel_id, c.kind, c.detail.as_deref(), c.n);
+    }
+    let mut results: Vec<Option<Result<(), String>>> = posts.iter().map(|_| None).collect();
+    let together: Vec<usize> = (0..posts.len()).filter(|&i| fits_batch(shared, posts[i])).collect();
+    if !together.is_empty() {
+        let batch: Vec<&Verified> = together.iter().map(|&i| posts[i]).collect();
+        let mut together_counts = Counts::default();
+        match subtransaction::run(|| store_together(shared, &batch, &mut together_counts)) {
+            Ok(()) => {
+                counts.merge(together_counts);
+                for &i in &together {
+                    results[i] = Some(Ok(()));
+                }
+            }
+            Err(e) => debug1!("whatsapp_channel: batch of {} stored one by one: {e}", batch.len()),
+        }
+    }
+    for (i, verified) in posts.iter().enumerate() {
+        if results[i].is_none() {
+            let mut post_counts = Counts::default();
+            let result = match subtransaction::run(|| store_post(shared, verified, &mut post_counts)) {
+                // Kept, wholly or not (an incomplete POST is answered 500): its counts commit
+                // with it.
+                Ok(answer) => {
+                    counts.merge(post_counts);
+                    answer
+                }
+                Err(e) => Err(e),
+            };
+            results[i] = Some(result);
+        }
+    }
+    counts.flush();
+    (results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect(), counts)
+}
+
+/// Answers every request of a batch once its transaction has ended. Committed: now, and only
+/// now, the senders may be told. If the COMMIT failed, nothing of the batch is stored: every
+/// request of it is answered 503, and the worker goes on.
+fn answer(stores: Vec<(Verified, Promise<StoreOutcome>)>, committed: Result<BatchResult, String>, started: Instant) {
+    let not_committed = match &committed {
+        Err(e) => Some(format!("a batch of {} webhook POSTs did not commit, answered 503: {e}", stores.len())),
+        Ok(_) => None,
+    };
+    let answers: Vec<StoreOutcome> = match committed {
+        Ok((results, counts)) => {
+            counts.publish();
+            if !stores.is_empty() {
+                metrics::observe(Histogram::BatchPosts, stores.len() as f64);
+                metrics::observe(Histogram::CommitSeconds, started.elapsed().as_secs_f64());
+            }
+            results.into_iter().map(|r| r.map_or_else(StoreOutcome::Failed, |()| StoreOutcome::Committed)).collect()
+        }
+        Err(e) => stores.iter().map(|_| StoreOutcome::NotCommitted(e.clone())).collect(),
+    };
+    // Answered before anything is logged: a log call checks for interrupts, and with the
+    // postmaster gone (see pg::role::commit_may_be_lost) it would end the worker first.
+    for ((_, promise), answer) in stores.into_iter().zip(answers) {
+        promise.keep(answer);
+    }
+    if let Some(line) = not_committed {
+        warning!("whatsapp_channel: {line}");
     }
 }
 
@@ -376,20 +408,15 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
             Err(_) => unreachable!("checked by fits_batch"),
         }
     }
-    let events: Vec<store::NewEvent> = posts
+    let events: Vec<NewEvent> = posts
         .iter()
-        .map(|v| store::NewEvent {
-            channel_id: v.channel.id,
-            body: &v.body,
-            headers: &v.headers,
-            payload: payload_of(v),
-        })
+        .map(|v| NewEvent { channel_id: v.channel.id, body: &v.body, headers: &v.headers, payload: payload_of(v) })
         .collect();
     let event_ids = store::insert_payload_events(&events);
-    let mut batch = inbound::Batch::default();
+    let mut batch = Batch::default();
     for (verified, event_id) in posts.iter().zip(event_ids) {
         let channel = &verified.channel;
-        let (items, _) = inbound::items(payload_of(verified), |pnid| shared.route(channel, pnid));
+        let (items, _) = write_path::items(payload_of(verified), |pnid| shared.route(channel, pnid));
         for item in &items {
             batch.add(event_id, item);
         }
@@ -399,7 +426,7 @@ fn store_together(shared: &Shared, posts: &[&Verified], counts: &mut Counts) {
     counts.add_stored(messages, statuses);
 }
 
-/// One verified POST alone (see [`inbound::store_payload`]).
+/// One verified POST alone (see [`write_path::store_payload`]).
 fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Result<(), String> {
     let channel = &verified.channel;
     let payload = match &verified.payload {
@@ -413,10 +440,10 @@ fn store_post(shared: &Shared, verified: &Verified, counts: &mut Counts) -> Resu
             return Ok(());
         }
     };
-    let event = store::NewEvent { channel_id: channel.id, body: &verified.body, headers: &verified.headers, payload };
+    let event = NewEvent { channel_id: channel.id, body: &verified.body, headers: &verified.headers, payload };
     let event_id = store::insert_payload_events(&[event])[0];
-    let stored = inbound::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
-    inbound::record_outcome(channel, event_id, &stored, counts);
+    let stored = write_path::store_payload(channel.id, event_id, payload, |pnid| shared.route(channel, pnid));
+    write_path::record_outcome(channel, event_id, &stored, counts);
     match stored.unstored.first() {
         // What was stored stays (it commits with the batch), and so does the event, marked
         // incomplete; the 500 makes Meta send the POST again.

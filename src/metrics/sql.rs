@@ -10,7 +10,7 @@ use std::collections::HashMap;
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 fn _wa_metrics() -> TableIterator<'static, (name!(metric, String), name!(labels, pgrx::JsonB), name!(value, f64))> {
-    let names: HashMap<i64, String> = crate::store::channel_names().into_iter().collect();
+    let names: HashMap<i64, String> = crate::channels::store::channel_names().into_iter().collect();
     let workers = server::workers(crate::pg::guc::listener_workers());
     let samples = channel_metrics::exposition::samples(&counters::snapshot(), &names, &workers);
     TableIterator::new(samples.into_iter().map(|s| {

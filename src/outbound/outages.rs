@@ -7,8 +7,8 @@
 //! probes every `whatsapp_channel.outage_probe_every`, and the first answer resumes the whole
 //! queue in order. Main thread only (it writes through [`store`]).
 
+use super::store::{self, Claimed};
 use crate::pg::guc;
-use crate::store::{self, Claimed};
 use pgrx::prelude::*;
 use std::collections::HashMap;
 use std::time::SystemTime;

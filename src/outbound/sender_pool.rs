@@ -3,6 +3,7 @@
 //! the results (in a new transaction) after: no transaction is open while a request is in
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
+use crate::media::download::{Download, DownloadResult, download};
 use crate::metrics;
 use crate::pg::thread_wake::Waker;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,37 +22,6 @@ pub struct Send {
     /// Put the outbox id in the request's `biz_opaque_callback_data` (every message; not a
     /// read receipt, which is no message). Done on the sender's thread, off the main one.
     pub tag_with_id: bool,
-}
-
-/// One media file to fetch: its description (for a fresh short-lived URL), then its bytes.
-pub struct Download {
-    pub message_id: i64,
-    pub media_id: String,
-    pub info_url: String,
-    pub access_token: String,
-    pub expected_sha256: Option<String>,
-    pub max_bytes: u64,
-    pub keep_content: bool,
-}
-
-/// How a download ended.
-pub enum DownloadResult {
-    Done {
-        mime_type: Option<String>,
-        sha256: String,
-        content: Option<Vec<u8>>,
-        size: u64,
-    },
-    /// Not kept: too large, or only metadata is wanted.
-    Skipped {
-        mime_type: Option<String>,
-        size: Option<u64>,
-        why: String,
-    },
-    /// Retrying cannot help (the media id is gone, the bytes do not match).
-    Failed(String),
-    /// Worth another try later (5xx, timeouts, an expired URL).
-    Retry(String),
 }
 
 pub enum Work {
@@ -173,67 +143,5 @@ fn post_once(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
         }
         // ureq's errors name the host and the failure, never the headers (no token).
         Err(e) => SendResult::Transport(e.to_string()),
-    }
-}
-
-fn get(agent: &Agent, url: &str, access_token: &str, timeout: Duration, limit: u64) -> Result<(u16, Vec<u8>), String> {
-    let mut r = agent
-        .get(url)
-        .config()
-        .timeout_global(Some(timeout))
-        .build()
-        .header("Authorization", format!("Bearer {access_token}"))
-        .call()
-        .map_err(|e| e.to_string())?;
-    let status = r.status().as_u16();
-    let body = r.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| format!("reading the answer: {e}"))?;
-    Ok((status, body))
-}
-
-/// Asks for a fresh URL (they live 5 minutes), then fetches the bytes with the token.
-fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResult {
-    let info = match get(agent, &d.info_url, &d.access_token, timeout, 1 << 20) {
-        Err(e) => return DownloadResult::Retry(e),
-        Ok((status, body)) => match graph_api::parse_media_info(status, &body) {
-            Ok(info) => info,
-            Err(e) if e.code == Some(100) || status == 404 => {
-                return DownloadResult::Failed(format!(
-                    "media id {} no longer exists at Meta (ids from webhooks live 7 days): {}",
-                    d.media_id, e.message
-                ));
-            }
-            Err(e) => return DownloadResult::Retry(e.message),
-        },
-    };
-    if info.file_size.is_some_and(|n| n > d.max_bytes) {
-        let why = format!("larger than whatsapp_channel.max_media_bytes ({} bytes)", d.max_bytes);
-        return DownloadResult::Skipped { mime_type: info.mime_type, size: info.file_size, why };
-    }
-    if !d.keep_content {
-        let why = "only metadata is kept (whatsapp_channel.media_download = 'metadata')".to_string();
-        return DownloadResult::Skipped { mime_type: info.mime_type, size: info.file_size, why };
-    }
-    let bytes = match get(agent, &info.url, &d.access_token, timeout, d.max_bytes + 1) {
-        Err(e) => return DownloadResult::Retry(e),
-        Ok((200, bytes)) => bytes,
-        // An expired URL answers 404: the next attempt asks for a new one.
-        Ok((status, _)) => return DownloadResult::Retry(format!("the download URL answered {status}")),
-    };
-    if bytes.len() as u64 > d.max_bytes {
-        let why = format!("larger than whatsapp_channel.max_media_bytes ({} bytes)", d.max_bytes);
-        return DownloadResult::Skipped { mime_type: info.mime_type, size: Some(bytes.len() as u64), why };
-    }
-    let expected = d.expected_sha256.as_deref().or(info.sha256.as_deref());
-    if let Some(expected) = expected.filter(|e| !graph_api::sha256_matches(&bytes, e)) {
-        return DownloadResult::Failed(format!(
-            "the file's sha256 ({}) does not match the webhook's ({expected}): it was altered or cut short",
-            graph_api::sha256_hex(&bytes)
-        ));
-    }
-    DownloadResult::Done {
-        mime_type: info.mime_type,
-        sha256: graph_api::sha256_hex(&bytes),
-        size: bytes.len() as u64,
-        content: Some(bytes),
     }
 }

@@ -171,3 +171,16 @@ pub fn wake_pending() -> bool {
 pub fn take_pending_wake() -> bool {
     WAKE_PENDING.get().swap(false, Ordering::AcqRel)
 }
+
+/// Wakes the delivery worker when the calling transaction commits (called by the enqueue).
+#[pg_extern(volatile)]
+fn _wa_wake_delivery() {
+    delivery_at_commit();
+}
+
+/// Makes the webhook listener re-read its channels when the calling transaction commits
+/// (called by the channel triggers of sql/channels.sql).
+#[pg_extern(volatile)]
+fn _wa_wake_listener() {
+    listener_at_commit();
+}

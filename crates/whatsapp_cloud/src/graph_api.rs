@@ -723,6 +723,13 @@ pub fn hint(code: Option<i64>) -> Option<&'static str> {
     })
 }
 
+/// A spread in [0, 1) for [`backoff`] that differs per message (or media job) and attempt,
+/// without a random number source: the same `id` and `attempt` always give the same value.
+pub fn jitter(id: i64, attempt: u32) -> f64 {
+    let x = (id as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(attempt).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// How long to wait before attempt `attempt + 1`, after `attempt` failed attempts (1-based).
 /// `jitter` in `[0, 1)` spreads retries so that a recovering API is not hit in lockstep.
 pub fn backoff(retry: Retry, attempt: u32, jitter: f64) -> Duration {
@@ -741,6 +748,15 @@ pub const MAX_ATTEMPTS: u32 = 25;
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn jitter_is_in_range_and_differs_per_message_and_attempt() {
+        let values: Vec<f64> = (0..50).flat_map(|id| (1..5).map(move |a| jitter(id, a))).collect();
+        assert!(values.iter().all(|v| (0.0..1.0).contains(v)));
+        assert_ne!(jitter(1, 1), jitter(2, 1));
+        assert_ne!(jitter(1, 1), jitter(1, 2));
+        assert_eq!(jitter(7, 3), jitter(7, 3));
+    }
     use super::*;
 
     #[test]

@@ -15,10 +15,12 @@
 //! Nothing that deduplicates depends on what is purged: a redelivered message or status is
 //! recognised by the UNIQUE constraints of `wa_messages` and `wa_message_statuses`.
 
-use crate::metrics;
-use crate::pg::guc;
-use crate::store;
-use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+pub mod store;
+
+use crate::pg::extension::use_extension_schema;
+use crate::pg::{guc, worker};
+use crate::{channels, inbound, media, metrics, outbound};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};
 
@@ -38,13 +40,7 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
-    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
-    crate::pg::transaction::hold_cancels();
-    if !crate::pg::role::wait_until_primary("the maintenance worker") {
-        return;
-    }
-    let database = guc::database();
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    let Some(database) = worker::start("the maintenance worker") else { return };
     log!("whatsapp_channel: maintenance worker started, database \"{database}\"");
     let metrics = start_metrics();
     let mut purged_at: Option<Instant> = None;
@@ -70,8 +66,7 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
         if !BackgroundWorker::wait_latch(Some(sleep)) {
             return;
         }
-        if BackgroundWorker::sighup_received() {
-            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+        if worker::reload_if_asked() {
             purged_at = None; // the retention may have changed: look now
         }
     }
@@ -96,7 +91,8 @@ fn start_metrics() -> Option<metrics::server::ChannelNames> {
 /// What the metrics' HTTP threads cannot read themselves: channel names and queue lengths.
 fn refresh_metrics(names: &metrics::server::ChannelNames) {
     let read = BackgroundWorker::transaction(|| {
-        store::use_extension_schema().then(|| (store::channel_names(), store::queues(), store::incomplete_events()))
+        use_extension_schema()
+            .then(|| (channels::store::channel_names(), outbound::store::queues(), inbound::store::incomplete_events()))
     });
     let Some((channels, queues, incomplete)) = read else { return };
     *names.write().unwrap_or_else(|p| p.into_inner()) = channels.into_iter().collect();
@@ -107,9 +103,8 @@ fn refresh_metrics(names: &metrics::server::ChannelNames) {
 /// usually Meta's redelivery has stored it already and this only marks the event done; if
 /// Meta gave up, this is what stores it. A failure leaves the event for the next round.
 fn replay_incomplete() {
-    let replayed = crate::pg::transaction::run(|| {
-        store::use_extension_schema().then(|| crate::inbound::replay(None, None, None, true))
-    });
+    let replayed =
+        crate::pg::transaction::run(|| use_extension_schema().then(|| inbound::replay::replay(None, None, None, true)));
     match replayed {
         Ok(Some(r)) if r.events > 0 => log!(
             "whatsapp_channel: replayed {} incomplete webhook event(s): {} new message(s), {} new status(es), {} still incomplete",
@@ -126,19 +121,17 @@ fn replay_incomplete() {
 /// Deletes every expired row, a batch at a time; `false` if asked to stop meanwhile.
 fn purge_expired() -> bool {
     let events = guc::webhook_event_retention_s();
-    let media = guc::media_retention_s();
+    let media_retention = guc::media_retention_s();
     for (what, retention, purge) in [
         ("webhook events", events, store::purge_webhook_events as fn(i32, i64) -> Option<i64>),
-        ("media contents", media, store::purge_media_contents),
+        ("media contents", media_retention, media::store::purge_media_contents),
     ] {
         if retention <= 0 {
             continue; // 0: keep forever
         }
         let mut total = 0;
-        loop {
-            let Some(n) = BackgroundWorker::transaction(|| purge(retention, BATCH)) else {
-                break; // the extension is not installed (yet) in this database
-            };
+        // (None: the extension is not installed (yet) in this database.)
+        while let Some(n) = BackgroundWorker::transaction(|| purge(retention, BATCH)) {
             total += n;
             if n < BATCH {
                 break;

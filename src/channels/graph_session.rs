@@ -1,12 +1,12 @@
 //! Graph API calls made from a user's session (not from a worker): reading templates and
 //! uploading media. They run inside the caller's transaction, with the configured timeout.
 
-use crate::api::raise;
+use crate::pg::error::raise;
 use pgrx::PgSqlErrorCode;
 
 /// A channel's Graph API coordinates, or an ERROR naming the unknown channel.
-pub fn channel_api(channel: &str) -> crate::store::ChannelApi {
-    crate::store::channel_api(channel).unwrap_or_else(|| {
+pub fn channel_api(channel: &str) -> crate::channels::ChannelApi {
+    crate::channels::store::channel_api(channel).unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
             format!("unknown channel '{channel}'"),
@@ -21,7 +21,7 @@ pub fn session_agent() -> ureq::Agent {
     ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(timeout)).build().into()
 }
 
-pub fn base_and_version(api: &crate::store::ChannelApi) -> (String, String) {
+pub fn base_and_version(api: &crate::channels::ChannelApi) -> (String, String) {
     let base = crate::pg::guc::graph_api_url();
     let version = api.graph_api_version.clone().unwrap_or_else(crate::pg::guc::graph_api_version);
     (base, version)

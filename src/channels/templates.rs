@@ -1,8 +1,8 @@
 //! Message templates: reading them from the business account, and what a send must give.
 //! The checks before sending are SQL (`_wa_check_template` in sql/outbound.sql).
 
-use crate::api::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
-use crate::api::raise;
+use crate::channels::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
+use crate::pg::error::raise;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use whatsapp_cloud::graph_api;
@@ -76,5 +76,5 @@ fn wa_sync_templates(channel: &str) -> i32 {
             ),
         }
     }
-    crate::store::replace_templates(api.id, &templates)
+    super::store::replace_templates(api.id, &templates)
 }

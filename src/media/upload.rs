@@ -1,8 +1,8 @@
-//! Outbound media: uploading a file to get a media id. (Inbound media is downloaded by the
-//! delivery worker: see `outbound/delivery.rs` and `outbound/sender_pool.rs`.)
+//! Outbound media: uploading a file to get a media id, from the caller's session. (Inbound media
+//! is downloaded by the delivery worker: see [`super::download`].)
 
-use crate::api::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
-use crate::api::raise;
+use crate::channels::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
+use crate::pg::error::raise;
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use whatsapp_cloud::graph_api;

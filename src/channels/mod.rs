@@ -1,0 +1,91 @@
+//! Channels: a WhatsApp number with its credentials, as `wa_add_channel()` adds it. What the
+//! workers and sessions read of a channel ([`store`]), its message templates ([`templates`]),
+//! and Graph API calls made from a session for it ([`graph_session`]). Channel administration
+//! that is only SQL (access tokens, the webhook URL, waking the workers on a change) is in
+//! sql/channels.sql.
+
+pub mod graph_session;
+pub mod store;
+mod templates;
+
+use crate::pg::error::raise;
+use pgrx::PgSqlErrorCode;
+use pgrx::prelude::*;
+use whatsapp_cloud::channel;
+
+/// Shown in place of a secret by every `Debug` of a type that holds one.
+pub const REDACTED: &str = "<redacted>";
+
+/// What the webhook listener needs to know about a channel, as its HTTP threads share it. (Its
+/// `Debug` leaves the secrets out.)
+#[derive(Clone)]
+pub struct ChannelCredentials {
+    pub id: i64,
+    pub name: String,
+    pub phone_number_id: String,
+    pub app_secret: String,
+    pub verify_token: String,
+}
+
+impl std::fmt::Debug for ChannelCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelCredentials")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("app_secret", &REDACTED)
+            .field("verify_token", &REDACTED)
+            .finish()
+    }
+}
+
+/// What calling the Graph API for a channel from a session needs (templates, uploads). (Its
+/// `Debug` leaves the access token out.)
+pub struct ChannelApi {
+    pub id: i64,
+    pub phone_number_id: String,
+    pub waba_id: Option<String>,
+    pub graph_api_version: Option<String>,
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for ChannelApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelApi")
+            .field("id", &self.id)
+            .field("phone_number_id", &self.phone_number_id)
+            .field("waba_id", &self.waba_id)
+            .field("graph_api_version", &self.graph_api_version)
+            .field("access_token", &REDACTED)
+            .finish()
+    }
+}
+
+/// Adds a channel with the four credentials of the seed guide and returns its id.
+/// Each field is checked, and a refusal names the field and where to copy it from.
+#[pg_extern(volatile, security_definer)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+fn wa_add_channel(
+    name: &str,
+    phone_number_id: &str,
+    access_token: &str,
+    app_secret: &str,
+    verify_token: &str,
+    waba_id: default!(Option<&str>, "NULL"),
+) -> i64 {
+    if let Err(e) = channel::validate(name, phone_number_id, access_token, app_secret, verify_token) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
+    }
+    if let Some(Err(e)) = waba_id.map(channel::validate_business_account_id) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
+    }
+    store::insert_channel(name, phone_number_id, access_token, app_secret, verify_token, waba_id)
+}
+
+/// Refuses what cannot be an access token, naming where to get one.
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_check_access_token(access_token: &str) {
+    if let Err(e) = channel::validate_access_token(access_token) {
+        raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
+    }
+}

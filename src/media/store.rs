@@ -1,0 +1,128 @@
+//! The media slice's SQL: download jobs (`wa_media`, sql/media.sql) as the delivery worker
+//! claims and finishes them, and the retention of their bytes.
+
+use crate::channels::REDACTED;
+use crate::pg::extension::use_extension_schema;
+use crate::pg::spi::{column, nullable, ok};
+use pgrx::prelude::*;
+
+/// A media download claimed by the delivery worker (status `downloading`). (Its `Debug`
+/// leaves the access token out.)
+#[derive(Clone)]
+pub struct MediaJob {
+    pub message_id: i64,
+    pub media_id: String,
+    pub expected_sha256: Option<String>,
+    pub attempts: i32,
+    pub phone_number_id: String,
+    pub graph_api_version: String,
+    pub access_token: String,
+}
+
+impl std::fmt::Debug for MediaJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MediaJob")
+            .field("message_id", &self.message_id)
+            .field("media_id", &self.media_id)
+            .field("attempts", &self.attempts)
+            .field("access_token", &REDACTED)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a download job ends up: the `status` column of `wa_media` (see sql/schema.sql), as
+/// the worker sets it (`downloading` is set by the claim).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaStatus {
+    /// Back in the queue for another attempt.
+    Pending,
+    Done,
+    /// Not kept: too large, or only metadata is wanted.
+    Skipped,
+    Failed,
+}
+
+impl MediaStatus {
+    fn as_sql(self) -> &'static str {
+        match self {
+            MediaStatus::Pending => "pending",
+            MediaStatus::Done => "done",
+            MediaStatus::Skipped => "skipped",
+            MediaStatus::Failed => "failed",
+        }
+    }
+}
+
+/// How a download job ends (see [`finish_media`]).
+#[derive(Default)]
+pub struct Finish<'a> {
+    pub mime_type: Option<&'a str>,
+    pub sha256: Option<&'a str>,
+    pub size: Option<u64>,
+    pub content: Option<&'a [u8]>,
+    pub error: Option<&'a str>,
+    /// For [`MediaStatus::Pending`]: seconds until the next attempt.
+    pub retry_in: Option<f64>,
+}
+
+pub fn claim_media(max_jobs: i32, default_version: &str) -> Vec<MediaJob> {
+    Spi::connect_mut(|client| {
+        let rows = ok(client.update(
+            "SELECT message_id, media_id, expected_sha256, attempts, phone_number_id, graph_api_version, access_token
+               FROM _wa_claim_media($1, $2)",
+            None,
+            &[max_jobs.into(), default_version.into()],
+        ));
+        rows.map(|row| MediaJob {
+            message_id: column(&row, "message_id"),
+            media_id: column(&row, "media_id"),
+            expected_sha256: nullable(&row, "expected_sha256"),
+            attempts: column(&row, "attempts"),
+            phone_number_id: column(&row, "phone_number_id"),
+            graph_api_version: column(&row, "graph_api_version"),
+            access_token: column(&row, "access_token"),
+        })
+        .collect()
+    })
+}
+
+/// Ends a download job with `status` (see _wa_finish_media).
+pub fn finish_media(message_id: i64, status: MediaStatus, finish: Finish) {
+    let size = finish.size.and_then(|s| i64::try_from(s).ok());
+    ok(Spi::run_with_args(
+        "SELECT _wa_finish_media($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            message_id.into(),
+            status.as_sql().into(),
+            finish.mime_type.into(),
+            finish.sha256.into(),
+            size.into(),
+            finish.content.into(),
+            finish.error.into(),
+            finish.retry_in.into(),
+        ],
+    ));
+}
+
+/// Downloads that a restart interrupted go back to the queue (see _wa_requeue_media).
+pub fn requeue_interrupted() {
+    ok(Spi::run("SELECT _wa_requeue_media()"));
+}
+
+/// Drops the bytes of up to `limit` media files downloaded more than `retention_s` ago (the
+/// job and its metadata stay, with `purged_at`); `None` if the extension is not installed.
+pub fn purge_media_contents(retention_s: i32, limit: i64) -> Option<i64> {
+    if !use_extension_schema() {
+        return None;
+    }
+    ok(Spi::get_one_with_args(
+        "WITH gone AS (
+             UPDATE wa_media SET content = NULL, purged_at = pg_catalog.now() WHERE message_id IN (
+                 SELECT message_id FROM wa_media
+                  WHERE content IS NOT NULL AND updated_at < pg_catalog.now() - pg_catalog.make_interval(secs => $1)
+                  ORDER BY updated_at LIMIT $2)
+             RETURNING 1)
+         SELECT pg_catalog.count(*) FROM gone",
+        &[retention_s.into(), limit.into()],
+    ))
+}
