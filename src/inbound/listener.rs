@@ -11,6 +11,7 @@ use crate::channels::store::load_channels;
 use crate::metrics::{self, Histogram};
 use crate::pg::extension::use_extension_schema;
 use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake, transaction, worker};
+use crate::{debug1, log, warning};
 use bounded_http::socket::{self, Sharing};
 use bounded_http::{Promise, Tls, capacity};
 use pgrx::bgworkers::BackgroundWorker;

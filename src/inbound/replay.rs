@@ -5,6 +5,7 @@ use super::route::route;
 use super::store::{self, EventOutcome};
 use super::write_path::store_payload;
 use crate::channels::store::load_channels;
+use crate::warning;
 use pgrx::prelude::*;
 
 /// Totals of a replay.

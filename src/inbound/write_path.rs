@@ -10,7 +10,7 @@ use crate::channels::ChannelCredentials;
 use crate::channels::store as channels;
 use crate::pg::spi::store_rows;
 use crate::pg::subtransaction::{self, Cause};
-use pgrx::prelude::*;
+use crate::warning;
 use whatsapp_cloud::webhook::{
     Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
 };

@@ -20,6 +20,7 @@ pub mod store;
 use crate::pg::extension::use_extension_schema;
 use crate::pg::{guc, worker};
 use crate::{channels, inbound, media, metrics, outbound};
+use crate::{log, warning};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::time::{Duration, Instant};

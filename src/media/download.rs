@@ -5,7 +5,7 @@
 
 use super::store::{self, Finish, MediaJob, MediaStatus};
 use crate::metrics::GlobalCounter;
-use pgrx::prelude::*;
+use crate::warning;
 use std::time::Duration;
 use ureq::Agent;
 use whatsapp_cloud::graph_api::{self, Retry};

@@ -19,6 +19,7 @@ use crate::media::download::Download;
 use crate::media::store::{self as media, MediaJob};
 use crate::pg::extension::use_extension_schema;
 use crate::pg::{activity, commit_wake, guc, role, thread_wake, worker};
+use crate::{log, warning};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::collections::HashMap;

@@ -9,7 +9,7 @@
 
 use super::store::{self, Claimed};
 use crate::pg::guc;
-use pgrx::prelude::*;
+use crate::{log, warning};
 use std::collections::HashMap;
 use std::time::SystemTime;
 

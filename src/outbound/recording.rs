@@ -11,7 +11,7 @@ use crate::media::download::{DownloadResult, record_download};
 use crate::media::store::MediaJob;
 use crate::metrics::{self, ChannelCounter, GlobalCounter};
 use crate::pg::{subtransaction, transaction};
-use pgrx::prelude::*;
+use crate::{log, warning};
 use std::time::Duration;
 use whatsapp_cloud::graph_api::{self, GraphError, Retry, SendOutcome};
 

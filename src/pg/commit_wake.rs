@@ -5,6 +5,7 @@
 //! secrets does the same for every webhook listener, and moves a generation number on, so the
 //! listeners re-read their channels when they changed and never because a request asked.
 
+use crate::warning;
 use pgrx::prelude::*;
 use pgrx::{PgAtomic, PgXactCallbackEvent, pg_shmem_init, register_xact_callback};
 use std::cell::Cell;

@@ -35,15 +35,18 @@ pub fn use_extension_schema() -> bool {
     let Some(version) = installed.as_deref().and_then(|s| s.rsplit(' ').next()) else { return false };
     let current = version == LIBRARY_VERSION;
     if !current && !WARNED_OTHER_VERSION.replace(true) {
-        ErrorReport::new(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            format!(
-                "whatsapp_channel {version} is installed in this database, but the library is {LIBRARY_VERSION}: the workers wait until the schema matches"
-            ),
-            "use_extension_schema",
-        )
-        .set_hint("Run ALTER EXTENSION whatsapp_channel UPDATE in whatsapp_channel.database.")
-        .report(PgLogLevel::WARNING);
+        // (In a transaction, where a cancel may be pending: see pg::log.)
+        crate::pg::log::holding_cancels(|| {
+            ErrorReport::new(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!(
+                    "whatsapp_channel {version} is installed in this database, but the library is {LIBRARY_VERSION}: the workers wait until the schema matches"
+                ),
+                "use_extension_schema",
+            )
+            .set_hint("Run ALTER EXTENSION whatsapp_channel UPDATE in whatsapp_channel.database.")
+            .report(PgLogLevel::WARNING);
+        });
     }
     if current {
         WARNED_OTHER_VERSION.set(false);

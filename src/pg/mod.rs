@@ -13,6 +13,7 @@ pub mod commit_wake;
 pub mod error;
 pub mod extension;
 pub mod guc;
+pub mod log;
 pub mod role;
 pub mod spi;
 pub mod subtransaction;

@@ -4,6 +4,7 @@
 //! start by itself when the role changes, though, so each also checks at start that the server
 //! is a primary, and waits, bound to no port, while it is not.
 
+use crate::log;
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use std::time::Duration;
