@@ -457,7 +457,7 @@ CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_m
 -- messages to one customer go out in the order they were queued.
 -- The oldest message of a customer's queue that is not done yet (queued or in flight): the only
 -- one of theirs that may be sent, so that they receive messages in the order they were queued.
--- A function so that the claim and _wa_next_due_in share it; the planner inlines it. It must
+-- A function so that _wa_queue_heads can say it in one place; the planner inlines it. It must
 -- stay one probe of wa_messages_outbox per message whatever the statistics say (a queue grows
 -- from empty faster than it is analyzed): min(p.id + 0), because for min(p.id) the planner may
 -- walk the primary key from the oldest message of all instead (measured: 340 ms per claim).
@@ -467,6 +467,19 @@ BEGIN ATOMIC
     SELECT pg_catalog.min(p.id + 0) FROM @extschema@.wa_messages p
      WHERE p.channel_id = _wa_queue_head.channel AND p.recipient = _wa_queue_head.recipient
        AND p.status IN ('queued', 'sending');
+END;
+
+-- What is due, the one rule for the claim and _wa_next_due_in: a channel's queued messages that
+-- head their customer's queue (none of a customer while one of theirs is in flight). Callers
+-- order it by next_attempt_at and stop at their LIMIT; the planner inlines it, so that this is
+-- still a read of wa_messages_due in due order that ends there (see _wa_claim_due).
+CREATE FUNCTION _wa_queue_heads(channel bigint) RETURNS TABLE (id bigint, next_attempt_at timestamptz)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT m.id, m.next_attempt_at
+      FROM @extschema@.wa_messages m
+     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
+     WHERE m.channel_id = _wa_queue_heads.channel AND m.status = 'queued' AND head.id = m.id;
 END;
 
 CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
@@ -499,10 +512,8 @@ BEGIN
               FROM @extschema@.wa_channels c
              CROSS JOIN LATERAL (
                     SELECT m.id, m.next_attempt_at
-                      FROM @extschema@.wa_messages m
-                     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
-                     WHERE m.channel_id = c.id AND m.status = 'queued' AND m.next_attempt_at <= pg_catalog.now()
-                       AND head.id = m.id
+                      FROM @extschema@._wa_queue_heads(c.id) m
+                     WHERE m.next_attempt_at <= pg_catalog.now()
                      ORDER BY m.next_attempt_at
                      -- (The channel's own rate too: the worker's budget is from before a change
                      -- of it. least() skips the NULL budget of a channel the worker has not seen.)
@@ -632,9 +643,7 @@ BEGIN
         (SELECT pg_catalog.min(greatest(h.next_attempt_at, c.next_probe_at))
            FROM @extschema@.wa_channels c
           CROSS JOIN LATERAL (
-                SELECT m.next_attempt_at FROM @extschema@.wa_messages m
-                 CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
-                 WHERE m.channel_id = c.id AND m.status = 'queued' AND head.id = m.id
+                SELECT m.next_attempt_at FROM @extschema@._wa_queue_heads(c.id) m
                  ORDER BY m.next_attempt_at
                  LIMIT 1) h
           WHERE c.enabled AND c.paused_at IS NULL),

@@ -1533,6 +1533,101 @@ BEGIN
 END
 $$;
 
+-- Issue 25: the rule of what is due, written once (_wa_queue_heads) for the claim and
+-- _wa_next_due_in.
+CREATE FUNCTION _wa_queue_heads(channel bigint) RETURNS TABLE (id bigint, next_attempt_at timestamptz)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT m.id, m.next_attempt_at
+      FROM @extschema@.wa_messages m
+     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
+     WHERE m.channel_id = _wa_queue_heads.channel AND m.status = 'queued' AND head.id = m.id;
+END;
+
+CREATE OR REPLACE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
+RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text,
+               probe boolean, expired boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- The statistics of a queue are always out of date (a burst fills it faster than it is
+-- analyzed), and on them a bitmap scan of a whole channel plus a sort can look cheapest. Only
+-- index scans: a queue is then read in due order and the reading stops at the LIMIT. (No JIT:
+-- the cost penalty of the disabled scans would make every turn compile, 190 ms, measured.)
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    chosen bigint[];
+BEGIN
+    -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
+    -- while one is in flight), so that messages to one customer go out in the order they were
+    -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
+    -- {"<channel id>": n}; a channel not in it may use its full per-second rate). Paused and
+    -- disabled channels are not read at all, nor is an unreachable one (see
+    -- wa_channels.unreachable_since) until its next probe, which is one message; a channel's
+    -- queue is read in due order (wa_messages_due) only until its budget is found: a long
+    -- queue costs nothing per claim.
+    SELECT pg_catalog.array_agg(d.id) INTO chosen
+      FROM (SELECT m.id
+              FROM @extschema@.wa_channels c
+             CROSS JOIN LATERAL (
+                    SELECT m.id, m.next_attempt_at
+                      FROM @extschema@._wa_queue_heads(c.id) m
+                     WHERE m.next_attempt_at <= pg_catalog.now()
+                     ORDER BY m.next_attempt_at
+                     -- (The channel's own rate too: the worker's budget is from before a change
+                     -- of it. least() skips the NULL budget of a channel the worker has not seen.)
+                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer,
+                                 CASE WHEN c.unreachable_since IS NOT NULL THEN 1 END)
+                   ) m
+             WHERE c.enabled AND c.paused_at IS NULL AND (c.next_probe_at IS NULL OR c.next_probe_at <= pg_catalog.now())
+             ORDER BY m.next_attempt_at
+             LIMIT max_messages) d;
+    -- By primary key: the claim must not become a join the planner could get wrong. (The
+    -- status is compared as `status || ''` so that the planner cannot prove the partial index
+    -- wa_messages_due applies: on statistics that say the queue is empty it read that whole
+    -- index for every claim instead, 8,000 entries for 145 messages, measured on a full table.)
+    RETURN QUERY
+    UPDATE @extschema@.wa_messages m
+       SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
+      FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE m.id = ANY (chosen) AND m.status || '' = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
+    RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type,
+              m.graph_endpoint, c.unreachable_since IS NOT NULL, COALESCE(m.expires_at <= pg_catalog.now(), false);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_next_due_in() RETURNS double precision
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- (See _wa_claim_due.)
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+SET jit = off
+AS $$
+DECLARE
+    due timestamptz;
+BEGIN
+    SELECT least(
+        -- (an unreachable channel's queue is due at its next probe at the soonest)
+        (SELECT pg_catalog.min(greatest(h.next_attempt_at, c.next_probe_at))
+           FROM @extschema@.wa_channels c
+          CROSS JOIN LATERAL (
+                SELECT m.next_attempt_at FROM @extschema@._wa_queue_heads(c.id) m
+                 ORDER BY m.next_attempt_at
+                 LIMIT 1) h
+          WHERE c.enabled AND c.paused_at IS NULL),
+        -- media downloads waiting for a retry
+        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE j.status = 'pending'))
+      INTO due;
+    -- (greatest() ignores NULL: nothing due must stay NULL, not become 0.)
+    RETURN CASE WHEN due IS NOT NULL THEN greatest(0, extract(epoch FROM due - pg_catalog.now()))::double precision END;
+END
+$$;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted. Later upgrade scripts only
 -- call _wa_apply_privileges().
