@@ -22,6 +22,14 @@ CREATE FUNCTION _wa_unix_time(ts double precision) RETURNS timestamptz
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE WHEN ts >= 0 AND ts < 253402300800 THEN pg_catalog.to_timestamp(ts) END;
 
+-- When a message opens (or extends) its sender's 24-hour window, Meta's time or else now: a
+-- system notice is not the customer writing and opens none (NULL). (No SET search_path: its
+-- body is bound to _wa_unix_time when it is created, and without one Postgres inlines it into
+-- the statements that aggregate it.)
+CREATE FUNCTION _wa_window_opened_at(msg_type text, ts double precision) RETURNS timestamptz
+LANGUAGE sql STABLE PARALLEL SAFE
+RETURN CASE WHEN msg_type <> 'system' THEN COALESCE(@extschema@._wa_unix_time(ts), pg_catalog.now()) END;
+
 -- A group's participants once `joined` came and `gone` left: a sorted set of WhatsApp ids. (For
 -- the group's webhooks and for the messages that show who writes in it.)
 CREATE FUNCTION _wa_group_participants(had text[], joined text[], gone text[]) RETURNS text[]
@@ -63,11 +71,21 @@ DECLARE
     media_jobs integer;
     changed    bigint[];
 BEGIN
-    -- Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID it had
-    -- before (each a probe of a unique index; as scalar subqueries, which no plan can turn into
-    -- a scan of the contacts). Looked
-    -- up once, and once more, for the rows still without one, after the senders seen for the
-    -- first time were added. (`contacts` starts empty: unnest pads it with NULLs.)
+    -- In steps, each one statement for the whole batch. (Steps rather than a function each:
+    -- every call of one would be one more executor start per batch on the listener's hottest
+    -- path.)
+    --   1. senders: each message's contact, found or created;
+    --   2. contacts kept current;
+    --   3. groups written in;
+    --   4. messages, with their media jobs, conversations and notifications;
+    --   5. what the new messages set going: the delivery worker for media, and changes to
+    --      rows stored before them.
+
+    -- 1. Senders. Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID
+    -- it had before (each a probe of a unique index; as scalar subqueries, which no plan can
+    -- turn into a scan of the contacts). Looked up once, and once more, for the rows still
+    -- without one, after the senders seen for the first time were added. (`contacts` starts
+    -- empty: unnest pads it with NULLs.)
     FOR pass IN 1..2 LOOP
         contacts := ARRAY(
             SELECT COALESCE(u.c,
@@ -86,9 +104,8 @@ BEGIN
         SELECT u.ch, u.wa, u.uid,
                (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
                (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
-               -- A system notice is not the customer writing, and a message in a group opens the
-               -- group's window: neither opens the customer's own 24-hour window.
-               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system' AND u.grp IS NULL)
+               -- A message in a group opens the group's window, not the customer's own.
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL)
           FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
                WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
          WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
@@ -97,7 +114,7 @@ BEGIN
         ON CONFLICT DO NOTHING;
     END LOOP;
 
-    -- Keep every sender's contact current: the newest profile name and username given, the
+    -- 2. Contacts kept current: the newest profile name and username given, the
     -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
     -- then the two stay apart rather than every later message failing). A row is only
     -- rewritten when something changed.
@@ -118,7 +135,7 @@ BEGIN
                            (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
                            (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
                            (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
-                           pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system' AND u.grp IS NULL) AS seen
+                           pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL) AS seen
                       FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
                            WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
                      WHERE u.c IS NOT NULL
@@ -130,13 +147,13 @@ BEGIN
          OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
          OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
 
-    -- The groups written in: known from here on (a group created before this extension saw its
+    -- 3. Groups written in: known from here on (a group created before this extension saw its
     -- webhooks is still one), their writers among the participants, and their 24-hour window
     -- opened. (In group order, so that concurrent writers lock groups in the same order.)
     IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
         INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
         SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
-               pg_catalog.max(COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now())) FILTER (WHERE u.ty <> 'system')
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts))
           FROM unnest(channels, group_ids, froms, types, sent_ats) AS u(ch, grp, wa, ty, ts)
          WHERE u.grp IS NOT NULL
          GROUP BY u.ch, u.grp
@@ -149,6 +166,10 @@ BEGIN
             OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
     END IF;
 
+    -- 4. Messages: the new ones (ins), with what each brings in the same statement: its media
+    -- download job (media), its conversation moved forward (conversations for a contact's,
+    -- group_conversations for a group's) and its wa_message notification (the SELECT at the
+    -- end, which also collects what step 5 needs).
     WITH ins AS (
         INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
                                          group_id, edited_at, revoked_at,
@@ -217,6 +238,8 @@ BEGIN
       INTO added, media_jobs, changed
       FROM (SELECT ins.id, c.name, ins.type, ins.contact_id, ins.group_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
              ORDER BY ins.id) n;
+
+    -- 5. What the new messages set going.
     IF media_jobs > 0 THEN
         PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
     END IF;

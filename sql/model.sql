@@ -3,8 +3,8 @@
 -- Every function pins search_path and qualifies the extension's objects with @extschema@,
 -- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
 --
--- The SQL files run in this order after sql/schema.sql (see src/lib.rs): model, inbound,
--- outbound, media, views, and privileges last.
+-- The SQL files run in this order after sql/schema.sql (see src/lib.rs): model, channels,
+-- inbound, outbound, media, views, and privileges last.
 
 -- Ordering of outbound statuses: a status is applied only if it moves the message forward;
 -- 'failed' is terminal.

@@ -7,26 +7,6 @@
 -- ---------------------------------------------------------------------------------------------
 -- API
 
-CREATE FUNCTION wa_webhook_url(channel text) RETURNS text
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    base text := nullif(pg_catalog.current_setting('whatsapp_channel.public_url', true), '');
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM @extschema@.wa_channels c WHERE c.name = channel) THEN
-        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
-    END IF;
-    IF base IS NULL THEN
-        base := 'http://' || coalesce(pg_catalog.current_setting('whatsapp_channel.listen_address', true), '127.0.0.1:8080');
-        RAISE NOTICE 'whatsapp_channel.public_url is not set: this URL is only reachable from this machine'
-            USING HINT = 'Meta needs a public https URL: put a TLS proxy or tunnel in front of whatsapp_channel.listen_address and set whatsapp_channel.public_url to its address.';
-    END IF;
-    RETURN pg_catalog.rtrim(base, '/') || '/webhook/' || channel;
-END
-$$;
-
 -- The channel a message may be queued on, and the customer or group it goes to: no row when
 -- the channel is unknown or disabled, when a group is not an active group of the channel, or
 -- when the customer's (or the group's) 24-hour window is closed to this type of message (Meta
@@ -414,62 +394,6 @@ BEGIN
 END
 $$;
 
--- Replaces a channel's access token (an expired temporary token, a rotated system-user token)
--- and resumes a queue that a token error paused.
-CREATE FUNCTION wa_set_access_token(channel text, access_token text) RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    ch_id bigint;
-BEGIN
-    PERFORM @extschema@._wa_check_access_token(access_token);
-    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
-    IF ch_id IS NULL THEN
-        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
-    END IF;
-    UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
-    -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
-    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
-END
-$$;
-
--- Sets a channel's access token from a file on the database server (its first line, blanks
--- trimmed), so that the token is in no statement text, bind parameter, pg_stat_activity row or
--- log line: only the path is. Runs with the caller's own rights (not SECURITY DEFINER): reading
--- a server file takes superuser or pg_read_server_files, as COPY FROM a file does, and the
--- caller needs EXECUTE on wa_set_access_token.
-CREATE FUNCTION wa_set_access_token_from_file(channel text, path text) RETURNS void
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM @extschema@.wa_set_access_token(
-        channel, pg_catalog.btrim(pg_catalog.split_part(pg_catalog.pg_read_file(path), E'\n', 1), E' \t\r'));
-END
-$$;
-
--- Any change to a channel or its secrets wakes both workers at commit: the delivery worker
--- looks at the queue again at once (resumed, enabled, a new rate limit or token), and the
--- webhook listener re-reads its channels (a new channel, a rotated app secret or verify token),
--- so that no request ever waits for a reload and a miss is answered from what is committed.
-CREATE FUNCTION _wa_channel_changed() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    PERFORM @extschema@._wa_wake_delivery();
-    PERFORM @extschema@._wa_wake_listener();
-    RETURN NULL;
-END
-$$;
-
-CREATE TRIGGER wa_channels_wake AFTER INSERT OR UPDATE OR DELETE ON wa_channels
-    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
-CREATE TRIGGER wa_channel_secrets_wake AFTER INSERT OR UPDATE OR DELETE ON wa_channel_secrets
-    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
-
 -- A message queued for a customer moves their conversation forward (it is the last message,
 -- and nothing is unread once the business writes); a read receipt only clears the unread
 -- count. At COMMIT, as a deferred trigger, so that the conversation's row is locked only for
@@ -533,7 +457,7 @@ CREATE CONSTRAINT TRIGGER wa_messages_outbound_conversation AFTER INSERT ON wa_m
 -- messages to one customer go out in the order they were queued.
 -- The oldest message of a customer's queue that is not done yet (queued or in flight): the only
 -- one of theirs that may be sent, so that they receive messages in the order they were queued.
--- A function so that the claim and _wa_next_due_in share it; the planner inlines it. It must
+-- A function so that _wa_queue_heads can say it in one place; the planner inlines it. It must
 -- stay one probe of wa_messages_outbox per message whatever the statistics say (a queue grows
 -- from empty faster than it is analyzed): min(p.id + 0), because for min(p.id) the planner may
 -- walk the primary key from the oldest message of all instead (measured: 340 ms per claim).
@@ -543,6 +467,19 @@ BEGIN ATOMIC
     SELECT pg_catalog.min(p.id + 0) FROM @extschema@.wa_messages p
      WHERE p.channel_id = _wa_queue_head.channel AND p.recipient = _wa_queue_head.recipient
        AND p.status IN ('queued', 'sending');
+END;
+
+-- What is due, the one rule for the claim and _wa_next_due_in: a channel's queued messages that
+-- head their customer's queue (none of a customer while one of theirs is in flight). Callers
+-- order it by next_attempt_at and stop at their LIMIT; the planner inlines it, so that this is
+-- still a read of wa_messages_due in due order that ends there (see _wa_claim_due).
+CREATE FUNCTION _wa_queue_heads(channel bigint) RETURNS TABLE (id bigint, next_attempt_at timestamptz)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT m.id, m.next_attempt_at
+      FROM @extschema@.wa_messages m
+     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
+     WHERE m.channel_id = _wa_queue_heads.channel AND m.status = 'queued' AND head.id = m.id;
 END;
 
 CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
@@ -575,10 +512,8 @@ BEGIN
               FROM @extschema@.wa_channels c
              CROSS JOIN LATERAL (
                     SELECT m.id, m.next_attempt_at
-                      FROM @extschema@.wa_messages m
-                     CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
-                     WHERE m.channel_id = c.id AND m.status = 'queued' AND m.next_attempt_at <= pg_catalog.now()
-                       AND head.id = m.id
+                      FROM @extschema@._wa_queue_heads(c.id) m
+                     WHERE m.next_attempt_at <= pg_catalog.now()
                      ORDER BY m.next_attempt_at
                      -- (The channel's own rate too: the worker's budget is from before a change
                      -- of it. least() skips the NULL budget of a channel the worker has not seen.)
@@ -708,9 +643,7 @@ BEGIN
         (SELECT pg_catalog.min(greatest(h.next_attempt_at, c.next_probe_at))
            FROM @extschema@.wa_channels c
           CROSS JOIN LATERAL (
-                SELECT m.next_attempt_at FROM @extschema@.wa_messages m
-                 CROSS JOIN LATERAL @extschema@._wa_queue_head(m.channel_id, m.recipient) head
-                 WHERE m.channel_id = c.id AND m.status = 'queued' AND head.id = m.id
+                SELECT m.next_attempt_at FROM @extschema@._wa_queue_heads(c.id) m
                  ORDER BY m.next_attempt_at
                  LIMIT 1) h
           WHERE c.enabled AND c.paused_at IS NULL),

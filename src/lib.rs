@@ -40,7 +40,8 @@ mod pg;
 // in between the files that define functions, views and triggers, in a fixed order.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/model.sql", name = "model");
-pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["model"]);
+pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["model"]);
+pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["channels"]);
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
 pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["media"]);

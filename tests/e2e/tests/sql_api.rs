@@ -2,6 +2,7 @@
 //! wa_verify_signature, wa_webhook_url, and who may read the secrets.
 
 use e2e::cluster;
+use e2e::wa_sim::payloads::{self, Customer, MESSAGE_KINDS};
 
 fn error_of(sql: &str) -> (String, String) {
     e2e::error_of(sql, &[])
@@ -141,4 +142,64 @@ fn public_may_call_only_the_pure_helpers() {
         ],
         "functions PUBLIC may execute (sql/privileges.sql is the allow-list)"
     );
+}
+
+/// The columns of wa_messages derived from a message's payload are written twice, as the table's
+/// (sql/schema.sql) and as the result of _wa_message_columns() (sql/model.sql), which every writer
+/// inserts by position under the table's names. So the two must agree, name for name and type for
+/// type, and a message stored by each writer (an inbound message of every kind; a text, which
+/// _wa_enqueue derives apart; the other sends) must hold under each name what the function
+/// derives from it: a list reordered or changed on one side only fails here.
+#[test]
+fn the_derived_message_columns_are_one_list_for_the_table_and_every_writer() {
+    let mut db = cluster().connect();
+    let missing: Vec<String> = db
+        .query(
+            "SELECT a.name || ' ' || format_type(a.typ, NULL)
+               FROM pg_proc p,
+                    unnest(p.proargnames, p.proallargtypes, p.proargmodes) AS a(name, typ, mode)
+              WHERE p.oid = '_wa_message_columns'::regproc AND a.mode = 't'
+                AND NOT EXISTS (SELECT 1 FROM pg_attribute t
+                                 WHERE t.attrelid = 'wa_messages'::regclass AND NOT t.attisdropped
+                                   AND t.attname = a.name AND t.atttypid = a.typ)",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(missing.is_empty(), "derived by _wa_message_columns() but not columns of wa_messages: {missing:?}");
+
+    let ch = cluster().add_channel("derived");
+    let from = Customer { wa_id: "16505558002".into(), name: "Lee".into() };
+    let values: Vec<_> = MESSAGE_KINDS
+        .iter()
+        .map(|k| payloads::message_value(k, &format!("wamid.derived.{k}"), &from, "hello", 1749416383).unwrap())
+        .collect();
+    assert_eq!(ch.post_signed(&payloads::batch(&ch.phone_number_id, values)).status, 200);
+    let hello = ch.customer_writes("16505558002"); // (now: the kinds above were written long ago)
+    db.execute(
+        "SELECT wa_send_text($1, '+16505558002', 'hi', reply_to => $2),
+                wa_send_media($1, '+16505558002', 'document', 'https://example.com/a.pdf', 'see', 'a.pdf'),
+                wa_send_location($1, '+16505558002', 52.5, 13.4, 'Office', 'Street 1'),
+                wa_send_reaction($1, $2, '👍')",
+        &[&ch.name, &hello],
+    )
+    .unwrap();
+    let rows = db
+        .query(
+            "SELECT m.direction, m.type, to_jsonb(m) @> to_jsonb(d)
+               FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id
+              CROSS JOIN LATERAL _wa_message_columns(m.type, m.payload) d
+              WHERE c.name = $1 ORDER BY m.id",
+            &[&ch.name],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), MESSAGE_KINDS.len() + 5, "every message stored");
+    let wrong: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.get::<_, bool>(2))
+        .map(|r| format!("{} {}", r.get::<_, String>(0), r.get::<_, String>(1)))
+        .collect();
+    assert!(wrong.is_empty(), "stored derived columns differ from _wa_message_columns(): {wrong:?}");
 }

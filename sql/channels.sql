@@ -1,0 +1,82 @@
+-- whatsapp_channel: channel administration: the webhook URL to give Meta, the access token,
+-- and the triggers that tell both workers a channel changed. (wa_add_channel() is in Rust:
+-- src/api.)
+--
+-- Every function pins search_path and qualifies the extension's objects with @extschema@,
+-- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
+
+CREATE FUNCTION wa_webhook_url(channel text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    base text := nullif(pg_catalog.current_setting('whatsapp_channel.public_url', true), '');
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.wa_channels c WHERE c.name = channel) THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    IF base IS NULL THEN
+        base := 'http://' || coalesce(pg_catalog.current_setting('whatsapp_channel.listen_address', true), '127.0.0.1:8080');
+        RAISE NOTICE 'whatsapp_channel.public_url is not set: this URL is only reachable from this machine'
+            USING HINT = 'Meta needs a public https URL: put a TLS proxy or tunnel in front of whatsapp_channel.listen_address and set whatsapp_channel.public_url to its address.';
+    END IF;
+    RETURN pg_catalog.rtrim(base, '/') || '/webhook/' || channel;
+END
+$$;
+
+-- Replaces a channel's access token (an expired temporary token, a rotated system-user token)
+-- and resumes a queue that a token error paused.
+CREATE FUNCTION wa_set_access_token(channel text, access_token text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint;
+BEGIN
+    PERFORM @extschema@._wa_check_access_token(access_token);
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF ch_id IS NULL THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
+    -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
+    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+END
+$$;
+
+-- Sets a channel's access token from a file on the database server (its first line, blanks
+-- trimmed), so that the token is in no statement text, bind parameter, pg_stat_activity row or
+-- log line: only the path is. Runs with the caller's own rights (not SECURITY DEFINER): reading
+-- a server file takes superuser or pg_read_server_files, as COPY FROM a file does, and the
+-- caller needs EXECUTE on wa_set_access_token.
+CREATE FUNCTION wa_set_access_token_from_file(channel text, path text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@.wa_set_access_token(
+        channel, pg_catalog.btrim(pg_catalog.split_part(pg_catalog.pg_read_file(path), E'\n', 1), E' \t\r'));
+END
+$$;
+
+-- Any change to a channel or its secrets wakes both workers at commit: the delivery worker
+-- looks at the queue again at once (resumed, enabled, a new rate limit or token), and the
+-- webhook listener re-reads its channels (a new channel, a rotated app secret or verify token),
+-- so that no request ever waits for a reload and a miss is answered from what is committed.
+CREATE FUNCTION _wa_channel_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_wake_delivery();
+    PERFORM @extschema@._wa_wake_listener();
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER wa_channels_wake AFTER INSERT OR UPDATE OR DELETE ON wa_channels
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
+CREATE TRIGGER wa_channel_secrets_wake AFTER INSERT OR UPDATE OR DELETE ON wa_channel_secrets
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_changed();
