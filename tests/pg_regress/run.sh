@@ -2,7 +2,7 @@
 # The SQL API's regression tests (tests/pg_regress/sql/*.sql against expected/*.out), run by
 # pg_regress in a throwaway cluster of the PostgreSQL that scripts/pg.sh picks (PG_MAJOR), with
 # the extension as installed there (scripts/test.sh installs it first). The same layout as
-# `cargo pgrx regress`; README, "Tests", says why not that command.
+# `cargo pgrx regress`; README, "The SQL API's regression tests", says why not that command.
 #   bash tests/pg_regress/run.sh [test ...]    (setup, then all of sql/ by default, in name order)
 # Prints "N passed (pg_regress)" or "N failed (pg_regress)" for test.sh's total, and the diffs
 # on failure; exits non-zero then.
