@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets everything up (scripts/setup.sh) and runs every test: the pure unit tests, then the
-# end-to-end tests against a real cluster with the freshly installed extension preloaded.
+# Sets everything up (scripts/setup.sh) and runs every test: the pure unit tests, the SQL API's
+# pg_regress suite, then the end-to-end tests against a real cluster with the freshly installed
+# extension preloaded.
 # PostgreSQL 15 by default; `PG_MAJOR=18 bash scripts/test.sh` for 18. Idempotent; .ci/run
 # runs it for both.
 set -euo pipefail
@@ -28,6 +29,11 @@ cargo pgrx install "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${sudo_flag[@]}
 # The frozen scripts of released versions, so that the upgrade test can create a database at
 # each of them (users never need these: their database already is at its version).
 ${sudo_flag:+sudo} cp sql/released/whatsapp_channel--*.sql "$($PG_CONFIG --sharedir)/extension/"
+
+# The SQL API's own regression suite (tests/pg_regress): quick, and the first to say which
+# function changed. run.sh exits non-zero on a failure, which pipefail keeps through tee.
+echo "[test] SQL API regression tests on PostgreSQL $PG_MAJOR (pg_regress, tests/pg_regress)"
+bash tests/pg_regress/run.sh 2>&1 | tee -a "$LOG"
 
 echo "[test] end-to-end tests on PostgreSQL $PG_MAJOR (a real cluster, real HTTP, a real LISTEN client)"
 cargo test --locked -p e2e 2>&1 | tee -a "$LOG"

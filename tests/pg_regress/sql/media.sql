@@ -1,0 +1,36 @@
+-- Media: an inbound photo becomes a download job in wa_media (done by the delivery worker,
+-- which does not run here: its end is written by hand); wa_media_content returns the bytes
+-- once downloaded. wa_upload_media's refusals (its Graph API call is tested end to end).
+\set SHOW_CONTEXT never
+SET client_min_messages = error;
+SELECT regress_channel('media', '200005');
+
+SELECT * FROM wa_replay_webhook_events(regress_webhook('media', jsonb_build_object(
+    'contacts', '[{"profile": {"name": "Ann"}, "wa_id": "15551234567"}]'::jsonb,
+    'messages', jsonb_build_array(jsonb_build_object(
+        'from', '15551234567', 'id', 'wamid.media.in.1', 'timestamp', extract(epoch FROM now())::bigint::text,
+        'type', 'image', 'image', '{"id": "987654321", "mime_type": "image/png", "sha256": "q83v", "caption": "My receipt"}'::jsonb)))));
+SELECT id AS photo FROM wa_messages WHERE wamid = 'wamid.media.in.1' \gset
+SELECT type, body, media_id, media_mime_type, media_sha256 FROM wa_messages WHERE id = :photo;
+SELECT j.media_id, j.status, j.mime_type, j.expected_sha256, j.attempts, j.content FROM wa_media j WHERE j.message_id = :photo;
+
+-- Before the download ends: NULL. After: the bytes. A failed or skipped job, or an unknown
+-- message: NULL.
+SELECT wa_media_content(:photo) IS NULL AS not_yet;
+UPDATE wa_media SET status = 'done', content = '\x89504e470d0a1a0a'::bytea, size = 8 WHERE message_id = :photo;
+SELECT wa_media_content(:photo);
+UPDATE wa_media SET status = 'skipped', content = NULL, error = 'image/png of 20000000 bytes is over max_media_bytes'
+ WHERE message_id = :photo;
+SELECT wa_media_content(:photo) IS NULL AS skipped;
+SELECT wa_media_content(-1) IS NULL AS unknown;
+SELECT wa_media_content(NULL) IS NULL AS null_id;
+
+-- wa_upload_media: refused before any call for an empty file, a type that is no MIME type, an
+-- unknown channel; a Graph API that does not answer is a connection failure (postgresql.conf).
+SELECT wa_upload_media('media', ''::bytea, 'image/png'); \echo :SQLSTATE
+SELECT wa_upload_media('media', '\x89504e47'::bytea, 'png'); \echo :SQLSTATE
+SELECT wa_upload_media('no-such-channel', '\x89504e47'::bytea, 'image/png'); \echo :SQLSTATE
+SELECT wa_upload_media('media', '\x89504e47'::bytea, 'image/png', 'receipt.png'); \echo :SQLSTATE
+
+DELETE FROM wa_channels WHERE name = 'media';
+DELETE FROM wa_webhook_events;

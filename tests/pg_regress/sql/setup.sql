@@ -1,0 +1,67 @@
+-- Runs first (tests/pg_regress/run.sh, as `cargo pgrx regress` would): the extension, and
+-- what the other files share. Each file then makes its own channels and leaves nothing behind
+-- that another one reads.
+CREATE EXTENSION whatsapp_channel;
+SELECT extversion FROM pg_extension WHERE extname = 'whatsapp_channel';
+
+-- An inbound webhook as the listener would have stored it (the exact envelope Meta POSTs,
+-- field `messages` unless told), for wa_replay_webhook_events() to process: the workers do
+-- not run here, and replay takes the same path as a live POST. Returns the event's id.
+CREATE FUNCTION regress_webhook(channel text, value jsonb, field text DEFAULT 'messages') RETURNS bigint
+LANGUAGE sql AS $$
+    INSERT INTO wa_webhook_events (channel_id, body, outcome)
+    SELECT c.id,
+           convert_to(jsonb_build_object(
+               'object', 'whatsapp_business_account',
+               'entry', jsonb_build_array(jsonb_build_object(
+                   'id', '102290129340398',
+                   'changes', jsonb_build_array(jsonb_build_object(
+                       'field', field,
+                       'value', value || jsonb_build_object(
+                           'messaging_product', 'whatsapp',
+                           'metadata', jsonb_build_object('display_phone_number', '15550783881',
+                                                          'phone_number_id', c.phone_number_id)))))))::text, 'UTF8'),
+           'stored'
+      FROM wa_channels c WHERE c.name = channel
+    RETURNING id
+$$;
+
+-- A customer's text message (Meta's epoch-seconds timestamp `at`), stored by a replay of its
+-- webhook: the contact, the message and the conversation, as if it had just been POSTed.
+CREATE FUNCTION regress_customer_writes(channel text, wa_id text, wamid text, body text,
+                                        at timestamptz DEFAULT now(), name text DEFAULT 'Customer')
+RETURNS TABLE (events bigint, new_messages bigint, new_statuses bigint)
+LANGUAGE sql AS $$
+    SELECT r.* FROM wa_replay_webhook_events(
+        regress_webhook(channel, jsonb_build_object(
+            'contacts', jsonb_build_array(jsonb_build_object('profile', jsonb_build_object('name', name), 'wa_id', wa_id)),
+            'messages', jsonb_build_array(jsonb_build_object(
+                'from', wa_id, 'id', wamid, 'timestamp', extract(epoch FROM at)::bigint::text,
+                'type', 'text', 'text', jsonb_build_object('body', body))))),
+        NULL) r
+$$;
+
+-- A channel with valid credentials of the given name and Phone Number ID (waba_id too).
+CREATE FUNCTION regress_channel(name text, phone_number_id text) RETURNS void
+LANGUAGE sql AS $$
+    SELECT wa_add_channel(name, phone_number_id, 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef',
+                          'verify-me', '1' || phone_number_id)
+$$;
+
+-- The roles of README, "Roles": an inbox app with exactly the grants given there, and a
+-- role with none (what PUBLIC may do).
+CREATE ROLE regress_inbox;
+CREATE ROLE regress_nobody;
+GRANT SELECT ON wa_channels, wa_contacts, wa_messages, wa_message_statuses, wa_conversations, wa_message_costs, wa_calls,
+                wa_channel_health, wa_templates, wa_groups TO regress_inbox;
+GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz),
+                          wa_send_media(text, text, text, text, text, text, text, timestamptz),
+                          wa_send_template(text, text, text, text, jsonb, text, timestamptz),
+                          wa_send_interactive(text, text, jsonb, text, timestamptz),
+                          wa_send_location(text, text, double precision, double precision, text, text, text, timestamptz),
+                          wa_send_reaction(text, text, text, text, timestamptz),
+                          wa_mark_read(text, text, boolean),
+                          wa_media_content(bigint),
+                          wa_upload_media(text, bytea, text, text) TO regress_inbox;
+-- The test helpers are the test's, not the extension's: anyone may call them.
+GRANT EXECUTE ON FUNCTION regress_webhook(text, jsonb, text) TO PUBLIC;
