@@ -9,55 +9,61 @@ pub mod store;
 mod templates;
 
 use crate::pg::error::raise;
+use crate::pg::spi::{Column, column};
+use crate::sql_row;
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
 use whatsapp_cloud::channel;
 
-/// Shown in place of a secret by every `Debug` of a type that holds one.
+/// A credential (access token, app secret, verify token): its `Debug` shows [`REDACTED`], and it
+/// has no `Display`, so that it cannot reach a log line or an error by accident; [`Secret::expose`]
+/// is the one way to its text, where a request or a check needs it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+/// Shown in place of a secret by `Debug`.
 pub const REDACTED: &str = "<redacted>";
 
-/// What the webhook listener needs to know about a channel, as its HTTP threads share it. (Its
-/// `Debug` leaves the secrets out.)
-#[derive(Clone)]
-pub struct ChannelCredentials {
-    pub id: i64,
-    pub name: String,
-    pub phone_number_id: String,
-    pub app_secret: String,
-    pub verify_token: String,
-}
-
-impl std::fmt::Debug for ChannelCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelCredentials")
-            .field("id", &self.id)
-            .field("name", &self.name)
-            .field("phone_number_id", &self.phone_number_id)
-            .field("app_secret", &REDACTED)
-            .field("verify_token", &REDACTED)
-            .finish()
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 }
 
-/// What calling the Graph API for a channel from a session needs (templates, uploads). (Its
-/// `Debug` leaves the access token out.)
-pub struct ChannelApi {
-    pub id: i64,
-    pub phone_number_id: String,
-    pub waba_id: Option<String>,
-    pub graph_api_version: Option<String>,
-    pub access_token: String,
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(REDACTED)
+    }
 }
 
-impl std::fmt::Debug for ChannelApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChannelApi")
-            .field("id", &self.id)
-            .field("phone_number_id", &self.phone_number_id)
-            .field("waba_id", &self.waba_id)
-            .field("graph_api_version", &self.graph_api_version)
-            .field("access_token", &REDACTED)
-            .finish()
+impl Column for Secret {
+    fn read(row: &SpiHeapTupleData, name: &str) -> Self {
+        Secret(column(row, name))
+    }
+}
+
+sql_row! {
+    /// What the webhook listener needs to know about a channel, as its HTTP threads share it.
+    #[derive(Clone, Debug)]
+    pub struct ChannelCredentials {
+        pub id: i64,
+        pub name: String,
+        pub phone_number_id: String,
+        pub app_secret: Secret,
+        pub verify_token: Secret,
+    }
+}
+
+sql_row! {
+    /// What calling the Graph API for a channel from a session needs (templates, uploads).
+    #[derive(Debug)]
+    pub struct ChannelApi {
+        pub id: i64,
+        pub phone_number_id: String,
+        pub waba_id: Option<String>,
+        pub graph_api_version: Option<String>,
+        pub access_token: Secret,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{ChannelApi, ChannelCredentials};
 use crate::pg::error::raise;
-use crate::pg::spi::{column, nullable, ok};
+use crate::pg::spi::{column, ok};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, PgSqlErrorCode};
@@ -55,13 +55,7 @@ pub fn channel_api(channel: &str) -> Option<ChannelApi> {
             &[channel.into()],
         ))
         .next()?;
-        Some(ChannelApi {
-            id: column(&row, "id"),
-            phone_number_id: column(&row, "phone_number_id"),
-            waba_id: nullable(&row, "waba_id"),
-            graph_api_version: nullable(&row, "graph_api_version"),
-            access_token: column(&row, "access_token"),
-        })
+        Some(ChannelApi::from_row(&row))
     })
 }
 
@@ -74,14 +68,7 @@ pub fn load_channels() -> Vec<ChannelCredentials> {
             None,
             &[],
         ));
-        rows.map(|row| ChannelCredentials {
-            id: column(&row, "id"),
-            name: column(&row, "name"),
-            phone_number_id: column(&row, "phone_number_id"),
-            app_secret: column(&row, "app_secret"),
-            verify_token: column(&row, "verify_token"),
-        })
-        .collect()
+        rows.map(|row| ChannelCredentials::from_row(&row)).collect()
     })
 }
 

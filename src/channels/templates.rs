@@ -56,7 +56,7 @@ fn wa_sync_templates(channel: &str) -> i32 {
     // Meta pages the list; 50 pages of 100 is far beyond any account's template count.
     for _ in 0..50 {
         let Some(page) = url.take() else { break };
-        let answer = agent.get(&page).header("Authorization", format!("Bearer {}", api.access_token)).call();
+        let answer = agent.get(&page).header("Authorization", format!("Bearer {}", api.access_token.expose())).call();
         let (status, body) = match answer {
             Ok(mut r) => {
                 (r.status().as_u16(), r.body_mut().with_config().limit(16 << 20).read_to_vec().unwrap_or_default())

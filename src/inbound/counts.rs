@@ -4,41 +4,29 @@
 use super::store;
 use crate::metrics;
 use crate::pg::subtransaction;
+use crate::sql_enum;
 use std::collections::HashMap;
 
-/// What `wa_channel_counters` counts per channel (its `kind` column): what the listener saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CounterKind {
-    /// A signed POST whose items were all stored.
-    Stored,
-    /// A signed POST with items refused for their own content (kept raw, acknowledged).
-    Partial,
-    /// A signed POST with items not stored for a database reason (answered 500, replayed).
-    Incomplete,
-    /// A signed POST that is not a webhook payload at all.
-    InvalidPayload,
-    /// Updates for a phone number no channel of the app has (kept raw only).
-    Unrouted,
-    SignatureMismatch,
-    Verified,
-    VerifyTokenMismatch,
+sql_enum! {
+    /// What `wa_channel_counters` counts per channel (its `kind` column): what the listener saw.
+    pub enum CounterKind ("counter kind") {
+        /// A signed POST whose items were all stored.
+        Stored = "stored",
+        /// A signed POST with items refused for their own content (kept raw, acknowledged).
+        Partial = "partial",
+        /// A signed POST with items not stored for a database reason (answered 500, replayed).
+        Incomplete = "incomplete",
+        /// A signed POST that is not a webhook payload at all.
+        InvalidPayload = "invalid_payload",
+        /// Updates for a phone number no channel of the app has (kept raw only).
+        Unrouted = "unrouted",
+        SignatureMismatch = "signature_mismatch",
+        Verified = "verified",
+        VerifyTokenMismatch = "verify_token_mismatch",
+    }
 }
 
 impl CounterKind {
-    /// The `kind` column's value.
-    pub fn as_sql(self) -> &'static str {
-        match self {
-            CounterKind::Stored => "stored",
-            CounterKind::Partial => "partial",
-            CounterKind::Incomplete => "incomplete",
-            CounterKind::InvalidPayload => "invalid_payload",
-            CounterKind::Unrouted => "unrouted",
-            CounterKind::SignatureMismatch => "signature_mismatch",
-            CounterKind::Verified => "verified",
-            CounterKind::VerifyTokenMismatch => "verify_token_mismatch",
-        }
-    }
-
     /// The metric it adds to.
     fn metric(self) -> metrics::ChannelCounter {
         use metrics::ChannelCounter as C;

@@ -273,7 +273,7 @@ impl Handler {
     }
 
     fn handshake(&self, channel: &ChannelCredentials, query: &str) -> Response {
-        match webhook::verify_subscription(query, &channel.verify_token) {
+        match webhook::verify_subscription(query, channel.verify_token.expose()) {
             Ok(challenge) => {
                 let line = format!("webhook verified by Meta for channel '{}'", channel.name);
                 self.report(LogLevel::Log, line, Some((channel, CounterKind::Verified, None)));
@@ -304,7 +304,7 @@ impl Handler {
         header: Option<&str>,
         headers: serde_json::Value,
     ) -> Quick {
-        if let Err(mismatch) = signature::verify(channel.app_secret.as_bytes(), &body, header) {
+        if let Err(mismatch) = signature::verify(channel.app_secret.expose().as_bytes(), &body, header) {
             let line = format!(
                 "webhook POST for channel '{}' refused: Signature mismatch. Likely cause: {}",
                 channel.name,

@@ -3,42 +3,21 @@
 //! [`row_batch!`]). Most of the logic is in those SQL functions; this only gathers and calls.
 
 use super::counts::CounterKind;
-use crate::pg::spi::{column, get_one_prepared, nullable, ok};
+use crate::pg::spi::{column, get_one_prepared, ok};
 use crate::row_batch;
+use crate::{sql_enum, sql_row};
 use pgrx::JsonB;
 use pgrx::prelude::*;
 use whatsapp_cloud::webhook;
 
-/// What became of a stored webhook event: its `outcome` column (see sql/schema.sql).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventOutcome {
-    Stored,
-    Partial,
-    Incomplete,
-    InvalidPayload,
+sql_enum! {
+    /// What became of a stored webhook event: its `outcome` column (see sql/schema.sql).
+    pub enum EventOutcome ("webhook event outcome") {
+        Stored = "stored", Partial = "partial", Incomplete = "incomplete", InvalidPayload = "invalid_payload",
+    }
 }
 
 impl EventOutcome {
-    const ALL: [EventOutcome; 4] =
-        [EventOutcome::Stored, EventOutcome::Partial, EventOutcome::Incomplete, EventOutcome::InvalidPayload];
-
-    pub fn as_sql(self) -> &'static str {
-        match self {
-            EventOutcome::Stored => "stored",
-            EventOutcome::Partial => "partial",
-            EventOutcome::Incomplete => "incomplete",
-            EventOutcome::InvalidPayload => "invalid_payload",
-        }
-    }
-
-    /// The outcome a column holds; another value is an ERROR (the schema's CHECK allows none).
-    pub fn from_sql(value: &str) -> EventOutcome {
-        Self::ALL
-            .into_iter()
-            .find(|o| o.as_sql() == value)
-            .unwrap_or_else(|| error!("whatsapp_channel: unknown webhook event outcome {value:?}"))
-    }
-
     /// What the listener counts for a POST with this outcome.
     pub fn counter(self) -> CounterKind {
         match self {
@@ -108,12 +87,14 @@ pub fn set_webhook_event_outcome(event_id: i64, outcome: EventOutcome, error: Op
     ));
 }
 
-/// A stored webhook event, for replay.
-pub struct StoredEvent {
-    pub id: i64,
-    pub channel_id: Option<i64>,
-    pub outcome: EventOutcome,
-    pub body: Vec<u8>,
+sql_row! {
+    /// A stored webhook event, for replay.
+    pub struct StoredEvent {
+        pub id: i64,
+        pub channel_id: Option<i64>,
+        pub outcome: EventOutcome,
+        pub body: Vec<u8>,
+    }
 }
 
 /// Up to `limit` stored events with ids above `after` (and up to `last`, if given), in order;
@@ -131,13 +112,7 @@ pub fn webhook_events_after(after: i64, last: Option<i64>, incomplete_only: bool
     };
     Spi::connect(|client| {
         let rows = ok(client.select(sql, None, &[after.into(), last.into(), limit.into()]));
-        rows.map(|row| StoredEvent {
-            id: column(&row, "id"),
-            channel_id: nullable(&row, "channel_id"),
-            outcome: EventOutcome::from_sql(&column::<String>(&row, "outcome")),
-            body: column(&row, "body"),
-        })
-        .collect()
+        rows.map(|row| StoredEvent::from_row(&row)).collect()
     })
 }
 

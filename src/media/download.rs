@@ -4,6 +4,7 @@
 //! against the webhook's sha256. [`record_download`] records the result on the main thread.
 
 use super::store::{self, Finish, MediaJob, MediaStatus};
+use crate::channels::Secret;
 use crate::metrics::GlobalCounter;
 use crate::warning;
 use std::time::Duration;
@@ -15,7 +16,7 @@ pub struct Download {
     pub message_id: i64,
     pub media_id: String,
     pub info_url: String,
-    pub access_token: String,
+    pub access_token: Secret,
     pub expected_sha256: Option<String>,
     pub max_bytes: u64,
     pub keep_content: bool,
@@ -72,7 +73,7 @@ fn get(agent: &Agent, url: &str, access_token: &str, timeout: Duration, limit: u
 
 /// Asks for a fresh URL (they live 5 minutes), then fetches the bytes with the token.
 pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResult {
-    let info = match get(agent, &d.info_url, &d.access_token, timeout, 1 << 20) {
+    let info = match get(agent, &d.info_url, d.access_token.expose(), timeout, 1 << 20) {
         Err(e) => return DownloadResult::Retry(e),
         Ok((status, body)) => match graph_api::parse_media_info(status, &body) {
             Ok(info) => info,
@@ -93,7 +94,7 @@ pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResul
         let why = "only metadata is kept (whatsapp_channel.media_download = 'metadata')".to_string();
         return DownloadResult::Skipped { mime_type: info.mime_type, size: info.file_size, why };
     }
-    let bytes = match get(agent, &info.url, &d.access_token, timeout, d.max_bytes + 1) {
+    let bytes = match get(agent, &info.url, d.access_token.expose(), timeout, d.max_bytes + 1) {
         Err(e) => return DownloadResult::Retry(e),
         Ok((200, bytes)) => bytes,
         // An expired URL answers 404: the next attempt asks for a new one.

@@ -1,55 +1,32 @@
 //! The media slice's SQL: download jobs (`wa_media`, sql/media.sql) as the delivery worker
 //! claims and finishes them, and the retention of their bytes.
 
-use crate::channels::REDACTED;
+use crate::channels::Secret;
 use crate::pg::extension::use_extension_schema;
-use crate::pg::spi::{column, nullable, ok};
+use crate::pg::spi::ok;
+use crate::{sql_enum, sql_row};
 use pgrx::prelude::*;
 
-/// A media download claimed by the delivery worker (status `downloading`). (Its `Debug`
-/// leaves the access token out.)
-#[derive(Clone)]
-pub struct MediaJob {
-    pub message_id: i64,
-    pub media_id: String,
-    pub expected_sha256: Option<String>,
-    pub attempts: i32,
-    pub phone_number_id: String,
-    pub graph_api_version: String,
-    pub access_token: String,
-}
-
-impl std::fmt::Debug for MediaJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MediaJob")
-            .field("message_id", &self.message_id)
-            .field("media_id", &self.media_id)
-            .field("attempts", &self.attempts)
-            .field("access_token", &REDACTED)
-            .finish_non_exhaustive()
+sql_row! {
+    /// A media download claimed by the delivery worker (status `downloading`).
+    #[derive(Clone, Debug)]
+    pub struct MediaJob {
+        pub message_id: i64,
+        pub media_id: String,
+        pub expected_sha256: Option<String>,
+        pub attempts: i32,
+        pub phone_number_id: String,
+        pub graph_api_version: String,
+        pub access_token: Secret,
     }
 }
 
-/// Where a download job ends up: the `status` column of `wa_media` (see sql/schema.sql), as
-/// the worker sets it (`downloading` is set by the claim).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaStatus {
-    /// Back in the queue for another attempt.
-    Pending,
-    Done,
-    /// Not kept: too large, or only metadata is wanted.
-    Skipped,
-    Failed,
-}
-
-impl MediaStatus {
-    fn as_sql(self) -> &'static str {
-        match self {
-            MediaStatus::Pending => "pending",
-            MediaStatus::Done => "done",
-            MediaStatus::Skipped => "skipped",
-            MediaStatus::Failed => "failed",
-        }
+sql_enum! {
+    /// Where a download job ends up: the `status` column of `wa_media` (see sql/schema.sql), as
+    /// the worker sets it (`downloading` is set by the claim): back in the queue for another
+    /// attempt (`pending`), downloaded, not kept (too large, or only metadata is wanted), failed.
+    pub enum MediaStatus ("media status") {
+        Pending = "pending", Done = "done", Skipped = "skipped", Failed = "failed",
     }
 }
 
@@ -68,21 +45,11 @@ pub struct Finish<'a> {
 pub fn claim_media(max_jobs: i32, default_version: &str) -> Vec<MediaJob> {
     Spi::connect_mut(|client| {
         let rows = ok(client.update(
-            "SELECT message_id, media_id, expected_sha256, attempts, phone_number_id, graph_api_version, access_token
-               FROM _wa_claim_media($1, $2)",
+            "SELECT * FROM _wa_claim_media($1, $2)",
             None,
             &[max_jobs.into(), default_version.into()],
         ));
-        rows.map(|row| MediaJob {
-            message_id: column(&row, "message_id"),
-            media_id: column(&row, "media_id"),
-            expected_sha256: nullable(&row, "expected_sha256"),
-            attempts: column(&row, "attempts"),
-            phone_number_id: column(&row, "phone_number_id"),
-            graph_api_version: column(&row, "graph_api_version"),
-            access_token: column(&row, "access_token"),
-        })
-        .collect()
+        rows.map(|row| MediaJob::from_row(&row)).collect()
     })
 }
 

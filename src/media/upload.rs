@@ -28,7 +28,7 @@ fn wa_upload_media(channel: &str, content: &[u8], mime_type: &str, filename: def
     let (content_type, body) = graph_api::media_upload(content, mime_type, filename);
     let answer = session_agent()
         .post(&graph_api::media_upload_url(&base, &version, &api.phone_number_id))
-        .header("Authorization", format!("Bearer {}", api.access_token))
+        .header("Authorization", format!("Bearer {}", api.access_token.expose()))
         .content_type(&content_type)
         .send(&body[..]);
     let (status, body) = match answer {

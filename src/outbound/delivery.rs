@@ -310,7 +310,7 @@ fn send_of(message: &Claimed, base_url: &str) -> Send {
         },
         access_token: message.access_token.clone(),
         body: message.request.clone(),
-        tag_with_id: message.action == OutboxAction::Message,
+        tag_with_id: message.kind == OutboxAction::Message,
     }
 }
 
@@ -336,7 +336,7 @@ fn keep_pair_rate(claimed: Vec<Claimed>, pairs: &mut PairLimit<(i64, String)>, n
     claimed
         .into_iter()
         .filter(|m| {
-            if m.action == OutboxAction::ReadReceipt {
+            if m.kind == OutboxAction::ReadReceipt {
                 return true; // a read receipt is not a message to the customer
             }
             match pairs.admit((m.channel_id, m.recipient.clone()), now) {

@@ -3,6 +3,7 @@
 //! the results (in a new transaction) after: no transaction is open while a request is in
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
+use crate::channels::Secret;
 use crate::media::download::{Download, DownloadResult, download};
 use crate::metrics;
 use crate::pg::thread_wake::Waker;
@@ -17,7 +18,7 @@ use whatsapp_cloud::graph_api::{self, SendOutcome};
 pub struct Send {
     pub id: i64,
     pub url: String,
-    pub access_token: String,
+    pub access_token: Secret,
     pub body: String,
     /// Put the outbox id in the request's `biz_opaque_callback_data` (every message; not a
     /// read receipt, which is no message). Done on the sender's thread, off the main one.
@@ -118,7 +119,7 @@ fn post_once(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
         .config()
         .timeout_global(Some(timeout))
         .build()
-        .header("Authorization", format!("Bearer {}", send.access_token))
+        .header("Authorization", format!("Bearer {}", send.access_token.expose()))
         .content_type("application/json");
     let response = if send.tag_with_id {
         response.send(graph_api::with_callback_data(&send.body, send.id).as_bytes())

@@ -1,10 +1,12 @@
 //! The outbound path's SQL, as the delivery worker calls it: claiming due messages, recording
 //! what Meta answered, and a channel's outages (the procedures are in sql/outbound.sql).
 
-use crate::channels::REDACTED;
-use crate::pg::spi::{column, nullable, ok};
+use crate::channels::Secret;
+use crate::pg::spi::{Column, column, ok};
+use crate::sql_row;
 use pgrx::JsonB;
 use pgrx::prelude::*;
+use pgrx::spi::SpiHeapTupleData;
 use std::time::{Duration, SystemTime};
 
 /// What a row of the outbox asks the worker to do.
@@ -28,6 +30,12 @@ impl OutboxAction {
     }
 }
 
+impl Column for OutboxAction {
+    fn read(row: &SpiHeapTupleData, name: &str) -> Self {
+        OutboxAction::of_type(&column::<String>(row, name))
+    }
+}
+
 /// Where a message is posted: the `graph_endpoint` column (see sql/schema.sql).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GraphEndpoint {
@@ -48,38 +56,34 @@ impl GraphEndpoint {
     }
 }
 
-/// A message claimed for sending: its status is `sending` until the result is recorded.
-/// (Its `Debug` leaves the access token and the request out.)
-#[derive(Clone)]
-pub struct Claimed {
-    pub id: i64,
-    pub channel_id: i64,
-    pub max_per_second: i32,
-    pub attempts: i32,
-    pub phone_number_id: String,
-    pub graph_api_version: String,
-    pub access_token: String,
-    pub request: String,
-    pub recipient: String,
-    pub action: OutboxAction,
-    pub endpoint: GraphEndpoint,
-    /// Its channel's Graph API is unreachable: this send is the probe that tells whether it
-    /// answers again (see wa_channels.unreachable_since).
-    pub probe: bool,
-    /// Past its `expires_at`: failed instead of sent (see _wa_expire).
-    pub expired: bool,
+impl Column for GraphEndpoint {
+    fn read(row: &SpiHeapTupleData, name: &str) -> Self {
+        GraphEndpoint::from_sql(column::<Option<String>>(row, name).as_deref())
+    }
 }
 
-impl std::fmt::Debug for Claimed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Claimed")
-            .field("id", &self.id)
-            .field("channel_id", &self.channel_id)
-            .field("attempts", &self.attempts)
-            .field("phone_number_id", &self.phone_number_id)
-            .field("action", &self.action)
-            .field("access_token", &REDACTED)
-            .finish_non_exhaustive()
+sql_row! {
+    /// A message claimed for sending: its status is `sending` until the result is recorded.
+    #[derive(Clone, Debug)]
+    pub struct Claimed {
+        pub id: i64,
+        pub channel_id: i64,
+        pub max_per_second: i32,
+        pub attempts: i32,
+        pub phone_number_id: String,
+        pub graph_api_version: String,
+        pub access_token: Secret,
+        /// The Graph API body.
+        pub request: String,
+        pub recipient: String,
+        /// What the row asks for, read from the message's type.
+        pub kind: OutboxAction,
+        pub endpoint: GraphEndpoint,
+        /// Its channel's Graph API is unreachable: this send is the probe that tells whether it
+        /// answers again (see wa_channels.unreachable_since).
+        pub probe: bool,
+        /// Past its `expires_at`: failed instead of sent (see _wa_expire).
+        pub expired: bool,
     }
 }
 
@@ -91,28 +95,11 @@ pub fn claim_due(
 ) -> Vec<Claimed> {
     Spi::connect_mut(|client| {
         let rows = ok(client.update(
-            "SELECT id, channel_id, max_per_second, attempts, phone_number_id, graph_api_version, access_token, request,
-                    recipient, kind, endpoint, probe, expired
-               FROM _wa_claim_due($1, $2, $3)",
+            "SELECT * FROM _wa_claim_due($1, $2, $3)",
             None,
             &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
         ));
-        rows.map(|row| Claimed {
-            id: column(&row, "id"),
-            channel_id: column(&row, "channel_id"),
-            max_per_second: column(&row, "max_per_second"),
-            attempts: column(&row, "attempts"),
-            phone_number_id: column(&row, "phone_number_id"),
-            graph_api_version: column(&row, "graph_api_version"),
-            access_token: column(&row, "access_token"),
-            request: column(&row, "request"),
-            recipient: column(&row, "recipient"),
-            action: OutboxAction::of_type(&column::<String>(&row, "kind")),
-            endpoint: GraphEndpoint::from_sql(nullable::<String>(&row, "endpoint").as_deref()),
-            probe: column(&row, "probe"),
-            expired: column(&row, "expired"),
-        })
-        .collect()
+        rows.map(|row| Claimed::from_row(&row)).collect()
     })
 }
 

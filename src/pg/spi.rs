@@ -39,15 +39,49 @@ pub fn get_one_prepared<T: FromDatum + IntoDatum>(sql: &'static str, args: &[Dat
     }))
 }
 
-/// The value of column `name`, which must not be NULL.
-pub fn column<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, name: &str) -> T {
-    nullable(row, name)
-        .unwrap_or_else(|| error!("whatsapp_channel: column \"{name}\" is NULL where a value is required"))
+/// A type a column is read as, by name: a NULL where a value must be, or a column that is not
+/// there, is an ERROR that names it, never a silent default. `Option<T>` reads a nullable column.
+pub trait Column: Sized {
+    fn read(row: &SpiHeapTupleData, name: &str) -> Self;
 }
 
-/// The value of column `name`, or `None` for NULL.
-pub fn nullable<T: FromDatum + IntoDatum>(row: &SpiHeapTupleData, name: &str) -> Option<T> {
-    row.get_by_name(name).unwrap_or_else(|e| error!("whatsapp_channel: column \"{name}\": {e}"))
+macro_rules! columns_of_datum_types {
+    ($($t:ty),+) => {$(
+        impl Column for $t {
+            fn read(row: &SpiHeapTupleData, name: &str) -> Self {
+                Option::<$t>::read(row, name)
+                    .unwrap_or_else(|| error!("whatsapp_channel: column \"{name}\" is NULL where a value is required"))
+            }
+        }
+        impl Column for Option<$t> {
+            fn read(row: &SpiHeapTupleData, name: &str) -> Self {
+                row.get_by_name(name).unwrap_or_else(|e| error!("whatsapp_channel: column \"{name}\": {e}"))
+            }
+        }
+    )+};
+}
+columns_of_datum_types!(bool, i32, i64, f64, String, Vec<u8>);
+
+/// The value of column `name` as `T` (see [`Column`]).
+pub fn column<T: Column>(row: &SpiHeapTupleData, name: &str) -> T {
+    T::read(row, name)
+}
+
+/// Declares a struct read from a result row: each field is the column of its name, read as its
+/// type ([`Column`]), so that the columns are written once, as the fields.
+#[macro_export]
+macro_rules! sql_row {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ty),+ $(,)? }) => {
+        $(#[$meta])*
+        pub struct $name { $($(#[$fmeta])* pub $field: $ty),+ }
+
+        impl $name {
+            /// The struct of a result row, read column by column by name.
+            pub fn from_row(row: &pgrx::spi::SpiHeapTupleData) -> $name {
+                $name { $($field: $crate::pg::spi::column(row, stringify!($field))),+ }
+            }
+        }
+    };
 }
 
 /// A batch of rows for one call of a SQL function that takes one array per column, in the
@@ -105,6 +139,40 @@ macro_rules! row_batch {
             }
             fn into_args(self) -> Vec<pgrx::datum::DatumWithOid<'static>> {
                 vec![$(self.$column.into()),+]
+            }
+        }
+    };
+}
+
+/// Declares a closed set of kinds that SQL holds as text (a CHECK-ed column, an argument): the
+/// enum, its one mapping to SQL ([`as_sql`]) and back ([`from_sql`], where an unknown text is
+/// an ERROR that names it, never skipped), and its [`Column`] reading.
+#[macro_export]
+macro_rules! sql_enum {
+    ($(#[$meta:meta])* pub enum $name:ident ($what:literal) { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
+
+        #[allow(dead_code)]
+        impl $name {
+            /// The text SQL holds for it.
+            pub fn as_sql(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// The kind a text names; any other text is an ERROR.
+            pub fn from_sql(text: &str) -> $name {
+                match text {
+                    $($text => $name::$variant,)+
+                    other => pgrx::error!("whatsapp_channel: unknown {} {other:?}", $what),
+                }
+            }
+        }
+
+        impl $crate::pg::spi::Column for $name {
+            fn read(row: &pgrx::spi::SpiHeapTupleData, name: &str) -> Self {
+                $name::from_sql(&$crate::pg::spi::column::<String>(row, name))
             }
         }
     };
