@@ -18,31 +18,9 @@ RETURN CASE status
 -- The queryable columns of a message, derived from its type and Meta's JSON (an inbound message
 -- object, or an outbound request: both carry the "<type>": {...} object). No cast here may
 -- fail: a payload of an unexpected shape must still be stored. Used by every INSERT into
--- wa_messages, in the order of the columns (see sql/schema.sql).
+-- wa_messages, in the order of the columns of _wa_message_derived (sql/schema.sql).
 CREATE FUNCTION _wa_message_columns(msg_type text, payload jsonb)
-RETURNS TABLE (
-    media_id text,
-    media_mime_type text,
-    media_sha256 text,
-    media_filename text,
-    voice boolean,
-    latitude double precision,
-    longitude double precision,
-    location_name text,
-    location_address text,
-    reply_to_wamid text,
-    forwarded boolean,
-    frequently_forwarded boolean,
-    referral jsonb,
-    reaction_to_wamid text,
-    reaction_emoji text,
-    interactive_reply_id text,
-    button_payload text,
-    order_items jsonb,
-    shared_contacts jsonb,
-    system_type text,
-    original_wamid text
-)
+RETURNS SETOF @extschema@._wa_message_derived
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 BEGIN ATOMIC
     SELECT

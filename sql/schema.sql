@@ -162,6 +162,36 @@ CREATE INDEX wa_webhook_events_received ON wa_webhook_events (received_at);
 -- The events still to be replayed (usually none), for the maintenance worker and the health view.
 CREATE INDEX wa_webhook_events_incomplete ON wa_webhook_events (channel_id, id) WHERE outcome = 'incomplete';
 
+-- The queryable columns of a message derived from its payload by _wa_message_columns()
+-- (sql/model.sql), the same way for inbound messages and outbound requests (both carry Meta's
+-- "<type>": {...} object), and for events re-processed after an upgrade. Defined once, here:
+-- wa_messages takes them with LIKE and _wa_message_columns() returns this type. (Not generated
+-- columns: Postgres re-reads those expressions for every INSERT, which cost more than half of
+-- an enqueue.)
+CREATE TYPE _wa_message_derived AS (
+    media_id             text,
+    media_mime_type      text,
+    media_sha256         text,
+    media_filename       text,
+    voice                boolean,
+    latitude             double precision,
+    longitude            double precision,
+    location_name        text,
+    location_address     text,
+    reply_to_wamid       text,
+    forwarded            boolean,
+    frequently_forwarded boolean,
+    referral             jsonb,
+    reaction_to_wamid    text,
+    reaction_emoji       text,
+    interactive_reply_id text,
+    button_payload       text,
+    order_items          jsonb,
+    shared_contacts      jsonb,
+    system_type          text,
+    original_wamid       text
+);
+
 CREATE TABLE wa_messages (
     id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel_id       bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
@@ -219,32 +249,8 @@ CREATE TABLE wa_messages (
     -- Marketing Messages API (a marketing template of a channel with marketing_messages on).
     graph_endpoint   text CHECK (graph_endpoint IN ('marketing_messages')),
 
-    -- Queryable columns derived from the payload by _wa_message_columns() (sql/model.sql),
-    -- the same way for inbound messages and outbound requests (both carry Meta's
-    -- "<type>": {...} object), and for events re-processed after an upgrade. (Not generated
-    -- columns: Postgres re-reads those expressions for every INSERT, which cost more than half
-    -- of an enqueue.)
-    media_id             text,
-    media_mime_type      text,
-    media_sha256         text,
-    media_filename       text,
-    voice                boolean,
-    latitude             double precision,
-    longitude            double precision,
-    location_name        text,
-    location_address     text,
-    reply_to_wamid       text,
-    forwarded            boolean,
-    frequently_forwarded boolean,
-    referral             jsonb,
-    reaction_to_wamid    text,
-    reaction_emoji       text,
-    interactive_reply_id text,
-    button_payload       text,
-    order_items          jsonb,
-    shared_contacts      jsonb,
-    system_type          text,
-    original_wamid       text,
+    -- Queryable columns derived from the payload (see _wa_message_derived above).
+    LIKE _wa_message_derived,
 
     -- The caller's name for an outbound message (wa_send_*(..., idempotency_key => ...)): a
     -- second call with the same channel and key returns this message's id and queues nothing,

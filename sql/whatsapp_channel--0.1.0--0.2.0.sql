@@ -1839,6 +1839,74 @@ BEGIN
 END
 $$;
 
+-- Issue 25: the derived message columns are defined once, as the type _wa_message_derived, which
+-- a fresh install's wa_messages takes with LIKE (this database's table already has the same
+-- columns) and which _wa_message_columns() returns. Its callers are PL/pgSQL, so it can be
+-- dropped and created again with the new return type.
+-- The queryable columns of a message derived from its payload by _wa_message_columns()
+-- (sql/model.sql), the same way for inbound messages and outbound requests (both carry Meta's
+-- "<type>": {...} object), and for events re-processed after an upgrade. Defined once, here:
+-- wa_messages takes them with LIKE and _wa_message_columns() returns this type. (Not generated
+-- columns: Postgres re-reads those expressions for every INSERT, which cost more than half of
+-- an enqueue.)
+CREATE TYPE _wa_message_derived AS (
+    media_id             text,
+    media_mime_type      text,
+    media_sha256         text,
+    media_filename       text,
+    voice                boolean,
+    latitude             double precision,
+    longitude            double precision,
+    location_name        text,
+    location_address     text,
+    reply_to_wamid       text,
+    forwarded            boolean,
+    frequently_forwarded boolean,
+    referral             jsonb,
+    reaction_to_wamid    text,
+    reaction_emoji       text,
+    interactive_reply_id text,
+    button_payload       text,
+    order_items          jsonb,
+    shared_contacts      jsonb,
+    system_type          text,
+    original_wamid       text
+);
+
+DROP FUNCTION _wa_message_columns(text, jsonb);
+
+-- The queryable columns of a message, derived from its type and Meta's JSON (an inbound message
+-- object, or an outbound request: both carry the "<type>": {...} object). No cast here may
+-- fail: a payload of an unexpected shape must still be stored. Used by every INSERT into
+-- wa_messages, in the order of the columns of _wa_message_derived (sql/schema.sql).
+CREATE FUNCTION _wa_message_columns(msg_type text, payload jsonb)
+RETURNS SETOF @extschema@._wa_message_derived
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+BEGIN ATOMIC
+    SELECT
+        CASE WHEN msg_type IN ('image', 'audio', 'video', 'document', 'sticker') THEN payload -> msg_type ->> 'id' END,
+        CASE WHEN msg_type IN ('image', 'audio', 'video', 'document', 'sticker') THEN payload -> msg_type ->> 'mime_type' END,
+        CASE WHEN msg_type IN ('image', 'audio', 'video', 'document', 'sticker') THEN payload -> msg_type ->> 'sha256' END,
+        payload -> 'document' ->> 'filename',
+        payload @> '{"audio": {"voice": true}}',
+        CASE WHEN jsonb_typeof(payload -> 'location' -> 'latitude') = 'number' THEN (payload -> 'location' ->> 'latitude')::double precision END,
+        CASE WHEN jsonb_typeof(payload -> 'location' -> 'longitude') = 'number' THEN (payload -> 'location' ->> 'longitude')::double precision END,
+        payload -> 'location' ->> 'name',
+        payload -> 'location' ->> 'address',
+        COALESCE(payload -> 'context' ->> 'id', payload -> 'context' ->> 'message_id'),
+        payload @> '{"context": {"forwarded": true}}' OR payload @> '{"context": {"frequently_forwarded": true}}',
+        payload @> '{"context": {"frequently_forwarded": true}}',
+        payload -> 'referral',
+        payload -> 'reaction' ->> 'message_id',
+        NULLIF(payload -> 'reaction' ->> 'emoji', ''),
+        COALESCE(payload -> 'interactive' -> 'button_reply' ->> 'id', payload -> 'interactive' -> 'list_reply' ->> 'id'),
+        payload -> 'button' ->> 'payload',
+        payload -> 'order' -> 'product_items',
+        CASE WHEN msg_type = 'contacts' THEN payload -> 'contacts' END,
+        payload -> 'system' ->> 'type',
+        COALESCE(payload -> 'revoke' ->> 'original_message_id', payload -> 'edit' ->> 'original_message_id');
+END;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted. Later upgrade scripts only
 -- call _wa_apply_privileges().

@@ -6,10 +6,11 @@
 //! - [`inbound`]: the webhook listener. [`inbound::http`] (HTTP threads, no Postgres calls:
 //!   routing, body limits, signatures, parsing) hands verified payloads to
 //!   [`inbound::listener`] (the worker's main thread), which stores them through the one write
-//!   path ([`inbound::write_path`]) and answers 200 only after COMMIT; sql/inbound.sql;
+//!   path ([`inbound::write_path`]) and answers 200 only after COMMIT; sql/inbound*.sql;
 //! - [`outbound`]: `wa_send_text()` (SQL) queues a row and [`pg::commit_wake`]s the
 //!   [`outbound::delivery`] worker at commit; it sends through the [`outbound::sender_pool`] and
-//!   records the result ([`outbound::recording`]); sql/outbound.sql;
+//!   records the result ([`outbound::recording`]); sql/outbound.sql (the send API) and
+//!   sql/outbound_delivery.sql (the worker's procedures);
 //! - [`media`]: inbound files downloaded by the delivery worker's senders, outbound uploads;
 //!   sql/media.sql;
 //! - [`maintenance`]: the worker that deletes what outlived its retention, replays incomplete
@@ -42,8 +43,12 @@ pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/model.sql", name = "model");
 pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["model"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["channels"]);
-pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound"]);
-pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound"]);
+pgrx::extension_sql_file!("../sql/inbound_statuses.sql", name = "inbound_statuses", requires = ["inbound"]);
+pgrx::extension_sql_file!("../sql/inbound_business_app.sql", name = "inbound_business_app", requires = ["inbound_statuses"]);
+pgrx::extension_sql_file!("../sql/inbound_calls_groups.sql", name = "inbound_calls_groups", requires = ["inbound_business_app"]);
+pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound_calls_groups"]);
+pgrx::extension_sql_file!("../sql/outbound_delivery.sql", name = "outbound_delivery", requires = ["outbound"]);
+pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound_delivery"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["media"]);
 pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["views", metrics::sql::_wa_metrics]);
 pgrx::extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);

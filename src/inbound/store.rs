@@ -1,5 +1,5 @@
 //! The inbound path's SQL: raw webhook events, and the row batches of the one write path (sql/
-//! inbound.sql's `_wa_receive_*` functions, one array per column, declared once each with
+//! inbound*.sql's `_wa_receive_*` functions, one array per column, declared once each with
 //! [`row_batch!`]). Most of the logic is in those SQL functions; this only gathers and calls.
 
 use super::counts::CounterKind;

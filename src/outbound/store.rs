@@ -1,5 +1,5 @@
 //! The outbound path's SQL, as the delivery worker calls it: claiming due messages, recording
-//! what Meta answered, and a channel's outages (the procedures are in sql/outbound.sql).
+//! what Meta answered, and a channel's outages (the procedures are in sql/outbound_delivery.sql).
 
 use crate::channels::Secret;
 use crate::pg::spi::{Column, column, ok};
