@@ -49,8 +49,8 @@ $$;
 -- Sets a channel's access token from a file on the database server (its first line, blanks
 -- trimmed), so that the token is in no statement text, bind parameter, pg_stat_activity row or
 -- log line: only the path is. Runs with the caller's own rights (not SECURITY DEFINER): reading
--- a server file takes superuser or pg_read_server_files, as COPY FROM a file does, and the
--- caller needs EXECUTE on wa_set_access_token.
+-- a server file takes a superuser, or EXECUTE on pg_read_file(text) and, for a file outside the
+-- data directory, pg_read_server_files; the caller needs EXECUTE on wa_set_access_token too.
 CREATE FUNCTION wa_set_access_token_from_file(channel text, path text) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp

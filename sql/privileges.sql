@@ -32,7 +32,6 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_phone(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_recipient(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
-    GRANT EXECUTE ON FUNCTION @extschema@.wa_webhook_url(text) TO PUBLIC;
 END
 $$;
 

@@ -1907,6 +1907,13 @@ BEGIN ATOMIC
         COALESCE(payload -> 'revoke' ->> 'original_message_id', payload -> 'edit' ->> 'original_message_id');
 END;
 
+-- Issue 25: a NULL where a value is required is an ERROR that names the argument (22004), so
+-- these functions, STRICT in 0.1.0 (a NULL answered NULL and skipped the check), now see it.
+ALTER FUNCTION _wa_check_access_token(text) CALLED ON NULL INPUT;
+ALTER FUNCTION _wa_interactive_request(text, jsonb) CALLED ON NULL INPUT;
+ALTER FUNCTION _wa_mark_read_request(text, boolean) CALLED ON NULL INPUT;
+ALTER FUNCTION wa_sync_templates(text) CALLED ON NULL INPUT;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted. Later upgrade scripts only
 -- call _wa_apply_privileges().
@@ -1933,7 +1940,6 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_phone(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_recipient(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
-    GRANT EXECUTE ON FUNCTION @extschema@.wa_webhook_url(text) TO PUBLIC;
 END
 $$;
 

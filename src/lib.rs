@@ -44,8 +44,16 @@ pgrx::extension_sql_file!("../sql/model.sql", name = "model");
 pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["model"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["channels"]);
 pgrx::extension_sql_file!("../sql/inbound_statuses.sql", name = "inbound_statuses", requires = ["inbound"]);
-pgrx::extension_sql_file!("../sql/inbound_business_app.sql", name = "inbound_business_app", requires = ["inbound_statuses"]);
-pgrx::extension_sql_file!("../sql/inbound_calls_groups.sql", name = "inbound_calls_groups", requires = ["inbound_business_app"]);
+pgrx::extension_sql_file!(
+    "../sql/inbound_business_app.sql",
+    name = "inbound_business_app",
+    requires = ["inbound_statuses"]
+);
+pgrx::extension_sql_file!(
+    "../sql/inbound_calls_groups.sql",
+    name = "inbound_calls_groups",
+    requires = ["inbound_business_app"]
+);
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound_calls_groups"]);
 pgrx::extension_sql_file!("../sql/outbound_delivery.sql", name = "outbound_delivery", requires = ["outbound"]);
 pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound_delivery"]);

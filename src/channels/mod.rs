@@ -8,7 +8,7 @@ pub mod graph_session;
 pub mod store;
 mod templates;
 
-use crate::pg::error::raise;
+use crate::pg::error::{raise, required};
 use crate::pg::spi::{Column, column};
 use crate::sql_row;
 use pgrx::PgSqlErrorCode;
@@ -72,13 +72,18 @@ sql_row! {
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 fn wa_add_channel(
-    name: &str,
-    phone_number_id: &str,
-    access_token: &str,
-    app_secret: &str,
-    verify_token: &str,
+    name: Option<&str>,
+    phone_number_id: Option<&str>,
+    access_token: Option<&str>,
+    app_secret: Option<&str>,
+    verify_token: Option<&str>,
     waba_id: default!(Option<&str>, "NULL"),
 ) -> i64 {
+    let name = required(name, "name");
+    let phone_number_id = required(phone_number_id, "phone_number_id");
+    let access_token = required(access_token, "access_token");
+    let app_secret = required(app_secret, "app_secret");
+    let verify_token = required(verify_token, "verify_token");
     if let Err(e) = channel::validate(name, phone_number_id, access_token, app_secret, verify_token) {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
     }
@@ -90,8 +95,8 @@ fn wa_add_channel(
 
 /// Refuses what cannot be an access token, naming where to get one.
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_check_access_token(access_token: &str) {
-    if let Err(e) = channel::validate_access_token(access_token) {
+fn _wa_check_access_token(access_token: Option<&str>) {
+    if let Err(e) = channel::validate_access_token(required(access_token, "access_token")) {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
     }
 }

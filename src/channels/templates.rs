@@ -2,7 +2,7 @@
 //! The checks before sending are SQL (`_wa_check_template` in sql/outbound.sql).
 
 use crate::channels::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
-use crate::pg::error::raise;
+use crate::pg::error::{raise, required};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use whatsapp_cloud::graph_api;
@@ -38,7 +38,8 @@ fn _wa_template_header_button_problem(template_components: JsonB, components: Op
 /// Graph API from this session, inside the caller's transaction, with the usual timeout.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
-fn wa_sync_templates(channel: &str) -> i32 {
+fn wa_sync_templates(channel: Option<&str>) -> i32 {
+    let channel = required(channel, "channel");
     let api = channel_api(channel);
     let Some(waba_id) = api.waba_id.as_deref() else {
         raise(

@@ -5,7 +5,9 @@ use super::route::route;
 use super::store::{self, EventOutcome};
 use super::write_path::store_payload;
 use crate::channels::store::load_channels;
+use crate::pg::error::raise;
 use crate::warning;
+use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 
 /// Totals of a replay.
@@ -34,7 +36,11 @@ pub fn replay(
         None => None,
         Some(name) => match channels.iter().find(|c| c.name == name) {
             Some(c) => Some(c.id),
-            None => error!("whatsapp_channel: unknown channel '{name}'"),
+            None => raise(
+                PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,
+                format!("unknown channel '{name}'"),
+                "List channels with SELECT name FROM wa_channels, or pass NULL to replay every channel's events.",
+            ),
         },
     };
     let mut totals = Replayed::default();

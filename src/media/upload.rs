@@ -2,7 +2,7 @@
 //! is downloaded by the delivery worker: see [`super::download`].)
 
 use crate::channels::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
-use crate::pg::error::raise;
+use crate::pg::error::{raise, required};
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use whatsapp_cloud::graph_api;
@@ -12,7 +12,15 @@ use whatsapp_cloud::graph_api;
 /// Uploaded ids live 30 days. It calls the Graph API from this session, with the usual timeout.
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
-fn wa_upload_media(channel: &str, content: &[u8], mime_type: &str, filename: default!(Option<&str>, "NULL")) -> String {
+fn wa_upload_media(
+    channel: Option<&str>,
+    content: Option<&[u8]>,
+    mime_type: Option<&str>,
+    filename: default!(Option<&str>, "NULL"),
+) -> String {
+    let channel = required(channel, "channel");
+    let content = required(content, "content");
+    let mime_type = required(mime_type, "mime_type");
     if content.is_empty() {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "the file is empty".into(), "Pass the file's bytes.");
     }

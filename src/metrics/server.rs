@@ -38,7 +38,7 @@ pub fn workers(listener_workers: usize) -> Vec<(String, bool)> {
         .map(|slot| (format!("webhook listener {}", slot + 1), commit_wake::listener_running(slot)))
         .collect();
     out.push(("delivery".to_string(), commit_wake::delivery_running()));
-    out.push(("maintenance".to_string(), true));
+    out.push(("maintenance".to_string(), commit_wake::maintenance_running()));
     out
 }
 

@@ -2,7 +2,7 @@
 //! built by the pure functions of `whatsapp_cloud::graph_api` (unit-tested there); and the
 //! recipient and error helpers of the SQL API.
 
-use crate::pg::error::raise;
+use crate::pg::error::{raise, required};
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use whatsapp_cloud::{graph_api, phone};
@@ -41,49 +41,71 @@ fn request(built: Result<serde_json::Value, graph_api::InvalidMessage>) -> JsonB
     }
 }
 
+/// The recipient of a send, which must be given.
+fn given_recipient(recipient: Option<&str>) -> phone::Recipient {
+    recipient_of(required(recipient, "recipient"))
+}
+
+// The arguments a send must have are Options, so that a NULL is an error that names it (see
+// `required`), not pgrx's XX000.
+
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_text_request(recipient: &str, body: &str, reply_to: Option<&str>, preview_url: default!(bool, false)) -> JsonB {
-    request(graph_api::text(&recipient_of(recipient), body, reply_to, preview_url))
+fn _wa_text_request(
+    recipient: Option<&str>,
+    body: Option<&str>,
+    reply_to: Option<&str>,
+    preview_url: default!(bool, false),
+) -> JsonB {
+    request(graph_api::text(&given_recipient(recipient), required(body, "body"), reply_to, preview_url))
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_media_request(
-    recipient: &str,
-    kind: &str,
-    link_or_media_id: &str,
+    recipient: Option<&str>,
+    kind: Option<&str>,
+    link_or_media_id: Option<&str>,
     caption: Option<&str>,
     filename: Option<&str>,
 ) -> JsonB {
-    request(graph_api::media(&recipient_of(recipient), kind, link_or_media_id, caption, filename))
+    let (kind, link_or_media_id) = (required(kind, "kind"), required(link_or_media_id, "link_or_media_id"));
+    request(graph_api::media(&given_recipient(recipient), kind, link_or_media_id, caption, filename))
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_template_request(recipient: &str, name: &str, language: &str, components: Option<JsonB>) -> JsonB {
-    request(graph_api::template(&recipient_of(recipient), name, language, components.as_ref().map(|c| &c.0)))
+fn _wa_template_request(
+    recipient: Option<&str>,
+    name: Option<&str>,
+    language: Option<&str>,
+    components: Option<JsonB>,
+) -> JsonB {
+    let (name, language) = (required(name, "name"), required(language, "language"));
+    request(graph_api::template(&given_recipient(recipient), name, language, components.as_ref().map(|c| &c.0)))
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_interactive_request(recipient: &str, interactive: JsonB) -> JsonB {
-    request(graph_api::interactive(&recipient_of(recipient), &interactive.0))
+fn _wa_interactive_request(recipient: Option<&str>, interactive: Option<JsonB>) -> JsonB {
+    request(graph_api::interactive(&given_recipient(recipient), &required(interactive, "interactive").0))
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_location_request(
-    recipient: &str,
-    latitude: f64,
-    longitude: f64,
+    recipient: Option<&str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
     name: Option<&str>,
     address: Option<&str>,
 ) -> JsonB {
-    request(graph_api::location(&recipient_of(recipient), latitude, longitude, name, address))
+    let (latitude, longitude) = (required(latitude, "latitude"), required(longitude, "longitude"));
+    request(graph_api::location(&given_recipient(recipient), latitude, longitude, name, address))
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_reaction_request(recipient: &str, message_wamid: &str, emoji: Option<&str>) -> JsonB {
-    JsonB(graph_api::reaction(&recipient_of(recipient), message_wamid, emoji.unwrap_or("")))
+fn _wa_reaction_request(recipient: Option<&str>, message_wamid: Option<&str>, emoji: Option<&str>) -> JsonB {
+    let message_wamid = required(message_wamid, "message_wamid");
+    JsonB(graph_api::reaction(&given_recipient(recipient), message_wamid, emoji.unwrap_or("")))
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_mark_read_request(message_wamid: &str, typing: default!(bool, false)) -> JsonB {
-    JsonB(graph_api::mark_read(message_wamid, typing))
+fn _wa_mark_read_request(message_wamid: Option<&str>, typing: default!(bool, false)) -> JsonB {
+    JsonB(graph_api::mark_read(required(message_wamid, "message_wamid"), typing))
 }

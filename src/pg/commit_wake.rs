@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 
 /// `pgprocno` of the running delivery worker, -1 when none runs.
 static DELIVERY_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_delivery_procno") };
+/// `pgprocno` of the running maintenance worker, -1 when none runs (for `worker_up` only).
+static MAINTENANCE_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_maintenance_procno") };
 /// Set by the first committing waker, cleared by the worker before it looks for work.
 static WAKE_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_wake_pending") };
 /// Most webhook listener workers (`whatsapp_channel.listener_workers`).
@@ -35,6 +37,7 @@ thread_local! {
 
 pub fn init_shared_memory() {
     pg_shmem_init!(DELIVERY_PROCNO = AtomicI32::new(-1));
+    pg_shmem_init!(MAINTENANCE_PROCNO = AtomicI32::new(-1));
     pg_shmem_init!(WAKE_PENDING = AtomicBool::new(false));
     pg_shmem_init!(LISTENER_PROCNOS = [const { AtomicI32::new(-1) }; MAX_LISTENERS]);
     pg_shmem_init!(CHANNELS_GENERATION = AtomicU64::new(0));
@@ -45,7 +48,7 @@ pub fn init_shared_memory() {
 pub fn delivery_at_commit() {
     if !PRELOADED.load(Ordering::Relaxed) {
         warning!(
-            "whatsapp_channel is not in shared_preload_libraries: the message is queued, but no delivery worker runs to send it"
+            "whatsapp_channel is not in shared_preload_libraries: no delivery worker runs, so nothing queued is sent; add it and restart the server"
         );
         return;
     }
@@ -104,6 +107,17 @@ unsafe extern "C-unwind" fn clear_delivery_procno(_code: std::ffi::c_int, _arg: 
     DELIVERY_PROCNO.get().store(-1, Ordering::Release);
 }
 
+/// Called by the maintenance worker at start, so that `worker_up` can tell it runs.
+pub fn register_maintenance_worker() {
+    MAINTENANCE_PROCNO.get().store(my_procno(), Ordering::Release);
+    unsafe { pg_sys::on_proc_exit(Some(clear_maintenance_procno), pg_sys::Datum::from(0)) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn clear_maintenance_procno(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
+    MAINTENANCE_PROCNO.get().store(-1, Ordering::Release);
+}
+
 /// Arranges for every webhook listener to re-read its channels when the current transaction
 /// commits (a trigger on wa_channels and wa_channel_secrets calls it).
 pub fn listener_at_commit() {
@@ -149,6 +163,11 @@ pub fn listener_running(slot: usize) -> bool {
 /// Whether the delivery worker runs (shared memory only: any thread may ask).
 pub fn delivery_running() -> bool {
     PRELOADED.load(Ordering::Relaxed) && DELIVERY_PROCNO.get().load(Ordering::Acquire) >= 0
+}
+
+/// Whether the maintenance worker runs (shared memory only: any thread may ask).
+pub fn maintenance_running() -> bool {
+    PRELOADED.load(Ordering::Relaxed) && MAINTENANCE_PROCNO.get().load(Ordering::Acquire) >= 0
 }
 
 /// The channels' generation: when it differs from the one last read, they changed since.

@@ -10,3 +10,15 @@ pub fn raise(code: PgSqlErrorCode, message: String, hint: &str) -> ! {
     ErrorReport::new(code, message, "whatsapp_channel").set_hint(hint).report(PgLogLevel::ERROR);
     unreachable!("ERROR does not return")
 }
+
+/// A required argument of a SQL function: NULL is an ERROR (22004) that names it, not pgrx's
+/// "argument 0 must not be null" (XX000, with a Rust backtrace when RUST_BACKTRACE is set).
+pub fn required<T>(value: Option<T>, argument: &str) -> T {
+    value.unwrap_or_else(|| {
+        raise(
+            PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+            format!("{argument} must not be NULL"),
+            &format!("Pass a value for {argument}."),
+        )
+    })
+}

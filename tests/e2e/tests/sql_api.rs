@@ -138,16 +138,15 @@ fn public_may_call_only_the_pure_helpers() {
             "wa_normalize_recipient(text)",
             "wa_verify_signature(text,bytea,text)",
             "wa_verify_signature(text,text,text)",
-            "wa_webhook_url(text)",
         ],
         "functions PUBLIC may execute (sql/privileges.sql is the allow-list)"
     );
 }
 
-/// The columns of wa_messages derived from a message's payload are written twice, as the table's
-/// (sql/schema.sql) and as the result of _wa_message_columns() (sql/model.sql), which every writer
-/// inserts by position under the table's names. So the two must agree, name for name and type for
-/// type, and a message stored by each writer (an inbound message of every kind; a text, which
+/// The columns of wa_messages derived from a message's payload are declared once, as the type
+/// _wa_message_derived (sql/schema.sql) that the table takes with LIKE and _wa_message_columns()
+/// (sql/model.sql) returns; every writer inserts the function's result by position under the
+/// table's names. So the two must agree, name for name and type for type, and a message stored by each writer (an inbound message of every kind; a text, which
 /// _wa_enqueue derives apart; the other sends) must hold under each name what the function
 /// derives from it: a list reordered or changed on one side only fails here.
 #[test]

@@ -19,6 +19,9 @@ SELECT wa_add_channel('ch_2', '2', 'EAAGtokentokentoken', '0123456789ABCDEF01234
 SELECT name, waba_id FROM wa_channels WHERE name = 'ch_2';
 
 -- Each field is checked, and the refusal names it and where to copy it from.
+-- A NULL for a field is refused by name (22004), like any other missing value.
+SELECT wa_add_channel(NULL, '3', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v'); \echo :SQLSTATE
+SELECT wa_add_channel('ch-3', '3', 'EAAGtokentokentoken', NULL, 'v'); \echo :SQLSTATE
 SELECT wa_add_channel('', '3', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v'); \echo :SQLSTATE
 SELECT wa_add_channel('Support', '3', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v'); \echo :SQLSTATE
 SELECT wa_add_channel(repeat('x', 64), '3', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v'); \echo :SQLSTATE
@@ -45,6 +48,7 @@ SELECT c.paused_at, c.paused_reason, s.access_token
   FROM wa_channels c JOIN wa_channel_secrets s ON s.channel_id = c.id WHERE c.name = 'ch-support';
 SELECT wa_set_access_token('ch-support', 'EAAG'); \echo :SQLSTATE
 SELECT wa_set_access_token('ch-support', E'EAAGsecondtokensecond\n'); \echo :SQLSTATE
+SELECT wa_set_access_token('ch-support', NULL); \echo :SQLSTATE
 SELECT wa_set_access_token('no-such-channel', 'EAAGsecondtokensecond'); \echo :SQLSTATE
 
 -- wa_set_access_token_from_file: the first line of a server file, blanks trimmed (a path
@@ -80,6 +84,7 @@ SET client_min_messages = error;
 -- a Graph API that does not answer is a connection failure (postgresql.conf here points it
 -- at a port where nothing listens).
 SELECT wa_sync_templates('no-such-channel'); \echo :SQLSTATE
+SELECT wa_sync_templates(NULL); \echo :SQLSTATE
 SELECT wa_sync_templates('ch_2'); \echo :SQLSTATE
 SELECT current_setting('whatsapp_channel.graph_api_url');
 SELECT wa_sync_templates('ch-support'); \echo :SQLSTATE

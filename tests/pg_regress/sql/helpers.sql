@@ -42,6 +42,9 @@ SELECT wa_verify_signature(:secret, :body::text, :good) AS text_body,
        wa_verify_signature(:secret, :body::text, substr(:good, 8)) AS without_prefix,
        wa_verify_signature(:secret, :body::text, 'sha1=' || substr(:good, 8)) AS sha1_prefix,
        wa_verify_signature(:secret, :body::text, left(:good, -2)) AS truncated;
+-- A NULL secret or body is refused by name (22004) rather than answered false.
+SELECT wa_verify_signature(NULL, :body::text, :good); \echo :SQLSTATE
+SELECT wa_verify_signature(:secret, NULL::bytea, :good); \echo :SQLSTATE
 -- A non-ASCII body: Meta may sign its raw UTF-8 bytes or its \uXXXX-escaped form, and sends
 -- the raw bytes either way; both signatures verify the raw body.
 SELECT wa_verify_signature(:secret, '{"text":"héllo 👍"}'::text,

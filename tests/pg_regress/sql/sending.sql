@@ -47,6 +47,10 @@ SELECT reply_to_wamid, next_attempt_at <= now() AS due, attempts, expires_at FRO
 SELECT wa_send_text('no-such-channel', '15551234567', 'x'); \echo :SQLSTATE
 SELECT wa_send_text('send', 'not a number', 'x'); \echo :SQLSTATE
 SELECT wa_send_text('send', '15551234567', '   '); \echo :SQLSTATE
+-- A NULL recipient or body is refused by name (22004).
+SELECT wa_send_text('send', NULL, 'x'); \echo :SQLSTATE
+SELECT wa_send_text('send', '15551234567', NULL); \echo :SQLSTATE
+SELECT wa_send_location('send', '15551234567', NULL, 2.0); \echo :SQLSTATE
 SELECT wa_send_text('send', '15551234567', repeat('a', 4097)); \echo :SQLSTATE
 SELECT wa_send_text('send', '15551234567', repeat('é', 4096)) AS id \gset
 SELECT length(payload #>> '{text,body}') AS characters FROM wa_messages WHERE id = :id;

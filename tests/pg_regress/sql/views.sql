@@ -26,6 +26,8 @@ SELECT * FROM regress_customer_writes('views', '447700900123', 'wamid.views.in.3
 SELECT min(id) AS first_event, max(id) AS last_event FROM wa_webhook_events \gset
 SELECT * FROM wa_replay_webhook_events(:first_event, :last_event);
 SELECT * FROM wa_replay_webhook_events(channel => 'views');
+-- An unknown channel is refused like everywhere else, with a hint.
+SELECT * FROM wa_replay_webhook_events(channel => 'nope'); \echo :SQLSTATE
 SELECT * FROM wa_replay_webhook_events(:last_event + 1);
 SELECT outcome, error FROM wa_webhook_events ORDER BY id;
 -- A stored body that is not a webhook payload is skipped: not counted, nothing stored.
@@ -73,7 +75,7 @@ SELECT metric, count(*) AS samples, sum(value) AS total, string_agg(DISTINCT k, 
  WHERE metric <> 'whatsapp_channel_worker_up'
  GROUP BY metric ORDER BY metric;
 SELECT labels ->> 'worker' AS worker, value FROM wa_metrics
- WHERE metric = 'whatsapp_channel_worker_up' AND labels ->> 'worker' IN ('delivery', 'webhook listener 1')
+ WHERE metric = 'whatsapp_channel_worker_up' AND labels ->> 'worker' IN ('delivery', 'maintenance', 'webhook listener 1')
  ORDER BY worker;
 
 DELETE FROM wa_channels WHERE name = 'views';
