@@ -91,8 +91,7 @@ impl GraphSim {
     }
 
     /// Who is in `group_id`: a group send's `delivered` and `read` webhooks carry one status per
-    /// participant. Unset groups have two
-    /// ([`DEFAULT_GROUP_PARTICIPANTS`](super::statuses::DEFAULT_GROUP_PARTICIPANTS)).
+    /// participant. Unset groups have two (`DEFAULT_GROUP_PARTICIPANTS` of `statuses.rs`).
     pub fn set_group_participants(&self, group_id: &str, wa_ids: &[&str]) {
         let wa_ids = wa_ids.iter().map(|w| w.to_string()).collect();
         self.state.group_participants.lock().unwrap().insert(group_id.to_string(), wa_ids);
