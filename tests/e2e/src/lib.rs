@@ -7,12 +7,13 @@
 //!
 //! The harness by concern: the cluster and how it is made (`cluster.rs`), the running server's
 //! lifecycle and files (`server.rs`), the PostgreSQL programs it runs (`programs.rs`),
-//! connections and SQL helpers (`sql.rs`), channels (`channels.rs`), HTTP (`http.rs`) and
-//! polling (`poll.rs`).
+//! connections and SQL helpers (`sql.rs`), channels (`channels.rs`), HTTP (`http.rs`),
+//! polling (`poll.rs`) and what the inbound tests share (`inbound.rs`).
 
 mod channels;
 mod cluster;
 mod http;
+mod inbound;
 mod poll;
 mod programs;
 mod server;
@@ -21,6 +22,7 @@ mod sql;
 pub use channels::Channel;
 pub use cluster::{Cluster, cluster};
 pub use http::{Answer, http_get, http_post, try_http_get, try_http_post};
+pub use inbound::{messages_of, one_message, value_with};
 pub use poll::{DEADLINE, poll, poll_within};
 pub use programs::{bindir, free_port, run};
 pub use sql::{Listener, error_of, table_digests, unsent};
