@@ -32,7 +32,7 @@ CHANNEL = ENV["WEB_INBOX_CHANNEL"]
 # How long anything may take to show where the issue sets no time; polled, not slept.
 DEADLINE_S = 15.0
 
-# wa-sim's reaction and button_reply kinds point at these fixed wamids (crates/wa-sim/src/payloads.rs):
+# wa-sim's reaction and button_reply kinds point at these fixed wamids (crates/wa-sim/src/payloads/messages.rs):
 # a customer's earlier message stored under them is what they react to and quote.
 REACTION_TARGET = "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA="
 BUTTON_CONTEXT = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
