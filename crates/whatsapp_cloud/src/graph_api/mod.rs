@@ -1,0 +1,37 @@
+//! The Graph API's `/{version}/{phone_number_id}/messages` endpoint: request bodies, answers
+//! and errors, and what to do about each error; and the templates and media endpoints a channel
+//! uses alongside.
+//!
+//! A newcomer's map: `bodies.rs` builds what is sent, `response.rs` reads what comes back,
+//! `retry.rs` and `hints.rs` say what to do about an error; templates, their parameters, media,
+//! the callback data and the URLs each have their own file.
+
+mod bodies;
+mod callback;
+mod hints;
+mod media;
+mod response;
+mod retry;
+mod template_parameters;
+mod templates;
+mod urls;
+
+pub use bodies::{
+    GROUP_HINT, InvalidMessage, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MEDIA_KINDS, interactive, location, mark_read,
+    media, reaction, template, text, text_message,
+};
+pub use callback::{CALLBACK_PREFIX, callback_message_id, with_callback_data};
+pub use hints::hint;
+pub use media::{MediaInfo, media_upload, parse_media_info, sha256_hex, sha256_matches};
+pub use response::{GraphError, SendOutcome, parse_send_response};
+pub use retry::{
+    CREDENTIALS, FEW_ATTEMPTS, MAX_ATTEMPTS, PAIR_LIMIT, RETRIED_A_FEW_TIMES, Retry, THROTTLES, TRANSIENT, backoff,
+    classify, is_outage, jitter,
+};
+pub use template_parameters::{
+    given_body_parameters, header_and_button_problem, named_body_parameter_problem, template_body_parameters,
+};
+pub use templates::{Template, parse_templates};
+pub use urls::{marketing_messages_url, media_info_url, media_upload_url, messages_url, templates_url};
+
+use response::error_answer;
