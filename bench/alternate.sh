@@ -38,7 +38,8 @@ install_build() { # DIR: the saved build becomes the installed one
 case ${1:-} in
   save)
     DIR=${2:?usage: bench/alternate.sh save DIR}
-    . bench/common.sh
+    # (Saving needs no running cluster: common.sh is sourced for its release-build check only.)
+    BENCH_OWN_CLUSTER=1 . bench/common.sh
     require_release_build "$LIB/whatsapp_channel.so"
     mkdir -p "$DIR"
     cp "$LIB/whatsapp_channel.so" "$EXT"/whatsapp_channel.control "$EXT"/whatsapp_channel--*.sql "$DIR/"
