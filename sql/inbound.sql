@@ -51,16 +51,7 @@ CREATE FUNCTION _wa_receive_messages(
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
--- Each statement below joins a batch (tens to thousands of rows) to tables of millions: only
--- nested loops over their unique indexes keep its cost independent of the tables' size, for a
--- batch of any size. (No JIT: nothing here runs long.)
--- Generic plans: those nested loops suit every batch size, and a custom plan per call (which
--- PL/pgSQL keeps choosing when a batch's size makes the generic estimate look worse) was a
--- third of the delivery worker's time in _wa_apply_statuses, measured with perf.
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET jit = off
-SET plan_cache_mode = force_generic_plan
+-- (Planned as a batch write: see sql/plans.sql.)
 AS $$
 DECLARE
     -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).

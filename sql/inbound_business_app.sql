@@ -15,10 +15,7 @@ CREATE FUNCTION _wa_receive_echoes(channels bigint[], wamids text[], recipients 
                                    bodies text[], sent_ats double precision[], payloads jsonb[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET jit = off
-SET plan_cache_mode = force_generic_plan
+-- (Planned as a batch write: see sql/plans.sql.)
 AS $$
 DECLARE
     new_channels bigint[];
@@ -78,10 +75,7 @@ CREATE FUNCTION _wa_receive_history(channels bigint[], wamids text[], customers 
                                     payloads jsonb[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET jit = off
-SET plan_cache_mode = force_generic_plan
+-- (Planned as a batch write: see sql/plans.sql.)
 AS $$
 DECLARE
     added      integer;

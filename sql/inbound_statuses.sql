@@ -12,10 +12,7 @@
 CREATE FUNCTION _wa_apply_statuses(channels bigint[], wamids text[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET jit = off
-SET plan_cache_mode = force_generic_plan
+-- (Planned as a batch write: see sql/plans.sql.)
 AS $$
 DECLARE
     moved integer;
@@ -80,10 +77,7 @@ CREATE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses 
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET jit = off
-SET plan_cache_mode = force_generic_plan
+-- (Planned as a batch write: see sql/plans.sql.)
 AS $$
 DECLARE
     new_channels  bigint[];

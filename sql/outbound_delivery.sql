@@ -48,13 +48,7 @@ RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts in
                probe boolean, expired boolean)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
--- The statistics of a queue are always out of date (a burst fills it faster than it is
--- analyzed), and on them a bitmap scan of a whole channel plus a sort can look cheapest. Only
--- index scans: a queue is then read in due order and the reading stops at the LIMIT. (No JIT:
--- the cost penalty of the disabled scans would make every turn compile, 190 ms, measured.)
-SET enable_bitmapscan = off
-SET enable_seqscan = off
-SET jit = off
+-- (Planned as a queue read: see sql/plans.sql.)
 AS $$
 DECLARE
     chosen bigint[];
@@ -190,10 +184,7 @@ $$;
 CREATE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
--- (See _wa_claim_due.)
-SET enable_bitmapscan = off
-SET enable_seqscan = off
-SET jit = off
+-- (Planned as a queue read: see sql/plans.sql.)
 AS $$
 DECLARE
     due timestamptz;
@@ -240,9 +231,7 @@ $$;
 CREATE FUNCTION _wa_mark_sent_all(msg_ids bigint[], p_wamids text[]) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET jit = off
+-- (Planned as a batch join: see sql/plans.sql.)
 AS $$
 DECLARE
     sent_channels bigint[];

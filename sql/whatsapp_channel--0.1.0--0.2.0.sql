@@ -1914,6 +1914,54 @@ ALTER FUNCTION _wa_interactive_request(text, jsonb) CALLED ON NULL INPUT;
 ALTER FUNCTION _wa_mark_read_request(text, boolean) CALLED ON NULL INPUT;
 ALTER FUNCTION wa_sync_templates(text) CALLED ON NULL INPUT;
 
+-- Issue 25: the planner settings of the hot paths, given in one place (sql/plans.sql). Later
+-- upgrade scripts only call _wa_plan_hot_paths().
+CREATE FUNCTION _wa_plan_hot_paths() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    plan record;
+    f regprocedure;
+BEGIN
+    FOR plan IN VALUES
+        -- Batch writes. Each statement joins a batch (tens to thousands of rows) to tables of
+        -- millions: only nested loops over their unique indexes keep its cost independent of
+        -- the tables' size, for a batch of any size. (No JIT: nothing here runs long.) Generic
+        -- plans: those nested loops suit every batch size, and a custom plan per call (which
+        -- PL/pgSQL keeps choosing when a batch's size makes the generic estimate look worse)
+        -- was a third of the delivery worker's time in _wa_apply_statuses, measured with perf.
+        (ARRAY['_wa_receive_messages', '_wa_receive_statuses', '_wa_apply_statuses', '_wa_receive_echoes',
+               '_wa_receive_history'],
+         'SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off SET plan_cache_mode = force_generic_plan'),
+        -- A batch join of the delivery worker: a turn's accepted sends to their messages, the
+        -- same nested loops.
+        (ARRAY['_wa_mark_sent_all'],
+         'SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off'),
+        -- Queue reads. The statistics of a queue are always out of date (a burst fills it
+        -- faster than it is analyzed), and on them a bitmap scan of a whole channel plus a sort
+        -- can look cheapest. Only index scans: a queue is then read in due order and the
+        -- reading stops at the LIMIT. (No JIT: the cost penalty of the disabled scans would
+        -- make every turn compile, 190 ms, measured.)
+        (ARRAY['_wa_claim_due', '_wa_next_due_in'],
+         'SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off')
+    LOOP
+        IF (SELECT count(*) FROM pg_catalog.pg_proc p
+             WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname = ANY (plan.column1))
+           <> pg_catalog.cardinality(plan.column1) THEN
+            RAISE EXCEPTION 'a function of % does not exist (a rename not made in sql/plans.sql?)', plan.column1;
+        END IF;
+        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
+                  WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname = ANY (plan.column1)
+        LOOP
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s %s', f, plan.column2);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+SELECT _wa_plan_hot_paths();
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted. Later upgrade scripts only
 -- call _wa_apply_privileges().

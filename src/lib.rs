@@ -59,6 +59,7 @@ pgrx::extension_sql_file!("../sql/outbound_delivery.sql", name = "outbound_deliv
 pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound_delivery"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["media"]);
 pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["views", metrics::sql::_wa_metrics]);
+pgrx::extension_sql_file!("../sql/plans.sql", name = "plans", requires = ["metrics"]);
 pgrx::extension_sql_file!("../sql/privileges.sql", name = "privileges", finalize);
 
 /// After a failure, a worker is started again this long later by the postmaster.

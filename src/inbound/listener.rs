@@ -10,7 +10,8 @@ use super::{CounterKind, Counts};
 use crate::channels::store::load_channels;
 use crate::metrics::{self, Histogram};
 use crate::pg::extension::use_extension_schema;
-use crate::pg::{activity, commit_wake, guc, subtransaction, thread_wake, transaction, worker};
+use crate::pg::thread_wake::{self, Wakeups};
+use crate::pg::{activity, commit_wake, guc, subtransaction, transaction, worker};
 use crate::{debug1, log, warning};
 use bounded_http::socket::{self, Sharing};
 use bounded_http::{Promise, Tls, capacity};
@@ -21,6 +22,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Requests waiting for the main thread; more get a 503 (Meta redelivers).
@@ -74,36 +76,7 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         cap.open_files
     );
 
-    let idle = format!("waiting for webhooks on {address}");
-    // Sleeps until a request thread hands over work (or a signal, or the next periodic reload),
-    // but not while a channel change is unread: its latch may have been consumed by a wait
-    // inside the last batch (a COMMIT waiting for a synchronous standby resets the latch).
-    loop {
-        let sleep =
-            if listener.generation != commit_wake::channels_generation() { Duration::ZERO } else { RELOAD_EVERY };
-        if !wakeups.wait(sleep) {
-            break;
-        }
-        if worker::reload_if_asked() {
-            listener.reload_settings(&mut tls);
-        }
-        if listener.generation != commit_wake::channels_generation() {
-            listener.reload(); // a channel or secret changed: committed, so readable now
-        }
-        if listener.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
-            listener.reload();
-            listener.count_held_back();
-        }
-        // Whatever arrived while the last batch was committing forms the next batch.
-        loop {
-            let batch: Vec<Job> = jobs.try_iter().take(BATCH).collect();
-            if batch.is_empty() {
-                break;
-            }
-            listener.run(batch);
-        }
-        activity::idle(&idle);
-    }
+    listener.serve(&jobs, &mut wakeups, &mut tls, &format!("waiting for webhooks on {address}"));
 }
 
 /// Ends the worker with a configuration error that says what to fix.
@@ -215,6 +188,39 @@ struct Listener {
 }
 
 impl Listener {
+    /// Sleeps until a request thread hands over work (or a signal, or the next periodic reload),
+    /// stores what came, and so on until SIGTERM. `idle` is what pg_stat_activity shows meanwhile.
+    fn serve(&mut self, jobs: &Receiver<Job>, wakeups: &mut Wakeups, tls: &mut TlsFiles, idle: &str) {
+        loop {
+            // Not asleep while a channel change is unread: its latch may have been consumed by a
+            // wait inside the last batch (a COMMIT waiting for a synchronous standby resets it).
+            let sleep =
+                if self.generation != commit_wake::channels_generation() { Duration::ZERO } else { RELOAD_EVERY };
+            if !wakeups.wait(sleep) {
+                break;
+            }
+            if worker::reload_if_asked() {
+                self.reload_settings(tls);
+            }
+            if self.generation != commit_wake::channels_generation() {
+                self.reload(); // a channel or secret changed: committed, so readable now
+            }
+            if self.last_reload.is_none_or(|t| t.elapsed() >= RELOAD_EVERY) {
+                self.reload();
+                self.count_held_back();
+            }
+            // Whatever arrived while the last batch was committing forms the next batch.
+            loop {
+                let batch: Vec<Job> = jobs.try_iter().take(BATCH).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                self.run(batch);
+            }
+            activity::idle(idle);
+        }
+    }
+
     /// Stores a batch of jobs in one transaction and answers each request after COMMIT.
     fn run(&mut self, batch: Vec<Job>) {
         let (stores, counters) = take_reports(batch);

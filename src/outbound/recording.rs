@@ -196,7 +196,6 @@ fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<
         }
     };
     let code = error.code.and_then(|c| i32::try_from(c).ok());
-    let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
     let outage = matches!(result, SendResult::Transport(_)) || graph_api::is_outage(&error);
     if !outage {
         outages.answered(message);
@@ -214,7 +213,13 @@ fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<
         SendResult::Transport(_) => Retry::Backoff,
         _ => graph_api::classify(&error),
     };
-    let class = match (result, retry) {
+    let class = error_class(result, retry, &error);
+    vec![act_on_failure(message, &error, retry, retry_after, outage), class]
+}
+
+/// Which error counter a failed send adds to.
+fn error_class(result: &SendResult, retry: Retry, error: &GraphError) -> ChannelCounter {
+    match (result, retry) {
         (SendResult::Transport(_), _) => ChannelCounter::ErrorTransport,
         (_, Retry::Credentials) => ChannelCounter::ErrorCredentials,
         (_, Retry::PairLimit) => ChannelCounter::ErrorPairLimit,
@@ -224,8 +229,22 @@ fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<
             ChannelCounter::ErrorThrottle
         }
         (_, Retry::Backoff) => ChannelCounter::ErrorTransient,
-    };
-    let result = match retry {
+    }
+}
+
+/// What a failed send leads to, by its retry set: the channel paused (its token refused), the
+/// message retried after its backoff (an outage never uses up its attempts), or failed for
+/// good. Returns what it counts.
+fn act_on_failure(
+    message: &Claimed,
+    error: &GraphError,
+    retry: Retry,
+    retry_after: Option<Duration>,
+    outage: bool,
+) -> ChannelCounter {
+    let code = error.code.and_then(|c| i32::try_from(c).ok());
+    let attempts = u32::try_from(message.attempts).unwrap_or(u32::MAX);
+    match retry {
         Retry::Credentials => {
             let hint = graph_api::hint(error.code).unwrap_or_default();
             warning!(
@@ -236,11 +255,11 @@ fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<
             ChannelCounter::SendPaused
         }
         Retry::Backoff | Retry::PairLimit if outage || attempts < graph_api::MAX_ATTEMPTS => {
-            retry_later(message, &error, retry, retry_after, code, attempts);
+            retry_later(message, error, retry, retry_after, code, attempts);
             ChannelCounter::SendRetried
         }
         Retry::Few if attempts < graph_api::FEW_ATTEMPTS => {
-            retry_later(message, &error, retry, retry_after, code, attempts);
+            retry_later(message, error, retry, retry_after, code, attempts);
             ChannelCounter::SendRetried
         }
         _ => {
@@ -254,8 +273,7 @@ fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<
             store::mark_failed(message.id, code, &title, error.details.as_deref());
             ChannelCounter::SendFailed
         }
-    };
-    vec![result, class]
+    }
 }
 
 /// Puts a message back in the queue for its next attempt, after its backoff (or Meta's

@@ -102,6 +102,13 @@ pub fn init() {
     if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
         define_restart_settings();
     }
+    define_listener_settings();
+    define_graph_api_settings();
+    define_media_and_retention_settings();
+}
+
+/// What the webhook listener serves and accepts, and the URL Meta is given.
+fn define_listener_settings() {
     GucRegistry::define_string_guc(
         c"whatsapp_channel.tls_cert_file",
         c"PEM certificate chain for https on the webhook listener; unset = plain HTTP.",
@@ -126,6 +133,20 @@ pub fn init() {
         GucContext::Suset,
         GucFlags::default(),
     );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_body_bytes",
+        c"Largest webhook body accepted; larger ones are answered 413.",
+        c"Meta's payloads are at most 3 MB.",
+        &MAX_BODY_BYTES,
+        1024,
+        64 * 1024 * 1024,
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+}
+
+/// How the delivery worker calls the Graph API, and what it does when there is no answer.
+fn define_graph_api_settings() {
     GucRegistry::define_string_guc(
         c"whatsapp_channel.graph_api_url",
         c"Base URL of Meta's Graph API.",
@@ -143,15 +164,49 @@ pub fn init() {
         GucFlags::default(),
     );
     GucRegistry::define_int_guc(
-        c"whatsapp_channel.max_body_bytes",
-        c"Largest webhook body accepted; larger ones are answered 413.",
-        c"Meta's payloads are at most 3 MB.",
-        &MAX_BODY_BYTES,
-        1024,
-        64 * 1024 * 1024,
+        c"whatsapp_channel.graph_api_timeout",
+        c"Hard timeout of one Graph API request.",
+        c"A request that takes longer is retried later.",
+        &GRAPH_API_TIMEOUT_MS,
+        100,
+        600_000,
         GucContext::Sighup,
-        GucFlags::UNIT_BYTE,
+        GucFlags::UNIT_MS,
     );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.outage_after",
+        c"How long only transport errors and 5xx make a channel's Graph API count as unreachable.",
+        c"Its queue then waits and probes (whatsapp_channel.outage_probe_every); no message fails for an outage.",
+        &OUTAGE_AFTER_MS,
+        0,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.outage_probe_every",
+        c"How often one message probes an unreachable channel's Graph API.",
+        c"The first answer resumes the channel's queue, in order.",
+        &OUTAGE_PROBE_EVERY_MS,
+        10,
+        3_600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.resend_interrupted_after",
+        c"After a crash, how long interrupted sends wait for Meta's status before they are sent again.",
+        c"A status that arrives in time records the send, so the message is not sent twice; 0 sends again at once.",
+        &RESEND_INTERRUPTED_AFTER_S,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+}
+
+/// What is kept of inbound media, and how long raw webhooks and media bytes are kept.
+fn define_media_and_retention_settings() {
     GucRegistry::define_enum_guc(
         c"whatsapp_channel.media_download",
         c"What is kept of inbound media: 'content' (the bytes) or 'metadata' (type, size, hash).",
@@ -189,46 +244,6 @@ pub fn init() {
         i32::MAX,
         GucContext::Sighup,
         GucFlags::UNIT_S,
-    );
-    GucRegistry::define_int_guc(
-        c"whatsapp_channel.resend_interrupted_after",
-        c"After a crash, how long interrupted sends wait for Meta's status before they are sent again.",
-        c"A status that arrives in time records the send, so the message is not sent twice; 0 sends again at once.",
-        &RESEND_INTERRUPTED_AFTER_S,
-        0,
-        86_400,
-        GucContext::Sighup,
-        GucFlags::UNIT_S,
-    );
-    GucRegistry::define_int_guc(
-        c"whatsapp_channel.outage_after",
-        c"How long only transport errors and 5xx make a channel's Graph API count as unreachable.",
-        c"Its queue then waits and probes (whatsapp_channel.outage_probe_every); no message fails for an outage.",
-        &OUTAGE_AFTER_MS,
-        0,
-        86_400_000,
-        GucContext::Sighup,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"whatsapp_channel.outage_probe_every",
-        c"How often one message probes an unreachable channel's Graph API.",
-        c"The first answer resumes the channel's queue, in order.",
-        &OUTAGE_PROBE_EVERY_MS,
-        10,
-        3_600_000,
-        GucContext::Sighup,
-        GucFlags::UNIT_MS,
-    );
-    GucRegistry::define_int_guc(
-        c"whatsapp_channel.graph_api_timeout",
-        c"Hard timeout of one Graph API request.",
-        c"A request that takes longer is retried later.",
-        &GRAPH_API_TIMEOUT_MS,
-        100,
-        600_000,
-        GucContext::Sighup,
-        GucFlags::UNIT_MS,
     );
 }
 
