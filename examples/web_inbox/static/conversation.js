@@ -1,0 +1,226 @@
+// The web inbox: the open conversation, its messages, statuses, reactions and quotes (after
+// app.js).
+
+// ---- the open conversation --------------------------------------------------------------------
+
+async function openConversation(conversationId) {
+  const row = await api(`/api/conversations/${conversationId}`).catch((e) => { showProblem(e); return null; });
+  if (!row) return;
+  state.open = { row, messages: new Map(), hasOlder: false };
+  state.replyTo = null;
+  $("#replying-to").hidden = true;
+  $("#reply-text").value = ""; // a draft belongs to the conversation it was written in
+  hideComposeError();
+  $("#nothing-open").hidden = true;
+  $("#conversation").hidden = false;
+  const { messages } = await api(`/api/conversations/${conversationId}/messages?before=9223372036854775807&limit=${PAGE_SIZE}`);
+  if (!state.open || state.open.row.conversation_id !== conversationId) return; // another was opened meanwhile
+  for (const m of messages) state.open.messages.set(m.id, m);
+  state.open.hasOlder = messages.length === PAGE_SIZE;
+  renderConversation(true);
+  renderConversations();
+  if (row.unread_count > 0) await markRead();
+}
+
+function lastId() {
+  let max = 0;
+  for (const id of state.open.messages.keys()) max = Math.max(max, id);
+  return max;
+}
+
+function oldestId() {
+  let min = Infinity;
+  for (const id of state.open.messages.keys()) min = Math.min(min, id);
+  return min === Infinity ? 0 : min;
+}
+
+// Reads what is new in the open conversation: messages after the last id it has, the targets
+// of new reactions, edits and deletions, and the conversation's row (its 24-hour window).
+const refreshOpen = serially(async () => { await readOpenFrom(lastId(), false); });
+
+// After a lost connection: read everything shown again from its oldest id, so that statuses,
+// edits and reactions that changed meanwhile are current too, and everything after it is added.
+const resyncOpen = serially(async () => { await readOpenFrom(oldestId() - 1, true); });
+
+async function readOpenFrom(afterId, everything) {
+  if (!state.open) return;
+  const open = state.open;
+  const id = open.row.conversation_id;
+  let after = afterId, fresh = [];
+  for (;;) {
+    const { messages } = await api(`/api/conversations/${id}/messages?after=${after}&limit=${PAGE_SIZE}`);
+    if (state.open !== open) return;
+    fresh.push(...messages);
+    if (messages.length < PAGE_SIZE) break;
+    after = messages[messages.length - 1].id;
+  }
+  const newInbound = fresh.some((m) => m.direction === "inbound" && !open.messages.has(m.id));
+  for (const m of fresh) open.messages.set(m.id, m);
+  const targets = new Set();
+  if (!everything) {
+    const byWamid = wamidIndex();
+    for (const m of fresh) {
+      const target = byWamid.get(m.reaction_to_wamid || m.original_wamid);
+      if (TYPES_THAT_CHANGE_OTHERS.has(m.type) && target) targets.add(target.id);
+    }
+  }
+  if (targets.size) await refreshMessages([...targets]);
+  open.row = await api(`/api/conversations/${id}`);
+  renderConversation(false);
+  if (newInbound) await markRead();
+}
+
+async function refreshMessages(ids) {
+  if (!state.open || ids.length === 0) return;
+  const open = state.open;
+  const { messages } = await api(`/api/conversations/${open.row.conversation_id}/messages?ids=${ids.join(",")}`);
+  if (state.open !== open) return;
+  for (const m of messages) open.messages.set(m.id, m);
+  renderConversation(false);
+}
+
+async function loadOlderMessages() {
+  const open = state.open;
+  const { messages } = await api(`/api/conversations/${open.row.conversation_id}/messages?before=${oldestId()}&limit=${PAGE_SIZE}`);
+  if (state.open !== open) return;
+  for (const m of messages) open.messages.set(m.id, m);
+  open.hasOlder = messages.length === PAGE_SIZE;
+  renderConversation(false);
+}
+
+function wamidIndex() {
+  const byWamid = new Map();
+  for (const m of state.open.messages.values()) if (m.wamid) byWamid.set(m.wamid, m);
+  return byWamid;
+}
+
+async function markRead() {
+  try {
+    await api(`/api/conversations/${state.open.row.conversation_id}/read`, { json: {} });
+  } catch (e) {
+    showComposeError(e);
+  }
+  scheduleConversationsRefresh();
+}
+
+// A wa_status notification: the tick moves on at once (never back: statuses can arrive out of
+// order); a failure is read again for Meta's error and the extension's hint.
+function applyStatus(note) {
+  if (!state.open) return;
+  const m = state.open.messages.get(note.id);
+  if (!m) {
+    if (note.id > lastId()) refreshOpen(); // an outbound message sent elsewhere (psql, another agent)
+    return;
+  }
+  if (note.status === "failed") { refreshMessages([m.id]); return; }
+  if (m.status !== "failed" && (STATUS_RANK[note.status] ?? -1) > (STATUS_RANK[m.status] ?? -1)) {
+    m.status = note.status;
+    renderConversation(false);
+  }
+}
+
+function renderConversation(scrollToEnd) {
+  const open = state.open;
+  const row = open.row;
+  $("#conversation-name").textContent = contactName(row);
+  $("#conversation-number").textContent = row.group_id ? "group" : row.wa_id ? "+" + row.wa_id : row.user_id;
+  const windowState = $("#window-state");
+  windowState.textContent = row.window_open
+    ? `window open until ${time(row.window_closes_at)}`
+    : (row.window_closes_at ? `window closed at ${time(row.window_closes_at)}` : "window closed: the customer never wrote");
+  windowState.className = row.window_open ? "open" : "closed";
+
+  const scroller = $("#messages-scroll");
+  const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  const byWamid = wamidIndex();
+  const list = [...open.messages.values()].sort((a, b) => a.id - b.id);
+  const nodes = [];
+  const rendered = new Map();
+  for (const m of list) {
+    if (TYPES_THAT_CHANGE_OTHERS.has(m.type)) {
+      // Shown on the message it changes; only said on its own when that one is not loaded.
+      if (!byWamid.has(m.reaction_to_wamid || m.original_wamid)) nodes.push(renderChangeOfUnloaded(m));
+      continue;
+    }
+    // A message whose row did not change keeps its element (an image is not loaded again).
+    const key = JSON.stringify(m);
+    const before = open.rendered && open.rendered.get(m.id);
+    const node = before && before.key === key ? before.node : renderMessage(m);
+    rendered.set(m.id, { key, node });
+    nodes.push(node);
+  }
+  open.rendered = rendered;
+  $("#messages").replaceChildren(...nodes);
+  $("#older-messages").hidden = !open.hasOlder;
+  renderComposer();
+  if (scrollToEnd || atEnd) scroller.scrollTop = scroller.scrollHeight;
+}
+
+function renderChangeOfUnloaded(m) {
+  const who = m.direction === "inbound" ? "The customer" : "You";
+  const what = m.type === "reaction" ? (m.reaction_emoji ? `reacted ${m.reaction_emoji} to` : "removed a reaction from")
+    : m.type === "edit" ? "edited" : "deleted";
+  return el("div", { class: "change", "data-id": m.id, "data-type": m.type }, `${who} ${what} an earlier message`);
+}
+
+function renderMessage(m) {
+  const revoked = Boolean(m.revoked_at);
+  return el("div", {
+    class: `message ${m.direction}` + (revoked ? " deleted" : ""),
+    "data-id": m.id, "data-type": m.type, "data-wamid": m.wamid, "data-status": m.status,
+  },
+    m.reply_to_wamid ? renderQuote(m) : null,
+    revoked ? el("div", { class: "deleted-note" }, "This message was deleted") : renderContent(m),
+    el("div", { class: "meta" },
+      m.source === "business_app" ? el("span", { class: "source" }, "from the Business app") : null,
+      el("span", { class: "time" }, time(m.sent_at || m.created_at)),
+      m.edited_at && !revoked ? el("span", { class: "edited", title: `edited ${time(m.edited_at)}` }, "edited") : null,
+      m.direction === "outbound" ? renderTick(m) : null,
+      m.wamid && !revoked ? el("button", { type: "button", class: "reply-to", onclick: () => startReplyTo(m) }, "Reply") : null),
+    renderReactions(m),
+    m.status === "failed" ? el("div", { class: "error send-failure" },
+      el("div", { class: "error-message" }, [m.error_code, m.error_title, m.error_details].filter(Boolean).join(" · ")),
+      m.error_hint ? el("div", { class: "error-hint" }, m.error_hint) : null) : null);
+}
+
+function renderQuote(m) {
+  const text = m.quoted_id ? describe(m.quoted_type, m.quoted_body) : "a message not in this inbox";
+  const who = m.quoted_direction === "outbound" ? "You" : m.quoted_direction === "inbound" ? "Customer" : "";
+  return el("div", { class: "quote", "data-quoted-id": m.quoted_id }, who ? el("b", {}, who + ": ") : null, text);
+}
+
+function renderContent(m) {
+  const text = m.edited_body ?? m.body;
+  const caption = text ? el("div", { class: "body" }, text) : null;
+  if (m.has_media && (m.type === "image" || m.type === "sticker")) {
+    const img = el("img", { class: "media", src: `/media/${m.id}`, alt: `${m.type} from the customer` });
+    img.addEventListener("error", () => img.replaceWith(el("div", { class: "media-pending" }, `${m.type}: not downloaded (yet)`)));
+    return el("div", { class: "content" }, img, caption);
+  }
+  if (m.has_media) {
+    const label = m.media_filename || `${m.voice ? "voice note" : m.type} (${m.media_mime_type || "file"})`;
+    return el("div", { class: "content" },
+      el("a", { class: "download", href: `/media/${m.id}?download=1`, download: m.media_filename || "" }, "⬇ " + label), caption);
+  }
+  if (m.type === "location") {
+    const where = [m.location_name, m.location_address].filter(Boolean).join(", ");
+    return el("div", { class: "content body" }, `📍 ${where} (${m.latitude}, ${m.longitude})`);
+  }
+  return el("div", { class: "content" }, el("div", { class: "body" }, describe(m.type, text)));
+}
+
+function renderTick(m) {
+  const seen = state.statusesShown.get(m.id) || [];
+  if (seen[seen.length - 1] !== m.status) seen.push(m.status);
+  state.statusesShown.set(m.id, seen);
+  return el("span", {
+    class: `tick ${m.status}`, "data-status": m.status, "data-status-seen": seen.join(" "), title: m.status,
+  }, TICKS[m.status] || m.status, el("span", { class: "tick-label" }, m.status));
+}
+
+function renderReactions(m) {
+  const shown = Object.entries(m.reactions || {}).filter(([, emoji]) => emoji);
+  if (shown.length === 0) return null;
+  return el("div", { class: "reactions" },
+    shown.map(([direction, emoji]) => el("span", { class: `reaction ${direction}`, title: direction === "inbound" ? "the customer" : "you" }, emoji)));
+}

@@ -1,0 +1,90 @@
+// The web inbox: channels, the event stream, catching up after a lost connection, and start-up
+// (last of the scripts: it wires up the others).
+
+// ---- channels, events, catching up ------------------------------------------------------------
+
+async function loadChannels() {
+  const channels = await api("/api/channels");
+  const select = $("#channel");
+  const chosen = state.channelId ?? (channels[0] && channels[0].id) ?? null;
+  select.replaceChildren(...channels.map((c) => el("option", { value: c.id }, c.name + (c.enabled ? "" : " (disabled)"))));
+  state.channelId = chosen;
+  if (chosen !== null) select.value = String(chosen);
+}
+
+async function catchUp() {
+  try {
+    await loadChannels();
+    await Promise.all([refreshConversations(), refreshHealth(), loadTemplates(), state.open ? resyncOpen() : null]);
+  } catch (e) {
+    showProblem(e);
+  }
+}
+
+function setBanner(kind, text) {
+  const banner = $("#db-state");
+  banner.dataset.state = kind;
+  banner.textContent = text;
+}
+
+function connectEvents() {
+  const events = new EventSource("/api/events");
+  events.addEventListener("db", (e) => {
+    const db = JSON.parse(e.data);
+    if (db.up) {
+      setBanner("up", "live");
+      if (!state.databaseUp) catchUp(); // first connection, or back after a restart
+    } else {
+      setBanner("down", `database unreachable (${db.error}): reconnecting; the page catches up when it is back`);
+    }
+    state.databaseUp = db.up;
+  });
+  events.addEventListener("message", (e) => {
+    const note = JSON.parse(e.data);
+    if (state.open && note.contact_id === state.open.row.contact_id) refreshOpen();
+    scheduleConversationsRefresh();
+  });
+  events.addEventListener("status", (e) => {
+    applyStatus(JSON.parse(e.data));
+    scheduleConversationsRefresh();
+  });
+  events.addEventListener("media", (e) => {
+    const note = JSON.parse(e.data);
+    if (state.open && state.open.messages.has(note.message_id)) refreshMessages([note.message_id]);
+  });
+  events.addEventListener("health", (e) => {
+    state.health = JSON.parse(e.data);
+    renderHealth();
+  });
+  events.addEventListener("error", () => {
+    // EventSource reconnects by itself; what was missed meanwhile is read on the next "db" event.
+    setBanner("down", "the web inbox is unreachable: reconnecting");
+    state.databaseUp = false;
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("#reply").addEventListener("submit", sendReply);
+  $("#reply-text").addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#reply").requestSubmit(); }
+  });
+  for (const picker of [$("#template-picker"), $("#new-conversation")]) {
+    picker.querySelector(".template-select").addEventListener("change", () => renderTemplateParameters(picker));
+  }
+  $("#template-picker .template-send").addEventListener("click", sendTemplate);
+  $("#new-conversation").addEventListener("submit", sendToNewNumber);
+  $("#older-messages").addEventListener("click", () => loadOlderMessages().catch(showProblem));
+  $("#more-conversations").addEventListener("click", () => loadOlderConversations().catch(showProblem));
+  $("#replying-to .cancel").addEventListener("click", () => { state.replyTo = null; $("#replying-to").hidden = true; });
+  $("#channel").addEventListener("change", (e) => {
+    state.channelId = Number(e.target.value);
+    state.conversations.clear();
+    state.open = null;
+    $("#conversation").hidden = true;
+    $("#nothing-open").hidden = false;
+    refreshConversations();
+    loadTemplates();
+    renderHealth();
+  });
+  connectEvents();
+});
