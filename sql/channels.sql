@@ -1,6 +1,6 @@
 -- whatsapp_channel: channel administration: the webhook URL to give Meta, the access token,
 -- and the triggers that tell both workers a channel changed. (wa_add_channel() is in Rust:
--- src/api.)
+-- src/channels/mod.rs.)
 --
 -- Every function pins search_path and qualifies the extension's objects with @extschema@,
 -- so that objects other roles create cannot be picked up instead (CVE-2018-1058).

@@ -288,7 +288,8 @@ CREATE INDEX wa_messages_original ON wa_messages (channel_id, original_wamid) WH
 --
 -- No foreign keys: the row is derived from a message (whose own keys are checked), and a key
 -- check per message cost a tenth of the seed (perf). A deleted channel or contact takes its
--- conversations with it by the triggers in sql/inbound.sql, as ON DELETE CASCADE would.
+-- conversations with it by the triggers in sql/inbound.sql and sql/inbound_calls_groups.sql,
+-- as ON DELETE CASCADE would.
 CREATE TABLE wa_conversation_state (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel_id      bigint NOT NULL,

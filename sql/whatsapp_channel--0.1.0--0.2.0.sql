@@ -1916,6 +1916,21 @@ ALTER FUNCTION wa_sync_templates(text) CALLED ON NULL INPUT;
 
 -- Issue 25: the planner settings of the hot paths, given in one place (sql/plans.sql). Later
 -- upgrade scripts only call _wa_plan_hot_paths().
+-- The functions of this extension with these names: members of it (pg_depend), never a
+-- function of the same name that someone else created in a shared schema.
+CREATE FUNCTION _wa_own_functions(names text[]) RETURNS SETOF regprocedure
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT p.oid::regprocedure
+      FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+     WHERE d.classid = 'pg_catalog.pg_proc'::regclass
+       AND d.refclassid = 'pg_catalog.pg_extension'::regclass
+       AND d.refobjid = (SELECT e.oid FROM pg_catalog.pg_extension e WHERE e.extname = 'whatsapp_channel')
+       AND d.deptype = 'e'
+       AND p.proname = ANY (names);
+END;
+
 CREATE FUNCTION _wa_plan_hot_paths() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -1946,13 +1961,10 @@ BEGIN
         (ARRAY['_wa_claim_due', '_wa_next_due_in'],
          'SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off')
     LOOP
-        IF (SELECT count(*) FROM pg_catalog.pg_proc p
-             WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname = ANY (plan.column1))
-           <> pg_catalog.cardinality(plan.column1) THEN
+        IF (SELECT count(*) FROM @extschema@._wa_own_functions(plan.column1)) <> pg_catalog.cardinality(plan.column1) THEN
             RAISE EXCEPTION 'a function of % does not exist (a rename not made in sql/plans.sql?)', plan.column1;
         END IF;
-        FOR f IN SELECT p.oid::regprocedure FROM pg_catalog.pg_proc p
-                  WHERE p.pronamespace = '@extschema@'::regnamespace AND p.proname = ANY (plan.column1)
+        FOR f IN SELECT * FROM @extschema@._wa_own_functions(plan.column1)
         LOOP
             EXECUTE pg_catalog.format('ALTER FUNCTION %s %s', f, plan.column2);
         END LOOP;

@@ -210,7 +210,7 @@ impl Delivery {
         BackgroundWorker::transaction(AssertUnwindSafe(|| {
             // Until the extension is found. (Dropped while the worker runs, its statements
             // fail and the worker restarts, to wait for it again.)
-            if !use_extension_schema() {
+            if !recovered && !use_extension_schema() {
                 return None;
             }
             if !recovered {

@@ -54,9 +54,10 @@ fn _wa_text_request(
     recipient: Option<&str>,
     body: Option<&str>,
     reply_to: Option<&str>,
-    preview_url: default!(bool, false),
+    preview_url: default!(Option<bool>, false),
 ) -> JsonB {
-    request(graph_api::text(&given_recipient(recipient), required(body, "body"), reply_to, preview_url))
+    let (body, preview_url) = (required(body, "body"), required(preview_url, "preview_url"));
+    request(graph_api::text(&given_recipient(recipient), body, reply_to, preview_url))
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -106,6 +107,6 @@ fn _wa_reaction_request(recipient: Option<&str>, message_wamid: Option<&str>, em
 }
 
 #[pg_extern(immutable, parallel_safe)]
-fn _wa_mark_read_request(message_wamid: Option<&str>, typing: default!(bool, false)) -> JsonB {
-    JsonB(graph_api::mark_read(required(message_wamid, "message_wamid"), typing))
+fn _wa_mark_read_request(message_wamid: Option<&str>, typing: default!(Option<bool>, false)) -> JsonB {
+    JsonB(graph_api::mark_read(required(message_wamid, "message_wamid"), required(typing, "typing")))
 }

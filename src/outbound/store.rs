@@ -64,7 +64,8 @@ impl Column for GraphEndpoint {
 
 sql_row! {
     /// A message claimed for sending: its status is `sending` until the result is recorded.
-    #[derive(Clone, Debug)]
+    /// (Its `Debug` leaves the customer's message and number out, as well as the token.)
+    #[derive(Clone)]
     pub struct Claimed {
         pub id: i64,
         pub channel_id: i64,
@@ -84,6 +85,18 @@ sql_row! {
         pub probe: bool,
         /// Past its `expires_at`: failed instead of sent (see _wa_expire).
         pub expired: bool,
+    }
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed")
+            .field("id", &self.id)
+            .field("channel_id", &self.channel_id)
+            .field("attempts", &self.attempts)
+            .field("kind", &self.kind)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
     }
 }
 

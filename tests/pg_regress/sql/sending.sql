@@ -51,6 +51,7 @@ SELECT wa_send_text('send', '15551234567', '   '); \echo :SQLSTATE
 SELECT wa_send_text('send', NULL, 'x'); \echo :SQLSTATE
 SELECT wa_send_text('send', '15551234567', NULL); \echo :SQLSTATE
 SELECT wa_send_location('send', '15551234567', NULL, 2.0); \echo :SQLSTATE
+SELECT wa_send_text('send', '15551234567', 'x', preview_url => NULL); \echo :SQLSTATE
 SELECT wa_send_text('send', '15551234567', repeat('a', 4097)); \echo :SQLSTATE
 SELECT wa_send_text('send', '15551234567', repeat('é', 4096)) AS id \gset
 SELECT length(payload #>> '{text,body}') AS characters FROM wa_messages WHERE id = :id;
