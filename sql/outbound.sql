@@ -240,9 +240,9 @@ BEGIN
     IF problem IS NOT NULL THEN
         RAISE EXCEPTION 'template % (%) %', pg_catalog.quote_literal(p_name), p_language, problem
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                  HINT = 'Its body is "' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
                                                     WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
-                      || '. Give each name once: components => ''[{"type":"body","parameters":[{"type":"text","parameter_name":"<name>","text":"..."}, ...]}]''.';
+                      || '"; give each name once: components => ''[{"type":"body","parameters":[{"type":"text","parameter_name":"<name>","text":"..."}, ...]}]''.';
     END IF;
     problem := @extschema@._wa_template_header_button_problem(t.components, components);
     IF problem IS NOT NULL THEN
@@ -257,9 +257,9 @@ BEGIN
     IF expected <> given THEN
         RAISE EXCEPTION 'template % (%) expects % body parameter(s), got %', pg_catalog.quote_literal(p_name), p_language, expected, given
             USING ERRCODE = 'invalid_parameter_value',
-                  HINT = 'Its body: ' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
+                  HINT = 'Its body is "' || COALESCE((SELECT c ->> 'text' FROM pg_catalog.jsonb_array_elements(t.components) c
                                                     WHERE pg_catalog.upper(c ->> 'type') = 'BODY' LIMIT 1), '(none)')
-                      || '. Pass components => ''[{"type":"body","parameters":[{"type":"text","text":"..."}, ...]}]''.';
+                      || '"; pass components => ''[{"type":"body","parameters":[{"type":"text","text":"..."}, ...]}]''.';
     END IF;
 END
 $$;
