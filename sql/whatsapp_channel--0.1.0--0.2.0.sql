@@ -830,6 +830,10 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'A group takes text, media and templates only; its unread count clears when you write to it.';
     END IF;
+    IF who IS NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_channels c WHERE c.name = channel) THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
     IF who IS NULL THEN
         RAISE EXCEPTION 'no message % in channel %', message_wamid, pg_catalog.quote_literal(channel)
             USING ERRCODE = 'no_data_found', HINT = 'Pass the wamid of a message of this channel (wa_messages.wamid).';

@@ -156,6 +156,7 @@ SELECT * FROM pg_temp.queued(:id);
 SELECT wa_send_reaction('send', 'wamid.no.such', '👍'); \echo :SQLSTATE
 SELECT wa_mark_read('send', 'wamid.no.such'); \echo :SQLSTATE
 SELECT wa_mark_read('no-such-channel', 'wamid.send.in.1'); \echo :SQLSTATE
+SELECT wa_send_reaction('no-such-channel', 'wamid.send.in.1', '👍'); \echo :SQLSTATE
 -- A reaction to a customer whose window is closed is a free-form message: refused.
 SELECT wa_send_reaction('send', 'wamid.send.in.2', '👍'); \echo :SQLSTATE
 
