@@ -10,6 +10,7 @@ mod templates;
 
 use crate::pg::error::{raise, required};
 use crate::pg::spi::{Column, column};
+use crate::required;
 use crate::sql_row;
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
@@ -79,11 +80,7 @@ fn wa_add_channel(
     verify_token: Option<&str>,
     waba_id: default!(Option<&str>, "NULL"),
 ) -> i64 {
-    let name = required(name, "name");
-    let phone_number_id = required(phone_number_id, "phone_number_id");
-    let access_token = required(access_token, "access_token");
-    let app_secret = required(app_secret, "app_secret");
-    let verify_token = required(verify_token, "verify_token");
+    required!(name, phone_number_id, access_token, app_secret, verify_token);
     if let Err(e) = channel::validate(name, phone_number_id, access_token, app_secret, verify_token) {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
     }

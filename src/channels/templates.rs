@@ -2,7 +2,8 @@
 //! The checks before sending are SQL (`_wa_check_template` in sql/outbound.sql).
 
 use crate::channels::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
-use crate::pg::error::{raise, required};
+use crate::pg::error::raise;
+use crate::required;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use whatsapp_cloud::graph_api;
@@ -39,7 +40,7 @@ fn _wa_template_header_button_problem(template_components: JsonB, components: Op
 #[pg_extern(volatile, security_definer)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 fn wa_sync_templates(channel: Option<&str>) -> i32 {
-    let channel = required(channel, "channel");
+    required!(channel);
     let api = channel_api(channel);
     let Some(waba_id) = api.waba_id.as_deref() else {
         raise(

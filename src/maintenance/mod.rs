@@ -17,8 +17,9 @@
 
 pub mod store;
 
+use crate::pg::commit_wake::SingleWorker;
 use crate::pg::extension::use_extension_schema;
-use crate::pg::{commit_wake, guc, worker};
+use crate::pg::{guc, worker};
 use crate::{channels, inbound, media, metrics, outbound};
 use crate::{log, warning};
 use pgrx::bgworkers::BackgroundWorker;
@@ -41,9 +42,7 @@ const BETWEEN_BATCHES: Duration = Duration::from_millis(10);
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
-    let Some(database) = worker::start("the maintenance worker") else { return };
-    commit_wake::register_maintenance_worker();
-    log!("whatsapp_channel: maintenance worker started, database \"{database}\"");
+    let Some(_database) = worker::start_single(SingleWorker::Maintenance) else { return };
     let metrics = start_metrics();
     let mut purged_at: Option<Instant> = None;
     let mut analyzed_at: Option<Instant> = None;

@@ -2,7 +2,8 @@
 //! is downloaded by the delivery worker: see [`super::download`].)
 
 use crate::channels::graph_session::{base_and_version, channel_api, session_agent, unreachable_graph_api};
-use crate::pg::error::{raise, required};
+use crate::pg::error::raise;
+use crate::required;
 use pgrx::PgSqlErrorCode;
 use pgrx::prelude::*;
 use whatsapp_cloud::graph_api;
@@ -18,9 +19,7 @@ fn wa_upload_media(
     mime_type: Option<&str>,
     filename: default!(Option<&str>, "NULL"),
 ) -> String {
-    let channel = required(channel, "channel");
-    let content = required(content, "content");
-    let mime_type = required(mime_type, "mime_type");
+    required!(channel, content, mime_type);
     if content.is_empty() {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "the file is empty".into(), "Pass the file's bytes.");
     }

@@ -17,6 +17,7 @@ use super::store::{self, Claimed, GraphEndpoint, OutboxAction};
 use crate::maintenance::store::analyze_if_stale;
 use crate::media::download::Download;
 use crate::media::store::{self as media, MediaJob};
+use crate::pg::commit_wake::SingleWorker;
 use crate::pg::extension::use_extension_schema;
 use crate::pg::{activity, commit_wake, guc, role, thread_wake, worker};
 use crate::{log, warning};
@@ -51,9 +52,7 @@ const MIN_TURN: Duration = Duration::from_millis(1);
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
-    let Some(database) = worker::start("the delivery worker") else { return };
-    commit_wake::register_delivery_worker();
-    log!("whatsapp_channel: delivery worker started, database \"{database}\"");
+    let Some(_database) = worker::start_single(SingleWorker::Delivery) else { return };
     let (waker, mut wakeups) = thread_wake::pair();
     let mut delivery = Delivery::new(SenderPool::start(SENDERS, guc::graph_api_timeout(), waker));
     // Wakes at a commit that queued messages, when a send finishes, or when a retry or a

@@ -3,6 +3,7 @@
 //! recipient and error helpers of the SQL API.
 
 use crate::pg::error::{raise, required};
+use crate::required;
 use pgrx::prelude::*;
 use pgrx::{JsonB, PgSqlErrorCode};
 use whatsapp_cloud::{graph_api, phone};
@@ -56,7 +57,7 @@ fn _wa_text_request(
     reply_to: Option<&str>,
     preview_url: default!(Option<bool>, false),
 ) -> JsonB {
-    let (body, preview_url) = (required(body, "body"), required(preview_url, "preview_url"));
+    required!(body, preview_url);
     request(graph_api::text(&given_recipient(recipient), body, reply_to, preview_url))
 }
 
@@ -68,7 +69,7 @@ fn _wa_media_request(
     caption: Option<&str>,
     filename: Option<&str>,
 ) -> JsonB {
-    let (kind, link_or_media_id) = (required(kind, "kind"), required(link_or_media_id, "link_or_media_id"));
+    required!(kind, link_or_media_id);
     request(graph_api::media(&given_recipient(recipient), kind, link_or_media_id, caption, filename))
 }
 
@@ -79,7 +80,7 @@ fn _wa_template_request(
     language: Option<&str>,
     components: Option<JsonB>,
 ) -> JsonB {
-    let (name, language) = (required(name, "name"), required(language, "language"));
+    required!(name, language);
     request(graph_api::template(&given_recipient(recipient), name, language, components.as_ref().map(|c| &c.0)))
 }
 
@@ -96,13 +97,13 @@ fn _wa_location_request(
     name: Option<&str>,
     address: Option<&str>,
 ) -> JsonB {
-    let (latitude, longitude) = (required(latitude, "latitude"), required(longitude, "longitude"));
+    required!(latitude, longitude);
     request(graph_api::location(&given_recipient(recipient), latitude, longitude, name, address))
 }
 
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_reaction_request(recipient: Option<&str>, message_wamid: Option<&str>, emoji: Option<&str>) -> JsonB {
-    let message_wamid = required(message_wamid, "message_wamid");
+    required!(message_wamid);
     JsonB(graph_api::reaction(&given_recipient(recipient), message_wamid, emoji.unwrap_or("")))
 }
 

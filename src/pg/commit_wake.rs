@@ -96,26 +96,43 @@ fn my_procno() -> i32 {
     }
 }
 
-/// Called by the delivery worker at start: from now on, commits wake this process.
-pub fn register_delivery_worker() {
-    DELIVERY_PROCNO.get().store(my_procno(), Ordering::Release);
-    unsafe { pg_sys::on_proc_exit(Some(clear_delivery_procno), pg_sys::Datum::from(0)) };
+/// The workers that run once per server (the webhook listeners have slots of their own).
+#[derive(Debug, Clone, Copy)]
+pub enum SingleWorker {
+    /// Commits that queue messages wake it.
+    Delivery,
+    /// Registered so that `worker_up` can tell it runs.
+    Maintenance,
+}
+
+impl SingleWorker {
+    pub fn name(self) -> &'static str {
+        match self {
+            SingleWorker::Delivery => "delivery worker",
+            SingleWorker::Maintenance => "maintenance worker",
+        }
+    }
+
+    fn procno(self) -> &'static AtomicI32 {
+        match self {
+            SingleWorker::Delivery => DELIVERY_PROCNO.get(),
+            SingleWorker::Maintenance => MAINTENANCE_PROCNO.get(),
+        }
+    }
+}
+
+/// Called by a worker at start: from now on it can be woken (the delivery worker, by commits)
+/// and is seen running; its procno is cleared when the process exits.
+pub fn register(worker: SingleWorker) {
+    worker.procno().store(my_procno(), Ordering::Release);
+    let which = pg_sys::Datum::from(matches!(worker, SingleWorker::Maintenance) as usize);
+    unsafe { pg_sys::on_proc_exit(Some(clear_procno), which) };
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn clear_delivery_procno(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
-    DELIVERY_PROCNO.get().store(-1, Ordering::Release);
-}
-
-/// Called by the maintenance worker at start, so that `worker_up` can tell it runs.
-pub fn register_maintenance_worker() {
-    MAINTENANCE_PROCNO.get().store(my_procno(), Ordering::Release);
-    unsafe { pg_sys::on_proc_exit(Some(clear_maintenance_procno), pg_sys::Datum::from(0)) };
-}
-
-#[pg_guard]
-unsafe extern "C-unwind" fn clear_maintenance_procno(_code: std::ffi::c_int, _arg: pg_sys::Datum) {
-    MAINTENANCE_PROCNO.get().store(-1, Ordering::Release);
+unsafe extern "C-unwind" fn clear_procno(_code: std::ffi::c_int, which: pg_sys::Datum) {
+    let worker = if which.value() == 1 { SingleWorker::Maintenance } else { SingleWorker::Delivery };
+    worker.procno().store(-1, Ordering::Release);
 }
 
 /// Arranges for every webhook listener to re-read its channels when the current transaction

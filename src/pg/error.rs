@@ -22,3 +22,10 @@ pub fn required<T>(value: Option<T>, argument: &str) -> T {
         )
     })
 }
+
+/// `let a = required(a, "a");` for each argument named: the function's required arguments, in
+/// one line.
+#[macro_export]
+macro_rules! required {
+    ($($argument:ident),+ $(,)?) => { $(let $argument = $crate::pg::error::required($argument, stringify!($argument));)+ };
+}

@@ -1,5 +1,7 @@
 //! What every background worker of the extension does first and on each reload, in one place.
 
+use crate::log;
+use crate::pg::commit_wake::{self, SingleWorker};
 use crate::pg::{guc, role, transaction};
 use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
@@ -16,6 +18,15 @@ pub fn start(worker: &str) -> Option<String> {
     }
     let database = guc::database();
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
+    Some(database)
+}
+
+/// [`start`] for a worker that runs once per server: it also registers it (see
+/// [`commit_wake::register`]) and says in the log that it started.
+pub fn start_single(worker: SingleWorker) -> Option<String> {
+    let database = start(&format!("the {}", worker.name()))?;
+    commit_wake::register(worker);
+    log!("whatsapp_channel: {} started, database \"{database}\"", worker.name());
     Some(database)
 }
 
