@@ -2,14 +2,17 @@
 """A small web inbox on whatsapp_channel's public SQL API.
 
 One process (aiohttp + psycopg 3): a JSON API over the extension's views and functions, a page
-(static/, no build step), and one LISTEN connection whose notifications are pushed to every open
-page as Server-Sent Events. Notifications only say "look at row N"; the page reads the rows, by
+(static/, no build step), and one LISTEN connection whose notifications are pushed to the open
+pages as Server-Sent Events. Notifications only say "look at row N"; the page reads the rows, by
 id, so after a lost connection (the database restarted, the page reloaded) it catches up from the
 last id it has and misses nothing, as examples/inbox_client.py does.
 
-It connects as an ordinary inbox role with the grants of the README's "Roles" section:
+Agents sign in with their own database role and password (sessions.py). The app connects as its
+own login role (web_inbox: NOINHERIT, a member of each agent role), and runs every request in a
+transaction that begins with SET LOCAL ROLE <agent> (pool.py): an agent sees and sends only on
+the channels granted to it (wa_grant_channel), and a page is sent only its channels' notifications.
 
-    python3 examples/web_inbox/app.py --dsn "host=/var/tmp/whatsapp_channel port=5499 user=inbox_app dbname=postgres"
+    PGPASSFILE=... python3 examples/web_inbox/app.py --dsn "host=127.0.0.1 port=5432 user=web_inbox dbname=postgres"
 
 Then open http://127.0.0.1:8000. Requirements (pinned): examples/web_inbox/requirements.txt.
 """
@@ -24,8 +27,11 @@ from pathlib import Path
 
 import psycopg
 from aiohttp import web
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from hub import Hub, Page
+from pool import DatabaseDown, Pool, RoleRefused, first_line
+from sessions import COOKIE, SignIn, Sessions, guard
 
 STATIC = Path(__file__).resolve().parent / "static"
 NOTIFY_CHANNELS = ("wa_message", "wa_status", "wa_media")
@@ -35,8 +41,11 @@ PAGE_SIZE = 50
 # How long a restarting database is left alone between reconnection attempts.
 RECONNECT_DELAY_S = 1.0
 # wa_channel_health changes without a notification (a refused POST only counts), so it is read
-# on this interval, once for all pages, and pushed only when it changed.
+# on this interval, once for each agent with a page open (with the ids of its channels, which a
+# grant or revocation changes), and pushed to its pages only when it changed.
 HEALTH_INTERVAL_S = 2.0
+# The default for --pool-size: connections open at once (requests beyond wait for one).
+POOL_SIZE = 4
 # Images the browser may show inline; anything else is offered as a download, so that a file a
 # customer sent (an SVG or HTML with script in it, say) is never run as part of this page.
 INLINE_IMAGE_TYPES = {"image/jpeg", "image/png", "image/webp", "image/gif"}
@@ -123,10 +132,6 @@ def json_response(value, status=200):
     return web.json_response(value, status=status, dumps=to_json)
 
 
-class DatabaseDown(Exception):
-    """The database could not be reached: said on the page, never silently dropped."""
-
-
 def refusal(e: psycopg.Error):
     """The extension's refusal as the page shows it: its message and hint, word for word."""
     if e.sqlstate is None:  # no answer from the server at all: the connection failed
@@ -136,51 +141,33 @@ def refusal(e: psycopg.Error):
     )
 
 
-class Hub:
-    """Fans notifications out to every open page (one queue each) and knows the database's state."""
+async def fetch(cur, sql, params=()):
+    await cur.execute(sql, params)
+    return await cur.fetchall()
 
-    def __init__(self):
-        self.pages: set[asyncio.Queue] = set()
-        self.db_state = {"up": False, "error": "connecting"}
-        self.health = None
 
-    def publish(self, event, data):
-        for queue in list(self.pages):
-            try:
-                queue.put_nowait((event, data))
-            except asyncio.QueueFull:
-                # A page that does not read its events is dropped; its EventSource reconnects
-                # and the page catches up by id.
-                self.pages.discard(queue)
-                while not queue.empty():
-                    queue.get_nowait()
-                queue.put_nowait(None)
+async def conversation_row(cur, conversation_id):
+    """The conversation as the agent sees it: another tenant's is not found (404), not refused."""
+    rows = await fetch(cur, CONVERSATION, (conversation_id,))
+    if not rows:
+        raise web.HTTPNotFound(text=f"no conversation {conversation_id}")
+    return rows[0]
 
-    def set_db_state(self, up, error=None):
-        state = {"up": up, "error": error}
-        if state != self.db_state:
-            self.db_state = state
-            log.info("database %s%s", "up" if up else "down", f": {error}" if error else "")
-            self.publish("db", state)
+
+async def call(cur, sql, params):
+    """Runs one wa_send_* call; a refusal reaches the page as the extension worded it (errors_as_json)."""
+    await cur.execute(sql, params)
+    return json_response({"id": next(iter((await cur.fetchone()).values()))})
 
 
 class Inbox:
-    def __init__(self, dsn):
-        self.dsn = dsn
+    def __init__(self, dsn, pool_size):
+        self.pool = Pool(dsn, pool_size)
         self.hub = Hub()
 
-    async def connect(self):
-        try:
-            return await psycopg.AsyncConnection.connect(self.dsn, autocommit=True, application_name="web_inbox")
-        except psycopg.OperationalError as e:
-            raise DatabaseDown(str(e).strip()) from e
-
-    async def query(self, sql, params=()):
-        """Rows as dicts, on a connection of their own (one per request keeps the example simple)."""
-        async with await self.connect() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(sql, params)
-            return await cur.fetchall()
+    def db(self, request):
+        """The request's transaction, as its signed-in agent."""
+        return self.pool.transaction(request["session"].role)
 
     # -- background tasks ------------------------------------------------------------------------
 
@@ -189,174 +176,167 @@ class Inbox:
         in between is seen twice, and the page drops the second by id."""
         while True:
             try:
-                async with await self.connect() as conn:
+                async with await self.pool.connect(autocommit=True, application_name="web_inbox listen") as conn:
                     for channel in NOTIFY_CHANNELS:  # constant identifiers, not values
                         await conn.execute(f"LISTEN {channel}")
                     self.hub.set_db_state(True)
                     while True:
                         async for note in conn.notifies(timeout=10.0):
-                            self.hub.publish(EVENT_OF[note.channel], parse_payload(note.payload))
+                            self.hub.publish_note(EVENT_OF[note.channel], note.payload)
                         # Quiet for a while: make sure the server is still there.
                         await conn.execute("SELECT 1")
             except (DatabaseDown, psycopg.OperationalError) as e:
-                self.hub.set_db_state(False, str(e).strip().splitlines()[0] if str(e).strip() else "connection lost")
+                self.hub.set_db_state(False, first_line(e))
             await asyncio.sleep(RECONNECT_DELAY_S)
 
-    async def watch_health(self):
+    async def watch_agents(self, sessions):
+        """For each agent with a page open: its channels (for the fan-out) and its channel health."""
         while True:
-            try:
-                health = await self.query(HEALTH)
-                if health != self.hub.health:
-                    self.hub.health = health
-                    self.hub.publish("health", health)
-            except (DatabaseDown, psycopg.OperationalError):
-                pass  # listen_forever says the database is down
-            except psycopg.Error as e:
-                log.warning("cannot read wa_channel_health: %s", e.diag.message_primary)
+            sessions.sweep()
+            for role in self.hub.roles():
+                try:
+                    async with self.pool.transaction(role) as cur:
+                        await self.hub.read_channels(cur, role)
+                        health = await fetch(cur, HEALTH)
+                    if health != self.hub.health_of.get(role):
+                        self.hub.health_of[role] = health
+                        self.hub.publish_to_role(role, "health", health)
+                except RoleRefused as e:
+                    log.warning("the app may no longer act as %s (%s): its sessions are ended", role, e)
+                    sessions.end_role(role)
+                    self.hub.end_pages(role=role)
+                    self.hub.forget_role(role)
+                except DatabaseDown:
+                    break  # listen_forever says the database is down
+                except psycopg.Error as e:
+                    if e.sqlstate is None:  # the connection failed
+                        break
+                    log.warning("cannot read wa_channel_health as %s: %s", role, e.diag.message_primary)
             await asyncio.sleep(HEALTH_INTERVAL_S)
 
     # -- HTTP handlers ---------------------------------------------------------------------------
 
     async def events(self, request):
-        """Server-Sent Events: db (up/down), message, status, media, health."""
+        """Server-Sent Events: db (up/down), and the agent's message, status, media and health."""
+        session, sessions = request["session"], request.app["sessions"]
+        try:
+            async with self.db(request) as cur:
+                await self.hub.read_channels(cur, session.role)
+        except (DatabaseDown, psycopg.OperationalError):
+            pass  # the "db" event says so; the page catches up when the database is back
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await response.prepare(request)
-        queue = asyncio.Queue(maxsize=1000)
-        self.hub.pages.add(queue)
+        page = Page(session)
+        self.hub.pages.add(page)
         try:
             await send_event(response, "db", self.hub.db_state)
-            while True:
+            while sessions.get(session.token) is session:  # signed out or expired: the stream ends
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=15)
+                    item = await asyncio.wait_for(page.queue.get(), timeout=15)
                 except asyncio.TimeoutError:
                     await response.write(b": keep-alive\n\n")
                     continue
-                if item is None:  # dropped, or the server is shutting down
+                if item is None:  # dropped, signed out, or the server is shutting down
                     break
                 await send_event(response, *item)
         except ConnectionResetError:
             pass  # the page went away
         finally:
-            self.hub.pages.discard(queue)
+            self.hub.pages.discard(page)
         return response
 
     async def channels(self, request):
-        return json_response(await self.query(CHANNELS))
+        async with self.db(request) as cur:
+            rows = await fetch(cur, CHANNELS)
+        self.hub.channels_of[request["session"].role] = frozenset(r["id"] for r in rows)
+        return json_response(rows)
 
     async def conversations(self, request):
         q = request.query
-        rows = await self.query(
-            CONVERSATIONS,
-            {
-                "channel_id": int(q.get("channel_id", "")),
-                "before_at": q.get("before_at") or None,
-                "before_id": int(q.get("before_id") or 0),
-                "limit": min(int(q.get("limit") or PAGE_SIZE), 200),
-            },
-        )
-        return json_response(rows)
-
-    async def conversation_row(self, conversation_id):
-        rows = await self.query(CONVERSATION, (conversation_id,))
-        if not rows:
-            raise web.HTTPNotFound(text=f"no conversation {conversation_id}")
-        return rows[0]
+        params = {
+            "channel_id": int(q.get("channel_id", "")),
+            "before_at": q.get("before_at") or None,
+            "before_id": int(q.get("before_id") or 0),
+            "limit": min(int(q.get("limit") or PAGE_SIZE), 200),
+        }
+        async with self.db(request) as cur:
+            return json_response(await fetch(cur, CONVERSATIONS, params))
 
     async def conversation(self, request):
-        return json_response(await self.conversation_row(int(request.match_info["id"])))
+        async with self.db(request) as cur:
+            return json_response(await conversation_row(cur, int(request.match_info["id"])))
 
     async def messages(self, request):
         """?after=ID (oldest first), ?before=ID (the page before it) or ?ids=1,2 (to refresh)."""
-        conversation = await self.conversation_row(int(request.match_info["id"]))
-        where, key, q = *conversation_filter(conversation), request.query
+        q = request.query
         limit = min(int(q.get("limit") or PAGE_SIZE), 200)
-        async with await self.connect() as conn:
-            cur = conn.cursor(row_factory=dict_row)
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            where, key = conversation_filter(conversation)
             if "ids" in q:
                 ids = [int(i) for i in q["ids"].split(",") if i]
-                await cur.execute(MESSAGES_BY_ID.format(where=where), (*key, ids))
-                rows = await cur.fetchall()
+                rows = await fetch(cur, MESSAGES_BY_ID.format(where=where), (*key, ids))
             elif "before" in q:
-                await cur.execute(MESSAGES_BEFORE.format(where=where), (*key, int(q["before"]), limit))
-                rows = list(reversed(await cur.fetchall()))
+                rows = list(reversed(await fetch(cur, MESSAGES_BEFORE.format(where=where), (*key, int(q["before"]), limit))))
             else:
-                await cur.execute(MESSAGES_AFTER.format(where=where), (*key, int(q.get("after") or 0), limit))
-                rows = await cur.fetchall()
+                rows = await fetch(cur, MESSAGES_AFTER.format(where=where), (*key, int(q.get("after") or 0), limit))
             await add_reactions_and_edits(cur, conversation, rows)
         return json_response({"messages": rows, "page_size": limit})
 
     async def templates(self, request):
-        return json_response(await self.query(TEMPLATES, (int(request.match_info["id"]),)))
+        async with self.db(request) as cur:
+            return json_response(await fetch(cur, TEMPLATES, (int(request.match_info["id"]),)))
 
     async def health(self, request):
-        return json_response(await self.query(HEALTH))
+        async with self.db(request) as cur:
+            return json_response(await fetch(cur, HEALTH))
 
     async def send_text(self, request):
-        conversation = await self.conversation_row(int(request.match_info["id"]))
         data = await request.json()
-        return await self.call(
-            "SELECT wa_send_text(%s, %s, %s, %s)",
-            (conversation["channel"], recipient_of(conversation), data.get("body", ""), data.get("reply_to") or None),
-        )
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            return await call(cur, "SELECT wa_send_text(%s, %s, %s, %s)", (
+                conversation["channel"], recipient_of(conversation), data.get("body", ""), data.get("reply_to") or None))
 
     async def send_template(self, request):
-        conversation = await self.conversation_row(int(request.match_info["id"]))
         data = await request.json()
-        return await self.call(
-            "SELECT wa_send_template(%s, %s, %s, %s, %s)",
-            (
-                conversation["channel"],
-                recipient_of(conversation),
-                data["name"],
-                data["language"],
-                template_components(data.get("parameters") or {}),
-            ),
-        )
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            return await call(cur, "SELECT wa_send_template(%s, %s, %s, %s, %s)", (
+                conversation["channel"], recipient_of(conversation), data["name"], data["language"],
+                template_components(data.get("parameters") or {})))
 
     async def send_template_to_number(self, request):
         """A first message to a number that never wrote (only a template may be): the number is
         passed as typed, so a wrong one gets the extension's own refusal."""
-        channels = await self.query(CHANNEL_NAME, (int(request.match_info["id"]),))
-        if not channels:
-            raise web.HTTPNotFound(text="no such channel")
         data = await request.json()
-        return await self.call(
-            "SELECT wa_send_template(%s, %s, %s, %s, %s)",
-            (
-                channels[0]["name"],
-                data.get("recipient", ""),
-                data["name"],
-                data["language"],
-                template_components(data.get("parameters") or {}),
-            ),
-        )
+        async with self.db(request) as cur:
+            channels = await fetch(cur, CHANNEL_NAME, (int(request.match_info["id"]),))
+            if not channels:
+                raise web.HTTPNotFound(text="no such channel")
+            return await call(cur, "SELECT wa_send_template(%s, %s, %s, %s, %s)", (
+                channels[0]["name"], data.get("recipient", ""), data["name"], data["language"],
+                template_components(data.get("parameters") or {})))
 
     async def mark_read(self, request):
-        conversation = await self.conversation_row(int(request.match_info["id"]))
-        if conversation["group_id"]:
-            return json_response({"id": None})  # groups have no read receipts; writing clears unread
-        rows = await self.query(LAST_INBOUND_WAMID, (conversation["contact_id"],))
-        if not rows:
-            return json_response({"id": None})
-        return await self.call("SELECT wa_mark_read(%s, %s)", (conversation["channel"], rows[0]["wamid"]))
-
-    async def call(self, sql, params):
-        """Runs one wa_send_* call; a refusal goes back to the page as the extension worded it."""
-        try:
-            async with await self.connect() as conn:
-                row = await (await conn.execute(sql, params)).fetchone()
-            return json_response({"id": row[0]})
-        except psycopg.Error as e:
-            return refusal(e)
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            if conversation["group_id"]:
+                return json_response({"id": None})  # groups have no read receipts; writing clears unread
+            rows = await fetch(cur, LAST_INBOUND_WAMID, (conversation["contact_id"],))
+            if not rows:
+                return json_response({"id": None})
+            return await call(cur, "SELECT wa_mark_read(%s, %s)", (conversation["channel"], rows[0]["wamid"]))
 
     async def media(self, request):
-        rows = await self.query(MEDIA, (int(request.match_info["id"]),))
+        async with self.db(request) as cur:
+            rows = await fetch(cur, MEDIA, (int(request.match_info["id"]),))
         if not rows:
             raise web.HTTPNotFound(text="no such media message")
         media = rows[0]
         if media["content"] is None:
             raise web.HTTPNotFound(text="not downloaded (yet)")
-        headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"}
+        headers = {"Cache-Control": "private, max-age=3600"}
         mime = (media["media_mime_type"] or "").split(";")[0].strip().lower()
         if mime in INLINE_IMAGE_TYPES and "download" not in request.query:
             return web.Response(body=bytes(media["content"]), content_type=mime, headers=headers)
@@ -382,13 +362,6 @@ async def add_reactions_and_edits(cur, conversation, rows):
     await cur.execute(EDITS, (conversation["channel_id"], wamids))
     for edit in await cur.fetchall():
         by_wamid[edit["original_wamid"]]["edited_body"] = edit["body"]
-
-
-def parse_payload(payload):
-    try:
-        return json.loads(payload)
-    except ValueError:
-        return {"payload": payload}  # not the extension's JSON: passed on as text, the page re-reads anyway
 
 
 def conversation_filter(conversation):
@@ -427,28 +400,46 @@ async def send_event(response, event, data):
 async def errors_as_json(request, handler):
     """A database that is down, or a query that fails, is said on the page, not swallowed."""
     try:
-        response = await handler(request)
+        return await handler(request)
     except DatabaseDown as e:
         return json_response({"error": f"database unreachable: {e}"}, status=503)
-    except psycopg.OperationalError as e:
-        return json_response({"error": f"database unreachable: {str(e).strip()}"}, status=503)
+    except RoleRefused as e:
+        # The app may no longer act as this agent (its membership was revoked, the role dropped).
+        session = request["session"]
+        request.app["sessions"].end(session.token)
+        response = json_response({"error": f"signed out: the web inbox may no longer act as {session.role} ({e})"}, status=401)
+        response.del_cookie(COOKIE, path="/")
+        return response
     except psycopg.Error as e:
+        # (Not by class: psycopg makes some refusals OperationalError, the closed 24-hour window's 55000.)
         return refusal(e)
     except ValueError as e:
         return json_response({"error": f"bad request: {e}"}, status=400)
-    # The page renders everything with textContent and loads nothing from elsewhere.
+
+
+async def security_headers(request, response):
+    # The page renders everything with textContent and loads nothing from elsewhere; no other
+    # origin may frame it, embed its media, or have a file sniffed into something runnable.
     response.headers.setdefault(
         "Content-Security-Policy", "default-src 'self'; img-src 'self'; object-src 'none'; frame-ancestors 'none'"
     )
-    return response
+    response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
 
 
-def make_app(dsn):
-    inbox = Inbox(dsn)
-    app = web.Application(middlewares=[errors_as_json])
+def make_app(dsn, origin, pool_size=POOL_SIZE, session_hours=12.0):
+    inbox = Inbox(dsn, pool_size)
+    sessions = Sessions(session_hours * 3600)
+    sign_in = SignIn(dsn, inbox.pool, inbox.hub, sessions, secure_cookie=origin.startswith("https://"))
+    app = web.Application(middlewares=[guard(origin, sessions), errors_as_json])
+    app["sessions"] = sessions
+    app.on_response_prepare.append(security_headers)
     app.add_routes(
         [
             web.get("/", inbox.index),
+            web.post("/login", sign_in.login),
+            web.post("/logout", sign_in.logout),
+            web.get("/api/session", sign_in.session),
             web.get("/api/events", inbox.events),
             web.get("/api/channels", inbox.channels),
             web.get("/api/channels/{id}/templates", inbox.templates),
@@ -466,13 +457,13 @@ def make_app(dsn):
     )
 
     async def start_background(app):
-        app["tasks"] = [asyncio.create_task(inbox.listen_forever()), asyncio.create_task(inbox.watch_health())]
+        app["tasks"] = [asyncio.create_task(inbox.listen_forever()), asyncio.create_task(inbox.watch_agents(sessions))]
 
     async def stop_background(app):
-        for queue in list(inbox.hub.pages):  # ends every event stream, so shutdown does not wait on them
-            queue.put_nowait(None)
+        inbox.hub.end_pages()  # ends every event stream, so shutdown does not wait on them
         for task in app["tasks"]:
             task.cancel()
+        await inbox.pool.close()
 
     app.on_startup.append(start_background)
     app.on_shutdown.append(stop_background)
@@ -481,14 +472,23 @@ def make_app(dsn):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dsn", required=True, help="libpq connection string, as the inbox role (not a superuser)")
+    parser.add_argument("--dsn", required=True, help="libpq connection string, as the app's own role (web_inbox: "
+                        "NOINHERIT, a member of each agent role); agents sign in over the same route, so pg_hba.conf "
+                        "must ask for scram-sha-256 on it. Its own password: in PGPASSFILE, not here")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--origin", help="the origin the page is served from, as the browser sees it (default "
+                        "http://HOST:PORT; behind an https proxy: https://inbox.example.com). Every POST must carry "
+                        "it as its Origin header; with https the session cookie is Secure")
+    parser.add_argument("--pool-size", type=int, default=POOL_SIZE, help="connections to the database at once")
+    parser.add_argument("--session-hours", type=float, default=12.0, help="how long a sign-in lasts")
     args = parser.parse_args()
+    origin = (args.origin or f"http://{args.host}:{args.port}").rstrip("/")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s web_inbox: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    print(f"web inbox on http://{args.host}:{args.port}", flush=True)
-    web.run_app(make_app(args.dsn), host=args.host, port=args.port, print=None, shutdown_timeout=2)
+    print(f"web inbox on http://{args.host}:{args.port} (origin {origin})", flush=True)
+    app = make_app(args.dsn, origin, args.pool_size, args.session_hours)
+    web.run_app(app, host=args.host, port=args.port, print=None, shutdown_timeout=2)
 
 
 if __name__ == "__main__":

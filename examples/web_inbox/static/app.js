@@ -5,16 +5,18 @@
 // as HTML.
 //
 // This file holds the state and the small helpers; index.html loads the rest after it, one
-// script a part of the page: conversations.js, conversation.js, compose.js, health.js, and
-// events.js, which starts it all.
+// script a part of the page: conversations.js, conversation.js, compose.js, health.js,
+// signin.js, and events.js, which starts it all.
 "use strict";
 
 const PAGE_SIZE = 50;
 const TYPES_THAT_CHANGE_OTHERS = new Set(["reaction", "edit", "revoke"]);
-const STATUS_RANK = { queued: 0, sending: 0, sent: 1, delivered: 2, read: 3, played: 4, failed: 100 };
 const TICKS = { queued: "🕓", sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", played: "✓✓", failed: "⚠" };
 
 const state = {
+  role: null,               // the signed-in agent's database role
+  csrf: null,               // its session's CSRF token, sent back with every change
+  events: null,             // the EventSource
   channelId: null,
   conversations: new Map(), // conversation_id -> row of wa_conversations
   moreConversations: false,
@@ -63,6 +65,8 @@ async function api(path, options = {}) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(options.json);
   }
+  // Every change carries the session's CSRF token (the browser adds the Origin header itself).
+  if (init.method && init.method !== "GET" && state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
   let response;
   try {
     response = await fetch(path, init);
@@ -72,6 +76,8 @@ async function api(path, options = {}) {
   const text = await response.text();
   let body;
   try { body = JSON.parse(text); } catch { body = { error: text || `HTTP ${response.status}` }; }
+  // Signed out meanwhile (expired, signed out elsewhere, the app restarted): the sign-in form.
+  if (response.status === 401 && path !== "/login" && path !== "/api/session") showSignIn(body.error);
   if (!response.ok) throw new ApiError(response.status, body);
   return body;
 }

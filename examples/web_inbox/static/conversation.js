@@ -103,20 +103,25 @@ async function markRead() {
   scheduleConversationsRefresh();
 }
 
-// A wa_status notification: the tick moves on at once (never back: statuses can arrive out of
-// order); a failure is read again for Meta's error and the extension's hint.
+// Messages a notification named, read again (their status, a failure's error and hint, media
+// that arrived): one read at a time, for all the ids named meanwhile, so that an older answer
+// never overwrites a newer one.
+const namedIds = new Set();
+const refreshNamed = serially(async () => {
+  const ids = [...namedIds];
+  namedIds.clear();
+  await refreshMessages(ids);
+});
+function refreshLater(id) {
+  namedIds.add(id);
+  refreshNamed();
+}
+
+// A wa_status notification ({"id", "channel_id"}): the tick moves when the row is read again.
 function applyStatus(note) {
   if (!state.open) return;
-  const m = state.open.messages.get(note.id);
-  if (!m) {
-    if (note.id > lastId()) refreshOpen(); // an outbound message sent elsewhere (psql, another agent)
-    return;
-  }
-  if (note.status === "failed") { refreshMessages([m.id]); return; }
-  if (m.status !== "failed" && (STATUS_RANK[note.status] ?? -1) > (STATUS_RANK[m.status] ?? -1)) {
-    m.status = note.status;
-    renderConversation(false);
-  }
+  if (state.open.messages.has(note.id)) refreshLater(note.id);
+  else if (note.id > lastId()) refreshOpen(); // an outbound message sent elsewhere (psql, another agent)
 }
 
 function renderConversation(scrollToEnd) {

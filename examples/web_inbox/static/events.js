@@ -6,10 +6,14 @@
 async function loadChannels() {
   const channels = await api("/api/channels");
   const select = $("#channel");
-  const chosen = state.channelId ?? (channels[0] && channels[0].id) ?? null;
+  // (A channel no longer granted is no longer chosen.)
+  const chosen = channels.some((c) => c.id === state.channelId) ? state.channelId : (channels[0] ? channels[0].id : null);
   select.replaceChildren(...channels.map((c) => el("option", { value: c.id }, c.name + (c.enabled ? "" : " (disabled)"))));
   state.channelId = chosen;
   if (chosen !== null) select.value = String(chosen);
+  if (channels.length === 0) {
+    throw new Error(`no channel is granted to ${state.role}: an administrator runs SELECT wa_grant_channel('<channel>', '${state.role}')`);
+  }
 }
 
 async function catchUp() {
@@ -27,8 +31,11 @@ function setBanner(kind, text) {
   banner.textContent = text;
 }
 
+// Notifications carry ids only (and the channel's): the page reads the rows they name, as its agent.
 function connectEvents() {
+  if (state.events) state.events.close();
   const events = new EventSource("/api/events");
+  state.events = events;
   events.addEventListener("db", (e) => {
     const db = JSON.parse(e.data);
     if (db.up) {
@@ -41,8 +48,10 @@ function connectEvents() {
   });
   events.addEventListener("message", (e) => {
     const note = JSON.parse(e.data);
-    if (state.open && note.contact_id === state.open.row.contact_id) refreshOpen();
-    scheduleConversationsRefresh();
+    const open = state.open && state.open.row;
+    // A customer's own conversation, or (a participant's message) the open group's channel.
+    if (open && (note.contact_id === open.contact_id || (open.group_id && note.channel_id === open.channel_id))) refreshOpen();
+    if (note.channel_id === state.channelId) scheduleConversationsRefresh();
   });
   events.addEventListener("status", (e) => {
     applyStatus(JSON.parse(e.data));
@@ -50,7 +59,7 @@ function connectEvents() {
   });
   events.addEventListener("media", (e) => {
     const note = JSON.parse(e.data);
-    if (state.open && state.open.messages.has(note.message_id)) refreshMessages([note.message_id]);
+    if (state.open && state.open.messages.has(note.message_id)) refreshLater(note.message_id);
   });
   events.addEventListener("health", (e) => {
     state.health = JSON.parse(e.data);
@@ -60,6 +69,8 @@ function connectEvents() {
     // EventSource reconnects by itself; what was missed meanwhile is read on the next "db" event.
     setBanner("down", "the web inbox is unreachable: reconnecting");
     state.databaseUp = false;
+    // Refused (401: signed out) it gives up instead: the session says what now.
+    if (events.readyState === EventSource.CLOSED && state.events === events) checkSession();
   });
 }
 
@@ -86,5 +97,7 @@ document.addEventListener("DOMContentLoaded", () => {
     loadTemplates();
     renderHealth();
   });
-  connectEvents();
+  $("#sign-in-form").addEventListener("submit", signIn);
+  $("#sign-out").addEventListener("click", signOut);
+  checkSession();
 });
