@@ -6,8 +6,10 @@
 # Sets up what it needs, idempotently: Debian's chromium, chromium-driver, python3-venv and an
 # emoji font (for the screenshots a person looks at), a venv in target/web_inbox_venv from the
 # pinned requirements, and wa-sim (cargo build). Then it starts its own cluster in
-# $WEB_INBOX_TEST_HOME (made anew each run), wa-sim graph and the web inbox (as a role given
-# exactly the SQL of the README's "Roles" section), runs tests/web_inbox/test_web_inbox.py
+# $WEB_INBOX_TEST_HOME (made anew each run; scram-sha-256 over TCP, where the web inbox connects
+# and its agents sign in), two channels, tenant_a and tenant_b, the roles of the README's web
+# inbox section (the app's own role web_inbox, agent_a on tenant_a and agent_b on tenant_b, with
+# the grants of its "Roles" section), wa-sim graph and the web inbox, runs tests/web_inbox/test_*.py
 # (screenshots in target/web_inbox/), and stops everything on exit. It needs the extension
 # installed (scripts/setup.sh and cargo pgrx install, as scripts/test.sh does) and does not
 # install it itself. Exit code: pytest's.
@@ -46,7 +48,7 @@ if [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$want" ]; then
   echo "$want" >"$VENV/.requirements"
 fi
 if [ ! -f "$("$BIN/pg_config" --pkglibdir)/whatsapp_channel.so" ]; then
-  echo "whatsapp_channel is not installed in PostgreSQL 15: run scripts/setup.sh and cargo pgrx install first" >&2
+  echo "whatsapp_channel is not installed in PostgreSQL $PG_MAJOR: run scripts/setup.sh and cargo pgrx install first" >&2
   exit 1
 fi
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -77,7 +79,7 @@ say "cluster in $HOME_DIR (port $PG_PORT), listener 127.0.0.1:$LISTEN_PORT, wa-s
 as_postgres "$BIN/initdb" -D "$HOME_DIR/data" -U postgres -A trust -E UTF8 --no-sync >/dev/null
 cat >>"$HOME_DIR/data/postgresql.conf" <<CONF
 port = $PG_PORT
-listen_addresses = ''
+listen_addresses = '127.0.0.1'
 unix_socket_directories = '$HOME_DIR'
 shared_preload_libraries = 'whatsapp_channel'
 whatsapp_channel.listen_address = '127.0.0.1:$LISTEN_PORT'
@@ -85,24 +87,52 @@ whatsapp_channel.graph_api_url = 'http://127.0.0.1:$SIM_PORT'
 whatsapp_channel.database = 'postgres'
 fsync = off
 CONF
+# The superuser and the tests' own SQL over the socket without a password; over TCP, where the
+# web inbox connects and its agents sign in, passwords are checked (trust would let any in).
+cat >"$HOME_DIR/data/pg_hba.conf" <<HBA
+local all all trust
+host all all 127.0.0.1/32 scram-sha-256
+HBA
 as_postgres "$BIN/pg_ctl" -D "$HOME_DIR/data" -l "$HOME_DIR/server.log" -w start >/dev/null
 SUPER_DSN="host=$HOME_DIR port=$PG_PORT user=postgres dbname=postgres"
-INBOX_DSN="host=$HOME_DIR port=$PG_PORT user=inbox_app dbname=postgres"
+APP_DSN="host=127.0.0.1 port=$PG_PORT user=web_inbox dbname=postgres"
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h "$HOME_DIR" -p "$PG_PORT" -U postgres -d postgres)
 
-# The channel, as Meta's credentials would be given (bind variables, not literals).
-PHONE_NUMBER_ID=106540352242922
-APP_SECRET=0123456789abcdef0123456789abcdef
+# Two channels, as Meta's credentials would be given (bind variables, not literals); templates
+# for tenant_a's business account only.
+PHONE_NUMBER_ID_A=106540352242922
+PHONE_NUMBER_ID_B=106540352242933
+APP_SECRET_A=0123456789abcdef0123456789abcdef
+APP_SECRET_B=fedcba9876543210fedcba9876543210
 WABA_ID=102290129340398
-"${PSQL[@]}" -v token=EAAGwebinboxtestaccesstoken000000 -v secret=$APP_SECRET >/dev/null <<SQL
+"${PSQL[@]}" -v token=EAAGwebinboxtestaccesstoken000000 -v secret_a=$APP_SECRET_A -v secret_b=$APP_SECRET_B >/dev/null <<SQL
 CREATE EXTENSION whatsapp_channel;
-SELECT wa_add_channel('shop', '$PHONE_NUMBER_ID', :'token', :'secret', 'shop_verify_token', waba_id => '$WABA_ID');
+SELECT wa_add_channel('tenant_a', '$PHONE_NUMBER_ID_A', :'token', :'secret_a', 'tenant_a_verify_token', waba_id => '$WABA_ID');
+SELECT wa_add_channel('tenant_b', '$PHONE_NUMBER_ID_B', :'token', :'secret_b', 'tenant_b_verify_token');
 SQL
 
-# The inbox role gets exactly the README's grants: its "Roles" SQL block, run as written.
-ROLE_SQL=$(awk '/^### Roles/{in_roles=1} in_roles && /^```sql/{in_sql=1; next} in_sql && /^```/{exit} in_sql' README.md)
+# The roles: the README's web inbox block as written (web_inbox, the agents' group inbox_app,
+# agent_a on tenant_a), its "Roles" block as written (the group's grants), and agent_b likewise
+# on tenant_b. Then passwords, random each run; web_inbox's goes in a password file, as the
+# README says, never on the app's command line.
+readme_sql() { awk -v start="$1" 'index($0, start) == 1 {in_section=1} in_section && /^```sql/{in_sql=1; next} in_sql && /^```/{exit} in_sql' README.md; }
+WEB_SQL=$(readme_sql "## See it: the web inbox")
+ROLE_SQL=$(readme_sql "### Roles")
+[ -n "$WEB_SQL" ] || { echo "no SQL block under README's '## See it: the web inbox'" >&2; exit 1; }
 [ -n "$ROLE_SQL" ] || { echo "no SQL block under README's '### Roles'" >&2; exit 1; }
-"${PSQL[@]}" -c "CREATE ROLE inbox_app LOGIN" -c "$ROLE_SQL"
+"${PSQL[@]}" -c "$WEB_SQL" -c "$ROLE_SQL" >/dev/null
+password() { "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))'; }
+APP_PASSWORD=$(password) PASSWORD_A=$(password) PASSWORD_B=$(password)
+"${PSQL[@]}" -v app="$APP_PASSWORD" -v a="$PASSWORD_A" -v b="$PASSWORD_B" >/dev/null <<'SQL'
+CREATE ROLE agent_b LOGIN IN ROLE inbox_app;
+GRANT agent_b TO web_inbox;
+SELECT wa_grant_channel('tenant_b', 'agent_b', 'send');
+ALTER ROLE web_inbox PASSWORD :'app';
+ALTER ROLE agent_a PASSWORD :'a';
+ALTER ROLE agent_b PASSWORD :'b';
+SQL
+export PGPASSFILE=$HOME_DIR/web_inbox.pgpass
+(umask 077; echo "127.0.0.1:$PG_PORT:postgres:web_inbox:$APP_PASSWORD" >"$PGPASSFILE")
 
 # A photo a customer sends: a small PNG made here, served by wa-sim as a media id.
 "$VENV/bin/python" - "$HOME_DIR/photo.png" <<'PY'
@@ -121,17 +151,21 @@ PIDS+=($!)
 for _ in $(seq 100); do grep -q "fake Graph API on" "$HOME_DIR/wa-sim.log" && break; sleep 0.1; done
 MEDIA_ID=$(sed -nE 's/.*photo\.png \(image\/png\) as media id ([0-9]+).*/\1/p' "$HOME_DIR/wa-sim.log")
 [ -n "$MEDIA_ID" ] || { echo "wa-sim did not say which media id the photo has" >&2; exit 1; }
-"${PSQL[@]}" -c "SELECT wa_sync_templates('shop')" >/dev/null
+"${PSQL[@]}" -c "SELECT wa_sync_templates('tenant_a')" >/dev/null
 
-"$VENV/bin/python" examples/web_inbox/app.py --dsn "$INBOX_DSN" --port "$APP_PORT" >"$HOME_DIR/web_inbox.log" 2>&1 &
+"$VENV/bin/python" examples/web_inbox/app.py --dsn "$APP_DSN" --port "$APP_PORT" >"$HOME_DIR/web_inbox.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$APP_PORT/" && break; sleep 0.1; done
 
 mkdir -p target/web_inbox
-export WEB_INBOX_URL="http://127.0.0.1:$APP_PORT" WEB_INBOX_SUPER_DSN="$SUPER_DSN" WEB_INBOX_DSN="$INBOX_DSN" \
-  WEB_INBOX_WA_SIM="$WA_SIM" WEB_INBOX_LISTENER="http://127.0.0.1:$LISTEN_PORT" WEB_INBOX_CHANNEL=shop \
-  WEB_INBOX_APP_SECRET="$APP_SECRET" WEB_INBOX_PHONE_NUMBER_ID="$PHONE_NUMBER_ID" WEB_INBOX_MEDIA_ID="$MEDIA_ID" \
-  WEB_INBOX_PHOTO="$HOME_DIR/photo.png" WEB_INBOX_PG_BIN="$BIN" WEB_INBOX_PG_DATA="$HOME_DIR/data" \
-  WEB_INBOX_PG_LOG="$HOME_DIR/server.log" WEB_INBOX_SCREENSHOTS="$ROOT/target/web_inbox"
+export WEB_INBOX_URL="http://127.0.0.1:$APP_PORT" WEB_INBOX_SUPER_DSN="$SUPER_DSN" WEB_INBOX_APP_ROLE=web_inbox \
+  WEB_INBOX_DSN="host=$HOME_DIR port=$PG_PORT user=agent_a dbname=postgres" WEB_INBOX_WA_SIM="$WA_SIM" \
+  WEB_INBOX_LISTENER="http://127.0.0.1:$LISTEN_PORT" WEB_INBOX_MEDIA_ID="$MEDIA_ID" WEB_INBOX_PHOTO="$HOME_DIR/photo.png" \
+  WEB_INBOX_CHANNEL_A=tenant_a WEB_INBOX_APP_SECRET_A="$APP_SECRET_A" WEB_INBOX_PHONE_NUMBER_ID_A="$PHONE_NUMBER_ID_A" \
+  WEB_INBOX_AGENT_A=agent_a WEB_INBOX_PASSWORD_A="$PASSWORD_A" \
+  WEB_INBOX_CHANNEL_B=tenant_b WEB_INBOX_APP_SECRET_B="$APP_SECRET_B" WEB_INBOX_PHONE_NUMBER_ID_B="$PHONE_NUMBER_ID_B" \
+  WEB_INBOX_AGENT_B=agent_b WEB_INBOX_PASSWORD_B="$PASSWORD_B" \
+  WEB_INBOX_PG_BIN="$BIN" WEB_INBOX_PG_DATA="$HOME_DIR/data" WEB_INBOX_PG_LOG="$HOME_DIR/server.log" WEB_INBOX_PG_PORT="$PG_PORT" \
+  WEB_INBOX_SCREENSHOTS="$ROOT/target/web_inbox"
 say "running the browser test"
-"$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/web_inbox/test_web_inbox.py "$@"
+"$VENV/bin/python" -m pytest -p no:cacheprovider -q tests/web_inbox "$@"

@@ -1,15 +1,14 @@
 """The web inbox in a real browser (headless Chromium), against a real cluster and wa-sim.
 
 Run by tests/web_inbox/run.sh, which starts everything and passes where it is in WEB_INBOX_*.
-One page stays open for the whole module, as a person's would; each test writes as a customer
+One page, signed in as agent_a (whose channel is tenant_a), stays open for the whole module, as a
+person's would (test_tenants.py tests the sign-in and what each tenant sees); each test writes as a customer
 of its own, so the tests do not depend on each other (the database restart comes last only
 because it is the slowest).
 """
 
 import base64
 import hashlib
-import hmac
-import json
 import os
 import struct
 import subprocess
@@ -20,17 +19,13 @@ import urllib.request
 
 import psycopg
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-ENV = os.environ
-URL = ENV["WEB_INBOX_URL"]
-CHANNEL = ENV["WEB_INBOX_CHANNEL"]
-# How long anything may take to show where the issue sets no time; polled, not slept.
-DEADLINE_S = 15.0
+from helpers import (A, ENV, Agent, inbound, new_browser, post_signed, screenshot, session_cookie, sign_in, superuser,
+                     wa_sim, wait_for)
+
+CHANNEL = A["channel"]
 
 # wa-sim's reaction and button_reply kinds point at these fixed wamids (crates/wa-sim/src/payloads/messages.rs):
 # a customer's earlier message stored under them is what they react to and quote.
@@ -39,54 +34,6 @@ BUTTON_CONTEXT = "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA"
 
 
 # ---- helpers ------------------------------------------------------------------------------------
-
-
-def wait_for(what, check, timeout=DEADLINE_S):
-    """Polls check() until it returns something true; fails naming what did not happen."""
-    end = time.monotonic() + timeout
-    last_error = None
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        # Not there yet, re-rendered meanwhile, or (AttributeError) looked for inside what is not there yet.
-        except (NoSuchElementException, StaleElementReferenceException, AttributeError) as e:
-            last_error = f"{e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        if time.monotonic() > end:
-            raise AssertionError(f"after {timeout}s still waiting for {what}" + (f" ({last_error})" if last_error else ""))
-        time.sleep(0.05)
-
-
-def wa_sim(*args):
-    """wa-sim trigger ... : a signed webhook as Meta would post it."""
-    out = subprocess.run(
-        [ENV["WEB_INBOX_WA_SIM"], "trigger", *args, "--channel", CHANNEL, "--dsn", ENV["WEB_INBOX_SUPER_DSN"]],
-        capture_output=True, text=True, timeout=30,
-    )
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
-def post_signed(value):
-    """A webhook wa-sim has no flag for (a media id it serves, an old timestamp, an edit): built
-    like Meta's and signed with the channel's app secret, as Meta signs."""
-    value = {"messaging_product": "whatsapp",
-             "metadata": {"display_phone_number": "15550783881", "phone_number_id": ENV["WEB_INBOX_PHONE_NUMBER_ID"]},
-             **value}
-    body = json.dumps({"object": "whatsapp_business_account",
-                       "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": value}]}]}).encode()
-    signature = "sha256=" + hmac.new(ENV["WEB_INBOX_APP_SECRET"].encode(), body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(f"{ENV['WEB_INBOX_LISTENER']}/webhook/{CHANNEL}", data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "X-Hub-Signature-256": signature})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200
-
-
-def inbound(wa_id, name, wamid, kind, content, timestamp=None):
-    return {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}],
-            "messages": [{"from": wa_id, "id": wamid, "timestamp": str(int(timestamp or time.time())), "type": kind,
-                          kind: content}]}
 
 
 def conversation_item(page, wa_id):
@@ -113,7 +60,7 @@ def message_with_text(page, text):
 
 
 def the_extensions_refusal(sql, params):
-    """What the extension itself says for this call, as the inbox role: message and hint."""
+    """What the extension itself says for this call, as the page's agent role: message and hint."""
     with psycopg.connect(ENV["WEB_INBOX_DSN"]) as conn:
         with pytest.raises(psycopg.Error) as refused:
             conn.execute(sql, params)
@@ -135,21 +82,11 @@ def send_reply(page, text):
     page.find_element(By.ID, "reply-send").click()
 
 
-def screenshot(page, name):
-    os.makedirs(ENV["WEB_INBOX_SCREENSHOTS"], exist_ok=True)
-    page.save_screenshot(os.path.join(ENV["WEB_INBOX_SCREENSHOTS"], name))
-
-
 def pg_ctl(*args):
     command = [os.path.join(ENV["WEB_INBOX_PG_BIN"], "pg_ctl"), "-D", ENV["WEB_INBOX_PG_DATA"], *args]
     if os.geteuid() == 0:
         command = ["runuser", "-u", "postgres", "--", *command]
     subprocess.run(command, check=True, capture_output=True, timeout=60)
-
-
-def superuser(sql):
-    with psycopg.connect(ENV["WEB_INBOX_SUPER_DSN"], autocommit=True) as conn:
-        conn.execute(sql)
 
 
 def listener_answers():
@@ -167,15 +104,9 @@ def listener_answers():
 
 @pytest.fixture(scope="module")
 def page():
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,900", "--lang=en-US"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    driver = new_browser()
     try:
-        driver.get(URL)
-        wait_for("the page to say it is live",
-                 lambda: driver.find_element(By.ID, "db-state").get_attribute("data-state") == "up")
+        sign_in(driver, A)  # agent_a: the channel tenant_a
         # Set once: if the page ever reloaded, it would be gone.
         driver.execute_script("window.loadedOnce = true;")
         yield driver
@@ -353,9 +284,12 @@ def test_message_text_is_shown_as_text_never_as_html(page):
 
 
 def test_the_list_and_a_history_are_paged_without_gaps_or_repeats(page):
+    agent = Agent(cookie=session_cookie(page))  # the page's own session
+
     def get(path):
-        with urllib.request.urlopen(URL + path, timeout=10) as response:
-            return json.loads(response.read())
+        status, body = agent.get(path)
+        assert status == 200, body
+        return body
     channel_id = get("/api/channels")[0]["id"]
     everything = get(f"/api/conversations?channel_id={channel_id}&limit=200")
     assert len(everything) >= 5
@@ -401,9 +335,9 @@ def test_a_database_restart_loses_no_message(page):
     open_conversation(page, "16505550108")
     wait_for("the first message", lambda: message_with_text(page, "Before the restart"))
 
-    # The web inbox may not log in again until the test says so: what is posted meanwhile
-    # notifies nobody, and reaches the page only by catching up by id.
-    superuser("ALTER ROLE inbox_app NOLOGIN")
+    # The web inbox (its own role) may not log in again until the test says so: what is posted
+    # meanwhile notifies nobody, and reaches the page only by catching up by id.
+    superuser(f"ALTER ROLE {ENV['WEB_INBOX_APP_ROLE']} NOLOGIN")
     try:
         pg_ctl("-m", "fast", "-w", "stop")
         banner = page.find_element(By.ID, "db-state")
@@ -414,10 +348,10 @@ def test_a_database_restart_loses_no_message(page):
         wa_sim("text", "--from", "16505550108", "--name", "Farah Haddad", "--text", "During the restart, one")
         wa_sim("text", "--from", "16505550108", "--name", "Farah Haddad", "--text", "During the restart, two")
         wa_sim("text", "--from", "16505550109", "--name", "Gil Moreau", "--text", "A new customer meanwhile")
-        assert banner.get_attribute("data-state") == "down", "the page cannot be live: its role may not log in"
+        assert banner.get_attribute("data-state") == "down", "the page cannot be live: the app's role may not log in"
         assert message_with_text(page, "During the restart, one") is None
     finally:
-        superuser("ALTER ROLE inbox_app LOGIN")
+        superuser(f"ALTER ROLE {ENV['WEB_INBOX_APP_ROLE']} LOGIN")
     wait_for("the page to be live again", lambda: page.find_element(By.ID, "db-state").get_attribute("data-state") == "up")
     wait_for("both messages in the open conversation", lambda: message_with_text(page, "During the restart, one")
              and message_with_text(page, "During the restart, two"))
