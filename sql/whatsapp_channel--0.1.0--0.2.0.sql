@@ -2009,6 +2009,693 @@ $$;
 
 SELECT _wa_apply_privileges();
 
+-- Issue 26: notifications carry only ids (LISTEN needs no privilege, so a payload must not
+-- say anything a listener may not read: the reader reads the row, through its own privileges).
+-- The functions that notify, as in sql/*.sql.
+CREATE OR REPLACE FUNCTION _wa_receive_messages(
+    channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).
+    -- Arrays rather than a staging table: a temporary table is truncated at every commit,
+    -- a tenth of the listener's time (perf).
+    contacts   bigint[] := '{}';
+    added      integer;
+    media_jobs integer;
+    changed    bigint[];
+BEGIN
+    -- In steps, each one statement for the whole batch. (Steps rather than a function each:
+    -- every call of one would be one more executor start per batch on the listener's hottest
+    -- path.)
+    --   1. senders: each message's contact, found or created;
+    --   2. contacts kept current;
+    --   3. groups written in;
+    --   4. messages, with their media jobs, conversations and notifications;
+    --   5. what the new messages set going: the delivery worker for media, and changes to
+    --      rows stored before them.
+
+    -- 1. Senders. Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID
+    -- it had before (each a probe of a unique index; as scalar subqueries, which no plan can
+    -- turn into a scan of the contacts). Looked up once, and once more, for the rows still
+    -- without one, after the senders seen for the first time were added. (`contacts` starts
+    -- empty: unnest pads it with NULLs.)
+    FOR pass IN 1..2 LOOP
+        contacts := ARRAY(
+            SELECT COALESCE(u.c,
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
+                            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
+                              WHERE f.channel_id = u.ch AND f.user_id = u.uid))
+              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+             ORDER BY u.ord);
+        EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
+                                           WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL));
+        -- Senders seen for the first time, in the order they wrote: a later row that shares an
+        -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
+        -- joins that contact, exactly as if the rows had been stored one by one.
+        INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
+        SELECT u.ch, u.wa, u.uid,
+               (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
+               (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
+               -- A message in a group opens the group's window, not the customer's own.
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL)
+          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+         WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
+         GROUP BY u.ch, u.wa, u.uid
+         ORDER BY pg_catalog.min(u.ord)
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    -- 2. Contacts kept current: the newest profile name and username given, the
+    -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
+    -- then the two stay apart rather than every later message failing). A row is only
+    -- rewritten when something changed.
+    UPDATE @extschema@.wa_contacts k
+       SET wa_id = COALESCE(k.wa_id, s.free_wa_id),
+           user_id = COALESCE(k.user_id, s.free_user_id),
+           profile_name = COALESCE(s.name, k.profile_name),
+           username = COALESCE(s.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, s.seen),
+           updated_at = pg_catalog.now()
+      FROM (SELECT g.*,
+                   CASE WHEN g.wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.wa_id = g.wa_id) THEN g.wa_id END AS free_wa_id,
+                   CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.user_id = g.user_id) THEN g.user_id END AS free_user_id
+              FROM (SELECT u.c AS contact_id, pg_catalog.min(u.ch) AS channel_id,
+                           (pg_catalog.array_agg(u.wa ORDER BY u.ord DESC) FILTER (WHERE u.wa IS NOT NULL))[1] AS wa_id,
+                           (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
+                           (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
+                           (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
+                           pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL) AS seen
+                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+                     WHERE u.c IS NOT NULL
+                     GROUP BY u.c) g) s
+     WHERE k.id = s.contact_id
+       AND ((k.wa_id IS NULL AND s.free_wa_id IS NOT NULL)
+         OR (k.user_id IS NULL AND s.free_user_id IS NOT NULL)
+         OR k.profile_name IS DISTINCT FROM COALESCE(s.name, k.profile_name)
+         OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
+         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
+
+    -- 3. Groups written in: known from here on (a group created before this extension saw its
+    -- webhooks is still one), their writers among the participants, and their 24-hour window
+    -- opened. (In group order, so that concurrent writers lock groups in the same order.)
+    IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
+        INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
+        SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts))
+          FROM unnest(channels, group_ids, froms, types, sent_ats) AS u(ch, grp, wa, ty, ts)
+         WHERE u.grp IS NOT NULL
+         GROUP BY u.ch, u.grp
+         ORDER BY u.ch, u.grp
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET participants = @extschema@._wa_group_participants(g.participants, excluded.participants, '{}'),
+               last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
+               updated_at = pg_catalog.now()
+         WHERE NOT (excluded.participants <@ g.participants)
+            OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
+    END IF;
+
+    -- 4. Messages: the new ones (ins), with what each brings in the same statement: its media
+    -- download job (media), its conversation moved forward (conversations for a contact's,
+    -- group_conversations for a group's) and its wa_message notification (the SELECT at the
+    -- end, which also collects what step 5 needs).
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                         group_id, edited_at, revoked_at,
+                                         media_id, media_mime_type, media_sha256, media_filename,
+                                         voice, latitude, longitude, location_name, location_address,
+                                         reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                         reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                         button_payload, order_items, shared_contacts, system_type,
+                                         original_wamid)
+        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
+               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
+         -- An edit or revoke of this message that arrived before it.
+         CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
+                                    pg_catalog.min(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'revoke') AS revoked_at
+                               FROM @extschema@.wa_messages e
+                              WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
+         ORDER BY i.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.*, pg_catalog.count(*) OVER (PARTITION BY ins.contact_id) AS unread
+                  FROM ins WHERE ins.contact_id IS NOT NULL AND ins.group_id IS NULL
+                 ORDER BY ins.contact_id, ins.id DESC) n
+         -- (In contact order, so that concurrent writers lock conversations in the same order.)
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    ), group_conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.group_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.channel_id, ins.group_id) ins.*,
+                       pg_catalog.count(*) OVER (PARTITION BY ins.channel_id, ins.group_id) AS unread
+                  FROM ins WHERE ins.group_id IS NOT NULL
+                 ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
+         ORDER BY n.channel_id, n.group_id
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    )
+    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    -- (Ids only: LISTEN needs no privilege, so a payload says which row, and the reader reads it
+    -- through its own privileges; README, "Notifications".)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)),
+           (SELECT pg_catalog.count(*) FROM media),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
+             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
+      INTO added, media_jobs, changed
+      FROM (SELECT ins.id, ins.channel_id, ins.contact_id FROM ins ORDER BY ins.id) n;
+
+    -- 5. What the new messages set going.
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    IF changed IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_message_changes(changed);
+    END IF;
+    RETURN added;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_echoes(channels bigint[], wamids text[], recipients text[], types text[],
+                                   bodies text[], sent_ats double precision[], payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    new_channels bigint[];
+    new_wamids   text[];
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.rcpt FROM unnest(channels, recipients) AS u(ch, rcpt)
+     WHERE u.rcpt IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.rcpt),
+               'outbound', 'business_app', u.w, u.typ, u.body, 'sent',
+               COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now()), '+' || u.rcpt, u.pl, d.*
+          FROM unnest(channels, wamids, recipients, types, bodies, sent_ats, payloads)
+               WITH ORDINALITY AS u(ch, w, rcpt, typ, body, ts, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING m.id, m.channel_id, m.wamid, m.type, m.contact_id
+    ), notified AS (
+        SELECT new.channel_id, new.wamid,
+               pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+                   'id', new.id, 'channel_id', new.channel_id, 'contact_id', new.contact_id)::text)
+          FROM new ORDER BY new.id
+    )
+    SELECT pg_catalog.array_agg(n.channel_id), pg_catalog.array_agg(n.wamid) INTO new_channels, new_wamids FROM notified n;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_history(channels bigint[], wamids text[], customers text[], from_business boolean[],
+                                    types text[], bodies text[], sent_ats double precision[], statuses text[],
+                                    payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    added      integer;
+    media_jobs integer;
+    filled_in  integer;
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.cust FROM unnest(channels, customers) AS u(ch, cust)
+     WHERE u.cust IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload, from_history,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.cust),
+               CASE WHEN u.biz THEN 'outbound' ELSE 'inbound' END,
+               CASE WHEN u.biz THEN 'business_app' END,
+               u.w, u.typ, u.body,
+               CASE WHEN NOT u.biz THEN 'received'
+                    WHEN u.st IN ('delivered', 'read', 'played') THEN u.st
+                    WHEN u.st = 'error' THEN 'failed'
+                    ELSE 'sent' END,
+               @extschema@._wa_unix_time(u.ts),
+               CASE WHEN u.biz AND u.cust IS NOT NULL THEN '+' || u.cust END,
+               u.pl, true, d.*
+          FROM unnest(channels, wamids, customers, from_business, types, bodies, sent_ats, statuses, payloads)
+               WITH ORDINALITY AS u(ch, w, cust, biz, typ, body, ts, st, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO UPDATE
+           SET type = excluded.type, body = excluded.body, payload = excluded.payload,
+               media_id = excluded.media_id, media_mime_type = excluded.media_mime_type,
+               media_sha256 = excluded.media_sha256, media_filename = excluded.media_filename,
+               voice = excluded.voice, updated_at = pg_catalog.now()
+         WHERE m.type = 'media_placeholder' AND excluded.type <> 'media_placeholder'
+        RETURNING m.id, m.channel_id, m.contact_id, m.direction, m.type, m.body, m.sent_at, m.media_id, m.media_mime_type,
+                  m.media_sha256, (m.xmax = 0) AS inserted
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, COALESCE(n.sent_at, pg_catalog.now()), n.direction, n.type,
+               pg_catalog.left(n.body, 200), 0
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.* FROM ins WHERE ins.inserted AND ins.contact_id IS NOT NULL
+                 ORDER BY ins.contact_id, ins.sent_at DESC NULLS LAST, ins.id DESC) n
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET last_message_id = excluded.last_message_id, last_message_at = excluded.last_message_at,
+               last_direction = excluded.last_direction, last_type = excluded.last_type, last_preview = excluded.last_preview
+         WHERE excluded.last_message_at > s.last_message_at
+    ), windows AS (
+        UPDATE @extschema@.wa_contacts k
+           SET last_inbound_at = w.seen, updated_at = pg_catalog.now()
+          FROM (SELECT ins.contact_id, pg_catalog.max(ins.sent_at) AS seen FROM ins
+                 WHERE ins.inserted AND ins.direction = 'inbound' AND ins.contact_id IS NOT NULL AND ins.sent_at IS NOT NULL
+                 GROUP BY ins.contact_id) w
+         WHERE k.id = w.contact_id AND (k.last_inbound_at IS NULL OR k.last_inbound_at < w.seen)
+    )
+    SELECT pg_catalog.count(*) FILTER (WHERE n.inserted),
+           (SELECT pg_catalog.count(*) FROM media),
+           pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)) FILTER (WHERE NOT n.inserted)
+      INTO added, media_jobs, filled_in
+      FROM (SELECT ins.* FROM ins ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    RETURN added;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_history_chunk(channel bigint, phase integer, chunk_order integer, progress integer,
+                                  messages integer, error_code integer, error text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_count(channel, CASE WHEN error_code IS NULL THEN 'history_chunk' ELSE 'history_declined' END,
+                                  CASE WHEN error_code IS NULL
+                                       THEN pg_catalog.format('phase %s, chunk %s, %s%%, %s messages', phase, chunk_order, progress, messages)
+                                       ELSE pg_catalog.format('error %s: %s', error_code, error) END);
+    PERFORM pg_catalog.pg_notify('wa_history', pg_catalog.json_build_object('channel_id', channel)::text);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_calls(channels bigint[], call_ids text[], froms text[], tos text[], events text[],
+                                  directions text[], statuses text[], ats double precision[],
+                                  starts double precision[], ends double precision[], durations integer[],
+                                  payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    customer text;
+    k        bigint;
+    c        @extschema@.wa_calls;
+    event_at timestamptz;
+    changed  integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, call_ids, froms, tos, events, directions, statuses, ats, starts, ends,
+                                  durations, payloads) WITH ORDINALITY
+                           AS u(ch, cid, frm, callee, ev, dir, st, ts, t0, t1, dur, pl, ord)
+              ORDER BY u.ord LOOP
+        customer := CASE WHEN r.dir = 'BUSINESS_INITIATED' THEN r.callee ELSE r.frm END;
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        k := NULL;
+        IF customer IS NOT NULL THEN
+            INSERT INTO @extschema@.wa_contacts (channel_id, wa_id) VALUES (r.ch, customer) ON CONFLICT DO NOTHING;
+            SELECT x.id INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.wa_id = customer;
+            IF r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' THEN
+                UPDATE @extschema@.wa_contacts x SET last_inbound_at = event_at, updated_at = pg_catalog.now()
+                 WHERE x.id = k AND (x.last_inbound_at IS NULL OR x.last_inbound_at < event_at);
+            END IF;
+        END IF;
+        INSERT INTO @extschema@.wa_calls AS w (channel_id, call_id, contact_id, direction, status, missed, rang_at,
+                                              started_at, ended_at, duration_seconds, payload)
+        VALUES (r.ch, r.cid, k,
+                CASE r.dir WHEN 'USER_INITIATED' THEN 'inbound' WHEN 'BUSINESS_INITIATED' THEN 'outbound' END,
+                CASE WHEN r.ev = 'terminate' THEN pg_catalog.lower(COALESCE(r.st, 'ended')) ELSE 'ringing' END,
+                r.ev = 'terminate' AND r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' AND r.t0 IS NULL AND COALESCE(r.dur, 0) = 0,
+                CASE WHEN r.ev = 'connect' THEN event_at END,
+                @extschema@._wa_unix_time(r.t0), @extschema@._wa_unix_time(r.t1), r.dur, r.pl)
+        ON CONFLICT (channel_id, call_id) DO UPDATE
+           SET status = CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+               missed = CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+               contact_id = COALESCE(w.contact_id, excluded.contact_id),
+               direction = COALESCE(w.direction, excluded.direction),
+               rang_at = COALESCE(w.rang_at, excluded.rang_at),
+               started_at = COALESCE(excluded.started_at, w.started_at),
+               ended_at = COALESCE(excluded.ended_at, w.ended_at),
+               duration_seconds = COALESCE(excluded.duration_seconds, w.duration_seconds),
+               payload = CASE WHEN excluded.status = 'ringing' THEN w.payload ELSE excluded.payload END,
+               updated_at = pg_catalog.now()
+         WHERE (w.status, w.missed, w.rang_at, w.started_at, w.ended_at, w.duration_seconds)
+               IS DISTINCT FROM
+               (CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+                CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+                COALESCE(w.rang_at, excluded.rang_at), COALESCE(excluded.started_at, w.started_at),
+                COALESCE(excluded.ended_at, w.ended_at), COALESCE(excluded.duration_seconds, w.duration_seconds))
+        RETURNING * INTO c;
+        CONTINUE WHEN NOT FOUND; -- a redelivery
+        PERFORM pg_catalog.pg_notify('wa_call', pg_catalog.json_build_object(
+            'id', c.id, 'channel_id', c.channel_id, 'contact_id', c.contact_id)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_group_events(channels bigint[], group_ids text[], kinds text[], ats double precision[],
+                                         subjects text[], descriptions text[], invite_links text[],
+                                         approval_modes text[], added jsonb[], removed jsonb[], failed boolean[],
+                                         payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r          record;
+    g          @extschema@.wa_groups;
+    n          @extschema@.wa_groups;
+    event_at   timestamptz;
+    new_status text;
+    is_new     boolean;
+    changed    integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, group_ids, kinds, ats, subjects, descriptions, invite_links, approval_modes,
+                                  added, removed, failed, payloads) WITH ORDINALITY
+                           AS u(ch, gid, kind, ts, subj, descr, link, mode, plus, minus, failed, pl, ord)
+              ORDER BY u.ord LOOP
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        new_status := CASE WHEN r.kind = 'group_create' THEN CASE WHEN r.failed THEN 'create_failed' ELSE 'active' END
+                           WHEN r.kind = 'group_delete' AND NOT r.failed THEN 'deleted'
+                           WHEN r.kind = 'group_suspend' THEN 'suspended'
+                           WHEN r.kind = 'group_suspend_cleared' THEN 'active' END;
+        INSERT INTO @extschema@.wa_groups (channel_id, group_id) VALUES (r.ch, r.gid) ON CONFLICT DO NOTHING;
+        is_new := FOUND;
+        SELECT * INTO g FROM @extschema@.wa_groups x WHERE x.channel_id = r.ch AND x.group_id = r.gid FOR UPDATE;
+        n := g;
+        n.subject := COALESCE(r.subj, g.subject);
+        n.description := COALESCE(r.descr, g.description);
+        n.invite_link := COALESCE(r.link, g.invite_link);
+        n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
+        IF new_status IS NOT NULL AND (g.status_at IS NULL OR event_at >= g.status_at) THEN
+            n.status := new_status;
+            n.status_at := event_at;
+        END IF;
+        n.participants := @extschema@._wa_group_participants(
+            g.participants,
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]'))),
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))));
+        -- A redelivered event (or one that changes nothing) is not written or notified again.
+        CONTINUE WHEN NOT is_new
+                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)
+                      IS NOT DISTINCT FROM
+                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants);
+        UPDATE @extschema@.wa_groups x
+           SET subject = n.subject, description = n.description, invite_link = n.invite_link,
+               join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
+               participants = n.participants, last_event = r.pl, updated_at = pg_catalog.now()
+         WHERE x.channel_id = r.ch AND x.group_id = r.gid;
+        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', r.ch)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_apply_statuses(channels bigint[], wamids text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    WITH target AS (
+        SELECT m.id AS message_id, m.wamid, h.*,
+               m.status <> 'failed' AND @extschema@._wa_status_rank(m.status) < @extschema@._wa_status_rank(h.top) AS moves
+          FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) key
+         CROSS JOIN LATERAL (SELECT x.id, x.wamid, x.status FROM @extschema@.wa_messages x
+                              WHERE x.channel_id = key.ch AND x.wamid = key.w AND x.direction = 'outbound' LIMIT 1) m
+         CROSS JOIN LATERAL (
+               SELECT (pg_catalog.array_agg(s.status ORDER BY @extschema@._wa_status_rank(s.status) DESC))[1] AS top,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'delivered') AS delivered_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'read') AS read_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'failed') AS failed_at,
+                      (pg_catalog.array_agg(s.error_code) FILTER (WHERE s.status = 'failed'))[1] AS error_code,
+                      (pg_catalog.array_agg(s.error_title) FILTER (WHERE s.status = 'failed'))[1] AS error_title,
+                      (pg_catalog.array_agg(s.error_details) FILTER (WHERE s.status = 'failed'))[1] AS error_details,
+                      (pg_catalog.array_agg(s.pricing_category ORDER BY @extschema@._wa_status_rank(s.status) DESC)
+                        FILTER (WHERE s.pricing_category IS NOT NULL))[1] AS pricing_category
+                 FROM @extschema@.wa_message_statuses s
+                WHERE s.channel_id = key.ch AND s.wamid = key.w) h
+         WHERE h.top IS NOT NULL
+    ), upd AS (
+        UPDATE @extschema@.wa_messages m
+           SET status = CASE WHEN t.moves THEN t.top ELSE m.status END,
+               delivered_at = COALESCE(m.delivered_at, t.delivered_at),
+               read_at = COALESCE(m.read_at, t.read_at),
+               failed_at = CASE WHEN t.moves AND t.top = 'failed' THEN t.failed_at ELSE m.failed_at END,
+               error_code = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_code ELSE m.error_code END,
+               error_title = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_title ELSE m.error_title END,
+               error_details = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_details ELSE m.error_details END,
+               error_hint = CASE WHEN t.moves AND t.top = 'failed' THEN @extschema@.wa_error_hint(t.error_code) ELSE m.error_hint END,
+               pricing_category = COALESCE(t.pricing_category, m.pricing_category),
+               updated_at = pg_catalog.now()
+          FROM target t
+         WHERE m.id = t.message_id
+           AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL)
+                OR (t.pricing_category IS NOT NULL AND t.pricing_category IS DISTINCT FROM m.pricing_category))
+        RETURNING m.id, m.channel_id, t.moves
+    )
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id)::text))
+      INTO moved
+      FROM (SELECT upd.* FROM upd WHERE upd.moves ORDER BY upd.id) n;
+    RETURN moved;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
+                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
+                                     pricing_models text[], pricing_types text[], pricing_categories text[],
+                                     billables boolean[], participants text[], outbox_ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    new_channels  bigint[];
+    new_wamids    text[];
+    recorded_late bigint;
+BEGIN
+    -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
+    -- send is being recorded would be seen by neither transaction and never applied. In wamid
+    -- order (bytewise, as the delivery worker records sends), so the two cannot deadlock.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(u.ch, u.w) AS lock
+               FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
+              ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
+    -- Sends whose answer was never recorded, recorded from their status (by primary key; a
+    -- message that has its wamid already is left alone, so this is one probe per status).
+    WITH recorded AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'sent', wamid = u.w, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+               error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+          FROM (SELECT DISTINCT ON (u.id) u.id, u.ch, u.w FROM unnest(outbox_ids, channels, wamids) AS u(id, ch, w)
+                 WHERE u.id IS NOT NULL ORDER BY u.id) u
+         WHERE x.id = u.id AND x.channel_id = u.ch AND x.direction = 'outbound' AND x.wamid IS NULL
+           AND x.status || '' IN ('queued', 'sending')
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
+      INTO recorded_late
+      FROM (SELECT * FROM recorded ORDER BY id) r;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
+                                                     pricing_model, pricing_type, pricing_category, billable, payload, participant_id)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl, u.part
+          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads,
+                      pricing_models, pricing_types, pricing_categories, billables, participants)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, part, ord)
+         ORDER BY u.ord
+        ON CONFLICT ON CONSTRAINT wa_message_statuses_key DO NOTHING
+        RETURNING channel_id, wamid
+    )
+    SELECT pg_catalog.array_agg(new.channel_id), pg_catalog.array_agg(new.wamid) INTO new_channels, new_wamids FROM new;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_finish_media(p_message_id bigint, p_status text, p_mime_type text, p_sha256 text, p_size bigint,
+                                 p_content bytea, p_error text, retry_in double precision) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel bigint;
+BEGIN
+    IF retry_in IS NOT NULL THEN
+        UPDATE @extschema@.wa_media j
+           SET status = 'pending', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => retry_in),
+               error = p_error, updated_at = pg_catalog.now()
+         WHERE j.message_id = p_message_id AND j.status = 'downloading';
+        RETURN;
+    END IF;
+    UPDATE @extschema@.wa_media j
+       SET status = p_status, mime_type = COALESCE(p_mime_type, j.mime_type), sha256 = p_sha256, size = p_size,
+           content = p_content, error = p_error, updated_at = pg_catalog.now()
+     WHERE j.message_id = p_message_id AND j.status = 'downloading'
+    RETURNING j.channel_id INTO channel;
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_media', pg_catalog.json_build_object('message_id', p_message_id, 'channel_id', channel)::text);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_expire(msg_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expired AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL, error_code = NULL,
+               error_title = 'expired at ' || x.expires_at::text || ' before it could be sent: not sent late (expires_at)',
+               error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+         WHERE x.id = ANY (msg_ids) AND x.status || '' = 'sending'
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', e.id, 'channel_id', e.channel_id)::text))
+      FROM (SELECT expired.id, expired.channel_id FROM expired ORDER BY expired.id) e
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_mark_sent_all(msg_ids bigint[], p_wamids text[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch join: see sql/plans.sql.)
+AS $$
+DECLARE
+    sent_channels bigint[];
+    sent_wamids   text[];
+BEGIN
+    -- Serialises with _wa_receive_statuses for the same wamids, in the same (bytewise wamid)
+    -- order, so the two never deadlock and no early status is missed by both.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(x.channel_id, u.w) AS lock
+               FROM unnest(msg_ids, p_wamids) AS u(id, w)
+               JOIN @extschema@.wa_messages x ON x.id = u.id
+              WHERE u.w IS NOT NULL
+              ORDER BY u.w COLLATE "C", x.channel_id OFFSET 0) k;
+    WITH sent AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'sent', wamid = u.w, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+               error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL,
+               updated_at = pg_catalog.now()
+          FROM unnest(msg_ids, p_wamids) AS u(id, w)
+         WHERE x.id = u.id AND x.status || '' = 'sending'
+        RETURNING x.id, x.channel_id, u.w
+    ), notified AS (
+        SELECT sent.channel_id, sent.w,
+               pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', sent.id, 'channel_id', sent.channel_id)::text)
+          FROM sent ORDER BY sent.id
+    )
+    -- Statuses that arrived before these wamids were known (usually none: one probe each).
+    SELECT pg_catalog.array_agg(n.channel_id), pg_catalog.array_agg(n.w) INTO sent_channels, sent_wamids
+      FROM notified n
+     WHERE n.w IS NOT NULL
+       AND EXISTS (SELECT 1 FROM @extschema@.wa_message_statuses h WHERE h.channel_id = n.channel_id AND h.wamid = n.w);
+    IF sent_wamids IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_statuses(sent_channels, sent_wamids);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_mark_failed(msg_id bigint, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel bigint;
+BEGIN
+    UPDATE @extschema@.wa_messages x
+       SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL,
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
+    RETURNING x.channel_id INTO channel;
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'channel_id', channel)::text);
+    END IF;
+END
+$$;
+
+-- CREATE OR REPLACE gave the hot paths above their default planner settings back.
+SELECT _wa_plan_hot_paths();
+-- (end of issue 26: notifications carry only ids)
+
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
 SELECT _wa_wake_delivery();
