@@ -75,7 +75,12 @@ async function refreshMessages(ids) {
   const open = state.open;
   const { messages } = await api(`/api/conversations/${open.row.conversation_id}/messages?ids=${ids.join(",")}`);
   if (state.open !== open) return;
-  for (const m of messages) open.messages.set(m.id, m);
+  for (const m of messages) {
+    // (Two reads of one message can answer out of order: a status never moves back.)
+    const had = open.messages.get(m.id);
+    if (had && (STATUS_RANK[had.status] ?? -1) > (STATUS_RANK[m.status] ?? -1)) m.status = had.status;
+    open.messages.set(m.id, m);
+  }
   renderConversation(false);
 }
 
@@ -105,18 +110,15 @@ async function markRead() {
 
 // A wa_status notification: the tick moves on at once (never back: statuses can arrive out of
 // order); a failure is read again for Meta's error and the extension's hint.
+// A status notification names the message ({"id", "channel_id"}); its row, read again, says
+// where it is now (a status only moves forward, so the newest read is the truth).
 function applyStatus(note) {
   if (!state.open) return;
-  const m = state.open.messages.get(note.id);
-  if (!m) {
+  if (!state.open.messages.has(note.id)) {
     if (note.id > lastId()) refreshOpen(); // an outbound message sent elsewhere (psql, another agent)
     return;
   }
-  if (note.status === "failed") { refreshMessages([m.id]); return; }
-  if (m.status !== "failed" && (STATUS_RANK[note.status] ?? -1) > (STATUS_RANK[m.status] ?? -1)) {
-    m.status = note.status;
-    renderConversation(false);
-  }
+  refreshMessages([note.id]).catch(showProblem);
 }
 
 function renderConversation(scrollToEnd) {
