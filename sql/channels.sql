@@ -34,6 +34,7 @@ AS $$
 DECLARE
     ch_id bigint;
 BEGIN
+    PERFORM @extschema@._wa_require_admin('set access tokens');
     PERFORM @extschema@._wa_check_access_token(access_token);
     SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
     IF ch_id IS NULL THEN
