@@ -116,9 +116,9 @@ if [ "${BENCH_INSTALL:-0}" = 1 ]; then
   sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
   # Unlinked first, as scripts/run.sh does: another running server keeps its copy.
   ${sudo_flag:+sudo} rm -f "$LIB"
-  cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo_flag[@]}" >&2
+  cargo pgrx install --release "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${sudo_flag[@]}" >&2
 fi
-[ -f "$LIB" ] || die "$LIB is not installed: bash scripts/run.sh, or cargo pgrx install --release --pg-config $PG_CONFIG (or BENCH_INSTALL=1)"
+[ -f "$LIB" ] || die "$LIB is not installed: bash scripts/run.sh, or cargo pgrx install --release ${PG_FEATURES[*]} --pg-config $PG_CONFIG (or BENCH_INSTALL=1)"
 require_release_build "$LIB"
 progress "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2

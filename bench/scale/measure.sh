@@ -33,8 +33,14 @@ step_end() { # phase, step key
 
 # Checkpoints ended so far. (The checkpointer reports its count after it has woken the
 # backend that asked for one, so a CHECKPOINT's own may show up a moment after it returns.)
+# PostgreSQL 17 moved the counts from pg_stat_bgwriter to pg_stat_checkpointer.
+if [ "$(sql "SHOW server_version_num")" -ge 170000 ]; then
+  CHECKPOINTS_SQL="SELECT num_timed + num_requested FROM pg_catalog.pg_stat_checkpointer"
+else
+  CHECKPOINTS_SQL="SELECT checkpoints_timed + checkpoints_req FROM pg_catalog.pg_stat_bgwriter"
+fi
 checkpoints() {
-  sql "SELECT checkpoints_timed + checkpoints_req FROM pg_catalog.pg_stat_bgwriter"
+  sql "$CHECKPOINTS_SQL"
 }
 # CHECKPOINT, and wait (up to 5 s) until the count includes it.
 checkpoint_counted() {
