@@ -36,10 +36,10 @@
 # many conversations of each channel that role sees, against the owner.
 #
 # Roles: the reads (iii) and the enqueue (iv) connect as SCALE_AS_ROLE (wa_bench_agent), a
-# LOGIN role given exactly the SQL of README.md's "Roles" section (run as written, inbox_app
-# renamed), plus SELECT / INSERT on the bench's own helper tables; a second such role,
-# wa_bench_other, is made for scale_other. If the installed extension has
-# wa_grant_channel(text, regrole, text), the roles get 'send' on their channel (wa_bench_agent
+# LOGIN role with SELECT on the extension's tables and views and EXECUTE on wa_send_text (the
+# same on both builds bench/alternate.sh compares), plus SELECT / INSERT on the bench's own
+# helper tables; a second such role, wa_bench_other, is made for scale_other. If the installed
+# extension has wa_grant_channel, the roles get 'send' on their channel (wa_bench_agent
 # on scale before phase A, wa_bench_other on scale_other when the seed makes it), so its
 # row-level security filters what the reads see; a build without it is measured without
 # (the report says which). The ingest (i, ii), the seed, the delivery (v) and pgbench (vi) run
@@ -115,7 +115,7 @@ CHANNEL=scale
 OTHER_CHANNEL=scale_other
 OTHER_ROLE=wa_bench_other
 case $SCALE_LISTEN in 127.0.0.1:*) ;; *) echo "SCALE_LISTEN must be 127.0.0.1:<port>" >&2; exit 1 ;; esac
-# A plain lower-case name: it is spliced into GRANTs (README's block) and given to -U as it is.
+# A plain lower-case name: it is spliced into GRANTs and given to -U as it is.
 if [ -n "$AS_ROLE" ] && { ! [[ $AS_ROLE =~ ^[a-z_][a-z0-9_]*$ ]] || [ "$AS_ROLE" = postgres ] || [ "$AS_ROLE" = "$OTHER_ROLE" ]; }; then
   echo "SCALE_AS_ROLE=$AS_ROLE: give a lower-case role name other than postgres and $OTHER_ROLE (empty: run as the owner)" >&2
   exit 1
