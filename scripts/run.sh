@@ -102,9 +102,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# The web inbox connects as role inbox_app, given exactly the SQL of the README's "Roles" section.
-"${PSQL[@]}" -c "DO \$\$BEGIN CREATE ROLE inbox_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$"
-"${PSQL[@]}" -c "$(awk '/^### Roles/{r=1} r && /^```sql/{s=1; next} s && /^```/{exit} s' README.md)"
+# The web inbox connects as role inbox_app: a member of inbox_agents, which gets exactly the
+# README's grants (the SQL block of its "Roles" section that grants the tables), and granted
+# the demo channel. (From a file, statement by statement: on a second run its CREATE ROLE
+# fails as "already exists", and the GRANTs after it still run.)
+awk '/^### Roles/{r=1} r && /^```sql/{s=1; b=""; next} s && /^```/{if (b ~ /GRANT SELECT ON/) {printf "%s", b; exit} s=0; next} s{b = b $0 "\n"}' README.md \
+  | "${PSQL[@]}" -f - 2>&1 | grep -v 'already exists' || true
+"${PSQL[@]}" -c "DO \$\$BEGIN CREATE ROLE inbox_app LOGIN IN ROLE inbox_agents; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" \
+  -c "SELECT wa_grant_channel('demo', 'inbox_app')" >/dev/null
 for _ in $(seq 50); do grep -q "fake Graph API on" "$WA_HOME/wa-sim.log" && break; sleep 0.1; done
 "${PSQL[@]}" -c "SELECT wa_sync_templates('demo')" >/dev/null || say "could not read the demo's templates from wa-sim"
 dpkg-query -W -f='${Status}\n' python3-venv 2>/dev/null | grep -q 'install ok installed' \
