@@ -51,7 +51,7 @@ END
 $$;
 
 -- The id of the channel a SECURITY DEFINER function of the API is about to act on, if the
--- calling role holds `needed` on it. The first thing such a function does: before any other
+-- calling role holds `needed` on it (`admin`: if it is an admin). The first thing such a function does: before any other
 -- check, since those describe the channel's customers, templates and messages. A role without
 -- the privilege gets the same error whether the channel exists or not.
 CREATE FUNCTION _wa_require_channel(channel text, needed wa_channel_privilege) RETURNS bigint
@@ -79,8 +79,10 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'permission denied for channel %: role % needs the % privilege on it', pg_catalog.quote_literal(channel), caller, needed
         USING ERRCODE = 'insufficient_privilege',
-              HINT = pg_catalog.format('The extension owner or an admin grants it: SELECT wa_grant_channel(%L, %L, %L). See the channels you may use with SELECT name FROM wa_channels.',
-                                       channel, caller::text, needed);
+              HINT = CASE WHEN needed = 'admin'
+                          THEN pg_catalog.format('The extension owner grants it (for every channel): SELECT wa_grant_channel(NULL, %L, ''admin'').', caller::text)
+                          ELSE pg_catalog.format('The extension owner or an admin grants it: SELECT wa_grant_channel(%L, %L, %L). See the channels you may use with SELECT name FROM wa_channels.',
+                                                 channel, caller::text, needed) END;
 END
 $$;
 

@@ -2049,7 +2049,7 @@ END
 $$;
 
 -- The id of the channel a SECURITY DEFINER function of the API is about to act on, if the
--- calling role holds `needed` on it. The first thing such a function does: before any other
+-- calling role holds `needed` on it (`admin`: if it is an admin). The first thing such a function does: before any other
 -- check, since those describe the channel's customers, templates and messages. A role without
 -- the privilege gets the same error whether the channel exists or not.
 CREATE FUNCTION _wa_require_channel(channel text, needed wa_channel_privilege) RETURNS bigint
@@ -2077,8 +2077,10 @@ BEGIN
     END IF;
     RAISE EXCEPTION 'permission denied for channel %: role % needs the % privilege on it', pg_catalog.quote_literal(channel), caller, needed
         USING ERRCODE = 'insufficient_privilege',
-              HINT = pg_catalog.format('The extension owner or an admin grants it: SELECT wa_grant_channel(%L, %L, %L). See the channels you may use with SELECT name FROM wa_channels.',
-                                       channel, caller::text, needed);
+              HINT = CASE WHEN needed = 'admin'
+                          THEN pg_catalog.format('The extension owner grants it (for every channel): SELECT wa_grant_channel(NULL, %L, ''admin'').', caller::text)
+                          ELSE pg_catalog.format('The extension owner or an admin grants it: SELECT wa_grant_channel(%L, %L, %L). See the channels you may use with SELECT name FROM wa_channels.',
+                                                 channel, caller::text, needed) END;
 END
 $$;
 
@@ -2403,13 +2405,8 @@ AS $$
 DECLARE
     ch_id bigint;
 BEGIN
-    PERFORM @extschema@._wa_require_admin('set access tokens');
     PERFORM @extschema@._wa_check_access_token(access_token);
-    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
-    IF ch_id IS NULL THEN
-        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
-    END IF;
+    ch_id := @extschema@._wa_require_channel(channel, 'admin');
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
