@@ -167,8 +167,8 @@ fn apply_source_settings(sources: &SourceLimits) -> Result<(), String> {
     if *sources.allowed() != list {
         let networks: Vec<String> = list.networks().iter().map(ToString::to_string).collect();
         let from = if list.is_any() { "any address".to_string() } else { format!("only {}", networks.join(", ")) };
-        log!("whatsapp_channel: webhook listener accepts connections from {from}");
         sources.allow(list);
+        log!("whatsapp_channel: webhook listener accepts connections from {from}");
     }
     Ok(())
 }
