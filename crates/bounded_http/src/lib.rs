@@ -316,10 +316,11 @@ async fn accept(listener: tokio::net::TcpListener, server: Arc<Server>) {
         // Its source's slot first, taken before any TLS handshake, so that idle handshakes
         // count; one over its cap takes nothing from what all connections share.
         let Some(source) = server.sources.open(peer.ip()) else {
-            let why = format!(
-                "too many connections from {} (whatsapp_channel.max_connections_per_source)",
-                sources::source_of(peer.ip())
-            );
+            let from = match sources::source_of(peer.ip()) {
+                std::net::IpAddr::V6(net) => format!("{net}/64"),
+                v4 => v4.to_string(),
+            };
+            let why = format!("too many connections from {from} (whatsapp_channel.max_connections_per_source)");
             server.handler.refused(Reason::SourceConnections, &why);
             refuse_connection(stream, &server);
             continue;
