@@ -203,6 +203,9 @@ shared_buffers = $SHARED_BUFFERS
 shared_preload_libraries = 'whatsapp_channel'
 whatsapp_channel.listen_address = '$SCALE_LISTEN'
 whatsapp_channel.database = 'postgres'
+# The load all comes from 127.0.0.1: no caps per client address.
+whatsapp_channel.max_connections_per_source = 0
+whatsapp_channel.max_body_bytes_per_source = 0
 ${LISTENER_WORKERS:+whatsapp_channel.listener_workers = $LISTENER_WORKERS}
 CONF
 pg_ctl -l "$WA_SCALE_HOME/server.log" -w start >/dev/null

@@ -83,6 +83,10 @@ PSQL=(psql -X -q -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
 
 # The demo talks to wa-sim instead of Meta. To go live: ALTER SYSTEM RESET whatsapp_channel.graph_api_url;
 "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.graph_api_url = 'http://127.0.0.1:$WA_SIM_PORT'" -c "SELECT pg_reload_conf()" >/dev/null
+# Every client of this local listener (wa-sim, the benchmarks' loads and idle connections) is
+# 127.0.0.1, as behind a reverse proxy: no caps per client address (README, "Settings").
+"${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.max_connections_per_source = 0" \
+  -c "ALTER SYSTEM SET whatsapp_channel.max_body_bytes_per_source = 0" -c "SELECT pg_reload_conf()" >/dev/null
 "${PSQL[@]}" -c "SELECT wa_add_channel('demo', '106540352242922', 'EAAGdemoaccesstoken0000000000', '0123456789abcdef0123456789abcdef', 'demo_verify_token')
                  WHERE NOT EXISTS (SELECT 1 FROM wa_channels WHERE name = 'demo')" >/dev/null
 DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
