@@ -65,10 +65,14 @@ BEGIN ATOMIC
     UPDATE @extschema@.wa_media j SET status = 'pending', updated_at = pg_catalog.now() WHERE j.status = 'downloading';
 END;
 
--- The bytes of a message's media, once downloaded (NULL before, or if they were not kept).
+-- The bytes of a message's media, once downloaded (NULL before, or if they were not kept, or
+-- if the caller may not read the message's channel: exactly as for a message that does not
+-- exist, so that another channel's ids tell nothing).
 CREATE FUNCTION wa_media_content(message_id bigint) RETURNS bytea
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT j.content FROM @extschema@.wa_media j WHERE j.message_id = wa_media_content.message_id AND j.status = 'done';
+    SELECT j.content FROM @extschema@.wa_media j
+     WHERE j.message_id = wa_media_content.message_id AND j.status = 'done'
+       AND j.channel_id = ANY (@extschema@._wa_visible_channels(@extschema@._wa_caller()));
 END;

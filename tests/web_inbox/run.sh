@@ -99,10 +99,11 @@ CREATE EXTENSION whatsapp_channel;
 SELECT wa_add_channel('shop', '$PHONE_NUMBER_ID', :'token', :'secret', 'shop_verify_token', waba_id => '$WABA_ID');
 SQL
 
-# The inbox role gets exactly the README's grants: its "Roles" SQL block, run as written.
-ROLE_SQL=$(awk '/^### Roles/{in_roles=1} in_roles && /^```sql/{in_sql=1; next} in_sql && /^```/{exit} in_sql' README.md)
-[ -n "$ROLE_SQL" ] || { echo "no SQL block under README's '### Roles'" >&2; exit 1; }
-"${PSQL[@]}" -c "CREATE ROLE inbox_app LOGIN" -c "$ROLE_SQL"
+# The inbox role gets exactly the README's grants: the SQL block of its "Roles" section that
+# grants the tables, run as written, then the channel.
+ROLE_SQL=$(awk '/^### Roles/{r=1} r && /^```sql/{s=1; b=""; next} s && /^```/{if (b ~ /GRANT SELECT ON/) {printf "%s", b; exit} s=0; next} s{b = b $0 "\n"}' README.md)
+[ -n "$ROLE_SQL" ] || { echo "no SQL block with the grants under README's '### Roles'" >&2; exit 1; }
+"${PSQL[@]}" -c "$ROLE_SQL" -c "CREATE ROLE inbox_app LOGIN IN ROLE inbox_agents" -c "SELECT wa_grant_channel('shop', 'inbox_app')"
 
 # A photo a customer sends: a small PNG made here, served by wa-sim as a media id.
 "$VENV/bin/python" - "$HOME_DIR/photo.png" <<'PY'
