@@ -57,7 +57,7 @@ insert_notify_script() {
 \set n :n + 1
 BEGIN;
 INSERT INTO bench_ceiling (wamid, body) VALUES ('wamid.BENCH.' || :run || '.' || :client_id || '.' || :n, 'Hi! Does the blue jacket come in another color? Can I still change my order? {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}}}]}]}') ON CONFLICT (wamid) DO NOTHING;
-SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text", "client": ' || :client_id || '}');
+SELECT pg_notify('bench', '{"id": ' || :n || ', "channel_id": 1, "contact_id": ' || :client_id || '}');
 END;
 SQL
 }
