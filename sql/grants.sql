@@ -14,7 +14,7 @@
 -- SET ROLE to an agent has none of the agent's channels until it does. (A role may ask only
 -- about a role it could SET ROLE to.)
 CREATE FUNCTION _wa_is_admin(r name) RETURNS boolean
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
@@ -34,9 +34,11 @@ $$;
 -- wa_channels cannot read wa_channels as the querier (it would recurse). A role may ask only
 -- for a role it could become (SET ROLE): no learning another tenant's channel ids.
 -- PL/pgSQL, not SQL: its plans are kept for the session (a SQL function that cannot be
--- inlined is planned on every call).
+-- inlined is planned on every call). PARALLEL SAFE, as _wa_is_admin: a function the planner
+-- must call in the leader only would keep every query of a policed table out of parallel
+-- plans, for everyone but the owner.
 CREATE FUNCTION _wa_visible_channels(viewer name) RETURNS bigint[]
-LANGUAGE plpgsql STABLE SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
