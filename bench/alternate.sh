@@ -5,7 +5,8 @@
 # single runs on this 2-core machine swing by ±20%.
 #
 #   bash bench/alternate.sh save DIR               copy the installed release build of PostgreSQL
-#                                                  15 (library, control file, SQL scripts) into DIR
+#                                                  $PG_MAJOR (15, or 18: library, control file,
+#                                                  SQL scripts) into DIR
 #   bash bench/alternate.sh scale OLD NEW          bash bench/scale.sh with OLD, NEW, OLD, NEW, ...
 #                                                  (ROUNDS, default 2); reports in $OUT/scale-*.txt
 #   bash bench/alternate.sh delivery OLD NEW       a full database per build (scale.sh's seed:
@@ -19,7 +20,8 @@
 # Run as root (the clusters belong to postgres). Leaves the NEW build installed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BIN=/usr/lib/postgresql/15/bin
+. scripts/pg.sh # PG_MAJOR=15 (default) or 18, as the other scripts
+BIN=$PG_BIN
 LIB=$("$BIN/pg_config" --pkglibdir)
 EXT=$("$BIN/pg_config" --sharedir)/extension
 OUT=${OUT:-/var/tmp/wa-bench}

@@ -3,13 +3,15 @@
 # before they start.
 WA_HOME=${WA_HOME:-/var/tmp/whatsapp_channel}
 WA_PG_PORT=${WA_PG_PORT:-5499}
-BIN=/usr/lib/postgresql/15/bin
+# PG_MAJOR=15 (default: Debian's own) or 18 (the wheel's, in PG18_HOME), as scripts/run.sh.
+. scripts/pg.sh
+BIN=$PG_BIN
 DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
-PSQL=(psql -X -q -At -v ON_ERROR_STOP=1 -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
+PSQL=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
 export PATH="$HOME/.cargo/bin:$PATH"
 say() { echo "[bench] $*" >&2; }
 
-[ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15" >&2; exit 1; }
+[ -x "$BIN/pgbench" ] || { echo "no $BIN/pgbench: apt-get install postgresql-15 (PG_MAJOR=18: bash scripts/setup.sh)" >&2; exit 1; }
 # BENCH_OWN_CLUSTER=1: the script creates and starts the cluster in $WA_HOME itself (bench/scale.sh).
 if [ "${BENCH_OWN_CLUSTER:-0}" != 1 ]; then
   "${PSQL[@]}" -c "SELECT 1" >/dev/null 2>&1 || { echo "the cluster in $WA_HOME is not up: bash scripts/run.sh" >&2; exit 1; }
@@ -23,7 +25,7 @@ require_release_build() {
   local lib=${1:-$("$BIN/pg_config" --pkglibdir)/whatsapp_channel.so}
   if command -v readelf >/dev/null && readelf -S "$lib" 2>/dev/null | grep -q '\.debug_info'; then
     echo "$lib is a debug build (the tests and CI install one): install a release build first," \
-      "cargo pgrx install --release --pg-config $BIN/pg_config (bench/scale.sh: BENCH_INSTALL=1)" >&2
+      "cargo pgrx install --release ${PG_FEATURES[*]} --pg-config $PG_CONFIG (bench/scale.sh: BENCH_INSTALL=1)" >&2
     exit 1
   fi
 }
@@ -55,7 +57,7 @@ insert_notify_script() {
 \set n :n + 1
 BEGIN;
 INSERT INTO bench_ceiling (wamid, body) VALUES ('wamid.BENCH.' || :run || '.' || :client_id || '.' || :n, 'Hi! Does the blue jacket come in another color? Can I still change my order? {"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"messages","value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}}}]}]}') ON CONFLICT (wamid) DO NOTHING;
-SELECT pg_notify('bench', '{"id": ' || :n || ', "channel": "demo", "type": "text", "client": ' || :client_id || '}');
+SELECT pg_notify('bench', '{"id": ' || :n || ', "channel_id": 1, "contact_id": ' || :client_id || '}');
 END;
 SQL
 }

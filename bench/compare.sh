@@ -28,7 +28,7 @@ CLIENTS=${CLIENTS:-"1 16 64"}
 CHANNEL=${BENCH_CHANNEL:-demo}
 read -ra LOAD_EXTRA <<< "${LOAD_ARGS:-}"
 MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | tls | workers N M}
-LIB=$(/usr/lib/postgresql/15/bin/pg_config --pkglibdir)
+LIB=$("$BIN/pg_config" --pkglibdir)
 LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
 cargo build --release --locked -p wa-sim >&2
 WA_SIM=$PWD/target/release/wa-sim

@@ -4,8 +4,10 @@
 #
 #   phase A   on the empty database;
 #   seed      SCALE_SEED_MESSAGES messages (2,000,000) from SCALE_SEED_SENDERS customers
-#             (1,000,000), through the webhook listener in 100-message POSTs; then VACUUM ANALYZE,
-#             CHECKPOINT and a wait (up to 300 s) for autovacuum to go idle;
+#             (1,000,000), through the webhook listener in 100-message POSTs; then, the same way,
+#             SCALE_OTHER_SHARE (10%) of both into a second channel, scale_other, with customers
+#             of its own; then VACUUM ANALYZE, CHECKPOINT and a wait (up to 300 s) for
+#             autovacuum to go idle;
 #   phase B   the same as A, on the full database (pg_stat_reset() first: its scans are counted).
 #
 # Each phase:
@@ -16,25 +18,41 @@
 #        per message and the checkpoints that ended during the step;
 #   (ii) POST -> NOTIFY at a steady 1,000 messages/s (16 connections);
 #   (iii) p50 / p99 of the inbox's reads, each a prepared statement run 100 times in one psql
-#        session, timed by psql's \timing (client-side, round trip included; one untimed run
-#        first): the conversation list, one contact's history (100 random contacts that have
-#        messages), the unread list. A read slower than SCALE_QUERY_BUDGET / 100 gets fewer runs
-#        (at least 5; the report says how many);
-#   (iv) pgbench, 8 clients: wa_send_text() to customers whose 24-hour window is open (channel
-#        paused, so nothing is sent) beside a plain INSERT of the same row into a one-index
-#        table; the queued rows are deleted afterwards;
+#        session as the inbox role SCALE_AS_ROLE, timed by psql's \timing (client-side, round
+#        trip included; one untimed run first): the conversation list, one contact's history
+#        (100 random contacts that have messages), the unread list (these three of the bench
+#        channel, as an inbox asks for them), and "all my conversations" (the latest 50 of every
+#        channel the role can see: no channel filter). A read slower than
+#        SCALE_QUERY_BUDGET / 100 gets fewer runs (at least 5; the report says how many);
+#   (iv) pgbench, 8 clients, as SCALE_AS_ROLE: wa_send_text() to customers whose 24-hour window
+#        is open (channel paused, so nothing is sent) beside a plain INSERT of the same row into
+#        a one-index table; the queued rows are deleted afterwards;
 #   (v)  wa-sim outbound-bench --latency-ms 50 --messages 10000: delivery rate to a 50 ms mock
 #        Graph API, and COMMIT -> request at 200 commits/s (it points graph_api_url at itself
 #        for the run and puts it back).
 # Also: the listener's RssAnon at start, after the seed and at the end; the extension's
 # relations over 1 MB; seq_scan / seq_tup_read of wa_contacts and wa_messages per step of phase
-# B; EXPLAIN (ANALYZE, BUFFERS) of the three reads on the full database.
+# B; EXPLAIN (ANALYZE, BUFFERS) of the four reads on the full database, as SCALE_AS_ROLE; how
+# many conversations of each channel that role sees, against the owner.
 #
-# Needs the extension built and installed for /usr/lib/postgresql/15 (`bash scripts/run.sh`
-# does it, or `cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config`;
-# BENCH_INSTALL=1 makes this script run the latter first; a debug build, which the tests and CI
-# install, is refused). Run as root (the cluster belongs to `postgres`, via runuser) or as
-# postgres. Everything talks to 127.0.0.1 or a unix socket only.
+# Roles: the reads (iii) and the enqueue (iv) connect as SCALE_AS_ROLE (wa_bench_agent), a
+# LOGIN role with SELECT on the extension's tables and views and EXECUTE on wa_send_text (the
+# same on both builds bench/alternate.sh compares), plus SELECT / INSERT on the bench's own
+# helper tables; a second such role, wa_bench_other, is made for scale_other. If the installed
+# extension has wa_grant_channel, the roles get 'send' on their channel (wa_bench_agent
+# on scale before phase A, wa_bench_other on scale_other when the seed makes it), so its
+# row-level security filters what the reads see; a build without it is measured without
+# (the report says which). The ingest (i, ii), the seed, the delivery (v) and pgbench (vi) run
+# as the owner `postgres`, as the listener and the delivery worker do. SCALE_AS_ROLE= (empty)
+# runs everything as the owner, as before.
+#
+# Needs the extension built and installed for PostgreSQL $PG_MAJOR (15 by default; 18: the
+# wheel's in PG18_HOME, see scripts/pg.sh): `bash scripts/run.sh` does it, or
+# `cargo pgrx install --release --no-default-features --features pg15 --pg-config
+# /usr/lib/postgresql/15/bin/pg_config`; BENCH_INSTALL=1 makes this script run the latter (for
+# $PG_MAJOR) first; a debug build, which the tests and CI install, is refused. Run as root (the
+# cluster belongs to `postgres`, via runuser) or as postgres. Everything talks to 127.0.0.1 or
+# a unix socket only.
 #
 # Prints a markdown report on stdout (also written to target/bench-scale-<date>.md), progress
 # on stderr. With the defaults it takes about 20-30 minutes on 2 cores (longer if the seed
@@ -50,6 +68,8 @@
 #   SCALE_SEED_BATCH       messages per POST of the seed                 (default 100)
 #   SCALE_SEED_CONCURRENCY connections of the seed                       (default 8)
 #   SCALE_SEED_MAX_SECONDS upper bound of the seed's time                (default 3600)
+#   SCALE_OTHER_SHARE      scale_other's seed, a share of the seed's     (default 0.1; 0: the channel is empty)
+#                          messages and customers
 #   SCALE_SECONDS          seconds per load / pgbench cell               (default 15)
 #   SCALE_CLIENTS          connections of (i) and (vi)                   (default "16 64")
 #   SCALE_SENDERS          customers of the phases' traffic              (default 200000)
@@ -61,6 +81,8 @@
 #   SCALE_OUT_MESSAGES     messages of (v); 0 skips (v)                  (default 10000)
 #   SCALE_SHARED_BUFFERS   shared_buffers                                (default 2GB)
 #   SCALE_LISTENER_WORKERS whatsapp_channel.listener_workers             (default: the setting's default)
+#   SCALE_AS_ROLE          the inbox role of (iii) and (iv)              (default wa_bench_agent; empty: the owner)
+#   PG_MAJOR               15 or 18, as scripts/run.sh                   (default 15)
 #   SCALE_KEEP=1           leave the cluster running at the end (stop: pg_ctl -D $WA_SCALE_HOME/data stop)
 #   BENCH_INSTALL=1        cargo pgrx install --release first
 set -euo pipefail
@@ -75,6 +97,7 @@ SEED_SENDERS=${SCALE_SEED_SENDERS:-1000000}
 SEED_BATCH=${SCALE_SEED_BATCH:-100}
 SEED_CONCURRENCY=${SCALE_SEED_CONCURRENCY:-8}
 SEED_MAX_SECONDS=${SCALE_SEED_MAX_SECONDS:-3600}
+OTHER_SHARE=${SCALE_OTHER_SHARE:-0.1}
 SECS=${SCALE_SECONDS:-15}
 CLIENTS=${SCALE_CLIENTS:-"16 64"}
 SENDERS=${SCALE_SENDERS:-200000}
@@ -87,8 +110,17 @@ OUT_MESSAGES=${SCALE_OUT_MESSAGES:-10000}
 SHARED_BUFFERS=${SCALE_SHARED_BUFFERS:-2GB}
 LISTENER_WORKERS=${SCALE_LISTENER_WORKERS:-}
 KEEP=${SCALE_KEEP:-0}
+AS_ROLE=${SCALE_AS_ROLE-wa_bench_agent} # set but empty: the owner
 CHANNEL=scale
+OTHER_CHANNEL=scale_other
+OTHER_ROLE=wa_bench_other
 case $SCALE_LISTEN in 127.0.0.1:*) ;; *) echo "SCALE_LISTEN must be 127.0.0.1:<port>" >&2; exit 1 ;; esac
+# A plain lower-case name: it is spliced into GRANTs and given to -U as it is.
+if [ -n "$AS_ROLE" ] && { ! [[ $AS_ROLE =~ ^[a-z_][a-z0-9_]*$ ]] || [ "$AS_ROLE" = postgres ] || [ "$AS_ROLE" = "$OTHER_ROLE" ]; }; then
+  echo "SCALE_AS_ROLE=$AS_ROLE: give a lower-case role name other than postgres and $OTHER_ROLE (empty: run as the owner)" >&2
+  exit 1
+fi
+READ_USER=${AS_ROLE:-postgres}
 
 WA_HOME=$WA_SCALE_HOME
 WA_PG_PORT=$SCALE_PORT
@@ -116,9 +148,9 @@ if [ "${BENCH_INSTALL:-0}" = 1 ]; then
   sudo_flag=(); [ "$(id -u)" = 0 ] || sudo_flag=(--sudo)
   # Unlinked first, as scripts/run.sh does: another running server keeps its copy.
   ${sudo_flag:+sudo} rm -f "$LIB"
-  cargo pgrx install --release --pg-config "$PG_CONFIG" "${sudo_flag[@]}" >&2
+  cargo pgrx install --release "${PG_FEATURES[@]}" --pg-config "$PG_CONFIG" "${sudo_flag[@]}" >&2
 fi
-[ -f "$LIB" ] || die "$LIB is not installed: bash scripts/run.sh, or cargo pgrx install --release --pg-config $PG_CONFIG (or BENCH_INSTALL=1)"
+[ -f "$LIB" ] || die "$LIB is not installed: bash scripts/run.sh, or cargo pgrx install --release ${PG_FEATURES[*]} --pg-config $PG_CONFIG (or BENCH_INSTALL=1)"
 require_release_build "$LIB"
 progress "building wa-sim (release)"
 cargo build --release --locked -p wa-sim >&2
@@ -171,6 +203,9 @@ shared_buffers = $SHARED_BUFFERS
 shared_preload_libraries = 'whatsapp_channel'
 whatsapp_channel.listen_address = '$SCALE_LISTEN'
 whatsapp_channel.database = 'postgres'
+# The load all comes from 127.0.0.1: no caps per client address.
+whatsapp_channel.max_connections_per_source = 0
+whatsapp_channel.max_body_bytes_per_source = 0
 ${LISTENER_WORKERS:+whatsapp_channel.listener_workers = $LISTENER_WORKERS}
 CONF
 pg_ctl -l "$WA_SCALE_HOME/server.log" -w start >/dev/null
@@ -181,6 +216,13 @@ sql "ALTER SYSTEM SET whatsapp_channel.graph_api_url = 'http://127.0.0.1:$SCALE_
 SIM_PID=$!
 sql "SELECT wa_add_channel('$CHANNEL', '106540352242922', 'EAAGscaleaccesstoken000000000', '0123456789abcdef0123456789abcdef', 'scale_verify_token')" >/dev/null
 CHANNEL_ID=$(sql "SELECT id FROM wa_channels WHERE name = '$CHANNEL'")
+. bench/scale/roles.sh
+make_inbox_role "$OTHER_ROLE"
+if [ -n "$AS_ROLE" ]; then
+  make_inbox_role "$AS_ROLE"
+  # Before phase A: on a build with channel grants, the role sends and reads nothing without it.
+  grant_channel "$CHANNEL" "$AS_ROLE"
+fi
 for _ in $(seq 100); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$SCALE_LISTEN/webhook/" || true)" = 404 ] && break
   sleep 0.1
@@ -236,25 +278,29 @@ phase() { # A or B
     step_end "$p" "steady rate"
   fi
 
-  # (iii) the inbox's reads.
-  step_start "$p" "read queries"
+  # (iii) the inbox's reads, as the inbox role.
+  step_start "$p" "read queries as $READ_USER"
   sample_contacts
+  grant_helper "SELECT ON bench_scale_contacts" # (iv) picks its recipients from it
   for _ in $(seq 100); do echo "$CHANNEL_ID"; done >"$WORK/channel_args"
   sql "SELECT contact_id FROM bench_scale_contacts ORDER BY n LIMIT 100" >"$WORK/contact_args"
   [ -s "$WORK/contact_args" ] || die "no contact with messages to read the history of"
   measure_read "$p:list" "$LIST_SQL" "$WORK/channel_args"
   measure_read "$p:history" "$HISTORY_SQL" "$WORK/contact_args"
   measure_read "$p:unread" "$UNREAD_SQL" "$WORK/channel_args"
-  for k in list history unread; do cp "$WORK/explain_$p:$k.txt" "$WORK/plan_${p}_$k.txt"; done
+  measure_read "$p:all" "$ALL_SQL" "$WORK/channel_args"
+  for k in $READS; do cp "$WORK/explain_$p:$k.txt" "$WORK/plan_${p}_$k.txt"; done
   step_end "$p" "reads"
 
-  # (iv) wa_send_text against a plain INSERT of the same row, channel paused.
-  step_start "$p" "pgbench wa_send_text vs a plain INSERT, $PGB_CLIENTS clients, ${SECS}s each"
+  # (iv) wa_send_text against a plain INSERT of the same row, channel paused; both as the
+  # inbox role, so that the ratio compares the function with the INSERT and nothing else.
+  step_start "$p" "pgbench wa_send_text vs a plain INSERT as $READ_USER, $PGB_CLIENTS clients, ${SECS}s each"
   local recipients
   recipients=$(sql "SELECT count(*) FROM bench_scale_contacts")
   sql "DROP TABLE IF EXISTS bench_plain_outbox" -c "CREATE TABLE bench_plain_outbox (
       id bigserial PRIMARY KEY, channel_id bigint, direction text, type text, body text, status text,
       recipient text, payload jsonb, next_attempt_at timestamptz, created_at timestamptz DEFAULT now())"
+  grant_helper "INSERT ON bench_plain_outbox" "USAGE ON SEQUENCE bench_plain_outbox_id_seq"
   cat >"$WORK/send.sql" <<SQL
 \set k random(1, $recipients)
 SELECT wa_send_text('$CHANNEL', (SELECT '+' || wa_id FROM bench_scale_contacts WHERE n = :k), 'hi');
@@ -270,10 +316,10 @@ SELECT $CHANNEL_ID, 'outbound', 'text', 'hi', 'queued', r.to_,
 SQL
   sql "UPDATE wa_channels SET paused_at = now(), paused_reason = 'bench/scale.sh' WHERE id = $CHANNEL_ID"
   sql "CHECKPOINT"
-  out=$(run_pgbench -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -f "$WORK/plain.sql")
+  out=$(run_pgbench_as "$READ_USER" -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -f "$WORK/plain.sql")
   TPS[$p:plain]=$(pgbench_tps "$out")
   sql "CHECKPOINT"
-  out=$(run_pgbench -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -f "$WORK/send.sql")
+  out=$(run_pgbench_as "$READ_USER" -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -f "$WORK/send.sql")
   TPS[$p:send]=$(pgbench_tps "$out")
   progress "  plain INSERT ${TPS[$p:plain]} tps, wa_send_text ${TPS[$p:send]} tps"
   # Deleted before the channel resumes, so that nothing sends them; by the outbox index.
@@ -310,6 +356,7 @@ SEED=${SEED#wa-sim load: }
 SEED_WALL=$(($(date +%s) - SEED_T0))
 LOAD_LINES+=("seed: $SEED")
 progress "  $SEED"
+seed_other_channel
 STEP="VACUUM ANALYZE"
 progress "VACUUM ANALYZE"
 VACUUM_T0=$(date +%s)
@@ -355,6 +402,7 @@ STEP="final checks"
 flush_listener_stats
 SEQ[total]=$(scan_counts)
 RSS[end]=$(rss_anon)
+VISIBLE=$(visible_conversations) # after the scan counts: it reads every conversation
 SIZES_END=$(relation_sizes)
 
 # Every acknowledged message stored exactly once: per run committed == acknowledged, and over
@@ -369,7 +417,7 @@ for line in "${LOAD_LINES[@]}"; do
   [ "$(field "$l" committed)" = "$(field "$l" ok_messages)" ] || RUNS_SHORT+="${line%%: *} "
 done
 LOAD_COUNTS=$("${PSQL[@]}" -F' ' -c "SELECT count(*), count(DISTINCT wamid) FROM wa_messages
-                                     WHERE channel_id = $CHANNEL_ID AND wamid LIKE 'wamid.LOAD.%'")
+                                     WHERE channel_id IN ($CHANNEL_ID, $OTHER_ID) AND wamid LIKE 'wamid.LOAD.%'")
 read -r LOAD_ROWS LOAD_DISTINCT <<<"$LOAD_COUNTS"
 if [ -z "$RUNS_SHORT" ] && [ "$LOAD_ROWS" = "$LOAD_DISTINCT" ] && [ "$LOAD_ROWS" = "$TOTAL_COMMITTED" ] && [ "$TOTAL_DUP" = 0 ]; then
   EXACTLY_ONCE="**yes**"

@@ -4,7 +4,8 @@
 It LISTENs on wa_message and wa_status, prints new conversations and messages as they arrive,
 and, with --reply, answers each inbound message with wa_send_text(). After a lost connection it
 reconnects and catches up by id, so no message is missed: notifications only say "look at row
-N"; the rows are the truth.
+N" (ids, nothing else: LISTEN needs no privilege, so any role may hear them); the rows, read
+with this role's own privileges, are the truth.
 
     python3 examples/inbox_client.py --dsn "host=/var/tmp/whatsapp_channel port=5499 user=postgres"
     python3 examples/inbox_client.py --dsn ... --reply "Thanks, an agent will be with you shortly."
@@ -13,6 +14,7 @@ Needs psycopg 3 (Debian: python3-psycopg; pip: psycopg[binary]).
 """
 
 import argparse
+import json
 import sys
 import time
 
@@ -27,6 +29,8 @@ NEW_MESSAGES = """
      ORDER BY m.id
 """
 
+STATUS = "SELECT status, error_title FROM wa_messages WHERE id = %s"
+
 
 def say(line):
     print(line, flush=True)
@@ -38,6 +42,13 @@ class Inbox:
         self.last_id = args.since_id
         self.known_contacts = set()
         self.handled = 0
+
+    def show_status(self, conn, note):
+        """A status notification names the message ({"id", "channel_id"}): its row says where it is."""
+        msg_id = json.loads(note.payload)["id"]
+        row = conn.execute(STATUS, (msg_id,)).fetchone()
+        if row is not None:  # (not a message this role may read)
+            say(f"status: message {msg_id} is {row[0]}" + (f" ({row[1]})" if row[1] else ""))
 
     def run(self):
         while True:
@@ -55,7 +66,7 @@ class Inbox:
                         if note.channel == "wa_message":
                             self.catch_up(conn)
                         else:
-                            say(f"status: {note.payload}")
+                            self.show_status(conn, note)
                         if self.done():
                             return
             except psycopg.OperationalError as e:

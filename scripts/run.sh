@@ -83,6 +83,10 @@ PSQL=(psql -X -q -h "$WA_HOME" -p "$WA_PG_PORT" -U postgres -d postgres)
 
 # The demo talks to wa-sim instead of Meta. To go live: ALTER SYSTEM RESET whatsapp_channel.graph_api_url;
 "${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.graph_api_url = 'http://127.0.0.1:$WA_SIM_PORT'" -c "SELECT pg_reload_conf()" >/dev/null
+# Every client of this local listener (wa-sim, the benchmarks' loads and idle connections) is
+# 127.0.0.1, as behind a reverse proxy: no caps per client address (README, "Settings").
+"${PSQL[@]}" -c "ALTER SYSTEM SET whatsapp_channel.max_connections_per_source = 0" \
+  -c "ALTER SYSTEM SET whatsapp_channel.max_body_bytes_per_source = 0" -c "SELECT pg_reload_conf()" >/dev/null
 "${PSQL[@]}" -c "SELECT wa_add_channel('demo', '106540352242922', 'EAAGdemoaccesstoken0000000000', '0123456789abcdef0123456789abcdef', 'demo_verify_token')
                  WHERE NOT EXISTS (SELECT 1 FROM wa_channels WHERE name = 'demo')" >/dev/null
 DSN="host=$WA_HOME port=$WA_PG_PORT user=postgres dbname=postgres"
@@ -102,9 +106,14 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# The web inbox connects as role inbox_app, given exactly the SQL of the README's "Roles" section.
-"${PSQL[@]}" -c "DO \$\$BEGIN CREATE ROLE inbox_app LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$"
-"${PSQL[@]}" -c "$(awk '/^### Roles/{r=1} r && /^```sql/{s=1; next} s && /^```/{exit} s' README.md)"
+# The web inbox connects as role inbox_app: a member of inbox_agents, which gets exactly the
+# README's grants (the SQL block of its "Roles" section that grants the tables), and granted
+# the demo channel. (From a file, statement by statement: on a second run its CREATE ROLE
+# fails as "already exists", and the GRANTs after it still run.)
+awk '/^### Roles/{r=1} r && /^```sql/{s=1; b=""; next} s && /^```/{if (b ~ /GRANT SELECT ON/) {printf "%s", b; exit} s=0; next} s{b = b $0 "\n"}' README.md \
+  | "${PSQL[@]}" -f - 2>&1 | grep -v 'already exists' || true
+"${PSQL[@]}" -c "DO \$\$BEGIN CREATE ROLE inbox_app LOGIN IN ROLE inbox_agents; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" \
+  -c "SELECT wa_grant_channel('demo', 'inbox_app')" >/dev/null
 for _ in $(seq 50); do grep -q "fake Graph API on" "$WA_HOME/wa-sim.log" && break; sleep 0.1; done
 "${PSQL[@]}" -c "SELECT wa_sync_templates('demo')" >/dev/null || say "could not read the demo's templates from wa-sim"
 dpkg-query -W -f='${Status}\n' python3-venv 2>/dev/null | grep -q 'install ok installed' \

@@ -35,11 +35,7 @@ DECLARE
     ch_id bigint;
 BEGIN
     PERFORM @extschema@._wa_check_access_token(access_token);
-    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
-    IF ch_id IS NULL THEN
-        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
-            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
-    END IF;
+    ch_id := @extschema@._wa_require_channel(channel, 'admin');
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;

@@ -221,14 +221,15 @@ BEGIN
                last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
     )
     -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    -- (Ids only: LISTEN needs no privilege, so a payload says which row, and the reader reads it
+    -- through its own privileges; README, "Notifications".)
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id, 'group_id', n.group_id)::text)),
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)),
            (SELECT pg_catalog.count(*) FROM media),
            (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
              WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
       INTO added, media_jobs, changed
-      FROM (SELECT ins.id, c.name, ins.type, ins.contact_id, ins.group_id FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id
-             ORDER BY ins.id) n;
+      FROM (SELECT ins.id, ins.channel_id, ins.contact_id FROM ins ORDER BY ins.id) n;
 
     -- 5. What the new messages set going.
     IF media_jobs > 0 THEN

@@ -9,7 +9,7 @@
 -- (smb_message_echoes): stored as outbound rows of the customer's conversation, already 'sent'
 -- (Meta has them), source 'business_app', deduplicated by wamid like every message. The
 -- customer becomes a contact if they were not one. Notified on wa_message like inbound
--- messages (with "direction": "outbound"), so the inbox shows both halves of the
+-- messages (the row says direction 'outbound'), so the inbox shows both halves of the
 -- conversation; statuses that came first are applied. Returns how many were new.
 CREATE FUNCTION _wa_receive_echoes(channels bigint[], wamids text[], recipients text[], types text[],
                                    bodies text[], sent_ats double precision[], payloads jsonb[]) RETURNS integer
@@ -48,8 +48,7 @@ BEGIN
     ), notified AS (
         SELECT new.channel_id, new.wamid,
                pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-                   'id', new.id, 'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = new.channel_id),
-                   'type', new.type, 'contact_id', new.contact_id, 'direction', 'outbound')::text)
+                   'id', new.id, 'channel_id', new.channel_id, 'contact_id', new.contact_id)::text)
           FROM new ORDER BY new.id
     )
     SELECT pg_catalog.array_agg(n.channel_id), pg_catalog.array_agg(n.wamid) INTO new_channels, new_wamids FROM notified n;
@@ -68,8 +67,8 @@ $$;
 -- messages, and it becomes a conversation's last message only if it is newer than what the
 -- conversation shows. A customer's history message within the last 24 hours still opens the
 -- window, as it would have live. The media of a `media_placeholder` (sent later, same wamid)
--- fills that row in and gets a download job; that change is notified on wa_message. Returns
--- how many messages were new.
+-- fills that row in and gets a download job; that change is notified on wa_message (the row
+-- says from_history). Returns how many messages were new.
 CREATE FUNCTION _wa_receive_history(channels bigint[], wamids text[], customers text[], from_business boolean[],
                                     types text[], bodies text[], sent_ats double precision[], statuses text[],
                                     payloads jsonb[]) RETURNS integer
@@ -148,10 +147,9 @@ BEGIN
     SELECT pg_catalog.count(*) FILTER (WHERE n.inserted),
            (SELECT pg_catalog.count(*) FROM media),
            pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-               'id', n.id, 'channel', n.name, 'type', n.type, 'contact_id', n.contact_id, 'group_id', NULL,
-               'direction', n.direction, 'from_history', true)::text)) FILTER (WHERE NOT n.inserted)
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)) FILTER (WHERE NOT n.inserted)
       INTO added, media_jobs, filled_in
-      FROM (SELECT ins.*, c.name FROM ins JOIN @extschema@.wa_channels c ON c.id = ins.channel_id ORDER BY ins.id) n;
+      FROM (SELECT ins.* FROM ins ORDER BY ins.id) n;
     IF media_jobs > 0 THEN
         PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
     END IF;
@@ -161,8 +159,9 @@ $$;
 
 -- One chunk of a history sync arrived (or the business declined to share its history): counted
 -- for wa_channel_health (kinds history_chunk, history_declined; the detail says how far it is)
--- and notified on wa_history ({"channel", "phase", "chunk_order", "progress", "messages",
--- "error_code", "error"}), so an inbox can show the sync's progress (100: complete).
+-- and notified on wa_history ({"channel_id"}), so an inbox can show the sync's progress: it
+-- reads the channel's latest history_chunk or history_declined from wa_channel_health (100%:
+-- complete).
 CREATE FUNCTION _wa_history_chunk(channel bigint, phase integer, chunk_order integer, progress integer,
                                   messages integer, error_code integer, error text) RETURNS void
 LANGUAGE plpgsql
@@ -173,10 +172,7 @@ BEGIN
                                   CASE WHEN error_code IS NULL
                                        THEN pg_catalog.format('phase %s, chunk %s, %s%%, %s messages', phase, chunk_order, progress, messages)
                                        ELSE pg_catalog.format('error %s: %s', error_code, error) END);
-    PERFORM pg_catalog.pg_notify('wa_history', pg_catalog.json_build_object(
-        'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = channel),
-        'phase', phase, 'chunk_order', chunk_order, 'progress', progress, 'messages', messages,
-        'error_code', error_code, 'error', error)::text);
+    PERFORM pg_catalog.pg_notify('wa_history', pg_catalog.json_build_object('channel_id', channel)::text);
 END
 $$;
 

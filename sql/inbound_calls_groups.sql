@@ -7,9 +7,8 @@
 -- Call events (connect, terminate) into wa_calls, one row per call. The customer (the caller of
 -- their own call, the callee of the business's) becomes a contact if needed, and their call
 -- opens or extends the 24-hour window, as a message does. Each change is notified on wa_call
--- ({"id", "channel", "call_id", "event", "status", "missed", "contact_id"}); a redelivered
--- event changes nothing and is not notified again, and a late `connect` never reopens an
--- ended call. In order, one by one: calls are few. Returns how many rows changed.
+-- ({"id", "channel_id", "contact_id"}: the row says the rest); a redelivered event changes
+-- nothing and is not notified again, and a late `connect` never reopens an ended call. In order, one by one: calls are few. Returns how many rows changed.
 CREATE FUNCTION _wa_receive_calls(channels bigint[], call_ids text[], froms text[], tos text[], events text[],
                                   directions text[], statuses text[], ats double precision[],
                                   starts double precision[], ends double precision[], durations integer[],
@@ -68,9 +67,7 @@ BEGIN
         RETURNING * INTO c;
         CONTINUE WHEN NOT FOUND; -- a redelivery
         PERFORM pg_catalog.pg_notify('wa_call', pg_catalog.json_build_object(
-            'id', c.id, 'channel', (SELECT x.name FROM @extschema@.wa_channels x WHERE x.id = c.channel_id),
-            'call_id', c.call_id, 'event', r.ev, 'status', c.status, 'missed', c.missed,
-            'contact_id', c.contact_id)::text);
+            'id', c.id, 'channel_id', c.channel_id, 'contact_id', c.contact_id)::text);
         changed := changed + 1;
     END LOOP;
     RETURN changed;
@@ -81,8 +78,9 @@ $$;
 -- (created, or failed to be; deleted), participants who joined or left, settings (subject,
 -- description) and Meta's suspensions. A lifecycle or status event older than the one that set
 -- the group's status does not undo it (webhooks are not ordered). Each change is notified on
--- wa_group ({"channel", "group_id", "type", "status"}); an event that changes nothing (a
--- redelivery) is not written or notified again. Returns how many groups changed.
+-- wa_group ({"channel_id"}: wa_groups has no numeric id, so the reader re-reads the channel's
+-- groups, newest updated_at first); an event that changes nothing (a redelivery) is not
+-- written or notified again. Returns how many groups changed.
 CREATE FUNCTION _wa_receive_group_events(channels bigint[], group_ids text[], kinds text[], ats double precision[],
                                          subjects text[], descriptions text[], invite_links text[],
                                          approval_modes text[], added jsonb[], removed jsonb[], failed boolean[],
@@ -134,9 +132,7 @@ BEGIN
                join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
                participants = n.participants, last_event = r.pl, updated_at = pg_catalog.now()
          WHERE x.channel_id = r.ch AND x.group_id = r.gid;
-        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object(
-            'channel', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = r.ch),
-            'group_id', r.gid, 'type', r.kind, 'status', n.status)::text);
+        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', r.ch)::text);
         changed := changed + 1;
     END LOOP;
     RETURN changed;

@@ -52,10 +52,10 @@ BEGIN
          WHERE m.id = t.message_id
            AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL)
                 OR (t.pricing_category IS NOT NULL AND t.pricing_category IS DISTINCT FROM m.pricing_category))
-        RETURNING m.id, m.wamid, m.status, t.moves
+        RETURNING m.id, m.channel_id, t.moves
     )
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
-               'id', n.id, 'wamid', n.wamid, 'status', n.status)::text))
+               'id', n.id, 'channel_id', n.channel_id)::text))
       INTO moved
       FROM (SELECT upd.* FROM upd WHERE upd.moves ORDER BY upd.id) n;
     RETURN moved;
@@ -101,8 +101,8 @@ BEGIN
                  WHERE u.id IS NOT NULL ORDER BY u.id) u
          WHERE x.id = u.id AND x.channel_id = u.ch AND x.direction = 'outbound' AND x.wamid IS NULL
            AND x.status || '' IN ('queued', 'sending')
-        RETURNING x.id, x.wamid)
-    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'wamid', r.wamid, 'status', 'sent')::text))
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
       INTO recorded_late
       FROM (SELECT * FROM recorded ORDER BY id) r;
     WITH new AS (

@@ -29,12 +29,15 @@ END
 $$;
 
 -- Records the end of a download job: 'done' (with the bytes, unless only metadata is kept),
--- 'failed' or 'skipped'; or back to 'pending' after `retry_in` seconds. Notifies wa_media.
+-- 'failed' or 'skipped'; or back to 'pending' after `retry_in` seconds. Notifies wa_media
+-- ({"message_id", "channel_id"}: wa_media says how it ended).
 CREATE FUNCTION _wa_finish_media(p_message_id bigint, p_status text, p_mime_type text, p_sha256 text, p_size bigint,
                                  p_content bytea, p_error text, retry_in double precision) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    channel bigint;
 BEGIN
     IF retry_in IS NOT NULL THEN
         UPDATE @extschema@.wa_media j
@@ -46,9 +49,10 @@ BEGIN
     UPDATE @extschema@.wa_media j
        SET status = p_status, mime_type = COALESCE(p_mime_type, j.mime_type), sha256 = p_sha256, size = p_size,
            content = p_content, error = p_error, updated_at = pg_catalog.now()
-     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+     WHERE j.message_id = p_message_id AND j.status = 'downloading'
+    RETURNING j.channel_id INTO channel;
     IF FOUND THEN
-        PERFORM pg_catalog.pg_notify('wa_media', pg_catalog.json_build_object('message_id', p_message_id, 'status', p_status)::text);
+        PERFORM pg_catalog.pg_notify('wa_media', pg_catalog.json_build_object('message_id', p_message_id, 'channel_id', channel)::text);
     END IF;
 END
 $$;
@@ -61,10 +65,14 @@ BEGIN ATOMIC
     UPDATE @extschema@.wa_media j SET status = 'pending', updated_at = pg_catalog.now() WHERE j.status = 'downloading';
 END;
 
--- The bytes of a message's media, once downloaded (NULL before, or if they were not kept).
+-- The bytes of a message's media, once downloaded (NULL before, or if they were not kept, or
+-- if the caller may not read the message's channel: exactly as for a message that does not
+-- exist, so that another channel's ids tell nothing).
 CREATE FUNCTION wa_media_content(message_id bigint) RETURNS bytea
 LANGUAGE sql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    SELECT j.content FROM @extschema@.wa_media j WHERE j.message_id = wa_media_content.message_id AND j.status = 'done';
+    SELECT j.content FROM @extschema@.wa_media j
+     WHERE j.message_id = wa_media_content.message_id AND j.status = 'done'
+       AND j.channel_id = ANY (@extschema@._wa_visible_channels(@extschema@._wa_caller()));
 END;

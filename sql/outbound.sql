@@ -184,6 +184,7 @@ AS $$
 DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url),
                                    idempotency_key, expires_at);
 END
@@ -199,6 +200,7 @@ AS $$
 DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, kind, caption,
                                    @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename), idempotency_key,
                                    expires_at);
@@ -278,6 +280,7 @@ DECLARE
     auth_ttl  interval;
     msg_id    bigint;
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
     PERFORM @extschema@._wa_check_template(channel, name, language, components);
     request := @extschema@._wa_template_request(to_, name, language, components);
     -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
@@ -313,6 +316,7 @@ AS $$
 DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', interactive #>> '{body,text}',
                                    @extschema@._wa_interactive_request(to_, interactive), idempotency_key, expires_at);
 END
@@ -328,6 +332,7 @@ AS $$
 DECLARE
     to_ text := @extschema@.wa_normalize_recipient(recipient);
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'location', name,
                                    @extschema@._wa_location_request(to_, latitude, longitude, name, address), idempotency_key,
                                    expires_at);
@@ -378,8 +383,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    to_ text := @extschema@._wa_counterpart(channel, message_wamid);
+    to_ text;
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    to_ := @extschema@._wa_counterpart(channel, message_wamid);
     RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji),
                                    idempotency_key, expires_at);
 END
@@ -392,8 +399,10 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    to_ text := @extschema@._wa_counterpart(channel, message_wamid);
+    to_ text;
 BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    to_ := @extschema@._wa_counterpart(channel, message_wamid);
     RETURN @extschema@._wa_enqueue(channel, to_, 'mark_read', NULL, @extschema@._wa_mark_read_request(message_wamid, typing));
 END
 $$;

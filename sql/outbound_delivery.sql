@@ -140,9 +140,9 @@ AS $$
                error_title = 'expired at ' || x.expires_at::text || ' before it could be sent: not sent late (expires_at)',
                error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
          WHERE x.id = ANY (msg_ids) AND x.status || '' = 'sending'
-        RETURNING x.id)
-    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', e.id, 'wamid', NULL, 'status', 'failed')::text))
-      FROM (SELECT expired.id FROM expired ORDER BY expired.id) e
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', e.id, 'channel_id', e.channel_id)::text))
+      FROM (SELECT expired.id, expired.channel_id FROM expired ORDER BY expired.id) e
 $$;
 
 -- The rest of a customer's queue waits as long as its head (a retry, the pair rate): later
@@ -255,7 +255,7 @@ BEGIN
         RETURNING x.id, x.channel_id, u.w
     ), notified AS (
         SELECT sent.channel_id, sent.w,
-               pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', sent.id, 'wamid', sent.w, 'status', 'sent')::text)
+               pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', sent.id, 'channel_id', sent.channel_id)::text)
           FROM sent ORDER BY sent.id
     )
     -- Statuses that arrived before these wamids were known (usually none: one probe each).
@@ -280,14 +280,17 @@ CREATE FUNCTION _wa_mark_failed(msg_id bigint, p_code integer, p_title text, p_d
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+    channel bigint;
 BEGIN
     UPDATE @extschema@.wa_messages x
        SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL,
            error_code = p_code, error_title = p_title, error_details = p_details,
            error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
-     WHERE x.id = msg_id AND x.status || '' = 'sending';
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
+    RETURNING x.channel_id INTO channel;
     IF FOUND THEN
-        PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'wamid', NULL, 'status', 'failed')::text);
+        PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'channel_id', channel)::text);
     END IF;
 END
 $$;

@@ -32,6 +32,10 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_phone(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_recipient(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
+    -- What the row-level security policies call, as the role reading the table (sql/grants.sql;
+    -- each answers a role only about roles it could SET ROLE to).
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(name) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_is_admin(name) TO PUBLIC;
 END
 $$;
 

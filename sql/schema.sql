@@ -47,6 +47,24 @@ CREATE TABLE wa_channel_secrets (
 );
 COMMENT ON TABLE wa_channel_secrets IS 'Channel credentials: readable by the extension owner only. Never grant it.';
 
+-- Channels are the unit of access (README, "Roles"): a role sees a channel's rows when it holds
+-- `read` on it, and sends on it when it holds `send`; `admin` (for every channel, present and
+-- future: channel_id NULL) sees and does everything, as the extension owner does. The order of
+-- the labels is the order of the privileges: each includes the ones before it.
+CREATE TYPE wa_channel_privilege AS ENUM ('read', 'send', 'admin');
+
+-- One row per channel and role (a grant of `send` replaces `read`). The role is kept by oid
+-- (regrole), so a renamed role keeps its grants; pg_dump writes its name.
+CREATE TABLE wa_channel_grants (
+    channel_id bigint REFERENCES wa_channels (id) ON DELETE CASCADE,
+    grantee    regrole NOT NULL,
+    privilege  wa_channel_privilege NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((privilege = 'admin') = (channel_id IS NULL)),
+    CONSTRAINT wa_channel_grants_key UNIQUE NULLS NOT DISTINCT (channel_id, grantee)
+);
+COMMENT ON TABLE wa_channel_grants IS 'Who may read or send on which channel: change it with wa_grant_channel() and wa_revoke_channel().';
+
 CREATE TABLE wa_contacts (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel_id      bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
@@ -409,7 +427,7 @@ DECLARE
     t text;
     seq text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['wa_channels', 'wa_channel_secrets', 'wa_contacts', 'wa_contact_former_ids', 'wa_calls',
+    FOREACH t IN ARRAY ARRAY['wa_channels', 'wa_channel_secrets', 'wa_channel_grants', 'wa_contacts', 'wa_contact_former_ids', 'wa_calls',
                              'wa_groups', 'wa_webhook_events', 'wa_messages', 'wa_conversation_state',
                              'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t::regclass, '');

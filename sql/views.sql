@@ -4,7 +4,9 @@
 -- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
 
 -- ---------------------------------------------------------------------------------------------
--- Views for inbox apps
+-- Views for inbox apps. Each runs with the rights of the role that reads it
+-- (security_invoker), so row-level security shows a role the rows of its own channels only,
+-- and a DBA's own policies apply too; a reader needs SELECT on the tables the view reads.
 
 -- One row per conversation (a channel and a contact, or a channel and a group): the last
 -- message, how many inbound messages came since the business last wrote or marked them read
@@ -14,7 +16,7 @@
 -- wa_conversation_state, which every message keeps current, so the inbox's list (WHERE
 -- channel_id = $1 ORDER BY last_message_at DESC NULLS LAST LIMIT 50) is an index scan however
 -- many conversations there are.
-CREATE VIEW wa_conversations AS
+CREATE VIEW wa_conversations WITH (security_invoker = true) AS
 SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
        s.last_message_id, s.last_direction, s.last_type, s.last_preview AS last_body,
        s.last_message_at, s.unread_count,
@@ -72,7 +74,7 @@ END;
 
 -- One row per channel, answering the seed's "Common issues": is Meta reaching us, with the
 -- right secret and token, and is anything failing on the way out?
-CREATE VIEW wa_channel_health AS
+CREATE VIEW wa_channel_health WITH (security_invoker = true) AS
 SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
        c.paused_at AS outbox_paused_at, c.paused_reason AS outbox_paused_reason,
        (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verified') AS last_verified_handshake_at,
@@ -101,7 +103,7 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
 -- billable_messages are the ones to multiply by Meta's rate card for the category and the
 -- recipient's country; Meta deprecates `billable`, so under per-message pricing (PMP)
 -- type 'regular' counts as billable when it is absent.
-CREATE VIEW wa_message_costs AS
+CREATE VIEW wa_message_costs WITH (security_invoker = true) AS
 SELECT p.channel_id, c.name AS channel,
        (COALESCE(p.status_at, p.received_at) AT TIME ZONE 'UTC')::date AS day,
        p.pricing_category AS category, p.pricing_type AS type, p.pricing_model AS model,

@@ -1978,6 +1978,492 @@ $$;
 
 SELECT _wa_plan_hot_paths();
 
+-- ---------------------------------------------------------------------------------------------
+-- Channels as the unit of access (sql/grants.sql): channel grants, row-level security on every
+-- table of a channel's data, security_invoker views, and a check at the top of every SECURITY
+-- DEFINER function of the API.
+-- Channels are the unit of access (README, "Roles"): a role sees a channel's rows when it holds
+-- `read` on it, and sends on it when it holds `send`; `admin` (for every channel, present and
+-- future: channel_id NULL) sees and does everything, as the extension owner does. The order of
+-- the labels is the order of the privileges: each includes the ones before it.
+CREATE TYPE wa_channel_privilege AS ENUM ('read', 'send', 'admin');
+
+-- One row per channel and role (a grant of `send` replaces `read`). The role is kept by oid
+-- (regrole), so a renamed role keeps its grants; pg_dump writes its name.
+CREATE TABLE wa_channel_grants (
+    channel_id bigint REFERENCES wa_channels (id) ON DELETE CASCADE,
+    grantee    regrole NOT NULL,
+    privilege  wa_channel_privilege NOT NULL,
+    granted_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CHECK ((privilege = 'admin') = (channel_id IS NULL)),
+    CONSTRAINT wa_channel_grants_key UNIQUE NULLS NOT DISTINCT (channel_id, grantee)
+);
+COMMENT ON TABLE wa_channel_grants IS 'Who may read or send on which channel: change it with wa_grant_channel() and wa_revoke_channel().';
+SELECT pg_catalog.pg_extension_config_dump('wa_channel_grants', '');
+
+CREATE FUNCTION "_wa_caller"() RETURNS TEXT /* String */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_caller_wrapper';
+
+-- Whether a role may do everything: a superuser or BYPASSRLS role (row-level security does not
+-- filter them anyway), one that has the privileges of the extension's owner, or one that holds
+-- the `admin` grant. USAGE (inherited privileges), not MEMBER: a NOINHERIT login role that may
+-- SET ROLE to an agent has none of the agent's channels until it does. (A role may ask only
+-- about a role it could SET ROLE to.)
+CREATE FUNCTION _wa_is_admin(r name) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN pg_catalog.pg_has_role(@extschema@._wa_caller(), r, 'MEMBER')
+       AND (EXISTS (SELECT FROM pg_catalog.pg_roles a WHERE a.rolname = r AND (a.rolsuper OR a.rolbypassrls))
+            OR pg_catalog.pg_has_role(r, (SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname = 'whatsapp_channel'), 'USAGE')
+            OR EXISTS (SELECT FROM @extschema@.wa_channel_grants g
+                        WHERE g.channel_id IS NULL AND g.privilege = 'admin' AND pg_catalog.pg_has_role(r, g.grantee, 'USAGE')));
+END
+$$;
+
+-- The channels a role may read, for the row-level security policies: they call it as
+-- `(SELECT _wa_visible_channels(current_user))::bigint[]`, a scalar subquery the executor runs once per
+-- statement (an InitPlan), so a grant or revoke takes effect on the next statement and the
+-- filter is `channel_id = ANY($1)`, an index condition. (The cast keeps the parser from
+-- reading `= ANY ((SELECT …))` as `= ANY (subquery)`.) SECURITY DEFINER because a policy on
+-- wa_channels cannot read wa_channels as the querier (it would recurse). A role may ask only
+-- for a role it could become (SET ROLE): no learning another tenant's channel ids.
+-- PL/pgSQL, not SQL: its plans are kept for the session (a SQL function that cannot be
+-- inlined is planned on every call). PARALLEL SAFE, as _wa_is_admin: a function the planner
+-- must call in the leader only would keep every query of a policed table out of parallel
+-- plans, for everyone but the owner.
+CREATE FUNCTION _wa_visible_channels(viewer name) RETURNS bigint[]
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT pg_catalog.pg_has_role(@extschema@._wa_caller(), viewer, 'MEMBER') THEN
+        RETURN '{}';
+    ELSIF @extschema@._wa_is_admin(viewer) THEN
+        RETURN (SELECT COALESCE(pg_catalog.array_agg(c.id ORDER BY c.id), '{}') FROM @extschema@.wa_channels c);
+    END IF;
+    RETURN (SELECT COALESCE(pg_catalog.array_agg(DISTINCT g.channel_id), '{}') FROM @extschema@.wa_channel_grants g
+             WHERE g.channel_id IS NOT NULL AND pg_catalog.pg_has_role(viewer, g.grantee, 'USAGE'));
+END
+$$;
+
+-- The id of the channel a SECURITY DEFINER function of the API is about to act on, if the
+-- calling role holds `needed` on it (`admin`: if it is an admin). The first thing such a function does: before any other
+-- check, since those describe the channel's customers, templates and messages. A role without
+-- the privilege gets the same error whether the channel exists or not.
+CREATE FUNCTION _wa_require_channel(channel text, needed wa_channel_privilege) RETURNS bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller name := @extschema@._wa_caller();
+    ch_id  bigint;
+BEGIN
+    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c
+     WHERE c.name = channel
+       AND EXISTS (SELECT FROM @extschema@.wa_channel_grants g
+                    WHERE g.channel_id = c.id AND g.privilege >= needed AND pg_catalog.pg_has_role(caller, g.grantee, 'USAGE'));
+    IF ch_id IS NOT NULL THEN
+        RETURN ch_id;
+    END IF;
+    IF @extschema@._wa_is_admin(caller) THEN
+        SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
+        IF ch_id IS NULL THEN
+            RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+                USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+        END IF;
+        RETURN ch_id;
+    END IF;
+    RAISE EXCEPTION 'permission denied for channel %: role % needs the % privilege on it', pg_catalog.quote_literal(channel), caller, needed
+        USING ERRCODE = 'insufficient_privilege',
+              HINT = CASE WHEN needed = 'admin'
+                          THEN pg_catalog.format('The extension owner grants it (for every channel): SELECT wa_grant_channel(NULL, %L, ''admin'').', caller::text)
+                          ELSE pg_catalog.format('The extension owner or an admin grants it: SELECT wa_grant_channel(%L, %L, %L). See the channels you may use with SELECT name FROM wa_channels.',
+                                                 channel, caller::text, needed) END;
+END
+$$;
+
+-- Refuses a role that is not an admin (see _wa_is_admin): adding channels, setting their
+-- credentials, replaying webhooks and managing grants.
+CREATE FUNCTION _wa_require_admin(action text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    caller name := @extschema@._wa_caller();
+BEGIN
+    IF NOT @extschema@._wa_is_admin(caller) THEN
+        RAISE EXCEPTION 'permission denied to %: role % is not a whatsapp_channel admin', action, caller
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'The extension owner, a superuser or a role granted admin does it; the owner grants admin with SELECT wa_grant_channel(NULL, ''role'', ''admin'').';
+    END IF;
+END
+$$;
+
+-- The tables that hold a channel's data, and the column naming the channel: row-level security
+-- is on for each, with the policies below, from CREATE EXTENSION on (before any grant, nobody
+-- but an admin reads a row). pg_dump writes neither an extension table's policies nor its
+-- ENABLE ROW LEVEL SECURITY: the restore's CREATE EXTENSION makes them, and the grants come
+-- back as rows (tests/e2e/tests/backup.rs).
+CREATE FUNCTION _wa_channel_tables() RETURNS TABLE (table_name regclass, channel_column name)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT t.table_name::regclass, t.channel_column::name
+      FROM (VALUES ('@extschema@.wa_channels', 'id'), ('@extschema@.wa_contacts', 'channel_id'),
+                   ('@extschema@.wa_contact_former_ids', 'channel_id'), ('@extschema@.wa_calls', 'channel_id'),
+                   ('@extschema@.wa_groups', 'channel_id'), ('@extschema@.wa_webhook_events', 'channel_id'),
+                   ('@extschema@.wa_messages', 'channel_id'), ('@extschema@.wa_conversation_state', 'channel_id'),
+                   ('@extschema@.wa_message_statuses', 'channel_id'), ('@extschema@.wa_channel_counters', 'channel_id'),
+                   ('@extschema@.wa_templates', 'channel_id'), ('@extschema@.wa_media', 'channel_id'))
+           AS t (table_name, channel_column);
+END;
+
+-- Drops the extension's own policies of a table, to make them again (a DBA's are left alone).
+CREATE FUNCTION _wa_drop_policies(t regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    p name;
+BEGIN
+    FOR p IN SELECT x.polname FROM pg_catalog.pg_policy x
+              WHERE x.polrelid = t AND x.polname IN ('wa_channel_read', 'wa_admin_insert', 'wa_admin_update', 'wa_admin_delete', 'wa_grants_read') LOOP
+        EXECUTE pg_catalog.format('DROP POLICY %I ON %s', p, t);
+    END LOOP;
+END
+$$;
+
+-- (Re)makes the policies: reading a row takes `read` on its channel; writing one directly
+-- (not through the API's functions) takes admin. Idempotent: run by CREATE EXTENSION and by
+-- an upgrade script that changes a policy.
+CREATE FUNCTION _wa_apply_policies() RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t record;
+    admin_only text := '(SELECT @extschema@._wa_is_admin(CURRENT_USER))';
+BEGIN
+    FOR t IN SELECT * FROM @extschema@._wa_channel_tables() LOOP
+        PERFORM @extschema@._wa_drop_policies(t.table_name);
+        EXECUTE pg_catalog.format('CREATE POLICY wa_channel_read ON %s FOR SELECT USING (%I = ANY ((SELECT @extschema@._wa_visible_channels(CURRENT_USER))::bigint[]))',
+                                  t.table_name, t.channel_column);
+        EXECUTE pg_catalog.format('CREATE POLICY wa_admin_insert ON %s FOR INSERT WITH CHECK (%s)', t.table_name, admin_only);
+        EXECUTE pg_catalog.format('CREATE POLICY wa_admin_update ON %s FOR UPDATE USING (%s)', t.table_name, admin_only);
+        EXECUTE pg_catalog.format('CREATE POLICY wa_admin_delete ON %s FOR DELETE USING (%s)', t.table_name, admin_only);
+    END LOOP;
+    -- A role sees the grants it has the privileges of; an admin sees all of them.
+    PERFORM @extschema@._wa_drop_policies('@extschema@.wa_channel_grants');
+    CREATE POLICY wa_grants_read ON @extschema@.wa_channel_grants FOR SELECT
+        USING (pg_catalog.pg_has_role(CURRENT_USER, grantee, 'USAGE') OR (SELECT @extschema@._wa_is_admin(CURRENT_USER)));
+END
+$$;
+
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT table_name FROM @extschema@._wa_channel_tables() LOOP
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+    END LOOP;
+END
+$$;
+SELECT _wa_apply_policies();
+-- The credentials: no policy at all, so only the owner (and superusers) read them, whatever
+-- is granted.
+ALTER TABLE wa_channel_secrets ENABLE ROW LEVEL SECURITY;
+ALTER TABLE wa_channel_grants ENABLE ROW LEVEL SECURITY;
+
+-- Grants `privilege` on a channel to a role (`admin`: channel NULL, every channel). Grants
+-- only add: `read` where the role holds `send` changes nothing. Takes effect on the role's next
+-- statement.
+CREATE FUNCTION wa_grant_channel(channel text, role regrole, privilege wa_channel_privilege DEFAULT 'send') RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint;
+BEGIN
+    PERFORM @extschema@._wa_require_admin('grant channel privileges');
+    IF role IS NULL OR privilege IS NULL THEN
+        RAISE EXCEPTION 'wa_grant_channel needs a role and a privilege'
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'e.g. SELECT wa_grant_channel(''support'', ''agent_a'', ''send'').';
+    END IF;
+    IF privilege = 'admin' THEN
+        IF channel IS NOT NULL THEN
+            RAISE EXCEPTION 'admin is granted for every channel: give NULL as the channel, not %', pg_catalog.quote_literal(channel)
+                USING ERRCODE = 'invalid_parameter_value', HINT = pg_catalog.format('SELECT wa_grant_channel(NULL, %L, ''admin''), or grant read or send on the channel.', role::text);
+        END IF;
+    ELSE
+        IF channel IS NULL THEN
+            RAISE EXCEPTION 'a % grant needs a channel', privilege
+                USING ERRCODE = 'null_value_not_allowed', HINT = 'Name the channel (SELECT name FROM wa_channels); only admin is granted for every channel.';
+        END IF;
+        ch_id := @extschema@._wa_require_channel(channel, 'read');
+    END IF;
+    IF EXISTS (SELECT FROM pg_catalog.pg_roles a WHERE a.oid = role AND (a.rolsuper OR a.rolbypassrls)) THEN
+        RAISE NOTICE 'role % is a superuser or has BYPASSRLS: it sees and does everything without a grant', role;
+    END IF;
+    INSERT INTO @extschema@.wa_channel_grants AS g (channel_id, grantee, privilege)
+    VALUES (ch_id, role, privilege)
+    ON CONFLICT ON CONSTRAINT wa_channel_grants_key DO UPDATE SET privilege = excluded.privilege, granted_at = pg_catalog.now()
+     WHERE g.privilege < excluded.privilege;
+END
+$$;
+
+-- Revokes a role's privilege on a channel (NULL: all of it; `admin`: channel NULL). Revoking
+-- `send` leaves `read`. Returns whether anything changed.
+CREATE FUNCTION wa_revoke_channel(channel text, role regrole, privilege wa_channel_privilege DEFAULT NULL) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id   bigint;
+    changed integer;
+BEGIN
+    PERFORM @extschema@._wa_require_admin('revoke channel privileges');
+    IF channel IS NOT NULL THEN
+        ch_id := @extschema@._wa_require_channel(channel, 'read');
+    ELSIF privilege IS DISTINCT FROM 'admin' THEN
+        RAISE EXCEPTION 'revoking % needs a channel', COALESCE(privilege::text, 'every privilege')
+            USING ERRCODE = 'null_value_not_allowed', HINT = 'Name the channel; only admin is revoked with a NULL channel.';
+    END IF;
+    IF privilege = 'send' THEN
+        UPDATE @extschema@.wa_channel_grants g SET privilege = 'read', granted_at = pg_catalog.now()
+         WHERE g.channel_id = ch_id AND g.grantee = role AND g.privilege = 'send';
+    ELSE
+        DELETE FROM @extschema@.wa_channel_grants g
+         WHERE g.channel_id IS NOT DISTINCT FROM ch_id AND g.grantee = role;
+    END IF;
+    GET DIAGNOSTICS changed = ROW_COUNT;
+    RETURN changed > 0;
+END
+$$;
+
+-- Who holds what: an admin sees every grant, any other role the grants it has the privileges of.
+CREATE VIEW wa_channel_access WITH (security_invoker = true) AS
+SELECT g.channel_id, c.name AS channel, g.grantee::text AS role, g.privilege, g.granted_at
+  FROM @extschema@.wa_channel_grants g
+  LEFT JOIN @extschema@.wa_channels c ON c.id = g.channel_id;
+COMMENT ON VIEW wa_channel_access IS 'Channel grants: which role may read or send on which channel (admin: every channel).';
+
+-- A dropped role's grants (DROP ROLE does not look at regrole columns, and its oid may later
+-- be given to a new role): deleted by the maintenance worker.
+CREATE FUNCTION _wa_purge_dropped_grantees() RETURNS bigint
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH gone AS (
+        DELETE FROM @extschema@.wa_channel_grants g
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles a WHERE a.oid = g.grantee)
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*) FROM gone;
+END;
+
+CREATE OR REPLACE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false,
+                             idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url),
+                                   idempotency_key, expires_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_media(channel text, recipient text, kind text, link_or_media_id text,
+                              caption text DEFAULT NULL, filename text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                              expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, kind, caption,
+                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename), idempotency_key,
+                                   expires_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
+                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_       text := @extschema@.wa_normalize_recipient(recipient);
+    request   jsonb;
+    category  text;
+    marketing boolean;
+    auth_ttl  interval;
+    msg_id    bigint;
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    PERFORM @extschema@._wa_check_template(channel, name, language, components);
+    request := @extschema@._wa_template_request(to_, name, language, components);
+    -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
+    -- the channel's templates were never synced).
+    SELECT pg_catalog.upper(t.category), c.marketing_messages, c.authentication_template_ttl INTO category, marketing, auth_ttl
+      FROM @extschema@.wa_channels c
+      LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
+     WHERE c.name = channel;
+    IF request ->> 'recipient_type' = 'group' AND category = 'AUTHENTICATION' THEN
+        RAISE EXCEPTION 'template % (%) is an authentication template: Meta''s Groups API does not send those to groups', pg_catalog.quote_literal(name), language
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
+    END IF;
+    -- A one-time code is worth nothing late: the channel's authentication_template_ttl applies.
+    IF category = 'AUTHENTICATION' AND expires_at IS NULL THEN
+        expires_at := pg_catalog.now() + auth_ttl;
+    END IF;
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key, expires_at);
+    -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
+    IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
+    END IF;
+    RETURN msg_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb, idempotency_key text DEFAULT NULL,
+                                    expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', interactive #>> '{body,text}',
+                                   @extschema@._wa_interactive_request(to_, interactive), idempotency_key, expires_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_location(channel text, recipient text, latitude double precision, longitude double precision,
+                                 name text DEFAULT NULL, address text DEFAULT NULL, idempotency_key text DEFAULT NULL,
+                                 expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, 'location', name,
+                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address), idempotency_key,
+                                   expires_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text, idempotency_key text DEFAULT NULL,
+                                 expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text;
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    to_ := @extschema@._wa_counterpart(channel, message_wamid);
+    RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji),
+                                   idempotency_key, expires_at);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_mark_read(channel text, message_wamid text, typing boolean DEFAULT false)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text;
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    to_ := @extschema@._wa_counterpart(channel, message_wamid);
+    RETURN @extschema@._wa_enqueue(channel, to_, 'mark_read', NULL, @extschema@._wa_mark_read_request(message_wamid, typing));
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_set_access_token(channel text, access_token text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint;
+BEGIN
+    PERFORM @extschema@._wa_check_access_token(access_token);
+    ch_id := @extschema@._wa_require_channel(channel, 'admin');
+    UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
+    -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
+    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_media_content(message_id bigint) RETURNS bytea
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT j.content FROM @extschema@.wa_media j
+     WHERE j.message_id = wa_media_content.message_id AND j.status = 'done'
+       AND j.channel_id = ANY (@extschema@._wa_visible_channels(@extschema@._wa_caller()));
+END;
+
+ALTER VIEW wa_conversations SET (security_invoker = true);
+ALTER VIEW wa_channel_health SET (security_invoker = true);
+ALTER VIEW wa_message_costs SET (security_invoker = true);
+
+-- Before this version a role granted the API could use every channel: it keeps that, as
+-- grants (admin for a role that may call wa_add_channel or wa_set_access_token, send for one
+-- that may call wa_send_text, read for one that may read wa_messages), so that an upgrade
+-- changes nothing a deployment sees. Narrow them with wa_revoke_channel().
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT a.grantee::regrole AS role, pg_catalog.max(a.privilege) AS privilege
+          FROM (SELECT x.grantee, CASE WHEN p.proname = 'wa_send_text' THEN 'send' ELSE 'admin' END::@extschema@.wa_channel_privilege AS privilege
+                  FROM pg_catalog.pg_proc p CROSS JOIN LATERAL pg_catalog.aclexplode(p.proacl) x
+                 WHERE p.oid IN ('@extschema@.wa_send_text(text, text, text, text, boolean, text, timestamptz)'::regprocedure,
+                                 '@extschema@.wa_add_channel(text, text, text, text, text, text)'::regprocedure,
+                                 '@extschema@.wa_set_access_token(text, text)'::regprocedure)
+                   AND x.privilege_type = 'EXECUTE' AND x.grantee <> 0 AND x.grantee <> p.proowner
+                UNION ALL
+                SELECT x.grantee, 'read'
+                  FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) x
+                 WHERE c.oid = '@extschema@.wa_messages'::regclass
+                   AND x.privilege_type = 'SELECT' AND x.grantee <> 0 AND x.grantee <> c.relowner) a
+         WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_roles s WHERE s.oid = a.grantee AND (s.rolsuper OR s.rolbypassrls))
+         GROUP BY a.grantee
+    LOOP
+        IF r.privilege = 'admin' THEN
+            INSERT INTO @extschema@.wa_channel_grants (channel_id, grantee, privilege) VALUES (NULL, r.role, 'admin');
+        ELSE
+            INSERT INTO @extschema@.wa_channel_grants (channel_id, grantee, privilege)
+            SELECT c.id, r.role, r.privilege FROM @extschema@.wa_channels c;
+        END IF;
+        RAISE NOTICE 'role % keeps % on every channel: channels are now granted to roles one by one (README, "Roles")', r.role, r.privilege
+            USING HINT = 'See SELECT * FROM wa_channel_access; narrow it with wa_revoke_channel().';
+    END LOOP;
+END
+$$;
+
 -- Privileges, as in sql/privileges.sql: no function of the extension for PUBLIC but the pure
 -- helpers, so that a function added above is closed until granted. Later upgrade scripts only
 -- call _wa_apply_privileges().
@@ -2004,10 +2490,701 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_phone(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_normalize_recipient(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
+    -- What the row-level security policies call, as the role reading the table (sql/grants.sql;
+    -- each answers a role only about roles it could SET ROLE to).
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(name) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_is_admin(name) TO PUBLIC;
 END
 $$;
 
 SELECT _wa_apply_privileges();
+
+-- Issue 26: notifications carry only ids (LISTEN needs no privilege, so a payload must not
+-- say anything a listener may not read: the reader reads the row, through its own privileges).
+-- The functions that notify, as in sql/*.sql.
+CREATE OR REPLACE FUNCTION _wa_receive_messages(
+    channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).
+    -- Arrays rather than a staging table: a temporary table is truncated at every commit,
+    -- a tenth of the listener's time (perf).
+    contacts   bigint[] := '{}';
+    added      integer;
+    media_jobs integer;
+    changed    bigint[];
+BEGIN
+    -- In steps, each one statement for the whole batch. (Steps rather than a function each:
+    -- every call of one would be one more executor start per batch on the listener's hottest
+    -- path.)
+    --   1. senders: each message's contact, found or created;
+    --   2. contacts kept current;
+    --   3. groups written in;
+    --   4. messages, with their media jobs, conversations and notifications;
+    --   5. what the new messages set going: the delivery worker for media, and changes to
+    --      rows stored before them.
+
+    -- 1. Senders. Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID
+    -- it had before (each a probe of a unique index; as scalar subqueries, which no plan can
+    -- turn into a scan of the contacts). Looked up once, and once more, for the rows still
+    -- without one, after the senders seen for the first time were added. (`contacts` starts
+    -- empty: unnest pads it with NULLs.)
+    FOR pass IN 1..2 LOOP
+        contacts := ARRAY(
+            SELECT COALESCE(u.c,
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
+                            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
+                              WHERE f.channel_id = u.ch AND f.user_id = u.uid))
+              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+             ORDER BY u.ord);
+        EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
+                                           WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL));
+        -- Senders seen for the first time, in the order they wrote: a later row that shares an
+        -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
+        -- joins that contact, exactly as if the rows had been stored one by one.
+        INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
+        SELECT u.ch, u.wa, u.uid,
+               (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
+               (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
+               -- A message in a group opens the group's window, not the customer's own.
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL)
+          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+         WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
+         GROUP BY u.ch, u.wa, u.uid
+         ORDER BY pg_catalog.min(u.ord)
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    -- 2. Contacts kept current: the newest profile name and username given, the
+    -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
+    -- then the two stay apart rather than every later message failing). A row is only
+    -- rewritten when something changed.
+    UPDATE @extschema@.wa_contacts k
+       SET wa_id = COALESCE(k.wa_id, s.free_wa_id),
+           user_id = COALESCE(k.user_id, s.free_user_id),
+           profile_name = COALESCE(s.name, k.profile_name),
+           username = COALESCE(s.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, s.seen),
+           updated_at = pg_catalog.now()
+      FROM (SELECT g.*,
+                   CASE WHEN g.wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.wa_id = g.wa_id) THEN g.wa_id END AS free_wa_id,
+                   CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.user_id = g.user_id) THEN g.user_id END AS free_user_id
+              FROM (SELECT u.c AS contact_id, pg_catalog.min(u.ch) AS channel_id,
+                           (pg_catalog.array_agg(u.wa ORDER BY u.ord DESC) FILTER (WHERE u.wa IS NOT NULL))[1] AS wa_id,
+                           (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
+                           (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
+                           (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
+                           pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL) AS seen
+                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+                     WHERE u.c IS NOT NULL
+                     GROUP BY u.c) g) s
+     WHERE k.id = s.contact_id
+       AND ((k.wa_id IS NULL AND s.free_wa_id IS NOT NULL)
+         OR (k.user_id IS NULL AND s.free_user_id IS NOT NULL)
+         OR k.profile_name IS DISTINCT FROM COALESCE(s.name, k.profile_name)
+         OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
+         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
+
+    -- 3. Groups written in: known from here on (a group created before this extension saw its
+    -- webhooks is still one), their writers among the participants, and their 24-hour window
+    -- opened. (In group order, so that concurrent writers lock groups in the same order.)
+    IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
+        INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
+        SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts))
+          FROM unnest(channels, group_ids, froms, types, sent_ats) AS u(ch, grp, wa, ty, ts)
+         WHERE u.grp IS NOT NULL
+         GROUP BY u.ch, u.grp
+         ORDER BY u.ch, u.grp
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET participants = @extschema@._wa_group_participants(g.participants, excluded.participants, '{}'),
+               last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
+               updated_at = pg_catalog.now()
+         WHERE NOT (excluded.participants <@ g.participants)
+            OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
+    END IF;
+
+    -- 4. Messages: the new ones (ins), with what each brings in the same statement: its media
+    -- download job (media), its conversation moved forward (conversations for a contact's,
+    -- group_conversations for a group's) and its wa_message notification (the SELECT at the
+    -- end, which also collects what step 5 needs).
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                         group_id, edited_at, revoked_at,
+                                         media_id, media_mime_type, media_sha256, media_filename,
+                                         voice, latitude, longitude, location_name, location_address,
+                                         reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                         reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                         button_payload, order_items, shared_contacts, system_type,
+                                         original_wamid)
+        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
+               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
+         -- An edit or revoke of this message that arrived before it.
+         CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
+                                    pg_catalog.min(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'revoke') AS revoked_at
+                               FROM @extschema@.wa_messages e
+                              WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
+         ORDER BY i.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.*, pg_catalog.count(*) OVER (PARTITION BY ins.contact_id) AS unread
+                  FROM ins WHERE ins.contact_id IS NOT NULL AND ins.group_id IS NULL
+                 ORDER BY ins.contact_id, ins.id DESC) n
+         -- (In contact order, so that concurrent writers lock conversations in the same order.)
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    ), group_conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.group_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.channel_id, ins.group_id) ins.*,
+                       pg_catalog.count(*) OVER (PARTITION BY ins.channel_id, ins.group_id) AS unread
+                  FROM ins WHERE ins.group_id IS NOT NULL
+                 ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
+         ORDER BY n.channel_id, n.group_id
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    )
+    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    -- (Ids only: LISTEN needs no privilege, so a payload says which row, and the reader reads it
+    -- through its own privileges; README, "Notifications".)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)),
+           (SELECT pg_catalog.count(*) FROM media),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
+             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
+      INTO added, media_jobs, changed
+      FROM (SELECT ins.id, ins.channel_id, ins.contact_id FROM ins ORDER BY ins.id) n;
+
+    -- 5. What the new messages set going.
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    IF changed IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_message_changes(changed);
+    END IF;
+    RETURN added;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_echoes(channels bigint[], wamids text[], recipients text[], types text[],
+                                   bodies text[], sent_ats double precision[], payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    new_channels bigint[];
+    new_wamids   text[];
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.rcpt FROM unnest(channels, recipients) AS u(ch, rcpt)
+     WHERE u.rcpt IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.rcpt),
+               'outbound', 'business_app', u.w, u.typ, u.body, 'sent',
+               COALESCE(@extschema@._wa_unix_time(u.ts), pg_catalog.now()), '+' || u.rcpt, u.pl, d.*
+          FROM unnest(channels, wamids, recipients, types, bodies, sent_ats, payloads)
+               WITH ORDINALITY AS u(ch, w, rcpt, typ, body, ts, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING m.id, m.channel_id, m.wamid, m.type, m.contact_id
+    ), notified AS (
+        SELECT new.channel_id, new.wamid,
+               pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+                   'id', new.id, 'channel_id', new.channel_id, 'contact_id', new.contact_id)::text)
+          FROM new ORDER BY new.id
+    )
+    SELECT pg_catalog.array_agg(n.channel_id), pg_catalog.array_agg(n.wamid) INTO new_channels, new_wamids FROM notified n;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_history(channels bigint[], wamids text[], customers text[], from_business boolean[],
+                                    types text[], bodies text[], sent_ats double precision[], statuses text[],
+                                    payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    added      integer;
+    media_jobs integer;
+    filled_in  integer;
+BEGIN
+    INSERT INTO @extschema@.wa_contacts (channel_id, wa_id)
+    SELECT DISTINCT u.ch, u.cust FROM unnest(channels, customers) AS u(ch, cust)
+     WHERE u.cust IS NOT NULL
+     ORDER BY 1, 2
+    ON CONFLICT DO NOTHING;
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, direction, source, wamid, type, body, status, sent_at,
+                                              recipient, payload, from_history,
+                                              media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT u.ch,
+               (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.cust),
+               CASE WHEN u.biz THEN 'outbound' ELSE 'inbound' END,
+               CASE WHEN u.biz THEN 'business_app' END,
+               u.w, u.typ, u.body,
+               CASE WHEN NOT u.biz THEN 'received'
+                    WHEN u.st IN ('delivered', 'read', 'played') THEN u.st
+                    WHEN u.st = 'error' THEN 'failed'
+                    ELSE 'sent' END,
+               @extschema@._wa_unix_time(u.ts),
+               CASE WHEN u.biz AND u.cust IS NOT NULL THEN '+' || u.cust END,
+               u.pl, true, d.*
+          FROM unnest(channels, wamids, customers, from_business, types, bodies, sent_ats, statuses, payloads)
+               WITH ORDINALITY AS u(ch, w, cust, biz, typ, body, ts, st, pl, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(u.typ, u.pl) d
+         ORDER BY u.ord
+        ON CONFLICT (channel_id, wamid) DO UPDATE
+           SET type = excluded.type, body = excluded.body, payload = excluded.payload,
+               media_id = excluded.media_id, media_mime_type = excluded.media_mime_type,
+               media_sha256 = excluded.media_sha256, media_filename = excluded.media_filename,
+               voice = excluded.voice, updated_at = pg_catalog.now()
+         WHERE m.type = 'media_placeholder' AND excluded.type <> 'media_placeholder'
+        RETURNING m.id, m.channel_id, m.contact_id, m.direction, m.type, m.body, m.sent_at, m.media_id, m.media_mime_type,
+                  m.media_sha256, (m.xmax = 0) AS inserted
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        ON CONFLICT (message_id) DO NOTHING
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, COALESCE(n.sent_at, pg_catalog.now()), n.direction, n.type,
+               pg_catalog.left(n.body, 200), 0
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.* FROM ins WHERE ins.inserted AND ins.contact_id IS NOT NULL
+                 ORDER BY ins.contact_id, ins.sent_at DESC NULLS LAST, ins.id DESC) n
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET last_message_id = excluded.last_message_id, last_message_at = excluded.last_message_at,
+               last_direction = excluded.last_direction, last_type = excluded.last_type, last_preview = excluded.last_preview
+         WHERE excluded.last_message_at > s.last_message_at
+    ), windows AS (
+        UPDATE @extschema@.wa_contacts k
+           SET last_inbound_at = w.seen, updated_at = pg_catalog.now()
+          FROM (SELECT ins.contact_id, pg_catalog.max(ins.sent_at) AS seen FROM ins
+                 WHERE ins.inserted AND ins.direction = 'inbound' AND ins.contact_id IS NOT NULL AND ins.sent_at IS NOT NULL
+                 GROUP BY ins.contact_id) w
+         WHERE k.id = w.contact_id AND (k.last_inbound_at IS NULL OR k.last_inbound_at < w.seen)
+    )
+    SELECT pg_catalog.count(*) FILTER (WHERE n.inserted),
+           (SELECT pg_catalog.count(*) FROM media),
+           pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)) FILTER (WHERE NOT n.inserted)
+      INTO added, media_jobs, filled_in
+      FROM (SELECT ins.* FROM ins ORDER BY ins.id) n;
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    RETURN added;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_history_chunk(channel bigint, phase integer, chunk_order integer, progress integer,
+                                  messages integer, error_code integer, error text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_count(channel, CASE WHEN error_code IS NULL THEN 'history_chunk' ELSE 'history_declined' END,
+                                  CASE WHEN error_code IS NULL
+                                       THEN pg_catalog.format('phase %s, chunk %s, %s%%, %s messages', phase, chunk_order, progress, messages)
+                                       ELSE pg_catalog.format('error %s: %s', error_code, error) END);
+    PERFORM pg_catalog.pg_notify('wa_history', pg_catalog.json_build_object('channel_id', channel)::text);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_calls(channels bigint[], call_ids text[], froms text[], tos text[], events text[],
+                                  directions text[], statuses text[], ats double precision[],
+                                  starts double precision[], ends double precision[], durations integer[],
+                                  payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    customer text;
+    k        bigint;
+    c        @extschema@.wa_calls;
+    event_at timestamptz;
+    changed  integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, call_ids, froms, tos, events, directions, statuses, ats, starts, ends,
+                                  durations, payloads) WITH ORDINALITY
+                           AS u(ch, cid, frm, callee, ev, dir, st, ts, t0, t1, dur, pl, ord)
+              ORDER BY u.ord LOOP
+        customer := CASE WHEN r.dir = 'BUSINESS_INITIATED' THEN r.callee ELSE r.frm END;
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        k := NULL;
+        IF customer IS NOT NULL THEN
+            INSERT INTO @extschema@.wa_contacts (channel_id, wa_id) VALUES (r.ch, customer) ON CONFLICT DO NOTHING;
+            SELECT x.id INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.wa_id = customer;
+            IF r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' THEN
+                UPDATE @extschema@.wa_contacts x SET last_inbound_at = event_at, updated_at = pg_catalog.now()
+                 WHERE x.id = k AND (x.last_inbound_at IS NULL OR x.last_inbound_at < event_at);
+            END IF;
+        END IF;
+        INSERT INTO @extschema@.wa_calls AS w (channel_id, call_id, contact_id, direction, status, missed, rang_at,
+                                              started_at, ended_at, duration_seconds, payload)
+        VALUES (r.ch, r.cid, k,
+                CASE r.dir WHEN 'USER_INITIATED' THEN 'inbound' WHEN 'BUSINESS_INITIATED' THEN 'outbound' END,
+                CASE WHEN r.ev = 'terminate' THEN pg_catalog.lower(COALESCE(r.st, 'ended')) ELSE 'ringing' END,
+                r.ev = 'terminate' AND r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' AND r.t0 IS NULL AND COALESCE(r.dur, 0) = 0,
+                CASE WHEN r.ev = 'connect' THEN event_at END,
+                @extschema@._wa_unix_time(r.t0), @extschema@._wa_unix_time(r.t1), r.dur, r.pl)
+        ON CONFLICT (channel_id, call_id) DO UPDATE
+           SET status = CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+               missed = CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+               contact_id = COALESCE(w.contact_id, excluded.contact_id),
+               direction = COALESCE(w.direction, excluded.direction),
+               rang_at = COALESCE(w.rang_at, excluded.rang_at),
+               started_at = COALESCE(excluded.started_at, w.started_at),
+               ended_at = COALESCE(excluded.ended_at, w.ended_at),
+               duration_seconds = COALESCE(excluded.duration_seconds, w.duration_seconds),
+               payload = CASE WHEN excluded.status = 'ringing' THEN w.payload ELSE excluded.payload END,
+               updated_at = pg_catalog.now()
+         WHERE (w.status, w.missed, w.rang_at, w.started_at, w.ended_at, w.duration_seconds)
+               IS DISTINCT FROM
+               (CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+                CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+                COALESCE(w.rang_at, excluded.rang_at), COALESCE(excluded.started_at, w.started_at),
+                COALESCE(excluded.ended_at, w.ended_at), COALESCE(excluded.duration_seconds, w.duration_seconds))
+        RETURNING * INTO c;
+        CONTINUE WHEN NOT FOUND; -- a redelivery
+        PERFORM pg_catalog.pg_notify('wa_call', pg_catalog.json_build_object(
+            'id', c.id, 'channel_id', c.channel_id, 'contact_id', c.contact_id)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_group_events(channels bigint[], group_ids text[], kinds text[], ats double precision[],
+                                         subjects text[], descriptions text[], invite_links text[],
+                                         approval_modes text[], added jsonb[], removed jsonb[], failed boolean[],
+                                         payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r          record;
+    g          @extschema@.wa_groups;
+    n          @extschema@.wa_groups;
+    event_at   timestamptz;
+    new_status text;
+    is_new     boolean;
+    changed    integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, group_ids, kinds, ats, subjects, descriptions, invite_links, approval_modes,
+                                  added, removed, failed, payloads) WITH ORDINALITY
+                           AS u(ch, gid, kind, ts, subj, descr, link, mode, plus, minus, failed, pl, ord)
+              ORDER BY u.ord LOOP
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        new_status := CASE WHEN r.kind = 'group_create' THEN CASE WHEN r.failed THEN 'create_failed' ELSE 'active' END
+                           WHEN r.kind = 'group_delete' AND NOT r.failed THEN 'deleted'
+                           WHEN r.kind = 'group_suspend' THEN 'suspended'
+                           WHEN r.kind = 'group_suspend_cleared' THEN 'active' END;
+        INSERT INTO @extschema@.wa_groups (channel_id, group_id) VALUES (r.ch, r.gid) ON CONFLICT DO NOTHING;
+        is_new := FOUND;
+        SELECT * INTO g FROM @extschema@.wa_groups x WHERE x.channel_id = r.ch AND x.group_id = r.gid FOR UPDATE;
+        n := g;
+        n.subject := COALESCE(r.subj, g.subject);
+        n.description := COALESCE(r.descr, g.description);
+        n.invite_link := COALESCE(r.link, g.invite_link);
+        n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
+        IF new_status IS NOT NULL AND (g.status_at IS NULL OR event_at >= g.status_at) THEN
+            n.status := new_status;
+            n.status_at := event_at;
+        END IF;
+        n.participants := @extschema@._wa_group_participants(
+            g.participants,
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]'))),
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))));
+        -- A redelivered event (or one that changes nothing) is not written or notified again.
+        CONTINUE WHEN NOT is_new
+                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)
+                      IS NOT DISTINCT FROM
+                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants);
+        UPDATE @extschema@.wa_groups x
+           SET subject = n.subject, description = n.description, invite_link = n.invite_link,
+               join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
+               participants = n.participants, last_event = r.pl, updated_at = pg_catalog.now()
+         WHERE x.channel_id = r.ch AND x.group_id = r.gid;
+        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', r.ch)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_apply_statuses(channels bigint[], wamids text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    moved integer;
+BEGIN
+    WITH target AS (
+        SELECT m.id AS message_id, m.wamid, h.*,
+               m.status <> 'failed' AND @extschema@._wa_status_rank(m.status) < @extschema@._wa_status_rank(h.top) AS moves
+          FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) key
+         CROSS JOIN LATERAL (SELECT x.id, x.wamid, x.status FROM @extschema@.wa_messages x
+                              WHERE x.channel_id = key.ch AND x.wamid = key.w AND x.direction = 'outbound' LIMIT 1) m
+         CROSS JOIN LATERAL (
+               SELECT (pg_catalog.array_agg(s.status ORDER BY @extschema@._wa_status_rank(s.status) DESC))[1] AS top,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'delivered') AS delivered_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'read') AS read_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'failed') AS failed_at,
+                      (pg_catalog.array_agg(s.error_code) FILTER (WHERE s.status = 'failed'))[1] AS error_code,
+                      (pg_catalog.array_agg(s.error_title) FILTER (WHERE s.status = 'failed'))[1] AS error_title,
+                      (pg_catalog.array_agg(s.error_details) FILTER (WHERE s.status = 'failed'))[1] AS error_details,
+                      (pg_catalog.array_agg(s.pricing_category ORDER BY @extschema@._wa_status_rank(s.status) DESC)
+                        FILTER (WHERE s.pricing_category IS NOT NULL))[1] AS pricing_category
+                 FROM @extschema@.wa_message_statuses s
+                WHERE s.channel_id = key.ch AND s.wamid = key.w) h
+         WHERE h.top IS NOT NULL
+    ), upd AS (
+        UPDATE @extschema@.wa_messages m
+           SET status = CASE WHEN t.moves THEN t.top ELSE m.status END,
+               delivered_at = COALESCE(m.delivered_at, t.delivered_at),
+               read_at = COALESCE(m.read_at, t.read_at),
+               failed_at = CASE WHEN t.moves AND t.top = 'failed' THEN t.failed_at ELSE m.failed_at END,
+               error_code = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_code ELSE m.error_code END,
+               error_title = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_title ELSE m.error_title END,
+               error_details = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_details ELSE m.error_details END,
+               error_hint = CASE WHEN t.moves AND t.top = 'failed' THEN @extschema@.wa_error_hint(t.error_code) ELSE m.error_hint END,
+               pricing_category = COALESCE(t.pricing_category, m.pricing_category),
+               updated_at = pg_catalog.now()
+          FROM target t
+         WHERE m.id = t.message_id
+           AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL)
+                OR (t.pricing_category IS NOT NULL AND t.pricing_category IS DISTINCT FROM m.pricing_category))
+        RETURNING m.id, m.channel_id, t.moves
+    )
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id)::text))
+      INTO moved
+      FROM (SELECT upd.* FROM upd WHERE upd.moves ORDER BY upd.id) n;
+    RETURN moved;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
+                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
+                                     pricing_models text[], pricing_types text[], pricing_categories text[],
+                                     billables boolean[], participants text[], outbox_ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    new_channels  bigint[];
+    new_wamids    text[];
+    recorded_late bigint;
+BEGIN
+    -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
+    -- send is being recorded would be seen by neither transaction and never applied. In wamid
+    -- order (bytewise, as the delivery worker records sends), so the two cannot deadlock.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(u.ch, u.w) AS lock
+               FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
+              ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
+    -- Sends whose answer was never recorded, recorded from their status (by primary key; a
+    -- message that has its wamid already is left alone, so this is one probe per status).
+    WITH recorded AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'sent', wamid = u.w, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+               error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+          FROM (SELECT DISTINCT ON (u.id) u.id, u.ch, u.w FROM unnest(outbox_ids, channels, wamids) AS u(id, ch, w)
+                 WHERE u.id IS NOT NULL ORDER BY u.id) u
+         WHERE x.id = u.id AND x.channel_id = u.ch AND x.direction = 'outbound' AND x.wamid IS NULL
+           AND x.status || '' IN ('queued', 'sending')
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
+      INTO recorded_late
+      FROM (SELECT * FROM recorded ORDER BY id) r;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
+                                                     pricing_model, pricing_type, pricing_category, billable, payload, participant_id)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl, u.part
+          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads,
+                      pricing_models, pricing_types, pricing_categories, billables, participants)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, part, ord)
+         ORDER BY u.ord
+        ON CONFLICT ON CONSTRAINT wa_message_statuses_key DO NOTHING
+        RETURNING channel_id, wamid
+    )
+    SELECT pg_catalog.array_agg(new.channel_id), pg_catalog.array_agg(new.wamid) INTO new_channels, new_wamids FROM new;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_finish_media(p_message_id bigint, p_status text, p_mime_type text, p_sha256 text, p_size bigint,
+                                 p_content bytea, p_error text, retry_in double precision) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel bigint;
+BEGIN
+    IF retry_in IS NOT NULL THEN
+        UPDATE @extschema@.wa_media j
+           SET status = 'pending', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => retry_in),
+               error = p_error, updated_at = pg_catalog.now()
+         WHERE j.message_id = p_message_id AND j.status = 'downloading';
+        RETURN;
+    END IF;
+    UPDATE @extschema@.wa_media j
+       SET status = p_status, mime_type = COALESCE(p_mime_type, j.mime_type), sha256 = p_sha256, size = p_size,
+           content = p_content, error = p_error, updated_at = pg_catalog.now()
+     WHERE j.message_id = p_message_id AND j.status = 'downloading'
+    RETURNING j.channel_id INTO channel;
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_media', pg_catalog.json_build_object('message_id', p_message_id, 'channel_id', channel)::text);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_expire(msg_ids bigint[]) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH expired AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL, error_code = NULL,
+               error_title = 'expired at ' || x.expires_at::text || ' before it could be sent: not sent late (expires_at)',
+               error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+         WHERE x.id = ANY (msg_ids) AND x.status || '' = 'sending'
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', e.id, 'channel_id', e.channel_id)::text))
+      FROM (SELECT expired.id, expired.channel_id FROM expired ORDER BY expired.id) e
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_mark_sent_all(msg_ids bigint[], p_wamids text[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch join: see sql/plans.sql.)
+AS $$
+DECLARE
+    sent_channels bigint[];
+    sent_wamids   text[];
+BEGIN
+    -- Serialises with _wa_receive_statuses for the same wamids, in the same (bytewise wamid)
+    -- order, so the two never deadlock and no early status is missed by both.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(x.channel_id, u.w) AS lock
+               FROM unnest(msg_ids, p_wamids) AS u(id, w)
+               JOIN @extschema@.wa_messages x ON x.id = u.id
+              WHERE u.w IS NOT NULL
+              ORDER BY u.w COLLATE "C", x.channel_id OFFSET 0) k;
+    WITH sent AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'sent', wamid = u.w, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+               error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL,
+               updated_at = pg_catalog.now()
+          FROM unnest(msg_ids, p_wamids) AS u(id, w)
+         WHERE x.id = u.id AND x.status || '' = 'sending'
+        RETURNING x.id, x.channel_id, u.w
+    ), notified AS (
+        SELECT sent.channel_id, sent.w,
+               pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', sent.id, 'channel_id', sent.channel_id)::text)
+          FROM sent ORDER BY sent.id
+    )
+    -- Statuses that arrived before these wamids were known (usually none: one probe each).
+    SELECT pg_catalog.array_agg(n.channel_id), pg_catalog.array_agg(n.w) INTO sent_channels, sent_wamids
+      FROM notified n
+     WHERE n.w IS NOT NULL
+       AND EXISTS (SELECT 1 FROM @extschema@.wa_message_statuses h WHERE h.channel_id = n.channel_id AND h.wamid = n.w);
+    IF sent_wamids IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_statuses(sent_channels, sent_wamids);
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_mark_failed(msg_id bigint, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel bigint;
+BEGIN
+    UPDATE @extschema@.wa_messages x
+       SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL,
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
+    RETURNING x.channel_id INTO channel;
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'channel_id', channel)::text);
+    END IF;
+END
+$$;
+
+-- CREATE OR REPLACE gave the hot paths above their default planner settings back.
+SELECT _wa_plan_hot_paths();
+-- (end of issue 26: notifications carry only ids)
 
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();

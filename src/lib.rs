@@ -3,6 +3,8 @@
 //! One folder per concern, each with its SQL calls ([`store`](inbound::store) modules), its row
 //! types and its `.sql` file (sql/<concern>.sql), in the order of the data path:
 //! - [`channels`]: a number and its credentials (`wa_add_channel`, templates); sql/channels.sql;
+//!   who may read or send on it ([`channels::access`]: grants and row-level security);
+//!   sql/grants.sql;
 //! - [`inbound`]: the webhook listener. [`inbound::http`] (HTTP threads, no Postgres calls:
 //!   routing, body limits, signatures, parsing) hands verified payloads to
 //!   [`inbound::listener`] (the worker's main thread), which stores them through the one write
@@ -41,7 +43,8 @@ mod pg;
 // in between the files that define functions, views and triggers, in a fixed order.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/model.sql", name = "model");
-pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["model"]);
+pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["model", channels::access::_wa_caller]);
+pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["grants"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["channels"]);
 pgrx::extension_sql_file!("../sql/inbound_statuses.sql", name = "inbound_statuses", requires = ["inbound"]);
 pgrx::extension_sql_file!(

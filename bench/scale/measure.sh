@@ -33,8 +33,14 @@ step_end() { # phase, step key
 
 # Checkpoints ended so far. (The checkpointer reports its count after it has woken the
 # backend that asked for one, so a CHECKPOINT's own may show up a moment after it returns.)
+# PostgreSQL 17 moved the counts from pg_stat_bgwriter to pg_stat_checkpointer.
+if [ "$(sql "SHOW server_version_num")" -ge 170000 ]; then
+  CHECKPOINTS_SQL="SELECT num_timed + num_requested FROM pg_catalog.pg_stat_checkpointer"
+else
+  CHECKPOINTS_SQL="SELECT checkpoints_timed + checkpoints_req FROM pg_catalog.pg_stat_bgwriter"
+fi
 checkpoints() {
-  sql "SELECT checkpoints_timed + checkpoints_req FROM pg_catalog.pg_stat_bgwriter"
+  sql "$CHECKPOINTS_SQL"
 }
 # CHECKPOINT, and wait (up to 5 s) until the count includes it.
 checkpoint_counted() {
@@ -70,42 +76,48 @@ insert_notify_script >"$WORK/insert_notify.sql"
 pgbench_tps() { # output of pgbench
   echo "$1" | awk '/^tps = / { printf "%.0f", $3; exit }'
 }
-run_pgbench() { # pgbench arguments...
-  local out
-  out=$("$BIN/pgbench" -h "$WA_SCALE_HOME" -p "$SCALE_PORT" -U postgres -n "$@" postgres 2>&1) || { echo "$out" >&2; die "pgbench $* failed"; }
-  if echo "$out" | grep -q 'aborted'; then echo "$out" >&2; die "a pgbench client aborted"; fi
+run_pgbench_as() { # role, pgbench arguments...
+  local out user=$1
+  shift
+  out=$("$BIN/pgbench" -h "$WA_SCALE_HOME" -p "$SCALE_PORT" -U "$user" -n "$@" postgres 2>&1) || { echo "$out" >&2; die "pgbench -U $user $* failed"; }
+  if echo "$out" | grep -q 'aborted'; then echo "$out" >&2; die "a pgbench client (-U $user) aborted"; fi
   echo "$out"
 }
+run_pgbench() { run_pgbench_as postgres "$@"; }
 
-# p50 / p99 / max (ms) of a prepared read run in one psql session, timed by \timing; sets
-# Q[$key] = "p50 p99 max" and QRUNS[$key]. The EXPLAIN (ANALYZE, BUFFERS) of one more run goes to
-# $WORK/explain_$key.txt.
-measure_read() { # key, SQL with one bigint parameter $1, file of arguments (one a line)
-  local key=$1 query=$2 args=$3 runs slowest
+# p50 / p99 / max (ms) of a prepared read run in one psql session as $READ_USER (the inbox
+# role: row-level security applies as to an inbox), timed by \timing; sets Q[$key] =
+# "p50 p99 max" and QRUNS[$key]. The EXPLAIN (ANALYZE, BUFFERS) of one more run, in the same
+# session, goes to $WORK/explain_$key.txt.
+PSQL_AS=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$WA_SCALE_HOME" -p "$SCALE_PORT" -U "$READ_USER" -d postgres)
+measure_read() { # key, SQL with one bigint parameter $1 or none, file of arguments (one a line; the count of runs without one)
+  local key=$1 query=$2 args=$3 runs slowest params='(bigint)' exec='EXECUTE q(&);'
+  # Without $1, PREPARE q AS ... and EXECUTE q: the plan of the literal query, not of a parameter.
+  if [[ $query != *'$1'* ]]; then params='' exec='EXECUTE q;'; fi
   # Three runs first (cold plan cache, as a new session has) to see if 100 fit the budget.
   {
     echo "SET statement_timeout = '${QUERY_BUDGET}s';"
-    echo "PREPARE q(bigint) AS $query;"
+    echo "PREPARE q$params AS $query;"
     echo '\o /dev/null'
     echo '\timing on'
-    head -3 "$args" | sed 's/.*/EXECUTE q(&);/'
+    head -3 "$args" | sed "s/.*/$exec/"
   } >"$WORK/probe_$key.sql"
-  slowest=$("${PSQL[@]}" -f "$WORK/probe_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | tail -1)
+  slowest=$("${PSQL_AS[@]}" -f "$WORK/probe_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | tail -1)
   runs=$(awk -v t="$slowest" -v n="$QUERY_RUNS" -v b="$QUERY_BUDGET" \
     'BEGIN { r = n; if (t * n > b * 1000) r = int(b * 1000 / t); if (r < 5) r = 5; if (r > n) r = n; print r }')
   QRUNS[$key]=$runs
   {
     echo "SET statement_timeout = '${QUERY_BUDGET}s';"
-    echo "PREPARE q(bigint) AS $query;"
+    echo "PREPARE q$params AS $query;"
     echo '\o /dev/null'
-    echo "EXECUTE q($(head -1 "$args"));" # untimed
+    head -1 "$args" | sed "s/.*/$exec/" # untimed
     echo '\timing on'
-    for _ in $(seq $(((runs + $(wc -l <"$args") - 1) / $(wc -l <"$args")))); do cat "$args"; done | head -"$runs" | sed 's/.*/EXECUTE q(&);/'
+    for _ in $(seq $(((runs + $(wc -l <"$args") - 1) / $(wc -l <"$args")))); do cat "$args"; done | head -"$runs" | sed "s/.*/$exec/"
     echo '\timing off'
     echo "\\o $WORK/explain_$key.txt"
-    echo "EXPLAIN (ANALYZE, BUFFERS) EXECUTE q($(head -1 "$args"));"
+    head -1 "$args" | sed "s/.*/EXPLAIN (ANALYZE, BUFFERS) $exec/"
   } >"$WORK/read_$key.sql"
-  Q[$key]=$("${PSQL[@]}" -f "$WORK/read_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | awk '
+  Q[$key]=$("${PSQL_AS[@]}" -f "$WORK/read_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | awk '
     { t[NR] = $1 } END { if (NR == 0) { print "- - -"; exit }
       p50 = int(NR * 0.50 + 0.9999); p99 = int(NR * 0.99 + 0.9999); printf "%.2f %.2f %.2f", t[p50], t[p99], t[NR] }')
   progress "  $key: p50 / p99 / max $(echo "${Q[$key]}" | sed 's| | / |g') ms over $runs runs"
@@ -113,6 +125,17 @@ measure_read() { # key, SQL with one bigint parameter $1, file of arguments (one
 LIST_SQL='SELECT * FROM wa_conversations WHERE channel_id = $1 ORDER BY last_message_at DESC NULLS LAST LIMIT 50'
 HISTORY_SQL='SELECT * FROM wa_messages WHERE contact_id = $1 ORDER BY id DESC LIMIT 50'
 UNREAD_SQL='SELECT contact_id, unread_count FROM wa_conversations WHERE channel_id = $1 AND unread_count > 0 ORDER BY last_message_at DESC NULLS LAST LIMIT 50'
+# The inbox's "all my conversations": no channel filter, so the role's row-level security (if
+# the build has it) is what keeps scale_other's conversations out.
+ALL_SQL='SELECT * FROM wa_conversations ORDER BY last_message_at DESC NULLS LAST LIMIT 50'
+READS="list history unread all"
+read_label() {
+  case $1 in
+    list) echo "conversation list" ;; history) echo "one contact's history" ;; unread) echo "unread list" ;;
+    all) echo "all conversations (every channel the role sees)" ;;
+  esac
+}
+read_sql() { case $1 in list) echo "$LIST_SQL" ;; history) echo "$HISTORY_SQL" ;; unread) echo "$UNREAD_SQL" ;; all) echo "$ALL_SQL" ;; esac; }
 
 # Up to 10,000 random contacts of the channel with an open 24-hour window that have messages,
 # into bench_scale_contacts (n = 1.., in random order). By index only, whatever the statistics

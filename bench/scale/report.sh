@@ -20,6 +20,7 @@ report() {
 - machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $(uname -r)
 - $PG_VERSION; shared_buffers $(sql "SHOW shared_buffers"), whatsapp_channel.listener_workers $(sql "SHOW whatsapp_channel.listener_workers") ($(listener_pids | wc -l) running), max_connections $MAX_CONNECTIONS, fsync $(sql "SHOW fsync"), synchronous_commit $(sql "SHOW synchronous_commit"); own cluster in $WA_SCALE_HOME (port $SCALE_PORT, listener $SCALE_LISTEN)
 - date: $DATE (run took $(( ($(date +%s) - RUN_START) / 60 )) min)
+- roles: the reads (iii) and the enqueue (iv) as **$READ_USER**$([ -n "$AS_ROLE" ] && echo " (LOGIN, SELECT on the extension's tables and views, EXECUTE on wa_send_text, SELECT / INSERT on the bench's helper tables)" || echo " (SCALE_AS_ROLE empty: the owner, which row-level security does not filter)"); the ingest, the seed, the delivery and pgbench (vi) as the owner postgres. Channel grants: $(if [ "${#GRANTS[@]}" = 0 ]; then echo "none asked for"; else printf '%s; ' "${GRANTS[@]}" | sed 's/; $//'; fi)
 - code: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$([ "$DIRTY" = 0 ] && echo ", src/ and sql/ clean" || echo ", **src/ or sql/ have uncommitted changes** ($DIRTY files)"); extension $EXT_VERSION, library $LIB built $(date -u -r "$LIB" '+%Y-%m-%d %H:%M UTC')
 
 ## Summary
@@ -38,11 +39,21 @@ EOF
 | conversation list p99, full database | $(qcol B:list 2) ms | ≤ 10 ms | $(verdict "$(qcol B:list 2)" 10) |
 | unread list p99, full database | $(qcol B:unread 2) ms | ≤ 10 ms | $(verdict "$(qcol B:unread 2)" 10) |
 | one contact's history p99, full database | $(qcol B:history 2) ms | ≤ 2 ms | $(verdict "$(qcol B:history 2)" 2) |
+| all conversations (no channel filter) p99, full database | $(qcol B:all 2) ms | — | |
 | every acknowledged message stored exactly once | $EXACTLY_ONCE: $(fmt "$TOTAL_OK") acknowledged, $(fmt "$TOTAL_COMMITTED") committed, $(fmt "$LOAD_ROWS") rows for $(fmt "$LOAD_DISTINCT") distinct wamids | equal, 0 duplicates | $([ -n "$RUNS_SHORT" ] && echo "runs with committed ≠ acknowledged: $RUNS_SHORT") |
 
 ## Seed
 
 $(fmt "$(field "$SEED" committed)") messages committed ($(fmt "$(field "$SEED" messages_sent)") sent in $(fmt "$(field "$SEED" posts)") POSTs, $(fmt "$(field "$SEED" ok_messages)") acknowledged, $(field "$SEED" transport_errors) without answer, non-200: $(field "$SEED" non_200)) from $(fmt "$(field "$SEED" distinct_senders)") distinct customers in $(field "$SEED" seconds) s: **$(fmt "$SEED_RATE") messages/s** (target 10,000). POST→NOTIFY p50 / p99 $(field "$SEED" notify_p50_ms) / $(field "$SEED" notify_p99_ms) ms, HTTP answer p50 / p99 $(field "$SEED" http_p50_ms) / $(field "$SEED" http_p99_ms) ms (100 messages a POST). Then \`VACUUM ANALYZE\` (whole database): ${VACUUM_SECONDS} s; then \`CHECKPOINT\` and a wait for autovacuum to go idle: ${SETTLE_SECONDS} s (${busy} worker(s) still busy at the end of it). Seed wall time with the lookup of its wamids: ${SEED_WALL} s.
+EOF
+  if [ -n "$OTHER_SEED" ]; then
+    echo
+    echo "Then the second channel, $OTHER_CHANNEL (its own customers; role $OTHER_ROLE), the same way: $(fmt "$(field "$OTHER_SEED" committed)") messages committed ($(fmt "$(field "$OTHER_SEED" ok_messages)") acknowledged) from $(fmt "$(field "$OTHER_SEED" distinct_senders)") distinct customers in $(field "$OTHER_SEED" seconds) s ($(fmt "$(field "$OTHER_SEED" committed_per_s)") messages/s)."
+  else
+    echo
+    echo "The second channel, $OTHER_CHANNEL, was made empty (SCALE_OTHER_SHARE=$OTHER_SHARE)."
+  fi
+  cat <<EOF
 
 ## Phase A (empty database, $(fmt "${ROWS[A]}") rows at its start) and phase B (full: $(fmt "${ROWS[B]}") rows)
 
@@ -63,13 +74,12 @@ EOF
     echo "| steady $(fmt "$RATE")/s, 16 connections: POST→NOTIFY p50 / p99 / max (ms) | $(l A:rate notify_p50_ms) / $(l A:rate notify_p99_ms) / $(l A:rate notify_max_ms) | $(l B:rate notify_p50_ms) / $(l B:rate notify_p99_ms) / $(l B:rate notify_max_ms) | $(ratio "$(l B:rate notify_p99_ms)" "$(l A:rate notify_p99_ms)") (p99) |"
     echo "| steady $(fmt "$RATE")/s: committed msg/s | $(fmt "$(l A:rate committed_per_s)") | $(fmt "$(l B:rate committed_per_s)") | |"
   fi
-  for k in list history unread; do
-    case $k in list) label="conversation list" ;; history) label="one contact's history" ;; unread) label="unread list" ;; esac
-    echo "| $label: p50 / p99 / max (ms), runs | $(ms3 "${Q[A:$k]}"), ${QRUNS[A:$k]} | $(ms3 "${Q[B:$k]}"), ${QRUNS[B:$k]} | $(ratio "$(qcol "B:$k" 2)" "$(qcol "A:$k" 2)") (p99) |"
+  for k in $READS; do
+    echo "| $(read_label "$k") as $READ_USER: p50 / p99 / max (ms), runs | $(ms3 "${Q[A:$k]}"), ${QRUNS[A:$k]} | $(ms3 "${Q[B:$k]}"), ${QRUNS[B:$k]} | $(ratio "$(qcol "B:$k" 2)" "$(qcol "A:$k" 2)") (p99) |"
   done
   cat <<EOF
-| plain INSERT into a one-index table, $PGB_CLIENTS clients (tps) | $(fmt "${TPS[A:plain]}") | $(fmt "${TPS[B:plain]}") | $(ratio "${TPS[B:plain]}" "${TPS[A:plain]}") |
-| wa_send_text, channel paused, $PGB_CLIENTS clients (tps) | $(fmt "${TPS[A:send]}") | $(fmt "${TPS[B:send]}") | $(ratio "${TPS[B:send]}" "${TPS[A:send]}") |
+| plain INSERT into a one-index table, $PGB_CLIENTS clients as $READ_USER (tps) | $(fmt "${TPS[A:plain]}") | $(fmt "${TPS[B:plain]}") | $(ratio "${TPS[B:plain]}" "${TPS[A:plain]}") |
+| wa_send_text, channel paused, $PGB_CLIENTS clients as $READ_USER (tps) | $(fmt "${TPS[A:send]}") | $(fmt "${TPS[B:send]}") | $(ratio "${TPS[B:send]}" "${TPS[A:send]}") |
 | wa_send_text cost vs the plain INSERT (plain tps ÷ wa_send_text tps) | $(ratio "${TPS[A:plain]}" "${TPS[A:send]}") | $(ratio "${TPS[B:plain]}" "${TPS[B:send]}") | |
 EOF
   if [ "$OUT_MESSAGES" != 0 ]; then
@@ -78,7 +88,15 @@ EOF
   fi
   cat <<EOF
 
-How: load rows are \`wa-sim load\` (1 message per POST, each from one of $(fmt "$SENDERS") customers picked at random, $NEW_SHARE of them from customers who never wrote; committed = the run's wamids found in wa_messages). pgbench rows: \`-M prepared -j 2\`, ${SECS} s. Reads: one psql session per query and phase, the query prepared (\`PREPARE q(bigint)\`), one untimed run, then timed runs with \`\\timing\` (client side, unix socket round trip included), nearest-rank percentiles; the history is read for 100 random contacts that have messages and an open window. wa_send_text writes to those contacts (up to 10,000) with the channel paused; $(fmt "${TPS[A:deleted]}") (A) and $(fmt "${TPS[B:deleted]}") (B) queued rows were deleted afterwards. Delivery: \`wa-sim outbound-bench --latency-ms 50 --messages $OUT_MESSAGES\` (its own mock and channel bench_out).
+How: load rows are \`wa-sim load\` (1 message per POST, each from one of $(fmt "$SENDERS") customers picked at random, $NEW_SHARE of them from customers who never wrote; committed = the run's wamids found in wa_messages). pgbench rows: \`-M prepared -j 2\`, ${SECS} s. Reads: one psql session per query and phase as $READ_USER, the query prepared (\`PREPARE q(bigint)\`; the all-conversations read has no parameter), one untimed run, then timed runs with \`\\timing\` (client side, unix socket round trip included), nearest-rank percentiles; the history is read for 100 random contacts that have messages and an open window. wa_send_text writes to those contacts (up to 10,000) with the channel paused; $(fmt "${TPS[A:deleted]}") (A) and $(fmt "${TPS[B:deleted]}") (B) queued rows were deleted afterwards. Delivery: \`wa-sim outbound-bench --latency-ms 50 --messages $OUT_MESSAGES\` (its own mock and channel bench_out).
+
+## Conversations each channel shows, at the end
+
+As the owner (postgres) and as $READ_USER, \`SELECT channel, count(*) FROM wa_conversations GROUP BY 1\`: where row-level security filters, $READ_USER sees fewer.
+
+| channel | owner | $READ_USER |
+|---|---:|---:|
+$(echo "$VISIBLE" | awk -F'|' '$1 != "" { print "| " $1 " | " $2 " | " $3 " |" }')
 
 ## Listener memory (RssAnon)
 
@@ -111,12 +129,14 @@ EOF
   seq_row "**all of phase B**" "${SEQ[total]}"
   cat <<EOF
 
-## Plans of the reads on the full database (phase B)
+## Plans of the reads on the full database (phase B), as $READ_USER
+
+\`EXPLAIN (ANALYZE, BUFFERS)\` of one more run in each read's own session (so under the role's
+row-level security, if the build has it), after its timed runs.
 
 EOF
-  for k in list history unread; do
-    case $k in list) q=$LIST_SQL ;; history) q=$HISTORY_SQL ;; unread) q=$UNREAD_SQL ;; esac
-    echo "\`$q\`"
+  for k in $READS; do
+    echo "$(read_label "$k"): \`$(read_sql "$k")\`"
     echo
     echo '```'
     cat "$WORK/plan_B_$k.txt"
@@ -125,8 +145,8 @@ EOF
   done
   echo "<details><summary>The same in phase A (on the database phase A had written)</summary>"
   echo
-  for k in list history unread; do
-    echo "$k:"
+  for k in $READS; do
+    echo "$(read_label "$k"):"
     echo
     echo '```'
     cat "$WORK/plan_A_$k.txt"

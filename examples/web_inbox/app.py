@@ -3,9 +3,10 @@
 
 One process (aiohttp + psycopg 3): a JSON API over the extension's views and functions, a page
 (static/, no build step), and one LISTEN connection whose notifications are pushed to the open
-pages as Server-Sent Events. Notifications only say "look at row N"; the page reads the rows, by
-id, so after a lost connection (the database restarted, the page reloaded) it catches up from the
-last id it has and misses nothing, as examples/inbox_client.py does.
+pages as Server-Sent Events. Notifications only say "look at row N" (ids, nothing else: LISTEN
+needs no privilege); the page reads the rows, by id, through its agent's privileges, so after a
+lost connection (the database restarted, the page reloaded) it catches up from the last id it
+has and misses nothing, as examples/inbox_client.py does.
 
 Agents sign in with their own database role and password (sessions.py). The app connects as its
 own login role (web_inbox: NOINHERIT, a member of each agent role), and runs every request in a

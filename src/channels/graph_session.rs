@@ -4,8 +4,10 @@
 use crate::pg::error::raise;
 use pgrx::PgSqlErrorCode;
 
-/// A channel's Graph API coordinates, or an ERROR naming the unknown channel.
+/// A channel's Graph API coordinates, once the caller's `send` privilege on it is checked, or an
+/// ERROR: no privilege (42501), or an unknown channel.
 pub fn channel_api(channel: &str) -> crate::channels::ChannelApi {
+    crate::channels::access::require_channel(channel, crate::channels::access::Needed::Send);
     crate::channels::store::channel_api(channel).unwrap_or_else(|| {
         raise(
             PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT,

@@ -1,9 +1,11 @@
 //! Channels: a WhatsApp number with its credentials, as `wa_add_channel()` adds it. What the
 //! workers and sessions read of a channel ([`store`]), its message templates ([`templates`]),
-//! and Graph API calls made from a session for it ([`graph_session`]). Channel administration
+//! Graph API calls made from a session for it ([`graph_session`]), and who may use it
+//! ([`access`], sql/grants.sql). Channel administration
 //! that is only SQL (access tokens, the webhook URL, waking the workers on a change) is in
 //! sql/channels.sql.
 
+pub mod access;
 pub mod graph_session;
 pub mod store;
 mod templates;
@@ -81,6 +83,7 @@ fn wa_add_channel(
     waba_id: default!(Option<&str>, "NULL"),
 ) -> i64 {
     required!(name, phone_number_id, access_token, app_secret, verify_token);
+    access::require_admin("add channels");
     if let Err(e) = channel::validate(name, phone_number_id, access_token, app_secret, verify_token) {
         raise(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, e.to_string(), e.hint);
     }

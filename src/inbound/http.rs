@@ -1,7 +1,7 @@
 //! The HTTP side of the webhook listener. These threads never call into Postgres (pgrx panics
 //! if they do): they route, check signatures and parse JSON (the server, `bounded_http` on
-//! hyper, has already enforced the connection cap, the deadlines, the body limit and budget,
-//! and TLS), then hand a verified payload to the worker's main thread, whose answer comes only
+//! hyper, has already enforced the connection caps, all connections' and each client
+//! address's, the allow-list of addresses, the deadlines, the body limit and budgets, and TLS), then hand a verified payload to the worker's main thread, whose answer comes only
 //! after COMMIT. Meanwhile no thread waits: a webhook of ordinary size is taken on the thread
 //! that drives its connection and answered when the main thread keeps its promise (see
 //! [`bounded_http::Handler::quick`]); only a large body, or a request that must first wait for
@@ -14,7 +14,7 @@ use crate::inbound::route::route;
 use crate::metrics::{self, GlobalCounter};
 use crate::pg::commit_wake;
 use crate::pg::thread_wake::Waker;
-use bounded_http::{Limits, Promise, Quick, Request, Response, Tls};
+use bounded_http::{Limits, Promise, Quick, Reason, Request, Response, SourceLimits, Tls};
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -54,6 +54,8 @@ pub struct Shared {
     pub max_body_bytes: Arc<AtomicUsize>,
     /// What new connections speak: plain HTTP or TLS with the certificate installed last.
     pub tls: Arc<Tls>,
+    /// The caps per client address and the allow-list, as last (re)loaded.
+    pub sources: Arc<SourceLimits>,
     pub throttle: Throttle,
 }
 
@@ -180,6 +182,7 @@ pub fn start(
         body_timeout: BODY_TIMEOUT,
         max_body_bytes: shared.max_body_bytes.clone(),
         body_budget_bytes: BODY_BUDGET,
+        sources: shared.sources.clone(),
         // Handlers that block: a large body's check and parse, or a wait for a channel change
         // to be read (a POST waiting for its COMMIT holds no thread).
         handler_threads: queue,
@@ -217,18 +220,21 @@ impl bounded_http::Handler for Handler {
         }
     }
 
-    fn refused(&self, status: u16, why: &str) {
-        let counter = match status {
-            408 => GlobalCounter::Refused408,
-            413 => GlobalCounter::Refused413,
-            503 => GlobalCounter::Refused503,
-            0 => GlobalCounter::Closed,
-            _ => GlobalCounter::Refused400,
+    fn refused(&self, reason: Reason, why: &str) {
+        let counter = match reason {
+            Reason::BadRequest => GlobalCounter::Refused400,
+            Reason::Timeout => GlobalCounter::Refused408,
+            Reason::TooLarge => GlobalCounter::Refused413,
+            Reason::Busy => GlobalCounter::Refused503,
+            Reason::Closed => GlobalCounter::Closed,
+            Reason::SourceConnections => GlobalCounter::RefusedSourceConnections,
+            Reason::SourceBytes => GlobalCounter::RefusedSourceBytes,
+            Reason::SourceNotAllowed => GlobalCounter::RefusedSourceNotAllowed,
         };
         metrics::add_global(counter);
-        let line = match status {
+        let line = match reason.status() {
             0 => format!("webhook connection closed: {why}"),
-            _ => format!("webhook request answered {status}: {why}"),
+            status => format!("webhook request answered {status}: {why}"),
         };
         self.report(LogLevel::Warning, line, None);
     }

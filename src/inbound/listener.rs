@@ -14,7 +14,7 @@ use crate::pg::thread_wake::{self, Wakeups};
 use crate::pg::{activity, commit_wake, guc, subtransaction, transaction, worker};
 use crate::{debug1, log, warning};
 use bounded_http::socket::{self, Sharing};
-use bounded_http::{Promise, Tls, capacity};
+use bounded_http::{AllowList, Promise, SourceLimits, Tls, capacity};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
@@ -54,6 +54,13 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         config_error(
             format!("cannot serve https: {e}"),
             "Fix whatsapp_channel.tls_cert_file / tls_key_file (or unset both for plain HTTP) and reload.",
+        );
+    }
+    if let Err(e) = apply_source_settings(&shared.sources) {
+        config_error(
+            format!("cannot tell which clients may connect: {e}"),
+            "Fix whatsapp_channel.allowed_sources (networks such as 192.0.2.0/24, 2001:db8::/32, comma-separated; \
+             empty allows any) and reload.",
         );
     }
     let (waker, mut wakeups) = thread_wake::pair();
@@ -138,6 +145,32 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
         BackgroundWorker::wait_latch(Some(Duration::from_millis(50)));
     }
     socket::bind(address, Sharing::Sibling)
+}
+
+/// Applies the caps per client address and the allow-list. A bad allow-list changes nothing and
+/// is returned, naming the bad entry: at a reload the previous list stays (as a bad TLS file
+/// keeps the previous certificate), and at start the listener stops rather than let any
+/// address in.
+fn apply_source_settings(sources: &SourceLimits) -> Result<(), String> {
+    let (connections, bytes) = (guc::max_connections_per_source(), guc::max_body_bytes_per_source());
+    sources.max_connections.store(connections, Ordering::Relaxed);
+    sources.max_body_bytes.store(bytes, Ordering::Relaxed);
+    if bytes != 0 && bytes < guc::max_body_bytes() {
+        warning!(
+            "whatsapp_channel: whatsapp_channel.max_body_bytes_per_source ({bytes} bytes) is under max_body_bytes ({}): a body \
+             between the two is always answered 503. Raise it, or set 0 for no cap",
+            guc::max_body_bytes()
+        );
+    }
+    let list =
+        AllowList::parse(&guc::allowed_sources()).map_err(|e| format!("whatsapp_channel.allowed_sources: {e}"))?;
+    if *sources.allowed() != list {
+        let networks: Vec<String> = list.networks().iter().map(ToString::to_string).collect();
+        let from = if list.is_any() { "any address".to_string() } else { format!("only {}", networks.join(", ")) };
+        sources.allow(list);
+        log!("whatsapp_channel: webhook listener accepts connections from {from}");
+    }
+    Ok(())
 }
 
 /// The TLS files last loaded, as the settings named them and as they were on disk then.
@@ -243,13 +276,16 @@ impl Listener {
         unsafe { pg_sys::pgstat_report_stat(false) };
     }
 
-    /// Applies changed settings: the body limit and the TLS files.
+    /// Applies changed settings: the body limit, the TLS files, the bounds per client address.
     fn reload_settings(&self, tls: &mut TlsFiles) {
         self.shared.max_body_bytes.store(guc::max_body_bytes(), Ordering::Relaxed);
         match tls.reload(&self.shared.tls) {
             Ok(Some(change)) => log!("whatsapp_channel: webhook listener {change}"),
             Ok(None) => {}
             Err(e) => warning!("whatsapp_channel: webhook listener keeps its previous TLS setting: {e}"),
+        }
+        if let Err(e) = apply_source_settings(&self.shared.sources) {
+            warning!("whatsapp_channel: webhook listener keeps its previous allowed_sources: {e}");
         }
     }
 

@@ -89,6 +89,7 @@ fn wa_replay_webhook_events(
     last_id: default!(Option<i64>, "NULL"),
     channel: default!(Option<&str>, "NULL"),
 ) -> TableIterator<'static, (name!(events, i64), name!(new_messages, i64), name!(new_statuses, i64))> {
+    crate::channels::access::require_admin("replay webhook events");
     let r = replay(first_id, last_id, channel, false);
     TableIterator::once((r.events, r.new_messages, r.new_statuses))
 }

@@ -52,6 +52,7 @@ pub extern "C-unwind" fn wa_maintenance_main(_arg: pg_sys::Datum) {
         }
         if purged_at.is_none_or(|t| t.elapsed() >= EVERY) {
             replay_incomplete();
+            purge_dropped_grantees();
             if !purge_expired() {
                 return; // SIGTERM during a purge
             }
@@ -115,6 +116,18 @@ fn replay_incomplete() {
             r.still_incomplete
         ),
         Err(e) => warning!("whatsapp_channel: could not replay incomplete webhook events, will try again: {e}"),
+        _ => {}
+    }
+}
+
+/// Deletes the channel grants of dropped roles (DROP ROLE does not see them, and a new role
+/// could be given the dropped one's oid, and with it its grants).
+fn purge_dropped_grantees() {
+    match crate::pg::transaction::run(store::purge_dropped_grantees) {
+        Ok(Some(n)) if n > 0 => log!("whatsapp_channel: deleted the channel grants of {n} dropped role(s)"),
+        Err(e) => {
+            warning!("whatsapp_channel: could not delete the channel grants of dropped roles, will try again: {e}")
+        }
         _ => {}
     }
 }

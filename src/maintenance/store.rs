@@ -25,6 +25,14 @@ pub fn purge_webhook_events(retention_s: i32, limit: i64) -> Option<i64> {
     ))
 }
 
+/// Deletes the grants of roles that no longer exist; `None` if the extension is not installed.
+pub fn purge_dropped_grantees() -> Option<i64> {
+    if !use_extension_schema() {
+        return None;
+    }
+    ok(Spi::get_one("SELECT _wa_purge_dropped_grantees()"))
+}
+
 /// Analyzes `table` (one of the extension's) when it changed by more than half since it was
 /// last analyzed; `None` if the extension is not installed.
 ///

@@ -56,6 +56,21 @@ static MAX_BODY_BYTES: GucSetting<i32> = GucSetting::<i32>::new(4 * 1024 * 1024)
 /// limit allows (and logs the cap it uses).
 static MAX_CONNECTIONS: GucSetting<i32> = GucSetting::<i32>::new(4096);
 
+/// Connections one client address (an IPv6 one by its /64) may hold open at once, per listener
+/// worker, counted from accept (before the TLS handshake); more are answered 503. 0 = no cap.
+/// So that one client holding slow handshakes or trickled bodies cannot keep Meta at 503.
+static MAX_CONNECTIONS_PER_SOURCE: GucSetting<i32> = GucSetting::<i32>::new(64);
+
+/// Bytes of one client address's webhook bodies in flight at once, per listener worker, within
+/// the budget of all bodies (64 MB); a body that does not fit is answered 503. 0 = no cap.
+static MAX_BODY_BYTES_PER_SOURCE: GucSetting<i32> = GucSetting::<i32>::new(16 * 1024 * 1024);
+
+/// Which client addresses may connect at all: comma-separated networks (`31.13.24.0/21`,
+/// `2a03:2880::/32`, a bare address); empty = any. Others are closed without a word. A bad
+/// entry at a reload keeps the previous list (and is named in the log); at start it stops the
+/// listener, which never falls back to allowing any address.
+static ALLOWED_SOURCES: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 /// Webhook listener workers sharing `listen_address` (each its own backend with its own group
 /// commit); 0 picks one per two CPU cores (see [`listener_workers`]). Needs a restart.
 static LISTENER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
@@ -142,6 +157,34 @@ fn define_listener_settings() {
         64 * 1024 * 1024,
         GucContext::Sighup,
         GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_connections_per_source",
+        c"Most webhook connections one client address may hold open at once (per listener worker); more are answered 503. 0 = no cap.",
+        c"Counted from accept, before the TLS handshake; IPv6 addresses by their /64. Behind a reverse proxy every client has the proxy's address: raise it or set 0.",
+        &MAX_CONNECTIONS_PER_SOURCE,
+        0,
+        1_000_000,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"whatsapp_channel.max_body_bytes_per_source",
+        c"Bytes of one client address's webhook bodies in flight at once (per listener worker); more are answered 503. 0 = no cap.",
+        c"Charged as the bytes arrive, within the 64 MB budget of all bodies. Keep it at least whatsapp_channel.max_body_bytes, or bodies between the two are never accepted.",
+        &MAX_BODY_BYTES_PER_SOURCE,
+        0,
+        1024 * 1024 * 1024,
+        GucContext::Sighup,
+        GucFlags::UNIT_BYTE,
+    );
+    GucRegistry::define_string_guc(
+        c"whatsapp_channel.allowed_sources",
+        c"Client addresses allowed to connect to the webhook listener: comma-separated networks (CIDR, v4 or v6; a bare address is one host); empty = any.",
+        c"Others are closed without an answer and counted. A bad entry keeps the previous list at a reload (the log names it). Meta's ranges: whois -h whois.radb.net -- '-i origin AS32934' | grep ^route",
+        &ALLOWED_SOURCES,
+        GucContext::Sighup,
+        GucFlags::default(),
     );
 }
 
@@ -365,6 +408,21 @@ pub fn graph_api_timeout() -> Duration {
 
 pub fn max_body_bytes() -> usize {
     usize::try_from(MAX_BODY_BYTES.get()).unwrap_or(4 << 20)
+}
+
+/// Connections per client address (per listener worker); 0 = no cap.
+pub fn max_connections_per_source() -> usize {
+    usize::try_from(MAX_CONNECTIONS_PER_SOURCE.get()).unwrap_or(64)
+}
+
+/// Body bytes in flight per client address (per listener worker); 0 = no cap.
+pub fn max_body_bytes_per_source() -> usize {
+    usize::try_from(MAX_BODY_BYTES_PER_SOURCE.get()).unwrap_or(16 << 20)
+}
+
+/// The allow-list of client addresses as set (empty: any).
+pub fn allowed_sources() -> String {
+    string(&ALLOWED_SOURCES, "")
 }
 
 pub fn max_connections() -> u64 {

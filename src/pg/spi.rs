@@ -60,7 +60,7 @@ macro_rules! columns_of_datum_types {
         }
     )+};
 }
-columns_of_datum_types!(bool, i32, i64, f64, String, Vec<u8>);
+columns_of_datum_types!(bool, i32, i64, f64, String, Vec<u8>, Vec<i64>);
 
 /// The value of column `name` as `T` (see [`Column`]).
 pub fn column<T: Column>(row: &SpiHeapTupleData, name: &str) -> T {

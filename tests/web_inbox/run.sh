@@ -111,20 +111,20 @@ SELECT wa_add_channel('tenant_a', '$PHONE_NUMBER_ID_A', :'token', :'secret_a', '
 SELECT wa_add_channel('tenant_b', '$PHONE_NUMBER_ID_B', :'token', :'secret_b', 'tenant_b_verify_token');
 SQL
 
-# The roles: the README's web inbox block as written (web_inbox, the agents' group inbox_app,
-# agent_a on tenant_a), its "Roles" block as written (the group's grants), and agent_b likewise
-# on tenant_b. Then passwords, random each run; web_inbox's goes in a password file, as the
-# README says, never on the app's command line.
-readme_sql() { awk -v start="$1" 'index($0, start) == 1 {in_section=1} in_section && /^```sql/{in_sql=1; next} in_sql && /^```/{exit} in_sql' README.md; }
-WEB_SQL=$(readme_sql "## See it: the web inbox")
-ROLE_SQL=$(readme_sql "### Roles")
+# The roles: the group inbox_agents with exactly the README's grants (the SQL block of its
+# "Roles" section that grants the tables), then its web inbox block as written (web_inbox, and
+# agent_a in the group, granted tenant_a), and agent_b likewise on tenant_b. Then passwords,
+# random each run; web_inbox's goes in a password file, as the README says, never on the app's
+# command line.
+ROLE_SQL=$(awk '/^### Roles/{r=1} r && /^```sql/{s=1; b=""; next} s && /^```/{if (b ~ /GRANT SELECT ON/) {printf "%s", b; exit} s=0; next} s{b = b $0 "\n"}' README.md)
+WEB_SQL=$(awk 'index($0, "## See it: the web inbox") == 1 {w=1} w && /^```sql/{s=1; next} s && /^```/{exit} s' README.md)
+[ -n "$ROLE_SQL" ] || { echo "no SQL block with the grants under README's '### Roles'" >&2; exit 1; }
 [ -n "$WEB_SQL" ] || { echo "no SQL block under README's '## See it: the web inbox'" >&2; exit 1; }
-[ -n "$ROLE_SQL" ] || { echo "no SQL block under README's '### Roles'" >&2; exit 1; }
-"${PSQL[@]}" -c "$WEB_SQL" -c "$ROLE_SQL" >/dev/null
+"${PSQL[@]}" -c "$ROLE_SQL" -c "$WEB_SQL" >/dev/null
 password() { "$VENV/bin/python" -c 'import secrets; print(secrets.token_urlsafe(18))'; }
 APP_PASSWORD=$(password) PASSWORD_A=$(password) PASSWORD_B=$(password)
 "${PSQL[@]}" -v app="$APP_PASSWORD" -v a="$PASSWORD_A" -v b="$PASSWORD_B" >/dev/null <<'SQL'
-CREATE ROLE agent_b LOGIN IN ROLE inbox_app;
+CREATE ROLE agent_b LOGIN IN ROLE inbox_agents;
 GRANT agent_b TO web_inbox;
 SELECT wa_grant_channel('tenant_b', 'agent_b', 'send');
 ALTER ROLE web_inbox PASSWORD :'app';

@@ -116,7 +116,7 @@ def sign_in_status(role, password):
 
 
 def test_failed_sign_ins_are_limited_per_role():
-    superuser("CREATE ROLE agent_c LOGIN PASSWORD 'agent-c-password' IN ROLE inbox_app; "
+    superuser("CREATE ROLE agent_c LOGIN PASSWORD 'agent-c-password' IN ROLE inbox_agents; "
               f"GRANT agent_c TO {ENV['WEB_INBOX_APP_ROLE']}")
     for _ in range(5):
         assert sign_in_status("agent_c", "guess")[:2] == (401, "wrong role name or password")
@@ -130,7 +130,7 @@ def test_failed_sign_ins_are_limited_per_role():
 
 def test_administrators_and_unchecked_passwords_may_not_sign_in():
     superuser("CREATE ROLE boss_super SUPERUSER LOGIN PASSWORD 'boss-super-password'; "
-              "CREATE ROLE boss_bypass BYPASSRLS LOGIN PASSWORD 'boss-bypass-password' IN ROLE inbox_app")
+              "CREATE ROLE boss_bypass BYPASSRLS LOGIN PASSWORD 'boss-bypass-password' IN ROLE inbox_agents")
     status, error, _ = sign_in_status("boss_super", "boss-super-password")
     assert status == 403 and error == "sign in as an agent role, not an administrator: boss_super is a superuser"
     status, error, _ = sign_in_status("boss_bypass", "boss-bypass-password")
@@ -139,7 +139,7 @@ def test_administrators_and_unchecked_passwords_may_not_sign_in():
     hba = ENV["WEB_INBOX_PG_DATA"] + "/pg_hba.conf"
     rules = open(hba).read()
     open(hba, "w").write("host all agent_trusted 127.0.0.1/32 trust\n" + rules)
-    superuser("CREATE ROLE agent_trusted LOGIN IN ROLE inbox_app; SELECT pg_reload_conf()")
+    superuser("CREATE ROLE agent_trusted LOGIN IN ROLE inbox_agents; SELECT pg_reload_conf()")
 
     def trusted():
         try:

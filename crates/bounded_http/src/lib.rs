@@ -6,6 +6,9 @@
 //! crate adds what a server that strangers can reach needs and hyper leaves to its user:
 //!
 //! - a cap on open connections: beyond it a connection is answered 503 and closed;
+//! - per client address ([`sources`]): a cap on its open connections (503), one on its bodies'
+//!   bytes in flight (503), and an allow-list (others are closed without a word), so that one
+//!   client cannot take what all share;
 //! - a body limit, answered 413 before the body is read when its length is announced;
 //! - a deadline for the body (408), after the head's own;
 //! - a budget for the bytes of all bodies in flight together (503 when spent), so that many
@@ -28,8 +31,10 @@
 mod body;
 pub mod capacity;
 pub mod socket;
+pub mod sources;
 mod tls;
 
+pub use sources::{AllowList, Cidr, SourceLimits};
 pub use tls::{Tls, load as load_tls};
 
 use bytes::Bytes;
@@ -39,6 +44,7 @@ use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use sources::{Source, Sources};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -102,15 +108,51 @@ impl Response {
 /// What the server calls. `quick` is offered each request first, on the thread that drives
 /// its connection, where it must not block: it answers now, or [`Later`], or gives the request
 /// back for `handle` (the default). `handle` runs on a thread of the blocking pool and may
-/// block. `refused` is told about requests and connections the server refused itself (400,
-/// 408, 413, 503; 0 for a connection closed without an answer, as after a failed TLS
-/// handshake), for logging, and must not block.
+/// block. `refused` is told about requests and connections the server refused itself, and
+/// why, for logging and counting, and must not block.
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, request: Request) -> Response;
     fn quick(&self, request: Request) -> Result<Quick, Request> {
         Err(request)
     }
-    fn refused(&self, _status: u16, _why: &str) {}
+    fn refused(&self, _reason: Reason, _why: &str) {}
+}
+
+/// Why the server refused a request or a connection itself: a closed set, so that a handler
+/// can count each (see [`Reason::status`] for what the client was told).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Malformed: bad framing, a head too large, a body that could not be read.
+    BadRequest,
+    /// The request head or body did not arrive in time.
+    Timeout,
+    /// The body is over the body limit.
+    TooLarge,
+    /// The connection cap or the budget of all bodies is spent, or no connection could be
+    /// accepted (out of file descriptors, say).
+    Busy,
+    /// A connection ended without an answer: its TLS handshake failed.
+    Closed,
+    /// The client's address holds its cap of open connections.
+    SourceConnections,
+    /// The client's address's bodies hold their cap of bytes.
+    SourceBytes,
+    /// The client's address is not in the allow-list: closed without a word.
+    SourceNotAllowed,
+}
+
+impl Reason {
+    /// The status the client was answered (400 also stands for hyper's 431); 0 when the
+    /// connection was closed without an answer.
+    pub fn status(self) -> u16 {
+        match self {
+            Reason::BadRequest => 400,
+            Reason::Timeout => 408,
+            Reason::TooLarge => 413,
+            Reason::Busy | Reason::SourceConnections | Reason::SourceBytes => 503,
+            Reason::Closed | Reason::SourceNotAllowed => 0,
+        }
+    }
 }
 
 /// What [`Handler::quick`] did with a request.
@@ -168,6 +210,9 @@ pub struct Limits {
     /// Bytes of all request bodies held at once, from their first byte until their handler
     /// has answered; a body that does not fit is answered 503.
     pub body_budget_bytes: usize,
+    /// The bounds per client address, shared so that a reload can change them live; none by
+    /// default.
+    pub sources: Arc<SourceLimits>,
     /// Largest request head (request line and headers); larger ones get 431.
     pub max_head_bytes: usize,
     /// Most handlers running at once (each on its own thread of the blocking pool); more wait.
@@ -184,6 +229,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             max_body_bytes: Arc::new(AtomicUsize::new(4 << 20)),
             body_budget_bytes: 64 << 20,
+            sources: Arc::new(SourceLimits::default()),
             max_head_bytes: 16 << 10,
             handler_threads: 512,
             io_threads: 2,
@@ -201,6 +247,7 @@ struct Server {
     connections: Arc<Semaphore>,
     refusing: Arc<Semaphore>,
     bodies: Arc<Semaphore>,
+    sources: Arc<Sources>,
 }
 
 /// Serves `listener` (already bound, so bind errors surface at once) on threads of its own,
@@ -213,6 +260,7 @@ pub fn serve(listener: TcpListener, limits: Limits, tls: Arc<Tls>, handler: Arc<
         connections: Arc::new(Semaphore::new(limits.max_connections.max(1))),
         refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
         bodies: Arc::new(Semaphore::new(limits.body_budget_bytes.min(Semaphore::MAX_PERMITS))),
+        sources: Sources::new(limits.sources.clone()),
         limits,
         handler,
         tls,
@@ -251,37 +299,61 @@ fn with_signals_blocked<T>(f: impl FnOnce() -> T) -> T {
 
 async fn accept(listener: tokio::net::TcpListener, server: Arc<Server>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors, say: pause instead of spinning on the same error.
-                server.handler.refused(503, &format!("cannot accept a connection: {e}"));
+                server.handler.refused(Reason::Busy, &format!("cannot accept a connection: {e}"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        if !server.limits.sources.allowed().allows(peer.ip()) {
+            let why = format!("{} is not in the allowed sources (whatsapp_channel.allowed_sources)", peer.ip());
+            server.handler.refused(Reason::SourceNotAllowed, &why);
+            continue; // dropped: closed without a word
+        }
+        // Its source's slot first, taken before any TLS handshake, so that idle handshakes
+        // count; one over its cap takes nothing from what all connections share.
+        let Some(source) = server.sources.open(peer.ip()) else {
+            let from = match sources::source_of(peer.ip()) {
+                std::net::IpAddr::V6(net) => format!("{net}/64"),
+                v4 => v4.to_string(),
+            };
+            let why = format!("too many connections from {from} (whatsapp_channel.max_connections_per_source)");
+            server.handler.refused(Reason::SourceConnections, &why);
+            refuse_connection(stream, &server);
+            continue;
         };
         match server.connections.clone().try_acquire_owned() {
             Ok(slot) => {
                 let server = server.clone();
                 tokio::spawn(async move {
-                    connection(stream, &server).await;
+                    connection(stream, Arc::new(source), &server).await;
                     drop(slot);
                 });
             }
             Err(_) => {
-                server.handler.refused(503, "too many connections (whatsapp_channel.max_connections)");
-                if let Ok(slot) = server.refusing.clone().try_acquire_owned() {
-                    tokio::spawn(async move {
-                        refuse_busy(stream).await;
-                        drop(slot);
-                    });
-                }
+                drop(source);
+                server.handler.refused(Reason::Busy, "too many connections (whatsapp_channel.max_connections)");
+                refuse_connection(stream, &server);
             }
         }
     }
 }
 
-/// Tells a connection beyond the cap 503 (within a second) and closes it.
+/// Answers a connection refused at accept 503, if fewer than [`MAX_REFUSING`] are being
+/// answered so already; else closes it without a word.
+fn refuse_connection(stream: tokio::net::TcpStream, server: &Server) {
+    if let Ok(slot) = server.refusing.clone().try_acquire_owned() {
+        tokio::spawn(async move {
+            refuse_busy(stream).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Tells a connection beyond a cap (all connections', or its source's) 503 (within a second) and closes it.
 async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
         X-Content-Type-Options: nosniff\r\nConnection: close\r\nContent-Length: 30\r\n\r\n\
@@ -293,25 +365,26 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     .await;
 }
 
-async fn connection(stream: tokio::net::TcpStream, server: &Arc<Server>) {
+/// Serves one connection, which holds a slot of its `source` until it ends.
+async fn connection(stream: tokio::net::TcpStream, source: Arc<Source>, server: &Arc<Server>) {
     let _ = stream.set_nodelay(true);
     match server.tls.current() {
-        None => http(stream, server).await,
+        None => http(stream, source, server).await,
         Some(config) => {
             let handshake = tokio_rustls::TlsAcceptor::from(config).accept(stream);
             match tokio::time::timeout(server.limits.head_timeout, handshake).await {
-                Ok(Ok(stream)) => http(stream, server).await,
-                Ok(Err(e)) => server.handler.refused(0, &format!("TLS handshake failed: {e}")),
+                Ok(Ok(stream)) => http(stream, source, server).await,
+                Ok(Err(e)) => server.handler.refused(Reason::Closed, &format!("TLS handshake failed: {e}")),
                 Err(_) => {}
             }
         }
     }
 }
 
-async fn http<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, server: &Arc<Server>) {
+async fn http<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, source: Arc<Source>, server: &Arc<Server>) {
     let service = {
         let server = server.clone();
-        service_fn(move |request| respond(request, server.clone()))
+        service_fn(move |request| respond(request, server.clone(), source.clone()))
     };
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -323,9 +396,9 @@ async fn http<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: IO, serve
     if let Err(e) = served {
         // hyper has answered what it could (400 for bad framing, 431, 408) and closed.
         if e.is_parse() || e.is_parse_too_large() {
-            server.handler.refused(400, &format!("malformed request: {e}"));
+            server.handler.refused(Reason::BadRequest, &format!("malformed request: {e}"));
         } else if e.is_timeout() {
-            server.handler.refused(408, "Request timeout: the request head did not arrive in time");
+            server.handler.refused(Reason::Timeout, "Request timeout: the request head did not arrive in time");
         }
     }
 }
@@ -345,10 +418,11 @@ impl std::error::Error for Dropped {}
 async fn respond(
     request: hyper::Request<Incoming>,
     server: Arc<Server>,
+    source: Arc<Source>,
 ) -> Result<hyper::Response<Full<Bytes>>, Dropped> {
     let (parts, mut incoming) = request.into_parts();
     let max = server.limits.max_body_bytes.load(Ordering::Relaxed);
-    let mut charge = body::Charge::new(server.bodies.clone());
+    let mut charge = body::Charge::new(server.bodies.clone(), source);
     let read = tokio::time::timeout(server.limits.body_timeout, body::read(&mut incoming, max, &mut charge)).await;
     let body = match read {
         Ok(Ok(bytes)) => bytes,
@@ -401,8 +475,8 @@ impl std::future::Future for Unwinding {
 /// Answers a request the server refused itself, and closes the connection after it: what the
 /// client still sends is not read.
 fn refuse(server: &Server, refusal: body::Refusal) -> hyper::Response<Full<Bytes>> {
-    server.handler.refused(refusal.status, refusal.why);
-    answer(Response::text(refusal.status, refusal.why), true)
+    server.handler.refused(refusal.reason, refusal.why);
+    answer(Response::text(refusal.reason.status(), refusal.why), true)
 }
 
 fn answer(response: Response, close: bool) -> hyper::Response<Full<Bytes>> {

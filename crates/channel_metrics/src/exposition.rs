@@ -78,7 +78,7 @@ const INCOMPLETE_EVENTS: Family = family(
 const LISTENER: Family = family(
     "webhook_refused_total",
     Kind::Counter,
-    "Webhook requests refused before a channel could be named, by reason.",
+    "Webhook requests and connections refused before a channel could be named, by reason.",
 );
 const BATCH_POSTS: Family =
     family("listener_batch_posts", Kind::Histogram, "Webhook POSTs stored per listener transaction.");
@@ -126,6 +126,9 @@ const GLOBAL_SAMPLES: [(GlobalCounter, FamilyAndLabel); GLOBAL_COUNTERS] = {
         (Refused503, (&LISTENER, Some(("reason", "overloaded")))),
         (Refused400, (&LISTENER, Some(("reason", "bad_request")))),
         (Closed, (&LISTENER, Some(("reason", "closed")))),
+        (RefusedSourceConnections, (&LISTENER, Some(("reason", "source_connections")))),
+        (RefusedSourceBytes, (&LISTENER, Some(("reason", "source_bytes")))),
+        (RefusedSourceNotAllowed, (&LISTENER, Some(("reason", "source_not_allowed")))),
         (MessagesStored, (&MESSAGES, None)),
         (StatusesStored, (&STATUSES, None)),
         (MediaDownloaded, (&MEDIA, Some(("result", "downloaded")))),
@@ -261,6 +264,7 @@ mod tests {
         let mut s =
             Snapshot { channels: vec![(5, counters, [2, 1500, 4])], gauges_measured: true, ..Snapshot::default() };
         s.global[GlobalCounter::MessagesStored as usize] = 9;
+        s.global[GlobalCounter::RefusedSourceConnections as usize] = 2;
         s.histograms[0] = ([1; BUCKETS], 2, 3.0);
         s
     }
@@ -274,6 +278,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("whatsapp_channel_messages_stored_total 9\n"));
+        assert!(text.contains("whatsapp_channel_webhook_refused_total{reason=\"source_connections\"} 2\n"), "{text}");
         assert!(text.contains("whatsapp_channel_sends_total{channel=\"sup\\\"port\\\\1\",result=\"sent\"} 3\n"));
         assert!(text.contains("whatsapp_channel_queue_oldest_age_seconds{channel=\"sup\\\"port\\\\1\"} 1.5\n"));
         assert!(text.contains("whatsapp_channel_webhook_events_incomplete{channel=\"sup\\\"port\\\\1\"} 4\n"));

@@ -46,6 +46,12 @@ pub enum GlobalCounter {
     Refused503,
     Refused400,
     Closed,
+    /// Connections of a client address beyond its cap (answered 503).
+    RefusedSourceConnections,
+    /// Bodies of a client address beyond its budget (answered 503).
+    RefusedSourceBytes,
+    /// Connections from an address outside the allow-list (closed without an answer).
+    RefusedSourceNotAllowed,
     MessagesStored,
     StatusesStored,
     MediaDownloaded,

@@ -24,8 +24,8 @@ fn invalid(field: &'static str, problem: impl Into<String>, hint: &'static str) 
     InvalidField { field, problem: problem.into(), hint }
 }
 
-/// A channel name: it appears in the webhook URL path and in notifications, so it is kept
-/// to lowercase letters, digits, `_` and `-`, starting with a letter or digit.
+/// A channel name: it appears in the webhook URL path, so it is kept to lowercase letters,
+/// digits, `_` and `-`, starting with a letter or digit.
 pub fn validate_name(name: &str) -> Result<(), InvalidField> {
     const HINT: &str = "Use 1 to 63 lowercase letters, digits, '_' or '-', e.g. 'support'.";
     if name.is_empty() || name.len() > 63 {

@@ -75,7 +75,12 @@ async function refreshMessages(ids) {
   const open = state.open;
   const { messages } = await api(`/api/conversations/${open.row.conversation_id}/messages?ids=${ids.join(",")}`);
   if (state.open !== open) return;
-  for (const m of messages) open.messages.set(m.id, m);
+  for (const m of messages) {
+    // (Two reads of one message can answer out of order: a status never moves back.)
+    const had = open.messages.get(m.id);
+    if (had && (STATUS_RANK[had.status] ?? -1) > (STATUS_RANK[m.status] ?? -1)) m.status = had.status;
+    open.messages.set(m.id, m);
+  }
   renderConversation(false);
 }
 
@@ -104,8 +109,7 @@ async function markRead() {
 }
 
 // Messages a notification named, read again (their status, a failure's error and hint, media
-// that arrived): one read at a time, for all the ids named meanwhile, so that an older answer
-// never overwrites a newer one.
+// that arrived): one read at a time, for all the ids named meanwhile.
 const namedIds = new Set();
 const refreshNamed = serially(async () => {
   const ids = [...namedIds];
@@ -117,7 +121,8 @@ function refreshLater(id) {
   refreshNamed();
 }
 
-// A wa_status notification ({"id", "channel_id"}): the tick moves when the row is read again.
+// A status notification names the message ({"id", "channel_id"}); its row, read again, says
+// where it is now (a status only moves forward, so the newest read is the truth).
 function applyStatus(note) {
   if (!state.open) return;
   if (state.open.messages.has(note.id)) refreshLater(note.id);

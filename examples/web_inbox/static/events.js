@@ -46,15 +46,20 @@ function connectEvents() {
     }
     state.databaseUp = db.up;
   });
+  // A notification carries ids only ({"id", "channel_id", "contact_id"}: LISTEN needs no
+  // privilege, so it says nothing a listener may not read); the page reads the rows it names.
   events.addEventListener("message", (e) => {
     const note = JSON.parse(e.data);
+    if (note.channel_id !== state.channelId) return; // another channel's: not on this page
     const open = state.open && state.open.row;
-    // A customer's own conversation, or (a participant's message) the open group's channel.
-    if (open && (note.contact_id === open.contact_id || (open.group_id && note.channel_id === open.channel_id))) refreshOpen();
-    if (note.channel_id === state.channelId) scheduleConversationsRefresh();
+    // (An open group: the note does not say which group; reading what is new in it is cheap.)
+    if (open && (open.group_id !== null || note.contact_id === open.contact_id)) refreshOpen();
+    scheduleConversationsRefresh();
   });
   events.addEventListener("status", (e) => {
-    applyStatus(JSON.parse(e.data));
+    const note = JSON.parse(e.data);
+    if (note.channel_id !== state.channelId) return;
+    applyStatus(note);
     scheduleConversationsRefresh();
   });
   events.addEventListener("media", (e) => {

@@ -18,14 +18,15 @@ impl Cluster {
     pub fn add_channel(&self, prefix: &str) -> Channel {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
-        let channel = Channel {
+        let mut channel = Channel {
+            id: 0,
             name: format!("{prefix}-{n}"),
             phone_number_id: format!("1065403522{:05}", n),
             access_token: format!("EAAGsimulated{n:08}token"),
             app_secret: format!("{:032x}", 0xabc0_0000u64 + u64::from(n)),
             verify_token: format!("verify_{prefix}_{n}"),
         };
-        let id: i64 = self
+        channel.id = self
             .connect()
             .query_one(
                 "SELECT wa_add_channel($1, $2, $3, $4, $5)",
@@ -39,7 +40,7 @@ impl Cluster {
             )
             .unwrap()
             .get(0);
-        assert!(id > 0);
+        assert!(channel.id > 0);
         self.graph.require_token(&channel.phone_number_id, &channel.access_token);
         channel
     }
@@ -66,6 +67,8 @@ impl Cluster {
 
 #[derive(Debug, Clone)]
 pub struct Channel {
+    /// wa_channels.id: what notifications name a channel by.
+    pub id: i64,
     pub name: String,
     pub phone_number_id: String,
     pub access_token: String,

@@ -40,10 +40,44 @@ pub fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (
     (db.message().to_string(), db.hint().unwrap_or_default().to_string())
 }
 
+/// The keys each notification of the extension carries: ids only, since LISTEN needs no
+/// privilege (README, "Notifications"). Every other key, and every value that is not an
+/// integer or null, is a leak to whoever listens.
+pub const NOTIFICATION_KEYS: [(&str, &[&str]); 6] = [
+    ("wa_message", &["id", "channel_id", "contact_id"]),
+    ("wa_status", &["id", "channel_id"]),
+    ("wa_media", &["message_id", "channel_id"]),
+    ("wa_call", &["id", "channel_id", "contact_id"]),
+    ("wa_group", &["channel_id"]),
+    ("wa_history", &["channel_id"]),
+];
+
+/// What is wrong with a notification of the extension on `channel` (None: nothing): a key
+/// other than its ids, a missing key, or a value that is not an integer (or null).
+pub fn notification_problem(channel: &str, payload: &serde_json::Value) -> Option<String> {
+    let (_, keys) = NOTIFICATION_KEYS.iter().find(|(c, _)| *c == channel)?;
+    let Some(object) = payload.as_object() else {
+        return Some(format!("{channel}: not a JSON object: {payload}"));
+    };
+    let mut got: Vec<&str> = object.keys().map(String::as_str).collect();
+    let mut want = keys.to_vec();
+    got.sort_unstable();
+    want.sort_unstable();
+    if got != want {
+        return Some(format!("{channel}: keys {got:?}, expected exactly {want:?}: {payload}"));
+    }
+    let not_ids: Vec<&String> = object.iter().filter(|(_, v)| !(v.is_i64() || v.is_null())).map(|(k, _)| k).collect();
+    (!not_ids.is_empty()).then(|| format!("{channel}: {not_ids:?} not integers or null: {payload}"))
+}
+
 /// A connection that LISTENs on `channels`, for tests that must see notifications arrive.
+/// Every notification of the extension it reads must carry ids only ([`notification_problem`]).
 pub struct Listener {
     client: Client,
 }
+
+/// The channel [`Listener::drain_all`] notifies itself on, to know it has read everything before.
+const DRAINED: &str = "e2e_drained";
 
 impl Listener {
     pub fn new(channels: &[&str]) -> Listener {
@@ -65,10 +99,43 @@ impl Listener {
             let left = deadline.checked_duration_since(Instant::now())?;
             let n = notifications.timeout_iter(left).next().ok()??;
             let payload: serde_json::Value = serde_json::from_str(n.payload()).unwrap();
+            if let Some(problem) = notification_problem(n.channel(), &payload) {
+                panic!("a notification says more than ids: {problem}");
+            }
             if pred(n.channel(), &payload) {
                 return Some((n.channel().to_string(), payload));
             }
         }
+    }
+
+    /// Every notification committed before this call and not read yet, in order, as
+    /// (channel, payload): it notifies itself and reads up to that (Postgres delivers in
+    /// commit order).
+    pub fn drain_all(&mut self) -> Vec<(String, serde_json::Value)> {
+        self.client.batch_execute(&format!("LISTEN {DRAINED}")).unwrap();
+        // (Other tests' listeners drain too: the marker names this session.)
+        let marker: serde_json::Value = self
+            .client
+            .query_one(
+                "SELECT pg_notify($1, m::text), m FROM json_build_object('drained_by', pg_backend_pid()) m",
+                &[&DRAINED],
+            )
+            .unwrap()
+            .get(1);
+        let mut got = Vec::new();
+        while let Some((c, p)) = self.next_matching(|_, _| true) {
+            match c == DRAINED {
+                true if p == marker => return got,
+                true => {} // another session's
+                false => got.push((c, p)),
+            }
+        }
+        panic!("{DRAINED}: the notification a drain sends itself did not arrive within {DEADLINE:?}");
+    }
+
+    /// The same, only the payloads on `channel`.
+    pub fn drain(&mut self, channel: &str) -> Vec<serde_json::Value> {
+        self.drain_all().into_iter().filter(|(c, _)| c == channel).map(|(_, p)| p).collect()
     }
 }
 

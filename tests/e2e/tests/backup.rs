@@ -88,6 +88,13 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
         &[&held.name],
     )
     .unwrap();
+    // An agent granted one of the two channels (roles are the cluster's: they are not dumped).
+    db.batch_execute(
+        "CREATE ROLE backup_agent;
+         GRANT SELECT ON wa_channels, wa_messages TO backup_agent;",
+    )
+    .unwrap();
+    db.execute("SELECT wa_grant_channel($1, 'backup_agent', 'send')", &[&live.name]).unwrap();
     let queued: i64 = db
         .query_one("SELECT wa_send_text($1, $2, 'queued before the dump')", &[&held.name, &ada.wa_id])
         .unwrap()
@@ -133,6 +140,27 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
     for database in ["restored_plain", "restored"] {
         let mut restored = Client::connect(&dsn_of(&cluster, database), NoTls).unwrap();
         assert_eq!(table_digests(&mut restored), before, "{database} differs from what was dumped");
+        // The grant came back with the rows, and the policies with CREATE EXTENSION: the agent
+        // sees its channel's messages, and nothing of the other channel.
+        let seen = |db: &mut Client| -> (Vec<String>, i64) {
+            let row = db
+                .query_one(
+                    "SELECT array_agg(c.name ORDER BY c.name), (SELECT count(*) FROM wa_messages) FROM wa_channels c",
+                    &[],
+                )
+                .unwrap();
+            (row.get(0), row.get(1))
+        };
+        let live_messages: i64 = restored
+            .query_one(
+                "SELECT count(*) FROM wa_messages m JOIN wa_channels c ON c.id = m.channel_id WHERE c.name = $1",
+                &[&live.name],
+            )
+            .unwrap()
+            .get(0);
+        restored.batch_execute("SET ROLE backup_agent").unwrap();
+        assert_eq!(seen(&mut restored), (vec![live.name.clone()], live_messages), "{database}: the agent's view");
+        restored.batch_execute("RESET ROLE").unwrap();
     }
 
     // The workers serve the restored database from now on.

@@ -1,6 +1,7 @@
 //! The example inbox client (examples/inbox_client.py) against a real cluster: it prints the
-//! conversation and messages as they arrive, replies with wa_send_text, and after its
-//! connection is killed it reconnects and catches up on what arrived meanwhile.
+//! conversation and messages as they arrive, replies with wa_send_text, shows its reply's
+//! status (read from the row a notification names), and after its connection is killed it
+//! reconnects and catches up on what arrived meanwhile.
 
 use e2e::wa_sim::payloads;
 use e2e::{DEADLINE, cluster, poll};
@@ -54,6 +55,8 @@ fn inbox_client_shows_messages_replies_and_catches_up_after_a_reconnect() {
     expect("conversation:");
     expect("Ada: Is my order shipped?");
     expect("replied to message");
+    // The reply's status notification names it; the client reads the row to say where it is.
+    expect(" is sent");
 
     // Cut the client's connection, then let a message arrive while it is away.
     let mut db = cluster().connect();

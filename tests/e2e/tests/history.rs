@@ -4,6 +4,7 @@
 
 use e2e::wa_sim::payloads::{self, Customer, HistoryMessage};
 use e2e::{Listener, cluster, poll};
+use serde_json::json;
 
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
@@ -52,8 +53,21 @@ fn shared_history_is_stored_once_in_the_past_without_unread_messages() {
     let body = payloads::envelope(&ch.phone_number_id, chunk);
     assert_eq!(ch.post_signed(&body).status, 200);
     assert_eq!(ch.post_signed(&body).status, 200, "a redelivered chunk is answered 200 too");
-    let (_, progress) = listener.next_matching(|c, _| c == "wa_history").unwrap();
-    assert_eq!((progress["progress"].as_i64(), progress["messages"].as_i64()), (Some(55), Some(5)));
+    // Each chunk is notified (the redelivered one again, as it is counted again), by the
+    // channel's id only; how far the sync is, is in the channel's counter.
+    let history_notes = |listener: &mut Listener| {
+        listener.drain("wa_history").into_iter().filter(|p| p["channel_id"] == channel_id).collect::<Vec<_>>()
+    };
+    assert_eq!(history_notes(&mut listener), vec![json!({"channel_id": channel_id}); 2]);
+    let detail = |db: &mut postgres::Client, kind: &str| -> String {
+        db.query_one(
+            "SELECT last_detail FROM wa_channel_counters WHERE channel_id = $1 AND kind = $2",
+            &[&channel_id, &kind],
+        )
+        .unwrap()
+        .get(0)
+    };
+    assert_eq!(detail(&mut db, "history_chunk"), "phase 0, chunk 1, 55%, 5 messages");
 
     // Each wamid once; the live message stays live; the rest is history, the business's side as
     // outbound rows from the business app with the status the history gives.
@@ -143,8 +157,14 @@ fn shared_history_is_stored_once_in_the_past_without_unread_messages() {
         (filled.1.as_deref(), filled.2.is_some(), filled.3, filled.4),
         (Some("Black Prince echeveria"), true, 1, true)
     );
-    let (_, note) = listener.next_matching(|c, p| c == "wa_message" && p["from_history"] == true).unwrap();
-    assert_eq!(note["type"], "image");
+    // Notified (a history message is notified only when filled in), by its id.
+    let placeholder: i64 = db
+        .query_one("SELECT id FROM wa_messages WHERE channel_id = $1 AND wamid = 'wamid.hist.2'", &[&channel_id])
+        .unwrap()
+        .get(0);
+    listener
+        .next_matching(|c, p| c == "wa_message" && p["id"] == placeholder && p["channel_id"] == channel_id)
+        .expect("the filled-in placeholder was not notified");
 
     // The sync's progress is in the channel's health; a business that declines says so.
     let declined = payloads::envelope(&ch.phone_number_id, payloads::history_declined_value());
@@ -152,8 +172,10 @@ fn shared_history_is_stored_once_in_the_past_without_unread_messages() {
     let counts: serde_json::Value =
         db.query_one("SELECT counts FROM wa_channel_health WHERE channel = $1", &[&ch.name]).unwrap().get(0);
     assert_eq!((counts["history_chunk"].as_i64(), counts["history_declined"].as_i64()), (Some(2), Some(1)));
-    let (_, refusal) = listener.next_matching(|c, p| c == "wa_history" && p["error_code"] == 2593109).unwrap();
-    assert!(refusal["error"].as_str().unwrap().contains("turned off"));
+    // Notified like a chunk.
+    assert_eq!(history_notes(&mut listener), [json!({"channel_id": channel_id})]);
+    let refusal = detail(&mut db, "history_declined");
+    assert!(refusal.starts_with("error 2593109: ") && refusal.contains("turned off"), "{refusal}");
 }
 
 #[test]

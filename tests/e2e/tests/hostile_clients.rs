@@ -119,12 +119,22 @@ fn head_is_answered_without_a_body_on_a_kept_alive_connection() {
     assert!(get.starts_with("HTTP/1.1 200") && get.ends_with("67890"), "the HEAD answer carried a body: {all:?}");
 }
 
+/// A connection to the listener from the loopback address `from` (all of 127/8 is loopback).
+fn connect_from(from: [u8; 4], cluster: &Cluster) -> TcpStream {
+    let to: std::net::SocketAddr = cluster.listener.parse().unwrap();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.bind(&std::net::SocketAddr::from((from, 0)).into()).unwrap();
+    socket.connect(&to.into()).unwrap();
+    socket.into()
+}
+
 #[test]
 fn a_thousand_idle_connections_do_not_stop_a_post() {
     let limit = bounded_http::capacity::raise_open_files_limit();
     assert!(limit.now > 1100, "this test needs more than 1,100 open files, the limit is {}", limit.now);
     let ch = cluster().add_channel("idle");
-    let idle: Vec<TcpStream> = (0..1000).map(|_| TcpStream::connect(&cluster().listener).unwrap()).collect();
+    // From 16 addresses, 127.0.0.10 to .25, each under the default cap of 64 per address.
+    let idle: Vec<TcpStream> = (0..1000).map(|i| connect_from([127, 0, 0, 10 + (i % 16) as u8], cluster())).collect();
     // All accepted and still open: none was told 503.
     let mut probe = [0u8; 1];
     for s in idle.iter().step_by(100) {
@@ -154,8 +164,12 @@ fn listener_rss_kb(cluster: &Cluster) -> u64 {
 
 #[test]
 fn the_body_budget_holds_memory_flat_under_many_large_bodies() {
-    // A cluster of its own: spending its budget makes other POSTs wait for 503s.
-    let cluster = Cluster::private(Duration::ZERO);
+    // A cluster of its own: spending its budget makes other POSTs wait for 503s. Its clients all
+    // come from 127.0.0.1, as from a proxy: no cap per address, so that the budget of all bodies
+    // is what is tried (hostile_sources.rs tries the caps per address).
+    let cluster = Cluster::private_with(
+        "whatsapp_channel.max_connections_per_source = 0\nwhatsapp_channel.max_body_bytes_per_source = 0",
+    );
     let ch = cluster.add_channel("budget");
     assert_eq!(ch.post_signed_to(&cluster, &text(&ch.phone_number_id, "wamid.budget.0")).unwrap().status, 200);
     let before = listener_rss_kb(&cluster);

@@ -39,12 +39,26 @@ fn updates_for_another_number_of_the_same_app_are_routed_to_its_channel() {
 #[test]
 fn one_bad_item_rolls_back_alone() {
     let ch = cluster().add_channel("isolate");
-    // A type name so long that its NOTIFY payload exceeds Postgres' 8000-byte limit: that one
-    // item fails inside Postgres; the messages around it must still be stored.
-    let huge_type = "x".repeat(9000);
+    // A user's trigger refuses one message's value (a data exception, class 22, as Postgres
+    // raises for a value it cannot take): that one item fails inside Postgres; the messages
+    // around it must still be stored. (Only this test's wamid: the cluster is shared.)
+    cluster()
+        .connect()
+        .batch_execute(
+            "CREATE FUNCTION refuse_one_message() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+                 IF NEW.wamid = 'wamid.iso.2' THEN
+                     RAISE EXCEPTION 'this value is refused (test)' USING ERRCODE = 'data_exception';
+                 END IF;
+                 RETURN NEW;
+             END $$;
+             CREATE TRIGGER refuse_one_message BEFORE INSERT ON wa_messages
+                 FOR EACH ROW EXECUTE FUNCTION refuse_one_message();",
+        )
+        .unwrap();
     let messages = json!([
         { "from": "16505558005", "id": "wamid.iso.1", "timestamp": "1", "type": "text", "text": { "body": "before" } },
-        { "from": "16505558005", "id": "wamid.iso.2", "timestamp": "2", "type": huge_type },
+        { "from": "16505558005", "id": "wamid.iso.2", "timestamp": "2", "type": "text", "text": { "body": "refused" } },
         { "from": "16505558005", "id": "wamid.iso.3", "timestamp": "3", "type": "text", "text": { "body": "after" } },
     ]);
     let contacts = json!([{ "profile": { "name": "Iso" }, "wa_id": "16505558005" }]);
@@ -59,7 +73,7 @@ fn one_bad_item_rolls_back_alone() {
         (r.get(0), r.get(1))
     };
     assert_eq!(outcome, "partial");
-    assert!(error.contains("message wamid.iso.2"), "{error}");
+    assert!(error.contains("message wamid.iso.2") && error.contains("this value is refused"), "{error}");
 }
 
 #[test]

@@ -39,8 +39,10 @@ fn an_inbound_photo_is_downloaded_checked_and_announced() {
     let mut listener = Listener::new(&["wa_media"]);
     let id = post_image(cluster(), &ch, "wamid.media.ok", &media_id, &sha256_base64(&bytes));
     let (_, note) = listener.next_matching(|_, p| p["message_id"] == id).expect("a wa_media notification");
-    assert_eq!(note["status"], "done");
+    assert_eq!(note["channel_id"], ch.id);
     let db = &mut cluster().connect();
+    let status: String = db.query_one("SELECT status FROM wa_media WHERE message_id = $1", &[&id]).unwrap().get(0);
+    assert_eq!(status, "done", "notified before the download ended");
     let content: Vec<u8> = db.query_one("SELECT wa_media_content($1)", &[&id]).unwrap().get(0);
     assert_eq!(content, bytes);
     let (mime, size): (String, i64) = {

@@ -95,6 +95,33 @@ fn metrics_count_real_traffic_and_pass_promtool() {
         .get(0);
     assert_eq!(stored, 3.0);
 
+    // A monitoring role sees a channel's samples only once it may read the channel (README,
+    // "Roles"); the samples of the whole listener it sees either way.
+    db.batch_execute(
+        "CREATE ROLE metrics_monitoring;
+         GRANT SELECT ON wa_metrics TO metrics_monitoring;
+         GRANT EXECUTE ON FUNCTION _wa_metrics() TO metrics_monitoring;",
+    )
+    .unwrap();
+    let seen_as_monitoring = |db: &mut postgres::Client| -> (i64, i64) {
+        db.batch_execute("SET ROLE metrics_monitoring").unwrap();
+        let row = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE labels ->> 'channel' = $1), count(*) FILTER (WHERE NOT labels ? 'channel')
+                   FROM wa_metrics",
+                &[&ch.name],
+            )
+            .unwrap();
+        db.batch_execute("RESET ROLE").unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (channel_samples, global_samples) = seen_as_monitoring(&mut db);
+    assert_eq!(channel_samples, 0, "a role without a grant sees the channel's samples");
+    assert!(global_samples > 0);
+    db.execute("SELECT wa_grant_channel($1, 'metrics_monitoring', 'read')", &[&ch.name]).unwrap();
+    let (channel_samples, _) = seen_as_monitoring(&mut db);
+    assert!(channel_samples > 0, "a role granted read does not see the channel's samples");
+
     // And the workers say what they do.
     let states: Vec<(String, String)> = db
         .query(

@@ -98,6 +98,13 @@ fn secrets_are_not_readable_by_other_roles_and_an_inbox_role_can_still_send() {
          GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz) TO inbox_app;",
     )
     .unwrap();
+    // EXECUTE alone is not enough: the channel must be granted (README, "Roles").
+    let mut tx = db.transaction().unwrap();
+    tx.batch_execute("SET LOCAL ROLE inbox_app").unwrap();
+    let err = tx.query_one("SELECT wa_send_text($1, '15551234567', 'from the inbox')", &[&ch.name]).unwrap_err();
+    assert_eq!(err.code(), Some(&postgres::error::SqlState::INSUFFICIENT_PRIVILEGE), "{err}");
+    tx.rollback().unwrap();
+    db.execute("SELECT wa_grant_channel($1, 'inbox_app')", &[&ch.name]).unwrap();
     let mut tx = db.transaction().unwrap();
     tx.batch_execute("SET LOCAL ROLE inbox_app").unwrap();
     let id: i64 = tx.query_one("SELECT wa_send_text($1, '15551234567', 'from the inbox')", &[&ch.name]).unwrap().get(0);
@@ -133,6 +140,8 @@ fn public_may_call_only_the_pure_helpers() {
     assert_eq!(
         callable,
         [
+            "_wa_is_admin(name)",
+            "_wa_visible_channels(name)",
             "wa_error_hint(integer)",
             "wa_normalize_phone(text)",
             "wa_normalize_recipient(text)",

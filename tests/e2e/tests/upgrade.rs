@@ -34,9 +34,19 @@ SELECT line FROM (
     SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
       FROM pg_depend d, ext WHERE d.refclassid = 'pg_extension'::regclass AND d.refobjid = ext.oid AND d.deptype = 'e'
     UNION ALL
-    SELECT format('relation %s kind=%s options=%s acl=%s rls=%s', relname, relkind, reloptions,
-                  (SELECT array_agg(a::text ORDER BY a::text) FROM unnest(relacl) a), relrowsecurity)
+    SELECT format('relation %s kind=%s options=%s acl=%s rls=%s force_rls=%s', relname, relkind, reloptions,
+                  (SELECT array_agg(a::text ORDER BY a::text)
+                     FROM unnest(coalesce(relacl, acldefault(CASE relkind WHEN 'S' THEN 's' ELSE 'r' END::"char", relowner))) a),
+                  relrowsecurity, relforcerowsecurity)
       FROM rels
+    UNION ALL
+    SELECT format('policy %s.%s cmd=%s permissive=%s roles=%s using=%s check=%s', r.relname, p.polname, p.polcmd,
+                  p.polpermissive, p.polroles::regrole[], pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid))
+      FROM pg_policy p JOIN rels r ON r.oid = p.polrelid
+    UNION ALL
+    SELECT format('enum %s %s', t.typname, (SELECT array_agg(e.enumlabel ORDER BY e.enumsortorder) FROM pg_enum e WHERE e.enumtypid = t.oid))
+      FROM pg_type t, ext WHERE t.typnamespace = ext.nsp AND t.typtype = 'e'
+
     UNION ALL
     SELECT format('column %s.%s %s notnull=%s default=%s identity=%s generated=%s collation=%s',
                   r.relname, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -150,6 +160,16 @@ fn every_release_upgrades_to_the_current_schema_keeping_its_data() {
             })
             .collect();
 
+        // Roles granted the API before channels were granted one by one: an inbox that sends,
+        // a reader, an administrator of tokens.
+        db.batch_execute(
+            "CREATE ROLE upgrade_inbox; CREATE ROLE upgrade_reader; CREATE ROLE upgrade_admin;
+             GRANT SELECT ON wa_messages TO upgrade_inbox, upgrade_reader;
+             GRANT EXECUTE ON FUNCTION wa_send_text TO upgrade_inbox;
+             GRANT EXECUTE ON FUNCTION wa_set_access_token TO upgrade_admin;",
+        )
+        .unwrap();
+
         // A webhook while the schema is older than the library: refused with 503, not lost.
         let before = ch.post_signed_to(&cluster, &text_webhook(&ch, "wamid.upgrade.during")).unwrap();
         assert_eq!(before.status, 503, "the listener must not store into a schema of another version: {before:?}");
@@ -164,7 +184,34 @@ fn every_release_upgrades_to_the_current_schema_keeping_its_data() {
         let (kept, added): (Vec<_>, Vec<_>) =
             row_counts(&mut db).into_iter().partition(|(table, _)| counts_before.iter().any(|(t, _)| t == table));
         assert_eq!(kept, counts_before, "rows changed by the upgrade from {release}");
-        assert!(added.iter().all(|(_, n)| *n == 0), "a table added by the upgrade from {release} has rows: {added:?}");
+        assert!(
+            added.iter().all(|(table, n)| *n == 0 || table == "wa_channel_grants"),
+            "a table added by the upgrade from {release} has rows: {added:?}"
+        );
+        // ... but for the grants that keep what each role could do (README, "Roles").
+        let access: Vec<(Option<String>, String, String)> = db
+            .query("SELECT channel, role, privilege::text FROM wa_channel_access ORDER BY role", &[])
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect();
+        let grant = |channel: Option<&str>, role: &str, privilege: &str| {
+            (channel.map(String::from), role.to_string(), privilege.to_string())
+        };
+        assert_eq!(
+            access,
+            [
+                grant(None, "upgrade_admin", "admin"),
+                grant(Some(&ch.name), "upgrade_inbox", "send"),
+                grant(Some(&ch.name), "upgrade_reader", "read")
+            ],
+            "the grants made by the upgrade from {release}"
+        );
+        let all_messages: i64 = db.query_one("SELECT count(*) FROM wa_messages", &[]).unwrap().get(0);
+        db.batch_execute("SET ROLE upgrade_reader").unwrap();
+        let seen: i64 = db.query_one("SELECT count(*) FROM wa_messages", &[]).unwrap().get(0);
+        db.batch_execute("RESET ROLE").unwrap();
+        assert_eq!((seen, all_messages > 0), (all_messages, true), "a reader after the upgrade from {release}");
 
         // Meta retries the refused webhook: now it is stored. The queued messages go out.
         let stored = poll(|| {
@@ -181,7 +228,9 @@ fn every_release_upgrades_to_the_current_schema_keeping_its_data() {
         });
         assert!(sent.is_some(), "messages queued before the upgrade from {release} were not sent:\n{}", cluster.log());
 
-        // The upgraded catalog is the one a fresh CREATE EXTENSION gives.
+        // The upgraded catalog is the one a fresh CREATE EXTENSION gives (without the roles'
+        // own privileges, which a fresh one does not have).
+        db.batch_execute("DROP OWNED BY upgrade_inbox, upgrade_reader, upgrade_admin").unwrap();
         db.batch_execute("CREATE DATABASE fresh").unwrap();
         let mut fresh = cluster.connect_to("fresh");
         fresh.batch_execute("CREATE EXTENSION whatsapp_channel").unwrap();

@@ -52,17 +52,20 @@ fn signed_text_message_becomes_a_row_a_contact_and_a_notification() {
     ));
     assert_eq!((answer.status, answer.body.as_str()), (200, "OK"));
 
-    let (_, note) = listener.next_matching(|_, p| p["channel"] == ch.name.as_str()).expect("a wa_message notification");
-    assert_eq!(note["type"], "text");
+    // The notification names the row (ids only); the row says the rest.
+    let (_, note) = listener.next_matching(|_, p| p["channel_id"] == ch.id).expect("a wa_message notification");
     let id = note["id"].as_i64().unwrap();
     let row = cluster()
         .connect()
         .query_one(
-            "SELECT m.direction, m.wamid, m.body, m.status, m.sent_at = to_timestamp(1749416383), k.wa_id, k.profile_name, m.payload->'text'->>'body'
+            "SELECT m.direction, m.wamid, m.body, m.status, m.sent_at = to_timestamp(1749416383), k.wa_id, k.profile_name, m.payload->'text'->>'body',
+                    m.type, m.contact_id
                FROM wa_messages m JOIN wa_contacts k ON k.id = m.contact_id WHERE m.id = $1",
             &[&id],
         )
         .unwrap();
+    assert_eq!(row.get::<_, String>(8), "text");
+    assert_eq!(note["contact_id"], row.get::<_, i64>(9));
     assert_eq!(row.get::<_, String>(0), "inbound");
     assert_eq!(row.get::<_, String>(1), wamid);
     assert_eq!(row.get::<_, String>(2), "Does it come in another color?");
@@ -132,7 +135,7 @@ fn redelivery_creates_no_duplicate_row_or_notification() {
     // Notifications arrive in commit order: if a duplicate had been notified, it would come
     // before the second message's notification.
     let mut seen = Vec::new();
-    while let Some((_, p)) = listener.next_matching(|_, p| p["channel"] == ch.name.as_str()) {
+    while let Some((_, p)) = listener.next_matching(|_, p| p["channel_id"] == ch.id) {
         seen.push(p["id"].as_i64().unwrap());
         if seen.len() == 2 {
             break;

@@ -52,8 +52,10 @@ SELECT count(*) FROM wa_conversations; \echo :SQLSTATE
 SELECT count(*) FROM wa_metrics; \echo :SQLSTATE
 RESET ROLE;
 
--- The inbox role of README, "Roles" (the exact grants, in setup.sql): it sends, reads the
--- views and the media bytes, and can upload (refused here only by the unreachable Graph API).
+-- The inbox role of README, "Roles" (the exact grants, in setup.sql), granted the channel: it
+-- sends, reads the views and the media bytes, and can upload (refused here only by the
+-- unreachable Graph API).
+SELECT wa_grant_channel('priv', 'regress_inbox');
 SET ROLE regress_inbox;
 SELECT wa_send_text('priv', '15551234567', 'From the inbox') > 0 AS queued;
 SELECT wa_send_reaction('priv', 'wamid.priv.in.1', '👍') > 0 AS queued;
@@ -67,11 +69,12 @@ SELECT count(*) AS costs FROM wa_message_costs WHERE channel = 'priv';
 SELECT count(*) AS templates FROM wa_templates;
 SELECT wa_media_content(-1) IS NULL AS no_such_media;
 SELECT wa_upload_media('priv', '\x00'::bytea, 'image/png'); \echo :SQLSTATE
--- ... but not the credentials, the raw webhooks, channels or the administrator's functions
--- (wa_webhook_url reads wa_channels: it is the administrator's, not a pure helper).
+-- ... but not the credentials, channels or the administrator's functions (wa_webhook_url
+-- reads wa_channels: it is the administrator's, not a pure helper). The raw webhooks of its
+-- channel it may read (wa_channel_health counts them).
 SELECT wa_webhook_url('priv'); \echo :SQLSTATE
 SELECT access_token FROM wa_channel_secrets; \echo :SQLSTATE
-SELECT count(*) FROM wa_webhook_events; \echo :SQLSTATE
+SELECT count(*) FROM wa_webhook_events;
 UPDATE wa_channels SET enabled = false WHERE name = 'priv'; \echo :SQLSTATE
 INSERT INTO wa_messages (channel_id, direction, type, status) VALUES (1, 'outbound', 'text', 'queued'); \echo :SQLSTATE
 SELECT wa_add_channel('x', '1', 'EAAGtokentokentoken', '0123456789abcdef0123456789abcdef', 'v'); \echo :SQLSTATE
@@ -86,6 +89,7 @@ RESET ROLE;
 -- directory (as a token file would be) needs pg_read_server_files; or superuser.
 CREATE ROLE regress_tokens;
 GRANT EXECUTE ON FUNCTION wa_set_access_token(text, text), wa_set_access_token_from_file(text, text) TO regress_tokens;
+SELECT wa_grant_channel(NULL, 'regress_tokens', 'admin');
 SELECT current_setting('data_directory') || '/../regress_token' AS token_file \gset
 DO $$ BEGIN
     EXECUTE format('COPY (VALUES (%L)) TO %L', 'EAAGfromthefilefromthefile', current_setting('data_directory') || '/../regress_token');
@@ -102,7 +106,12 @@ SET ROLE regress_tokens;
 SELECT wa_set_access_token_from_file('priv', :'token_file');
 RESET ROLE;
 SELECT s.access_token FROM wa_channel_secrets s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = 'priv';
--- wa_set_access_token alone needs only EXECUTE on it (it runs as the owner).
+-- wa_set_access_token runs as the owner, and takes the admin privilege besides EXECUTE.
+SELECT wa_revoke_channel(NULL, 'regress_tokens', 'admin');
+SET ROLE regress_tokens;
+SELECT wa_set_access_token('priv', 'EAAGsetbyarolesetbyarole'); \echo :SQLSTATE
+RESET ROLE;
+SELECT wa_grant_channel(NULL, 'regress_tokens', 'admin');
 SET ROLE regress_tokens;
 SELECT wa_set_access_token('priv', 'EAAGsetbyarolesetbyarole');
 RESET ROLE;
@@ -117,6 +126,7 @@ SELECT count(*) > 0 AS samples FROM wa_metrics;
 RESET ROLE;
 
 DELETE FROM wa_channels WHERE name = 'priv';
+DELETE FROM wa_channel_grants WHERE grantee = 'regress_tokens'::regrole;
 DELETE FROM wa_webhook_events;
 DROP OWNED BY regress_tokens, regress_monitoring;
 DROP ROLE regress_tokens, regress_monitoring;
