@@ -117,9 +117,10 @@ def guard(origin, sessions):
         session = sessions.get(request.cookies.get(COOKIE))
         request["session"] = session
         path = request.path
-        if session is None and (path.startswith(("/api/", "/media/")) or path == "/logout"):
+        changes = request.method not in SAFE_METHODS and path != "/login"
+        if session is None and (changes or path.startswith(("/api/", "/media/"))):
             return refused(401, "not signed in: sign in with your agent role")
-        if request.method not in SAFE_METHODS and path != "/login":
+        if changes:
             given = request.headers.get("X-CSRF-Token", "")
             if not hmac.compare_digest(given.encode(), session.csrf.encode()):
                 return refused(403, "refused: missing or wrong X-CSRF-Token (reload the page)")
