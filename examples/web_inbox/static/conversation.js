@@ -3,7 +3,21 @@
 
 // ---- the open conversation --------------------------------------------------------------------
 
+// A click on the conversation being opened, or already open, keeps it as it is (and the draft
+// typed meanwhile).
+let opening = null;
+
 async function openConversation(conversationId) {
+  if (opening === conversationId || (opening === null && state.open && state.open.row.conversation_id === conversationId)) return;
+  opening = conversationId;
+  try {
+    await readConversation(conversationId);
+  } finally {
+    if (opening === conversationId) opening = null;
+  }
+}
+
+async function readConversation(conversationId) {
   const row = await api(`/api/conversations/${conversationId}`).catch((e) => { showProblem(e); return null; });
   if (!row) return;
   state.open = { row, messages: new Map(), hasOlder: false };
