@@ -186,9 +186,13 @@ def test_an_agent_sends_on_its_own_channel(tenants, browsers):
     box = driver.find_element(By.ID, "reply-text")
     box.send_keys("Yes, agent_b here.")
     driver.find_element(By.ID, "reply-send").click()
-    wait_for("the reply to be read", lambda: [m for m in driver.find_elements(By.CSS_SELECTOR, "#messages .message.outbound")
-                                              if "agent_b here" in m.text][0]
-             .find_element(By.CLASS_NAME, "tick").get_attribute("data-status") == "read")
+
+    def status_of_reply():
+        for m in driver.find_elements(By.CSS_SELECTOR, "#messages .message.outbound"):
+            if "agent_b here" in m.text:
+                return m.find_element(By.CLASS_NAME, "tick").get_attribute("data-status")
+        return None
+    wait_for("the reply to be read", lambda: status_of_reply() == "read")
     assert queued("Yes, agent_b here.") == [(B["channel"],)]
 
 
