@@ -70,6 +70,13 @@ whatsapp_channel.database = 'postgres'
 CONF
 fi
 
+# The web inbox's agents sign in with their own passwords, so the server must check them:
+# scram-sha-256 for them and the app's own role, ahead of initdb's trust lines (once).
+HBA_LINE="local all web_inbox,+inbox_agents scram-sha-256"
+if ! grep -qxF "$HBA_LINE" "$WA_HOME/data/pg_hba.conf"; then
+  as_postgres sh -c 'f=$1/data/pg_hba.conf; { echo "$2"; cat "$f"; } >"$f.new" && mv "$f.new" "$f"' sh "$WA_HOME" "$HBA_LINE"
+fi
+
 if as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" status >/dev/null 2>&1; then
   say "restarting the server, to load the newly installed library"
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -l "$WA_HOME/server.log" -w -m fast restart >/dev/null
@@ -106,14 +113,28 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-# The web inbox connects as role inbox_app: a member of inbox_agents, which gets exactly the
-# README's grants (the SQL block of its "Roles" section that grants the tables), and granted
-# the demo channel. (From a file, statement by statement: on a second run its CREATE ROLE
-# fails as "already exists", and the GRANTs after it still run.)
+# The web inbox's roles, as its README section sets them up: the agents' group inbox_agents with
+# exactly the README's grants (the SQL block of its "Roles" section that grants the tables), one
+# agent, demo_agent, granted the demo channel, and the app's own role web_inbox, which may act as
+# it. (The grants from a file, statement by statement: on a second run its CREATE ROLE fails as
+# "already exists", and the GRANTs after it still run.) Their passwords are made once and kept
+# in $WA_HOME, readable by this user only; pg_hba.conf asks these roles for them (see above).
+# (A local demo's: a real agent sets its own with psql's \password, so it is in no statement.)
 awk '/^### Roles/{r=1} r && /^```sql/{s=1; b=""; next} s && /^```/{if (b ~ /GRANT SELECT ON/) {printf "%s", b; exit} s=0; next} s{b = b $0 "\n"}' README.md \
   | "${PSQL[@]}" -f - 2>&1 | grep -v 'already exists' || true
-"${PSQL[@]}" -c "DO \$\$BEGIN CREATE ROLE inbox_app LOGIN IN ROLE inbox_agents; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$" \
-  -c "SELECT wa_grant_channel('demo', 'inbox_app')" >/dev/null
+for secret in web_inbox demo_agent; do
+  [ -s "$WA_HOME/$secret.password" ] || (umask 077; /usr/bin/python3 -c 'import secrets; print(secrets.token_urlsafe(12))' >"$WA_HOME/$secret.password")
+done
+"${PSQL[@]}" -v app="$(cat "$WA_HOME/web_inbox.password")" -v agent="$(cat "$WA_HOME/demo_agent.password")" >/dev/null <<'SQL'
+DO $$BEGIN CREATE ROLE web_inbox LOGIN NOINHERIT; EXCEPTION WHEN duplicate_object THEN NULL; END$$;
+DO $$BEGIN CREATE ROLE demo_agent LOGIN IN ROLE inbox_agents; EXCEPTION WHEN duplicate_object THEN NULL; END$$;
+SET client_min_messages = warning; -- (a second run: "already a member")
+GRANT demo_agent TO web_inbox;
+SELECT wa_grant_channel('demo', 'demo_agent');
+ALTER ROLE web_inbox PASSWORD :'app';
+ALTER ROLE demo_agent PASSWORD :'agent';
+SQL
+(umask 077; echo "*:$WA_PG_PORT:postgres:web_inbox:$(cat "$WA_HOME/web_inbox.password")" >"$WA_HOME/web_inbox.pgpass")
 for _ in $(seq 50); do grep -q "fake Graph API on" "$WA_HOME/wa-sim.log" && break; sleep 0.1; done
 "${PSQL[@]}" -c "SELECT wa_sync_templates('demo')" >/dev/null || say "could not read the demo's templates from wa-sim"
 dpkg-query -W -f='${Status}\n' python3-venv 2>/dev/null | grep -q 'install ok installed' \
@@ -126,17 +147,18 @@ if [ "$(cat "$VENV/.requirements-app" 2>/dev/null)" != "$want" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check -r examples/web_inbox/requirements.txt
   echo "$want" >"$VENV/.requirements-app"
 fi
-INBOX_DSN="host=$WA_HOME port=$WA_PG_PORT user=inbox_app dbname=postgres"
+INBOX_DSN="host=$WA_HOME port=$WA_PG_PORT user=web_inbox dbname=postgres"
 stop_web_inbox || true
 say "starting the web inbox on http://127.0.0.1:$WEB_INBOX_PORT (log: $WA_HOME/web-inbox.log)"
-nohup "$VENV/bin/python" examples/web_inbox/app.py --dsn "$INBOX_DSN" --port "$WEB_INBOX_PORT" >"$WA_HOME/web-inbox.log" 2>&1 &
+PGPASSFILE=$WA_HOME/web_inbox.pgpass nohup "$VENV/bin/python" examples/web_inbox/app.py --dsn "$INBOX_DSN" \
+  --port "$WEB_INBOX_PORT" >"$WA_HOME/web-inbox.log" 2>&1 &
 echo $! >"$WA_HOME/web-inbox.pid"
 for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$WEB_INBOX_PORT/" && break; sleep 0.1; done
 
 cat <<TOUR
 
 whatsapp_channel is running, with wa-sim standing in for Meta.
-  web inbox:         http://127.0.0.1:$WEB_INBOX_PORT       (as role inbox_app; log: $WA_HOME/web-inbox.log)
+  web inbox:         http://127.0.0.1:$WEB_INBOX_PORT       (sign in as demo_agent, password $(cat "$WA_HOME/demo_agent.password"); log: $WA_HOME/web-inbox.log)
   database:          psql -h $WA_HOME -p $WA_PG_PORT -U postgres
   webhook listener:  http://$WA_LISTEN/webhook/<channel>      (demo channel: 'demo')
   fake Graph API:    http://127.0.0.1:$WA_SIM_PORT               (log: $WA_HOME/wa-sim.log)
