@@ -140,7 +140,10 @@ function refreshLater(id) {
 function applyStatus(note) {
   if (!state.open) return;
   if (state.open.messages.has(note.id)) refreshLater(note.id);
-  else if (note.id > lastId()) refreshOpen(); // an outbound message sent elsewhere (psql, another agent)
+  // Not read yet: one sent elsewhere (psql, another agent), or this page's own reply whose
+  // status came before the page read it back. What is new is read first (by id, so nothing is
+  // skipped), then this row again: the first read may have found it a status earlier.
+  else if (note.id > lastId()) refreshOpen().then(() => refreshLater(note.id));
 }
 
 function renderConversation(scrollToEnd) {
