@@ -26,18 +26,16 @@ BEGIN
 END
 $$;
 
--- The channels a role may read, for the row-level security policies: they call it as
--- `(SELECT _wa_visible_channels(current_user))::bigint[]`, a scalar subquery the executor runs once per
--- statement (an InitPlan), so a grant or revoke takes effect on the next statement and the
--- filter is `channel_id = ANY($1)`, an index condition. (The cast keeps the parser from
--- reading `= ANY ((SELECT …))` as `= ANY (subquery)`.) SECURITY DEFINER because a policy on
--- wa_channels cannot read wa_channels as the querier (it would recurse). A role may ask only
--- for a role it could become (SET ROLE): no learning another tenant's channel ids.
--- PL/pgSQL, not SQL: its plans are kept for the session (a SQL function that cannot be
--- inlined is planned on every call). PARALLEL SAFE, as _wa_is_admin: a function the planner
--- must call in the leader only would keep every query of a policed table out of parallel
--- plans, for everyone but the owner.
-CREATE FUNCTION _wa_visible_channels(viewer name) RETURNS bigint[]
+-- The channels a role may read. The policies read them through _wa_visible_channels (Rust,
+-- src/channels/access.rs), which keeps the answer for as long as the snapshot it was read in
+-- is the statement's: one query's InitPlans (one per policed table it reads) ask once.
+-- SECURITY DEFINER because a policy on wa_channels cannot read wa_channels as the querier (it
+-- would recurse). A role may ask only for a role it could become (SET ROLE): no learning
+-- another tenant's channel ids. PL/pgSQL, not SQL: its plans are kept for the session (a SQL
+-- function that cannot be inlined is planned on every call). PARALLEL SAFE, as _wa_is_admin
+-- and _wa_visible_channels: a function the planner must call in the leader only would keep
+-- every query of a policed table out of parallel plans, for everyone but the owner.
+CREATE FUNCTION _wa_channels_visible_to(viewer name) RETURNS bigint[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -140,7 +138,11 @@ END
 $$;
 
 -- (Re)makes the policies: reading a row takes `read` on its channel; writing one directly
--- (not through the API's functions) takes admin. Idempotent: run by CREATE EXTENSION and by
+-- (not through the API's functions) takes admin. The read policy asks
+-- `(SELECT _wa_visible_channels(current_user))::bigint[]`, a scalar subquery the executor runs
+-- once per statement (an InitPlan), so a grant or revoke takes effect on the next statement
+-- and the filter is `channel_id = ANY($1)`, an index condition. (The cast keeps the parser
+-- from reading `= ANY ((SELECT …))` as `= ANY (subquery)`.) Idempotent: run by CREATE EXTENSION and by
 -- an upgrade script that changes a policy.
 CREATE FUNCTION _wa_apply_policies() RETURNS void
 LANGUAGE plpgsql VOLATILE

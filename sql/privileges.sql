@@ -34,7 +34,8 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
     -- What the row-level security policies call, as the role reading the table (sql/grants.sql;
     -- each answers a role only about roles it could SET ROLE to).
-    GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(name) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_channels_visible_to(name) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@._wa_is_admin(name) TO PUBLIC;
 END
 $$;

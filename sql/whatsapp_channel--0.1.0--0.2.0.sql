@@ -2006,6 +2006,13 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_wa_caller_wrapper';
 
+CREATE FUNCTION "_wa_visible_channels"(
+	"viewer" TEXT /* &str */
+) RETURNS bigint[] /* alloc::vec::Vec<i64> */
+STRICT STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_visible_channels_wrapper';
+
 -- Whether a role may do everything: a superuser or BYPASSRLS role (row-level security does not
 -- filter them anyway), one that has the privileges of the extension's owner, or one that holds
 -- the `admin` grant. USAGE (inherited privileges), not MEMBER: a NOINHERIT login role that may
@@ -2024,18 +2031,16 @@ BEGIN
 END
 $$;
 
--- The channels a role may read, for the row-level security policies: they call it as
--- `(SELECT _wa_visible_channels(current_user))::bigint[]`, a scalar subquery the executor runs once per
--- statement (an InitPlan), so a grant or revoke takes effect on the next statement and the
--- filter is `channel_id = ANY($1)`, an index condition. (The cast keeps the parser from
--- reading `= ANY ((SELECT …))` as `= ANY (subquery)`.) SECURITY DEFINER because a policy on
--- wa_channels cannot read wa_channels as the querier (it would recurse). A role may ask only
--- for a role it could become (SET ROLE): no learning another tenant's channel ids.
--- PL/pgSQL, not SQL: its plans are kept for the session (a SQL function that cannot be
--- inlined is planned on every call). PARALLEL SAFE, as _wa_is_admin: a function the planner
--- must call in the leader only would keep every query of a policed table out of parallel
--- plans, for everyone but the owner.
-CREATE FUNCTION _wa_visible_channels(viewer name) RETURNS bigint[]
+-- The channels a role may read. The policies read them through _wa_visible_channels (Rust,
+-- src/channels/access.rs), which keeps the answer for as long as the snapshot it was read in
+-- is the statement's: one query's InitPlans (one per policed table it reads) ask once.
+-- SECURITY DEFINER because a policy on wa_channels cannot read wa_channels as the querier (it
+-- would recurse). A role may ask only for a role it could become (SET ROLE): no learning
+-- another tenant's channel ids. PL/pgSQL, not SQL: its plans are kept for the session (a SQL
+-- function that cannot be inlined is planned on every call). PARALLEL SAFE, as _wa_is_admin
+-- and _wa_visible_channels: a function the planner must call in the leader only would keep
+-- every query of a policed table out of parallel plans, for everyone but the owner.
+CREATE FUNCTION _wa_channels_visible_to(viewer name) RETURNS bigint[]
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -2138,7 +2143,11 @@ END
 $$;
 
 -- (Re)makes the policies: reading a row takes `read` on its channel; writing one directly
--- (not through the API's functions) takes admin. Idempotent: run by CREATE EXTENSION and by
+-- (not through the API's functions) takes admin. The read policy asks
+-- `(SELECT _wa_visible_channels(current_user))::bigint[]`, a scalar subquery the executor runs
+-- once per statement (an InitPlan), so a grant or revoke takes effect on the next statement
+-- and the filter is `channel_id = ANY($1)`, an index condition. (The cast keeps the parser
+-- from reading `= ANY ((SELECT …))` as `= ANY (subquery)`.) Idempotent: run by CREATE EXTENSION and by
 -- an upgrade script that changes a policy.
 CREATE FUNCTION _wa_apply_policies() RETURNS void
 LANGUAGE plpgsql VOLATILE
@@ -2492,7 +2501,8 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@.wa_error_hint(integer) TO PUBLIC;
     -- What the row-level security policies call, as the role reading the table (sql/grants.sql;
     -- each answers a role only about roles it could SET ROLE to).
-    GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(name) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(text) TO PUBLIC;
+    GRANT EXECUTE ON FUNCTION @extschema@._wa_channels_visible_to(name) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@._wa_is_admin(name) TO PUBLIC;
 END
 $$;

@@ -43,7 +43,11 @@ mod pg;
 // in between the files that define functions, views and triggers, in a fixed order.
 pgrx::extension_sql_file!("../sql/schema.sql", name = "schema", bootstrap);
 pgrx::extension_sql_file!("../sql/model.sql", name = "model");
-pgrx::extension_sql_file!("../sql/grants.sql", name = "grants", requires = ["model", channels::access::_wa_caller]);
+pgrx::extension_sql_file!(
+    "../sql/grants.sql",
+    name = "grants",
+    requires = ["model", channels::access::_wa_caller, channels::access::_wa_visible_channels]
+);
 pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["grants"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["channels"]);
 pgrx::extension_sql_file!("../sql/inbound_statuses.sql", name = "inbound_statuses", requires = ["inbound"]);

@@ -4,6 +4,7 @@
 
 use crate::pg::spi::{column, ok};
 use pgrx::prelude::*;
+use std::cell::RefCell;
 
 /// The role the session acts as: the `SET ROLE` role, or else the role it logged in as. Also
 /// inside the extension's `SECURITY DEFINER` functions, where `current_user` is the extension's
@@ -17,6 +18,95 @@ fn _wa_caller() -> String {
         let name = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), false);
         std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
     }
+}
+
+/// The channels `viewer` may read, as the row-level security policies ask for them
+/// (sql/grants.sql: `_wa_apply_policies`): `_wa_channels_visible_to`, kept for as long as the
+/// snapshot it was read in is the statement's. A query asks once per policed table it reads
+/// (four times for the conversation list), and each answer from PL/pgSQL costs two SECURITY
+/// DEFINER calls and four lookups, about 20 µs (the InitPlans of bench/scale.sh's plans): a
+/// quarter of a history read. The same snapshot (its xmin, xmax, transactions in progress and
+/// command id) sees the same grants, roles and channels, so a kept answer is never stale: a
+/// grant committed since, or made by the transaction's last command, means another snapshot.
+/// Not SECURITY DEFINER itself (that would set search_path on every call); the function it
+/// asks is, and is named with the extension's schema, so no object of the caller's stands in.
+#[pg_extern(stable, parallel_safe)]
+fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
+    let key = VisibleKey::of_statement(viewer);
+    let kept =
+        VISIBLE.with(|v| v.borrow().as_ref().filter(|(k, _)| Some(k) == key.as_ref()).map(|(_, ids)| ids.clone()));
+    if let Some(ids) = kept {
+        return ids;
+    }
+    let Some(query) = visible_query() else { return Vec::new() };
+    let ids: Vec<i64> = Spi::connect(|client| {
+        let row = ok(client.select(query.as_str(), None, &[viewer.into()])).next();
+        row.and_then(|r| column::<Option<Vec<i64>>>(&r, "ids")).unwrap_or_default()
+    });
+    if let Some(key) = key {
+        VISIBLE.with(|v| *v.borrow_mut() = Some((key, ids.clone())));
+    }
+    ids
+}
+
+/// What a kept answer of [`_wa_visible_channels`] holds for.
+#[derive(PartialEq)]
+struct VisibleKey {
+    viewer: String,
+    caller: pg_sys::Oid,
+    xmin: pg_sys::TransactionId,
+    xmax: pg_sys::TransactionId,
+    in_progress: u32,
+    command: pg_sys::CommandId,
+}
+
+impl VisibleKey {
+    /// `None` without an active snapshot (then nothing is kept).
+    fn of_statement(viewer: &str) -> Option<VisibleKey> {
+        // SAFETY: the active snapshot, if any, lives at least as long as this call; only
+        // plain fields are copied out of it.
+        unsafe {
+            let snapshot = pg_sys::GetActiveSnapshot();
+            (!snapshot.is_null()).then(|| VisibleKey {
+                viewer: viewer.to_string(),
+                caller: pg_sys::GetOuterUserId(),
+                xmin: (*snapshot).xmin,
+                xmax: (*snapshot).xmax,
+                in_progress: (*snapshot).xcnt,
+                command: (*snapshot).curcid,
+            })
+        }
+    }
+}
+
+thread_local! {
+    static VISIBLE: RefCell<Option<(VisibleKey, Vec<i64>)>> = const { RefCell::new(None) };
+    /// The extension's oid and the query naming its schema: looked up again when the
+    /// extension is not the one it was (dropped and created again, maybe elsewhere).
+    static VISIBLE_QUERY: RefCell<Option<(pg_sys::Oid, String)>> = const { RefCell::new(None) };
+}
+
+/// `SELECT <the extension's schema>._wa_channels_visible_to($1)`; `None` if the extension is
+/// not installed.
+fn visible_query() -> Option<String> {
+    // SAFETY: a catalog lookup by name; missing_ok, so no ERROR.
+    let extension = unsafe { pg_sys::get_extension_oid(c"whatsapp_channel".as_ptr(), true) };
+    if extension == pg_sys::InvalidOid {
+        return None;
+    }
+    if let Some(query) =
+        VISIBLE_QUERY.with(|q| q.borrow().as_ref().filter(|(oid, _)| *oid == extension).map(|(_, q)| q.clone()))
+    {
+        return Some(query);
+    }
+    let schema: Option<String> = ok(Spi::get_one_with_args(
+        "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e
+           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.oid = $1",
+        &[extension.into()],
+    ));
+    let query = format!("SELECT {}._wa_channels_visible_to($1) AS ids", schema?);
+    VISIBLE_QUERY.with(|q| *q.borrow_mut() = Some((extension, query.clone())));
+    Some(query)
 }
 
 /// What a function needs on the channel it acts on.

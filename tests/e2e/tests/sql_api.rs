@@ -140,8 +140,9 @@ fn public_may_call_only_the_pure_helpers() {
     assert_eq!(
         callable,
         [
+            "_wa_channels_visible_to(name)",
             "_wa_is_admin(name)",
-            "_wa_visible_channels(name)",
+            "_wa_visible_channels(text)",
             "wa_error_hint(integer)",
             "wa_normalize_phone(text)",
             "wa_normalize_recipient(text)",

@@ -155,6 +155,17 @@ SET ROLE regress_agent_a;
 SELECT array_agg(name ORDER BY name) AS after_revoke FROM wa_channels;
 RESET ROLE;
 
+-- ... also inside one transaction, where nothing commits in between (the policies keep the
+-- answer of _wa_visible_channels for a snapshot: the grant's own command makes another).
+BEGIN;
+SET LOCAL ROLE regress_agent_a;
+SELECT array_agg(name ORDER BY name) AS in_transaction_before FROM wa_channels;
+RESET ROLE;
+SELECT wa_grant_channel('tenant_b', 'regress_agent_a', 'read');
+SET LOCAL ROLE regress_agent_a;
+SELECT array_agg(name ORDER BY name) AS in_transaction_after FROM wa_channels;
+ROLLBACK;
+
 -- The owner still sees and does everything.
 SELECT count(DISTINCT channel_id) AS owner_channels FROM wa_messages WHERE channel_id IN (:ch_a, :ch_b);
 SELECT convert_from(wa_media_content(:photo_b), 'UTF8') AS owner_reads_b_photo;
