@@ -2,7 +2,7 @@
 //! functions written in Rust make before they act on a channel, the same ones the SQL functions
 //! make (`_wa_require_channel`, `_wa_require_admin`).
 
-use crate::pg::spi::{column, ok};
+use crate::pg::spi::{Column, column, ok};
 use pgrx::prelude::*;
 use std::cell::RefCell;
 
@@ -99,11 +99,19 @@ fn visible_query() -> Option<String> {
     {
         return Some(query);
     }
-    let schema: Option<String> = ok(Spi::get_one_with_args(
-        "SELECT pg_catalog.quote_ident(n.nspname) FROM pg_catalog.pg_extension e
-           JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.oid = $1",
-        &[extension.into()],
-    ));
+    // Read-only SPI (`select`), as the other query here: this runs inside a policy's InitPlan,
+    // maybe in parallel mode, where a read-write SPI call raises "cannot assign XIDs during a
+    // parallel operation" (bench/scale.sh's all-conversations read found it).
+    let schema: Option<String> = Spi::connect(|client| {
+        let row = ok(client.select(
+            "SELECT pg_catalog.quote_ident(n.nspname) AS schema FROM pg_catalog.pg_extension e
+               JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.oid = $1",
+            None,
+            &[extension.into()],
+        ))
+        .next();
+        row.map(|r| column::<String>(&r, "schema"))
+    });
     let query = format!("SELECT {}._wa_channels_visible_to($1) AS ids", schema?);
     VISIBLE_QUERY.with(|q| *q.borrow_mut() = Some((extension, query.clone())));
     Some(query)
@@ -131,11 +139,12 @@ pub fn require_channel(channel: &str, needed: Needed) -> Option<i64> {
     if !schema_has_grants() {
         return None;
     }
-    let id: Option<i64> = ok(Spi::get_one_with_args(
-        "SELECT _wa_require_channel($1, $2::wa_channel_privilege)",
+    let id: i64 = select_one(
+        "SELECT _wa_require_channel($1, $2::wa_channel_privilege) AS id",
         &[channel.into(), needed.as_sql().into()],
-    ));
-    Some(id.expect("_wa_require_channel returns an id or raises"))
+        "id",
+    );
+    Some(id)
 }
 
 /// Refuses a caller that is not an admin; `action` completes "permission denied to …".
@@ -143,15 +152,24 @@ pub fn require_admin(action: &str) {
     if !schema_has_grants() {
         return;
     }
-    ok(Spi::run_with_args("SELECT _wa_require_admin($1)", &[action.into()]));
+    let _: Option<String> = select_one("SELECT _wa_require_admin($1)::text AS done", &[action.into()], "done");
 }
 
 /// Whether the installed schema has channel grants (ALTER EXTENSION ... UPDATE may not have run
 /// yet since the library was installed).
 fn schema_has_grants() -> bool {
-    let found: Option<bool> =
-        ok(Spi::get_one("SELECT pg_catalog.to_regprocedure('_wa_require_admin(text)') IS NOT NULL"));
-    found == Some(true)
+    select_one("SELECT pg_catalog.to_regprocedure('_wa_require_admin(text)') IS NOT NULL AS found", &[], "found")
+}
+
+/// Column `name` of the one row a read-only query returns. Read-only SPI (`select`) on
+/// purpose: pgrx's read-write calls (`Spi::get_one`, `update`) assign the transaction an id,
+/// which a parallel query (these checks run inside policies' InitPlans) and a hot standby
+/// (wa_metrics) refuse, and which a read has no use for.
+fn select_one<T: Column>(query: &str, args: &[pgrx::datum::DatumWithOid], name: &str) -> T {
+    Spi::connect(|client| {
+        let row = ok(client.select(query, None, args)).next().expect("a SELECT without FROM returns one row");
+        column(&row, name)
+    })
 }
 
 /// The channels the caller may read, as the row-level security policies see them.

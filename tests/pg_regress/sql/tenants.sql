@@ -45,6 +45,16 @@ CREATE ROLE regress_agent_a IN ROLE regress_inbox;
 CREATE ROLE regress_agent_b IN ROLE regress_inbox;
 SELECT wa_grant_channel('tenant_a', 'regress_agent_a'), wa_grant_channel('tenant_b', 'regress_agent_b', 'send');
 
+-- The policies work in a parallel plan (the session's first, so the policies' helper looks
+-- up what it keeps inside it, in parallel mode, where a read-write SPI call fails).
+BEGIN;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL ROLE regress_agent_a;
+SELECT count(*) > 0 AS agent_counts_in_parallel FROM wa_messages;
+COMMIT;
+
 -- For every table and view of the extension: the rows of each channel, as the owner and as
 -- each agent (a relation an agent may not read at all shows NULL for it). A relation without
 -- a channel column is listed, so that it is looked at.
