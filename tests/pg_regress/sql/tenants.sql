@@ -140,6 +140,14 @@ SELECT function,
        regress_refusal(format(call, 'tenant_b')) AS about_b,
        replace(regress_refusal(format(call, 'tenant_x')), 'tenant_x', 'tenant_b') = regress_refusal(format(call, 'tenant_b')) AS same_as_no_channel
   FROM calls ORDER BY function;
+-- A SECURITY DEFINER function of the DBA's, owned by a superuser, does not lend its owner's
+-- channels: the check is on the role the session acts as.
+RESET ROLE;
+CREATE FUNCTION regress_send_for(channel text) RETURNS bigint
+LANGUAGE sql SECURITY DEFINER AS $$ SELECT wa_send_text(channel, '15550000002', 'through a wrapper') $$;
+GRANT EXECUTE ON FUNCTION regress_send_for(text) TO regress_agent_a;
+SET ROLE regress_agent_a;
+SELECT regress_refusal($$SELECT regress_send_for('tenant_b')$$) AS through_a_definer_wrapper;
 -- Tenant B's photo, by id: NULL, as for no message at all. Its own: the bytes.
 SELECT wa_media_content(:photo_b) IS NULL AS b_photo_hidden, convert_from(wa_media_content(:photo_a), 'UTF8') AS own_photo;
 -- Who holds what: only its own grant.
@@ -182,7 +190,8 @@ SELECT convert_from(wa_media_content(:photo_b), 'UTF8') AS owner_reads_b_photo;
 
 DELETE FROM wa_channels WHERE name IN ('tenant_a', 'tenant_b');
 DELETE FROM wa_webhook_events;
-DROP FUNCTION regress_tenant_rows(text, text), regress_rows_by_channel(regclass, bigint), regress_refusal(text);
+DROP FUNCTION regress_tenant_rows(text, text), regress_rows_by_channel(regclass, bigint), regress_refusal(text),
+              regress_send_for(text);
 -- DROP ROLE does not see a role's channel grants (a regrole column holds no dependency): the
 -- maintenance worker deletes them once a minute, through this function.
 SELECT wa_grant_channel(NULL, 'regress_agent_b', 'admin');
