@@ -2056,7 +2056,8 @@ END
 $$;
 
 -- The id of the channel a SECURITY DEFINER function of the API is about to act on, if the
--- calling role holds `needed` on it (`admin`: if it is an admin). The first thing such a function does: before any other
+-- calling role holds `needed` on it (`admin`: if it is an admin). The first thing such a
+-- function does: before any other
 -- check, since those describe the channel's customers, templates and messages. A role without
 -- the privilege gets the same error whether the channel exists or not.
 CREATE FUNCTION _wa_require_channel(channel text, needed wa_channel_privilege) RETURNS bigint
@@ -2064,18 +2065,19 @@ LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    caller name := @extschema@._wa_caller();
-    ch_id  bigint;
+    caller  name := @extschema@._wa_caller();
+    ch_id   bigint;
+    granted boolean;
 BEGIN
-    SELECT c.id INTO ch_id FROM @extschema@.wa_channels c
-     WHERE c.name = channel
-       AND EXISTS (SELECT FROM @extschema@.wa_channel_grants g
-                    WHERE g.channel_id = c.id AND g.privilege >= needed AND pg_catalog.pg_has_role(caller, g.grantee, 'USAGE'));
-    IF ch_id IS NOT NULL THEN
+    -- One lookup of the channel answers both a grantee and an admin (the owner's sends).
+    SELECT c.id, EXISTS (SELECT FROM @extschema@.wa_channel_grants g
+                          WHERE g.channel_id = c.id AND g.privilege >= needed AND pg_catalog.pg_has_role(caller, g.grantee, 'USAGE'))
+      INTO ch_id, granted
+      FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF granted THEN
         RETURN ch_id;
     END IF;
     IF @extschema@._wa_is_admin(caller) THEN
-        SELECT c.id INTO ch_id FROM @extschema@.wa_channels c WHERE c.name = channel;
         IF ch_id IS NULL THEN
             RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
                 USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
