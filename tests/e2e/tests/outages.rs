@@ -77,7 +77,22 @@ fn a_long_outage_fails_nothing_and_delivery_resumes_in_order() {
 
     cluster.graph.set_unreachable(false);
     let sent = poll(|| (unsent(&mut db, &ids) == 0).then_some(()));
-    assert!(sent.is_some(), "not every message went out after the outage:\n{}", cluster.log());
+    if sent.is_none() {
+        let rows = db
+            .query(
+                "SELECT id, status::text, attempts, (next_attempt_at - now())::text, error_title FROM wa_messages WHERE id = ANY($1) ORDER BY id",
+                &[&ids],
+            )
+            .unwrap();
+        let rows: Vec<String> = rows
+            .iter()
+            .map(|r| {
+                let wait: Option<String> = r.get::<_, Option<String>>(3);
+                format!("{} {} attempts={} next in {:?} {:?}", r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, i32>(2), wait, r.get::<_, Option<String>>(4))
+            })
+            .collect();
+        panic!("not every message went out after the outage:\n{}\n{}", rows.join("\n"), cluster.log());
+    }
     let since: Option<std::time::SystemTime> = db
         .query_one("SELECT graph_api_unreachable_since FROM wa_channel_health WHERE channel = $1", &[&ch.name])
         .unwrap()
