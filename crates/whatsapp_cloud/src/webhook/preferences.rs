@@ -24,6 +24,14 @@ impl MarketingPreference {
             _ => None,
         }
     }
+
+    /// Meta's word for it, which is also what the extension's SQL takes.
+    pub fn as_meta(self) -> &'static str {
+        match self {
+            MarketingPreference::Stop => "stop",
+            MarketingPreference::Resume => "resume",
+        }
+    }
 }
 
 /// A change of a customer's marketing preference, from either source.
