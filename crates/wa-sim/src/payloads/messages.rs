@@ -78,7 +78,10 @@ pub fn message_value(kind: &str, wamid: &str, from: &Customer, text: &str, times
     };
     let mut message = json!({ "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": type_ });
     message[type_] = object;
-    if matches!(kind, "button_reply" | "list_reply" | "button" | "flow_reply" | "address_reply" | "call_permission_reply") {
+    if matches!(
+        kind,
+        "button_reply" | "list_reply" | "button" | "flow_reply" | "address_reply" | "call_permission_reply"
+    ) {
         message["context"] =
             json!({ "from": "15550783881", "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA" });
     }

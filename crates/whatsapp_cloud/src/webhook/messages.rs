@@ -43,7 +43,8 @@ pub struct Echo {
 pub(super) fn parse_message(m: &Value) -> Option<Message> {
     let wamid = str_at(m, &["id"])?;
     let kind = str_at(m, &["type"]).unwrap_or_else(|| "unknown".into());
-    let structured_reply = if kind == "interactive" { m.get("interactive").and_then(parse_structured_reply) } else { None };
+    let structured_reply =
+        if kind == "interactive" { m.get("interactive").and_then(parse_structured_reply) } else { None };
     let text = match kind.as_str() {
         "text" => str_at(m, &["text", "body"]),
         "image" | "video" | "document" => str_at(m, &[&kind, "caption"]),

@@ -40,13 +40,17 @@ fn nfm_reply(reply: &Value) -> StructuredReply {
     // A Flow's `body` is "Sent" in Meta's examples: a label only when it says more.
     let body = str_at(reply, &["body"]).filter(|b| !b.trim().is_empty() && b != "Sent");
     let label = match (name.as_str(), body) {
-        (_, Some(body)) if name == "address_message" => format!("Address: {body}"),
+        ("address_message", Some(body)) => format!("Address ({body})"),
         ("address_message", None) => "Address".to_string(),
         (_, Some(body)) => format!("Flow reply ({body})"),
         (_, None) => "Flow reply".to_string(),
     };
     let Some(response) = response else {
-        return StructuredReply { response: None, flow_token: None, text: format!("{label}: response_json is not JSON") };
+        return StructuredReply {
+            response: None,
+            flow_token: None,
+            text: format!("{label}: response_json is not JSON"),
+        };
     };
     let flow_token = str_at(&response, &["flow_token"]);
     // An address's answers are under `values` (with the id of a saved address beside them).
@@ -63,7 +67,8 @@ fn call_permission_reply(reply: &Value) -> StructuredReply {
         _ => "answered",
     };
     let permanent = reply.get("is_permanent").and_then(Value::as_bool) == Some(true);
-    let text = format!("Call permission {answer}{}", if permanent && answer == "accepted" { " (permanent)" } else { "" });
+    let text =
+        format!("Call permission {answer}{}", if permanent && answer == "accepted" { " (permanent)" } else { "" });
     StructuredReply { response: Some(reply.clone()), flow_token: None, text }
 }
 
