@@ -345,7 +345,7 @@ def test_a_flow_reply_shows_its_answers_and_a_marketing_opt_out_shows_live(page)
     wait_for("the opt-out in the header",
              lambda: "stopped marketing messages" in page.find_element(By.ID, "marketing-state").text)
     wait_for("the opt-out in the list", lambda: "no marketing" in conversation_item(page, wa).text)
-    screenshot(page, "flow-reply-and-marketing-opt-out")
+    screenshot(page, "flow_reply_and_marketing_opt_out.png")
     # They resume (a newer event): it is gone again.
     wa_sim("user_preferences", "--from", wa, "--value", "resume", "--timestamp", str(int(time.time()) + 60))
     wait_for("the opt-out gone from the header", lambda: not page.find_element(By.ID, "marketing-state").is_displayed())
