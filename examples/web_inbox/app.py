@@ -93,7 +93,7 @@ MESSAGES_AFTER = MESSAGE_COLUMNS + """
 MESSAGES_BEFORE = MESSAGE_COLUMNS + """
      WHERE {where} AND m.type <> 'mark_read' AND m.id < %s ORDER BY m.id DESC LIMIT %s"""
 MESSAGES_BY_ID = MESSAGE_COLUMNS + """
-     WHERE {where} AND m.id = ANY(%s) ORDER BY m.id"""
+     WHERE {where} AND m.type <> 'mark_read' AND m.id = ANY(%s) ORDER BY m.id"""
 
 # What later messages say about these: reactions (the latest per side wins; a NULL emoji removed
 # it) and the text of the latest edit.

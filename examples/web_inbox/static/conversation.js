@@ -160,7 +160,7 @@ function renderConversation(scrollToEnd) {
   const marketing = $("#marketing-state");
   marketing.hidden = !row.marketing_opt_out_at;
   marketing.textContent = row.marketing_opt_out_at
-    ? `stopped marketing messages on ${time(row.marketing_opt_out_at)}: marketing templates are refused` : "";
+    ? `stopped marketing messages (since ${time(row.marketing_opt_out_at)}): marketing templates are refused` : "";
 
   const scroller = $("#messages-scroll");
   const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;

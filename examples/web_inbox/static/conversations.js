@@ -59,7 +59,7 @@ function renderConversations() {
       el("div", { class: "line" },
         el("span", { class: "preview" }, who + describe(row.last_type, row.last_body)),
         row.marketing_opt_out_at
-          ? el("span", { class: "opted-out", title: `stopped marketing messages on ${time(row.marketing_opt_out_at)}` }, "no marketing")
+          ? el("span", { class: "opted-out", title: `stopped marketing messages (since ${time(row.marketing_opt_out_at)})` }, "no marketing")
           : null,
         row.unread_count > 0 ? el("span", { class: "unread", title: "unread messages" }, row.unread_count) : null));
   });
