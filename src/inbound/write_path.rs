@@ -12,7 +12,8 @@ use crate::pg::spi::store_rows;
 use crate::pg::subtransaction::{self, Cause};
 use crate::warning;
 use whatsapp_cloud::webhook::{
-    Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate, UserPreference,
+    Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
+    UserPreference,
 };
 
 /// What storing one payload found, beyond the rows themselves.

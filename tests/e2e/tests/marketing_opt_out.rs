@@ -107,14 +107,15 @@ fn a_stop_by_bsuid_refuses_the_customer_addressed_by_it() {
 fn metas_131050_on_a_delivery_marks_the_customer_with_a_hint() {
     let ch = channel_with_marketing_template("optout-131050", "5552703");
     let mut db = cluster().connect();
-    let id: i64 = db
-        .query_one("SELECT wa_send_template($1, '15552703001', 'winter_sale', 'en_US')", &[&ch.name])
-        .unwrap()
-        .get(0);
+    let id: i64 =
+        db.query_one("SELECT wa_send_template($1, '15552703001', 'winter_sale', 'en_US')", &[&ch.name]).unwrap().get(0);
     let wamid: String = poll(|| {
-        db.query_one("SELECT wamid FROM wa_messages WHERE id = $1 AND status <> 'queued' AND status <> 'sending'", &[&id])
-            .ok()
-            .and_then(|r| r.get(0))
+        db.query_one(
+            "SELECT wamid FROM wa_messages WHERE id = $1 AND status <> 'queued' AND status <> 'sending'",
+            &[&id],
+        )
+        .ok()
+        .and_then(|r| r.get(0))
     })
     .unwrap_or_else(|| panic!("message {id} was not sent within {DEADLINE:?}"));
     let mut listener = Listener::new(&["wa_contact"]);

@@ -44,7 +44,10 @@ fn flow_address_and_call_permission_replies_are_readable() {
 
     post("call_permission_reply", "wamid.flows.3", "", 1765000003);
     let row = one_message(&ch, "wamid.flows.3", "m.body, m.flow_response ->> 'response'");
-    assert_eq!((row.get::<_, String>(0), row.get::<_, String>(1)), ("Call permission accepted".into(), "accept".into()));
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("Call permission accepted".into(), "accept".into())
+    );
     assert_eq!(preview(), "Call permission accepted");
 
     // A plain button reply is no structured reply: no flow columns.
