@@ -42,12 +42,15 @@ RETURN ARRAY(SELECT DISTINCT p FROM unnest(had || joined) AS p WHERE p <> ALL (g
 -- moved forward and a wa_message notification. A message written in a group (group_ids) goes
 -- to the group's conversation, not the writer's, and opens the group's 24-hour window, not
 -- theirs; a group first seen in a message is added to wa_groups. A redelivered wamid adds
--- nothing. An identity change (a system message) is applied after the other rows of the call:
+-- nothing. A structured reply (a Flow's answers, an address, a call permission) comes with its
+-- answers parsed (flow_responses) and its Flow's token, and a short summary as its body. An
+-- identity change (a system message) is applied after the other rows of the call:
 -- the listener ends a call after each one, so that later messages see it. Returns how many
 -- messages were new.
 CREATE FUNCTION _wa_receive_messages(
     channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
-    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[])
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[],
+    flow_responses jsonb[], flow_tokens text[])
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -169,11 +172,12 @@ BEGIN
                                          reply_to_wamid, forwarded, frequently_forwarded, referral,
                                          reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                          button_payload, order_items, shared_contacts, system_type,
-                                         original_wamid)
+                                         original_wamid, flow_response, flow_token)
         SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
-               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*
-          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids)
-               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, ord)
+               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*, i.flow_response, i.flow_token
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids, flow_responses, flow_tokens)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, flow_response,
+                                    flow_token, ord)
          CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
          -- An edit or revoke of this message that arrived before it.
          CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,

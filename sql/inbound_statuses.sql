@@ -8,14 +8,16 @@
 -- (wa_message_statuses) say: the highest-ranked status ('failed' ends it), and the time of
 -- each status the message has a column for. Derived from the whole history, so the result
 -- is the same whatever order and grouping the statuses arrived in. Notifies wa_status for
--- each message whose status moved. Returns how many moved.
+-- each message whose status moved; a failure with 131050 marks the customer opted out of
+-- marketing. Returns how many moved.
 CREATE FUNCTION _wa_apply_statuses(channels bigint[], wamids text[]) RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 -- (Planned as a batch write: see sql/plans.sql.)
 AS $$
 DECLARE
-    moved integer;
+    moved             integer;
+    refused_marketing bigint[];
 BEGIN
     WITH target AS (
         SELECT m.id AS message_id, m.wamid, h.*,
@@ -52,12 +54,17 @@ BEGIN
          WHERE m.id = t.message_id
            AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL)
                 OR (t.pricing_category IS NOT NULL AND t.pricing_category IS DISTINCT FROM m.pricing_category))
-        RETURNING m.id, m.channel_id, t.moves
+        RETURNING m.id, m.channel_id, t.moves, m.status, m.error_code
     )
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
-               'id', n.id, 'channel_id', n.channel_id)::text))
-      INTO moved
+               'id', n.id, 'channel_id', n.channel_id)::text)),
+           pg_catalog.array_agg(n.id) FILTER (WHERE n.status = 'failed' AND n.error_code = 131050)
+      INTO moved, refused_marketing
       FROM (SELECT upd.* FROM upd WHERE upd.moves ORDER BY upd.id) n;
+    -- Meta's word that the customer stopped marketing messages (sql/inbound_preferences.sql).
+    IF refused_marketing IS NOT NULL THEN
+        PERFORM @extschema@._wa_note_marketing_refusals(refused_marketing);
+    END IF;
     RETURN moved;
 END
 $$;

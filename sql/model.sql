@@ -4,7 +4,7 @@
 -- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
 --
 -- The SQL files run in this order after sql/schema.sql (see src/lib.rs): model, channels,
--- inbound, inbound_statuses, inbound_business_app, inbound_calls_groups, outbound,
+-- inbound, inbound_statuses, inbound_business_app, inbound_calls_groups, inbound_preferences, outbound,
 -- outbound_delivery, media, views, metrics, plans, and privileges last.
 
 -- Ordering of outbound statuses: a status is applied only if it moves the message forward;

@@ -289,6 +289,9 @@ BEGIN
       FROM @extschema@.wa_channels c
       LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
      WHERE c.name = channel;
+    IF category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        PERFORM @extschema@._wa_refuse_marketing_opt_out(channel, to_, name);
+    END IF;
     IF request ->> 'recipient_type' = 'group' AND category = 'AUTHENTICATION' THEN
         RAISE EXCEPTION 'template % (%) is an authentication template: Meta''s Groups API does not send those to groups', pg_catalog.quote_literal(name), language
             USING ERRCODE = 'feature_not_supported',

@@ -291,6 +291,10 @@ BEGIN
     RETURNING x.channel_id INTO channel;
     IF FOUND THEN
         PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'channel_id', channel)::text);
+        -- Meta's word that the customer stopped marketing messages (sql/inbound_preferences.sql).
+        IF p_code = 131050 THEN
+            PERFORM @extschema@._wa_note_marketing_refusals(ARRAY[msg_id]);
+        END IF;
     END IF;
 END
 $$;

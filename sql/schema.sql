@@ -81,6 +81,15 @@ CREATE TABLE wa_contacts (
     -- The name the business saved for this customer in the WhatsApp Business app of a
     -- coexistence number (smb_app_state_sync); NULL once removed there.
     saved_name      text,
+    -- When the customer stopped marketing messages from this business (user_preferences
+    -- `stop`, a user_preference_changed system message, or Meta's 131050 on a marketing
+    -- template); NULL while they accept them. wa_send_template refuses a MARKETING template to
+    -- them while it is set (sql/inbound_preferences.sql); only the customer can clear it, by
+    -- resuming marketing messages in WhatsApp.
+    marketing_opt_out_at    timestamptz,
+    -- The time of the latest preference event applied (Meta's timestamp): an older event,
+    -- delivered late or again, never overrides a newer one.
+    marketing_preference_at timestamptz,
     UNIQUE (channel_id, wa_id),
     UNIQUE (channel_id, user_id),
     CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL)
@@ -276,6 +285,12 @@ CREATE TABLE wa_messages (
     idempotency_key      text,
     -- Past this, a message still queued is failed as expired instead of being sent late.
     expires_at           timestamptz,
+    -- A structured reply's answers (inbound interactive nfm_reply: a Flow's response_json
+    -- parsed, an address; call_permission_reply: the reply object), and a Flow's flow_token,
+    -- which tells which Flow send was answered (Meta sends no Flow id). body holds a one-line
+    -- summary ("Flow reply: date: 2026-12-24, guests: 2").
+    flow_response        jsonb,
+    flow_token           text,
 
     -- Redelivered webhooks must not duplicate messages: the constraint, not a cache, decides.
     UNIQUE (channel_id, wamid)

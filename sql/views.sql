@@ -24,7 +24,9 @@ SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.prof
        COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' AS window_closes_at,
        COALESCE(COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' > pg_catalog.now(), false) AS window_open,
        s.id AS conversation_id,
-       s.group_id, g.subject AS group_subject, g.status AS group_status, k.saved_name
+       s.group_id, g.subject AS group_subject, g.status AS group_status, k.saved_name,
+       -- (wa_send_template refuses marketing templates to the contact while it is set.)
+       k.marketing_opt_out_at
   FROM @extschema@.wa_conversation_state s
   JOIN @extschema@.wa_channels c ON c.id = s.channel_id
   LEFT JOIN @extschema@.wa_contacts k ON k.id = s.contact_id

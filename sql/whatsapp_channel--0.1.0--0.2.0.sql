@@ -3198,6 +3198,496 @@ $$;
 SELECT _wa_plan_hot_paths();
 -- (end of issue 26: notifications carry only ids)
 
+-- Issue 27 (items 1 and 2): marketing opt-outs, enforced, and structured replies (Flows,
+-- addresses, call permissions), readable.
+ALTER TABLE wa_contacts ADD COLUMN marketing_opt_out_at timestamptz, ADD COLUMN marketing_preference_at timestamptz;
+ALTER TABLE wa_messages ADD COLUMN flow_response jsonb, ADD COLUMN flow_token text;
+
+-- The contact a preference is about: by WhatsApp id, else by BSUID (current, else former);
+-- created when the channel has none, so that a customer who opts out before ever writing is
+-- refused marketing all the same.
+CREATE FUNCTION _wa_preference_contact(channel bigint, p_wa_id text, p_user_id text) RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    found_id bigint;
+BEGIN
+    IF p_wa_id IS NULL AND p_user_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    FOR pass IN 1..2 LOOP
+        found_id := COALESCE(
+            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = channel AND k.wa_id = p_wa_id),
+            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = channel AND k.user_id = p_user_id),
+            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f WHERE f.channel_id = channel AND f.user_id = p_user_id));
+        EXIT WHEN found_id IS NOT NULL OR pass = 2;
+        INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id) VALUES (channel, p_wa_id, p_user_id)
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+    RETURN found_id;
+END
+$$;
+
+-- One contact's marketing preference as of `at`: stopped (marketing_opt_out_at keeps the first
+-- time of an unbroken opt-out) or resumed (NULL). Applied only when `at` is newer than the
+-- preference the contact has, so events applied in any order end the same. A change is
+-- notified on wa_contact (ids only, like every notification). Returns whether it changed.
+CREATE FUNCTION _wa_set_marketing_preference(contact bigint, stopped boolean, at timestamptz) RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    before_ timestamptz;
+    after_   timestamptz;
+    channel  bigint;
+BEGIN
+    SELECT k.marketing_opt_out_at INTO before_ FROM @extschema@.wa_contacts k WHERE k.id = contact FOR UPDATE;
+    UPDATE @extschema@.wa_contacts k
+       SET marketing_opt_out_at = CASE WHEN stopped THEN COALESCE(k.marketing_opt_out_at, at) END,
+           marketing_preference_at = at, updated_at = pg_catalog.now()
+     WHERE k.id = contact AND (k.marketing_preference_at IS NULL OR k.marketing_preference_at < at)
+    RETURNING k.marketing_opt_out_at, k.channel_id INTO after_, channel;
+    IF NOT FOUND OR before_ IS NOT DISTINCT FROM after_ THEN
+        RETURN false;
+    END IF;
+    PERFORM pg_catalog.pg_notify('wa_contact', pg_catalog.json_build_object('id', contact, 'channel_id', channel)::text);
+    RETURN true;
+END
+$$;
+
+-- Marketing preferences from webhooks (user_preferences items, and user_preference_changed
+-- system messages, which the parser reads as the same), in order: `preferences` are Meta's
+-- words, 'stop' or 'resume'; `ats` Meta's unix times (now when Meta sent none). Returns how
+-- many contacts changed.
+CREATE FUNCTION _wa_apply_marketing_preferences(channels bigint[], wa_ids text[], user_ids text[], preferences text[],
+                                                ats double precision[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r record;
+    changed integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, wa_ids, user_ids, preferences, ats) WITH ORDINALITY
+                           AS u(ch, wa, uid, pref, ts, ord) ORDER BY u.ord LOOP
+        IF r.pref NOT IN ('stop', 'resume') THEN
+            RAISE EXCEPTION 'marketing preference % is neither stop nor resume', pg_catalog.quote_literal(r.pref)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF @extschema@._wa_set_marketing_preference(@extschema@._wa_preference_contact(r.ch, r.wa, r.uid), r.pref = 'stop',
+                                                    COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now())) THEN
+            changed := changed + 1;
+        END IF;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+-- Meta refused these outbound messages with 131050 (the customer stopped marketing messages):
+-- their contacts are marked opted out as of the failure, unless a newer preference says
+-- otherwise. A message to a customer not yet a contact makes them one.
+CREATE FUNCTION _wa_note_marketing_refusals(message_ids bigint[]) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN SELECT x.id, x.channel_id, x.contact_id, x.recipient, COALESCE(x.failed_at, pg_catalog.now()) AS at
+               FROM @extschema@.wa_messages x
+              WHERE x.id = ANY (message_ids) AND x.direction = 'outbound' AND x.group_id IS NULL
+              ORDER BY x.id LOOP
+        PERFORM @extschema@._wa_set_marketing_preference(
+            COALESCE(m.contact_id,
+                     @extschema@._wa_preference_contact(m.channel_id,
+                                                        CASE WHEN m.recipient LIKE '+%' THEN pg_catalog.ltrim(m.recipient, '+') END,
+                                                        CASE WHEN m.recipient NOT LIKE '+%' THEN m.recipient END)),
+            true, m.at);
+    END LOOP;
+END
+$$;
+
+-- Refuses a marketing template to a customer who stopped marketing messages (called by
+-- wa_send_template for a MARKETING template to a person). Meta would refuse it too (131050),
+-- after the business paid for it in quality rating.
+CREATE FUNCTION _wa_refuse_marketing_opt_out(channel text, recipient text, template text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    opted_out timestamptz;
+BEGIN
+    SELECT pg_catalog.max(k.marketing_opt_out_at) INTO opted_out
+      FROM @extschema@.wa_contacts k
+     WHERE k.channel_id = (SELECT c.id FROM @extschema@.wa_channels c WHERE c.name = channel)
+       AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient);
+    IF opted_out IS NOT NULL THEN
+        RAISE EXCEPTION 'the customer % stopped marketing messages from this business on %: template % is a MARKETING template',
+                        recipient, pg_catalog.to_char(opted_out AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI "UTC"'),
+                        pg_catalog.quote_literal(template)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only the customer can take it back, by resuming marketing messages from this business in WhatsApp '
+                      || '(wa_contacts.marketing_opt_out_at is cleared when Meta says so); until then send them a utility '
+                      || 'template, or a free-form message within 24 hours of their last one.';
+    END IF;
+END
+$$;
+
+-- The write path of messages takes each structured reply's answers and Flow token.
+DROP FUNCTION _wa_receive_messages(bigint[], bigint[], text[], text[], text[], text[], text[], text[], text[], double precision[],
+                                   jsonb[], text[]);
+CREATE FUNCTION _wa_receive_messages(
+    channels bigint[], events bigint[], wamids text[], froms text[], from_user_ids text[], names text[], usernames text[],
+    types text[], bodies text[], sent_ats double precision[], payloads jsonb[], group_ids text[],
+    flow_responses jsonb[], flow_tokens text[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    -- Each message's contact, in the order of the arrays (NULL: none yet, or no sender id).
+    -- Arrays rather than a staging table: a temporary table is truncated at every commit,
+    -- a tenth of the listener's time (perf).
+    contacts   bigint[] := '{}';
+    added      integer;
+    media_jobs integer;
+    changed    bigint[];
+BEGIN
+    -- In steps, each one statement for the whole batch. (Steps rather than a function each:
+    -- every call of one would be one more executor start per batch on the listener's hottest
+    -- path.)
+    --   1. senders: each message's contact, found or created;
+    --   2. contacts kept current;
+    --   3. groups written in;
+    --   4. messages, with their media jobs, conversations and notifications;
+    --   5. what the new messages set going: the delivery worker for media, and changes to
+    --      rows stored before them.
+
+    -- 1. Senders. Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID
+    -- it had before (each a probe of a unique index; as scalar subqueries, which no plan can
+    -- turn into a scan of the contacts). Looked up once, and once more, for the rows still
+    -- without one, after the senders seen for the first time were added. (`contacts` starts
+    -- empty: unnest pads it with NULLs.)
+    FOR pass IN 1..2 LOOP
+        contacts := ARRAY(
+            SELECT COALESCE(u.c,
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
+                            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
+                              WHERE f.channel_id = u.ch AND f.user_id = u.uid))
+              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+             ORDER BY u.ord);
+        EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
+                                           WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL));
+        -- Senders seen for the first time, in the order they wrote: a later row that shares an
+        -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
+        -- joins that contact, exactly as if the rows had been stored one by one.
+        INSERT INTO @extschema@.wa_contacts (channel_id, wa_id, user_id, profile_name, username, last_inbound_at)
+        SELECT u.ch, u.wa, u.uid,
+               (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1],
+               (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1],
+               -- A message in a group opens the group's window, not the customer's own.
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL)
+          FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+               WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+         WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL)
+         GROUP BY u.ch, u.wa, u.uid
+         ORDER BY pg_catalog.min(u.ord)
+        ON CONFLICT DO NOTHING;
+    END LOOP;
+
+    -- 2. Contacts kept current: the newest profile name and username given, the
+    -- 24-hour window, and an id it lacked (unless another contact of the channel holds it:
+    -- then the two stay apart rather than every later message failing). A row is only
+    -- rewritten when something changed.
+    UPDATE @extschema@.wa_contacts k
+       SET wa_id = COALESCE(k.wa_id, s.free_wa_id),
+           user_id = COALESCE(k.user_id, s.free_user_id),
+           profile_name = COALESCE(s.name, k.profile_name),
+           username = COALESCE(s.username, k.username),
+           last_inbound_at = greatest(k.last_inbound_at, s.seen),
+           updated_at = pg_catalog.now()
+      FROM (SELECT g.*,
+                   CASE WHEN g.wa_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.wa_id = g.wa_id) THEN g.wa_id END AS free_wa_id,
+                   CASE WHEN g.user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM @extschema@.wa_contacts o
+                             WHERE o.channel_id = g.channel_id AND o.user_id = g.user_id) THEN g.user_id END AS free_user_id
+              FROM (SELECT u.c AS contact_id, pg_catalog.min(u.ch) AS channel_id,
+                           (pg_catalog.array_agg(u.wa ORDER BY u.ord DESC) FILTER (WHERE u.wa IS NOT NULL))[1] AS wa_id,
+                           (pg_catalog.array_agg(u.uid ORDER BY u.ord DESC) FILTER (WHERE u.uid IS NOT NULL))[1] AS user_id,
+                           (pg_catalog.array_agg(u.nm ORDER BY u.ord DESC) FILTER (WHERE u.nm IS NOT NULL))[1] AS name,
+                           (pg_catalog.array_agg(u.un ORDER BY u.ord DESC) FILTER (WHERE u.un IS NOT NULL))[1] AS username,
+                           pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts)) FILTER (WHERE u.grp IS NULL) AS seen
+                      FROM unnest(contacts, channels, froms, from_user_ids, names, usernames, types, sent_ats, group_ids)
+                           WITH ORDINALITY AS u(c, ch, wa, uid, nm, un, ty, ts, grp, ord)
+                     WHERE u.c IS NOT NULL
+                     GROUP BY u.c) g) s
+     WHERE k.id = s.contact_id
+       AND ((k.wa_id IS NULL AND s.free_wa_id IS NOT NULL)
+         OR (k.user_id IS NULL AND s.free_user_id IS NOT NULL)
+         OR k.profile_name IS DISTINCT FROM COALESCE(s.name, k.profile_name)
+         OR k.username IS DISTINCT FROM COALESCE(s.username, k.username)
+         OR k.last_inbound_at IS DISTINCT FROM greatest(k.last_inbound_at, s.seen));
+
+    -- 3. Groups written in: known from here on (a group created before this extension saw its
+    -- webhooks is still one), their writers among the participants, and their 24-hour window
+    -- opened. (In group order, so that concurrent writers lock groups in the same order.)
+    IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
+        INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
+        SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
+               pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts))
+          FROM unnest(channels, group_ids, froms, types, sent_ats) AS u(ch, grp, wa, ty, ts)
+         WHERE u.grp IS NOT NULL
+         GROUP BY u.ch, u.grp
+         ORDER BY u.ch, u.grp
+        ON CONFLICT (channel_id, group_id) DO UPDATE
+           SET participants = @extschema@._wa_group_participants(g.participants, excluded.participants, '{}'),
+               last_inbound_at = greatest(g.last_inbound_at, excluded.last_inbound_at),
+               updated_at = pg_catalog.now()
+         WHERE NOT (excluded.participants <@ g.participants)
+            OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
+    END IF;
+
+    -- 4. Messages: the new ones (ins), with what each brings in the same statement: its media
+    -- download job (media), its conversation moved forward (conversations for a contact's,
+    -- group_conversations for a group's) and its wa_message notification (the SELECT at the
+    -- end, which also collects what step 5 needs).
+    WITH ins AS (
+        INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
+                                         group_id, edited_at, revoked_at,
+                                         media_id, media_mime_type, media_sha256, media_filename,
+                                         voice, latitude, longitude, location_name, location_address,
+                                         reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                         reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                         button_payload, order_items, shared_contacts, system_type,
+                                         original_wamid, flow_response, flow_token)
+        SELECT i.channel_id, i.contact_id, 'inbound', i.wamid, i.type, i.body, 'received', i.payload, i.event_id,
+               @extschema@._wa_unix_time(i.ts), i.group_id, later.edited_at, later.revoked_at, d.*, i.flow_response, i.flow_token
+          FROM unnest(channels, events, wamids, contacts, types, bodies, sent_ats, payloads, group_ids, flow_responses, flow_tokens)
+               WITH ORDINALITY AS i(channel_id, event_id, wamid, contact_id, type, body, ts, payload, group_id, flow_response,
+                                    flow_token, ord)
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(i.type, i.payload) d
+         -- An edit or revoke of this message that arrived before it.
+         CROSS JOIN LATERAL (SELECT pg_catalog.max(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'edit') AS edited_at,
+                                    pg_catalog.min(COALESCE(e.sent_at, e.created_at)) FILTER (WHERE e.type = 'revoke') AS revoked_at
+                               FROM @extschema@.wa_messages e
+                              WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
+         ORDER BY i.ord
+        ON CONFLICT (channel_id, wamid) DO NOTHING
+        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
+    ), media AS (
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
+        RETURNING 1
+    ), conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.contact_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.contact_id) ins.*, pg_catalog.count(*) OVER (PARTITION BY ins.contact_id) AS unread
+                  FROM ins WHERE ins.contact_id IS NOT NULL AND ins.group_id IS NULL
+                 ORDER BY ins.contact_id, ins.id DESC) n
+         -- (In contact order, so that concurrent writers lock conversations in the same order.)
+         ORDER BY n.contact_id
+        ON CONFLICT (channel_id, contact_id) DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    ), group_conversations AS (
+        INSERT INTO @extschema@.wa_conversation_state AS s
+               (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
+        SELECT n.channel_id, n.group_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
+          FROM (SELECT DISTINCT ON (ins.channel_id, ins.group_id) ins.*,
+                       pg_catalog.count(*) OVER (PARTITION BY ins.channel_id, ins.group_id) AS unread
+                  FROM ins WHERE ins.group_id IS NOT NULL
+                 ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
+         ORDER BY n.channel_id, n.group_id
+        ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
+           SET unread_count = s.unread_count + excluded.unread_count,
+               last_message_id = greatest(s.last_message_id, excluded.last_message_id),
+               last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
+               last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
+               last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
+    )
+    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    -- (Ids only: LISTEN needs no privilege, so a payload says which row, and the reader reads it
+    -- through its own privileges; README, "Notifications".)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)),
+           (SELECT pg_catalog.count(*) FROM media),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
+             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
+      INTO added, media_jobs, changed
+      FROM (SELECT ins.id, ins.channel_id, ins.contact_id FROM ins ORDER BY ins.id) n;
+
+    -- 5. What the new messages set going.
+    IF media_jobs > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+    END IF;
+    IF changed IS NOT NULL THEN
+        PERFORM @extschema@._wa_apply_message_changes(changed);
+    END IF;
+    RETURN added;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION _wa_apply_statuses(channels bigint[], wamids text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    moved             integer;
+    refused_marketing bigint[];
+BEGIN
+    WITH target AS (
+        SELECT m.id AS message_id, m.wamid, h.*,
+               m.status <> 'failed' AND @extschema@._wa_status_rank(m.status) < @extschema@._wa_status_rank(h.top) AS moves
+          FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) key
+         CROSS JOIN LATERAL (SELECT x.id, x.wamid, x.status FROM @extschema@.wa_messages x
+                              WHERE x.channel_id = key.ch AND x.wamid = key.w AND x.direction = 'outbound' LIMIT 1) m
+         CROSS JOIN LATERAL (
+               SELECT (pg_catalog.array_agg(s.status ORDER BY @extschema@._wa_status_rank(s.status) DESC))[1] AS top,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'delivered') AS delivered_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'read') AS read_at,
+                      pg_catalog.min(COALESCE(s.status_at, s.received_at)) FILTER (WHERE s.status = 'failed') AS failed_at,
+                      (pg_catalog.array_agg(s.error_code) FILTER (WHERE s.status = 'failed'))[1] AS error_code,
+                      (pg_catalog.array_agg(s.error_title) FILTER (WHERE s.status = 'failed'))[1] AS error_title,
+                      (pg_catalog.array_agg(s.error_details) FILTER (WHERE s.status = 'failed'))[1] AS error_details,
+                      (pg_catalog.array_agg(s.pricing_category ORDER BY @extschema@._wa_status_rank(s.status) DESC)
+                        FILTER (WHERE s.pricing_category IS NOT NULL))[1] AS pricing_category
+                 FROM @extschema@.wa_message_statuses s
+                WHERE s.channel_id = key.ch AND s.wamid = key.w) h
+         WHERE h.top IS NOT NULL
+    ), upd AS (
+        UPDATE @extschema@.wa_messages m
+           SET status = CASE WHEN t.moves THEN t.top ELSE m.status END,
+               delivered_at = COALESCE(m.delivered_at, t.delivered_at),
+               read_at = COALESCE(m.read_at, t.read_at),
+               failed_at = CASE WHEN t.moves AND t.top = 'failed' THEN t.failed_at ELSE m.failed_at END,
+               error_code = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_code ELSE m.error_code END,
+               error_title = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_title ELSE m.error_title END,
+               error_details = CASE WHEN t.moves AND t.top = 'failed' THEN t.error_details ELSE m.error_details END,
+               error_hint = CASE WHEN t.moves AND t.top = 'failed' THEN @extschema@.wa_error_hint(t.error_code) ELSE m.error_hint END,
+               pricing_category = COALESCE(t.pricing_category, m.pricing_category),
+               updated_at = pg_catalog.now()
+          FROM target t
+         WHERE m.id = t.message_id
+           AND (t.moves OR (m.delivered_at IS NULL AND t.delivered_at IS NOT NULL) OR (m.read_at IS NULL AND t.read_at IS NOT NULL)
+                OR (t.pricing_category IS NOT NULL AND t.pricing_category IS DISTINCT FROM m.pricing_category))
+        RETURNING m.id, m.channel_id, t.moves, m.status, m.error_code
+    )
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id)::text)),
+           pg_catalog.array_agg(n.id) FILTER (WHERE n.status = 'failed' AND n.error_code = 131050)
+      INTO moved, refused_marketing
+      FROM (SELECT upd.* FROM upd WHERE upd.moves ORDER BY upd.id) n;
+    -- Meta's word that the customer stopped marketing messages (sql/inbound_preferences.sql).
+    IF refused_marketing IS NOT NULL THEN
+        PERFORM @extschema@._wa_note_marketing_refusals(refused_marketing);
+    END IF;
+    RETURN moved;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION _wa_mark_failed(msg_id bigint, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel bigint;
+BEGIN
+    UPDATE @extschema@.wa_messages x
+       SET status = 'failed', failed_at = pg_catalog.now(), next_attempt_at = NULL,
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = msg_id AND x.status || '' = 'sending'
+    RETURNING x.channel_id INTO channel;
+    IF FOUND THEN
+        PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', msg_id, 'channel_id', channel)::text);
+        -- Meta's word that the customer stopped marketing messages (sql/inbound_preferences.sql).
+        IF p_code = 131050 THEN
+            PERFORM @extschema@._wa_note_marketing_refusals(ARRAY[msg_id]);
+        END IF;
+    END IF;
+END
+$$;
+
+
+CREATE OR REPLACE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
+                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_       text := @extschema@.wa_normalize_recipient(recipient);
+    request   jsonb;
+    category  text;
+    marketing boolean;
+    auth_ttl  interval;
+    msg_id    bigint;
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    PERFORM @extschema@._wa_check_template(channel, name, language, components);
+    request := @extschema@._wa_template_request(to_, name, language, components);
+    -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
+    -- the channel's templates were never synced).
+    SELECT pg_catalog.upper(t.category), c.marketing_messages, c.authentication_template_ttl INTO category, marketing, auth_ttl
+      FROM @extschema@.wa_channels c
+      LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
+     WHERE c.name = channel;
+    IF category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        PERFORM @extschema@._wa_refuse_marketing_opt_out(channel, to_, name);
+    END IF;
+    IF request ->> 'recipient_type' = 'group' AND category = 'AUTHENTICATION' THEN
+        RAISE EXCEPTION 'template % (%) is an authentication template: Meta''s Groups API does not send those to groups', pg_catalog.quote_literal(name), language
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
+    END IF;
+    -- A one-time code is worth nothing late: the channel's authentication_template_ttl applies.
+    IF category = 'AUTHENTICATION' AND expires_at IS NULL THEN
+        expires_at := pg_catalog.now() + auth_ttl;
+    END IF;
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key, expires_at);
+    -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
+    IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
+    END IF;
+    RETURN msg_id;
+END
+$$;
+
+
+-- The inbox's list shows whether a contact opted out of marketing.
+CREATE OR REPLACE VIEW wa_conversations WITH (security_invoker = true) AS
+SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
+       s.last_message_id, s.last_direction, s.last_type, s.last_preview AS last_body,
+       s.last_message_at, s.unread_count,
+       COALESCE(k.last_inbound_at, g.last_inbound_at) AS last_customer_message_at,
+       COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' AS window_closes_at,
+       COALESCE(COALESCE(k.last_inbound_at, g.last_inbound_at) + interval '24 hours' > pg_catalog.now(), false) AS window_open,
+       s.id AS conversation_id,
+       s.group_id, g.subject AS group_subject, g.status AS group_status, k.saved_name,
+       -- (wa_send_template refuses marketing templates to the contact while it is set.)
+       k.marketing_opt_out_at
+  FROM @extschema@.wa_conversation_state s
+  JOIN @extschema@.wa_channels c ON c.id = s.channel_id
+  LEFT JOIN @extschema@.wa_contacts k ON k.id = s.contact_id
+  LEFT JOIN @extschema@.wa_groups g ON g.channel_id = s.channel_id AND g.group_id = s.group_id;
+
+-- The new and replaced functions: their planner settings and privileges, as a fresh install has them.
+SELECT _wa_plan_hot_paths();
+SELECT _wa_apply_privileges();
+-- (end of issue 27, items 1 and 2)
+
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
 SELECT _wa_wake_delivery();

@@ -35,9 +35,9 @@ from pool import DatabaseDown, Pool, RoleRefused, first_line
 from sessions import COOKIE, SignIn, Sessions, guard
 
 STATIC = Path(__file__).resolve().parent / "static"
-NOTIFY_CHANNELS = ("wa_message", "wa_status", "wa_media")
+NOTIFY_CHANNELS = ("wa_message", "wa_status", "wa_media", "wa_contact")
 # The event name each notification channel gets on the page.
-EVENT_OF = {"wa_message": "message", "wa_status": "status", "wa_media": "media"}
+EVENT_OF = {"wa_message": "message", "wa_status": "status", "wa_media": "media", "wa_contact": "contact"}
 PAGE_SIZE = 50
 # How long a restarting database is left alone between reconnection attempts.
 RECONNECT_DELAY_S = 1.0
@@ -59,7 +59,7 @@ CHANNEL_NAME = "SELECT name FROM wa_channels WHERE id = %s"
 CONVERSATION_COLUMNS = """
     conversation_id, channel_id, channel, contact_id, wa_id, user_id, profile_name, username,
     last_message_id, last_direction, last_type, last_body, last_message_at, unread_count,
-    window_open, window_closes_at, group_id, group_subject, saved_name
+    window_open, window_closes_at, group_id, group_subject, saved_name, marketing_opt_out_at
 """
 
 # Newest first, paged by the last row's (last_message_at, conversation_id).
@@ -80,7 +80,7 @@ MESSAGE_COLUMNS = """
            m.reply_to_wamid, m.reaction_to_wamid, m.reaction_emoji, m.original_wamid,
            m.edited_at, m.revoked_at, m.media_id IS NOT NULL AS has_media, m.media_mime_type,
            m.media_filename, m.voice, m.latitude, m.longitude, m.location_name, m.location_address,
-           m.error_code, m.error_title, m.error_details, m.error_hint,
+           m.error_code, m.error_title, m.error_details, m.error_hint, m.flow_response, m.flow_token,
            q.id AS quoted_id, q.type AS quoted_type, q.body AS quoted_body, q.direction AS quoted_direction
       FROM wa_messages m
       LEFT JOIN LATERAL (SELECT q.id, q.type, q.body, q.direction FROM wa_messages q
@@ -93,7 +93,7 @@ MESSAGES_AFTER = MESSAGE_COLUMNS + """
 MESSAGES_BEFORE = MESSAGE_COLUMNS + """
      WHERE {where} AND m.type <> 'mark_read' AND m.id < %s ORDER BY m.id DESC LIMIT %s"""
 MESSAGES_BY_ID = MESSAGE_COLUMNS + """
-     WHERE {where} AND m.id = ANY(%s) ORDER BY m.id"""
+     WHERE {where} AND m.type <> 'mark_read' AND m.id = ANY(%s) ORDER BY m.id"""
 
 # What later messages say about these: reactions (the latest per side wins; a NULL emoji removed
 # it) and the text of the latest edit.

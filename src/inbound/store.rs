@@ -159,6 +159,9 @@ row_batch! {
         sent_ats: Option<f64>,
         payloads: JsonB,
         group_ids: Option<String>,
+        /// A structured reply's answers (a Flow's, an address, a call permission), parsed.
+        flow_responses: Option<JsonB>,
+        flow_tokens: Option<String>,
     }
 }
 
@@ -177,6 +180,8 @@ impl MessageRows {
             sent_ats: seconds(m.timestamp),
             payloads: JsonB(m.raw.clone()),
             group_ids: m.group_id.clone(),
+            flow_responses: m.structured_reply.as_ref().and_then(|r| r.response.clone()).map(JsonB),
+            flow_tokens: m.structured_reply.as_ref().and_then(|r| r.flow_token.clone()),
         });
     }
 }
@@ -400,6 +405,30 @@ impl ContactSyncRows {
             wa_ids: c.wa_id.clone(),
             names: c.full_name.clone(),
             actions: c.action.clone(),
+        });
+    }
+}
+
+row_batch! {
+    /// Customers who stopped or resumed marketing messages, for
+    /// `_wa_apply_marketing_preferences`, applied in order (each only if newer than the last).
+    UserPreferenceRows, UserPreferenceRow => "_wa_apply_marketing_preferences" {
+        channels: i64,
+        wa_ids: Option<String>,
+        user_ids: Option<String>,
+        preferences: &'static str,
+        ats: Option<f64>,
+    }
+}
+
+impl UserPreferenceRows {
+    pub fn push(&mut self, channel_id: i64, u: &webhook::UserPreference) {
+        self.push_row(UserPreferenceRow {
+            channels: channel_id,
+            wa_ids: u.wa_id.clone(),
+            user_ids: u.user_id.clone(),
+            preferences: u.preference.as_meta(),
+            ats: seconds(u.timestamp),
         });
     }
 }

@@ -13,6 +13,7 @@ use crate::pg::subtransaction::{self, Cause};
 use crate::warning;
 use whatsapp_cloud::webhook::{
     Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
+    UserPreference,
 };
 
 /// What storing one payload found, beyond the rows themselves.
@@ -100,6 +101,11 @@ pub enum Item<'a> {
         channel_id: i64,
         contact: &'a ContactSync,
     },
+    /// A customer stopped or resumed marketing messages.
+    UserPreference {
+        channel_id: i64,
+        preference: &'a UserPreference,
+    },
 }
 
 impl Item<'_> {
@@ -114,6 +120,11 @@ impl Item<'_> {
             Item::Group { event, .. } => format!("{} of group {}", event.kind, event.group_id),
             Item::History { message, .. } => format!("history message {}", message.message.wamid),
             Item::ContactSync { contact, .. } => format!("contact sync {} of {}", contact.action, contact.wa_id),
+            Item::UserPreference { preference, .. } => format!(
+                "marketing preference {} of {}",
+                preference.preference.as_meta(),
+                preference.wa_id.as_deref().or(preference.user_id.as_deref()).unwrap_or("?")
+            ),
         }
     }
 }
@@ -135,6 +146,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
                 || !change.history.is_empty()
                 || !change.history_chunks.is_empty()
                 || !change.contact_syncs.is_empty()
+                || !change.user_preferences.is_empty()
             {
                 unrouted.push(change.phone_number_id.clone().unwrap_or_default());
             }
@@ -152,6 +164,7 @@ pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i6
         items.extend(change.groups.iter().map(|event| Item::Group { channel_id, event }));
         items.extend(change.history.iter().map(|message| Item::History { channel_id, message }));
         items.extend(change.contact_syncs.iter().map(|contact| Item::ContactSync { channel_id, contact }));
+        items.extend(change.user_preferences.iter().map(|preference| Item::UserPreference { channel_id, preference }));
     }
     (items, unrouted)
 }
@@ -172,6 +185,7 @@ pub struct Batch {
     groups: store::GroupEventRows,
     history: store::HistoryRows,
     contact_syncs: store::ContactSyncRows,
+    user_preferences: store::UserPreferenceRows,
 }
 
 impl Batch {
@@ -191,6 +205,7 @@ impl Batch {
             Item::Group { channel_id, event } => self.groups.push(channel_id, event),
             Item::History { channel_id, message } => self.history.push(channel_id, message),
             Item::ContactSync { channel_id, contact } => self.contact_syncs.push(channel_id, contact),
+            Item::UserPreference { channel_id, preference } => self.user_preferences.push(channel_id, preference),
         }
     }
 
@@ -199,7 +214,9 @@ impl Batch {
     /// id and the new one alike; group events before messages, so that a group created in the
     /// same POST is known with its subject; the business app's contacts before its history, so
     /// that history finds them; echoes and history before the statuses, so that a status in the
-    /// same POST finds its message.
+    /// same POST finds its message; marketing preferences last, so that a customer's message
+    /// and preference in one POST make one contact (which preference wins depends only on the
+    /// events' own times).
     pub fn store(self) -> (i64, i64) {
         store_rows(self.user_id_updates);
         store_rows(self.groups);
@@ -208,7 +225,9 @@ impl Batch {
         let echoes = store_rows(self.echoes);
         let history = store_rows(self.history);
         store_rows(self.calls);
-        (messages + echoes + history, store_rows(self.statuses))
+        let statuses = store_rows(self.statuses);
+        store_rows(self.user_preferences);
+        (messages + echoes + history, statuses)
     }
 }
 

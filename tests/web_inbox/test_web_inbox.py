@@ -330,6 +330,28 @@ def test_the_health_panel_shows_a_signature_failure(page):
     assert "refused with 401 Signature mismatch" in row().text and cause and cause in row().text
 
 
+def test_a_flow_reply_shows_its_answers_and_a_marketing_opt_out_shows_live(page):
+    wa = "16505550112"
+    wa_sim("flow_reply", "--from", wa, "--name", "Flo Reyes", "--text", "window seat")
+    open_conversation(page, wa)
+    message = wait_for("the Flow reply", lambda: message_with_text(page, "Flow reply:"))
+    answers = {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+               for row in message.find_elements(By.CSS_SELECTOR, "table.flow-answers tr")}
+    assert answers == {"date": "2026-12-24", "guests": "2", "notes": "window seat"}, answers
+    assert "sim-flow-token" not in message.text, "the flow token is the business's id, not an answer"
+    assert "Flow reply: date: 2026-12-24" in conversation_item(page, wa).text
+    # The customer taps "Stop promotions": the open conversation and the list say so, live.
+    wa_sim("user_preferences", "--from", wa, "--value", "stop")
+    wait_for("the opt-out in the header",
+             lambda: "stopped marketing messages" in page.find_element(By.ID, "marketing-state").text)
+    wait_for("the opt-out in the list", lambda: "no marketing" in conversation_item(page, wa).text)
+    screenshot(page, "flow_reply_and_marketing_opt_out.png")
+    # They resume (a newer event): it is gone again.
+    wa_sim("user_preferences", "--from", wa, "--value", "resume", "--timestamp", str(int(time.time()) + 60))
+    wait_for("the opt-out gone from the header", lambda: not page.find_element(By.ID, "marketing-state").is_displayed())
+    wait_for("the opt-out gone from the list", lambda: "no marketing" not in conversation_item(page, wa).text)
+
+
 def test_a_database_restart_loses_no_message(page):
     wa_sim("text", "--from", "16505550108", "--name", "Farah Haddad", "--text", "Before the restart")
     open_conversation(page, "16505550108")

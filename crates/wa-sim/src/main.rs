@@ -5,7 +5,7 @@
 //!                  [--templates FILE.json --waba ID] [--media FILE[,FILE...]]
 //!   wa-sim trigger <kind> --channel NAME [--dsn DSN] [--webhook-base URL] [--from 16505551234]
 //!                  [--name "Sheena Nelson"] [--text "..."] [--wamid ID] [--batch N] [--bad-signature]
-//!                  [--group ID] [--failed]
+//!                  [--group ID] [--failed] [--timestamp UNIX] [--value stop|resume] [--user-id US...] [--code N]
 //!   wa-sim trigger <kind> --url URL --app-secret S --phone-number-id P   (credentials by flags)
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
 //!                  [--senders 200000] [--sender-offset K] [--new-share 0.05] [--batch N]
@@ -13,11 +13,15 @@
 //!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10] [--channels 1]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
-//! contacts, button_reply, list_reply, button, reaction, order, system, unsupported) or a
-//! status (sent, delivered, read, played, failed; give the outbound message's --wamid), or
-//! `echo` (a text the business sent to --from from the WhatsApp Business app) or
+//! contacts, button_reply, list_reply, button, flow_reply, address_reply, call_permission_reply,
+//! reaction, order, system, unsupported) or a status (sent, delivered, read, played, failed;
+//! give the outbound message's --wamid; `failed --code 131050`: the customer stopped marketing
+//! messages), or `echo` (a text the business sent to --from from the WhatsApp Business app) or
 //! `user_id_update --previous US... --current US...` (--from's new BSUID) or `missed_call`
-//! (--from called and nobody answered).
+//! (--from called and nobody answered), or `user_preferences --value stop|resume` (--from, or
+//! --user-id's BSUID, stopped or resumed marketing messages) or `preference_changed --value ...`
+//! (the same as a user_preference_changed system message). --timestamp sets Meta's time of
+//! the event (default now).
 //! Group kinds need --group ID (Meta's group id): `group_text` (--from writes --text in the
 //! group), `group_create` / `group_delete` (--text is the subject; --failed: the operation
 //! failed), `group_join` / `group_leave` (--from joins by invite link, or leaves) and
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
 
 const USAGE: &str = "usage: wa-sim graph [--port N] [--dsn DSN] [--latency-ms N] [--fail-share F --fail-with KIND] [--no-statuses] [--templates FILE --waba ID] [--media FILES]
        wa-sim trigger <kind> --channel NAME [--dsn DSN] [--from DIGITS] [--name NAME] [--text TEXT] [--wamid ID] [--batch N] [--bad-signature]
+                   [--timestamp UNIX] [--value stop|resume] [--user-id US...] [--code N]
                    [--group ID] [--failed]     (group kinds: group_text, group_create, group_delete, group_join, group_leave, group_suspend;
                                                 coexistence kinds: history, history_declined, contacts_sync)
        wa-sim load --channel NAME [--dsn DSN] [--concurrency N] [--seconds S] [--rate R] [--webhook-base URL]

@@ -156,6 +156,11 @@ function renderConversation(scrollToEnd) {
     ? `window open until ${time(row.window_closes_at)}`
     : (row.window_closes_at ? `window closed at ${time(row.window_closes_at)}` : "window closed: the customer never wrote");
   windowState.className = row.window_open ? "open" : "closed";
+  // A customer who stopped marketing messages: wa_send_template refuses marketing templates.
+  const marketing = $("#marketing-state");
+  marketing.hidden = !row.marketing_opt_out_at;
+  marketing.textContent = row.marketing_opt_out_at
+    ? `stopped marketing messages (since ${time(row.marketing_opt_out_at)}): marketing templates are refused` : "";
 
   const scroller = $("#messages-scroll");
   const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
@@ -233,7 +238,22 @@ function renderContent(m) {
     const where = [m.location_name, m.location_address].filter(Boolean).join(", ");
     return el("div", { class: "content body" }, `📍 ${where} (${m.latitude}, ${m.longitude})`);
   }
+  if (m.flow_response) {
+    return el("div", { class: "content" }, el("div", { class: "body" }, text), renderAnswers(m.flow_response));
+  }
   return el("div", { class: "content" }, el("div", { class: "body" }, describe(m.type, text)));
+}
+
+// A Flow's answers, an address or a call permission, as a small table: one row per answer (an
+// address's `values` one level down), without the flow_token, which is the business's own id.
+function renderAnswers(response) {
+  const answers = response.values && typeof response.values === "object" ? response.values : response;
+  const rows = Object.entries(answers)
+    .filter(([key, value]) => key !== "flow_token" && value !== null && value !== "")
+    .map(([key, value]) => el("tr", {},
+      el("th", {}, key.replaceAll("_", " ")),
+      el("td", {}, typeof value === "object" ? JSON.stringify(value) : String(value))));
+  return el("table", { class: "flow-answers" }, el("tbody", {}, ...rows));
 }
 
 function renderTick(m) {

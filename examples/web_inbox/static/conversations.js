@@ -58,6 +58,9 @@ function renderConversations() {
         el("span", { class: "time" }, time(row.last_message_at))),
       el("div", { class: "line" },
         el("span", { class: "preview" }, who + describe(row.last_type, row.last_body)),
+        row.marketing_opt_out_at
+          ? el("span", { class: "opted-out", title: `stopped marketing messages (since ${time(row.marketing_opt_out_at)})` }, "no marketing")
+          : null,
         row.unread_count > 0 ? el("span", { class: "unread", title: "unread messages" }, row.unread_count) : null));
   });
   $("#conversations").replaceChildren(...items);

@@ -62,6 +62,13 @@ function connectEvents() {
     applyStatus(note);
     scheduleConversationsRefresh();
   });
+  // A contact changed (a customer stopped or resumed marketing messages): its row is read again.
+  events.addEventListener("contact", (e) => {
+    const note = JSON.parse(e.data);
+    if (note.channel_id !== state.channelId) return;
+    if (state.open && state.open.row.contact_id === note.id) refreshOpen();
+    scheduleConversationsRefresh();
+  });
   events.addEventListener("media", (e) => {
     const note = JSON.parse(e.data);
     if (state.open && state.open.messages.has(note.message_id)) refreshLater(note.message_id);

@@ -92,6 +92,9 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
     };
     post(payloads::history_value(0, 1, 100, &[("15550007005".into(), vec![history])]));
     post(payloads::history_declined_value());
+    // wa_contact: a customer stops marketing messages.
+    let stopper = Customer { wa_id: "15550007006".into(), name: "Ola".into() };
+    post(payloads::user_preferences_value(&stopper, None, "stop", t));
 
     wait_until(
         &mut db,
@@ -111,7 +114,7 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
     let problems: Vec<String> = all.iter().filter_map(|(c, p)| notification_problem(c, p)).collect();
     assert!(problems.is_empty(), "notifications that say more than ids:\n{}", problems.join("\n"));
 
-    // This channel's: each of the six, and each names a row of this channel.
+    // This channel's: each kind, and each names a row of this channel.
     let ours: Vec<&(String, Value)> = all.iter().filter(|(_, p)| p["channel_id"] == ch.id).collect();
     let mut seen = BTreeMap::<&str, usize>::new();
     for (c, p) in &ours {
@@ -123,6 +126,7 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
             }
             "wa_media" => ("SELECT channel_id, NULL::bigint FROM wa_media WHERE message_id = $1", &p["message_id"]),
             "wa_call" => ("SELECT channel_id, contact_id FROM wa_calls WHERE id = $1", &p["id"]),
+            "wa_contact" => ("SELECT channel_id, NULL::bigint FROM wa_contacts WHERE id = $1", &p["id"]),
             _ => continue, // wa_group, wa_history: the channel's id is the whole payload
         };
         let row =

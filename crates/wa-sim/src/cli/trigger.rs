@@ -26,6 +26,8 @@ pub(crate) fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
             }
         };
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    // Meta's time of the event, when it matters which of two is newer (marketing preferences).
+    let now: u64 = flags.num("timestamp", now)?;
     let customer = Customer {
         wa_id: flags.get("from").unwrap_or("16505551234").to_string(),
         name: flags.get("name").unwrap_or("Sheena Nelson").to_string(),
@@ -62,6 +64,21 @@ pub(crate) fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
                     return Err("a user_id_update needs --previous and --current BSUIDs".to_string());
                 };
                 return Ok(payloads::user_id_update_value(&customer.wa_id, previous, current, now as i64));
+            }
+            if kind == "user_preferences" || kind == "preference_changed" {
+                let value = flags.get("value").unwrap_or("stop");
+                if !matches!(value, "stop" | "resume") {
+                    return Err(format!("--value {value:?}: a marketing preference is stop or resume"));
+                }
+                return Ok(if kind == "user_preferences" {
+                    payloads::user_preferences_value(&customer, flags.get("user-id"), value, now as i64)
+                } else {
+                    payloads::preference_system_value(&wamid, &customer, value, now as i64)
+                });
+            }
+            if kind == "failed" && flags.has("code") && flags.has("wamid") {
+                let code: i64 = flags.num("code", 131049)?;
+                return Ok(payloads::failed_status_value(&wamid, &customer.wa_id, code, now as i64));
             }
             if STATUS_KINDS.contains(&kind) {
                 if !flags.has("wamid") {

@@ -27,6 +27,8 @@ pub(super) fn field_of(value: &Value) -> &'static str {
         "smb_message_echoes"
     } else if value.get("user_id_update").is_some() {
         "user_id_update"
+    } else if value.get("user_preferences").is_some() {
+        "user_preferences"
     } else if value.get("calls").is_some() {
         "calls"
     } else {

@@ -34,6 +34,24 @@ pub fn message_value(kind: &str, wamid: &str, from: &Customer, text: &str, times
             json!({ "type": "list_reply", "list_reply": { "id": "row-1", "title": text, "description": "First row" } }),
         ),
         "button" => ("button", json!({ "payload": "CONFIRM", "text": text })),
+        // A Flow's answers: Meta sends them as a JSON *string*, with the business's flow_token.
+        "flow_reply" => (
+            "interactive",
+            json!({ "type": "nfm_reply", "nfm_reply": { "name": "flow", "body": "Sent", "response_json": json!({
+                "flow_token": "sim-flow-token", "date": "2026-12-24", "guests": "2", "notes": text }).to_string() } }),
+        ),
+        "address_reply" => (
+            "interactive",
+            json!({ "type": "nfm_reply", "nfm_reply": { "name": "address_message", "response_json": json!({
+                "saved_address_id": "address1", "values": { "name": from.name, "address": text, "city": "Mumbai",
+                                                            "in_pin_code": "400063" } }).to_string() } }),
+        ),
+        "call_permission_reply" => (
+            "interactive",
+            json!({ "type": "call_permission_reply", "call_permission_reply": {
+                "response": "accept", "is_permanent": false, "expiration_timestamp": timestamp + 7 * 86400,
+                "response_source": "user_action" } }),
+        ),
         "reaction" => (
             "reaction",
             json!({ "message_id": "wamid.HBgLMTQxMjU1NTA4MjkVAgASGBQzQUNCNjk5RDUwNUZGMUZEM0VBRAA=", "emoji": "👍" }),
@@ -60,7 +78,10 @@ pub fn message_value(kind: &str, wamid: &str, from: &Customer, text: &str, times
     };
     let mut message = json!({ "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": type_ });
     message[type_] = object;
-    if matches!(kind, "button_reply" | "list_reply" | "button") {
+    if matches!(
+        kind,
+        "button_reply" | "list_reply" | "button" | "flow_reply" | "address_reply" | "call_permission_reply"
+    ) {
         message["context"] =
             json!({ "from": "15550783881", "id": "wamid.HBgLMTY1MDM4Nzk0MzkVAgARGBI5QTNDQTVCM0Q0Q0Q2RTY3RTcA" });
     }
@@ -137,4 +158,31 @@ pub fn user_id_update_value(wa_id: &str, previous: &str, current: &str, timestam
         "user_id": { "previous": previous, "current": current },
         "timestamp": timestamp.to_string()
     }] })
+}
+
+/// A `changes[].value` of field `user_preferences`: the customer stopped (`stop`) or resumed
+/// (`resume`) marketing messages, as Meta's reference example has it (the timestamp a number).
+/// `user_id` names them by BSUID instead of by phone number.
+pub fn user_preferences_value(from: &Customer, user_id: Option<&str>, value: &str, timestamp: i64) -> Value {
+    let detail = format!("User requested to {value} marketing messages");
+    let (contact, mut item) = match user_id {
+        Some(id) => (json!({ "profile": { "name": from.name }, "user_id": id }), json!({ "user_id": id })),
+        None => (contact(from), json!({ "wa_id": from.wa_id })),
+    };
+    item["detail"] = json!(detail);
+    item["category"] = json!("marketing_messages");
+    item["value"] = json!(value);
+    item["timestamp"] = json!(timestamp);
+    json!({ "contacts": [contact], "user_preferences": [item] })
+}
+
+/// A `changes[].value` with a `user_preference_changed` system message: the same change,
+/// announced in the chat (Meta documents no example of it; `system.marketing` carries the word).
+pub fn preference_system_value(wamid: &str, from: &Customer, value: &str, timestamp: i64) -> Value {
+    let body = match value {
+        "resume" => format!("{} resumed marketing messages", from.name),
+        _ => format!("{} stopped marketing messages", from.name),
+    };
+    json!({ "messages": [{ "from": from.wa_id, "id": wamid, "timestamp": timestamp.to_string(), "type": "system",
+        "system": { "body": body, "type": "user_preference_changed", "marketing": value } }] })
 }

@@ -19,8 +19,11 @@ pub use groups::{
     group_suspension_value,
 };
 pub use history::{HistoryMessage, history_declined_value, history_media_value, history_value, state_sync_value};
-pub use messages::{call_value, echo, echo_value, message_value, text_message, user_id_update_value};
-pub use statuses::{status, status_value};
+pub use messages::{
+    call_value, echo, echo_value, message_value, preference_system_value, text_message, user_id_update_value,
+    user_preferences_value,
+};
+pub use statuses::{failed_status_value, status, status_value};
 
 /// Every inbound kind `wa-sim trigger` can send.
 pub const MESSAGE_KINDS: &[&str] = &[
@@ -36,6 +39,9 @@ pub const MESSAGE_KINDS: &[&str] = &[
     "button_reply",
     "list_reply",
     "button",
+    "flow_reply",
+    "address_reply",
+    "call_permission_reply",
     "reaction",
     "order",
     "system",
@@ -46,9 +52,11 @@ pub const MESSAGE_KINDS: &[&str] = &[
 pub const STATUS_KINDS: &[&str] = &["sent", "delivered", "read", "played", "failed"];
 
 /// Other webhooks `wa-sim trigger` sends: a message the business sent from the WhatsApp
-/// Business app (`smb_message_echoes`), a customer's new BSUID (`user_id_update`), and a
-/// customer's call that rings and ends unanswered (`missed_call`, field `calls`).
-pub const OTHER_KINDS: &[&str] = &["echo", "user_id_update", "missed_call"];
+/// Business app (`smb_message_echoes`), a customer's new BSUID (`user_id_update`), a
+/// customer's call that rings and ends unanswered (`missed_call`, field `calls`), and a
+/// customer stopping or resuming marketing messages (`user_preferences`, or the system message
+/// `preference_changed`; `--value stop|resume`).
+pub const OTHER_KINDS: &[&str] = &["echo", "user_id_update", "missed_call", "user_preferences", "preference_changed"];
 
 /// Group webhooks `wa-sim trigger` sends (Meta's Groups API): a participant's text in a group,
 /// the group created or deleted, a participant joining (by invite link) or leaving, and the

@@ -292,3 +292,39 @@ fn a_batch_of_new_kinds_keeps_each_field() {
         body["entry"][0]["changes"].as_array().unwrap().iter().map(|c| c["field"].as_str().unwrap()).collect();
     assert_eq!(fields, ["group_status_update", "history", "smb_app_state_sync", "messages"]);
 }
+
+#[test]
+fn structured_replies_and_marketing_preferences_parse_with_the_extensions_parser() {
+    let from = Customer { wa_id: "16505551234".into(), name: "Sheena Nelson".into() };
+    let flow = message_value("flow_reply", "wamid.f", &from, "window seat", 1).unwrap();
+    let address = message_value("address_reply", "wamid.a", &from, "Wework", 1).unwrap();
+    let permission = message_value("call_permission_reply", "wamid.c", &from, "", 1).unwrap();
+    let body = batch("1", vec![flow, address, permission]).to_string();
+    let parsed = whatsapp_cloud::webhook::parse(body.as_bytes()).unwrap();
+    let texts: Vec<_> = parsed.changes.iter().map(|c| c.messages[0].text.clone().unwrap()).collect();
+    assert_eq!(texts[0], "Flow reply: date: 2026-12-24, guests: 2, notes: window seat");
+    assert!(texts[1].starts_with("Address: address: Wework, city: Mumbai"), "{}", texts[1]);
+    assert_eq!(texts[2], "Call permission accepted");
+    let reply = parsed.changes[0].messages[0].structured_reply.clone().unwrap();
+    assert_eq!(reply.flow_token.as_deref(), Some("sim-flow-token"));
+
+    let stop = user_preferences_value(&from, None, "stop", 1739321024);
+    let resume = user_preferences_value(&from, Some("US.1"), "resume", 1739321084);
+    let notice = preference_system_value("wamid.s", &from, "stop", 1739321090);
+    let body = batch("1", vec![stop, resume, notice]).to_string();
+    let parsed = whatsapp_cloud::webhook::parse(body.as_bytes()).unwrap();
+    assert_eq!(parsed.changes[0].field, "user_preferences");
+    let prefs: Vec<_> = parsed.changes.iter().flat_map(|c| c.user_preferences.clone()).collect();
+    let words: Vec<_> = prefs.iter().map(|p| (p.preference.as_meta(), p.timestamp.unwrap())).collect();
+    assert_eq!(words, [("stop", 1739321024), ("resume", 1739321084), ("stop", 1739321090)]);
+    assert_eq!(prefs[1].user_id.as_deref(), Some("US.1"));
+    assert!(parsed.changes.iter().all(|c| c.rejected.is_empty()));
+}
+
+#[test]
+fn a_131050_failure_says_the_customer_stopped_marketing() {
+    let value = failed_status_value("wamid.x", "16505551234", 131050, 1);
+    let parsed = whatsapp_cloud::webhook::parse(batch("1", vec![value]).to_string().as_bytes()).unwrap();
+    let status = &parsed.changes[0].statuses[0];
+    assert_eq!((status.status.as_str(), status.error_code), ("failed", Some(131050)));
+}

@@ -27,6 +27,9 @@ pub fn hint(code: Option<i64>) -> Option<&'static str> {
         131049 => {
             "Meta limits how many marketing messages a customer gets: do not send this customer another marketing template for 24 hours"
         }
+        131050 => {
+            "the customer stopped marketing messages from this business: the contact is marked (wa_contacts.marketing_opt_out_at) and wa_send_template refuses marketing templates to them until they resume marketing messages themselves in WhatsApp"
+        }
         131048 => {
             "spam rate limit: too many of this number's messages were blocked or reported; sending slows down and retries"
         }

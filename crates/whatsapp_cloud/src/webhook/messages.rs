@@ -1,7 +1,8 @@
 //! Messages in a change: inbound messages (`value.messages[]`) and the business's own echoes
 //! from the WhatsApp Business app (`value.message_echoes[]`).
 
-use super::{str_at, unix_at};
+use super::structured_replies::parse_structured_reply;
+use super::{StructuredReply, str_at, unix_at};
 use serde_json::Value;
 
 /// An inbound message from `value.messages[]`.
@@ -19,8 +20,12 @@ pub struct Message {
     /// `type`; unknown types are kept as they are.
     pub kind: String,
     /// What an agent reads first: text body, media caption, button or list reply title, order
-    /// text, system notice, or the new text of an edit.
+    /// text, system notice, the new text of an edit, or the one-line summary of a structured
+    /// reply.
     pub text: Option<String>,
+    /// A Flow's answers, an address or a call permission (`interactive.nfm_reply`,
+    /// `interactive.call_permission_reply`), read.
+    pub structured_reply: Option<StructuredReply>,
     /// The message object exactly as received.
     pub raw: Value,
 }
@@ -38,12 +43,15 @@ pub struct Echo {
 pub(super) fn parse_message(m: &Value) -> Option<Message> {
     let wamid = str_at(m, &["id"])?;
     let kind = str_at(m, &["type"]).unwrap_or_else(|| "unknown".into());
+    let structured_reply =
+        if kind == "interactive" { m.get("interactive").and_then(parse_structured_reply) } else { None };
     let text = match kind.as_str() {
         "text" => str_at(m, &["text", "body"]),
         "image" | "video" | "document" => str_at(m, &[&kind, "caption"]),
         "button" => str_at(m, &["button", "text"]),
         "interactive" => str_at(m, &["interactive", "button_reply", "title"])
-            .or_else(|| str_at(m, &["interactive", "list_reply", "title"])),
+            .or_else(|| str_at(m, &["interactive", "list_reply", "title"]))
+            .or_else(|| structured_reply.as_ref().map(|r| r.text.clone())),
         "order" => str_at(m, &["order", "text"]),
         "system" => str_at(m, &["system", "body"]),
         // The new version of an edited message: its text, or its caption.
@@ -62,6 +70,7 @@ pub(super) fn parse_message(m: &Value) -> Option<Message> {
         timestamp: unix_at(m, &["timestamp"]),
         kind,
         text,
+        structured_reply,
         raw: m.clone(),
     })
 }

@@ -6,7 +6,8 @@
 //! every item is kept, and items that lack even a wamid are reported, not dropped silently.
 //!
 //! [`parse`] reads a POST body into a [`Payload`]; each kind of item a change carries
-//! (messages, statuses, contacts, calls, groups, history, template statuses) has its own file.
+//! (messages, statuses, contacts, calls, groups, history, template statuses, marketing
+//! preferences, structured replies) has its own file.
 
 mod bad_input;
 mod calls;
@@ -17,7 +18,9 @@ mod history;
 mod messages;
 mod parse;
 mod payload;
+mod preferences;
 mod statuses;
+mod structured_replies;
 mod template_status;
 #[cfg(test)]
 mod tests;
@@ -31,7 +34,9 @@ pub use history::{HistoryChunk, HistoryMessage};
 pub use messages::{Echo, Message};
 pub use parse::parse;
 pub use payload::{Change, ParseError, Payload, Rejected};
+pub use preferences::{MarketingPreference, UserPreference};
 pub use statuses::{Pricing, Status};
+pub use structured_replies::StructuredReply;
 pub use template_status::TemplateStatus;
 
 use serde_json::Value;

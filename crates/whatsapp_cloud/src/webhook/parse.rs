@@ -7,6 +7,7 @@ use super::contacts::{parse_contact, parse_contact_sync, parse_user_id_update};
 use super::groups::parse_group_event;
 use super::history::{history_media, parse_history};
 use super::messages::{parse_echo, parse_message};
+use super::preferences::{parse_user_preference, preference_of_system_message};
 use super::statuses::parse_status;
 use super::template_status::parse_template_status;
 use super::{Change, ParseError, Payload, Rejected, str_at};
@@ -70,6 +71,13 @@ fn parse_change(change: &Value) -> Change {
         &mut rejected,
         parse_contact_sync,
     );
+    let mut user_preferences = collect(
+        items("user_preferences"),
+        "user_preferences item without wa_id or user_id, or not a marketing_messages stop or resume",
+        &mut rejected,
+        parse_user_preference,
+    );
+    user_preferences.extend(messages.iter().filter_map(preference_of_system_message));
     let statuses = collect(items("statuses"), "status without an id (wamid) or status", &mut rejected, parse_status);
     Change {
         field,
@@ -85,6 +93,7 @@ fn parse_change(change: &Value) -> Change {
         history,
         history_chunks,
         contact_syncs,
+        user_preferences,
         errors: items("errors").to_vec(),
         rejected,
         business_account_id: None,

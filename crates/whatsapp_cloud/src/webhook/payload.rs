@@ -2,7 +2,7 @@
 //! and the items that could not be used.
 
 use super::{Call, Contact, ContactSync, Echo, GroupEvent, HistoryChunk, HistoryMessage, Message, Status};
-use super::{TemplateStatus, UserIdUpdate};
+use super::{TemplateStatus, UserIdUpdate, UserPreference};
 use serde_json::Value;
 
 /// A webhook POST body, flattened: one [`Change`] per `entry[].changes[]`.
@@ -44,6 +44,9 @@ pub struct Change {
     /// `value.state_sync[]` (field `smb_app_state_sync`): contacts of the WhatsApp Business app
     /// added or removed.
     pub contact_syncs: Vec<ContactSync>,
+    /// Customers who stopped or resumed marketing messages: `value.user_preferences[]` (field
+    /// `user_preferences`), and `user_preference_changed` system messages among `messages`.
+    pub user_preferences: Vec<UserPreference>,
     /// `value.errors[]`, kept raw.
     pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
