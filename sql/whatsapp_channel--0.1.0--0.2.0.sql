@@ -3311,7 +3311,7 @@ DECLARE
     new_quality  text := t ->> 'quality_score';
     new_category text := t ->> 'category';
     changes_at   timestamptz := pg_catalog.to_timestamp((t ->> 'category_changes_at')::double precision);
-    components   boolean := COALESCE((t ->> 'components_changed')::boolean, false);
+    stale        boolean := COALESCE((t ->> 'components_changed')::boolean, false);
 BEGIN
     UPDATE @extschema@.wa_templates x
        SET status = CASE WHEN new_status IS NOT NULL AND (x.status_at IS NULL OR x.status_at <= at) THEN new_status ELSE x.status END,
@@ -3326,12 +3326,12 @@ BEGIN
            category_changes_at = CASE WHEN new_category IS NOT NULL AND (x.category_at IS NULL OR x.category_at <= at)
                                       THEN COALESCE(changes_at, at) ELSE x.category_changes_at END,
            category_at = CASE WHEN new_category IS NOT NULL AND (x.category_at IS NULL OR x.category_at <= at) THEN at ELSE x.category_at END,
-           needs_sync_since = CASE WHEN components THEN COALESCE(x.needs_sync_since, at) ELSE x.needs_sync_since END,
+           needs_sync_since = CASE WHEN stale THEN COALESCE(x.needs_sync_since, at) ELSE x.needs_sync_since END,
            template_id = COALESCE(t ->> 'template_id', x.template_id),
            updated_at = pg_catalog.now()
      WHERE x.channel_id = ch AND x.name = t ->> 'name' AND x.language = t ->> 'language';
     IF FOUND THEN
-        RETURN CASE WHEN components THEN 'template marked for wa_sync_templates()' ELSE 'template updated' END;
+        RETURN CASE WHEN stale THEN 'template marked for wa_sync_templates()' ELSE 'template updated' END;
     END IF;
     -- A template never synced: a status is enough to know it (as wa_sync_templates() would).
     IF new_status IS NOT NULL THEN
