@@ -115,6 +115,11 @@ BEGIN
     LOOP
         n := n + 1;
         action := NULL;
+        IF EXISTS (SELECT 1 FROM @extschema@.wa_channel_events e
+                    WHERE e.channel_id = ch.id AND e.kind = p_kind AND e.event_at = at
+                      AND pg_catalog.md5(e.payload::text) = pg_catalog.md5(p_payload::text)) THEN
+            CONTINUE; -- a redelivery or a replay: recorded and acted on already
+        END IF;
         newest := NOT EXISTS (SELECT 1 FROM @extschema@.wa_channel_events e
                                WHERE e.channel_id = ch.id AND e.kind = p_kind AND e.event_at > at);
         IF newest AND cap IS NOT NULL AND cap < ch.max_messages_per_second THEN

@@ -440,6 +440,9 @@ CREATE TABLE wa_channel_events (
     webhook_event_id bigint
 );
 CREATE INDEX wa_channel_events_latest ON wa_channel_events (channel_id, kind, event_at DESC, id DESC);
+-- Meta redelivers, and a replay stores a POST again: the same event (kind, Meta's time and
+-- payload) is recorded, and acted on, once per channel.
+CREATE UNIQUE INDEX wa_channel_events_once ON wa_channel_events (channel_id, kind, event_at, pg_catalog.md5(payload::text));
 
 -- One download job per inbound media message (image, audio, voice, video, document, sticker),
 -- apart from the message row: the message is stored at once; the bytes follow.

@@ -3240,6 +3240,9 @@ CREATE TABLE wa_channel_events (
     webhook_event_id bigint
 );
 CREATE INDEX wa_channel_events_latest ON wa_channel_events (channel_id, kind, event_at DESC, id DESC);
+-- Meta redelivers, and a replay stores a POST again: the same event (kind, Meta's time and
+-- payload) is recorded, and acted on, once per channel.
+CREATE UNIQUE INDEX wa_channel_events_once ON wa_channel_events (channel_id, kind, event_at, pg_catalog.md5(payload::text));
 
 SELECT pg_catalog.pg_extension_config_dump('wa_channel_events'::regclass, '');
 SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wa_channel_events', 'id')::regclass, '');
@@ -3374,6 +3377,11 @@ BEGIN
     LOOP
         n := n + 1;
         action := NULL;
+        IF EXISTS (SELECT 1 FROM @extschema@.wa_channel_events e
+                    WHERE e.channel_id = ch.id AND e.kind = p_kind AND e.event_at = at
+                      AND pg_catalog.md5(e.payload::text) = pg_catalog.md5(p_payload::text)) THEN
+            CONTINUE; -- a redelivery or a replay: recorded and acted on already
+        END IF;
         newest := NOT EXISTS (SELECT 1 FROM @extschema@.wa_channel_events e
                                WHERE e.channel_id = ch.id AND e.kind = p_kind AND e.event_at > at);
         IF newest AND cap IS NOT NULL AND cap < ch.max_messages_per_second THEN

@@ -330,6 +330,15 @@ def test_the_health_panel_shows_a_signature_failure(page):
     assert "refused with 401 Signature mismatch" in row().text and cause and cause in row().text
 
 
+def test_the_health_panel_shows_the_accounts_latest_event(page):
+    row = lambda: page.find_element(By.CSS_SELECTOR, '#health tr[data-issue="account"]')
+    wait_for("the account row", lambda: row().get_attribute("class") == "ok")
+    superuser(f"UPDATE wa_channels SET waba_id = '7771001' WHERE name = '{CHANNEL}'")
+    wa_sim("account_violation", "--waba", "7771001")
+    wait_for("Meta's violation in the health panel", lambda: row().get_attribute("class") == "warning")
+    assert "ACCOUNT_VIOLATION: violation ADULT" in row().text
+
+
 def test_a_database_restart_loses_no_message(page):
     wa_sim("text", "--from", "16505550108", "--name", "Farah Haddad", "--text", "Before the restart")
     open_conversation(page, "16505550108")

@@ -191,8 +191,11 @@ fn a_paused_or_recategorised_template_is_refused() {
 #[test]
 fn an_unknown_field_is_counted_and_kept_and_webhook_errors_are_events() {
     let ch = channel_of("health-unknown", "7770004");
-    post(&ch, "7770004", "unknown_field", "", now());
-    post(&ch, "7770004", "unknown_field", "", now());
+    let t = now();
+    post(&ch, "7770004", "unknown_field", "", t - 1);
+    post(&ch, "7770004", "unknown_field", "", t);
+    // Meta redelivers the second: the same event is counted once.
+    post(&ch, "7770004", "unknown_field", "", t);
     assert_eq!(health(&ch, "unknown_fields"), json!({ "security": 2 }));
     let mut db = cluster().connect();
     let kept: i64 = db
@@ -202,7 +205,7 @@ fn an_unknown_field_is_counted_and_kept_and_webhook_errors_are_events() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(kept, 2, "the raw POSTs are kept, marked partial");
+    assert_eq!(kept, 3, "the raw POSTs are kept, marked partial");
     let counted = poll(|| {
         let rows = db
             .query(
