@@ -299,7 +299,7 @@ fn read_account_update(e: &mut BusinessEvent, v: &Value) {
         .collect();
     // waba_ban_state is an array in Meta's example, a string in some partners' copies.
     let ban_state = match v.pointer("/ban_info/waba_ban_state") {
-        Some(Value::Array(states)) => states.iter().filter_map(Value::as_str).last().map(str::to_string),
+        Some(Value::Array(states)) => states.iter().rev().find_map(Value::as_str).map(str::to_string),
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,
     };
