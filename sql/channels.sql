@@ -42,6 +42,20 @@ BEGIN
 END
 $$;
 
+-- Resumes a queue that Meta's restriction, ban or offboarding paused (wa_channel_events says
+-- which), once Meta has lifted it; a token error's pause is resumed by wa_set_access_token().
+CREATE FUNCTION wa_resume_channel(channel text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint := @extschema@._wa_require_channel(channel, 'admin');
+BEGIN
+    -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
+    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+END
+$$;
+
 -- Sets a channel's access token from a file on the database server (its first line, blanks
 -- trimmed), so that the token is in no statement text, bind parameter, pg_stat_activity row or
 -- log line: only the path is. Runs with the caller's own rights (not SECURITY DEFINER): reading

@@ -373,26 +373,6 @@ BEGIN
 END
 $$;
 
--- Applies a template status webhook (message_template_status_update) to the templates of the
--- channels of that business account which share the posting channel's app.
-CREATE FUNCTION _wa_apply_template_status(posting_channel bigint, business_account text, p_name text, p_language text,
-                                          p_status text, p_template_id text, p_reason text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, template_id, reason)
-    SELECT c.id, p_name, p_language, p_status, p_template_id, p_reason
-      FROM @extschema@.wa_channels c
-      JOIN @extschema@.wa_channel_secrets s ON s.channel_id = c.id
-     WHERE c.waba_id = business_account
-       AND s.app_secret = (SELECT p.app_secret FROM @extschema@.wa_channel_secrets p WHERE p.channel_id = posting_channel)
-    ON CONFLICT (channel_id, name, language) DO UPDATE
-       SET status = excluded.status, template_id = COALESCE(excluded.template_id, t.template_id),
-           reason = excluded.reason, updated_at = pg_catalog.now();
-END
-$$;
-
 -- What ON DELETE CASCADE would do for wa_conversation_state (see sql/schema.sql), once per
 -- statement: a deleted contact (or a channel, whose contacts cascade) takes its conversation.
 CREATE FUNCTION _wa_contacts_deleted() RETURNS trigger

@@ -266,6 +266,42 @@ BEGIN
 END
 $$;
 
+-- Refuses a template whose state Meta's template webhooks changed so that sending it now would
+-- fail or cost what the sender did not choose: paused (low quality: Meta resumes it after a
+-- few hours), disabled, or recategorised with the change in effect (until wa_sync_templates()
+-- reads it again, which acknowledges the new category and its price). Kept apart from the
+-- other checks of wa_send_template so that each refusal is one small function.
+CREATE FUNCTION _wa_check_template_state(channel text, p_name text, p_language text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.wa_templates;
+BEGIN
+    SELECT x.* INTO t FROM @extschema@.wa_templates x JOIN @extschema@.wa_channels c ON c.id = x.channel_id
+     WHERE c.name = channel AND x.name = p_name AND x.language = p_language;
+    IF NOT FOUND THEN
+        RETURN; -- _wa_check_template says what is wrong with a template this channel does not know
+    END IF;
+    IF t.status IN ('PAUSED', 'DISABLED') THEN
+        RAISE EXCEPTION 'template % (%) is % by Meta%', pg_catalog.quote_literal(p_name), p_language, t.status,
+                        COALESCE(' since ' || t.status_at::text, '')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = COALESCE('Meta''s reason: ' || t.reason || '. ', '')
+                      || CASE t.status WHEN 'PAUSED' THEN 'Meta pauses a template whose quality dropped and resumes it by itself (3 hours the first time, 6 the second); '
+                                                          || 'a status webhook APPROVED lifts this refusal. Improve or replace the template in WhatsApp Manager.'
+                         ELSE 'A disabled template cannot be sent again: create a new one in WhatsApp Manager and wa_sync_templates(' || pg_catalog.quote_literal(channel) || ').' END;
+    END IF;
+    IF t.previous_category IS NOT NULL AND t.previous_category IS DISTINCT FROM t.category AND t.category_changes_at <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'template % (%) was recategorised by Meta from % to % on %', pg_catalog.quote_literal(p_name), p_language,
+                        t.previous_category, t.category, t.category_changes_at
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Meta now sends and charges it as ' || t.category || '. If that is acceptable, run wa_sync_templates('
+                      || pg_catalog.quote_literal(channel) || ') and send again; otherwise edit the template in WhatsApp Manager.';
+    END IF;
+END
+$$;
+
 CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
                                  idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
 RETURNS bigint
@@ -281,6 +317,7 @@ DECLARE
     msg_id    bigint;
 BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
+    PERFORM @extschema@._wa_check_template_state(channel, name, language);
     PERFORM @extschema@._wa_check_template(channel, name, language, components);
     request := @extschema@._wa_template_request(to_, name, language, components);
     -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when

@@ -35,7 +35,11 @@ CREATE TABLE wa_channels (
     next_probe_at     timestamptz,
     -- How long an authentication template (a one-time code) may wait in the queue: past it, it
     -- fails as expired instead of reaching the customer late (wa_send_template's expires_at).
-    authentication_template_ttl interval
+    authentication_template_ttl interval,
+    -- The number as Meta displays it (digits, e.g. 15550783881): tells which channel of a
+    -- WhatsApp Business Account a number-level event (quality, display name) is about when the
+    -- account has several numbers. NULL: such events apply to every channel of the account.
+    display_phone_number text
 );
 COMMENT ON TABLE wa_channels IS 'One WhatsApp business phone number. Credentials are in wa_channel_secrets.';
 
@@ -400,8 +404,60 @@ CREATE TABLE wa_templates (
     -- Why Meta rejected, paused or disabled it (from the status webhook).
     reason      text,
     updated_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- From Meta's template webhooks (sql/inbound_business.sql), each with the time of the event
+    -- that set it, so that an older event delivered late never overrides a newer one:
+    -- GREEN, YELLOW, RED or UNKNOWN (message_template_quality_update);
+    quality_score       text,
+    quality_at          timestamptz,
+    -- the status's (message_template_status_update: APPROVED, PAUSED, DISABLED, ...);
+    status_at           timestamptz,
+    -- the category before a recategorisation, and when the new one takes (or took) effect
+    -- (template_category_update): wa_send_template refuses the template once it has, until
+    -- wa_sync_templates() reads it again and so acknowledges the new category (and its price);
+    previous_category   text,
+    category_changes_at timestamptz,
+    category_at         timestamptz,
+    -- Meta changed its components (message_template_components_update): the copy above is
+    -- stale until wa_sync_templates() reads it again.
+    needs_sync_since    timestamptz,
     PRIMARY KEY (channel_id, name, language)
 );
+
+-- What Meta said about a channel's business (its account, its number, its templates), a
+-- webhook-level error, or a webhook field this version does not understand: one row per event
+-- and channel, with what the extension did about it.
+CREATE TYPE wa_channel_event_kind AS ENUM (
+    'account_update', 'account_alert', 'account_review', 'phone_number_quality', 'phone_number_name',
+    'business_capability', 'template_status', 'template_quality', 'template_category', 'template_components',
+    'webhook_error', 'unknown_field');
+
+CREATE TABLE wa_channel_events (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id       bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    kind             wa_channel_event_kind NOT NULL,
+    -- Meta's webhook field (changes[].field).
+    field            text NOT NULL,
+    -- When Meta says it happened (entry[].time), else when it was received.
+    event_at         timestamptz NOT NULL,
+    received_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Meta's words, on one line.
+    summary          text NOT NULL,
+    -- What the event says about the channel (quality_rating, messaging_limit, throughput,
+    -- account_status, account_event, display_name_status, send_rate_cap, stops_sending): only
+    -- the keys Meta stated. wa_channel_health reads the latest of each.
+    facts            jsonb NOT NULL DEFAULT '{}',
+    -- The changes[].value (or the one error) as Meta sent it.
+    payload          jsonb NOT NULL,
+    -- What the extension did: the send rate lowered, the queue paused, a template updated...
+    -- (NULL: recorded only).
+    action           text,
+    -- The raw POST it came in (kept for whatsapp_channel.webhook_retention).
+    webhook_event_id bigint
+);
+CREATE INDEX wa_channel_events_latest ON wa_channel_events (channel_id, kind, event_at DESC, id DESC);
+-- Meta redelivers, and a replay stores a POST again: the same event (kind, Meta's time and
+-- payload) is recorded, and acted on, once per channel.
+CREATE UNIQUE INDEX wa_channel_events_once ON wa_channel_events (channel_id, kind, event_at, pg_catalog.md5(payload::text));
 
 -- One download job per inbound media message (image, audio, voice, video, document, sticker),
 -- apart from the message row: the message is stored at once; the bytes follow.
@@ -444,7 +500,7 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['wa_channels', 'wa_channel_secrets', 'wa_channel_grants', 'wa_contacts', 'wa_contact_former_ids', 'wa_calls',
                              'wa_groups', 'wa_webhook_events', 'wa_messages', 'wa_conversation_state',
-                             'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media'] LOOP
+                             'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media', 'wa_channel_events'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t::regclass, '');
         seq := (SELECT pg_catalog.pg_get_serial_sequence(t, a.attname) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = t::regclass AND a.attidentity <> '');

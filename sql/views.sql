@@ -97,7 +97,28 @@ SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
        (SELECT count(*) FROM @extschema@.wa_webhook_events e WHERE e.channel_id = c.id AND e.outcome = 'incomplete') AS incomplete_webhook_events,
        -- Since when the Graph API has answered this channel's sends with nothing but transport
        -- errors and 5xx (NULL: it answers): its queue waits and probes, nothing fails for it.
-       c.unreachable_since AS graph_api_unreachable_since
+       c.unreachable_since AS graph_api_unreachable_since,
+       -- What Meta last said about the number and its account (wa_channel_events: the latest
+       -- event, by Meta's time, that stated each; see README, "Channel and account health").
+       (SELECT e.facts ->> 'quality_rating' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'quality_rating' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS quality_rating,
+       (SELECT e.facts ->> 'messaging_limit' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'messaging_limit' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS messaging_limit,
+       (SELECT (e.facts ->> 'throughput')::integer FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'throughput' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS throughput,
+       (SELECT e.facts ->> 'account_status' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'account_status' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS account_status,
+       (SELECT e.facts ->> 'account_event' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'account_event' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS account_event,
+       (SELECT e.event_at FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'account_event' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS account_event_at,
+       (SELECT e.facts ->> 'display_name_status' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'display_name_status' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS display_name_status,
+       -- Webhook fields this version does not understand, per field: how many events (each kept
+       -- raw in wa_webhook_events until it is replayed or its retention passes).
+       COALESCE((SELECT pg_catalog.jsonb_object_agg(u.field, u.events)
+                   FROM (SELECT e.field, pg_catalog.count(*) AS events FROM @extschema@.wa_channel_events e
+                          WHERE e.channel_id = c.id AND e.kind = 'unknown_field' GROUP BY e.field) u), '{}') AS unknown_fields
   FROM @extschema@.wa_channels c;
 
 -- What Meta charges, per channel, day (UTC), category and type: each outbound message once,

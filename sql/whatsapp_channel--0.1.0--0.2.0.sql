@@ -3688,6 +3688,364 @@ SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();
 -- (end of issue 27, items 1 and 2)
 
+-- (issue 27, items 3-5: channel and account health, template state, unknown fields)
+ALTER TABLE wa_channels ADD COLUMN display_phone_number text;
+ALTER TABLE wa_templates ADD COLUMN quality_score text, ADD COLUMN quality_at timestamptz, ADD COLUMN status_at timestamptz,
+    ADD COLUMN previous_category text, ADD COLUMN category_changes_at timestamptz, ADD COLUMN category_at timestamptz,
+    ADD COLUMN needs_sync_since timestamptz;
+
+-- What Meta said about a channel's business (its account, its number, its templates), a
+-- webhook-level error, or a webhook field this version does not understand: one row per event
+-- and channel, with what the extension did about it.
+CREATE TYPE wa_channel_event_kind AS ENUM (
+    'account_update', 'account_alert', 'account_review', 'phone_number_quality', 'phone_number_name',
+    'business_capability', 'template_status', 'template_quality', 'template_category', 'template_components',
+    'webhook_error', 'unknown_field');
+
+CREATE TABLE wa_channel_events (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id       bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    kind             wa_channel_event_kind NOT NULL,
+    -- Meta's webhook field (changes[].field).
+    field            text NOT NULL,
+    -- When Meta says it happened (entry[].time), else when it was received.
+    event_at         timestamptz NOT NULL,
+    received_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Meta's words, on one line.
+    summary          text NOT NULL,
+    -- What the event says about the channel (quality_rating, messaging_limit, throughput,
+    -- account_status, account_event, display_name_status, send_rate_cap, stops_sending): only
+    -- the keys Meta stated. wa_channel_health reads the latest of each.
+    facts            jsonb NOT NULL DEFAULT '{}',
+    -- The changes[].value (or the one error) as Meta sent it.
+    payload          jsonb NOT NULL,
+    -- What the extension did: the send rate lowered, the queue paused, a template updated...
+    -- (NULL: recorded only).
+    action           text,
+    -- The raw POST it came in (kept for whatsapp_channel.webhook_retention).
+    webhook_event_id bigint
+);
+CREATE INDEX wa_channel_events_latest ON wa_channel_events (channel_id, kind, event_at DESC, id DESC);
+-- Meta redelivers, and a replay stores a POST again: the same event (kind, Meta's time and
+-- payload) is recorded, and acted on, once per channel.
+CREATE UNIQUE INDEX wa_channel_events_once ON wa_channel_events (channel_id, kind, event_at, pg_catalog.md5(payload::text));
+
+SELECT pg_catalog.pg_extension_config_dump('wa_channel_events'::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wa_channel_events', 'id')::regclass, '');
+
+CREATE OR REPLACE FUNCTION _wa_channel_tables() RETURNS TABLE (table_name regclass, channel_column name)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT t.table_name::regclass, t.channel_column::name
+      FROM (VALUES ('@extschema@.wa_channels', 'id'), ('@extschema@.wa_contacts', 'channel_id'),
+                   ('@extschema@.wa_contact_former_ids', 'channel_id'), ('@extschema@.wa_calls', 'channel_id'),
+                   ('@extschema@.wa_groups', 'channel_id'), ('@extschema@.wa_webhook_events', 'channel_id'),
+                   ('@extschema@.wa_messages', 'channel_id'), ('@extschema@.wa_conversation_state', 'channel_id'),
+                   ('@extschema@.wa_message_statuses', 'channel_id'), ('@extschema@.wa_channel_counters', 'channel_id'),
+                   ('@extschema@.wa_templates', 'channel_id'), ('@extschema@.wa_media', 'channel_id'),
+                   ('@extschema@.wa_channel_events', 'channel_id'))
+           AS t (table_name, channel_column);
+END;
+
+-- Row-level security for the new table, as CREATE EXTENSION makes it.
+ALTER TABLE wa_channel_events ENABLE ROW LEVEL SECURITY;
+SELECT _wa_apply_policies();
+
+DROP FUNCTION _wa_apply_template_status(bigint, text, text, text, text, text, text);
+
+-- The channels an event is for. A change that names its number (metadata.phone_number_id: a
+-- webhook-level error, an unknown field of a number) goes to that number's channel. Account
+-- fields arrive on the WhatsApp Business Account's entry (entry[].id) with no number: they go
+-- to every channel whose waba_id is that account, and number-level ones (quality, display name,
+-- which carry display_phone_number) only to the channel of that number when channels set
+-- display_phone_number. Only channels of the posting channel's app (the same app secret), as
+-- for messages; if none of them names the account, the posting channel, when its waba_id is unset.
+CREATE FUNCTION _wa_channel_event_targets(posting_channel bigint, p_phone_number_id text, business_account text,
+                                          p_display_phone_number text) RETURNS SETOF bigint
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    app text := (SELECT s.app_secret FROM @extschema@.wa_channel_secrets s WHERE s.channel_id = posting_channel);
+    found_any boolean := false;
+    ch bigint;
+BEGIN
+    FOR ch IN
+        SELECT c.id FROM @extschema@.wa_channels c JOIN @extschema@.wa_channel_secrets s ON s.channel_id = c.id
+         WHERE s.app_secret = app
+           AND CASE WHEN p_phone_number_id IS NOT NULL THEN c.phone_number_id = p_phone_number_id
+                    ELSE c.waba_id = business_account
+                         AND (p_display_phone_number IS NULL OR c.display_phone_number IS NULL
+                              OR c.display_phone_number = p_display_phone_number) END
+         ORDER BY c.id
+    LOOP
+        found_any := true;
+        RETURN NEXT ch;
+    END LOOP;
+    IF NOT found_any AND p_phone_number_id IS NULL THEN
+        RETURN QUERY SELECT c.id FROM @extschema@.wa_channels c WHERE c.id = posting_channel AND c.waba_id IS NULL;
+    END IF;
+END
+$$;
+
+-- Applies a template event to one channel's copy of the template; each attribute only if the
+-- event is not older than the one that set it. Returns what it did.
+CREATE FUNCTION _wa_apply_template_event(ch bigint, at timestamptz, t jsonb) RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    new_status   text := t ->> 'status';
+    new_quality  text := t ->> 'quality_score';
+    new_category text := t ->> 'category';
+    changes_at   timestamptz := pg_catalog.to_timestamp((t ->> 'category_changes_at')::double precision);
+    stale        boolean := COALESCE((t ->> 'components_changed')::boolean, false);
+BEGIN
+    UPDATE @extschema@.wa_templates x
+       SET status = CASE WHEN new_status IS NOT NULL AND (x.status_at IS NULL OR x.status_at <= at) THEN new_status ELSE x.status END,
+           reason = CASE WHEN new_status IS NOT NULL AND (x.status_at IS NULL OR x.status_at <= at) THEN t ->> 'reason' ELSE x.reason END,
+           status_at = CASE WHEN new_status IS NOT NULL AND (x.status_at IS NULL OR x.status_at <= at) THEN at ELSE x.status_at END,
+           quality_score = CASE WHEN new_quality IS NOT NULL AND (x.quality_at IS NULL OR x.quality_at <= at) THEN new_quality ELSE x.quality_score END,
+           quality_at = CASE WHEN new_quality IS NOT NULL AND (x.quality_at IS NULL OR x.quality_at <= at) THEN at ELSE x.quality_at END,
+           previous_category = CASE WHEN new_category IS NOT NULL AND (x.category_at IS NULL OR x.category_at <= at)
+                                    THEN COALESCE(t ->> 'previous_category', NULLIF(x.category, new_category), x.previous_category)
+                                    ELSE x.previous_category END,
+           category = CASE WHEN new_category IS NOT NULL AND (x.category_at IS NULL OR x.category_at <= at) THEN new_category ELSE x.category END,
+           category_changes_at = CASE WHEN new_category IS NOT NULL AND (x.category_at IS NULL OR x.category_at <= at)
+                                      THEN COALESCE(changes_at, at) ELSE x.category_changes_at END,
+           category_at = CASE WHEN new_category IS NOT NULL AND (x.category_at IS NULL OR x.category_at <= at) THEN at ELSE x.category_at END,
+           needs_sync_since = CASE WHEN stale THEN COALESCE(x.needs_sync_since, at) ELSE x.needs_sync_since END,
+           template_id = COALESCE(t ->> 'template_id', x.template_id),
+           updated_at = pg_catalog.now()
+     WHERE x.channel_id = ch AND x.name = t ->> 'name' AND x.language = t ->> 'language';
+    IF FOUND THEN
+        RETURN CASE WHEN stale THEN 'template marked for wa_sync_templates()' ELSE 'template updated' END;
+    END IF;
+    -- A template never synced: a status is enough to know it (as wa_sync_templates() would).
+    IF new_status IS NOT NULL THEN
+        INSERT INTO @extschema@.wa_templates (channel_id, name, language, status, template_id, reason, status_at)
+        VALUES (ch, t ->> 'name', t ->> 'language', new_status, t ->> 'template_id', t ->> 'reason', at);
+        RETURN 'template added';
+    END IF;
+    RETURN 'template not known to this channel: run wa_sync_templates() to read it';
+END
+$$;
+
+-- Records one business event for each channel it is for (see _wa_channel_event_targets), acts
+-- on it, and notifies wa_channel_event with the ids. What it acts on, only when no newer event
+-- of the same kind is recorded for the channel (an older one delivered late changes nothing):
+-- a lower send rate cap lowers wa_channels.max_messages_per_second (an operator raises it
+-- again); stops_sending pauses the queue with Meta's words as the reason (wa_resume_channel()
+-- resumes it); a template event updates wa_templates. Returns how many channels it was for.
+CREATE FUNCTION _wa_receive_channel_event(posting_channel bigint, p_phone_number_id text, business_account text,
+                                          p_display_phone_number text, p_kind @extschema@.wa_channel_event_kind,
+                                          p_field text, p_at double precision, p_summary text, p_facts jsonb,
+                                          p_template jsonb, p_payload jsonb, p_webhook_event bigint) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    at       timestamptz := COALESCE(pg_catalog.to_timestamp(p_at), pg_catalog.now());
+    cap      integer := (p_facts ->> 'send_rate_cap')::integer;
+    stops    boolean := COALESCE((p_facts ->> 'stops_sending')::boolean, false);
+    ch       @extschema@.wa_channels;
+    newest   boolean;
+    action   text;
+    event_id bigint;
+    n        integer := 0;
+BEGIN
+    FOR ch IN
+        SELECT c.* FROM @extschema@.wa_channels c
+         WHERE c.id IN (SELECT @extschema@._wa_channel_event_targets(posting_channel, p_phone_number_id, business_account,
+                                                                     p_display_phone_number))
+         ORDER BY c.id FOR UPDATE
+    LOOP
+        n := n + 1;
+        action := NULL;
+        IF EXISTS (SELECT 1 FROM @extschema@.wa_channel_events e
+                    WHERE e.channel_id = ch.id AND e.kind = p_kind AND e.event_at = at
+                      AND pg_catalog.md5(e.payload::text) = pg_catalog.md5(p_payload::text)) THEN
+            CONTINUE; -- a redelivery or a replay: recorded and acted on already
+        END IF;
+        newest := NOT EXISTS (SELECT 1 FROM @extschema@.wa_channel_events e
+                               WHERE e.channel_id = ch.id AND e.kind = p_kind AND e.event_at > at);
+        IF newest AND cap IS NOT NULL AND cap < ch.max_messages_per_second THEN
+            UPDATE @extschema@.wa_channels c SET max_messages_per_second = cap WHERE c.id = ch.id;
+            action := pg_catalog.format('send rate lowered from %s to %s messages/s; raise it when Meta allows more: '
+                                        'UPDATE wa_channels SET max_messages_per_second = <n> WHERE name = %L',
+                                        ch.max_messages_per_second, cap, ch.name);
+        END IF;
+        IF newest AND stops AND ch.paused_at IS NULL THEN
+            UPDATE @extschema@.wa_channels c
+               SET paused_at = pg_catalog.now(),
+                   paused_reason = 'Meta: ' || p_summary || '. Sending resumes with wa_resume_channel(' || pg_catalog.quote_literal(ch.name)
+                                   || ') once Meta lifts it (WhatsApp Manager -> Account quality).'
+             WHERE c.id = ch.id;
+            action := pg_catalog.concat_ws('; ', action, 'queue paused until wa_resume_channel()');
+        END IF;
+        IF p_template IS NOT NULL THEN
+            action := pg_catalog.concat_ws('; ', action, @extschema@._wa_apply_template_event(ch.id, at, p_template));
+        END IF;
+        IF p_kind = 'unknown_field' THEN
+            action := 'kept raw in webhook event ' || p_webhook_event || ' until it is replayed or its retention passes';
+        END IF;
+        INSERT INTO @extschema@.wa_channel_events (channel_id, kind, field, event_at, summary, facts, payload, action, webhook_event_id)
+        VALUES (ch.id, p_kind, p_field, at, p_summary, p_facts, p_payload, action, p_webhook_event)
+        RETURNING id INTO event_id;
+        PERFORM pg_catalog.pg_notify('wa_channel_event', pg_catalog.json_build_object('id', event_id, 'channel_id', ch.id)::text);
+    END LOOP;
+    RETURN n;
+END
+$$;
+
+-- Resumes a queue that Meta's restriction, ban or offboarding paused (wa_channel_events says
+-- which), once Meta has lifted it; a token error's pause is resumed by wa_set_access_token().
+CREATE FUNCTION wa_resume_channel(channel text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch_id bigint := @extschema@._wa_require_channel(channel, 'admin');
+BEGIN
+    -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
+    UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+END
+$$;
+
+-- Refuses a template whose state Meta's template webhooks changed so that sending it now would
+-- fail or cost what the sender did not choose: paused (low quality: Meta resumes it after a
+-- few hours), disabled, or recategorised with the change in effect (until wa_sync_templates()
+-- reads it again, which acknowledges the new category and its price). Kept apart from the
+-- other checks of wa_send_template so that each refusal is one small function.
+CREATE FUNCTION _wa_check_template_state(channel text, p_name text, p_language text) RETURNS void
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    t @extschema@.wa_templates;
+BEGIN
+    SELECT x.* INTO t FROM @extschema@.wa_templates x JOIN @extschema@.wa_channels c ON c.id = x.channel_id
+     WHERE c.name = channel AND x.name = p_name AND x.language = p_language;
+    IF NOT FOUND THEN
+        RETURN; -- _wa_check_template says what is wrong with a template this channel does not know
+    END IF;
+    IF t.status IN ('PAUSED', 'DISABLED') THEN
+        RAISE EXCEPTION 'template % (%) is % by Meta%', pg_catalog.quote_literal(p_name), p_language, t.status,
+                        COALESCE(' since ' || t.status_at::text, '')
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = COALESCE('Meta''s reason: ' || t.reason || '. ', '')
+                      || CASE t.status WHEN 'PAUSED' THEN 'Meta pauses a template whose quality dropped and resumes it by itself (3 hours the first time, 6 the second); '
+                                                          || 'a status webhook APPROVED lifts this refusal. Improve or replace the template in WhatsApp Manager.'
+                         ELSE 'A disabled template cannot be sent again: create a new one in WhatsApp Manager and wa_sync_templates(' || pg_catalog.quote_literal(channel) || ').' END;
+    END IF;
+    IF t.previous_category IS NOT NULL AND t.previous_category IS DISTINCT FROM t.category AND t.category_changes_at <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'template % (%) was recategorised by Meta from % to % on %', pg_catalog.quote_literal(p_name), p_language,
+                        t.previous_category, t.category, t.category_changes_at
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Meta now sends and charges it as ' || t.category || '. If that is acceptable, run wa_sync_templates('
+                      || pg_catalog.quote_literal(channel) || ') and send again; otherwise edit the template in WhatsApp Manager.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
+                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_       text := @extschema@.wa_normalize_recipient(recipient);
+    request   jsonb;
+    category  text;
+    marketing boolean;
+    auth_ttl  interval;
+    msg_id    bigint;
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    PERFORM @extschema@._wa_check_template_state(channel, name, language);
+    PERFORM @extschema@._wa_check_template(channel, name, language, components);
+    request := @extschema@._wa_template_request(to_, name, language, components);
+    -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
+    -- the channel's templates were never synced).
+    SELECT pg_catalog.upper(t.category), c.marketing_messages, c.authentication_template_ttl INTO category, marketing, auth_ttl
+      FROM @extschema@.wa_channels c
+      LEFT JOIN @extschema@.wa_templates t ON t.channel_id = c.id AND t.name = wa_send_template.name AND t.language = wa_send_template.language
+     WHERE c.name = channel;
+    IF category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        PERFORM @extschema@._wa_refuse_marketing_opt_out(channel, to_, name);
+    END IF;
+    IF request ->> 'recipient_type' = 'group' AND category = 'AUTHENTICATION' THEN
+        RAISE EXCEPTION 'template % (%) is an authentication template: Meta''s Groups API does not send those to groups', pg_catalog.quote_literal(name), language
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
+    END IF;
+    -- A one-time code is worth nothing late: the channel's authentication_template_ttl applies.
+    IF category = 'AUTHENTICATION' AND expires_at IS NULL THEN
+        expires_at := pg_catalog.now() + auth_ttl;
+    END IF;
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key, expires_at);
+    -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
+    IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
+        UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
+    END IF;
+    RETURN msg_id;
+END
+$$;
+
+-- One row per channel, answering the seed's "Common issues": is Meta reaching us, with the
+-- right secret and token, and is anything failing on the way out?
+CREATE OR REPLACE VIEW wa_channel_health WITH (security_invoker = true) AS
+SELECT c.id AS channel_id, c.name AS channel, c.phone_number_id, c.enabled,
+       c.paused_at AS outbox_paused_at, c.paused_reason AS outbox_paused_reason,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verified') AS last_verified_handshake_at,
+       (SELECT max(k.last_at) FROM @extschema@.wa_channel_counters k
+         WHERE k.channel_id = c.id AND k.kind IN ('stored', 'partial', 'incomplete', 'invalid_payload')) AS last_verified_post_at,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_at,
+       (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'signature_mismatch') AS last_signature_failure_cause,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'verify_token_mismatch') AS last_verify_token_mismatch_at,
+       (SELECT k.last_at FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'unrouted') AS last_unrouted_at,
+       (SELECT k.last_detail FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id AND k.kind = 'unrouted') AS last_unrouted_phone_number_id,
+       COALESCE((SELECT pg_catalog.jsonb_object_agg(k.kind, k.count) FROM @extschema@.wa_channel_counters k WHERE k.channel_id = c.id), '{}') AS counts,
+       (SELECT count(*) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status IN ('queued', 'sending')) AS outbox_queued,
+       (SELECT max(m.failed_at) FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed') AS last_send_failure_at,
+       (SELECT m.error_hint FROM @extschema@.wa_messages m WHERE m.channel_id = c.id AND m.status = 'failed'
+         ORDER BY m.failed_at DESC NULLS LAST LIMIT 1) AS last_send_failure_hint,
+       -- Webhook POSTs with items not stored yet for a database reason (answered 500; kept,
+       -- and replayed every minute until they are: see the server log for why).
+       (SELECT count(*) FROM @extschema@.wa_webhook_events e WHERE e.channel_id = c.id AND e.outcome = 'incomplete') AS incomplete_webhook_events,
+       -- Since when the Graph API has answered this channel's sends with nothing but transport
+       -- errors and 5xx (NULL: it answers): its queue waits and probes, nothing fails for it.
+       c.unreachable_since AS graph_api_unreachable_since,
+       -- What Meta last said about the number and its account (wa_channel_events: the latest
+       -- event, by Meta's time, that stated each; see README, "Channel and account health").
+       (SELECT e.facts ->> 'quality_rating' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'quality_rating' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS quality_rating,
+       (SELECT e.facts ->> 'messaging_limit' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'messaging_limit' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS messaging_limit,
+       (SELECT (e.facts ->> 'throughput')::integer FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'throughput' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS throughput,
+       (SELECT e.facts ->> 'account_status' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'account_status' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS account_status,
+       (SELECT e.facts ->> 'account_event' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'account_event' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS account_event,
+       (SELECT e.event_at FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'account_event' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS account_event_at,
+       (SELECT e.facts ->> 'display_name_status' FROM @extschema@.wa_channel_events e
+         WHERE e.channel_id = c.id AND e.facts ? 'display_name_status' ORDER BY e.event_at DESC, e.id DESC LIMIT 1) AS display_name_status,
+       -- Webhook fields this version does not understand, per field: how many events (each kept
+       -- raw in wa_webhook_events until it is replayed or its retention passes).
+       COALESCE((SELECT pg_catalog.jsonb_object_agg(u.field, u.events)
+                   FROM (SELECT e.field, pg_catalog.count(*) AS events FROM @extschema@.wa_channel_events e
+                          WHERE e.channel_id = c.id AND e.kind = 'unknown_field' GROUP BY e.field) u), '{}') AS unknown_fields
+  FROM @extschema@.wa_channels c;
+
+-- The new and replaced functions: their planner settings and privileges, as a fresh install has them.
+SELECT _wa_plan_hot_paths();
+SELECT _wa_apply_privileges();
+-- (end of issue 27, items 3-5)
+
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
 SELECT _wa_wake_delivery();

@@ -8,7 +8,6 @@ use crate::pg::spi::{column, ok};
 use pgrx::prelude::*;
 use pgrx::spi::SpiClient;
 use pgrx::{JsonB, PgSqlErrorCode};
-use whatsapp_cloud::webhook;
 
 pub fn insert_channel(
     name: &str,
@@ -102,20 +101,4 @@ pub fn replace_templates(channel_id: i64, templates: &[whatsapp_cloud::graph_api
         ));
     }
     i32::try_from(templates.len()).unwrap_or(i32::MAX)
-}
-
-/// A template status webhook, for the channels of `business_account` of the posting channel's app.
-pub fn apply_template_status(posting_channel: i64, business_account: Option<&str>, t: &webhook::TemplateStatus) {
-    ok(Spi::run_with_args(
-        "SELECT _wa_apply_template_status($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            posting_channel.into(),
-            business_account.into(),
-            t.name.as_str().into(),
-            t.language.as_str().into(),
-            t.status.as_str().into(),
-            t.template_id.as_deref().into(),
-            t.reason.as_deref().into(),
-        ],
-    ));
 }

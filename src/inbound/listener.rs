@@ -425,17 +425,18 @@ fn has_unknown_number(shared: &Shared, verified: &Verified) -> bool {
     payload
         .changes
         .iter()
-        .any(|c| c.template_status.is_none() && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_none())
+        .any(|c| c.phone_number_id.is_some() && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_none())
 }
 
 /// Whether a POST can join the batch of all POSTs stored together: a readable payload whose
-/// changes all belong to known channels, with no refused item, no template change and no
-/// history sync chunk (rare, large, and recorded per chunk: stored alone).
+/// changes all belong to known channels, with no refused item, nothing said about the business
+/// (account, templates, errors, unknown fields: rare, and recorded per event) and no history
+/// sync chunk (rare, large, and recorded per chunk: stored alone).
 fn fits_batch(shared: &Shared, verified: &Verified) -> bool {
     let Ok(payload) = &verified.payload else { return false };
     payload.changes.iter().all(|c| {
         c.rejected.is_empty()
-            && c.template_status.is_none()
+            && c.business.is_empty()
             && c.history_chunks.is_empty()
             && shared.route(&verified.channel, c.phone_number_id.as_deref()).is_some()
     })

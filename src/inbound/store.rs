@@ -449,3 +449,49 @@ pub fn history_chunk(channel_id: i64, c: &webhook::HistoryChunk) {
         ],
     ));
 }
+
+/// Records what Meta said about the business (`event` of `change`, in webhook event
+/// `event_id`) for the channels it is for, and acts on it (`_wa_receive_channel_event`, the one
+/// write path of `wa_channel_events`); returns for how many channels.
+pub fn channel_event(
+    posting_channel: i64,
+    event_id: i64,
+    change: &webhook::Change,
+    event: &webhook::BusinessEvent,
+) -> i32 {
+    let channels: Option<i32> = get_one_prepared(
+        "SELECT _wa_receive_channel_event($1, $2, $3, $4, $5::wa_channel_event_kind, $6, $7, $8, $9, $10, $11, $12)",
+        &[
+            posting_channel.into(),
+            change.phone_number_id.as_deref().into(),
+            change.business_account_id.as_deref().into(),
+            event.display_phone_number.as_deref().into(),
+            event.kind.as_sql().into(),
+            event.field.as_str().into(),
+            seconds(event.at).into(),
+            event.summary.as_str().into(),
+            JsonB(event.facts.to_json()).into(),
+            event.template.as_ref().map(|t| JsonB(t.to_json())).into(),
+            JsonB(event.raw.clone()).into(),
+            event_id.into(),
+        ],
+    );
+    channels.unwrap_or(0)
+}
+
+/// Per channel and webhook field not understood: how many events (for /metrics).
+pub fn unknown_fields() -> Vec<(i64, String, u64)> {
+    Spi::connect(|client| {
+        let rows = ok(client.select(
+            "SELECT channel_id, field, count(*) AS events FROM wa_channel_events
+              WHERE kind = 'unknown_field' GROUP BY channel_id, field ORDER BY channel_id, field",
+            None,
+            &[],
+        ));
+        rows.map(|row| {
+            let events: i64 = column(&row, "events");
+            (column(&row, "channel_id"), column(&row, "field"), u64::try_from(events).unwrap_or(0))
+        })
+        .collect()
+    })
+}

@@ -7,12 +7,11 @@
 use super::counts::{CounterKind, Counts};
 use super::store::{self, EventOutcome};
 use crate::channels::ChannelCredentials;
-use crate::channels::store as channels;
 use crate::pg::spi::store_rows;
 use crate::pg::subtransaction::{self, Cause};
 use crate::warning;
 use whatsapp_cloud::webhook::{
-    Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
+    BusinessKind, Call, Contact, ContactSync, Echo, GroupEvent, HistoryMessage, Message, Payload, Status, UserIdUpdate,
     UserPreference,
 };
 
@@ -30,6 +29,8 @@ pub struct Stored {
     pub unrouted: Vec<String>,
     pub new_messages: i64,
     pub new_statuses: i64,
+    /// Webhook fields not understood, and for how many channels each was recorded.
+    pub unknown_fields: Vec<(String, i32)>,
 }
 
 impl Stored {
@@ -131,11 +132,11 @@ impl Item<'_> {
 
 /// The messages and statuses of `payload` routed to their channels (see
 /// [`super::route::route`]), in order; and the `phone_number_id`s no channel of this app
-/// has. Template status changes are not items (see [`store_payload`]).
+/// has. What Meta says about the business is not an item (see [`store_payload`]).
 pub fn items<'a>(payload: &'a Payload, route: impl Fn(Option<&str>) -> Option<i64>) -> (Vec<Item<'a>>, Vec<String>) {
     let mut items = Vec::new();
     let mut unrouted = Vec::new();
-    for change in payload.changes.iter().filter(|c| c.template_status.is_none()) {
+    for change in &payload.changes {
         let Some(channel_id) = route(change.phone_number_id.as_deref()) else {
             if !change.messages.is_empty()
                 || !change.statuses.is_empty()
@@ -243,15 +244,28 @@ pub fn store_payload(
 ) -> Stored {
     let mut out = Stored::default();
     for change in &payload.changes {
-        if let Some(template) = &change.template_status {
-            let applied = subtransaction::run_classified(|| {
-                channels::apply_template_status(posting_channel, change.business_account_id.as_deref(), template)
-            });
-            if let Err(e) = applied {
-                out.failed(format!("template status of {}", template.name), e);
+        for event in &change.business {
+            let recorded =
+                subtransaction::run_classified(|| store::channel_event(posting_channel, event_id, change, event));
+            match recorded {
+                Ok(0) => out.problems.push(format!(
+                    "{} ({}) kept raw only: no channel of this app has business account {} (set wa_channels.waba_id)",
+                    event.field,
+                    event.summary,
+                    change.business_account_id.as_deref().unwrap_or("?")
+                )),
+                Ok(channels) => out
+                    .unknown_fields
+                    .extend((event.kind == BusinessKind::UnknownField).then(|| (event.field.clone(), channels))),
+                Err(e) => out.failed(format!("{} event", event.field), e),
             }
         }
         out.problems.extend(change.rejected.iter().map(|r| r.reason.to_string()));
+    }
+    // A field not understood keeps its raw event, marked partial, until a replay (by a
+    // version that understands it) or its retention.
+    for (field, _) in &out.unknown_fields {
+        out.problems.push(format!("webhook field {field:?} is not understood by this version: kept raw"));
     }
     let (items, unrouted) = items(payload, &route);
     out.unrouted = unrouted;

@@ -90,14 +90,23 @@ fn start_metrics() -> Option<metrics::server::ChannelNames> {
     }
 }
 
-/// What the metrics' HTTP threads cannot read themselves: channel names and queue lengths.
+/// What the metrics' HTTP threads cannot read themselves: channel names, queue lengths and
+/// webhook fields not understood.
 fn refresh_metrics(names: &metrics::server::ChannelNames) {
     let read = BackgroundWorker::transaction(|| {
-        use_extension_schema()
-            .then(|| (channels::store::channel_names(), outbound::store::queues(), inbound::store::incomplete_events()))
+        use_extension_schema().then(|| {
+            let unknown_fields = inbound::store::unknown_fields();
+            (
+                channels::store::channel_names(),
+                outbound::store::queues(),
+                inbound::store::incomplete_events(),
+                unknown_fields,
+            )
+        })
     });
-    let Some((channels, queues, incomplete)) = read else { return };
-    *names.write().unwrap_or_else(|p| p.into_inner()) = channels.into_iter().collect();
+    let Some((channels, queues, incomplete, unknown_fields)) = read else { return };
+    *names.write().unwrap_or_else(|p| p.into_inner()) =
+        metrics::server::FromTables { names: channels.into_iter().collect(), unknown_fields };
     metrics::counters::set_gauges(&queues, &incomplete);
 }
 

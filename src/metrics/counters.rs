@@ -141,5 +141,7 @@ pub fn snapshot() -> Snapshot {
         global: std::array::from_fn(|c| load(&s.global[c])),
         histograms,
         gauges_measured: s.gauges_measured.load(Ordering::Acquire),
+        // Not in shared memory: the reader fills them from wa_channel_events.
+        unknown_fields: Vec::new(),
     }
 }

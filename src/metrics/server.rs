@@ -10,8 +10,17 @@ use std::net::TcpListener;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// What the main thread hands the HTTP threads: channel names by id.
-pub type ChannelNames = Arc<RwLock<HashMap<i64, String>>>;
+/// What the main thread reads from Postgres for the HTTP threads, which make no Postgres call.
+#[derive(Default)]
+pub struct FromTables {
+    /// Channel names by id.
+    pub names: HashMap<i64, String>,
+    /// Per channel and webhook field not understood: how many changes came.
+    pub unknown_fields: Vec<(i64, String, u64)>,
+}
+
+/// What the main thread hands the HTTP threads (see [`FromTables`]).
+pub type ChannelNames = Arc<RwLock<FromTables>>;
 
 struct MetricsHandler {
     names: ChannelNames,
@@ -26,8 +35,13 @@ impl bounded_http::Handler for MetricsHandler {
         if request.method != "GET" && request.method != "HEAD" {
             return Response::text(405, "Method not allowed: GET /metrics");
         }
-        let names = self.names.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let text = channel_metrics::exposition::render(&counters::snapshot(), &names, &workers(self.listener_workers));
+        let (names, unknown_fields) = {
+            let read = self.names.read().unwrap_or_else(|p| p.into_inner());
+            (read.names.clone(), read.unknown_fields.clone())
+        };
+        let mut snapshot = counters::snapshot();
+        snapshot.unknown_fields = unknown_fields;
+        let text = channel_metrics::exposition::render(&snapshot, &names, &workers(self.listener_workers));
         Response::bytes(200, "text/plain; version=0.0.4; charset=utf-8", text.into_bytes())
     }
 }

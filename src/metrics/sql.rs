@@ -2,6 +2,7 @@
 //! psql. Read from the same shared memory in the calling backend.
 
 use super::{counters, server};
+use crate::inbound::store::unknown_fields;
 use pgrx::prelude::*;
 use std::collections::HashMap;
 
@@ -17,6 +18,7 @@ fn _wa_metrics() -> TableIterator<'static, (name!(metric, String), name!(labels,
     let visible = crate::channels::access::visible_channels();
     let mut snapshot = counters::snapshot();
     snapshot.channels.retain(|(id, _, _)| visible.may_read(*id));
+    snapshot.unknown_fields = unknown_fields().into_iter().filter(|(id, _, _)| visible.may_read(*id)).collect();
     let samples = channel_metrics::exposition::samples(&snapshot, &names, &workers);
     TableIterator::new(samples.into_iter().map(|s| {
         let labels: serde_json::Map<String, serde_json::Value> =

@@ -352,6 +352,15 @@ def test_a_flow_reply_shows_its_answers_and_a_marketing_opt_out_shows_live(page)
     wait_for("the opt-out gone from the list", lambda: "no marketing" not in conversation_item(page, wa).text)
 
 
+def test_the_health_panel_shows_the_accounts_latest_event(page):
+    row = lambda: page.find_element(By.CSS_SELECTOR, '#health tr[data-issue="account"]')
+    wait_for("the account row", lambda: row().get_attribute("class") == "ok")
+    superuser(f"UPDATE wa_channels SET waba_id = '7771001' WHERE name = '{CHANNEL}'")
+    wa_sim("account_violation", "--waba", "7771001")
+    wait_for("Meta's violation in the health panel", lambda: row().get_attribute("class") == "warning")
+    assert "ACCOUNT_VIOLATION: violation ADULT" in row().text
+
+
 def test_a_database_restart_loses_no_message(page):
     wa_sim("text", "--from", "16505550108", "--name", "Farah Haddad", "--text", "Before the restart")
     open_conversation(page, "16505550108")

@@ -75,6 +75,11 @@ const INCOMPLETE_EVENTS: Family = family(
     Kind::Gauge,
     "Stored webhook POSTs with items not stored yet for a database reason (kept and replayed until they are).",
 );
+const UNKNOWN_FIELDS: Family = family(
+    "webhook_unknown_fields_total",
+    Kind::Counter,
+    "Webhook changes of a field this version does not understand, per field (kept raw until replayed or past retention).",
+);
 const LISTENER: Family = family(
     "webhook_refused_total",
     Kind::Counter,
@@ -188,6 +193,10 @@ fn families(
                 push(family, Sample { name: full(family), labels: vec![("channel", channel_name(*id))], value });
             }
         }
+    }
+    for (id, field, events) in &snapshot.unknown_fields {
+        let labels = vec![("channel", channel_name(*id)), ("field", field.clone())];
+        push(&UNKNOWN_FIELDS, Sample { name: full(&UNKNOWN_FIELDS), labels, value: *events as f64 });
     }
     for (c, (family, label)) in GLOBAL_SAMPLES {
         let labels = label.map(|(k, v)| vec![(k, v.to_string())]).unwrap_or_default();

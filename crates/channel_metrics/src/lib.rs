@@ -111,4 +111,7 @@ pub struct Snapshot {
     /// Per histogram: cumulative bucket counts, count, sum.
     pub histograms: [([u64; BUCKETS], u64, f64); HISTOGRAMS],
     pub gauges_measured: bool,
+    /// Per channel and webhook field this version does not understand: how many changes came
+    /// (counted in `wa_channel_events`, which the reader of the snapshot queries).
+    pub unknown_fields: Vec<(i64, String, u64)>,
 }

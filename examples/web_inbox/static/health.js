@@ -28,6 +28,11 @@ function healthRows(h) {
   rows.push(["dev_mode", "App in Development mode error",
     devMode ? ["problem", `${time(h.last_send_failure_at)}: ${h.last_send_failure_hint}`]
       : ["ok", "no send refused for development mode"]]);
+  // What Meta last said about the account (a ban, restriction, violation, offboarding or review
+  // decision): a problem while it stops the queue, else a warning to read.
+  rows.push(["account", "Account (Meta)",
+    h.account_event ? [h.outbox_paused_at ? "problem" : "warning", `${time(h.account_event_at)}: ${h.account_event}`]
+      : ["ok", "no ban, restriction, violation or review from Meta"]]);
   rows.push(["outbox", "Outbox",
     h.outbox_paused_at ? ["problem", `paused since ${time(h.outbox_paused_at)}: ${h.outbox_paused_reason}`]
       : h.last_send_failure_at && !devMode ? ["warning", `${h.outbox_queued} queued; last send failure at ${time(h.last_send_failure_at)}: ${h.last_send_failure_hint || ""}`]

@@ -50,6 +50,10 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
                  "messages": [{ "from": "15550007001", "id": "wamid.ids.photo", "timestamp": t.to_string(), "type": "image",
                                 "image": { "mime_type": "image/jpeg", "sha256": sha256_base64(&bytes), "id": media_id } }] }));
 
+    // wa_channel_event: a webhook-level error Meta reports for the number.
+    let (field, error) = payloads::business_change("webhook_error", "", "15550783881").unwrap();
+    assert_eq!(ch.post_signed(&payloads::business_body("1", &ch.phone_number_id, field, error, t)).status, 200);
+
     // wa_status: a send the simulator takes to read; one Meta refuses (failed); one that
     // expires while the channel's queue is paused.
     db.query_one("SELECT wa_send_text($1, '15550007001', 'your order shipped')", &[&ch.name]).unwrap();
@@ -127,6 +131,7 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
             "wa_media" => ("SELECT channel_id, NULL::bigint FROM wa_media WHERE message_id = $1", &p["message_id"]),
             "wa_call" => ("SELECT channel_id, contact_id FROM wa_calls WHERE id = $1", &p["id"]),
             "wa_contact" => ("SELECT channel_id, NULL::bigint FROM wa_contacts WHERE id = $1", &p["id"]),
+            "wa_channel_event" => ("SELECT channel_id, NULL::bigint FROM wa_channel_events WHERE id = $1", &p["id"]),
             _ => continue, // wa_group, wa_history: the channel's id is the whole payload
         };
         let row =

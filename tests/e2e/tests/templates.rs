@@ -117,7 +117,7 @@ fn a_status_webhook_changes_a_template_and_sends_follow_it() {
     };
     assert_eq!((status.as_str(), reason.as_str()), ("PAUSED", "LOW_QUALITY"));
     let (msg, hint) = error_of("SELECT wa_send_template($1, '15552220002', 'hello_world', 'en_US')", &[&ch.name]);
-    assert!(msg.contains("is PAUSED, not APPROVED") && hint.contains("LOW_QUALITY"), "{msg} / {hint}");
+    assert!(msg.contains("is PAUSED by Meta") && hint.contains("LOW_QUALITY"), "{msg} / {hint}");
 }
 
 #[test]

@@ -54,7 +54,7 @@ CREATE ROLE regress_inbox;
 CREATE ROLE regress_nobody;
 GRANT SELECT ON wa_channels, wa_contacts, wa_messages, wa_message_statuses, wa_conversations, wa_conversation_state,
                 wa_message_costs, wa_calls, wa_channel_health, wa_channel_counters, wa_webhook_events, wa_templates,
-                wa_groups, wa_channel_access, wa_channel_grants TO regress_inbox;
+                wa_groups, wa_channel_access, wa_channel_grants, wa_channel_events TO regress_inbox;
 GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz),
                           wa_send_media(text, text, text, text, text, text, text, timestamptz),
                           wa_send_template(text, text, text, text, jsonb, text, timestamptz),

@@ -29,6 +29,8 @@ BEGIN
     VALUES (ch, 'wamid.' || tag || '.out', 'delivered', '{}', 'service', 'free_customer_service');
     INSERT INTO wa_channel_counters (channel_id, kind, count, last_at) VALUES (ch, 'stored', 1, now());
     INSERT INTO wa_templates (channel_id, name, language, status, category) VALUES (ch, 'hello_' || tag, 'en', 'APPROVED', 'UTILITY');
+    INSERT INTO wa_channel_events (channel_id, kind, field, event_at, summary, payload)
+    VALUES (ch, 'account_update', 'account_update', now(), 'ACCOUNT_VIOLATION: violation ADULT', '{}');
     INSERT INTO wa_contact_former_ids (channel_id, user_id, contact_id)
     SELECT ch, 'US.former.' || tag, k.id FROM wa_contacts k WHERE k.channel_id = ch LIMIT 1;
     PERFORM wa_send_text(channel, '1555000' || tag, 'queued on ' || channel);

@@ -5,7 +5,9 @@ use super::Flags;
 use super::channels::read_channels;
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
-use wa_sim::payloads::{self, Customer, GROUP_KINDS, HISTORY_KINDS, HistoryMessage, MESSAGE_KINDS, STATUS_KINDS};
+use wa_sim::payloads::{
+    self, BUSINESS_KINDS, Customer, GROUP_KINDS, HISTORY_KINDS, HistoryMessage, MESSAGE_KINDS, STATUS_KINDS,
+};
 
 pub(crate) fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
     let (url, app_secret, phone_number_id) =
@@ -28,6 +30,16 @@ pub(crate) fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     // Meta's time of the event, when it matters which of two is newer (marketing preferences).
     let now: u64 = flags.num("timestamp", now)?;
+    if BUSINESS_KINDS.contains(&kind) {
+        // What Meta says about the business comes on the account's entry: --waba (the
+        // channel's wa_channels.waba_id), --timestamp (Unix seconds, as for any kind: older
+        // events must not override newer ones), --text the template's name.
+        let template = flags.get("text").unwrap_or("order_update");
+        let (field, value) = payloads::business_change(kind, template, "15550783881").expect("a business kind");
+        let waba = flags.get("waba").unwrap_or("102290129340398");
+        let body = payloads::business_body(waba, &phone_number_id, field, value, now as i64).to_string().into_bytes();
+        return post(&url, &app_secret, &flags, body, &format!("{kind} ({field})"));
+    }
     let customer = Customer {
         wa_id: flags.get("from").unwrap_or("16505551234").to_string(),
         name: flags.get("name").unwrap_or("Sheena Nelson").to_string(),
@@ -89,29 +101,35 @@ pub(crate) fn trigger(kind: &str, flags: Flags) -> Result<(), String> {
                 Ok(payloads::status_value(kind, &wamid, &customer.wa_id, now as i64))
             } else {
                 payloads::message_value(kind, &wamid, &customer, text, now as i64).ok_or(format!(
-                    "unknown kind {kind:?}; messages: {}; statuses: {}; others: {}; groups: {}; coexistence: {}",
+                    "unknown kind {kind:?}; messages: {}; statuses: {}; others: {}; groups: {}; coexistence: {}; business: {}",
                     MESSAGE_KINDS.join(", "),
                     STATUS_KINDS.join(", "),
                     payloads::OTHER_KINDS.join(", "),
                     GROUP_KINDS.join(", "),
-                    HISTORY_KINDS.join(", ")
+                    HISTORY_KINDS.join(", "),
+                    BUSINESS_KINDS.join(", ")
                 ))
             }
         })
         .collect::<Result<Vec<_>, _>>()?;
     let body = payloads::batch(&phone_number_id, values).to_string().into_bytes();
-    let secret = if flags.has("bad-signature") { "0000000000000000000000000000000f".to_string() } else { app_secret };
+    post(&url, &app_secret, &flags, body, &format!("{kind} x{batch} from +{}", customer.wa_id))
+}
+
+/// Signs and posts one body to the listener at `url`.
+fn post(url: &str, app_secret: &str, flags: &Flags, body: Vec<u8>, what: &str) -> Result<(), String> {
+    let secret = if flags.has("bad-signature") { "0000000000000000000000000000000f" } else { app_secret };
     let signature = whatsapp_cloud::signature::sign(secret.as_bytes(), &body);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut response = agent
-        .post(&url)
+        .post(url)
         .content_type("application/json")
         .header(whatsapp_cloud::signature::HEADER, &signature)
         .send(&body[..])
         .map_err(|e| format!("POST {url}: {e}"))?;
     let status = response.status().as_u16();
     let answer = response.body_mut().read_to_string().unwrap_or_default();
-    println!("wa-sim trigger: POST {kind} x{batch} from +{} to {url}: {status} {answer}", customer.wa_id);
+    println!("wa-sim trigger: POST {what} to {url}: {status} {answer}");
     if status == 200 || flags.has("bad-signature") { Ok(()) } else { Err(format!("the listener answered {status}")) }
 }
 

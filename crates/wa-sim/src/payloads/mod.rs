@@ -5,6 +5,7 @@
 //! This file holds the kinds `wa-sim trigger` sends and who sends them; the bodies are built by
 //! a file per family: messages and other customer events, statuses, groups, history.
 
+mod business;
 mod envelope;
 mod groups;
 mod history;
@@ -13,6 +14,7 @@ mod statuses;
 #[cfg(test)]
 mod tests;
 
+pub use business::{BUSINESS_KINDS, business_body, business_change};
 pub use envelope::{batch, envelope, envelope_with_field, merge_values};
 pub use groups::{
     group_lifecycle_value, group_message_value, group_participants_value, group_settings_value, group_status_value,
@@ -70,7 +72,7 @@ pub const HISTORY_KINDS: &[&str] = &["history", "history_declined", "contacts_sy
 
 /// The business number's display number: `metadata.display_phone_number`, and the `from` of
 /// the business's own messages in history.
-const BUSINESS_NUMBER: &str = "15550783881";
+pub(crate) const BUSINESS_NUMBER: &str = "15550783881";
 
 /// The customer a message comes from.
 #[derive(Debug, Clone)]

@@ -6,10 +6,12 @@
 //! every item is kept, and items that lack even a wamid are reported, not dropped silently.
 //!
 //! [`parse`] reads a POST body into a [`Payload`]; each kind of item a change carries
-//! (messages, statuses, contacts, calls, groups, history, template statuses, marketing
-//! preferences, structured replies) has its own file.
+//! (messages, statuses, contacts, calls, groups, history, marketing preferences, structured
+//! replies) has its own file, and what Meta says about the business (account, numbers,
+//! templates, errors, unknown fields) is read by `business`.
 
 mod bad_input;
+mod business;
 mod calls;
 mod contacts;
 mod groups;
@@ -21,11 +23,15 @@ mod payload;
 mod preferences;
 mod statuses;
 mod structured_replies;
-mod template_status;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_business;
 
 pub use bad_input::replace_nul;
+pub use business::{
+    BusinessEvent, BusinessKind, CONVERSATION_FIELDS, ChannelFacts, HIGH_THROUGHPUT, STANDARD_THROUGHPUT, TemplateState,
+};
 pub use calls::Call;
 pub use contacts::{Contact, ContactSync, UserIdUpdate};
 pub use groups::GroupEvent;
@@ -37,7 +43,6 @@ pub use payload::{Change, ParseError, Payload, Rejected};
 pub use preferences::{MarketingPreference, UserPreference};
 pub use statuses::{Pricing, Status};
 pub use structured_replies::StructuredReply;
-pub use template_status::TemplateStatus;
 
 use serde_json::Value;
 

@@ -2,6 +2,7 @@
 //! items in it read by the file for that kind of item.
 
 use super::bad_input::{replace_nul, take_too_deep};
+use super::business::parse_business;
 use super::calls::parse_call;
 use super::contacts::{parse_contact, parse_contact_sync, parse_user_id_update};
 use super::groups::parse_group_event;
@@ -9,8 +10,7 @@ use super::history::{history_media, parse_history};
 use super::messages::{parse_echo, parse_message};
 use super::preferences::{parse_user_preference, preference_of_system_message};
 use super::statuses::parse_status;
-use super::template_status::parse_template_status;
-use super::{Change, ParseError, Payload, Rejected, str_at};
+use super::{Change, ParseError, Payload, Rejected, int_at, str_at};
 use crate::salvage;
 use serde_json::Value;
 
@@ -38,6 +38,8 @@ pub fn parse(body: &[u8]) -> Result<Payload, ParseError> {
             let mut parsed = parse_change(too_deep.0.as_ref().unwrap_or(change));
             parsed.rejected.extend(too_deep.1);
             parsed.business_account_id = str_at(entry, &["id"]);
+            let at = int_at(entry, &["time"]);
+            parsed.business.iter_mut().for_each(|e| e.at = at);
             changes.push(parsed);
         }
     }
@@ -80,7 +82,6 @@ fn parse_change(change: &Value) -> Change {
     user_preferences.extend(messages.iter().filter_map(preference_of_system_message));
     let statuses = collect(items("statuses"), "status without an id (wamid) or status", &mut rejected, parse_status);
     Change {
-        field,
         phone_number_id: str_at(value, &["metadata", "phone_number_id"]),
         display_phone_number,
         contacts,
@@ -94,10 +95,10 @@ fn parse_change(change: &Value) -> Change {
         history_chunks,
         contact_syncs,
         user_preferences,
-        errors: items("errors").to_vec(),
+        business: parse_business(&field, value),
+        field,
         rejected,
         business_account_id: None,
-        template_status: parse_template_status(change.get("field").and_then(Value::as_str), value),
     }
 }
 

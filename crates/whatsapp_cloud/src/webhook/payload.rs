@@ -1,8 +1,9 @@
 //! What a webhook POST becomes: a [`Payload`] of [`Change`]s, each with the items it carried,
 //! and the items that could not be used.
 
+use super::{BusinessEvent, UserIdUpdate};
 use super::{Call, Contact, ContactSync, Echo, GroupEvent, HistoryChunk, HistoryMessage, Message, Status};
-use super::{TemplateStatus, UserIdUpdate, UserPreference};
+use super::UserPreference;
 use serde_json::Value;
 
 /// A webhook POST body, flattened: one [`Change`] per `entry[].changes[]`.
@@ -47,14 +48,13 @@ pub struct Change {
     /// Customers who stopped or resumed marketing messages: `value.user_preferences[]` (field
     /// `user_preferences`), and `user_preference_changed` system messages among `messages`.
     pub user_preferences: Vec<UserPreference>,
-    /// `value.errors[]`, kept raw.
-    pub errors: Vec<Value>,
     /// Items that could not be used (no wamid), kept raw with the reason.
     pub rejected: Vec<Rejected>,
     /// `entry[].id`: the WhatsApp Business Account the change is about.
     pub business_account_id: Option<String>,
-    /// For `message_template_status_update`: the template and its new status.
-    pub template_status: Option<TemplateStatus>,
+    /// What Meta said about the business (account, number, limits, templates), webhook-level
+    /// `value.errors[]`, or a field not understood: see [`super::business`].
+    pub business: Vec<BusinessEvent>,
 }
 
 /// An item that cannot be stored as a message or status, and why.

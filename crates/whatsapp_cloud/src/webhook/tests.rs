@@ -4,7 +4,7 @@ use super::*;
 use serde_json::Value;
 
 // Meta's text example (reference §1.7), verbatim.
-const TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=","timestamp":"1749416383","type":"text","text":{"body":"Does it come in another color?"}}]},"field":"messages"}]}]}"#;
+pub(super) const TEXT: &str = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"value":{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550783881","phone_number_id":"106540352242922"},"contacts":[{"profile":{"name":"Sheena Nelson"},"wa_id":"16505551234"}],"messages":[{"from":"16505551234","id":"wamid.HBgLMTY1MDM4Nzk0MzkVAgASGBQzQTRBNjU5OUFFRTAzODEwMTQ0RgA=","timestamp":"1749416383","type":"text","text":{"body":"Does it come in another color?"}}]},"field":"messages"}]}]}"#;
 
 #[test]
 fn nul_characters_become_replacement_characters() {
@@ -325,17 +325,6 @@ fn reads_the_text_an_agent_sees_for_each_kind() {
         Some("c")
     );
     assert_eq!(text_of(r#"{"id":"1","type":"reaction","reaction":{"message_id":"m"}}"#), None);
-}
-
-#[test]
-fn reads_template_status_updates() {
-    let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","time":1,"changes":[{"field":"message_template_status_update",
-        "value":{"event":"REJECTED","message_template_id":594425479261596,"message_template_name":"order_update","message_template_language":"en_US","reason":"INCORRECT_CATEGORY"}}]}]}"#;
-    let c = &parse(body.as_bytes()).unwrap().changes[0];
-    assert_eq!(c.business_account_id.as_deref(), Some("102290129340398"));
-    let t = c.template_status.as_ref().unwrap();
-    assert_eq!((t.status.as_str(), t.name.as_str(), t.language.as_str()), ("REJECTED", "order_update", "en_US"));
-    assert_eq!((t.template_id.as_deref(), t.reason.as_deref()), (Some("594425479261596"), Some("INCORRECT_CATEGORY")));
 }
 
 #[test]
