@@ -11,7 +11,7 @@
 //! Graph API does not answer waits and probes ([`crate::outbound::outages`]).
 
 use super::outages::Outages;
-use super::recording::{Answer, RECORD_AGAIN, Unrecorded, record_all};
+use super::recording::{Answer, RECORD_AGAIN, Unrecorded, got_no_answer, record_all};
 use super::sender_pool::{Finished, Send, SenderPool, Work};
 use super::store::{self, Claimed, GraphEndpoint, OutboxAction};
 use crate::maintenance::store::analyze_if_stale;
@@ -153,9 +153,22 @@ impl Delivery {
     /// Records what the senders finished, with what could not be recorded before.
     fn record_results(&mut self) {
         let mut results = std::mem::take(&mut self.unrecorded);
+        let now = Instant::now();
         for done in self.pool.finished() {
             match done {
-                Finished::Sent(id, r) => results.sends.extend(self.in_flight.remove(&id).map(|c| Answer::new(c, r))),
+                Finished::Sent(id, r) => {
+                    let Some(message) = self.in_flight.remove(&id) else { continue };
+                    // A send that got no answer is retried as unsent: it does not count against
+                    // the customer's pair rate. Otherwise an outage's probes and retries would run
+                    // up minutes of pair debt, and the first answer, instead of resuming the
+                    // queue, would find each customer's messages deferred for it. (Read
+                    // receipts took no quota; one message per customer is in flight at a time,
+                    // so this is the quota that message took.)
+                    if message.kind == OutboxAction::Message && got_no_answer(&r) {
+                        self.pairs.refund(&(message.channel_id, message.recipient.clone()), now);
+                    }
+                    results.sends.push(Answer::new(message, r));
+                }
                 Finished::Downloaded(id, r) => results.downloads.extend(self.downloads.remove(&id).map(|j| (j, r))),
             }
         }
