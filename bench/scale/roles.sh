@@ -18,7 +18,7 @@ make_inbox_role() { # role (a plain lower-case name, checked by scale.sh)
            EXECUTE format('GRANT SELECT ON %s TO $1', r);
          END LOOP;
        END\$\$" >/dev/null || die "could not grant the extension's tables to $1"
-  sql "GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz) TO $1" >/dev/null \
+  sql "GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz, timestamptz) TO $1" >/dev/null \
     || die "could not grant wa_send_text to $1"
 }
 

@@ -17,8 +17,8 @@ mod templates;
 mod urls;
 
 pub use bodies::{
-    GROUP_HINT, InvalidMessage, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MEDIA_KINDS, interactive, location, mark_read,
-    media, reaction, template, text, text_message,
+    GROUP_HINT, InvalidMessage, MAX_CAPTION_CHARS, MAX_CONTACTS, MAX_TEXT_CHARS, MEDIA_KINDS, contacts, interactive,
+    location, mark_read, media, reaction, template, text, text_message,
 };
 pub use callback::{CALLBACK_PREFIX, callback_message_id, with_callback_data};
 pub use hints::hint;
