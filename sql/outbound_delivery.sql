@@ -47,9 +47,13 @@ END;
 -- scheduled fails instead, saying so (Meta would refuse it with 131047). Each change is
 -- notified on wa_status. Run by every claim (one probe of wa_messages_scheduled when none is due).
 CREATE FUNCTION _wa_release_scheduled() RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- (PL/pgSQL, not SQL: it runs at every claim, and PL/pgSQL keeps its plan for the session.)
 AS $$
+DECLARE
+    released integer;
+BEGIN
     WITH due AS (
         SELECT m.id, @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) AS open
           FROM @extschema@.wa_messages m
@@ -57,7 +61,7 @@ AS $$
          ORDER BY m.next_attempt_at
          LIMIT 1000
            FOR UPDATE SKIP LOCKED
-    ), released AS (
+    ), changed AS (
         UPDATE @extschema@.wa_messages x
            SET status = CASE WHEN d.open THEN 'queued' ELSE 'failed' END,
                failed_at = CASE WHEN NOT d.open THEN pg_catalog.now() END,
@@ -70,7 +74,9 @@ AS $$
          WHERE x.id = d.id
         RETURNING x.id, x.channel_id)
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
-      FROM (SELECT released.id, released.channel_id FROM released ORDER BY released.id) r
+      INTO released
+      FROM (SELECT changed.id, changed.channel_id FROM changed ORDER BY changed.id) r;
+END
 $$;
 
 CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)

@@ -75,9 +75,6 @@ pub(super) fn answer(
     if to.is_empty() || kind.is_empty() || json.get(kind).is_none() {
         return meta_error(400, 100, "(#100) Invalid parameter: to, type and the type's object are required");
     }
-    if let Some(problem) = context_problem(&json, kind).or_else(|| contacts_problem(&json, kind)) {
-        return meta_error(400, problem.0, problem.1);
-    }
     let group = is_group_send(&json);
     if group && !GROUP_TYPES.contains(&kind) {
         return meta_error(
@@ -85,6 +82,9 @@ pub(super) fn answer(
             131009,
             "(#131009) Parameter value is not valid: this message type is not supported in groups",
         );
+    }
+    if let Some(problem) = context_problem(&json, kind).or_else(|| contacts_problem(&json, kind)) {
+        return meta_error(400, problem.0, problem.1);
     }
     let shape = if group {
         Shape::Group
