@@ -73,9 +73,7 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
     // What Meta says about the account: a channel event (the display name approved).
     db.execute("UPDATE wa_channels SET waba_id = '7770001' WHERE name = $1", &[&live.name]).unwrap();
     let (field, value) = payloads::business_change("name_approved", "order_update", "15550783881").unwrap();
-    let answer = live
-        .post_signed_to(&cluster, &payloads::business_body("7770001", &live.phone_number_id, field, value, now()))
-        .unwrap();
+    let answer = live.post_signed_to(&cluster, &payloads::business_body("7770001", &live.phone_number_id, field, value, now())).unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     db.execute(
         "INSERT INTO wa_templates (channel_id, name, language, status, category)

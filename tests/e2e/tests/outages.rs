@@ -88,14 +88,7 @@ fn a_long_outage_fails_nothing_and_delivery_resumes_in_order() {
             .iter()
             .map(|r| {
                 let wait: Option<String> = r.get::<_, Option<String>>(3);
-                format!(
-                    "{} {} attempts={} next in {:?} {:?}",
-                    r.get::<_, i64>(0),
-                    r.get::<_, String>(1),
-                    r.get::<_, i32>(2),
-                    wait,
-                    r.get::<_, Option<String>>(4)
-                )
+                format!("{} {} attempts={} next in {:?} {:?}", r.get::<_, i64>(0), r.get::<_, String>(1), r.get::<_, i32>(2), wait, r.get::<_, Option<String>>(4))
             })
             .collect();
         panic!("not every message went out after the outage:\n{}\n{}", rows.join("\n"), cluster.log());
