@@ -243,7 +243,7 @@ DATE=$(date -u)
 progress "cluster up: listener pid(s) $(listener_pids | paste -sd " ") on $SCALE_LISTEN, RssAnon ${RSS[start]} kB"
 
 # --- measurements ------------------------------------------------------------------------------
-declare -A LOAD PGB Q QRUNS TPS OUT SEQ ROWS WAL
+declare -A LOAD PGB Q QRUNS QCPU POLICY_CPU CALL_CPU TPS OUT SEQ ROWS WAL
 LOAD_LINES=()
 SEQ_STEPS=() # the steps of phase B, in order
 
@@ -290,6 +290,11 @@ phase() { # A or B
   measure_read "$p:unread" "$UNREAD_SQL" "$WORK/channel_args"
   measure_read "$p:all" "$ALL_SQL" "$WORK/channel_args"
   for k in $READS; do cp "$WORK/explain_$p:$k.txt" "$WORK/plan_${p}_$k.txt"; done
+  # The same three reads of one channel as the owner, whom row-level security does not
+  # filter: the difference in server CPU is what the policies cost, on one database.
+  if [ "$READ_USER" != postgres ]; then
+    for k in $OWNER_READS; do measure_policy_cpu "$p:$k" "$(read_sql "$k")" "$WORK/$(read_args "$k")"; done
+  fi
   step_end "$p" "reads"
 
   # (iv) wa_send_text against a plain INSERT of the same row, channel paused; both as the
@@ -322,6 +327,10 @@ SQL
   out=$(run_pgbench_as "$READ_USER" -M prepared -c "$PGB_CLIENTS" -j 2 -T "$SECS" -f "$WORK/send.sql")
   TPS[$p:send]=$(pgbench_tps "$out")
   progress "  plain INSERT ${TPS[$p:plain]} tps, wa_send_text ${TPS[$p:send]} tps"
+  # The same two, one session, one transaction a call: server CPU, which other work on the
+  # machine hardly moves (the rates above swing by a tenth from run to run).
+  measure_call_cpu "$READ_USER" 1000 "$p:send" "$(sed -n 2p "$WORK/send.sql" | sed 's/:k/$1/; s/;$//')" \
+    "$p:plain" "$(sed -n '2,$p' "$WORK/plain.sql" | sed 's/:k/$1/; s/;$//' | tr '\n' ' ')" "$recipients"
   # Deleted before the channel resumes, so that nothing sends them; by the outbox index.
   TPS[$p:deleted]=$(sql "WITH d AS (DELETE FROM wa_messages WHERE channel_id = $CHANNEL_ID AND status IN ('queued', 'sending')
                            AND direction = 'outbound' RETURNING 1) SELECT count(*) FROM d")

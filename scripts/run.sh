@@ -176,6 +176,13 @@ A three-step tour (a browser and a terminal):
      and watch the ticks move: sent, delivered, read within ~2 s.
   Other kinds: wa-sim trigger image|voice|location|reaction|button_reply|... --channel demo; --batch 10;
   --bad-signature shows in the health panel.
+  4. What Meta says beyond messages: WA_DSN="$DSN" target/release/wa-sim trigger KIND --channel demo ...
+       flow_reply --from 16505551234                   a Flow's answers, a table in the conversation
+       user_preferences --from 16505551234 --value stop  "Stop promotions": marketing templates refused
+       quality_flagged                                 the number's quality drops: its send rate is lowered
+       account_restriction                             the queue pauses with Meta's reason;
+                                                       SELECT wa_resume_channel('demo') resumes it
+     The last two are rows of wa_channel_events, shown by wa_channel_health and the health panel.
 
 Your own channel: SELECT wa_add_channel('support', '<phone number id>', '<access token>', '<app secret>', '<verify token>');
 then follow the README's walkthrough (wa_webhook_url, Meta's Verify and Save).

@@ -4,7 +4,8 @@
 -- Every function pins search_path and qualifies the extension's objects with @extschema@,
 -- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
 
--- Call events (connect, terminate) into wa_calls, one row per call. The customer (the caller of
+-- Call events (connect, terminate) into wa_calls, one row per call, and each event as it came
+-- into wa_call_events. The customer (the caller of
 -- their own call, the callee of the business's) becomes a contact if needed, and their call
 -- opens or extends the 24-hour window, as a message does. Each change is notified on wa_call
 -- ({"id", "channel_id", "contact_id"}: the row says the rest); a redelivered event changes
@@ -39,6 +40,10 @@ BEGIN
                  WHERE x.id = k AND (x.last_inbound_at IS NULL OR x.last_inbound_at < event_at);
             END IF;
         END IF;
+        -- Every event is kept as Meta sent it (the connect event's SDP offer too), once.
+        INSERT INTO @extschema@.wa_call_events (channel_id, call_id, event, event_at, payload)
+        VALUES (r.ch, r.cid, COALESCE(r.ev, 'unknown'), event_at, r.pl)
+        ON CONFLICT DO NOTHING;
         INSERT INTO @extschema@.wa_calls AS w (channel_id, call_id, contact_id, direction, status, missed, rang_at,
                                               started_at, ended_at, duration_seconds, payload)
         VALUES (r.ch, r.cid, k,

@@ -11,16 +11,17 @@
 -- the channel is unknown or disabled, when a group is not an active group of the channel, or
 -- when the customer's (or the group's) 24-hour window is closed to this type of message (Meta
 -- accepts free-form messages only within 24 hours of the customer's last message; outside it
--- they fail later with 131047: refused here, where the caller can act). The window is judged at
--- `at`, when the message is to go out (now, or its send_at). The planner inlines it into
--- _wa_enqueue's INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
+-- they fail later with 131047: refused here, where the caller can act), or when the customer is
+-- blocked (wa_block(): Meta would refuse the send). The window is judged at `at`, when the
+-- message is to go out (now, or its send_at). The planner inlines it into _wa_enqueue's
+-- INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
 CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean, at timestamptz)
 RETURNS TABLE (channel_id bigint, contact_id bigint, group_id text)
 LANGUAGE sql STABLE
 BEGIN ATOMIC
     SELECT c.id, k.id, g.group_id
       FROM @extschema@.wa_channels c
-      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at FROM @extschema@.wa_contacts k
+      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at, k.blocked_at FROM @extschema@.wa_contacts k
                           WHERE NOT _wa_enqueue_target.to_group
                             AND k.channel_id = c.id
                             AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
@@ -34,6 +35,7 @@ BEGIN ATOMIC
                             AND g.status = 'active') g ON true
      WHERE c.name = _wa_enqueue_target.channel AND c.enabled
        AND (NOT _wa_enqueue_target.to_group OR g.group_id IS NOT NULL)
+       AND (k.blocked_at IS NULL OR _wa_enqueue_target.p_type = 'mark_read')
        AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
             OR k.last_inbound_at >= _wa_enqueue_target.at - interval '24 hours'
             OR g.last_inbound_at >= _wa_enqueue_target.at - interval '24 hours');
@@ -163,6 +165,12 @@ BEGIN
          WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
          ORDER BY k.last_inbound_at DESC NULLS LAST
          LIMIT 1;
+        IF contact.blocked_at IS NOT NULL AND p_type <> 'mark_read' THEN
+            RAISE EXCEPTION '% is blocked on channel % (since %): Meta refuses messages to a blocked customer', recipient,
+                pg_catalog.quote_literal(channel), contact.blocked_at
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = pg_catalog.format('Unblock them first: SELECT wa_unblock(%L, ARRAY[%L]).', channel, recipient);
+        END IF;
         last_in := contact.last_inbound_at;
     END IF;
     IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window

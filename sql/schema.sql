@@ -94,6 +94,9 @@ CREATE TABLE wa_contacts (
     -- The time of the latest preference event applied (Meta's timestamp): an older event,
     -- delivered late or again, never overrides a newer one.
     marketing_preference_at timestamptz,
+    -- When Meta confirmed that this business blocked the customer (wa_block(), through the
+    -- action outbox); NULL once unblocked. wa_send_* refuse a blocked customer at enqueue.
+    blocked_at              timestamptz,
     UNIQUE (channel_id, wa_id),
     UNIQUE (channel_id, user_id),
     CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL)
@@ -135,6 +138,23 @@ CREATE TABLE wa_calls (
     UNIQUE (channel_id, call_id)
 );
 CREATE INDEX wa_calls_contact ON wa_calls (contact_id, id);
+
+-- Every event of a call as Meta sent it (connect with its SDP offer, terminate, ...), in the
+-- order received: wa_calls keeps the call's state, and only its latest event.
+CREATE TABLE wa_call_events (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id  bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    call_id     text NOT NULL,
+    -- Meta's event: connect, terminate, ...
+    event       text NOT NULL,
+    -- Meta's timestamp of the event, else when it was received.
+    event_at    timestamptz NOT NULL,
+    payload     jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX wa_call_events_call ON wa_call_events (channel_id, call_id, id);
+-- Meta redelivers: the same event of a call is kept once.
+CREATE UNIQUE INDEX wa_call_events_once ON wa_call_events (channel_id, call_id, event, event_at, pg_catalog.md5(payload::text));
 
 -- The groups of the Groups API this number manages, as their webhooks describe them
 -- (group_lifecycle_update, group_participants_update, group_settings_update,
@@ -493,6 +513,46 @@ CREATE INDEX wa_media_due ON wa_media (next_attempt_at) WHERE status = 'pending'
 -- Downloaded bytes in the order they expire (whatsapp_channel.media_retention).
 CREATE INDEX wa_media_kept ON wa_media (updated_at) WHERE content IS NOT NULL;
 
+-- The action outbox: Graph API calls that are not messages (block and unblock users, act on a
+-- call, create and delete templates), queued in the caller's transaction by the SQL API
+-- (sql/outbound_actions.sql) and performed by the delivery worker after COMMIT, retried as
+-- messages are. The kinds are the Graph API endpoints; a new endpoint is a new label.
+CREATE TYPE wa_action_kind AS ENUM ('block', 'unblock', 'call', 'create_template', 'delete_template');
+-- What wa_call_action() can do to a call (Meta's `action`).
+CREATE TYPE wa_call_action AS ENUM ('pre_accept', 'accept', 'reject', 'terminate');
+
+CREATE TABLE wa_actions (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id      bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    kind            wa_action_kind NOT NULL,
+    -- What it acts on, to find it by: the call id, the template's name; NULL for a block
+    -- (its users are in the request).
+    target          text,
+    -- The Graph API body (NULL for a template's deletion, which names it in the URL).
+    request         jsonb,
+    -- queued -> sending -> done, or failed (with the error); done with error_code set when Meta
+    -- did some of it (a block some of whose users failed: see result).
+    status          text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'done', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz DEFAULT pg_catalog.now(),
+    -- Meta's answer (a block's added_users / removed_users and failed_users with their errors).
+    result          jsonb,
+    error_code      integer,
+    error_title     text,
+    error_details   text,
+    error_hint      text,
+    -- The role that queued it (the session's, not the functions' owner).
+    created_by      name NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    done_at         timestamptz
+);
+-- The due actions, for the delivery worker's claim (few: actions are rare next to messages).
+CREATE INDEX wa_actions_due ON wa_actions (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX wa_actions_channel ON wa_actions (channel_id, id);
+-- What is not done yet per channel and target: an action waits for the older ones of its target.
+CREATE INDEX wa_actions_pending ON wa_actions (channel_id, (COALESCE(target, ''))) WHERE status IN ('queued', 'sending');
+
 -- Backups. pg_dump leaves an extension's tables out of a dump (CREATE EXTENSION makes them
 -- again, empty) unless the extension registers them as holding the user's data. Every table
 -- above does, so a dump restores the product: channels and their credentials, contacts,
@@ -507,7 +567,8 @@ DECLARE
 BEGIN
     FOREACH t IN ARRAY ARRAY['wa_channels', 'wa_channel_secrets', 'wa_channel_grants', 'wa_contacts', 'wa_contact_former_ids', 'wa_calls',
                              'wa_groups', 'wa_webhook_events', 'wa_messages', 'wa_conversation_state',
-                             'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media', 'wa_channel_events'] LOOP
+                             'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media', 'wa_channel_events',
+                             'wa_call_events', 'wa_actions'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t::regclass, '');
         seq := (SELECT pg_catalog.pg_get_serial_sequence(t, a.attname) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = t::regclass AND a.attidentity <> '');

@@ -4046,6 +4046,639 @@ SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();
 -- (end of issue 27, items 3-5)
 
+-- (issue 28, items 2, 4 and 6: the action outbox, block and unblock, call actions and every
+-- event of a call, template creation and deletion)
+
+CREATE FUNCTION "_wa_wake_actions"() RETURNS void
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_wake_actions_wrapper';
+
+CREATE FUNCTION "_wa_block_request"(
+	"recipients" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_block_request_wrapper';
+
+CREATE FUNCTION "_wa_call_action_request"(
+	"call_id" TEXT, /* Option < & str > */
+	"action" TEXT, /* Option < & str > */
+	"sdp" TEXT /* Option < & str > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_call_action_request_wrapper';
+
+CREATE FUNCTION "_wa_create_template_request"(
+	"name" TEXT, /* Option < & str > */
+	"language" TEXT, /* Option < & str > */
+	"category" TEXT, /* Option < & str > */
+	"components" jsonb /* Option < JsonB > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_create_template_request_wrapper';
+
+-- When Meta confirmed that this business blocked the customer (wa_block(), through the
+-- action outbox); NULL once unblocked. wa_send_* refuse a blocked customer at enqueue.
+ALTER TABLE wa_contacts ADD COLUMN blocked_at timestamptz;
+
+-- Every event of a call as Meta sent it (connect with its SDP offer, terminate, ...), in the
+-- order received: wa_calls keeps the call's state, and only its latest event.
+CREATE TABLE wa_call_events (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id  bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    call_id     text NOT NULL,
+    -- Meta's event: connect, terminate, ...
+    event       text NOT NULL,
+    -- Meta's timestamp of the event, else when it was received.
+    event_at    timestamptz NOT NULL,
+    payload     jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+CREATE INDEX wa_call_events_call ON wa_call_events (channel_id, call_id, id);
+-- Meta redelivers: the same event of a call is kept once.
+CREATE UNIQUE INDEX wa_call_events_once ON wa_call_events (channel_id, call_id, event, event_at, pg_catalog.md5(payload::text));
+
+-- The action outbox: Graph API calls that are not messages (block and unblock users, act on a
+-- call, create and delete templates), queued in the caller's transaction by the SQL API
+-- (sql/outbound_actions.sql) and performed by the delivery worker after COMMIT, retried as
+-- messages are. The kinds are the Graph API endpoints; a new endpoint is a new label.
+CREATE TYPE wa_action_kind AS ENUM ('block', 'unblock', 'call', 'create_template', 'delete_template');
+-- What wa_call_action() can do to a call (Meta's `action`).
+CREATE TYPE wa_call_action AS ENUM ('pre_accept', 'accept', 'reject', 'terminate');
+
+CREATE TABLE wa_actions (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id      bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
+    kind            wa_action_kind NOT NULL,
+    -- What it acts on, to find it by: the call id, the template's name; NULL for a block
+    -- (its users are in the request).
+    target          text,
+    -- The Graph API body (NULL for a template's deletion, which names it in the URL).
+    request         jsonb,
+    -- queued -> sending -> done, or failed (with the error); done with error_code set when Meta
+    -- did some of it (a block some of whose users failed: see result).
+    status          text NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'sending', 'done', 'failed')),
+    attempts        integer NOT NULL DEFAULT 0,
+    next_attempt_at timestamptz DEFAULT pg_catalog.now(),
+    -- Meta's answer (a block's added_users / removed_users and failed_users with their errors).
+    result          jsonb,
+    error_code      integer,
+    error_title     text,
+    error_details   text,
+    error_hint      text,
+    -- The role that queued it (the session's, not the functions' owner).
+    created_by      name NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    updated_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    done_at         timestamptz
+);
+-- The due actions, for the delivery worker's claim (few: actions are rare next to messages).
+CREATE INDEX wa_actions_due ON wa_actions (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX wa_actions_channel ON wa_actions (channel_id, id);
+-- What is not done yet per channel and target: an action waits for the older ones of its target.
+CREATE INDEX wa_actions_pending ON wa_actions (channel_id, (COALESCE(target, ''))) WHERE status IN ('queued', 'sending');
+
+SELECT pg_catalog.pg_extension_config_dump('wa_call_events'::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wa_call_events', 'id')::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump('wa_actions'::regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(pg_catalog.pg_get_serial_sequence('wa_actions', 'id')::regclass, '');
+
+CREATE OR REPLACE FUNCTION _wa_channel_tables() RETURNS TABLE (table_name regclass, channel_column name)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT t.table_name::regclass, t.channel_column::name
+      FROM (VALUES ('@extschema@.wa_channels', 'id'), ('@extschema@.wa_contacts', 'channel_id'),
+                   ('@extschema@.wa_contact_former_ids', 'channel_id'), ('@extschema@.wa_calls', 'channel_id'),
+                   ('@extschema@.wa_groups', 'channel_id'), ('@extschema@.wa_webhook_events', 'channel_id'),
+                   ('@extschema@.wa_messages', 'channel_id'), ('@extschema@.wa_conversation_state', 'channel_id'),
+                   ('@extschema@.wa_message_statuses', 'channel_id'), ('@extschema@.wa_channel_counters', 'channel_id'),
+                   ('@extschema@.wa_templates', 'channel_id'), ('@extschema@.wa_media', 'channel_id'),
+                   ('@extschema@.wa_channel_events', 'channel_id'), ('@extschema@.wa_call_events', 'channel_id'),
+                   ('@extschema@.wa_actions', 'channel_id'))
+           AS t (table_name, channel_column);
+END;
+
+-- Row-level security for the new tables, as CREATE EXTENSION makes it.
+ALTER TABLE wa_call_events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE wa_actions ENABLE ROW LEVEL SECURITY;
+SELECT _wa_apply_policies();
+
+-- A blocked customer is refused at enqueue.
+CREATE OR REPLACE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean)
+RETURNS TABLE (channel_id bigint, contact_id bigint, group_id text)
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT c.id, k.id, g.group_id
+      FROM @extschema@.wa_channels c
+      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at, k.blocked_at FROM @extschema@.wa_contacts k
+                          WHERE NOT _wa_enqueue_target.to_group
+                            AND k.channel_id = c.id
+                            AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
+                                 OR k.user_id = _wa_enqueue_target.recipient)
+                          -- (two contacts match when a customer's phone and BSUID were seen apart)
+                          ORDER BY k.last_inbound_at DESC NULLS LAST
+                          LIMIT 1) k ON true
+      LEFT JOIN LATERAL (SELECT g.group_id, g.last_inbound_at FROM @extschema@.wa_groups g
+                          WHERE _wa_enqueue_target.to_group
+                            AND g.channel_id = c.id AND g.group_id = _wa_enqueue_target.recipient
+                            AND g.status = 'active') g ON true
+     WHERE c.name = _wa_enqueue_target.channel AND c.enabled
+       AND (NOT _wa_enqueue_target.to_group OR g.group_id IS NOT NULL)
+       AND (k.blocked_at IS NULL OR _wa_enqueue_target.p_type = 'mark_read')
+       AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
+            OR k.last_inbound_at >= pg_catalog.now() - interval '24 hours'
+            OR g.last_inbound_at >= pg_catalog.now() - interval '24 hours');
+END;
+
+CREATE OR REPLACE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb,
+                            idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    msg_id   bigint;
+    sends    boolean;
+    to_group boolean := COALESCE(request ->> 'recipient_type' = 'group', false);
+    ch       @extschema@.wa_channels;
+    contact  @extschema@.wa_contacts;
+    grp      @extschema@.wa_groups;
+    last_in  timestamptz;
+BEGIN
+    IF expires_at <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'expires_at % is not in the future', expires_at
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Give the time after which the message is no longer worth sending, e.g. now() + interval ''10 minutes''.';
+    END IF;
+    IF idempotency_key IS NOT NULL THEN
+        msg_id := @extschema@._wa_message_by_key(channel, idempotency_key);
+        IF msg_id IS NOT NULL THEN
+            RETURN msg_id;
+        END IF;
+        -- Callers with the same key wait here for each other: the second one sees the first's
+        -- message once it commits (read committed), or queues its own if the first rolled
+        -- back. (The unique index wa_messages_idempotency_key is what guarantees one row.)
+        -- (A hash collision only makes two callers wait for each other.)
+        PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext(channel), pg_catalog.hashtext(idempotency_key));
+        msg_id := @extschema@._wa_message_by_key(channel, idempotency_key);
+        IF msg_id IS NOT NULL THEN
+            RETURN msg_id;
+        END IF;
+    END IF;
+    -- One statement on the way in (the channel, the customer's 24-hour window and the row);
+    -- only when it inserts nothing are the rules checked one by one, to say which one refused.
+    IF p_type = 'text' THEN
+        -- Text, most of what an inbox sends, has one derived column (the message it replies
+        -- to): the other twenty of _wa_message_columns() are NULL for it, and computing them
+        -- cost a tenth of an enqueue (measured).
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload,
+                                              next_attempt_at, idempotency_key, expires_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+               _wa_enqueue.idempotency_key, _wa_enqueue.expires_at, request -> 'context' ->> 'message_id', false, false, false
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
+        RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
+             INTO msg_id, sends;
+    ELSE
+        INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload, next_attempt_at,
+                                              idempotency_key, expires_at, media_id, media_mime_type, media_sha256, media_filename,
+                                              voice, latitude, longitude, location_name, location_address,
+                                              reply_to_wamid, forwarded, frequently_forwarded, referral,
+                                              reaction_to_wamid, reaction_emoji, interactive_reply_id,
+                                              button_payload, order_items, shared_contacts, system_type,
+                                              original_wamid)
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+               _wa_enqueue.idempotency_key, _wa_enqueue.expires_at, d.*
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
+         CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
+        RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
+             INTO msg_id, sends;
+    END IF;
+    IF msg_id IS NOT NULL THEN
+        -- A paused channel's queue waits for wa_set_access_token() (or any change to the
+        -- channel, see wa_channels_wake): no need to wake the worker for it.
+        IF sends THEN
+            PERFORM @extschema@._wa_wake_delivery();
+        END IF;
+        RETURN msg_id;
+    END IF;
+
+    SELECT * INTO ch FROM @extschema@.wa_channels c WHERE c.name = channel;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown channel %', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object', HINT = 'Create it with wa_add_channel(), or list channels with SELECT name FROM wa_channels.';
+    END IF;
+    IF NOT ch.enabled THEN
+        RAISE EXCEPTION 'channel % is disabled', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Enable it with UPDATE wa_channels SET enabled = true WHERE name = %L.', channel);
+    END IF;
+    IF to_group THEN
+        SELECT * INTO grp FROM @extschema@.wa_groups g WHERE g.channel_id = ch.id AND g.group_id = recipient;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION '% is not a group of channel %', recipient, pg_catalog.quote_literal(channel)
+                USING ERRCODE = 'undefined_object',
+                      HINT = 'A group is known from its webhooks (subscribe the app to group_lifecycle_update) or its first message; see SELECT group_id, subject FROM wa_groups. A phone number needs its country code.';
+        END IF;
+        IF grp.status <> 'active' THEN
+            RAISE EXCEPTION 'group % of channel % is %', recipient, pg_catalog.quote_literal(channel), pg_catalog.replace(grp.status, '_', ' ')
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = CASE grp.status WHEN 'suspended' THEN 'Meta suspended it; messages can be sent again once it clears the suspension (group_suspend_cleared).'
+                                             ELSE 'Only an active group can be sent to; see wa_groups.last_event for what Meta said.' END;
+        END IF;
+        last_in := grp.last_inbound_at;
+    ELSE
+        SELECT * INTO contact FROM @extschema@.wa_contacts k
+         WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
+         ORDER BY k.last_inbound_at DESC NULLS LAST
+         LIMIT 1;
+        IF contact.blocked_at IS NOT NULL AND p_type <> 'mark_read' THEN
+            RAISE EXCEPTION '% is blocked on channel % (since %): Meta refuses messages to a blocked customer', recipient,
+                pg_catalog.quote_literal(channel), contact.blocked_at
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = pg_catalog.format('Unblock them first: SELECT wa_unblock(%L, ARRAY[%L]).', channel, recipient);
+        END IF;
+        last_in := contact.last_inbound_at;
+    END IF;
+    IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
+       OR last_in >= pg_catalog.now() - interval '24 hours' THEN
+        -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
+        -- looked (a concurrent transaction): nothing refuses the message now, so the caller
+        -- only needs to try again.
+        RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
+    END IF;
+    RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', CASE WHEN to_group THEN 'group ' ELSE '' END || recipient,
+        CASE WHEN last_in IS NULL THEN CASE WHEN to_group THEN 'nobody has written in it' ELSE 'they have not written to channel ' || pg_catalog.quote_literal(channel) END
+             ELSE 'the last message from ' || CASE WHEN to_group THEN 'a participant' ELSE 'them' END || ' was at ' || last_in::text END
+        USING ERRCODE = 'object_not_in_prerequisite_state',
+              HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(). '
+                  || 'To send anyway, UPDATE wa_channels SET allow_outside_window = true.';
+END
+$$;
+
+-- Every call event kept in wa_call_events.
+CREATE OR REPLACE FUNCTION _wa_receive_calls(channels bigint[], call_ids text[], froms text[], tos text[], events text[],
+                                  directions text[], statuses text[], ats double precision[],
+                                  starts double precision[], ends double precision[], durations integer[],
+                                  payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r        record;
+    customer text;
+    k        bigint;
+    c        @extschema@.wa_calls;
+    event_at timestamptz;
+    changed  integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, call_ids, froms, tos, events, directions, statuses, ats, starts, ends,
+                                  durations, payloads) WITH ORDINALITY
+                           AS u(ch, cid, frm, callee, ev, dir, st, ts, t0, t1, dur, pl, ord)
+              ORDER BY u.ord LOOP
+        customer := CASE WHEN r.dir = 'BUSINESS_INITIATED' THEN r.callee ELSE r.frm END;
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        k := NULL;
+        IF customer IS NOT NULL THEN
+            INSERT INTO @extschema@.wa_contacts (channel_id, wa_id) VALUES (r.ch, customer) ON CONFLICT DO NOTHING;
+            SELECT x.id INTO k FROM @extschema@.wa_contacts x WHERE x.channel_id = r.ch AND x.wa_id = customer;
+            IF r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' THEN
+                UPDATE @extschema@.wa_contacts x SET last_inbound_at = event_at, updated_at = pg_catalog.now()
+                 WHERE x.id = k AND (x.last_inbound_at IS NULL OR x.last_inbound_at < event_at);
+            END IF;
+        END IF;
+        -- Every event is kept as Meta sent it (the connect event's SDP offer too), once.
+        INSERT INTO @extschema@.wa_call_events (channel_id, call_id, event, event_at, payload)
+        VALUES (r.ch, r.cid, COALESCE(r.ev, 'unknown'), event_at, r.pl)
+        ON CONFLICT DO NOTHING;
+        INSERT INTO @extschema@.wa_calls AS w (channel_id, call_id, contact_id, direction, status, missed, rang_at,
+                                              started_at, ended_at, duration_seconds, payload)
+        VALUES (r.ch, r.cid, k,
+                CASE r.dir WHEN 'USER_INITIATED' THEN 'inbound' WHEN 'BUSINESS_INITIATED' THEN 'outbound' END,
+                CASE WHEN r.ev = 'terminate' THEN pg_catalog.lower(COALESCE(r.st, 'ended')) ELSE 'ringing' END,
+                r.ev = 'terminate' AND r.dir IS DISTINCT FROM 'BUSINESS_INITIATED' AND r.t0 IS NULL AND COALESCE(r.dur, 0) = 0,
+                CASE WHEN r.ev = 'connect' THEN event_at END,
+                @extschema@._wa_unix_time(r.t0), @extschema@._wa_unix_time(r.t1), r.dur, r.pl)
+        ON CONFLICT (channel_id, call_id) DO UPDATE
+           SET status = CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+               missed = CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+               contact_id = COALESCE(w.contact_id, excluded.contact_id),
+               direction = COALESCE(w.direction, excluded.direction),
+               rang_at = COALESCE(w.rang_at, excluded.rang_at),
+               started_at = COALESCE(excluded.started_at, w.started_at),
+               ended_at = COALESCE(excluded.ended_at, w.ended_at),
+               duration_seconds = COALESCE(excluded.duration_seconds, w.duration_seconds),
+               payload = CASE WHEN excluded.status = 'ringing' THEN w.payload ELSE excluded.payload END,
+               updated_at = pg_catalog.now()
+         WHERE (w.status, w.missed, w.rang_at, w.started_at, w.ended_at, w.duration_seconds)
+               IS DISTINCT FROM
+               (CASE WHEN excluded.status = 'ringing' THEN w.status ELSE excluded.status END,
+                CASE WHEN excluded.status = 'ringing' THEN w.missed ELSE excluded.missed END,
+                COALESCE(w.rang_at, excluded.rang_at), COALESCE(excluded.started_at, w.started_at),
+                COALESCE(excluded.ended_at, w.ended_at), COALESCE(excluded.duration_seconds, w.duration_seconds))
+        RETURNING * INTO c;
+        CONTINUE WHEN NOT FOUND; -- a redelivery
+        PERFORM pg_catalog.pg_notify('wa_call', pg_catalog.json_build_object(
+            'id', c.id, 'channel_id', c.channel_id, 'contact_id', c.contact_id)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- API
+
+-- Queues one action of a channel the caller may act on (checked by the caller), and wakes the
+-- delivery worker at COMMIT for actions.
+CREATE FUNCTION _wa_enqueue_action(channel_id bigint, kind @extschema@.wa_action_kind, target text, request jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    action_id bigint;
+BEGIN
+    INSERT INTO @extschema@.wa_actions (channel_id, kind, target, request, created_by)
+    VALUES (_wa_enqueue_action.channel_id, _wa_enqueue_action.kind, _wa_enqueue_action.target, _wa_enqueue_action.request,
+            @extschema@._wa_caller())
+    RETURNING id INTO action_id;
+    PERFORM @extschema@._wa_wake_actions();
+    RETURN action_id;
+END
+$$;
+
+-- Blocks customers (Meta's Block Users API): they can no longer write to the business, nor the
+-- business to them. Meta only blocks customers who wrote in the last 24 hours; its answer is
+-- per customer, and wa_contacts.blocked_at is set for those it confirms.
+CREATE FUNCTION wa_block(channel text, recipients text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'block', NULL, @extschema@._wa_block_request(
+        ARRAY(SELECT @extschema@.wa_normalize_recipient(r) FROM unnest(recipients) r)));
+END
+$$;
+
+-- Unblocks customers; wa_contacts.blocked_at is cleared for those Meta confirms.
+CREATE FUNCTION wa_unblock(channel text, recipients text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'unblock', NULL, @extschema@._wa_block_request(
+        ARRAY(SELECT @extschema@.wa_normalize_recipient(r) FROM unnest(recipients) r)));
+END
+$$;
+
+-- Acts on a call of the channel (Meta's Calling API): pre_accept and accept with the SDP answer
+-- to the offer of its connect event, reject, terminate. Actions on one call are performed in
+-- the order they were queued.
+CREATE FUNCTION wa_call_action(channel text, call_id text, action @extschema@.wa_call_action, sdp text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    IF NOT EXISTS (SELECT FROM @extschema@.wa_calls c WHERE c.channel_id = ch AND c.call_id = wa_call_action.call_id) THEN
+        RAISE EXCEPTION '% is not a call of channel %', pg_catalog.quote_literal(call_id), pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'A call is known from its connect webhook (subscribe the app to the calls field); see SELECT call_id, status FROM wa_calls.';
+    END IF;
+    RETURN @extschema@._wa_enqueue_action(ch, 'call', call_id, @extschema@._wa_call_action_request(call_id, action::text, sdp));
+END
+$$;
+
+-- Asks a customer for permission to call them: Meta's interactive call_permission_request, a
+-- message (it has a wamid and statuses, and the customer's answer comes back as an inbound
+-- interactive call_permission_reply), so it is queued as one, in the customer's order and
+-- within their 24-hour window (outside it, use a template with a call permission button).
+CREATE FUNCTION wa_request_call_permission(channel text, recipient text, body text DEFAULT NULL,
+                                           idempotency_key text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', body, @extschema@._wa_interactive_request(to_,
+        pg_catalog.jsonb_build_object('type', 'call_permission_request', 'action', pg_catalog.jsonb_build_object('name', 'call_permission_request'))
+        || CASE WHEN body IS NOT NULL THEN pg_catalog.jsonb_build_object('body', pg_catalog.jsonb_build_object('text', body)) ELSE '{}' END),
+        idempotency_key);
+END
+$$;
+
+-- The business account a template action of the channel goes to, or an error that says where
+-- to find it.
+CREATE FUNCTION _wa_channel_waba(ch bigint) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    waba text;
+    ch_name text;
+BEGIN
+    SELECT c.waba_id, c.name INTO waba, ch_name FROM @extschema@.wa_channels c WHERE c.id = ch;
+    IF waba IS NULL THEN
+        RAISE EXCEPTION 'channel % has no WhatsApp Business Account id', pg_catalog.quote_literal(ch_name)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Set it: UPDATE wa_channels SET waba_id = ''<id from Meta''''s WhatsApp Manager>'' WHERE name = %L.', ch_name);
+    END IF;
+    RETURN waba;
+END
+$$;
+
+-- Submits a template for Meta's review. Once Meta answers, wa_templates has it as PENDING (with
+-- Meta's id) until the status webhook says APPROVED or REJECTED.
+CREATE FUNCTION wa_create_template(channel text, name text, language text, category text, components jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'admin');
+BEGIN
+    PERFORM @extschema@._wa_channel_waba(ch);
+    RETURN @extschema@._wa_enqueue_action(ch, 'create_template', name,
+                                          @extschema@._wa_create_template_request(name, language, category, components));
+END
+$$;
+
+-- Deletes a template, every language of the name (Meta deletes by name). Once Meta confirms,
+-- its rows leave wa_templates (a deleted template cannot be sent; its name cannot be reused for
+-- 30 days, Meta's rule).
+CREATE FUNCTION wa_delete_template(channel text, name text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'admin');
+BEGIN
+    PERFORM @extschema@._wa_channel_waba(ch);
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'no template name given' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass the name of a template, e.g. SELECT DISTINCT name FROM wa_templates.';
+    END IF;
+    RETURN @extschema@._wa_enqueue_action(ch, 'delete_template', name, NULL);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Store procedures for the delivery worker
+
+-- Claims up to `max_actions` due actions of channels that send, at most the oldest pending one
+-- per channel and target (a call's pre_accept before its accept; a block before an unblock),
+-- committed as 'sending' by the caller's transaction.
+CREATE FUNCTION _wa_claim_actions(max_actions integer, default_version text)
+RETURNS TABLE (id bigint, channel_id bigint, kind text, target text, request text, attempts integer,
+               phone_number_id text, waba_id text, graph_api_version text, access_token text)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE @extschema@.wa_actions a
+       SET status = 'sending', attempts = a.attempts + 1, updated_at = pg_catalog.now()
+      FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE a.id IN (SELECT d.id FROM @extschema@.wa_actions d
+                      JOIN @extschema@.wa_channels dc ON dc.id = d.channel_id
+                     WHERE d.status = 'queued' AND d.next_attempt_at <= pg_catalog.now()
+                       AND dc.enabled AND dc.paused_at IS NULL
+                       AND NOT EXISTS (SELECT FROM @extschema@.wa_actions p
+                                        WHERE p.channel_id = d.channel_id AND p.status IN ('queued', 'sending')
+                                          AND COALESCE(p.target, '') = COALESCE(d.target, '') AND p.id < d.id)
+                     ORDER BY d.next_attempt_at
+                     LIMIT max_actions)
+       AND a.status || '' = 'queued' AND c.id = a.channel_id AND s.channel_id = c.id
+    RETURNING a.id, a.channel_id, a.kind::text, a.target, a.request::text, a.attempts, c.phone_number_id, c.waba_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token
+$$;
+
+-- Seconds until the next queued action of a channel that sends falls due; NULL when none is.
+CREATE FUNCTION _wa_next_action_due_in() RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(0, extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now()))::double precision
+      FROM @extschema@.wa_actions a JOIN @extschema@.wa_channels c ON c.id = a.channel_id
+     WHERE a.status = 'queued' AND c.enabled AND c.paused_at IS NULL
+$$;
+
+-- After a crash (or a shutdown) between claiming and recording, claimed actions are due again
+-- at once: Meta echoes nothing of an action that could tell it was done (README, "Actions").
+CREATE FUNCTION _wa_requeue_interrupted_actions() RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH r AS (
+        UPDATE @extschema@.wa_actions a SET status = 'queued', next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()
+         WHERE a.status = 'sending' RETURNING 1)
+    SELECT pg_catalog.count(*)::integer FROM r
+$$;
+
+-- Notifies wa_action that an action ended.
+CREATE FUNCTION _wa_notify_action(a @extschema@.wa_actions) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT pg_catalog.pg_notify('wa_action', pg_catalog.json_build_object('id', a.id, 'channel_id', a.channel_id)::text);
+END;
+
+-- Records an action Meta did (`result`: its answer; for a block with some users failed, the
+-- summary error too), and what it changes here: blocked_at of the customers Meta blocked or
+-- unblocked, the template created (PENDING) or deleted.
+CREATE FUNCTION _wa_action_done(action_id bigint, result jsonb, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a @extschema@.wa_actions;
+    u jsonb;
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'done', result = _wa_action_done.result, next_attempt_at = NULL, done_at = pg_catalog.now(),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending'
+    RETURNING * INTO a;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF a.kind IN ('block', 'unblock') THEN
+        FOR u IN SELECT * FROM pg_catalog.jsonb_array_elements(
+                    COALESCE(result -> CASE a.kind WHEN 'block' THEN 'added_users' ELSE 'removed_users' END, '[]')) LOOP
+            IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
+                -- (a customer not known yet becomes a contact, so that the block is kept)
+                INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
+                ON CONFLICT (channel_id, wa_id) DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+            END IF;
+            UPDATE @extschema@.wa_contacts k
+               SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
+             WHERE k.channel_id = a.channel_id
+               AND (k.wa_id = COALESCE(u ->> 'wa_id', pg_catalog.ltrim(u ->> 'input', '+')) OR k.user_id = u ->> 'input')
+               AND (k.blocked_at IS NULL) = (a.kind = 'block');
+        END LOOP;
+    ELSIF a.kind = 'create_template' THEN
+        INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, category, components, template_id)
+        VALUES (a.channel_id, a.target, a.request ->> 'language', COALESCE(result ->> 'status', 'PENDING'),
+                COALESCE(result ->> 'category', a.request ->> 'category'), a.request -> 'components', result ->> 'id')
+        ON CONFLICT (channel_id, name, language) DO UPDATE
+           SET status = excluded.status, category = excluded.category, components = excluded.components,
+               template_id = excluded.template_id, reason = NULL, status_at = NULL, updated_at = pg_catalog.now()
+         -- (a status webhook about this very template that came first is newer: kept)
+         WHERE t.template_id IS DISTINCT FROM excluded.template_id OR t.status_at IS NULL;
+    ELSIF a.kind = 'delete_template' THEN
+        DELETE FROM @extschema@.wa_templates t WHERE t.channel_id = a.channel_id AND t.name = a.target;
+    END IF;
+    PERFORM @extschema@._wa_notify_action(a);
+END
+$$;
+
+-- Records an action Meta refused for good, or given up on, with the reason and a hint.
+CREATE FUNCTION _wa_action_failed(action_id bigint, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a @extschema@.wa_actions;
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'failed', next_attempt_at = NULL, done_at = pg_catalog.now(),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending'
+    RETURNING * INTO a;
+    IF FOUND THEN
+        PERFORM @extschema@._wa_notify_action(a);
+    END IF;
+END
+$$;
+
+-- Puts an action back in the queue for its next attempt, after `delay_seconds`.
+CREATE FUNCTION _wa_action_retry(action_id bigint, delay_seconds double precision, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'queued', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => delay_seconds),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending';
+END
+$$;
+
+-- The new and replaced functions: their planner settings and privileges, as a fresh install has them.
+SELECT _wa_plan_hot_paths();
+SELECT _wa_apply_privileges();
+-- (end of issue 28, items 2, 4 and 6)
+
 -- (issue 28, items 1 and 3: reply_to on every kind Meta allows it on, wa_send_contacts, send_at,
 -- wa_cancel_message, wa_retry_message)
 -- Scheduled and cancelled messages: two statuses, and the index the delivery worker releases
@@ -4131,16 +4764,17 @@ AS 'MODULE_PATHNAME', '_wa_contacts_request_wrapper';
 -- the channel is unknown or disabled, when a group is not an active group of the channel, or
 -- when the customer's (or the group's) 24-hour window is closed to this type of message (Meta
 -- accepts free-form messages only within 24 hours of the customer's last message; outside it
--- they fail later with 131047: refused here, where the caller can act). The window is judged at
--- `at`, when the message is to go out (now, or its send_at). The planner inlines it into
--- _wa_enqueue's INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
+-- they fail later with 131047: refused here, where the caller can act), or when the customer is
+-- blocked (wa_block(): Meta would refuse the send). The window is judged at `at`, when the
+-- message is to go out (now, or its send_at). The planner inlines it into _wa_enqueue's
+-- INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
 CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean, at timestamptz)
 RETURNS TABLE (channel_id bigint, contact_id bigint, group_id text)
 LANGUAGE sql STABLE
 BEGIN ATOMIC
     SELECT c.id, k.id, g.group_id
       FROM @extschema@.wa_channels c
-      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at FROM @extschema@.wa_contacts k
+      LEFT JOIN LATERAL (SELECT k.id, k.last_inbound_at, k.blocked_at FROM @extschema@.wa_contacts k
                           WHERE NOT _wa_enqueue_target.to_group
                             AND k.channel_id = c.id
                             AND (k.wa_id = pg_catalog.ltrim(_wa_enqueue_target.recipient, '+')
@@ -4154,6 +4788,7 @@ BEGIN ATOMIC
                             AND g.status = 'active') g ON true
      WHERE c.name = _wa_enqueue_target.channel AND c.enabled
        AND (NOT _wa_enqueue_target.to_group OR g.group_id IS NOT NULL)
+       AND (k.blocked_at IS NULL OR _wa_enqueue_target.p_type = 'mark_read')
        AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
             OR k.last_inbound_at >= _wa_enqueue_target.at - interval '24 hours'
             OR g.last_inbound_at >= _wa_enqueue_target.at - interval '24 hours');
@@ -4274,6 +4909,12 @@ BEGIN
          WHERE k.channel_id = ch.id AND (k.wa_id = pg_catalog.ltrim(recipient, '+') OR k.user_id = recipient)
          ORDER BY k.last_inbound_at DESC NULLS LAST
          LIMIT 1;
+        IF contact.blocked_at IS NOT NULL AND p_type <> 'mark_read' THEN
+            RAISE EXCEPTION '% is blocked on channel % (since %): Meta refuses messages to a blocked customer', recipient,
+                pg_catalog.quote_literal(channel), contact.blocked_at
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = pg_catalog.format('Unblock them first: SELECT wa_unblock(%L, ARRAY[%L]).', channel, recipient);
+        END IF;
         last_in := contact.last_inbound_at;
     END IF;
     IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
@@ -4605,6 +5246,27 @@ BEGIN
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
       INTO released
       FROM (SELECT changed.id, changed.channel_id FROM changed ORDER BY changed.id) r;
+END
+$$;
+
+-- (its call of _wa_interactive_request gains the reply_to argument)
+-- Asks a customer for permission to call them: Meta's interactive call_permission_request, a
+-- message (it has a wamid and statuses, and the customer's answer comes back as an inbound
+-- interactive call_permission_reply), so it is queued as one, in the customer's order and
+-- within their 24-hour window (outside it, use a template with a call permission button).
+CREATE OR REPLACE FUNCTION wa_request_call_permission(channel text, recipient text, body text DEFAULT NULL,
+                                           idempotency_key text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', body, @extschema@._wa_interactive_request(to_,
+        pg_catalog.jsonb_build_object('type', 'call_permission_request', 'action', pg_catalog.jsonb_build_object('name', 'call_permission_request'))
+        || CASE WHEN body IS NOT NULL THEN pg_catalog.jsonb_build_object('body', pg_catalog.jsonb_build_object('text', body)) ELSE '{}' END,
+        NULL), idempotency_key);
 END
 $$;
 

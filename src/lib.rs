@@ -66,14 +66,11 @@ pgrx::extension_sql_file!(
     name = "inbound_preferences",
     requires = ["inbound_calls_groups"]
 );
-pgrx::extension_sql_file!(
-    "../sql/inbound_business.sql",
-    name = "inbound_business",
-    requires = ["inbound_preferences"]
-);
+pgrx::extension_sql_file!("../sql/inbound_business.sql", name = "inbound_business", requires = ["inbound_preferences"]);
 pgrx::extension_sql_file!("../sql/outbound.sql", name = "outbound", requires = ["inbound_business"]);
 pgrx::extension_sql_file!("../sql/outbound_delivery.sql", name = "outbound_delivery", requires = ["outbound"]);
-pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound_delivery"]);
+pgrx::extension_sql_file!("../sql/outbound_actions.sql", name = "outbound_actions", requires = ["outbound_delivery"]);
+pgrx::extension_sql_file!("../sql/media.sql", name = "media", requires = ["outbound_actions"]);
 pgrx::extension_sql_file!("../sql/views.sql", name = "views", requires = ["media"]);
 pgrx::extension_sql_file!("../sql/metrics.sql", name = "metrics", requires = ["views", metrics::sql::_wa_metrics]);
 pgrx::extension_sql_file!("../sql/plans.sql", name = "plans", requires = ["metrics"]);

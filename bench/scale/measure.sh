@@ -85,13 +85,32 @@ run_pgbench_as() { # role, pgbench arguments...
 }
 run_pgbench() { run_pgbench_as postgres "$@"; }
 
-# p50 / p99 / max (ms) of a prepared read run in one psql session as $READ_USER (the inbox
-# role: row-level security applies as to an inbox), timed by \timing; sets Q[$key] =
-# "p50 p99 max" and QRUNS[$key]. The EXPLAIN (ANALYZE, BUFFERS) of one more run, in the same
-# session, goes to $WORK/explain_$key.txt.
-PSQL_AS=("$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$WA_SCALE_HOME" -p "$SCALE_PORT" -U "$READ_USER" -d postgres)
-measure_read() { # key, SQL with one bigint parameter $1 or none, file of arguments (one a line; the count of runs without one)
-  local key=$1 query=$2 args=$3 runs slowest params='(bigint)' exec='EXECUTE q(&);'
+# Server CPU: the CPU time its backend has run, in ns (the first field of the kernel's
+# /proc/<pid>/schedstat), read by psql's \! around the measured statements of a session. CPU
+# time, unlike a latency or a rate, hardly moves when something else runs on these 2 cores, so
+# it tells two builds (or two roles) apart where p50s of a tenth of a millisecond cannot.
+# cpu_mark file: psql lines writing the session's backend CPU so far to `file`.
+cpu_mark() {
+  echo 'SELECT pg_catalog.pg_backend_pid() AS wa_bench_pid \gset'
+  echo '\setenv WA_BENCH_PID :wa_bench_pid'
+  echo "\\! cut -d' ' -f1 /proc/\$WA_BENCH_PID/schedstat > '$1'"
+}
+# µs of server CPU per run between two cpu_mark files.
+cpu_per_run() { # file before, file after, runs
+  awk -v a="$(cat "$1")" -v b="$(cat "$2")" -v n="$3" 'BEGIN { printf "%.1f", (b - a) / n / 1000 }'
+}
+
+# p50 / p99 / max (ms) of a prepared read run in one psql session as `user` ($READ_USER, the
+# inbox role: row-level security applies as to an inbox), timed by \timing; sets Q[$key] =
+# "p50 p99 max", QRUNS[$key] and QCPU[$key] (µs of server CPU a run). The EXPLAIN (ANALYZE,
+# BUFFERS) of one more run, in the same session, goes to $WORK/explain_$key.txt.
+psql_as() { # user, psql arguments...
+  local user=$1
+  shift
+  "$BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -h "$WA_SCALE_HOME" -p "$SCALE_PORT" -U "$user" -d postgres "$@"
+}
+measure_read() { # key, SQL with one bigint parameter $1 or none, file of arguments (one a line; the count of runs without one), [user]
+  local key=$1 query=$2 args=$3 user=${4:-$READ_USER} runs slowest params='(bigint)' exec='EXECUTE q(&);'
   # Without $1, PREPARE q AS ... and EXECUTE q: the plan of the literal query, not of a parameter.
   if [[ $query != *'$1'* ]]; then params='' exec='EXECUTE q;'; fi
   # Three runs first (cold plan cache, as a new session has) to see if 100 fit the budget.
@@ -102,7 +121,7 @@ measure_read() { # key, SQL with one bigint parameter $1 or none, file of argume
     echo '\timing on'
     head -3 "$args" | sed "s/.*/$exec/"
   } >"$WORK/probe_$key.sql"
-  slowest=$("${PSQL_AS[@]}" -f "$WORK/probe_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | tail -1)
+  slowest=$(psql_as "$user" -f "$WORK/probe_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | tail -1)
   runs=$(awk -v t="$slowest" -v n="$QUERY_RUNS" -v b="$QUERY_BUDGET" \
     'BEGIN { r = n; if (t * n > b * 1000) r = int(b * 1000 / t); if (r < 5) r = 5; if (r > n) r = n; print r }')
   QRUNS[$key]=$runs
@@ -111,16 +130,80 @@ measure_read() { # key, SQL with one bigint parameter $1 or none, file of argume
     echo "PREPARE q$params AS $query;"
     echo '\o /dev/null'
     head -1 "$args" | sed "s/.*/$exec/" # untimed
+    cpu_mark "$WORK/cpu0_$key"
     echo '\timing on'
     for _ in $(seq $(((runs + $(wc -l <"$args") - 1) / $(wc -l <"$args")))); do cat "$args"; done | head -"$runs" | sed "s/.*/$exec/"
     echo '\timing off'
+    cpu_mark "$WORK/cpu1_$key"
     echo "\\o $WORK/explain_$key.txt"
     head -1 "$args" | sed "s/.*/EXPLAIN (ANALYZE, BUFFERS) $exec/"
   } >"$WORK/read_$key.sql"
-  Q[$key]=$("${PSQL_AS[@]}" -f "$WORK/read_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | awk '
+  Q[$key]=$(psql_as "$user" -f "$WORK/read_$key.sql" | awk '$1 == "Time:" { print $2 }' | sort -g | awk '
     { t[NR] = $1 } END { if (NR == 0) { print "- - -"; exit }
       p50 = int(NR * 0.50 + 0.9999); p99 = int(NR * 0.99 + 0.9999); printf "%.2f %.2f %.2f", t[p50], t[p99], t[NR] }')
-  progress "  $key: p50 / p99 / max $(echo "${Q[$key]}" | sed 's| | / |g') ms over $runs runs"
+  QCPU[$key]=$(cpu_per_run "$WORK/cpu0_$key" "$WORK/cpu1_$key" "$runs")
+  progress "  $key as $user: p50 / p99 / max $(echo "${Q[$key]}" | sed 's| | / |g') ms over $runs runs, ${QCPU[$key]} µs of server CPU a run"
+}
+
+# What row-level security costs a read, on one database: the read's server CPU a run as
+# $READ_USER and as the owner (whom the policies do not filter; same plan but for the
+# policies' InitPlans and filters), each 100 runs in a session of its own, in three
+# alternating rounds; the least of each side's rounds is kept (other work on the machine only
+# ever adds CPU time: cache misses, a shared core). Sets POLICY_CPU[$key] = "role owner".
+measure_policy_cpu() { # key, SQL with one bigint parameter $1, file of arguments
+  local key=$1 query=$2 args=$3 user r side file best_role= best_owner= v
+  for r in 1 2 3; do
+    for side in role owner; do
+      user=$READ_USER
+      [ "$side" = owner ] && user=postgres
+      file="$WORK/policy_${key}_$side.sql"
+      {
+        echo "PREPARE q(bigint) AS $query;"
+        echo '\o /dev/null'
+        awk '{ a[NR] = $0 } END { for (i = 0; i < 6; i++) print "EXECUTE q(" a[i % NR + 1] ");" }' "$args" # a generic plan after five
+        cpu_mark "$WORK/pcpu0"
+        awk '{ a[NR] = $0 } END { for (i = 0; i < 100; i++) print "EXECUTE q(" a[i % NR + 1] ");" }' "$args"
+        cpu_mark "$WORK/pcpu1"
+      } >"$file"
+      psql_as "$user" -f "$file" >/dev/null
+      v=$(cpu_per_run "$WORK/pcpu0" "$WORK/pcpu1" 100)
+      if [ "$side" = role ]; then
+        best_role=$(awk -v a="$v" -v b="$best_role" 'BEGIN { print (b == "" || a < b) ? a : b }')
+      else
+        best_owner=$(awk -v a="$v" -v b="$best_owner" 'BEGIN { print (b == "" || a < b) ? a : b }')
+      fi
+    done
+  done
+  POLICY_CPU[$key]="$best_role $best_owner"
+  progress "  $key: server CPU a run as $READ_USER $best_role µs, as the owner $best_owner µs (least of 3 alternating rounds)"
+}
+
+# µs of server CPU a call of each of two prepared statements, in one session as `user`, each
+# run `calls` times (one transaction a call, as pgbench runs them) in three alternating
+# rounds; sets CALL_CPU[$key1] and CALL_CPU[$key2] to the least of the rounds (see
+# measure_policy_cpu).
+measure_call_cpu() { # user, calls, key1, PREPARE s1(bigint) AS ..., key2, PREPARE s2 ..., argument range
+  local user=$1 calls=$2 k1=$3 q1=$4 k2=$5 q2=$6 range=$7 r k file
+  {
+    echo "PREPARE s1(bigint) AS $q1;"
+    echo "PREPARE s2(bigint) AS $q2;"
+    echo '\o /dev/null'
+    echo 'EXECUTE s1(1);' # the first runs plan and warm the caches
+    echo 'EXECUTE s2(1);'
+    for r in 1 2 3; do
+      for k in 1 2; do
+        cpu_mark "$WORK/call_${r}_${k}_0"
+        awk -v n="$calls" -v m="$range" -v k="$k" 'BEGIN { srand(7); for (i = 0; i < n; i++) printf "EXECUTE s%d(%d);\n", k, 1 + int(rand() * m) }'
+        cpu_mark "$WORK/call_${r}_${k}_1"
+      done
+    done
+  } >"$WORK/calls.sql"
+  psql_as "$user" -f "$WORK/calls.sql" >/dev/null
+  for k in 1 2; do
+    file=$(for r in 1 2 3; do cpu_per_run "$WORK/call_${r}_${k}_0" "$WORK/call_${r}_${k}_1" "$calls"; echo; done | sort -g | head -1)
+    if [ "$k" = 1 ]; then CALL_CPU[$k1]=$file; else CALL_CPU[$k2]=$file; fi
+  done
+  progress "  server CPU a call: $k1 ${CALL_CPU[$k1]} µs, $k2 ${CALL_CPU[$k2]} µs ($calls calls, least of 3 alternating rounds)"
 }
 LIST_SQL='SELECT * FROM wa_conversations WHERE channel_id = $1 ORDER BY last_message_at DESC NULLS LAST LIMIT 50'
 HISTORY_SQL='SELECT * FROM wa_messages WHERE contact_id = $1 ORDER BY id DESC LIMIT 50'
@@ -129,6 +212,9 @@ UNREAD_SQL='SELECT contact_id, unread_count FROM wa_conversations WHERE channel_
 # the build has it) is what keeps scale_other's conversations out.
 ALL_SQL='SELECT * FROM wa_conversations ORDER BY last_message_at DESC NULLS LAST LIMIT 50'
 READS="list history unread all"
+# The reads of one channel, which the owner also runs (measure_read ... postgres).
+OWNER_READS="list history unread"
+read_args() { case $1 in history) echo contact_args ;; *) echo channel_args ;; esac; }
 read_label() {
   case $1 in
     list) echo "conversation list" ;; history) echo "one contact's history" ;; unread) echo "unread list" ;;

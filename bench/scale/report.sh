@@ -76,11 +76,19 @@ EOF
   fi
   for k in $READS; do
     echo "| $(read_label "$k") as $READ_USER: p50 / p99 / max (ms), runs | $(ms3 "${Q[A:$k]}"), ${QRUNS[A:$k]} | $(ms3 "${Q[B:$k]}"), ${QRUNS[B:$k]} | $(ratio "$(qcol "B:$k" 2)" "$(qcol "A:$k" 2)") (p99) |"
+    echo "| $(read_label "$k") as $READ_USER: server CPU a run (µs) | ${QCPU[A:$k]} | ${QCPU[B:$k]} | $(ratio "${QCPU[B:$k]}" "${QCPU[A:$k]}") |"
+    if [ -n "${POLICY_CPU[B:$k]:-}" ]; then
+      local a b
+      read -r -a a <<<"${POLICY_CPU[A:$k]}"
+      read -r -a b <<<"${POLICY_CPU[B:$k]}"
+      echo "| $(read_label "$k"), least server CPU a run (µs) as $READ_USER / as the owner (no row-level security); ratio | ${a[0]} / ${a[1]}; $(ratio "${a[0]}" "${a[1]}") | ${b[0]} / ${b[1]}; $(ratio "${b[0]}" "${b[1]}") | |"
+    fi
   done
   cat <<EOF
 | plain INSERT into a one-index table, $PGB_CLIENTS clients as $READ_USER (tps) | $(fmt "${TPS[A:plain]}") | $(fmt "${TPS[B:plain]}") | $(ratio "${TPS[B:plain]}" "${TPS[A:plain]}") |
 | wa_send_text, channel paused, $PGB_CLIENTS clients as $READ_USER (tps) | $(fmt "${TPS[A:send]}") | $(fmt "${TPS[B:send]}") | $(ratio "${TPS[B:send]}" "${TPS[A:send]}") |
 | wa_send_text cost vs the plain INSERT (plain tps ÷ wa_send_text tps) | $(ratio "${TPS[A:plain]}" "${TPS[A:send]}") | $(ratio "${TPS[B:plain]}" "${TPS[B:send]}") | |
+| server CPU a call, one session as $READ_USER: wa_send_text / plain INSERT (µs) | ${CALL_CPU[A:send]} / ${CALL_CPU[A:plain]} | ${CALL_CPU[B:send]} / ${CALL_CPU[B:plain]} | $(ratio "${CALL_CPU[B:send]}" "${CALL_CPU[A:send]}") (wa_send_text) |
 EOF
   if [ "$OUT_MESSAGES" != 0 ]; then
     echo "| delivery to a 50 ms mock, $(fmt "$OUT_MESSAGES") queued at once (msg/s) | ${OUT[A:rate]} | ${OUT[B:rate]} | $(ratio "${OUT[B:rate]//,/}" "${OUT[A:rate]//,/}") |"
@@ -88,7 +96,7 @@ EOF
   fi
   cat <<EOF
 
-How: load rows are \`wa-sim load\` (1 message per POST, each from one of $(fmt "$SENDERS") customers picked at random, $NEW_SHARE of them from customers who never wrote; committed = the run's wamids found in wa_messages). pgbench rows: \`-M prepared -j 2\`, ${SECS} s. Reads: one psql session per query and phase as $READ_USER, the query prepared (\`PREPARE q(bigint)\`; the all-conversations read has no parameter), one untimed run, then timed runs with \`\\timing\` (client side, unix socket round trip included), nearest-rank percentiles; the history is read for 100 random contacts that have messages and an open window. wa_send_text writes to those contacts (up to 10,000) with the channel paused; $(fmt "${TPS[A:deleted]}") (A) and $(fmt "${TPS[B:deleted]}") (B) queued rows were deleted afterwards. Delivery: \`wa-sim outbound-bench --latency-ms 50 --messages $OUT_MESSAGES\` (its own mock and channel bench_out).
+How: load rows are \`wa-sim load\` (1 message per POST, each from one of $(fmt "$SENDERS") customers picked at random, $NEW_SHARE of them from customers who never wrote; committed = the run's wamids found in wa_messages). pgbench rows: \`-M prepared -j 2\`, ${SECS} s. Reads: one psql session per query and phase as $READ_USER, the query prepared (\`PREPARE q(bigint)\`; the all-conversations read has no parameter), one untimed run, then timed runs with \`\\timing\` (client side, unix socket round trip included), nearest-rank percentiles, and the server CPU of those runs (the backend's \`/proc/<pid>/schedstat\`, read before and after by psql's \`\\!\`), and, for the three reads of one channel, the least server CPU a run of three alternating rounds as $READ_USER and as the owner, whom row-level security does not filter (same plans but for the policies' InitPlans and filters: the two differ by what the policies cost); the history is read for 100 random contacts that have messages and an open window. wa_send_text writes to those contacts (up to 10,000) with the channel paused; its server CPU a call, and the plain INSERT's, come from one session of 1,000 prepared calls of each, one transaction a call, in three alternating rounds (the least); $(fmt "${TPS[A:deleted]}") (A) and $(fmt "${TPS[B:deleted]}") (B) queued rows were deleted afterwards. Delivery: \`wa-sim outbound-bench --latency-ms 50 --messages $OUT_MESSAGES\` (its own mock and channel bench_out).
 
 ## Conversations each channel shows, at the end
 

@@ -77,7 +77,7 @@ seed_other_channel() {
 visible_conversations() {
   local owner role
   owner=$(sql "SELECT channel, count(*) FROM wa_conversations GROUP BY 1 ORDER BY 1")
-  role=$("${PSQL_AS[@]}" -c "SELECT channel, count(*) FROM wa_conversations GROUP BY 1 ORDER BY 1")
+  role=$(psql_as "$READ_USER" -c "SELECT channel, count(*) FROM wa_conversations GROUP BY 1 ORDER BY 1")
   awk -F'|' 'NR == FNR { if ($1 != "") seen[$1] = $2; next } $1 != "" { print $1 "|" $2 "|" ($1 in seen ? seen[$1] : 0) }' \
     <(echo "$role") <(echo "$owner")
 }

@@ -35,9 +35,10 @@ from pool import DatabaseDown, Pool, RoleRefused, first_line
 from sessions import COOKIE, SignIn, Sessions, guard
 
 STATIC = Path(__file__).resolve().parent / "static"
-NOTIFY_CHANNELS = ("wa_message", "wa_status", "wa_media", "wa_contact")
+NOTIFY_CHANNELS = ("wa_message", "wa_status", "wa_media", "wa_contact", "wa_call", "wa_action")
 # The event name each notification channel gets on the page.
-EVENT_OF = {"wa_message": "message", "wa_status": "status", "wa_media": "media", "wa_contact": "contact"}
+EVENT_OF = {"wa_message": "message", "wa_status": "status", "wa_media": "media", "wa_contact": "contact",
+            "wa_call": "call", "wa_action": "action"}
 PAGE_SIZE = 50
 # How long a restarting database is left alone between reconnection attempts.
 RECONNECT_DELAY_S = 1.0
@@ -73,7 +74,26 @@ CONVERSATIONS = f"""
      LIMIT %(limit)s
 """
 
-CONVERSATION = f"SELECT {CONVERSATION_COLUMNS} FROM wa_conversations WHERE conversation_id = %s"
+# (blocked_at: wa_block() through the action outbox sets it once Meta confirms.)
+CONVERSATION = f"""
+    SELECT {CONVERSATION_COLUMNS},
+           (SELECT k.blocked_at FROM wa_contacts k WHERE k.id = wa_conversations.contact_id) AS blocked_at
+      FROM wa_conversations WHERE conversation_id = %s"""
+
+# The customer's calls still ringing, each with the SDP offer of its connect event (the page's
+# WebRTC stack answers it: signalling only, no media here).
+RINGING_CALLS = """
+    SELECT c.id, c.call_id, c.rang_at,
+           (SELECT e.payload -> 'session' ->> 'sdp' FROM wa_call_events e
+             WHERE e.channel_id = c.channel_id AND e.call_id = c.call_id AND e.event = 'connect'
+             ORDER BY e.id LIMIT 1) AS offer_sdp
+      FROM wa_calls c
+     WHERE c.contact_id = %s AND c.status = 'ringing' AND c.direction = 'inbound'
+     ORDER BY c.id"""
+
+# What the page does to a ringing call: accept is pre_accept then accept (the outbox performs
+# them in that order), with the same SDP answer; reject ends it.
+CALL_ACTIONS = {"accept": ("pre_accept", "accept"), "reject": ("reject",)}
 
 MESSAGE_COLUMNS = """
     SELECT m.id, m.direction, m.type, m.body, m.status, m.wamid, m.source, m.created_at, m.sent_at,
@@ -336,6 +356,41 @@ class Inbox:
                 channels[0]["name"], data.get("recipient", ""), data["name"], data["language"],
                 template_components(data.get("parameters") or {})))
 
+    async def block(self, request):
+        """{"blocked": true|false}: wa_block / wa_unblock of the conversation's customer (an action,
+        done after COMMIT; the page hears wa_action and reads the row again)."""
+        data = await request.json()
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            if conversation["group_id"]:
+                raise web.HTTPBadRequest(text="a group cannot be blocked")
+            function = "wa_block" if data.get("blocked") else "wa_unblock"
+            return await call(cur, f"SELECT {function}(%s, ARRAY[%s])", (conversation["channel"], recipient_of(conversation)))
+
+    async def calls(self, request):
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            if not conversation["contact_id"]:
+                return json_response([])
+            return json_response(await fetch(cur, RINGING_CALLS, (conversation["contact_id"],)))
+
+    async def answer_call(self, request):
+        """{"action": "accept", "sdp": answer} or {"action": "reject"} for a ringing call of the conversation."""
+        data = await request.json()
+        actions = CALL_ACTIONS.get(data.get("action"))
+        if actions is None:
+            raise web.HTTPBadRequest(text="action is accept or reject")
+        async with self.db(request) as cur:
+            conversation = await conversation_row(cur, int(request.match_info["id"]))
+            calls = await fetch(cur, RINGING_CALLS, (conversation["contact_id"],)) if conversation["contact_id"] else []
+            call_id = request.match_info["call_id"]
+            if call_id not in {c["call_id"] for c in calls}:
+                raise web.HTTPNotFound(text=f"no ringing call {call_id} in this conversation")
+            sdp = data.get("sdp") if data.get("action") == "accept" else None
+            for action in actions:
+                result = await call(cur, "SELECT wa_call_action(%s, %s, %s, %s)", (conversation["channel"], call_id, action, sdp))
+            return result
+
     async def mark_read(self, request):
         async with self.db(request) as cur:
             conversation = await conversation_row(cur, int(request.match_info["id"]))
@@ -470,6 +525,9 @@ def make_app(dsn, origin, pool_size=POOL_SIZE, session_hours=12.0):
             web.post("/api/conversations/{id}/read", inbox.mark_read),
             web.post("/api/messages/{id}/cancel", inbox.cancel_message),
             web.post("/api/messages/{id}/retry", inbox.retry_message),
+            web.post("/api/conversations/{id}/block", inbox.block),
+            web.get("/api/conversations/{id}/calls", inbox.calls),
+            web.post("/api/conversations/{id}/calls/{call_id}", inbox.answer_call),
             web.get("/api/health", inbox.health),
             web.get("/media/{id}", inbox.media),
             web.static("/static", STATIC),

@@ -10,9 +10,10 @@
 //! `_wa_receive_statuses`), so only a message that heard nothing is sent again. A channel the
 //! Graph API does not answer waits and probes ([`crate::outbound::outages`]).
 
+use super::actions::{self, ActionAnswer, ClaimedAction};
 use super::outages::Outages;
-use super::recording::{Answer, RECORD_AGAIN, Unrecorded, record_all};
-use super::sender_pool::{Finished, Send, SenderPool, Work};
+use super::recording::{Answer, RECORD_AGAIN, Unrecorded, got_no_answer, record_all};
+use super::sender_pool::{ActionResult, Finished, Send, SenderPool, Work};
 use super::store::{self, Claimed, GraphEndpoint, OutboxAction};
 use crate::maintenance::store::analyze_if_stale;
 use crate::media::download::Download;
@@ -91,6 +92,11 @@ enum Turn {
 struct Claim {
     messages: Vec<Claimed>,
     media: Vec<MediaJob>,
+    /// Claimed only when actions were looked for (see [`Delivery::actions_due`]).
+    actions: Vec<ClaimedAction>,
+    /// Seconds until the next queued action falls due, when actions were looked for: `None`
+    /// then means there is none.
+    next_action_in: Option<Option<f64>>,
     /// Seconds until the next queued message falls due, if the claim left any.
     next_due_in: Option<f64>,
 }
@@ -100,7 +106,13 @@ struct Delivery {
     pool: SenderPool,
     in_flight: HashMap<i64, Claimed>,
     downloads: HashMap<i64, MediaJob>,
+    actions: HashMap<i64, ClaimedAction>,
     unrecorded: Unrecorded,
+    unrecorded_actions: Vec<ActionAnswer>,
+    /// When the next queued action falls due, as last looked up (`None`: none is queued). Actions
+    /// are looked for only then, when a commit queued one, or after one was recorded: a turn
+    /// that claims messages costs no query more for them.
+    action_due_at: Option<Instant>,
     /// Per channel: its `max_messages_per_second`.
     buckets: HashMap<i64, TokenBucket>,
     /// Meta's pair rate: per channel and recipient.
@@ -119,7 +131,10 @@ impl Delivery {
             pool,
             in_flight: HashMap::new(),
             downloads: HashMap::new(),
+            actions: HashMap::new(),
             unrecorded: Unrecorded::default(),
+            unrecorded_actions: Vec::new(),
+            action_due_at: None,
             buckets: HashMap::new(),
             pairs: PairLimit::default(),
             outages: Outages::default(),
@@ -135,7 +150,7 @@ impl Delivery {
     fn sleep(&self) -> Duration {
         if commit_wake::wake_pending() {
             Duration::ZERO
-        } else if !self.unrecorded.is_empty() {
+        } else if !self.unrecorded.is_empty() || !self.unrecorded_actions.is_empty() {
             self.wait.min(RECORD_AGAIN)
         } else {
             self.wait
@@ -153,22 +168,46 @@ impl Delivery {
     /// Records what the senders finished, with what could not be recorded before.
     fn record_results(&mut self) {
         let mut results = std::mem::take(&mut self.unrecorded);
+        let now = Instant::now();
+        let mut acted = std::mem::take(&mut self.unrecorded_actions);
         for done in self.pool.finished() {
             match done {
-                Finished::Sent(id, r) => results.sends.extend(self.in_flight.remove(&id).map(|c| Answer::new(c, r))),
+                Finished::Sent(id, r) => {
+                    let Some(message) = self.in_flight.remove(&id) else { continue };
+                    // A send that got no answer is retried as unsent: it does not count against
+                    // the customer's pair rate. Otherwise an outage's probes and retries would run
+                    // up minutes of pair debt, and the first answer, instead of resuming the
+                    // queue, would find each customer's messages deferred for it. (Read
+                    // receipts took no quota; one message per customer is in flight at a time,
+                    // so this is the quota that message took.)
+                    if message.kind == OutboxAction::Message && got_no_answer(&r) {
+                        self.pairs.refund(&(message.channel_id, message.recipient.clone()), now);
+                    }
+                    results.sends.push(Answer::new(message, r));
+                }
                 Finished::Downloaded(id, r) => results.downloads.extend(self.downloads.remove(&id).map(|j| (j, r))),
+                Finished::Acted(id, r) => acted.extend(self.actions.remove(&id).map(|a| ActionAnswer {
+                    action: a,
+                    result: r,
+                    failed_records: 0,
+                })),
             }
         }
         if !results.is_empty() {
             self.unrecorded = record_all(results, &mut self.outages);
             unsafe { pg_sys::pgstat_report_stat(false) };
         }
+        if !acted.is_empty() {
+            self.unrecorded_actions = actions::record_all(acted);
+            // A retry, or the next action of the same target, may be due: look at the next turn.
+            self.action_due_at = Some(Instant::now());
+        }
     }
 
     /// Claims what is due for the free senders and hands it to them, then works out how long
     /// to wait for the next turn.
     fn claim_and_submit(&mut self) -> Turn {
-        let free = (SENDERS * 2).saturating_sub(self.in_flight.len() + self.downloads.len());
+        let free = (SENDERS * 2).saturating_sub(self.in_flight.len() + self.downloads.len() + self.actions.len());
         if free == 0 {
             self.wait = IDLE; // a finished send wakes us
             return Turn::Done;
@@ -176,7 +215,8 @@ impl Delivery {
         // Cleared before looking, so a commit from now on sets the latch again.
         commit_wake::take_pending_wake();
         let now = Instant::now();
-        let Some(claim) = self.claim(free, now) else {
+        let actions_due = commit_wake::take_actions_wake() || self.action_due_at.is_some_and(|at| at <= now);
+        let Some(claim) = self.claim(free, now, actions_due) else {
             self.wait = IDLE; // not installed (yet): look again later
             return Turn::Done;
         };
@@ -193,6 +233,10 @@ impl Delivery {
             self.statistics_checked = now;
             BackgroundWorker::transaction(|| analyze_if_stale("wa_messages"));
         }
+        if let Some(next) = claim.next_action_in {
+            self.action_due_at = next.map(|s| now + Duration::from_secs_f64(s.clamp(0.0, IDLE.as_secs_f64())));
+        }
+        self.submit_actions(claim.actions);
         self.submit(claim.messages, claim.media, now);
         self.wait = self.next_wait(claim.next_due_in, now);
         Turn::Done
@@ -201,7 +245,7 @@ impl Delivery {
     /// One transaction: at the first turn, what a restart interrupted goes back to the queue;
     /// then up to `free` due messages within their channels' budgets, and media downloads.
     /// `None` while the extension is not installed.
-    fn claim(&mut self, free: usize, now: Instant) -> Option<Claim> {
+    fn claim(&mut self, free: usize, now: Instant, actions_due: bool) -> Option<Claim> {
         let budgets: serde_json::Map<String, serde_json::Value> =
             self.buckets.iter_mut().map(|(id, b)| (id.to_string(), b.available(now).into())).collect();
         let version = guc::graph_api_version();
@@ -214,7 +258,16 @@ impl Delivery {
             }
             if !recovered {
                 requeue_interrupted();
+                actions::requeue_interrupted();
             }
+            // Actions first, while they are due: they are few, and an agent waits on them.
+            let (actions, next_action_in) = if actions_due || !recovered {
+                let claimed = actions::claim((free / 2).max(1) as i32, &version);
+                (claimed, Some(actions::next_due_in()))
+            } else {
+                (Vec::new(), None)
+            };
+            let free = free - actions.len().min(free);
             let messages = keep_pair_rate(sendable(store::claim_due(free as i32, &version, budgets)), pairs, now);
             // Media downloads share the senders: at most half of what is left, so that a
             // burst of photos never holds up the replies.
@@ -222,7 +275,7 @@ impl Delivery {
             let media = if media_slots > 0 { media::claim_media(media_slots as i32, &version) } else { Vec::new() };
             // What is left: when the next queued message that could be sent falls due.
             let next_due_in = if messages.len() + media.len() < free { store::next_due_in() } else { None };
-            Some(Claim { messages, media, next_due_in })
+            Some(Claim { messages, media, actions, next_action_in, next_due_in })
         }))
     }
 
@@ -249,11 +302,34 @@ impl Delivery {
         }
     }
 
+    /// Hands claimed actions to the senders; one whose request cannot be made is recorded as
+    /// failed at the next turn.
+    fn submit_actions(&mut self, claimed: Vec<ClaimedAction>) {
+        if claimed.is_empty() {
+            return;
+        }
+        let base_url = guc::graph_api_url();
+        for action in claimed {
+            match action.request(&base_url) {
+                Ok(request) => {
+                    self.pool.submit(Work::Action(request));
+                    self.actions.insert(action.id, action);
+                }
+                Err(reason) => self.unrecorded_actions.push(ActionAnswer {
+                    action,
+                    result: ActionResult::Invalid(reason),
+                    failed_records: 0,
+                }),
+            }
+        }
+    }
+
     /// A message due now that was not claimed waits for its channel's next token (or for a
     /// send in flight to its recipient, whose end wakes us anyway): never spin on it.
     fn next_wait(&self, next_due_in: Option<f64>, now: Instant) -> Duration {
         let refill = self.buckets.values().filter_map(|b| b.refill_in(now)).min();
         let due = next_due_in.map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.0, IDLE.as_secs_f64())));
+        let due = self.action_due_at.map_or(due, |at| due.min(at.saturating_duration_since(now)));
         match refill {
             Some(r) => r.min(due).max(MIN_WAIT),
             None if due.is_zero() && self.in_flight.len() < SENDERS * 2 => MIN_WAIT,
@@ -268,10 +344,19 @@ impl Delivery {
     fn drain(mut self) {
         let deadline = Instant::now() + DRAIN;
         let mut results = std::mem::take(&mut self.unrecorded);
-        while !self.in_flight.is_empty() && Instant::now() < deadline {
+        let mut acted = std::mem::take(&mut self.unrecorded_actions);
+        while !(self.in_flight.is_empty() && self.actions.is_empty()) && Instant::now() < deadline {
             for done in self.pool.finished() {
-                if let Finished::Sent(id, r) = done {
-                    results.sends.extend(self.in_flight.remove(&id).map(|c| Answer::new(c, r)));
+                match done {
+                    Finished::Sent(id, r) => {
+                        results.sends.extend(self.in_flight.remove(&id).map(|c| Answer::new(c, r)))
+                    }
+                    Finished::Acted(id, r) => acted.extend(self.actions.remove(&id).map(|a| ActionAnswer {
+                        action: a,
+                        result: r,
+                        failed_records: 0,
+                    })),
+                    Finished::Downloaded(..) => {}
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -279,6 +364,7 @@ impl Delivery {
         if !results.is_empty() {
             record_all(results, &mut self.outages);
         }
+        actions::record_all(acted);
     }
 }
 

@@ -171,6 +171,17 @@ fn record_alone(answer: Answer, outages: &mut Outages) {
     }
 }
 
+/// Whether a send got no answer from the Graph API (a transport error or a 5xx, see
+/// [`graph_api::is_outage`]): the outage class, which never fails a message by count, and
+/// which gives back the customer's pair quota (the message is retried as unsent).
+pub fn got_no_answer(result: &SendResult) -> bool {
+    match result {
+        SendResult::Transport(_) => true,
+        SendResult::Answered { outcome: SendOutcome::Failed(error), .. } => graph_api::is_outage(error),
+        SendResult::Answered { outcome: SendOutcome::Accepted { .. }, .. } => false,
+    }
+}
+
 /// `Some(wamid)` for a send Meta accepted (its wamid, which an answer might lack).
 fn accepted_wamid(result: &SendResult) -> Option<Option<&str>> {
     match result {
@@ -196,7 +207,7 @@ fn record(message: &Claimed, result: &SendResult, outages: &mut Outages) -> Vec<
         }
     };
     let code = error.code.and_then(|c| i32::try_from(c).ok());
-    let outage = matches!(result, SendResult::Transport(_)) || graph_api::is_outage(&error);
+    let outage = got_no_answer(result);
     if !outage {
         outages.answered(message);
     } else if outages.unanswered(message) {

@@ -170,3 +170,32 @@ fn _wa_location_request(
 ) -> JsonB {
     _wa_location_request_with_context(recipient, latitude, longitude, name, address, None)
 }
+
+// The action outbox's bodies (sql/outbound_actions.sql).
+
+/// A block or unblock request's body: recipients already normalised.
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_block_request(recipients: Option<Vec<Option<String>>>) -> JsonB {
+    let recipients: Vec<String> = required(recipients, "recipients").into_iter().flatten().collect();
+    request(graph_api::block_users(&recipients))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_call_action_request(call_id: Option<&str>, action: Option<&str>, sdp: Option<&str>) -> JsonB {
+    required!(call_id, action);
+    // (the SQL enum wa_call_action admits nothing else)
+    let action = graph_api::CallAction::from_sql(action)
+        .unwrap_or_else(|| error!("whatsapp_channel: unknown call action {action:?}"));
+    request(graph_api::call_action(call_id, action, sdp))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_create_template_request(
+    name: Option<&str>,
+    language: Option<&str>,
+    category: Option<&str>,
+    components: Option<JsonB>,
+) -> JsonB {
+    required!(name, language, category);
+    request(graph_api::create_template(name, language, category, &required(components, "components").0))
+}

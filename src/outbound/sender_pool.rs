@@ -3,6 +3,7 @@
 //! the results (in a new transaction) after: no transaction is open while a request is in
 //! flight, and sends are pipelined: a slow answer holds up only its own thread.
 
+use super::actions::ActionRequest;
 use crate::channels::Secret;
 use crate::media::download::{Download, DownloadResult, download};
 use crate::metrics;
@@ -12,7 +13,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use ureq::Agent;
-use whatsapp_cloud::graph_api::{self, SendOutcome};
+use whatsapp_cloud::graph_api::{self, ActionOutcome, Method, SendOutcome};
 
 /// One request to make.
 pub struct Send {
@@ -28,11 +29,22 @@ pub struct Send {
 pub enum Work {
     Send(Send),
     Download(Download),
+    Action(ActionRequest),
 }
 
 pub enum Finished {
     Sent(i64, SendResult),
     Downloaded(i64, DownloadResult),
+    Acted(i64, ActionResult),
+}
+
+/// The answer to one action (see [`crate::outbound::actions`]).
+pub enum ActionResult {
+    Answered(ActionOutcome),
+    /// The request could not be made (found on the main thread): failed, not retried.
+    Invalid(String),
+    /// Connection refused, reset, timed out, TLS: retried like a 5xx.
+    Transport(String),
 }
 
 /// The answer to one send: what the Graph API said, or why it could not be asked.
@@ -79,6 +91,7 @@ impl SenderPool {
                         let finished = match work {
                             Work::Send(send) => Finished::Sent(send.id, post(&agent, &send, timeout)),
                             Work::Download(d) => Finished::Downloaded(d.message_id, download(&agent, &d, timeout)),
+                            Work::Action(a) => Finished::Acted(a.id, act(&agent, &a, timeout)),
                         };
                         if results_tx.send(finished).is_err() {
                             return;
@@ -144,5 +157,47 @@ fn post_once(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
         }
         // ureq's errors name the host and the failure, never the headers (no token).
         Err(e) => SendResult::Transport(e.to_string()),
+    }
+}
+
+/// Performs one action: its method, URL and body, read as its kind's answer is read.
+fn act(agent: &Agent, action: &ActionRequest, timeout: Duration) -> ActionResult {
+    let bearer = format!("Bearer {}", action.access_token.expose());
+    let response = match (action.method, &action.body) {
+        (Method::Post, body) => agent
+            .post(&action.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Authorization", bearer)
+            .content_type("application/json")
+            .send(body.as_deref().unwrap_or("{}").as_bytes()),
+        (Method::Delete, Some(body)) => agent
+            .delete(&action.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Authorization", bearer)
+            .force_send_body()
+            .content_type("application/json")
+            .send(body.as_bytes()),
+        (Method::Delete, None) => agent
+            .delete(&action.url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Authorization", bearer)
+            .call(),
+    };
+    match response {
+        Ok(mut r) => {
+            let status = r.status().as_u16();
+            match r.body_mut().with_config().limit(1 << 20).read_to_vec() {
+                Ok(body) => ActionResult::Answered(graph_api::parse_action_response(action.kind, status, &body)),
+                Err(e) => ActionResult::Transport(format!("reading the answer: {e}")),
+            }
+        }
+        // ureq's errors name the host and the failure, never the headers (no token).
+        Err(e) => ActionResult::Transport(e.to_string()),
     }
 }

@@ -17,6 +17,10 @@ static DELIVERY_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_
 static MAINTENANCE_PROCNO: PgAtomic<AtomicI32> = unsafe { PgAtomic::new(c"whatsapp_channel_maintenance_procno") };
 /// Set by the first committing waker, cleared by the worker before it looks for work.
 static WAKE_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_wake_pending") };
+/// Set by a commit that queued an action (the action outbox), cleared by the worker when it
+/// looks for actions: the worker reads actions only then (or when one falls due), never on the
+/// way of a turn that claims messages.
+static ACTIONS_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_actions_pending") };
 /// Most webhook listener workers (`whatsapp_channel.listener_workers`).
 pub const MAX_LISTENERS: usize = 16;
 /// `pgprocno` of each running webhook listener by its slot, -1 where none runs.
@@ -31,6 +35,8 @@ static PRELOADED: AtomicBool = AtomicBool::new(false);
 thread_local! {
     /// Whether this backend's current transaction already has the commit callback.
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// The same for the actions' callback.
+    static ACTIONS_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// The same for the listener's callback.
     static LISTENER_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -39,6 +45,7 @@ pub fn init_shared_memory() {
     pg_shmem_init!(DELIVERY_PROCNO = AtomicI32::new(-1));
     pg_shmem_init!(MAINTENANCE_PROCNO = AtomicI32::new(-1));
     pg_shmem_init!(WAKE_PENDING = AtomicBool::new(false));
+    pg_shmem_init!(ACTIONS_PENDING = AtomicBool::new(false));
     pg_shmem_init!(LISTENER_PROCNOS = [const { AtomicI32::new(-1) }; MAX_LISTENERS]);
     pg_shmem_init!(CHANNELS_GENERATION = AtomicU64::new(0));
     PRELOADED.store(true, Ordering::Relaxed);
@@ -62,6 +69,31 @@ pub fn delivery_at_commit() {
         wake_delivery();
     });
     register_xact_callback(PgXactCallbackEvent::Abort, || REGISTERED.set(false));
+}
+
+/// Arranges for the delivery worker to look for actions when the current transaction commits.
+pub fn actions_at_commit() {
+    if !PRELOADED.load(Ordering::Relaxed) {
+        delivery_at_commit(); // (says why nothing will be done)
+        return;
+    }
+    if ACTIONS_REGISTERED.get() {
+        return;
+    }
+    ACTIONS_REGISTERED.set(true);
+    register_xact_callback(PgXactCallbackEvent::Commit, || {
+        ACTIONS_REGISTERED.set(false);
+        // (before the wake, so that the turn it starts sees it)
+        ACTIONS_PENDING.get().store(true, Ordering::Release);
+        wake_delivery();
+    });
+    register_xact_callback(PgXactCallbackEvent::Abort, || ACTIONS_REGISTERED.set(false));
+}
+
+/// Called by the delivery worker when it decides whether to look for actions: whether a commit
+/// queued one since it last looked.
+pub fn take_actions_wake() -> bool {
+    PRELOADED.load(Ordering::Relaxed) && ACTIONS_PENDING.get().swap(false, Ordering::AcqRel)
 }
 
 fn wake_delivery() {
@@ -213,6 +245,13 @@ pub fn take_pending_wake() -> bool {
 #[pg_extern(volatile)]
 fn _wa_wake_delivery() {
     delivery_at_commit();
+}
+
+/// Makes the delivery worker look for actions when the calling transaction commits (called by
+/// the action outbox's enqueue, sql/outbound_actions.sql).
+#[pg_extern(volatile)]
+fn _wa_wake_actions() {
+    actions_at_commit();
 }
 
 /// Makes the webhook listener re-read its channels when the calling transaction commits

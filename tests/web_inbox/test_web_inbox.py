@@ -368,6 +368,47 @@ def test_the_list_and_a_history_are_paged_without_gaps_or_repeats(page):
     assert ids == [m["id"] for m in history] and len(ids) >= 6
 
 
+def test_an_agent_blocks_a_customer_and_answers_a_ringing_call(page):
+    wa = "16505550121"
+    wa_sim("text", "--from", wa, "--name", "Cal Ringer", "--text", "Can I call you?")
+    open_conversation(page, wa)
+    wait_for("the customer's message", lambda: message_with_text(page, "Can I call you?"))
+    # Block: done by the delivery worker after the commit; the page shows what Meta confirmed.
+    page.find_element(By.ID, "block-toggle").click()
+    wait_for("the conversation shown blocked", lambda: page.find_element(By.ID, "blocked-state").is_displayed())
+    assert page.find_element(By.ID, "block-toggle").text == "Unblock"
+    assert superuser("SELECT blocked_at IS NOT NULL FROM wa_contacts k JOIN wa_channels c ON c.id = k.channel_id"
+                     " WHERE c.name = %s AND k.wa_id = %s", (CHANNEL, wa), fetch=True) == [(True,)]
+    page.find_element(By.ID, "block-toggle").click()
+    wait_for("the conversation shown unblocked", lambda: not page.find_element(By.ID, "blocked-state").is_displayed())
+
+    # The customer calls: its SDP offer (made by a browser, as a phone's would be) in the connect event.
+    offer = page.execute_async_script(
+        "const done = arguments[arguments.length - 1]; const pc = new RTCPeerConnection();"
+        " pc.addTransceiver('audio'); pc.createOffer().then((o) => done(o.sdp));")
+    def ring(call_id):
+        post_signed({"contacts": [{"profile": {"name": "Cal Ringer"}, "wa_id": wa}],
+                     "calls": [{"id": call_id, "from": wa, "to": "15550783881", "event": "connect",
+                                "direction": "USER_INITIATED", "timestamp": str(int(time.time())),
+                                "session": {"sdp_type": "offer", "sdp": offer}}]})
+    ring("wacid.web.accept")
+    ringing = lambda call_id: page.find_element(By.CSS_SELECTOR, f'.ringing-call[data-call-id="{call_id}"]')
+    wait_for("the ringing call with Accept and Reject", lambda: ringing("wacid.web.accept").is_displayed())
+    ringing("wacid.web.accept").find_element(By.CLASS_NAME, "call-accept").click()
+    actions = lambda call_id: superuser(
+        "SELECT a.request ->> 'action', a.status, a.request -> 'session' ->> 'sdp_type', a.request -> 'session' ->> 'sdp'"
+        "  FROM wa_actions a JOIN wa_channels c ON c.id = a.channel_id WHERE c.name = %s AND a.target = %s ORDER BY a.id",
+        (CHANNEL, call_id), fetch=True)
+    done = wait_for("pre_accept and accept done", lambda: (lambda rows: rows if [r[:2] for r in rows] == [
+        ("pre_accept", "done"), ("accept", "done")] else None)(actions("wacid.web.accept")))
+    # The browser's own SDP answer to the offer, for both.
+    assert all(r[2] == "answer" and r[3].startswith("v=0") for r in done), done
+    ring("wacid.web.reject")
+    wait_for("the second ringing call", lambda: ringing("wacid.web.reject").is_displayed())
+    ringing("wacid.web.reject").find_element(By.CLASS_NAME, "call-reject").click()
+    wait_for("the reject done", lambda: [r[:3] for r in actions("wacid.web.reject")] == [("reject", "done", None)])
+
+
 def test_the_health_panel_shows_a_signature_failure(page):
     row = lambda: page.find_element(By.CSS_SELECTOR, '#health tr[data-issue="signature"]')
     wait_for("the health panel", lambda: row().get_attribute("class") == "ok")

@@ -118,6 +118,24 @@ impl<K: Hash + Eq> PairLimit<K> {
         Ok(())
     }
 
+    /// A message [`admit`](Self::admit) let go to `pair` got no answer from Meta (a transport
+    /// error or a 5xx): it is retried as unsent, so it gives back the quota it took. Otherwise every
+    /// probe and retry of an outage would count as a message to the customer, and the first
+    /// answer would find their queue owing minutes (6 s an attempt, 270 s past a burst). The
+    /// caller refunds only the message it admitted last for that pair (one per pair is in
+    /// flight at a time); a pair paid back meanwhile owes nothing to refund.
+    pub fn refund(&mut self, pair: &K, now: Instant) {
+        let Some(q) = self.pairs.get_mut(pair) else { return };
+        q.burst_len = q.burst_len.saturating_sub(1);
+        match q.repaid_at.checked_sub(PAIR_INTERVAL) {
+            Some(at) if at > now => q.repaid_at = at,
+            // Owes nothing now: the same as a pair never written to.
+            _ => {
+                self.pairs.remove(pair);
+            }
+        }
+    }
+
     /// Pairs being tracked (one that owes nothing is forgotten: it is the same as a new one).
     pub fn len(&self) -> usize {
         self.pairs.len()
@@ -201,6 +219,33 @@ mod tests {
         for n in 4..10 {
             assert_eq!(pairs.admit(7, t0 + Duration::from_secs(6 * n)), Ok(()), "message at {} s", 6 * n);
         }
+    }
+
+    #[test]
+    fn sends_that_got_no_answer_give_their_quota_back() {
+        let t0 = Instant::now();
+        let mut pairs = PairLimit::default();
+        // An outage probed every 50 ms for a minute: 1,200 sends to one customer, none answered.
+        for i in 0..1200 {
+            let at = t0 + Duration::from_millis(50 * i);
+            assert_eq!(pairs.admit("+15551234567", at), Ok(()), "probe {i}");
+            pairs.refund(&"+15551234567", at);
+        }
+        assert!(pairs.is_empty(), "nothing is owed for sends that reached no one");
+        // The first answer: the customer's queue goes out as a fresh burst.
+        let t1 = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(pairs.admit("+15551234567", t1), Ok(()));
+        }
+        // One of three bubbles unanswered: the next is held 12 s, not 18 s.
+        pairs.refund(&"+15551234567", t1);
+        assert_close(
+            pairs.admit("+15551234567", t1 + Duration::from_secs(7)).unwrap_err(),
+            Duration::from_secs(12 - 7),
+        );
+        // A refund for a pair that owes nothing (paid back and forgotten) changes nothing.
+        pairs.refund(&"+15550000000", t1);
+        assert_eq!(pairs.admit("+15550000000", t1), Ok(()));
     }
 
     #[test]

@@ -33,6 +33,7 @@ async function readConversation(conversationId) {
   state.open.hasOlder = messages.length === PAGE_SIZE;
   renderConversation(true);
   renderConversations();
+  refreshCalls().catch(showProblem);
   if (row.unread_count > 0) await markRead();
 }
 
@@ -171,6 +172,14 @@ function renderConversation(scrollToEnd) {
   marketing.textContent = row.marketing_opt_out_at
     ? `stopped marketing messages (since ${time(row.marketing_opt_out_at)}): marketing templates are refused` : "";
 
+  // Blocking (a customer only): the state is what Meta confirmed (wa_contacts.blocked_at).
+  const blocked = $("#blocked-state");
+  blocked.hidden = !row.blocked_at;
+  blocked.textContent = row.blocked_at ? `blocked since ${time(row.blocked_at)}` : "";
+  const toggle = $("#block-toggle");
+  toggle.hidden = !!row.group_id;
+  toggle.textContent = row.blocked_at ? "Unblock" : "Block";
+
   const scroller = $("#messages-scroll");
   const atEnd = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
   const byWamid = wamidIndex();
@@ -284,4 +293,71 @@ function renderReactions(m) {
   if (shown.length === 0) return null;
   return el("div", { class: "reactions" },
     shown.map(([direction, emoji]) => el("span", { class: `reaction ${direction}`, title: direction === "inbound" ? "the customer" : "you" }, emoji)));
+}
+
+// ---- blocking and ringing calls ---------------------------------------------------------------
+
+// Block or unblock the open conversation's customer: an action the worker performs after the
+// commit; the page reads the row again when wa_action says it ended.
+async function toggleBlock() {
+  if (!state.open) return;
+  const button = $("#block-toggle");
+  button.disabled = true;
+  try {
+    await api(`/api/conversations/${state.open.row.conversation_id}/block`, { json: { blocked: !state.open.row.blocked_at } });
+  } catch (e) {
+    showComposeError(e);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// The open conversation's ringing calls, each with Accept and Reject. Signalling only: Accept
+// answers the call's SDP offer with this browser's WebRTC answer (no media is played here).
+const refreshCalls = serially(async () => {
+  const banner = $("#call-banner");
+  if (!state.open || state.open.row.group_id) { banner.hidden = true; return; }
+  const open = state.open;
+  const calls = await api(`/api/conversations/${open.row.conversation_id}/calls`);
+  if (state.open !== open) return;
+  banner.replaceChildren(...calls.map((c) => {
+    const item = document.createElement("div");
+    item.className = "ringing-call";
+    item.dataset.callId = c.call_id;
+    const text = document.createElement("span");
+    text.textContent = `ringing since ${time(c.rang_at)}`;
+    const accept = document.createElement("button");
+    accept.className = "call-accept";
+    accept.textContent = "Accept";
+    accept.disabled = !c.offer_sdp;
+    accept.addEventListener("click", () => answerCall(c, "accept"));
+    const reject = document.createElement("button");
+    reject.className = "call-reject";
+    reject.textContent = "Reject";
+    reject.addEventListener("click", () => answerCall(c, "reject"));
+    item.append(text, " ", accept, " ", reject);
+    return item;
+  }));
+  banner.hidden = calls.length === 0;
+});
+
+async function sdpAnswerTo(offer) {
+  const pc = new RTCPeerConnection();
+  await pc.setRemoteDescription({ type: "offer", sdp: offer });
+  const answer = await pc.createAnswer();
+  await pc.setLocalDescription(answer);
+  state.callConnection = pc; // kept for the call's life (the media would flow through it)
+  return answer.sdp;
+}
+
+async function answerCall(c, action) {
+  if (!state.open) return;
+  try {
+    const body = action === "accept" ? { action, sdp: await sdpAnswerTo(c.offer_sdp) } : { action };
+    await api(`/api/conversations/${state.open.row.conversation_id}/calls/${encodeURIComponent(c.call_id)}`, { json: body });
+    const item = $("#call-banner").querySelector(`[data-call-id="${CSS.escape(c.call_id)}"]`);
+    if (item) item.dataset.answered = action;
+  } catch (e) {
+    showComposeError(e);
+  }
 }

@@ -69,6 +69,17 @@ function connectEvents() {
     if (state.open && state.open.row.contact_id === note.id) refreshOpen();
     scheduleConversationsRefresh();
   });
+  // A call changed: the open conversation's ringing calls are read again.
+  events.addEventListener("call", (e) => {
+    const note = JSON.parse(e.data);
+    if (note.channel_id !== state.channelId) return;
+    if (state.open && state.open.row.contact_id === note.contact_id) refreshCalls();
+  });
+  // An action ended (a block, say): the open conversation's row is read again.
+  events.addEventListener("action", (e) => {
+    const note = JSON.parse(e.data);
+    if (note.channel_id === state.channelId && state.open) refreshOpen();
+  });
   events.addEventListener("media", (e) => {
     const note = JSON.parse(e.data);
     if (state.open && state.open.messages.has(note.message_id)) refreshLater(note.message_id);
@@ -88,6 +99,7 @@ function connectEvents() {
 
 document.addEventListener("DOMContentLoaded", () => {
   $("#reply").addEventListener("submit", sendReply);
+  $("#block-toggle").addEventListener("click", toggleBlock);
   $("#reply-text").addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("#reply").requestSubmit(); }
   });

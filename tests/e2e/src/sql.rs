@@ -43,7 +43,7 @@ pub fn error_of(sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> (
 /// The keys each notification of the extension carries: ids only, since LISTEN needs no
 /// privilege (README, "Notifications"). Every other key, and every value that is not an
 /// integer or null, is a leak to whoever listens.
-pub const NOTIFICATION_KEYS: [(&str, &[&str]); 8] = [
+pub const NOTIFICATION_KEYS: [(&str, &[&str]); 9] = [
     ("wa_message", &["id", "channel_id", "contact_id"]),
     ("wa_status", &["id", "channel_id"]),
     ("wa_media", &["message_id", "channel_id"]),
@@ -52,6 +52,7 @@ pub const NOTIFICATION_KEYS: [(&str, &[&str]); 8] = [
     ("wa_history", &["channel_id"]),
     ("wa_contact", &["id", "channel_id"]),
     ("wa_channel_event", &["id", "channel_id"]),
+    ("wa_action", &["id", "channel_id"]),
 ];
 
 /// What is wrong with a notification of the extension on `channel` (None: nothing): a key

@@ -73,7 +73,9 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
     // What Meta says about the account: a channel event (the display name approved).
     db.execute("UPDATE wa_channels SET waba_id = '7770001' WHERE name = $1", &[&live.name]).unwrap();
     let (field, value) = payloads::business_change("name_approved", "order_update", "15550783881").unwrap();
-    let answer = live.post_signed_to(&cluster, &payloads::business_body("7770001", &live.phone_number_id, field, value, now())).unwrap();
+    let answer = live
+        .post_signed_to(&cluster, &payloads::business_body("7770001", &live.phone_number_id, field, value, now()))
+        .unwrap();
     assert_eq!(answer.status, 200, "{answer:?}");
     db.execute(
         "INSERT INTO wa_templates (channel_id, name, language, status, category)
@@ -104,7 +106,14 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
         .query_one("SELECT wa_send_text($1, $2, 'queued before the dump')", &[&held.name, &ada.wa_id])
         .unwrap()
         .get(0);
+    // An action (a block of a customer the rest of the test leaves alone), done before the dump.
+    let block: i64 = db.query_one("SELECT wa_block($1, ARRAY['16505551009'])", &[&live.name]).unwrap().get(0);
     wait_until_quiet(&mut db, sent);
+    let blocked = poll(|| {
+        let s: String = db.query_one("SELECT status FROM wa_actions WHERE id = $1", &[&block]).unwrap().get(0);
+        (s == "done").then_some(())
+    });
+    assert!(blocked.is_some(), "the block was not done");
     let status = |db: &mut Client, id: i64| -> String {
         db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0)
     };

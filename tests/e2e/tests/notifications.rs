@@ -99,6 +99,14 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
     // wa_contact: a customer stops marketing messages.
     let stopper = Customer { wa_id: "15550007006".into(), name: "Ola".into() };
     post(payloads::user_preferences_value(&stopper, None, "stop", t));
+    // wa_action: an action (a block) ends.
+    db.query_one("SELECT wa_block($1, ARRAY['15550007006'])", &[&ch.name]).unwrap();
+    wait_until(
+        &mut db,
+        ch.id,
+        "the block done",
+        "SELECT bool_and(status = 'done') FROM wa_actions WHERE channel_id = $1",
+    );
 
     wait_until(
         &mut db,
@@ -132,6 +140,7 @@ fn every_notification_carries_only_integer_ids_of_rows_of_its_channel() {
             "wa_call" => ("SELECT channel_id, contact_id FROM wa_calls WHERE id = $1", &p["id"]),
             "wa_contact" => ("SELECT channel_id, NULL::bigint FROM wa_contacts WHERE id = $1", &p["id"]),
             "wa_channel_event" => ("SELECT channel_id, NULL::bigint FROM wa_channel_events WHERE id = $1", &p["id"]),
+            "wa_action" => ("SELECT channel_id, NULL::bigint FROM wa_actions WHERE id = $1", &p["id"]),
             _ => continue, // wa_group, wa_history: the channel's id is the whole payload
         };
         let row =

@@ -54,7 +54,7 @@ CREATE ROLE regress_inbox;
 CREATE ROLE regress_nobody;
 GRANT SELECT ON wa_channels, wa_contacts, wa_messages, wa_message_statuses, wa_conversations, wa_conversation_state,
                 wa_message_costs, wa_calls, wa_channel_health, wa_channel_counters, wa_webhook_events, wa_templates,
-                wa_groups, wa_channel_access, wa_channel_grants, wa_channel_events TO regress_inbox;
+                wa_groups, wa_channel_access, wa_channel_grants, wa_channel_events, wa_call_events, wa_actions TO regress_inbox;
 GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz, timestamptz),
                           wa_send_media(text, text, text, text, text, text, text, timestamptz, text, timestamptz),
                           wa_send_template(text, text, text, text, jsonb, text, timestamptz, text, timestamptz),
@@ -66,6 +66,9 @@ GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, ti
                           wa_retry_message(bigint),
                           wa_mark_read(text, text, boolean),
                           wa_media_content(bigint),
-                          wa_upload_media(text, bytea, text, text) TO regress_inbox;
+                          wa_upload_media(text, bytea, text, text),
+                          wa_block(text, text[]), wa_unblock(text, text[]),
+                          wa_call_action(text, text, wa_call_action, text),
+                          wa_request_call_permission(text, text, text, text) TO regress_inbox;
 -- The test helpers are the test's, not the extension's: anyone may call them.
 GRANT EXECUTE ON FUNCTION regress_webhook(text, jsonb, text) TO PUBLIC;

@@ -1,8 +1,9 @@
 -- Tenancy (README, "Roles"): two tenants, each a channel with a customer, a photo, a group, a
--- call, a status, a template, a counter, a former BSUID and a raw webhook, and each an agent
--- role granted `send` on its own channel. The test walks the catalog, so that a table, view or
--- function added later cannot be missed: tenant A's agent reads nothing of tenant B, sends on
--- nothing of B, learns nothing of B from an error; the owner sees both.
+-- call and its event, a queued action, a status, a template, a counter, a former BSUID and a raw
+-- webhook, and each an agent role granted `send` on its own channel. The test walks the
+-- catalog, so that a table, view or function added later cannot be missed: tenant A's agent
+-- reads nothing of tenant B, sends on nothing of B, learns nothing of B from an error; the owner
+-- sees both.
 \set SHOW_CONTEXT never
 SET client_min_messages = error;
 SELECT regress_channel('tenant_a', '200101'), regress_channel('tenant_b', '200102');
@@ -25,6 +26,8 @@ BEGIN
     INSERT INTO wa_groups (channel_id, group_id, subject, status) VALUES (ch, 'group' || tag, 'Group of ' || channel, 'active')
     ON CONFLICT (channel_id, group_id) DO UPDATE SET subject = excluded.subject, status = 'active';
     INSERT INTO wa_calls (channel_id, call_id, status, payload) VALUES (ch, 'wacid.' || tag, 'ringing', '{}');
+    INSERT INTO wa_call_events (channel_id, call_id, event, event_at, payload) VALUES (ch, 'wacid.' || tag, 'connect', now(), '{}');
+    PERFORM wa_block(channel, ARRAY['1555999' || tag]);
     INSERT INTO wa_message_statuses (channel_id, wamid, status, payload, pricing_category, pricing_type)
     VALUES (ch, 'wamid.' || tag || '.out', 'delivered', '{}', 'service', 'free_customer_service');
     INSERT INTO wa_channel_counters (channel_id, kind, count, last_at) VALUES (ch, 'stored', 1, now());
@@ -119,7 +122,11 @@ INSERT INTO calls VALUES
     ('wa_send_reaction', $$SELECT wa_send_reaction(%L, 'wamid.0002.text', '👍')$$),
     ('wa_send_contacts', $$SELECT wa_send_contacts(%L, '15550000002', '[{"name": {"formatted_name": "Ann Lee", "first_name": "Ann"}}]')$$),
     ('wa_mark_read', $$SELECT wa_mark_read(%L, 'wamid.0002.text')$$),
-    ('wa_upload_media', $$SELECT wa_upload_media(%L, '\x89504e47'::bytea, 'image/png')$$);
+    ('wa_upload_media', $$SELECT wa_upload_media(%L, '\x89504e47'::bytea, 'image/png')$$),
+    ('wa_block', $$SELECT wa_block(%L, ARRAY['15550000002'])$$),
+    ('wa_unblock', $$SELECT wa_unblock(%L, ARRAY['15550000002'])$$),
+    ('wa_call_action', $$SELECT wa_call_action(%L, 'wacid.0002', 'reject')$$),
+    ('wa_request_call_permission', $$SELECT wa_request_call_permission(%L, '15550000002')$$);
 SELECT p.proname AS callable_by_agent_not_tried
   FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
  WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'

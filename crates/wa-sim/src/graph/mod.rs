@@ -1,9 +1,11 @@
 //! A fake Graph API: `POST /{version}/{phone_number_id}/messages` (one-to-one and group sends)
-//! and `/marketing_messages` (Meta's Marketing Messages API), answered like Meta does.
+//! and `/marketing_messages` (Meta's Marketing Messages API), answered like Meta does; and the
+//! calls that are not messages (block users, call actions, template creation and deletion).
 //!
 //! This file holds what a test scripts the simulator with and reads back from it; the server is
 //! in `server.rs`, each family of endpoints in a file of its own.
 
+mod actions;
 mod media;
 mod sends;
 mod server;
@@ -40,7 +42,8 @@ impl Received {
 
     /// The last segment of the path: `messages`, `marketing_messages`, `media`, ...
     pub fn endpoint(&self) -> &str {
-        self.path.trim_end_matches('/').rsplit('/').next().unwrap_or_default()
+        let path = self.path.split_once('?').map_or(self.path.as_str(), |(p, _)| p);
+        path.trim_end_matches('/').rsplit('/').next().unwrap_or_default()
     }
 }
 

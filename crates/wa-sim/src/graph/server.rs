@@ -150,6 +150,18 @@ fn handle(state: &State, request: Request) -> Response {
     if !state.options.latency.is_zero() {
         std::thread::sleep(state.options.latency);
     }
+    if let Some((status, answer, _)) =
+        super::actions::answer(state, &method, &path, request.query(), authorization.as_deref(), &body)
+    {
+        // (with the query: a template's deletion names it there)
+        let path = if request.query().is_empty() { path } else { format!("{path}?{}", request.query()) };
+        state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid: None, at: arrived });
+        state.arrived.notify_all();
+        return match answer {
+            None => Response::close(),
+            Some(json) => Response::json(status, json.to_string()),
+        };
+    }
     if let Some(response) = media_and_templates(state, &request, authorization.as_deref()) {
         state.received.lock().unwrap().push(Received { method, path, authorization, body, wamid: None, at: arrived });
         state.arrived.notify_all();

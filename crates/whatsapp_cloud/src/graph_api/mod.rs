@@ -6,6 +6,7 @@
 //! `retry.rs` and `hints.rs` say what to do about an error; templates, their parameters, media,
 //! the callback data and the URLs each have their own file.
 
+mod actions;
 mod bodies;
 mod callback;
 mod hints;
@@ -16,6 +17,10 @@ mod template_parameters;
 mod templates;
 mod urls;
 
+pub use actions::{
+    ActionKind, ActionOutcome, BLOCK_PARTLY_FAILED, CallAction, MAX_BLOCK_USERS, Method, TEMPLATE_CATEGORIES,
+    block_users, call_action, create_template, parse_action_response,
+};
 pub use bodies::{
     GROUP_HINT, InvalidMessage, MAX_CAPTION_CHARS, MAX_CONTACTS, MAX_TEXT_CHARS, MEDIA_KINDS, contacts, interactive,
     location, mark_read, media, reaction, template, text, text_message,

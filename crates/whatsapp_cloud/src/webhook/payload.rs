@@ -1,9 +1,9 @@
 //! What a webhook POST becomes: a [`Payload`] of [`Change`]s, each with the items it carried,
 //! and the items that could not be used.
 
+use super::UserPreference;
 use super::{BusinessEvent, UserIdUpdate};
 use super::{Call, Contact, ContactSync, Echo, GroupEvent, HistoryChunk, HistoryMessage, Message, Status};
-use super::UserPreference;
 use serde_json::Value;
 
 /// A webhook POST body, flattened: one [`Change`] per `entry[].changes[]`.

@@ -1,0 +1,294 @@
+-- whatsapp_channel: the action outbox: Graph API calls that are not messages (block and unblock
+-- users, act on a call, create and delete templates). The SQL API queues an action in the
+-- caller's transaction and wakes the delivery worker at COMMIT; the worker claims it (committed
+-- as 'sending'), performs it on a sender thread, and records Meta's answer in a transaction of
+-- its own, as it does a message (src/outbound/actions.rs). No backend waits on HTTP: a function
+-- returns the action's id, and its end is notified on wa_action (README, "Actions").
+--
+-- Every function pins search_path and qualifies the extension's objects with @extschema@,
+-- so that objects other roles create cannot be picked up instead (CVE-2018-1058).
+
+-- ---------------------------------------------------------------------------------------------
+-- API
+
+-- Queues one action of a channel the caller may act on (checked by the caller), and wakes the
+-- delivery worker at COMMIT for actions.
+CREATE FUNCTION _wa_enqueue_action(channel_id bigint, kind @extschema@.wa_action_kind, target text, request jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    action_id bigint;
+BEGIN
+    INSERT INTO @extschema@.wa_actions (channel_id, kind, target, request, created_by)
+    VALUES (_wa_enqueue_action.channel_id, _wa_enqueue_action.kind, _wa_enqueue_action.target, _wa_enqueue_action.request,
+            @extschema@._wa_caller())
+    RETURNING id INTO action_id;
+    PERFORM @extschema@._wa_wake_actions();
+    RETURN action_id;
+END
+$$;
+
+-- Blocks customers (Meta's Block Users API): they can no longer write to the business, nor the
+-- business to them. Meta only blocks customers who wrote in the last 24 hours; its answer is
+-- per customer, and wa_contacts.blocked_at is set for those it confirms.
+CREATE FUNCTION wa_block(channel text, recipients text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'block', NULL, @extschema@._wa_block_request(
+        ARRAY(SELECT @extschema@.wa_normalize_recipient(r) FROM unnest(recipients) r)));
+END
+$$;
+
+-- Unblocks customers; wa_contacts.blocked_at is cleared for those Meta confirms.
+CREATE FUNCTION wa_unblock(channel text, recipients text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'unblock', NULL, @extschema@._wa_block_request(
+        ARRAY(SELECT @extschema@.wa_normalize_recipient(r) FROM unnest(recipients) r)));
+END
+$$;
+
+-- Acts on a call of the channel (Meta's Calling API): pre_accept and accept with the SDP answer
+-- to the offer of its connect event, reject, terminate. Actions on one call are performed in
+-- the order they were queued.
+CREATE FUNCTION wa_call_action(channel text, call_id text, action @extschema@.wa_call_action, sdp text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    IF NOT EXISTS (SELECT FROM @extschema@.wa_calls c WHERE c.channel_id = ch AND c.call_id = wa_call_action.call_id) THEN
+        RAISE EXCEPTION '% is not a call of channel %', pg_catalog.quote_literal(call_id), pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'A call is known from its connect webhook (subscribe the app to the calls field); see SELECT call_id, status FROM wa_calls.';
+    END IF;
+    RETURN @extschema@._wa_enqueue_action(ch, 'call', call_id, @extschema@._wa_call_action_request(call_id, action::text, sdp));
+END
+$$;
+
+-- Asks a customer for permission to call them: Meta's interactive call_permission_request, a
+-- message (it has a wamid and statuses, and the customer's answer comes back as an inbound
+-- interactive call_permission_reply), so it is queued as one, in the customer's order and
+-- within their 24-hour window (outside it, use a template with a call permission button).
+CREATE FUNCTION wa_request_call_permission(channel text, recipient text, body text DEFAULT NULL,
+                                           idempotency_key text DEFAULT NULL) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_ text := @extschema@.wa_normalize_recipient(recipient);
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', body, @extschema@._wa_interactive_request(to_,
+        pg_catalog.jsonb_build_object('type', 'call_permission_request', 'action', pg_catalog.jsonb_build_object('name', 'call_permission_request'))
+        || CASE WHEN body IS NOT NULL THEN pg_catalog.jsonb_build_object('body', pg_catalog.jsonb_build_object('text', body)) ELSE '{}' END,
+        NULL), idempotency_key);
+END
+$$;
+
+-- The business account a template action of the channel goes to, or an error that says where
+-- to find it.
+CREATE FUNCTION _wa_channel_waba(ch bigint) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    waba text;
+    ch_name text;
+BEGIN
+    SELECT c.waba_id, c.name INTO waba, ch_name FROM @extschema@.wa_channels c WHERE c.id = ch;
+    IF waba IS NULL THEN
+        RAISE EXCEPTION 'channel % has no WhatsApp Business Account id', pg_catalog.quote_literal(ch_name)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = pg_catalog.format('Set it: UPDATE wa_channels SET waba_id = ''<id from Meta''''s WhatsApp Manager>'' WHERE name = %L.', ch_name);
+    END IF;
+    RETURN waba;
+END
+$$;
+
+-- Submits a template for Meta's review. Once Meta answers, wa_templates has it as PENDING (with
+-- Meta's id) until the status webhook says APPROVED or REJECTED.
+CREATE FUNCTION wa_create_template(channel text, name text, language text, category text, components jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'admin');
+BEGIN
+    PERFORM @extschema@._wa_channel_waba(ch);
+    RETURN @extschema@._wa_enqueue_action(ch, 'create_template', name,
+                                          @extschema@._wa_create_template_request(name, language, category, components));
+END
+$$;
+
+-- Deletes a template, every language of the name (Meta deletes by name). Once Meta confirms,
+-- its rows leave wa_templates (a deleted template cannot be sent; its name cannot be reused for
+-- 30 days, Meta's rule).
+CREATE FUNCTION wa_delete_template(channel text, name text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'admin');
+BEGIN
+    PERFORM @extschema@._wa_channel_waba(ch);
+    IF name IS NULL OR name = '' THEN
+        RAISE EXCEPTION 'no template name given' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Pass the name of a template, e.g. SELECT DISTINCT name FROM wa_templates.';
+    END IF;
+    RETURN @extschema@._wa_enqueue_action(ch, 'delete_template', name, NULL);
+END
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Store procedures for the delivery worker
+
+-- Claims up to `max_actions` due actions of channels that send, at most the oldest pending one
+-- per channel and target (a call's pre_accept before its accept; a block before an unblock),
+-- committed as 'sending' by the caller's transaction.
+CREATE FUNCTION _wa_claim_actions(max_actions integer, default_version text)
+RETURNS TABLE (id bigint, channel_id bigint, kind text, target text, request text, attempts integer,
+               phone_number_id text, waba_id text, graph_api_version text, access_token text)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    UPDATE @extschema@.wa_actions a
+       SET status = 'sending', attempts = a.attempts + 1, updated_at = pg_catalog.now()
+      FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE a.id IN (SELECT d.id FROM @extschema@.wa_actions d
+                      JOIN @extschema@.wa_channels dc ON dc.id = d.channel_id
+                     WHERE d.status = 'queued' AND d.next_attempt_at <= pg_catalog.now()
+                       AND dc.enabled AND dc.paused_at IS NULL
+                       AND NOT EXISTS (SELECT FROM @extschema@.wa_actions p
+                                        WHERE p.channel_id = d.channel_id AND p.status IN ('queued', 'sending')
+                                          AND COALESCE(p.target, '') = COALESCE(d.target, '') AND p.id < d.id)
+                     ORDER BY d.next_attempt_at
+                     LIMIT max_actions)
+       AND a.status || '' = 'queued' AND c.id = a.channel_id AND s.channel_id = c.id
+    RETURNING a.id, a.channel_id, a.kind::text, a.target, a.request::text, a.attempts, c.phone_number_id, c.waba_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token
+$$;
+
+-- Seconds until the next queued action of a channel that sends falls due; NULL when none is.
+CREATE FUNCTION _wa_next_action_due_in() RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT greatest(0, extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now()))::double precision
+      FROM @extschema@.wa_actions a JOIN @extschema@.wa_channels c ON c.id = a.channel_id
+     WHERE a.status = 'queued' AND c.enabled AND c.paused_at IS NULL
+$$;
+
+-- After a crash (or a shutdown) between claiming and recording, claimed actions are due again
+-- at once: Meta echoes nothing of an action that could tell it was done (README, "Actions").
+CREATE FUNCTION _wa_requeue_interrupted_actions() RETURNS integer
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH r AS (
+        UPDATE @extschema@.wa_actions a SET status = 'queued', next_attempt_at = pg_catalog.now(), updated_at = pg_catalog.now()
+         WHERE a.status = 'sending' RETURNING 1)
+    SELECT pg_catalog.count(*)::integer FROM r
+$$;
+
+-- Notifies wa_action that an action ended.
+CREATE FUNCTION _wa_notify_action(a @extschema@.wa_actions) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT pg_catalog.pg_notify('wa_action', pg_catalog.json_build_object('id', a.id, 'channel_id', a.channel_id)::text);
+END;
+
+-- Records an action Meta did (`result`: its answer; for a block with some users failed, the
+-- summary error too), and what it changes here: blocked_at of the customers Meta blocked or
+-- unblocked, the template created (PENDING) or deleted.
+CREATE FUNCTION _wa_action_done(action_id bigint, result jsonb, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a @extschema@.wa_actions;
+    u jsonb;
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'done', result = _wa_action_done.result, next_attempt_at = NULL, done_at = pg_catalog.now(),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending'
+    RETURNING * INTO a;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF a.kind IN ('block', 'unblock') THEN
+        FOR u IN SELECT * FROM pg_catalog.jsonb_array_elements(
+                    COALESCE(result -> CASE a.kind WHEN 'block' THEN 'added_users' ELSE 'removed_users' END, '[]')) LOOP
+            IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
+                -- (a customer not known yet becomes a contact, so that the block is kept)
+                INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
+                ON CONFLICT (channel_id, wa_id) DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+            END IF;
+            UPDATE @extschema@.wa_contacts k
+               SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
+             WHERE k.channel_id = a.channel_id
+               AND (k.wa_id = COALESCE(u ->> 'wa_id', pg_catalog.ltrim(u ->> 'input', '+')) OR k.user_id = u ->> 'input')
+               AND (k.blocked_at IS NULL) = (a.kind = 'block');
+        END LOOP;
+    ELSIF a.kind = 'create_template' THEN
+        INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, category, components, template_id)
+        VALUES (a.channel_id, a.target, a.request ->> 'language', COALESCE(result ->> 'status', 'PENDING'),
+                COALESCE(result ->> 'category', a.request ->> 'category'), a.request -> 'components', result ->> 'id')
+        ON CONFLICT (channel_id, name, language) DO UPDATE
+           SET status = excluded.status, category = excluded.category, components = excluded.components,
+               template_id = excluded.template_id, reason = NULL, status_at = NULL, updated_at = pg_catalog.now()
+         -- (a status webhook about this very template that came first is newer: kept)
+         WHERE t.template_id IS DISTINCT FROM excluded.template_id OR t.status_at IS NULL;
+    ELSIF a.kind = 'delete_template' THEN
+        DELETE FROM @extschema@.wa_templates t WHERE t.channel_id = a.channel_id AND t.name = a.target;
+    END IF;
+    PERFORM @extschema@._wa_notify_action(a);
+END
+$$;
+
+-- Records an action Meta refused for good, or given up on, with the reason and a hint.
+CREATE FUNCTION _wa_action_failed(action_id bigint, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a @extschema@.wa_actions;
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'failed', next_attempt_at = NULL, done_at = pg_catalog.now(),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending'
+    RETURNING * INTO a;
+    IF FOUND THEN
+        PERFORM @extschema@._wa_notify_action(a);
+    END IF;
+END
+$$;
+
+-- Puts an action back in the queue for its next attempt, after `delay_seconds`.
+CREATE FUNCTION _wa_action_retry(action_id bigint, delay_seconds double precision, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'queued', next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => delay_seconds),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending';
+END
+$$;
