@@ -580,7 +580,8 @@ $$;
 -- holding with _wa_hold_behind, until it is done); what already went out, or is in flight,
 -- stays before it (WhatsApp cannot unsend). The last attempt's wamid and times are cleared
 -- (its statuses stay in wa_message_statuses); its error stays until the new attempt's outcome,
--- as for an automatic retry. Refused when it expired or its 24-hour window is closed.
+-- as for an automatic retry. Refused when it expired, its customer is blocked or its 24-hour
+-- window is closed.
 CREATE FUNCTION wa_retry_message(id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -599,6 +600,11 @@ BEGIN
         RAISE EXCEPTION 'message % cannot be retried: it expired at %', m.id, m.expires_at
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Its sender did not want it sent after that (expires_at): send a new message if it is still worth sending.';
+    END IF;
+    IF m.type <> 'mark_read' AND EXISTS (SELECT FROM @extschema@.wa_contacts k WHERE k.id = m.contact_id AND k.blocked_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'message % cannot be retried: % is blocked (wa_block)', m.id, m.recipient
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Meta refuses messages to a blocked customer: unblock them first with wa_unblock().';
     END IF;
     IF NOT @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) THEN
         RAISE EXCEPTION 'message % cannot be retried: the 24-hour customer-service window with % is closed', m.id, m.recipient

@@ -5178,7 +5178,8 @@ $$;
 -- holding with _wa_hold_behind, until it is done); what already went out, or is in flight,
 -- stays before it (WhatsApp cannot unsend). The last attempt's wamid and times are cleared
 -- (its statuses stay in wa_message_statuses); its error stays until the new attempt's outcome,
--- as for an automatic retry. Refused when it expired or its 24-hour window is closed.
+-- as for an automatic retry. Refused when it expired, its customer is blocked or its 24-hour
+-- window is closed.
 CREATE FUNCTION wa_retry_message(id bigint) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -5198,6 +5199,11 @@ BEGIN
             USING ERRCODE = 'object_not_in_prerequisite_state',
                   HINT = 'Its sender did not want it sent after that (expires_at): send a new message if it is still worth sending.';
     END IF;
+    IF m.type <> 'mark_read' AND EXISTS (SELECT FROM @extschema@.wa_contacts k WHERE k.id = m.contact_id AND k.blocked_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'message % cannot be retried: % is blocked (wa_block)', m.id, m.recipient
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Meta refuses messages to a blocked customer: unblock them first with wa_unblock().';
+    END IF;
     IF NOT @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) THEN
         RAISE EXCEPTION 'message % cannot be retried: the 24-hour customer-service window with % is closed', m.id, m.recipient
             USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -5214,7 +5220,8 @@ $$;
 
 -- Scheduled messages (wa_send_*(..., send_at => ...)) whose time has come join the queue, at the
 -- place of their id in their customer's order; one whose 24-hour window closed since it was
--- scheduled fails instead, saying so (Meta would refuse it with 131047). Each change is
+-- scheduled (Meta would refuse it with 131047), or whose customer was blocked since (wa_block),
+-- fails instead, saying so. Each change is
 -- notified on wa_status. Run by every claim (one probe of wa_messages_scheduled when none is due).
 CREATE FUNCTION _wa_release_scheduled() RETURNS void
 LANGUAGE plpgsql
@@ -5225,22 +5232,31 @@ DECLARE
     released integer;
 BEGIN
     WITH due AS (
-        SELECT m.id, @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) AS open
+        SELECT m.id, @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) AS open,
+               (SELECT k.blocked_at FROM @extschema@.wa_contacts k WHERE k.id = m.contact_id) AS blocked_at
           FROM @extschema@.wa_messages m
          WHERE m.status = 'scheduled' AND m.next_attempt_at <= pg_catalog.now()
          ORDER BY m.next_attempt_at
          LIMIT 1000
            FOR UPDATE SKIP LOCKED
+    ), judged AS (
+        SELECT due.id, due.open AND due.blocked_at IS NULL AS sends, due.blocked_at FROM due
     ), changed AS (
         UPDATE @extschema@.wa_messages x
-           SET status = CASE WHEN d.open THEN 'queued' ELSE 'failed' END,
-               failed_at = CASE WHEN NOT d.open THEN pg_catalog.now() END,
-               next_attempt_at = CASE WHEN d.open THEN x.next_attempt_at END,
-               error_title = CASE WHEN NOT d.open THEN 'the 24-hour customer-service window with ' || x.recipient
-                                                       || ' was closed at send_at ' || x.next_attempt_at::text || ': not sent' END,
-               error_hint = CASE WHEN NOT d.open THEN 'Only an approved template can (re)open the conversation; wa_retry_message() sends it once they write again.' END,
+           SET status = CASE WHEN d.sends THEN 'queued' ELSE 'failed' END,
+               failed_at = CASE WHEN NOT d.sends THEN pg_catalog.now() END,
+               next_attempt_at = CASE WHEN d.sends THEN x.next_attempt_at END,
+               error_title = CASE WHEN d.blocked_at IS NOT NULL
+                                  THEN x.recipient || ' was blocked (wa_block) at ' || d.blocked_at::text || ', before send_at: not sent'
+                                  WHEN NOT d.sends
+                                  THEN 'the 24-hour customer-service window with ' || x.recipient
+                                       || ' was closed at send_at ' || x.next_attempt_at::text || ': not sent' END,
+               error_hint = CASE WHEN d.blocked_at IS NOT NULL
+                                 THEN 'Meta refuses messages to a blocked customer; after wa_unblock(), wa_retry_message() sends it.'
+                                 WHEN NOT d.sends
+                                 THEN 'Only an approved template can (re)open the conversation; wa_retry_message() sends it once they write again.' END,
                updated_at = pg_catalog.now()
-          FROM due d
+          FROM judged d
          WHERE x.id = d.id
         RETURNING x.id, x.channel_id)
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))

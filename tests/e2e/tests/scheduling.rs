@@ -160,6 +160,24 @@ fn a_scheduled_message_whose_window_closed_before_its_time_fails_then_saying_so(
     assert_eq!((status.as_str(), wamid), ("failed", None));
     assert!(title.as_deref().unwrap_or_default().contains("24-hour customer-service window"), "{title:?}");
     assert!(sends_to("+15550283001").is_empty(), "a message outside the window must not reach Meta");
+
+    // A customer blocked (wa_block, done at Meta) before the message's time: it fails then too.
+    ch.customer_writes("15550283002");
+    let id: i64 = db
+        .query_one(
+            "SELECT wa_send_text($1, '15550283002', 'to a blocked one', send_at => now() + interval '3 seconds')",
+            &[&ch.name],
+        )
+        .unwrap()
+        .get(0);
+    db.execute("SELECT wa_block($1, ARRAY['+15550283002'])", &[&ch.name]).unwrap();
+    let (_, wamid, _, title) = wait_status(id, "failed");
+    assert_eq!(wamid, None);
+    assert!(title.as_deref().unwrap_or_default().contains("was blocked (wa_block)"), "{title:?}");
+    assert!(
+        sends_to("+15550283002").iter().all(|r| r.json()["type"] != "text"),
+        "a message to a blocked customer must not reach Meta"
+    );
 }
 
 #[test]

@@ -114,6 +114,11 @@ UPDATE wa_messages SET status = 'failed', expires_at = now() - interval '1 minut
 SELECT * FROM pg_temp.refused('SELECT wa_retry_message(' || :failed || ')');
 \x off
 UPDATE wa_messages SET expires_at = NULL WHERE id = :failed;
+UPDATE wa_contacts SET blocked_at = now() WHERE wa_id = '15552223333';
+\x on
+SELECT * FROM pg_temp.refused('SELECT wa_retry_message(' || :failed || ')');
+\x off
+UPDATE wa_contacts SET blocked_at = NULL WHERE wa_id = '15552223333';
 UPDATE wa_contacts SET last_inbound_at = now() - interval '2 days' WHERE wa_id = '15552223333';
 \x on
 SELECT * FROM pg_temp.refused('SELECT wa_retry_message(' || :failed || ')');
