@@ -8,13 +8,13 @@
 -- outbound_delivery, media, views, metrics, plans, and privileges last.
 
 -- Ordering of outbound statuses: a status is applied only if it moves the message forward;
--- 'failed' is terminal.
+-- 'failed' and 'cancelled' are terminal (only wa_retry_message takes a failed message back).
 -- (No SET search_path: it names no object, and without it Postgres can inline it.)
 CREATE FUNCTION _wa_status_rank(status text) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN CASE status
-    WHEN 'queued' THEN 0 WHEN 'sending' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
-    WHEN 'read' THEN 3 WHEN 'played' THEN 4 WHEN 'failed' THEN 100 ELSE -1 END;
+    WHEN 'scheduled' THEN 0 WHEN 'queued' THEN 0 WHEN 'sending' THEN 0 WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2
+    WHEN 'read' THEN 3 WHEN 'played' THEN 4 WHEN 'failed' THEN 100 WHEN 'cancelled' THEN 100 ELSE -1 END;
 
 -- The queryable columns of a message, derived from its type and Meta's JSON (an inbound message
 -- object, or an outbound request: both carry the "<type>": {...} object). No cast here may

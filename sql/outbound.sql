@@ -12,9 +12,10 @@
 -- when the customer's (or the group's) 24-hour window is closed to this type of message (Meta
 -- accepts free-form messages only within 24 hours of the customer's last message; outside it
 -- they fail later with 131047: refused here, where the caller can act), or when the customer is
--- blocked (wa_block(): Meta would refuse the send). The planner inlines it
--- into _wa_enqueue's INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
-CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean)
+-- blocked (wa_block(): Meta would refuse the send). The window is judged at `at`, when the
+-- message is to go out (now, or its send_at). The planner inlines it into _wa_enqueue's
+-- INSERTs; for a 1:1 message the group's lookup is a one-time `false`.
+CREATE FUNCTION _wa_enqueue_target(channel text, recipient text, p_type text, to_group boolean, at timestamptz)
 RETURNS TABLE (channel_id bigint, contact_id bigint, group_id text)
 LANGUAGE sql STABLE
 BEGIN ATOMIC
@@ -36,8 +37,8 @@ BEGIN ATOMIC
        AND (NOT _wa_enqueue_target.to_group OR g.group_id IS NOT NULL)
        AND (k.blocked_at IS NULL OR _wa_enqueue_target.p_type = 'mark_read')
        AND (_wa_enqueue_target.p_type IN ('template', 'mark_read') OR c.allow_outside_window
-            OR k.last_inbound_at >= pg_catalog.now() - interval '24 hours'
-            OR g.last_inbound_at >= pg_catalog.now() - interval '24 hours');
+            OR k.last_inbound_at >= _wa_enqueue_target.at - interval '24 hours'
+            OR g.last_inbound_at >= _wa_enqueue_target.at - interval '24 hours');
 END;
 
 -- The message a channel already has for an idempotency key (see wa_messages.idempotency_key).
@@ -54,9 +55,13 @@ END;
 -- ('+E.164', a BSUID or a group id); `request` is the Graph API body (recipient_type "group"
 -- for a group). With an `idempotency_key` the channel already has a message for, that
 -- message's id is returned and nothing is queued. Past `expires_at` a message still queued
--- fails as expired instead of being sent late.
+-- fails as expired instead of being sent late. With a future `send_at` the message is
+-- 'scheduled': it waits outside the queue (it holds up none of the customer's other messages)
+-- until the delivery worker releases it at that time (_wa_release_scheduled); its 24-hour
+-- window is judged at send_at, here and again then. A NULL or past send_at queues it now.
 CREATE FUNCTION _wa_enqueue(channel text, recipient text, p_type text, p_body text, request jsonb,
-                            idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL) RETURNS bigint
+                            idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
+                            send_at timestamptz DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -68,9 +73,11 @@ DECLARE
     contact  @extschema@.wa_contacts;
     grp      @extschema@.wa_groups;
     last_in  timestamptz;
+    -- When it goes out: now, or its send_at (greatest() ignores a NULL).
+    due      timestamptz := greatest(pg_catalog.now(), send_at);
 BEGIN
-    IF expires_at <= pg_catalog.now() THEN
-        RAISE EXCEPTION 'expires_at % is not in the future', expires_at
+    IF expires_at <= due THEN
+        RAISE EXCEPTION 'expires_at % is not %', expires_at, CASE WHEN due > pg_catalog.now() THEN 'after send_at ' || due::text ELSE 'in the future' END
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'Give the time after which the message is no longer worth sending, e.g. now() + interval ''10 minutes''.';
     END IF;
@@ -97,9 +104,10 @@ BEGIN
         -- cost a tenth of an enqueue (measured).
         INSERT INTO @extschema@.wa_messages AS m (channel_id, contact_id, group_id, direction, source, type, body, status, recipient, payload,
                                               next_attempt_at, idempotency_key, expires_at, reply_to_wamid, voice, forwarded, frequently_forwarded)
-        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body,
+               CASE WHEN due > pg_catalog.now() THEN 'scheduled' ELSE 'queued' END, recipient, request, due,
                _wa_enqueue.idempotency_key, _wa_enqueue.expires_at, request -> 'context' ->> 'message_id', false, false, false
-          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group, due) t
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
     ELSE
@@ -110,16 +118,18 @@ BEGIN
                                               reaction_to_wamid, reaction_emoji, interactive_reply_id,
                                               button_payload, order_items, shared_contacts, system_type,
                                               original_wamid)
-        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body, 'queued', recipient, request, pg_catalog.now(),
+        SELECT t.channel_id, t.contact_id, t.group_id, 'outbound', 'api', p_type, p_body,
+               CASE WHEN due > pg_catalog.now() THEN 'scheduled' ELSE 'queued' END, recipient, request, due,
                _wa_enqueue.idempotency_key, _wa_enqueue.expires_at, d.*
-          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group) t
+          FROM @extschema@._wa_enqueue_target(channel, recipient, p_type, to_group, due) t
          CROSS JOIN LATERAL @extschema@._wa_message_columns(p_type, request) d
         RETURNING m.id, (SELECT c.paused_at IS NULL FROM @extschema@.wa_channels c WHERE c.id = m.channel_id)
              INTO msg_id, sends;
     END IF;
     IF msg_id IS NOT NULL THEN
         -- A paused channel's queue waits for wa_set_access_token() (or any change to the
-        -- channel, see wa_channels_wake): no need to wake the worker for it.
+        -- channel, see wa_channels_wake): no need to wake the worker for it. (A scheduled
+        -- message wakes it too: it may fall due before what the worker sleeps until.)
         IF sends THEN
             PERFORM @extschema@._wa_wake_delivery();
         END IF;
@@ -164,14 +174,15 @@ BEGIN
         last_in := contact.last_inbound_at;
     END IF;
     IF p_type IN ('template', 'mark_read') OR ch.allow_outside_window
-       OR last_in >= pg_catalog.now() - interval '24 hours' THEN
+       OR last_in >= due - interval '24 hours' THEN
         -- The channel was enabled, the switch turned on or the customer wrote since the INSERT
         -- looked (a concurrent transaction): nothing refuses the message now, so the caller
         -- only needs to try again.
         RAISE EXCEPTION 'channel % changed while the message was being queued', pg_catalog.quote_literal(channel)
             USING ERRCODE = 'serialization_failure', HINT = 'Try again.';
     END IF;
-    RAISE EXCEPTION 'the 24-hour customer-service window with % is closed: %', CASE WHEN to_group THEN 'group ' ELSE '' END || recipient,
+    RAISE EXCEPTION 'the 24-hour customer-service window with % %: %', CASE WHEN to_group THEN 'group ' ELSE '' END || recipient,
+        CASE WHEN due > pg_catalog.now() THEN 'will be closed at send_at ' || due::text ELSE 'is closed' END,
         CASE WHEN last_in IS NULL THEN CASE WHEN to_group THEN 'nobody has written in it' ELSE 'they have not written to channel ' || pg_catalog.quote_literal(channel) END
              ELSE 'the last message from ' || CASE WHEN to_group THEN 'a participant' ELSE 'them' END || ' was at ' || last_in::text END
         USING ERRCODE = 'object_not_in_prerequisite_state',
@@ -183,8 +194,11 @@ $$;
 -- The send functions are PL/pgSQL rather than SQL: Postgres 15 plans the body of a SQL function
 -- that cannot be inlined on every call (a third of the cost of an enqueue, measured), while
 -- PL/pgSQL keeps its plans for the session.
+-- Every wa_send_* but wa_send_reaction takes `reply_to` (the wamid of the message it quotes: Meta's
+-- context, on every kind but reactions) and every one `send_at` (see _wa_enqueue), as their last
+-- parameters, so that calls by position written for earlier versions keep their meaning.
 CREATE FUNCTION wa_send_text(channel text, recipient text, body text, reply_to text DEFAULT NULL, preview_url boolean DEFAULT false,
-                             idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+                             idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL, send_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -194,13 +208,13 @@ DECLARE
 BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'text', body, @extschema@._wa_text_request(to_, body, reply_to, preview_url),
-                                   idempotency_key, expires_at);
+                                   idempotency_key, expires_at, send_at);
 END
 $$;
 
 CREATE FUNCTION wa_send_media(channel text, recipient text, kind text, link_or_media_id text,
                               caption text DEFAULT NULL, filename text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                              expires_at timestamptz DEFAULT NULL)
+                              expires_at timestamptz DEFAULT NULL, reply_to text DEFAULT NULL, send_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -210,8 +224,8 @@ DECLARE
 BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, kind, caption,
-                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename), idempotency_key,
-                                   expires_at);
+                                   @extschema@._wa_media_request(to_, kind, link_or_media_id, caption, filename, reply_to), idempotency_key,
+                                   expires_at, send_at);
 END
 $$;
 
@@ -311,7 +325,8 @@ END
 $$;
 
 CREATE FUNCTION wa_send_template(channel text, recipient text, name text, language text, components jsonb DEFAULT NULL,
-                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL)
+                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL, reply_to text DEFAULT NULL,
+                                 send_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -327,7 +342,7 @@ BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     PERFORM @extschema@._wa_check_template_state(channel, name, language);
     PERFORM @extschema@._wa_check_template(channel, name, language, components);
-    request := @extschema@._wa_template_request(to_, name, language, components);
+    request := @extschema@._wa_template_request(to_, name, language, components, reply_to);
     -- The template's category, as wa_sync_templates() and template webhooks left it (NULL when
     -- the channel's templates were never synced).
     SELECT pg_catalog.upper(t.category), c.marketing_messages, c.authentication_template_ttl INTO category, marketing, auth_ttl
@@ -342,11 +357,12 @@ BEGIN
             USING ERRCODE = 'feature_not_supported',
                   HINT = 'Send one-time codes to each person with wa_send_template(channel, ''<their number>'', ...).';
     END IF;
-    -- A one-time code is worth nothing late: the channel's authentication_template_ttl applies.
+    -- A one-time code is worth nothing late: the channel's authentication_template_ttl applies
+    -- (from its send_at when it is scheduled).
     IF category = 'AUTHENTICATION' AND expires_at IS NULL THEN
-        expires_at := pg_catalog.now() + auth_ttl;
+        expires_at := greatest(pg_catalog.now(), send_at) + auth_ttl;
     END IF;
-    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key, expires_at);
+    msg_id := @extschema@._wa_enqueue(channel, to_, 'template', name, request, idempotency_key, expires_at, send_at);
     -- A marketing template of a channel onboarded to the Marketing Messages API goes through it.
     IF marketing AND category = 'MARKETING' AND request ->> 'recipient_type' <> 'group' THEN
         UPDATE @extschema@.wa_messages m SET graph_endpoint = 'marketing_messages' WHERE m.id = msg_id;
@@ -356,7 +372,7 @@ END
 $$;
 
 CREATE FUNCTION wa_send_interactive(channel text, recipient text, interactive jsonb, idempotency_key text DEFAULT NULL,
-                                    expires_at timestamptz DEFAULT NULL)
+                                    expires_at timestamptz DEFAULT NULL, reply_to text DEFAULT NULL, send_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -366,13 +382,13 @@ DECLARE
 BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', interactive #>> '{body,text}',
-                                   @extschema@._wa_interactive_request(to_, interactive), idempotency_key, expires_at);
+                                   @extschema@._wa_interactive_request(to_, interactive, reply_to), idempotency_key, expires_at, send_at);
 END
 $$;
 
 CREATE FUNCTION wa_send_location(channel text, recipient text, latitude double precision, longitude double precision,
                                  name text DEFAULT NULL, address text DEFAULT NULL, idempotency_key text DEFAULT NULL,
-                                 expires_at timestamptz DEFAULT NULL)
+                                 expires_at timestamptz DEFAULT NULL, reply_to text DEFAULT NULL, send_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -382,8 +398,29 @@ DECLARE
 BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'location', name,
-                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address), idempotency_key,
-                                   expires_at);
+                                   @extschema@._wa_location_request(to_, latitude, longitude, name, address, reply_to), idempotency_key,
+                                   expires_at, send_at);
+END
+$$;
+
+-- Contact cards (Meta's contact objects, checked by whatsapp_cloud::graph_api::contacts); the
+-- message's body is their formatted names, for the conversation's preview.
+CREATE FUNCTION wa_send_contacts(channel text, recipient text, contacts jsonb, reply_to text DEFAULT NULL,
+                                 idempotency_key text DEFAULT NULL, expires_at timestamptz DEFAULT NULL,
+                                 send_at timestamptz DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    to_     text := @extschema@.wa_normalize_recipient(recipient);
+    request jsonb;
+BEGIN
+    PERFORM @extschema@._wa_require_channel(channel, 'send');
+    request := @extschema@._wa_contacts_request(to_, contacts, reply_to);
+    RETURN @extschema@._wa_enqueue(channel, to_, 'contacts',
+                                   (SELECT pg_catalog.string_agg(c #>> '{name,formatted_name}', ', ') FROM pg_catalog.jsonb_array_elements(contacts) c),
+                                   request, idempotency_key, expires_at, send_at);
 END
 $$;
 
@@ -425,7 +462,7 @@ $$;
 
 -- Reacts to a message with an emoji; an empty emoji removes the reaction.
 CREATE FUNCTION wa_send_reaction(channel text, message_wamid text, emoji text, idempotency_key text DEFAULT NULL,
-                                 expires_at timestamptz DEFAULT NULL)
+                                 expires_at timestamptz DEFAULT NULL, send_at timestamptz DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -436,7 +473,7 @@ BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     to_ := @extschema@._wa_counterpart(channel, message_wamid);
     RETURN @extschema@._wa_enqueue(channel, to_, 'reaction', emoji, @extschema@._wa_reaction_request(to_, message_wamid, emoji),
-                                   idempotency_key, expires_at);
+                                   idempotency_key, expires_at, send_at);
 END
 $$;
 
@@ -452,6 +489,134 @@ BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     to_ := @extschema@._wa_counterpart(channel, message_wamid);
     RETURN @extschema@._wa_enqueue(channel, to_, 'mark_read', NULL, @extschema@._wa_mark_read_request(message_wamid, typing));
+END
+$$;
+
+-- Whether a message of type `p_type` may go out at `at` to its customer (or group): the rule of
+-- _wa_enqueue_target (which keeps its own copy, inlined into the enqueue), for a message that
+-- waited: a scheduled one when it falls due, a failed one when it is retried.
+CREATE FUNCTION _wa_window_open(channel bigint, contact bigint, grp text, p_type text, at timestamptz) RETURNS boolean
+LANGUAGE sql STABLE
+BEGIN ATOMIC
+    SELECT _wa_window_open.p_type IN ('template', 'mark_read') OR c.allow_outside_window
+           OR COALESCE((SELECT k.last_inbound_at FROM @extschema@.wa_contacts k WHERE k.id = _wa_window_open.contact)
+                       >= _wa_window_open.at - interval '24 hours', false)
+           OR COALESCE((SELECT g.last_inbound_at FROM @extschema@.wa_groups g
+                         WHERE g.channel_id = c.id AND g.group_id = _wa_window_open.grp)
+                       >= _wa_window_open.at - interval '24 hours', false)
+      FROM @extschema@.wa_channels c WHERE c.id = _wa_window_open.channel;
+END;
+
+-- The outbound message `msg_id`, locked, if the caller may send on its channel. An id that does
+-- not exist, an inbound message's and one of a channel the caller may not send on get the same
+-- error, so that nobody learns which ids other tenants' messages have.
+CREATE FUNCTION _wa_sendable_message(msg_id bigint) RETURNS @extschema@.wa_messages
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel text;
+    m       @extschema@.wa_messages;
+BEGIN
+    SELECT c.name INTO channel
+      FROM @extschema@.wa_messages x JOIN @extschema@.wa_channels c ON c.id = x.channel_id
+     WHERE x.id = msg_id AND x.direction = 'outbound';
+    IF channel IS NOT NULL THEN
+        BEGIN
+            PERFORM @extschema@._wa_require_channel(channel, 'send');
+        EXCEPTION WHEN insufficient_privilege THEN
+            channel := NULL;
+        END;
+    END IF;
+    IF channel IS NULL THEN
+        RAISE EXCEPTION 'no outbound message % on a channel you may send on', COALESCE(msg_id::text, 'NULL')
+            USING ERRCODE = 'no_data_found',
+                  HINT = 'Pass the id a wa_send_* function returned (wa_messages.id) for a channel you have the send privilege on.';
+    END IF;
+    SELECT * INTO m FROM @extschema@.wa_messages x WHERE x.id = msg_id FOR UPDATE;
+    RETURN m;
+END
+$$;
+
+-- Cancels a message that has not gone out yet (queued or scheduled): it will not be sent. One in
+-- flight, already sent or failed cannot be cancelled (WhatsApp cannot unsend it; a sent
+-- message can only be answered). Notified on wa_status.
+CREATE FUNCTION wa_cancel_message(id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m @extschema@.wa_messages := @extschema@._wa_sendable_message(wa_cancel_message.id);
+BEGIN
+    IF m.status NOT IN ('queued', 'scheduled') THEN
+        RAISE EXCEPTION 'message % cannot be cancelled: it %', m.id,
+              CASE m.status WHEN 'sending' THEN 'is being sent to Meta now'
+                            WHEN 'failed' THEN 'failed' || COALESCE(': ' || m.error_title, '')
+                            WHEN 'cancelled' THEN 'was already cancelled at ' || m.updated_at::text
+                            ELSE 'was already sent (' || m.status || ')' END
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE m.status WHEN 'sending' THEN 'Meta answers within seconds; a sent message can no longer be cancelled.'
+                                       WHEN 'failed' THEN 'A failed message is not sent; wa_retry_message() would send it again.'
+                                       WHEN 'cancelled' THEN 'Nothing to do: it will not be sent.'
+                                       ELSE 'Only a queued or scheduled message can be cancelled.' END;
+    END IF;
+    UPDATE @extschema@.wa_messages x SET status = 'cancelled', next_attempt_at = NULL, updated_at = pg_catalog.now()
+     WHERE x.id = m.id;
+    -- The customer's later messages that waited behind this one (_wa_hold_behind) need not.
+    IF m.status = 'queued' THEN
+        UPDATE @extschema@.wa_messages x SET next_attempt_at = pg_catalog.now()
+         WHERE x.channel_id = m.channel_id AND x.recipient = m.recipient AND x.status = 'queued'
+           AND x.id > m.id AND x.attempts = 0 AND x.next_attempt_at > pg_catalog.now();
+    END IF;
+    PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', m.id, 'channel_id', m.channel_id)::text);
+    PERFORM @extschema@._wa_wake_delivery();
+END
+$$;
+
+-- Sends a failed message again, as a new delivery of the same message (same id, with the full
+-- budget of automatic retries again): back in the queue at its place in the customer's order, which is its id: it
+-- goes out before any of their messages queued after it that are still waiting (the queue head
+-- is the oldest message not done, see _wa_queue_head, so nothing later is claimed, nor needs
+-- holding with _wa_hold_behind, until it is done); what already went out, or is in flight,
+-- stays before it (WhatsApp cannot unsend). The last attempt's wamid and times are cleared
+-- (its statuses stay in wa_message_statuses); its error stays until the new attempt's outcome,
+-- as for an automatic retry. Refused when it expired, its customer is blocked or its 24-hour
+-- window is closed.
+CREATE FUNCTION wa_retry_message(id bigint) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    m @extschema@.wa_messages := @extschema@._wa_sendable_message(wa_retry_message.id);
+BEGIN
+    IF m.status <> 'failed' THEN
+        RAISE EXCEPTION 'message % cannot be retried: it is %, not failed', m.id, m.status
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = CASE WHEN m.status IN ('queued', 'scheduled', 'sending') THEN 'It has not failed: the delivery worker sends it (and retries it) by itself.'
+                              WHEN m.status = 'cancelled' THEN 'A cancelled message stays cancelled: send a new one.'
+                              ELSE 'Only a failed message can be retried.' END;
+    END IF;
+    IF m.expires_at <= pg_catalog.now() THEN
+        RAISE EXCEPTION 'message % cannot be retried: it expired at %', m.id, m.expires_at
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Its sender did not want it sent after that (expires_at): send a new message if it is still worth sending.';
+    END IF;
+    IF m.type <> 'mark_read' AND EXISTS (SELECT FROM @extschema@.wa_contacts k WHERE k.id = m.contact_id AND k.blocked_at IS NOT NULL) THEN
+        RAISE EXCEPTION 'message % cannot be retried: % is blocked (wa_block)', m.id, m.recipient
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Meta refuses messages to a blocked customer: unblock them first with wa_unblock().';
+    END IF;
+    IF NOT @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) THEN
+        RAISE EXCEPTION 'message % cannot be retried: the 24-hour customer-service window with % is closed', m.id, m.recipient
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Only an approved template can (re)open the conversation: use wa_send_template(); retry once they write again.';
+    END IF;
+    UPDATE @extschema@.wa_messages x
+       SET status = 'queued', attempts = 0, next_attempt_at = pg_catalog.now(), failed_at = NULL, wamid = NULL,
+           sent_at = NULL, delivered_at = NULL, read_at = NULL, updated_at = pg_catalog.now()
+     WHERE x.id = m.id;
+    PERFORM pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', m.id, 'channel_id', m.channel_id)::text);
+    PERFORM @extschema@._wa_wake_delivery();
 END
 $$;
 

@@ -91,8 +91,8 @@ BEGIN
     PERFORM @extschema@._wa_require_channel(channel, 'send');
     RETURN @extschema@._wa_enqueue(channel, to_, 'interactive', body, @extschema@._wa_interactive_request(to_,
         pg_catalog.jsonb_build_object('type', 'call_permission_request', 'action', pg_catalog.jsonb_build_object('name', 'call_permission_request'))
-        || CASE WHEN body IS NOT NULL THEN pg_catalog.jsonb_build_object('body', pg_catalog.jsonb_build_object('text', body)) ELSE '{}' END),
-        idempotency_key);
+        || CASE WHEN body IS NOT NULL THEN pg_catalog.jsonb_build_object('body', pg_catalog.jsonb_build_object('text', body)) ELSE '{}' END,
+        NULL), idempotency_key);
 END
 $$;
 

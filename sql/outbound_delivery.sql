@@ -42,6 +42,53 @@ BEGIN ATOMIC
      WHERE m.channel_id = _wa_queue_heads.channel AND m.status = 'queued' AND head.id = m.id;
 END;
 
+-- Scheduled messages (wa_send_*(..., send_at => ...)) whose time has come join the queue, at the
+-- place of their id in their customer's order; one whose 24-hour window closed since it was
+-- scheduled (Meta would refuse it with 131047), or whose customer was blocked since (wa_block),
+-- fails instead, saying so. Each change is
+-- notified on wa_status. Run by every claim (one probe of wa_messages_scheduled when none is due).
+CREATE FUNCTION _wa_release_scheduled() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (PL/pgSQL, not SQL: it runs at every claim, and PL/pgSQL keeps its plan for the session.)
+AS $$
+DECLARE
+    released integer;
+BEGIN
+    WITH due AS (
+        SELECT m.id, @extschema@._wa_window_open(m.channel_id, m.contact_id, m.group_id, m.type, pg_catalog.now()) AS open,
+               (SELECT k.blocked_at FROM @extschema@.wa_contacts k WHERE k.id = m.contact_id) AS blocked_at
+          FROM @extschema@.wa_messages m
+         WHERE m.status = 'scheduled' AND m.next_attempt_at <= pg_catalog.now()
+         ORDER BY m.next_attempt_at
+         LIMIT 1000
+           FOR UPDATE SKIP LOCKED
+    ), judged AS (
+        SELECT due.id, due.open AND due.blocked_at IS NULL AS sends, due.blocked_at FROM due
+    ), changed AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = CASE WHEN d.sends THEN 'queued' ELSE 'failed' END,
+               failed_at = CASE WHEN NOT d.sends THEN pg_catalog.now() END,
+               next_attempt_at = CASE WHEN d.sends THEN x.next_attempt_at END,
+               error_title = CASE WHEN d.blocked_at IS NOT NULL
+                                  THEN x.recipient || ' was blocked (wa_block) at ' || d.blocked_at::text || ', before send_at: not sent'
+                                  WHEN NOT d.sends
+                                  THEN 'the 24-hour customer-service window with ' || x.recipient
+                                       || ' was closed at send_at ' || x.next_attempt_at::text || ': not sent' END,
+               error_hint = CASE WHEN d.blocked_at IS NOT NULL
+                                 THEN 'Meta refuses messages to a blocked customer; after wa_unblock(), wa_retry_message() sends it.'
+                                 WHEN NOT d.sends
+                                 THEN 'Only an approved template can (re)open the conversation; wa_retry_message() sends it once they write again.' END,
+               updated_at = pg_catalog.now()
+          FROM judged d
+         WHERE x.id = d.id
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
+      INTO released
+      FROM (SELECT changed.id, changed.channel_id FROM changed ORDER BY changed.id) r;
+END
+$$;
+
 CREATE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
 RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
                graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text,
@@ -53,6 +100,7 @@ AS $$
 DECLARE
     chosen bigint[];
 BEGIN
+    PERFORM @extschema@._wa_release_scheduled();
     -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
     -- while one is in flight), so that messages to one customer go out in the order they were
     -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
@@ -179,8 +227,8 @@ END
 $$;
 
 -- Seconds until the next queued message that could be claimed falls due (the oldest message of
--- each recipient, not behind one in flight, of a channel that sends), or the next media
--- download; NULL when there is none.
+-- each recipient, not behind one in flight, of a channel that sends), the next scheduled one or
+-- the next media download; NULL when there is none.
 CREATE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
@@ -199,7 +247,9 @@ BEGIN
                  LIMIT 1) h
           WHERE c.enabled AND c.paused_at IS NULL),
         -- media downloads waiting for a retry
-        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE j.status = 'pending'))
+        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE j.status = 'pending'),
+        -- scheduled messages, released into the queue by the claim (wa_messages_scheduled)
+        (SELECT pg_catalog.min(m.next_attempt_at) FROM @extschema@.wa_messages m WHERE m.status = 'scheduled'))
       INTO due;
     -- (greatest() ignores NULL: nothing due must stay NULL, not become 0.)
     RETURN CASE WHEN due IS NOT NULL THEN greatest(0, extract(epoch FROM due - pg_catalog.now()))::double precision END;

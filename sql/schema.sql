@@ -255,8 +255,11 @@ CREATE TABLE wa_messages (
     type             text NOT NULL,
     -- Text body, or the caption / reply title of other types.
     body             text,
-    -- inbound: 'received'. outbound: queued -> sending -> sent -> delivered -> read (-> played), or failed.
-    status           text NOT NULL CHECK (status IN ('received', 'queued', 'sending', 'sent', 'delivered', 'read', 'played', 'failed')),
+    -- inbound: 'received'. outbound: queued -> sending -> sent -> delivered -> read (-> played), or failed;
+    -- scheduled (wa_send_*(..., send_at)) -> queued at its time; queued or scheduled -> cancelled
+    -- (wa_cancel_message); failed -> queued again (wa_retry_message).
+    status           text NOT NULL CHECK (status IN ('received', 'scheduled', 'queued', 'sending', 'sent', 'delivered', 'read', 'played',
+                                                     'failed', 'cancelled')),
     -- outbound: '+E.164' phone number the message goes to.
     recipient        text,
     -- inbound: the message object as Meta sent it. outbound: the Graph API request body.
@@ -329,6 +332,10 @@ CREATE INDEX wa_messages_outbox ON wa_messages (channel_id, recipient) INCLUDE (
 -- The queue of each channel in the order it falls due, so a claim reads only what it sends.
 CREATE INDEX wa_messages_due ON wa_messages (channel_id, next_attempt_at) WHERE status = 'queued';
 CREATE INDEX wa_messages_failed ON wa_messages (channel_id, failed_at) WHERE status = 'failed';
+-- Scheduled messages in the order they fall due: the delivery worker releases them into the
+-- queue at their time (_wa_release_scheduled). Apart from the outbox indexes, so that a message
+-- scheduled for tomorrow does not head its customer's queue today.
+CREATE INDEX wa_messages_scheduled ON wa_messages (next_attempt_at) WHERE status = 'scheduled';
 -- One customer's history, newest first.
 CREATE INDEX wa_messages_contact ON wa_messages (contact_id, id);
 -- At most one message per channel and idempotency key (partial: most messages have none).

@@ -18,8 +18,12 @@ make_inbox_role() { # role (a plain lower-case name, checked by scale.sh)
            EXECUTE format('GRANT SELECT ON %s TO $1', r);
          END LOOP;
        END\$\$" >/dev/null || die "could not grant the extension's tables to $1"
-  sql "GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz) TO $1" >/dev/null \
-    || die "could not grant wa_send_text to $1"
+  # Every wa_send_text there is: its arguments differ between the builds compared.
+  sql "DO \$\$DECLARE f regprocedure; BEGIN
+         FOR f IN SELECT p.oid::regprocedure FROM pg_proc p WHERE p.proname = 'wa_send_text' LOOP
+           EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO $1', f);
+         END LOOP;
+       END\$\$" >/dev/null || die "could not grant wa_send_text to $1"
 }
 
 # Channel grants exist from the build that brings wa_grant_channel (and row-level security with

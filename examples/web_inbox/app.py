@@ -101,6 +101,7 @@ MESSAGE_COLUMNS = """
            m.edited_at, m.revoked_at, m.media_id IS NOT NULL AS has_media, m.media_mime_type,
            m.media_filename, m.voice, m.latitude, m.longitude, m.location_name, m.location_address,
            m.error_code, m.error_title, m.error_details, m.error_hint, m.flow_response, m.flow_token,
+           m.updated_at, CASE WHEN m.status = 'scheduled' THEN m.next_attempt_at END AS send_at,
            q.id AS quoted_id, q.type AS quoted_type, q.body AS quoted_body, q.direction AS quoted_direction
       FROM wa_messages m
       LEFT JOIN LATERAL (SELECT q.id, q.type, q.body, q.direction FROM wa_messages q
@@ -316,8 +317,24 @@ class Inbox:
         data = await request.json()
         async with self.db(request) as cur:
             conversation = await conversation_row(cur, int(request.match_info["id"]))
-            return await call(cur, "SELECT wa_send_text(%s, %s, %s, %s)", (
-                conversation["channel"], recipient_of(conversation), data.get("body", ""), data.get("reply_to") or None))
+            return await call(cur, "SELECT wa_send_text(%s, %s, %s, %s, send_at => %s)", (
+                conversation["channel"], recipient_of(conversation), data.get("body", ""), data.get("reply_to") or None,
+                data.get("send_at") or None))
+
+    async def cancel_message(self, request):
+        """A queued or scheduled message, not sent after all; wa_cancel_message says why not otherwise."""
+        return await self.message_action(request, "SELECT wa_cancel_message(%s)")
+
+    async def retry_message(self, request):
+        """A failed message, sent again at its place in the customer's order."""
+        return await self.message_action(request, "SELECT wa_retry_message(%s)")
+
+    async def message_action(self, request, sql):
+        # (The extension checks the agent's channel: another tenant's id is refused like an unknown one.)
+        message_id = int(request.match_info["id"])
+        async with self.db(request) as cur:
+            await cur.execute(sql, (message_id,))
+        return json_response({"id": message_id})
 
     async def send_template(self, request):
         data = await request.json()
@@ -506,6 +523,8 @@ def make_app(dsn, origin, pool_size=POOL_SIZE, session_hours=12.0):
             web.post("/api/conversations/{id}/text", inbox.send_text),
             web.post("/api/conversations/{id}/template", inbox.send_template),
             web.post("/api/conversations/{id}/read", inbox.mark_read),
+            web.post("/api/messages/{id}/cancel", inbox.cancel_message),
+            web.post("/api/messages/{id}/retry", inbox.retry_message),
             web.post("/api/conversations/{id}/block", inbox.block),
             web.get("/api/conversations/{id}/calls", inbox.calls),
             web.post("/api/conversations/{id}/calls/{call_id}", inbox.answer_call),

@@ -61,44 +61,62 @@ fn _wa_text_request(
     request(graph_api::text(&given_recipient(recipient), body, reply_to, preview_url))
 }
 
-#[pg_extern(immutable, parallel_safe)]
-fn _wa_media_request(
+#[pg_extern(immutable, parallel_safe, name = "_wa_media_request")]
+fn _wa_media_request_with_context(
     recipient: Option<&str>,
     kind: Option<&str>,
     link_or_media_id: Option<&str>,
     caption: Option<&str>,
     filename: Option<&str>,
+    reply_to: Option<&str>,
 ) -> JsonB {
     required!(kind, link_or_media_id);
-    request(graph_api::media(&given_recipient(recipient), kind, link_or_media_id, caption, filename))
+    request(graph_api::media(&given_recipient(recipient), kind, link_or_media_id, caption, filename, reply_to))
 }
 
-#[pg_extern(immutable, parallel_safe)]
-fn _wa_template_request(
+#[pg_extern(immutable, parallel_safe, name = "_wa_template_request")]
+fn _wa_template_request_with_context(
     recipient: Option<&str>,
     name: Option<&str>,
     language: Option<&str>,
     components: Option<JsonB>,
+    reply_to: Option<&str>,
 ) -> JsonB {
     required!(name, language);
-    request(graph_api::template(&given_recipient(recipient), name, language, components.as_ref().map(|c| &c.0)))
+    request(graph_api::template(
+        &given_recipient(recipient),
+        name,
+        language,
+        components.as_ref().map(|c| &c.0),
+        reply_to,
+    ))
 }
 
-#[pg_extern(immutable, parallel_safe)]
-fn _wa_interactive_request(recipient: Option<&str>, interactive: Option<JsonB>) -> JsonB {
-    request(graph_api::interactive(&given_recipient(recipient), &required(interactive, "interactive").0))
+#[pg_extern(immutable, parallel_safe, name = "_wa_interactive_request")]
+fn _wa_interactive_request_with_context(
+    recipient: Option<&str>,
+    interactive: Option<JsonB>,
+    reply_to: Option<&str>,
+) -> JsonB {
+    request(graph_api::interactive(&given_recipient(recipient), &required(interactive, "interactive").0, reply_to))
 }
 
-#[pg_extern(immutable, parallel_safe)]
-fn _wa_location_request(
+#[pg_extern(immutable, parallel_safe, name = "_wa_location_request")]
+fn _wa_location_request_with_context(
     recipient: Option<&str>,
     latitude: Option<f64>,
     longitude: Option<f64>,
     name: Option<&str>,
     address: Option<&str>,
+    reply_to: Option<&str>,
 ) -> JsonB {
     required!(latitude, longitude);
-    request(graph_api::location(&given_recipient(recipient), latitude, longitude, name, address))
+    request(graph_api::location(&given_recipient(recipient), latitude, longitude, name, address, reply_to))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_contacts_request(recipient: Option<&str>, contacts: Option<JsonB>, reply_to: Option<&str>) -> JsonB {
+    request(graph_api::contacts(&given_recipient(recipient), &required(contacts, "contacts").0, reply_to))
 }
 
 #[pg_extern(immutable, parallel_safe)]
@@ -110,6 +128,47 @@ fn _wa_reaction_request(recipient: Option<&str>, message_wamid: Option<&str>, em
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_mark_read_request(message_wamid: Option<&str>, typing: default!(Option<bool>, false)) -> JsonB {
     JsonB(graph_api::mark_read(required(message_wamid, "message_wamid"), required(typing, "typing")))
+}
+
+// The builders as a release before 0.2.0 declared them (without reply_to): its SQL calls these
+// symbols from the moment this library is installed until ALTER EXTENSION UPDATE replaces it,
+// so they stay, with no SQL of their own.
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn _wa_media_request(
+    recipient: Option<&str>,
+    kind: Option<&str>,
+    link_or_media_id: Option<&str>,
+    caption: Option<&str>,
+    filename: Option<&str>,
+) -> JsonB {
+    _wa_media_request_with_context(recipient, kind, link_or_media_id, caption, filename, None)
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn _wa_template_request(
+    recipient: Option<&str>,
+    name: Option<&str>,
+    language: Option<&str>,
+    components: Option<JsonB>,
+) -> JsonB {
+    _wa_template_request_with_context(recipient, name, language, components, None)
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn _wa_interactive_request(recipient: Option<&str>, interactive: Option<JsonB>) -> JsonB {
+    _wa_interactive_request_with_context(recipient, interactive, None)
+}
+
+#[pg_extern(immutable, parallel_safe, sql = false)]
+fn _wa_location_request(
+    recipient: Option<&str>,
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    name: Option<&str>,
+    address: Option<&str>,
+) -> JsonB {
+    _wa_location_request_with_context(recipient, latitude, longitude, name, address, None)
 }
 
 // The action outbox's bodies (sql/outbound_actions.sql).

@@ -156,6 +156,57 @@ def test_a_reply_goes_out_and_its_ticks_move_sent_delivered_read(page):
     assert shown[1] == (f"Hint: {hint}" if hint else "")
 
 
+def schedule_reply(page, text, seconds):
+    """A reply with the send-at field set `seconds` from now, in the browser's local time."""
+    page.execute_script("""
+        const d = new Date(Date.now() + arguments[0] * 1000), pad = (n) => String(n).padStart(2, "0");
+        document.getElementById("send-at").value =
+          `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    """, seconds)
+    send_reply(page, text)
+
+
+def status_in_db(text):
+    return superuser("SELECT status FROM wa_messages WHERE body = %s", (text,), fetch=True)[0][0]
+
+
+def test_a_reply_can_be_scheduled_and_cancelled_and_a_failed_one_retried(page):
+    wa_sim("text", "--from", "16505550131", "--name", "Cleo Park", "--text", "Can you call me tomorrow?")
+    open_conversation(page, "16505550131")
+    wait_for("the customer's message", lambda: message_with_text(page, "Can you call me tomorrow?"))
+    tick = lambda text: message_with_text(page, text).find_element(By.CLASS_NAME, "tick").get_attribute("data-status")
+
+    # Scheduled an hour ahead: shown as scheduled, with its time; Cancel takes it back.
+    schedule_reply(page, "Calling you at 10.", 3600)
+    wait_for("the scheduled reply", lambda: message_with_text(page, "Calling you at 10.") and tick("Calling you at 10.") == "scheduled")
+    assert "scheduled for" in message_with_text(page, "Calling you at 10.").find_element(By.CLASS_NAME, "scheduled-for").text
+    assert page.find_element(By.ID, "send-at").get_attribute("value") == "", "the field is cleared once sent"
+    message_with_text(page, "Calling you at 10.").find_element(By.CLASS_NAME, "cancel-message").click()
+    wait_for("the reply cancelled", lambda: tick("Calling you at 10.") == "cancelled")
+    assert status_in_db("Calling you at 10.") == "cancelled"
+    assert not message_with_text(page, "Calling you at 10.").find_elements(By.CLASS_NAME, "cancel-message")
+
+    # Scheduled 3 s ahead, and the customer's window closes before then (their last message
+    # backdated): the delivery worker fails it when it falls due, and the page shows why.
+    schedule_reply(page, "Here is the summary.", 3)
+    wait_for("the second scheduled reply", lambda: message_with_text(page, "Here is the summary."))
+    superuser("UPDATE wa_contacts SET last_inbound_at = now() - interval '2 days' WHERE wa_id = '16505550131'")
+    wait_for("the scheduled reply to fail at its time", lambda: tick("Here is the summary.") == "failed", timeout=15)
+    assert "24-hour customer-service window" in message_with_text(page, "Here is the summary.").find_element(By.CLASS_NAME, "send-failure").text
+    # The customer writes again: Retry sends it, and its ticks move on from failed.
+    wa_sim("text", "--from", "16505550131", "--name", "Cleo Park", "--text", "Sorry, I was away.")
+    wait_for("the customer's new message", lambda: message_with_text(page, "Sorry, I was away."))
+    message_with_text(page, "Here is the summary.").find_element(By.CLASS_NAME, "retry-message").click()
+    wait_for("the retried reply to be read", lambda: tick("Here is the summary.") == "read")
+    assert not message_with_text(page, "Here is the summary.").find_elements(By.CLASS_NAME, "send-failure")
+
+    # Retrying it again is refused, in the extension's words.
+    page.execute_script("messageAction({id: arguments[0]}, 'retry')",
+                        superuser("SELECT id FROM wa_messages WHERE body = 'Here is the summary.'", fetch=True)[0][0])
+    shown = wait_for("the refusal of a second retry", lambda: compose_error(page))
+    assert "cannot be retried" in shown[0] and "not failed" in shown[0], shown
+
+
 def test_a_group_conversation_shows_its_subject_and_a_reply_goes_to_the_group(page):
     group = "Y2FwaV9ncm91cDpXZWJJbmJveFRlc3RHcm91cDAwMDAwMQZD"
     wa_sim("group_create", "--group", group, "--text", "Launch team")

@@ -11,8 +11,8 @@
 
 const PAGE_SIZE = 50;
 const TYPES_THAT_CHANGE_OTHERS = new Set(["reaction", "edit", "revoke"]);
-const STATUS_RANK = { queued: 0, sending: 0, sent: 1, delivered: 2, read: 3, played: 4, failed: 100 };
-const TICKS = { queued: "🕓", sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", played: "✓✓", failed: "⚠" };
+const STATUS_RANK = { scheduled: 0, queued: 0, sending: 0, sent: 1, delivered: 2, read: 3, played: 4, failed: 100, cancelled: 100 };
+const TICKS = { scheduled: "🗓", queued: "🕓", sending: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", played: "✓✓", failed: "⚠", cancelled: "⊘" };
 
 const state = {
   role: null,               // the signed-in agent's database role

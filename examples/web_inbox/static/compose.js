@@ -23,9 +23,13 @@ async function sendReply(event) {
   event.preventDefault();
   const text = $("#reply-text");
   try {
+    // (datetime-local is the agent's local time without a zone: sent as an instant, with its zone.)
+    const sendAt = $("#send-at");
     await api(`/api/conversations/${state.open.row.conversation_id}/text`,
-      { json: { body: text.value, reply_to: state.replyTo && state.replyTo.wamid } });
+      { json: { body: text.value, reply_to: state.replyTo && state.replyTo.wamid,
+                send_at: sendAt.value ? new Date(sendAt.value).toISOString() : null } });
     text.value = "";
+    sendAt.value = "";
     state.replyTo = null;
     $("#replying-to").hidden = true;
     hideComposeError();
@@ -35,6 +39,18 @@ async function sendReply(event) {
   }
   await refreshOpen();
   scheduleConversationsRefresh();
+}
+
+// Cancel (a queued or scheduled message) or retry (a failed one): the row is read again at
+// its wa_status notification; a refusal (sent meanwhile, say) shows as the extension worded it.
+async function messageAction(m, action) {
+  try {
+    await api(`/api/messages/${m.id}/${action}`, { json: {} });
+    hideComposeError();
+  } catch (e) {
+    showComposeError(e);
+  }
+  await refreshMessages([m.id]);
 }
 
 // {{1}} or {{first_name}} in a template's body: its parameters.

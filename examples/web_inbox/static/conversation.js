@@ -91,12 +91,21 @@ async function refreshMessages(ids) {
   const { messages } = await api(`/api/conversations/${open.row.conversation_id}/messages?ids=${ids.join(",")}`);
   if (state.open !== open) return;
   for (const m of messages) {
-    // (Two reads of one message can answer out of order: a status never moves back.)
+    // (Two reads of one message can answer out of order: the row changed last wins, and at the
+    // same change a status never moves back. A retried message does move back, failed -> queued,
+    // with a newer updated_at.)
     const had = open.messages.get(m.id);
-    if (had && (STATUS_RANK[had.status] ?? -1) > (STATUS_RANK[m.status] ?? -1)) m.status = had.status;
+    if (had && newerRead(had, m)) continue;
     open.messages.set(m.id, m);
   }
   renderConversation(false);
+}
+
+// Whether the read `a` of a message is newer than the read `b` of the same message.
+function newerRead(a, b) {
+  const [ta, tb] = [Date.parse(a.updated_at), Date.parse(b.updated_at)];
+  if (ta !== tb) return ta > tb;
+  return (STATUS_RANK[a.status] ?? -1) > (STATUS_RANK[b.status] ?? -1);
 }
 
 async function loadOlderMessages() {
@@ -217,7 +226,12 @@ function renderMessage(m) {
       el("span", { class: "time" }, time(m.sent_at || m.created_at)),
       m.edited_at && !revoked ? el("span", { class: "edited", title: `edited ${time(m.edited_at)}` }, "edited") : null,
       m.direction === "outbound" ? renderTick(m) : null,
-      m.wamid && !revoked ? el("button", { type: "button", class: "reply-to", onclick: () => startReplyTo(m) }, "Reply") : null),
+      m.wamid && !revoked ? el("button", { type: "button", class: "reply-to", onclick: () => startReplyTo(m) }, "Reply") : null,
+      m.status === "queued" || m.status === "scheduled"
+        ? el("button", { type: "button", class: "cancel-message", onclick: () => messageAction(m, "cancel") }, "Cancel") : null,
+      m.status === "failed"
+        ? el("button", { type: "button", class: "retry-message", onclick: () => messageAction(m, "retry") }, "Retry") : null),
+    m.send_at ? el("div", { class: "scheduled-for" }, `scheduled for ${time(m.send_at)}`) : null,
     renderReactions(m),
     m.status === "failed" ? el("div", { class: "error send-failure" },
       el("div", { class: "error-message" }, [m.error_code, m.error_title, m.error_details].filter(Boolean).join(" · ")),

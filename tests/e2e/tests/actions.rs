@@ -287,14 +287,20 @@ fn an_action_in_flight_at_a_crash_is_performed_once_after_the_restart() {
     let cluster = Cluster::private(Duration::from_secs(3));
     let ch = cluster.add_channel("crash-action");
     let mut db = cluster.connect();
+    let arrivals = cluster.graph.arrivals();
     let id: i64 = db.query_one("SELECT wa_block($1, ARRAY['+15557770041'])", &[&ch.name]).unwrap().get(0);
     let sending = poll(|| {
         let s: String = db.query_one("SELECT status FROM wa_actions WHERE id = $1", &[&id]).unwrap().get(0);
         (s == "sending").then_some(())
     });
     assert!(sending.is_some(), "the action was never claimed");
+    // Meta has the request (and takes 3 s to answer it) before the crash: the requests that
+    // arrive after this instant are the restarted worker's. (Taken after the restart, the
+    // instant could come after the restarted worker's request, which is sent at once.)
+    let reached = poll(|| (cluster.graph.arrivals() > arrivals).then_some(()));
+    assert!(reached.is_some(), "the claimed action never reached Meta");
+    let crashed = Instant::now();
     cluster.crash_and_restart();
-    let restarted = Instant::now();
     let mut db = cluster.connect_when_up();
     let done = poll(|| {
         let r = db.query_one("SELECT status, attempts FROM wa_actions WHERE id = $1", &[&id]).unwrap();
@@ -304,7 +310,7 @@ fn an_action_in_flight_at_a_crash_is_performed_once_after_the_restart() {
     // Once after the restart (the request that was in flight may have reached Meta too: a
     // block is idempotent there).
     let after: Vec<Received> =
-        cluster.graph.received().into_iter().filter(|r| r.at > restarted && r.endpoint() == "block_users").collect();
+        cluster.graph.received().into_iter().filter(|r| r.at > crashed && r.endpoint() == "block_users").collect();
     assert_eq!(after.len(), 1);
     let blocked: bool = db
         .query_one(

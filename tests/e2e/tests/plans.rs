@@ -92,7 +92,7 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
         let group = format!("R3JvdXBPZlBsYW5z{round}QUFB");
         session
             .execute(
-                "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                "SELECT _wa_receive_messages($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 &[
                     &vec![id; 6],
                     &vec![0i64; 6],
@@ -113,6 +113,9 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
                         serde_json::json!({"type": "text", "text": {"body": "hi all"}, "group_id": group}),
                     ],
                     &vec![None, None, None, None, None, Some(group.clone())],
+                    // (no Flow replies: their answers and tokens)
+                    &vec![None::<serde_json::Value>; 6],
+                    &vec![None::<String>; 6],
                 ],
             )
             .unwrap();

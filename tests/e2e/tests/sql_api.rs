@@ -95,7 +95,7 @@ fn secrets_are_not_readable_by_other_roles_and_an_inbox_role_can_still_send() {
     db.batch_execute(
         "DO $$ BEGIN CREATE ROLE inbox_app; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
          GRANT SELECT ON wa_channels, wa_contacts, wa_messages TO inbox_app;
-         GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz) TO inbox_app;",
+         GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz, timestamptz) TO inbox_app;",
     )
     .unwrap();
     // EXECUTE alone is not enough: the channel must be granted (README, "Roles").

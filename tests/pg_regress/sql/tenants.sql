@@ -44,6 +44,7 @@ SELECT id AS ch_a FROM wa_channels WHERE name = 'tenant_a' \gset
 SELECT id AS ch_b FROM wa_channels WHERE name = 'tenant_b' \gset
 SELECT id AS photo_b FROM wa_messages WHERE wamid = 'wamid.0002.photo' \gset
 SELECT id AS photo_a FROM wa_messages WHERE wamid = 'wamid.0001.photo' \gset
+SELECT id AS queued_b FROM wa_messages WHERE body = 'queued on tenant_b' \gset
 
 -- The agents: the README's grants through a group role, then each its own channel.
 CREATE ROLE regress_agent_a IN ROLE regress_inbox;
@@ -119,6 +120,7 @@ INSERT INTO calls VALUES
     ('wa_send_interactive', $$SELECT wa_send_interactive(%L, '15550000002', '{"type": "button", "body": {"text": "?"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}}')$$),
     ('wa_send_location', $$SELECT wa_send_location(%L, '15550000002', 1, 2)$$),
     ('wa_send_reaction', $$SELECT wa_send_reaction(%L, 'wamid.0002.text', '👍')$$),
+    ('wa_send_contacts', $$SELECT wa_send_contacts(%L, '15550000002', '[{"name": {"formatted_name": "Ann Lee", "first_name": "Ann"}}]')$$),
     ('wa_mark_read', $$SELECT wa_mark_read(%L, 'wamid.0002.text')$$),
     ('wa_upload_media', $$SELECT wa_upload_media(%L, '\x89504e47'::bytea, 'image/png')$$),
     ('wa_block', $$SELECT wa_block(%L, ARRAY['15550000002'])$$),
@@ -131,7 +133,8 @@ SELECT p.proname AS callable_by_agent_not_tried
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'whatsapp_channel')
    AND has_function_privilege('regress_agent_a', p.oid, 'EXECUTE')
    AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
-   AND p.proname NOT IN (SELECT function FROM calls) AND p.proname <> 'wa_media_content'
+   AND p.proname NOT IN (SELECT function FROM calls)
+   AND p.proname NOT IN ('wa_media_content', 'wa_cancel_message', 'wa_retry_message') -- (by id: tried below)
  ORDER BY 1;
 CREATE FUNCTION regress_refusal(call text) RETURNS text
 LANGUAGE plpgsql AS $$
@@ -149,6 +152,13 @@ SELECT function,
        regress_refusal(format(call, 'tenant_b')) AS about_b,
        replace(regress_refusal(format(call, 'tenant_x')), 'tenant_x', 'tenant_b') = regress_refusal(format(call, 'tenant_b')) AS same_as_no_channel
   FROM calls ORDER BY function;
+-- The functions that take a message id: tenant B's queued message gets the same refusal as an
+-- id that does not exist (nothing tells A that it exists), and stays queued.
+SELECT f AS by_id,
+       replace(regress_refusal(format('SELECT %s(%s)', f, :queued_b)), :'queued_b', 'N') AS about_b_message,
+       replace(regress_refusal(format('SELECT %s(%s)', f, :queued_b)), :'queued_b', 'N')
+       = replace(regress_refusal(format('SELECT %s(%s)', f, 987654321)), '987654321', 'N') AS same_as_no_message
+  FROM unnest(ARRAY['wa_cancel_message', 'wa_retry_message']) f;
 -- A SECURITY DEFINER function of the DBA's, owned by a superuser, does not lend its owner's
 -- channels: the check is on the role the session acts as.
 RESET ROLE;
@@ -167,6 +177,7 @@ SELECT _wa_visible_channels('regress_agent_b') AS b_channels, _wa_is_admin('regr
 SELECT wa_send_text('tenant_a', '15550000001', 'from A') > 0 AS sent_on_own_channel;
 RESET ROLE;
 SELECT count(*) - :messages_before AS messages_added FROM wa_messages;
+SELECT status AS b_message_still FROM wa_messages WHERE id = :queued_b;
 
 -- A grant, then a revoke, takes effect on the next statement of the same session.
 SET ROLE regress_agent_a;

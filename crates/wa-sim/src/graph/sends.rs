@@ -83,6 +83,9 @@ pub(super) fn answer(
             "(#131009) Parameter value is not valid: this message type is not supported in groups",
         );
     }
+    if let Some(problem) = context_problem(&json, kind).or_else(|| contacts_problem(&json, kind)) {
+        return meta_error(400, problem.0, problem.1);
+    }
     let shape = if group {
         Shape::Group
     } else if marketing {
@@ -108,6 +111,50 @@ pub(super) fn answer(
     }
     let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     accepted(&to, format!("wamid.SIM{phone_number_id}x{}x{n:010}", state.run_id), shape)
+}
+
+/// Meta's refusal of a `context` (a quoted message) it does not take: one that is not an object
+/// with a `message_id`, or one on a reaction (which names its message itself).
+fn context_problem(json: &Value, kind: &str) -> Option<(i64, &'static str)> {
+    let context = json.get("context")?;
+    if kind == "reaction" {
+        return Some((
+            131009,
+            "(#131009) Parameter value is not valid: context is not supported for reaction messages",
+        ));
+    }
+    match context.get("message_id").and_then(Value::as_str) {
+        Some(id) if !id.is_empty() => None,
+        _ => Some((131008, "(#131008) Required parameter is missing: context.message_id")),
+    }
+}
+
+/// Meta's refusal of a contacts message it cannot show: not a list of 1 to 257 contact
+/// objects, or a contact whose name lacks `formatted_name` or has nothing else.
+fn contacts_problem(json: &Value, kind: &str) -> Option<(i64, &'static str)> {
+    if kind != "contacts" {
+        return None;
+    }
+    let Some(cards) = json["contacts"].as_array().filter(|c| (1..=257).contains(&c.len())) else {
+        return Some((
+            131009,
+            "(#131009) Parameter value is not valid: contacts must be an array of 1 to 257 contacts",
+        ));
+    };
+    for card in cards {
+        let name = &card["name"];
+        let has = |field: &str| name[field].as_str().is_some_and(|v| !v.trim().is_empty());
+        if !has("formatted_name") {
+            return Some((131008, "(#131008) Required parameter is missing: contacts[].name.formatted_name"));
+        }
+        if !["first_name", "last_name", "middle_name", "suffix", "prefix"].iter().any(|f| has(f)) {
+            return Some((
+                131008,
+                "(#131008) Required parameter is missing: contacts[].name needs at least one of first_name, last_name, middle_name, suffix, prefix",
+            ));
+        }
+    }
+    None
 }
 
 /// A send to a group (`recipient_type: group`, `to` its id) rather than to one customer.

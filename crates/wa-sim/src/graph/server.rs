@@ -108,6 +108,12 @@ impl GraphSim {
         self.state.statuses_posted.lock().unwrap().clone()
     }
 
+    /// How many requests have arrived so far, including those not answered yet (see
+    /// [`Self::received`]: a request is there once answered, after the latency).
+    pub fn arrivals(&self) -> u64 {
+        self.state.arrivals.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Everything received so far.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
@@ -143,6 +149,7 @@ impl bounded_http::Handler for SimHandler {
 
 fn handle(state: &State, request: Request) -> Response {
     let arrived = Instant::now();
+    state.arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let method = request.method.clone();
     let path = request.path().to_string();
     let authorization = request.header("Authorization").map(str::to_string);

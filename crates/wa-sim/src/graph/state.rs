@@ -12,6 +12,9 @@ use std::time::Instant;
 pub(super) struct State {
     pub(super) received: Mutex<Vec<Received>>,
     pub(super) arrived: Condvar,
+    /// Requests that have arrived, answered or not yet (`received` has a request only once it
+    /// is answered, after the latency): a test can crash a client while Meta holds its request.
+    pub(super) arrivals: AtomicU64,
     /// Scripted answers per recipient (`to`), used first-in first-out.
     pub(super) faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     /// Bearer token each phone number id must present; unchecked when absent.

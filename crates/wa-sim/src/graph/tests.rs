@@ -85,6 +85,46 @@ fn a_restarted_simulator_never_answers_a_wamid_twice() {
 }
 
 #[test]
+fn takes_a_quote_on_every_kind_but_reactions_and_checks_contact_cards_like_meta() {
+    let sim = GraphSim::start(0).unwrap();
+    let send = |kind: &str, object: Value, context: Option<Value>| {
+        let mut body = json!({ "messaging_product": "whatsapp", "to": "+16505551234", "type": kind, kind: object });
+        if let Some(c) = context {
+            body["context"] = c;
+        }
+        let (status, answer) = post(&sim, "messages", body);
+        (status, answer["error"]["code"].as_i64(), answer["error"]["message"].as_str().unwrap_or("").to_string())
+    };
+    let quote = Some(json!({ "message_id": "wamid.Q" }));
+    let card = json!([{ "name": { "formatted_name": "Ann Lee", "first_name": "Ann" }, "phones": [{ "phone": "+15557654321" }] }]);
+    for (kind, object) in [
+        ("text", json!({ "body": "hi" })),
+        ("image", json!({ "id": "123" })),
+        ("location", json!({ "latitude": 1.0, "longitude": 2.0 })),
+        ("template", template()),
+        ("contacts", card.clone()),
+    ] {
+        assert_eq!(send(kind, object, quote.clone()).0, 200, "{kind} with a quote");
+    }
+    let reaction = json!({ "message_id": "wamid.R", "emoji": "👍" });
+    assert_eq!(send("reaction", reaction.clone(), None).0, 200);
+    let (status, code, message) = send("reaction", reaction, quote);
+    assert_eq!((status, code), (400, Some(131009)), "{message}");
+    assert_eq!(send("text", json!({ "body": "hi" }), Some(json!({ "id": "wamid.Q" }))).1, Some(131008));
+
+    for (cards, code, says) in [
+        (json!([]), 131009, "1 to 257"),
+        (json!({ "name": { "formatted_name": "A", "first_name": "A" } }), 131009, "1 to 257"),
+        (json!([{ "name": { "first_name": "Ann" } }]), 131008, "formatted_name"),
+        (json!([{ "name": { "formatted_name": "Ann" } }]), 131008, "at least one of first_name"),
+    ] {
+        let (status, got, message) = send("contacts", cards.clone(), None);
+        assert_eq!((status, got), (400, Some(code)), "{cards}: {message}");
+        assert!(message.contains(says), "{message}");
+    }
+}
+
+#[test]
 fn marketing_messages_take_templates_only() {
     let sim = GraphSim::start(0).unwrap();
     let send =

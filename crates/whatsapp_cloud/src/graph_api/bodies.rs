@@ -99,6 +99,7 @@ pub fn media(
     link_or_media_id: &str,
     caption: Option<&str>,
     filename: Option<&str>,
+    reply_to: Option<&str>,
 ) -> Result<Value, InvalidMessage> {
     if !MEDIA_KINDS.contains(&kind) {
         return Err(invalid(format!("unknown media kind {kind:?}"), "Use image, audio, video, document or sticker."));
@@ -136,7 +137,7 @@ pub fn media(
         }
         object["filename"] = json!(filename);
     }
-    Ok(message(recipient, kind, object, None))
+    Ok(message(recipient, kind, object, reply_to))
 }
 
 /// A template message: the only kind allowed outside the 24-hour customer-service window.
@@ -145,6 +146,7 @@ pub fn template(
     name: &str,
     language: &str,
     components: Option<&Value>,
+    reply_to: Option<&str>,
 ) -> Result<Value, InvalidMessage> {
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') {
         return Err(invalid(
@@ -172,11 +174,11 @@ pub fn template(
             ));
         }
     }
-    Ok(message(recipient, "template", object, None))
+    Ok(message(recipient, "template", object, reply_to))
 }
 
 /// Buttons, lists and the other interactive messages: Meta's `interactive` object as given.
-pub fn interactive(recipient: &Recipient, object: &Value) -> Result<Value, InvalidMessage> {
+pub fn interactive(recipient: &Recipient, object: &Value, reply_to: Option<&str>) -> Result<Value, InvalidMessage> {
     const HINT: &str = "Pass Meta's interactive object, e.g. '{\"type\":\"button\",\"body\":{\"text\":\"Pick one\"},\"action\":{\"buttons\":[{\"type\":\"reply\",\"reply\":{\"id\":\"yes\",\"title\":\"Yes\"}}]}}'.";
     refuse_for_groups(recipient, "interactive messages")?;
     let kind = object.get("type").and_then(Value::as_str);
@@ -189,7 +191,7 @@ pub fn interactive(recipient: &Recipient, object: &Value) -> Result<Value, Inval
             return Err(invalid(format!("a button message has 1 to 3 buttons, not {n}"), HINT));
         }
     }
-    Ok(message(recipient, "interactive", object.clone(), None))
+    Ok(message(recipient, "interactive", object.clone(), reply_to))
 }
 
 /// A location pin.
@@ -199,6 +201,7 @@ pub fn location(
     longitude: f64,
     name: Option<&str>,
     address: Option<&str>,
+    reply_to: Option<&str>,
 ) -> Result<Value, InvalidMessage> {
     refuse_for_groups(recipient, "locations")?;
     if !(-90.0..=90.0).contains(&latitude) || !(-180.0..=180.0).contains(&longitude) {
@@ -214,10 +217,69 @@ pub fn location(
     if let Some(a) = address {
         object["address"] = json!(a);
     }
-    Ok(message(recipient, "location", object, None))
+    Ok(message(recipient, "location", object, reply_to))
+}
+
+/// Most contact cards one message may carry (Meta's contacts-messages docs).
+pub const MAX_CONTACTS: usize = 257;
+
+/// The name fields of a contact card besides `formatted_name`: Meta requires at least one.
+const NAME_PARTS: &[&str] = &["first_name", "last_name", "middle_name", "suffix", "prefix"];
+
+/// The list fields of a contact card, each an array of objects when given.
+const CONTACT_LISTS: &[&str] = &["addresses", "emails", "phones", "urls"];
+
+/// A contacts message: contact cards (Meta's contact objects, as given) the customer can save.
+/// Checked as Meta checks them: a list of 1 to 257 objects, each with a `name` that has a
+/// non-empty `formatted_name` and at least one other part (first, last or middle name, prefix,
+/// suffix); `addresses`, `emails`, `phones` and `urls` are lists of objects and `org` an object
+/// when given. Groups do not take contacts messages.
+pub fn contacts(recipient: &Recipient, cards: &Value, reply_to: Option<&str>) -> Result<Value, InvalidMessage> {
+    const HINT: &str = "Pass a JSON array of Meta's contact objects, e.g. '[{\"name\":{\"formatted_name\":\"Ann Lee\",\"first_name\":\"Ann\",\"last_name\":\"Lee\"},\"phones\":[{\"phone\":\"+15551234567\",\"type\":\"WORK\"}]}]'.";
+    refuse_for_groups(recipient, "contacts messages")?;
+    let Some(list) = cards.as_array() else {
+        return Err(invalid("contacts must be a JSON array of contact objects", HINT));
+    };
+    if list.is_empty() || list.len() > MAX_CONTACTS {
+        return Err(invalid(format!("a contacts message has 1 to {MAX_CONTACTS} contacts, not {}", list.len()), HINT));
+    }
+    for (i, card) in list.iter().enumerate() {
+        let n = i + 1;
+        if !card.is_object() {
+            return Err(invalid(format!("contact {n} is not an object"), HINT));
+        }
+        let Some(name) = card.get("name").filter(|v| v.is_object()) else {
+            return Err(invalid(format!("contact {n} has no \"name\" object"), HINT));
+        };
+        let given = |field: &str| name.get(field).and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty());
+        if !given("formatted_name") {
+            return Err(invalid(format!("contact {n} has no name.formatted_name"), HINT));
+        }
+        if !NAME_PARTS.iter().any(|p| given(p)) {
+            return Err(invalid(
+                format!(
+                    "contact {n}'s name has only formatted_name: Meta requires at least one of {}",
+                    NAME_PARTS.join(", ")
+                ),
+                HINT,
+            ));
+        }
+        for field in CONTACT_LISTS {
+            if let Some(v) = card.get(*field)
+                && !v.as_array().is_some_and(|items| items.iter().all(Value::is_object))
+            {
+                return Err(invalid(format!("contact {n}'s {field} must be a list of objects"), HINT));
+            }
+        }
+        if card.get("org").is_some_and(|v| !v.is_object()) {
+            return Err(invalid(format!("contact {n}'s org must be an object"), HINT));
+        }
+    }
+    Ok(message(recipient, "contacts", cards.clone(), reply_to))
 }
 
 /// A reaction to a message; an empty emoji removes the reaction.
+/// (No `reply_to`: Meta does not take a context on a reaction, which already names its message.)
 pub fn reaction(recipient: &Recipient, message_wamid: &str, emoji: &str) -> Value {
     message(recipient, "reaction", json!({ "message_id": message_wamid, "emoji": emoji }), None)
 }
@@ -255,13 +317,16 @@ mod tests {
         let t = text(&group, "hello all", None, false).unwrap();
         assert_eq!((t["recipient_type"].as_str(), t["to"].as_str()), (Some("group"), Some(group.as_str())));
         assert!(t.get("recipient").is_none());
-        assert_eq!(media(&group, "image", "1003383421387256", Some("look"), None).unwrap()["recipient_type"], "group");
-        assert_eq!(template(&group, "launch", "en_US", None).unwrap()["recipient_type"], "group");
+        assert_eq!(
+            media(&group, "image", "1003383421387256", Some("look"), None, None).unwrap()["recipient_type"],
+            "group"
+        );
+        assert_eq!(template(&group, "launch", "en_US", None, None).unwrap()["recipient_type"], "group");
         let buttons = json!({"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}});
-        let refused = interactive(&group, &buttons).unwrap_err();
+        let refused = interactive(&group, &buttons, None).unwrap_err();
         assert!(refused.problem.contains("interactive messages cannot be sent to group"), "{}", refused.problem);
         assert_eq!(refused.hint, GROUP_HINT);
-        assert!(location(&group, 1.0, 2.0, None, None).unwrap_err().problem.contains("locations"));
+        assert!(location(&group, 1.0, 2.0, None, None, None).unwrap_err().problem.contains("locations"));
     }
 
     #[test]
@@ -278,45 +343,109 @@ mod tests {
         assert!(text(&to, &"a".repeat(4097), None, false).unwrap_err().problem.contains("at most 4096"));
         assert!(text(&to, " ", None, false).is_err());
 
-        let m = media(&to, "document", "https://example.com/a.pdf", Some("Invoice"), Some("a.pdf")).unwrap();
+        let m = media(&to, "document", "https://example.com/a.pdf", Some("Invoice"), Some("a.pdf"), None).unwrap();
         assert_eq!(
             m["document"],
             json!({"link": "https://example.com/a.pdf", "caption": "Invoice", "filename": "a.pdf"})
         );
         assert_eq!(
-            media(&to, "image", "1003383421387256", None, None).unwrap()["image"],
+            media(&to, "image", "1003383421387256", None, None, None).unwrap()["image"],
             json!({"id": "1003383421387256"})
         );
-        assert!(media(&to, "image", "x", Some(&"c".repeat(1025)), None).is_err());
+        assert!(media(&to, "image", "x", Some(&"c".repeat(1025)), None, None).is_err());
         assert!(
-            media(&to, "image", "123", Some(&"c".repeat(1025)), None).unwrap_err().problem.contains("at most 1024")
+            media(&to, "image", "123", Some(&"c".repeat(1025)), None, None)
+                .unwrap_err()
+                .problem
+                .contains("at most 1024")
         );
-        assert!(media(&to, "sticker", "123", Some("no"), None).is_err());
-        assert!(media(&to, "gif", "123", None, None).is_err());
+        assert!(media(&to, "sticker", "123", Some("no"), None, None).is_err());
+        assert!(media(&to, "gif", "123", None, None, None).is_err());
 
         let components = json!([{"type": "body", "parameters": [{"type": "text", "text": "Ann"}]}]);
-        let tpl = template(&to, "order_update", "en_US", Some(&components)).unwrap();
+        let tpl = template(&to, "order_update", "en_US", Some(&components), None).unwrap();
         assert_eq!(
             tpl["template"],
             json!({"name": "order_update", "language": {"code": "en_US"}, "components": components})
         );
-        assert!(template(&to, "Order Update", "en_US", None).is_err());
-        assert!(template(&to, "x", "english", None).is_err());
+        assert!(template(&to, "Order Update", "en_US", None, None).is_err());
+        assert!(template(&to, "x", "english", None, None).is_err());
 
         let buttons = json!({"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}});
-        assert_eq!(interactive(&to, &buttons).unwrap()["interactive"], buttons);
-        assert!(interactive(&to, &json!({"type": "button", "action": {"buttons": []}})).is_err());
-        assert!(interactive(&to, &json!("text")).is_err());
+        assert_eq!(interactive(&to, &buttons, None).unwrap()["interactive"], buttons);
+        assert!(interactive(&to, &json!({"type": "button", "action": {"buttons": []}}), None).is_err());
+        assert!(interactive(&to, &json!("text"), None).is_err());
 
         assert_eq!(
-            location(&to, 37.48, -122.14, Some("HQ"), None).unwrap()["location"],
+            location(&to, 37.48, -122.14, Some("HQ"), None, None).unwrap()["location"],
             json!({"latitude": 37.48, "longitude": -122.14, "name": "HQ"})
         );
-        assert!(location(&to, 91.0, 0.0, None, None).is_err());
+        assert!(location(&to, 91.0, 0.0, None, None, None).is_err());
         assert_eq!(reaction(&to, "wamid.R", "")["reaction"], json!({"message_id": "wamid.R", "emoji": ""}));
         assert_eq!(
             mark_read("wamid.M", true),
             json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.M", "typing_indicator": {"type": "text"}})
         );
+    }
+
+    #[test]
+    fn quotes_a_message_on_every_kind_meta_allows() {
+        let to = Recipient::Phone("+15551234567".into());
+        let q = Some("wamid.Q");
+        let buttons = json!({"type": "button", "body": {"text": "Pick"}, "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]}});
+        let card = json!([{"name": {"formatted_name": "Ann Lee", "first_name": "Ann"}}]);
+        for body in [
+            text(&to, "hi", q, false).unwrap(),
+            media(&to, "sticker", "123", None, None, q).unwrap(),
+            media(&to, "document", "https://example.com/a.pdf", Some("c"), Some("a.pdf"), q).unwrap(),
+            template(&to, "order_update", "en_US", None, q).unwrap(),
+            interactive(&to, &buttons, q).unwrap(),
+            location(&to, 1.0, 2.0, None, None, q).unwrap(),
+            contacts(&to, &card, q).unwrap(),
+        ] {
+            assert_eq!(body["context"], json!({"message_id": "wamid.Q"}), "{body}");
+        }
+        assert!(media(&to, "image", "123", None, None, None).unwrap().get("context").is_none());
+        assert!(reaction(&to, "wamid.R", "👍").get("context").is_none());
+    }
+
+    #[test]
+    fn builds_a_contacts_message_and_refuses_what_meta_refuses() {
+        let to = Recipient::Phone("+15551234567".into());
+        let cards = json!([{
+            "name": {"formatted_name": "Ann Lee", "first_name": "Ann", "last_name": "Lee"},
+            "phones": [{"phone": "+15557654321", "type": "WORK", "wa_id": "15557654321"}],
+            "emails": [{"email": "ann@example.com", "type": "WORK"}],
+            "org": {"company": "Acme"}
+        }]);
+        let body = contacts(&to, &cards, None).unwrap();
+        assert_eq!(
+            body,
+            json!({"messaging_product": "whatsapp", "recipient_type": "individual", "to": "+15551234567", "type": "contacts", "contacts": cards})
+        );
+        let problem = |cards: Value| contacts(&to, &cards, None).unwrap_err().problem;
+        assert!(problem(json!({"name": {"formatted_name": "A", "first_name": "A"}})).contains("JSON array"));
+        assert!(problem(json!([])).contains("1 to 257 contacts, not 0"));
+        let many: Vec<Value> = (0..258).map(|_| json!({"name": {"formatted_name": "A", "first_name": "A"}})).collect();
+        assert!(problem(Value::Array(many)).contains("not 258"));
+        assert!(problem(json!(["Ann"])).contains("contact 1 is not an object"));
+        assert!(problem(json!([{"phones": [{"phone": "+1555"}]}])).contains("contact 1 has no \"name\" object"));
+        assert!(problem(json!([{"name": {"first_name": "Ann"}}])).contains("no name.formatted_name"));
+        assert!(
+            problem(json!([{"name": {"formatted_name": " ", "first_name": "Ann"}}])).contains("no name.formatted_name")
+        );
+        let only_formatted =
+            problem(json!([{"name": {"formatted_name": "A", "first_name": "A"}}, {"name": {"formatted_name": "Bo"}}]));
+        assert!(only_formatted.contains("contact 2's name has only formatted_name"), "{only_formatted}");
+        assert!(
+            problem(json!([{"name": {"formatted_name": "A", "last_name": "A"}, "phones": "+1555"}]))
+                .contains("phones must be a list of objects")
+        );
+        assert!(
+            problem(json!([{"name": {"formatted_name": "A", "last_name": "A"}, "org": "Acme"}]))
+                .contains("org must be an object")
+        );
+        let group = Recipient::Group("Y2FwaV9ncm91cDoxNzA1NTU1MDEzOToxMjAzNjM0MDQ2OTQyMzM4MjAZD".into());
+        assert_eq!(contacts(&group, &cards, None).unwrap_err().hint, GROUP_HINT);
     }
 }

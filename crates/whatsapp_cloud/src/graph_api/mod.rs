@@ -22,8 +22,8 @@ pub use actions::{
     block_users, call_action, create_template, parse_action_response,
 };
 pub use bodies::{
-    GROUP_HINT, InvalidMessage, MAX_CAPTION_CHARS, MAX_TEXT_CHARS, MEDIA_KINDS, interactive, location, mark_read,
-    media, reaction, template, text, text_message,
+    GROUP_HINT, InvalidMessage, MAX_CAPTION_CHARS, MAX_CONTACTS, MAX_TEXT_CHARS, MEDIA_KINDS, contacts, interactive,
+    location, mark_read, media, reaction, template, text, text_message,
 };
 pub use callback::{CALLBACK_PREFIX, callback_message_id, with_callback_data};
 pub use hints::hint;
