@@ -122,9 +122,10 @@ fn metrics_count_real_traffic_and_pass_promtool() {
     let (channel_samples, _) = seen_as_monitoring(&mut db);
     assert!(channel_samples > 0, "a role granted read does not see the channel's samples");
 
-    // And the workers say what they do.
-    let states: Vec<(String, String)> = db
-        .query(
+    // And the workers say what they do: idle, once the delivery worker has finished its turn
+    // (it may be recording or claiming at the moment of a first look).
+    let mut states = || -> Vec<(String, String)> {
+        db.query(
             "SELECT backend_type, coalesce(query, '') FROM pg_stat_activity
               WHERE backend_type IN ('whatsapp_channel webhook listener', 'whatsapp_channel delivery') ORDER BY 1",
             &[],
@@ -132,10 +133,14 @@ fn metrics_count_real_traffic_and_pass_promtool() {
         .unwrap()
         .iter()
         .map(|r| (r.get(0), r.get(1)))
-        .collect();
-    assert_eq!(states.len(), 2, "{states:?}");
-    assert!(states[0].1.contains("waiting for queued messages"), "{states:?}");
-    assert!(states[1].1.contains("waiting for webhooks on"), "{states:?}");
+        .collect()
+    };
+    let idle = poll(|| {
+        let s = states();
+        (s.len() == 2 && s[0].1.contains("waiting for queued messages") && s[1].1.contains("waiting for webhooks on"))
+            .then_some(())
+    });
+    assert!(idle.is_some(), "{:?}", states());
 }
 
 #[test]
