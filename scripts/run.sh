@@ -165,7 +165,7 @@ whatsapp_channel is running, with wa-sim standing in for Meta.
   server log:        $WA_HOME/server.log
   stop:              bash scripts/run.sh stop
 
-A three-step tour (a browser and a terminal):
+A four-step tour (a browser and a terminal):
   1. Open the web inbox, http://127.0.0.1:$WEB_INBOX_PORT: conversations, messages and ticks arrive live
      (from LISTEN), and its health panel is the seed's "Common issues" table. Without a browser, the
      example client prints the same:  /usr/bin/python3 examples/inbox_client.py --dsn "$DSN"
