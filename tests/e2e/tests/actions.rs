@@ -322,11 +322,6 @@ fn an_action_in_flight_at_a_crash_is_performed_once_after_the_restart() {
     assert!(blocked);
 }
 
-/// Requests wa-sim received on a group's own node (`/{version}/{group_id}/{endpoint}`).
-fn requests_to_group(group_id: &str, endpoint: &str) -> Vec<Received> {
-    requests_to(group_id, endpoint)
-}
-
 fn unix_now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
@@ -410,6 +405,7 @@ fn a_groups_invite_link_is_read_and_reset() {
     let mut db = cluster().connect();
     let group = made_group(&ch, &mut db, "Link team");
     let first = invite_link_of(&mut db, &ch, &group).unwrap();
+    let mut listener = Listener::new(&["wa_group"]);
     let reset: i64 = db.query_one("SELECT wa_reset_group_invite_link($1, $2)", &[&ch.name, &group]).unwrap().get(0);
     let get: i64 = db.query_one("SELECT wa_get_group_invite_link($1, $2)", &[&ch.name, &group]).unwrap().get(0);
     let (status, _, reset_result, _) = ended(&mut db, reset);
@@ -420,7 +416,10 @@ fn a_groups_invite_link_is_read_and_reset() {
     assert_ne!(new_link, first, "a reset makes a new link");
     assert_eq!(get_result.unwrap()["invite_link"], new_link.as_str(), "performed in the order queued");
     assert_eq!(invite_link_of(&mut db, &ch, &group).as_deref(), Some(new_link.as_str()));
-    let sent = requests_to_group(&group, "invite_link");
+    // The new link is notified on wa_group; reading the same link again is not.
+    let notified: Vec<_> = listener.drain_all().into_iter().filter(|(_, p)| p["channel_id"] == ch.id).collect();
+    assert_eq!(notified, [("wa_group".to_string(), json!({ "channel_id": ch.id }))]);
+    let sent = requests_to(&group, "invite_link");
     assert_eq!(sent.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["POST", "GET"]);
     assert_eq!(sent[0].json(), json!({ "messaging_product": "whatsapp" }));
     assert_eq!(sent[1].body, "");
@@ -448,7 +447,7 @@ fn join_requests_are_listed_approved_rejected_and_participants_removed() {
     let bob = cluster().graph.add_join_request(&group, "15557770062");
     let list: i64 = db.query_one("SELECT wa_list_group_join_requests($1, $2)", &[&ch.name, &group]).unwrap().get(0);
     assert_eq!(ended(&mut db, list).0, "done");
-    assert_eq!(requests_to_group(&group, "join_requests")[0].method, "GET");
+    assert_eq!(requests_to(&group, "join_requests")[0].method, "GET");
     let open = |db: &mut postgres::Client| -> Vec<(String, Option<String>, bool)> {
         db.query(
             "SELECT join_request_id, wa_id, requested_at IS NOT NULL FROM wa_group_join_requests
@@ -477,7 +476,7 @@ fn join_requests_are_listed_approved_rejected_and_participants_removed() {
     let result = result.unwrap();
     assert_eq!(result["approved_join_requests"], json!([ann]));
     assert_eq!(result["failed_join_requests"][0]["join_request_id"], "MTY0NjcwNDM1OTU6bm9wZQ");
-    let sent = requests_to_group(&group, "join_requests");
+    let sent = requests_to(&group, "join_requests");
     assert_eq!(sent[1].method, "POST");
     assert_eq!(
         sent[1].json(),
@@ -492,7 +491,7 @@ fn join_requests_are_listed_approved_rejected_and_participants_removed() {
         .get(0);
     let (status, _, _, code) = ended(&mut db, reject);
     assert_eq!((status.as_str(), code), ("done", None));
-    let sent = requests_to_group(&group, "join_requests");
+    let sent = requests_to(&group, "join_requests");
     assert_eq!((sent[2].method.as_str(), &sent[2].json()["join_requests"]), ("DELETE", &json!([bob])));
     assert!(open(&mut db).is_empty());
     // A listing drops what Meta no longer lists.
@@ -511,7 +510,7 @@ fn join_requests_are_listed_approved_rejected_and_participants_removed() {
         .unwrap()
         .get(0);
     assert_eq!(ended(&mut db, remove).0, "done");
-    let sent = requests_to_group(&group, "participants");
+    let sent = requests_to(&group, "participants");
     assert_eq!(sent[0].method, "DELETE");
     assert_eq!(
         sent[0].json(),
