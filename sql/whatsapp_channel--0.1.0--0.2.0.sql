@@ -5481,7 +5481,9 @@ BEGIN
         n := g;
         n.subject := COALESCE(r.subj, g.subject);
         n.description := COALESCE(r.descr, g.description);
-        n.invite_link := COALESCE(r.link, g.invite_link);
+        -- (a group_create webhook brings the group's first link; one reset since, taken from Meta's
+        -- answer, is newer, and a redelivered group_create must not bring the old one back)
+        n.invite_link := COALESCE(g.invite_link, r.link);
         n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
         IF r.kind = 'group_create' THEN
             n.create_request_id := COALESCE(r.pl ->> 'request_id', g.create_request_id);

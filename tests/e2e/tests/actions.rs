@@ -423,6 +423,11 @@ fn a_groups_invite_link_is_read_and_reset() {
     assert_eq!(sent.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["POST", "GET"]);
     assert_eq!(sent[0].json(), json!({ "messaging_product": "whatsapp" }));
     assert_eq!(sent[1].body, "");
+    // Meta redelivers the group_create webhook (with the first link): the new link stays.
+    let again = payloads::group_lifecycle_value("group_create", &group, "Link team", unix_now(), false);
+    assert_eq!(again["groups"][0]["invite_link"], first.as_str());
+    assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, again)).status, 200);
+    assert_eq!(invite_link_of(&mut db, &ch, &group).as_deref(), Some(new_link.as_str()));
     // A group this channel knows (by its webhook) but Meta does not have: Graph's error 100.
     let unknown = "Y2FwaV9ncm91cDpnb25lZD";
     let gone = payloads::group_lifecycle_value("group_create", unknown, "Gone", unix_now(), false);
