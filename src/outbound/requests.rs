@@ -219,10 +219,12 @@ fn _wa_reset_group_invite_link_request() -> JsonB {
     JsonB(graph_api::reset_invite_link())
 }
 
-/// An approval's or a rejection's body.
+/// An approval's or a rejection's body. (A NULL id is an empty one, refused as such: dropping
+/// it would decide fewer requests than the caller named.)
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_group_join_requests_request(join_request_ids: Option<Vec<Option<String>>>) -> JsonB {
-    let ids: Vec<String> = required(join_request_ids, "join_request_ids").into_iter().flatten().collect();
+    let ids: Vec<String> =
+        required(join_request_ids, "join_request_ids").into_iter().map(Option::unwrap_or_default).collect();
     request(graph_api::join_requests(&ids))
 }
 

@@ -35,6 +35,7 @@ SELECT * FROM pg_temp.refused($$SELECT wa_list_group_join_requests('grp', 'NOPE'
 SELECT * FROM pg_temp.refused($$SELECT wa_approve_group_join_requests('grp', 'GRPREGRESS1', '{}')$$);
 SELECT * FROM pg_temp.refused($$SELECT wa_approve_group_join_requests('grp', 'GRPREGRESS1', NULL)$$);
 SELECT * FROM pg_temp.refused($$SELECT wa_reject_group_join_requests('grp', 'GRPREGRESS1', ARRAY[''])$$);
+SELECT * FROM pg_temp.refused($$SELECT wa_reject_group_join_requests('grp', 'GRPREGRESS1', ARRAY['J1', NULL])$$);
 SELECT * FROM pg_temp.refused($$SELECT wa_reject_group_join_requests('grp', 'GRPREGRESS1', ARRAY['J1', 'J1'])$$);
 -- Participants: 1 to 8 phone numbers or BSUIDs, none twice.
 SELECT * FROM pg_temp.refused($$SELECT wa_remove_group_participants('grp', 'GRPREGRESS1', '{}')$$);
