@@ -122,7 +122,7 @@ BEGIN ATOMIC
                    ('@extschema@.wa_message_statuses', 'channel_id'), ('@extschema@.wa_channel_counters', 'channel_id'),
                    ('@extschema@.wa_templates', 'channel_id'), ('@extschema@.wa_media', 'channel_id'),
                    ('@extschema@.wa_channel_events', 'channel_id'), ('@extschema@.wa_call_events', 'channel_id'),
-                   ('@extschema@.wa_actions', 'channel_id'))
+                   ('@extschema@.wa_actions', 'channel_id'), ('@extschema@.wa_group_join_requests', 'channel_id'))
            AS t (table_name, channel_column);
 END;
 

@@ -80,8 +80,8 @@ END
 $$;
 
 -- Events of the Groups API's webhooks (value.groups[]) into wa_groups, in order: lifecycle
--- (created, or failed to be; deleted), participants who joined or left, settings (subject,
--- description) and Meta's suspensions. A lifecycle or status event older than the one that set
+-- (created, or failed to be, with the request id of the wa_create_group() behind it; deleted),
+-- participants who joined or left, settings (subject, description) and Meta's suspensions. A lifecycle or status event older than the one that set
 -- the group's status does not undo it (webhooks are not ordered). Each change is notified on
 -- wa_group ({"channel_id"}: wa_groups has no numeric id, so the reader re-reads the channel's
 -- groups, newest updated_at first); an event that changes nothing (a redelivery) is not
@@ -117,8 +117,13 @@ BEGIN
         n := g;
         n.subject := COALESCE(r.subj, g.subject);
         n.description := COALESCE(r.descr, g.description);
-        n.invite_link := COALESCE(r.link, g.invite_link);
+        -- (a group_create webhook brings the group's first link; one reset since, taken from Meta's
+        -- answer, is newer, and a redelivered group_create must not bring the old one back)
+        n.invite_link := COALESCE(g.invite_link, r.link);
         n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
+        IF r.kind = 'group_create' THEN
+            n.create_request_id := COALESCE(r.pl ->> 'request_id', g.create_request_id);
+        END IF;
         IF new_status IS NOT NULL AND (g.status_at IS NULL OR event_at >= g.status_at) THEN
             n.status := new_status;
             n.status_at := event_at;
@@ -129,13 +134,16 @@ BEGIN
             ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))));
         -- A redelivered event (or one that changes nothing) is not written or notified again.
         CONTINUE WHEN NOT is_new
-                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants)
+                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants,
+                       n.create_request_id)
                       IS NOT DISTINCT FROM
-                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants);
+                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants,
+                       g.create_request_id);
         UPDATE @extschema@.wa_groups x
            SET subject = n.subject, description = n.description, invite_link = n.invite_link,
                join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
-               participants = n.participants, last_event = r.pl, updated_at = pg_catalog.now()
+               participants = n.participants, create_request_id = n.create_request_id, last_event = r.pl,
+               updated_at = pg_catalog.now()
          WHERE x.channel_id = r.ch AND x.group_id = r.gid;
         PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', r.ch)::text);
         changed := changed + 1;

@@ -1,5 +1,5 @@
 -- whatsapp_channel: the action outbox: Graph API calls that are not messages (block and unblock
--- users, act on a call, create and delete templates). The SQL API queues an action in the
+-- users, act on a call, create and delete templates, manage groups). The SQL API queues an action in the
 -- caller's transaction and wakes the delivery worker at COMMIT; the worker claims it (committed
 -- as 'sending'), performs it on a sender thread, and records Meta's answer in a transaction of
 -- its own, as it does a message (src/outbound/actions.rs). No backend waits on HTTP: a function
@@ -150,6 +150,120 @@ BEGIN
 END
 $$;
 
+-- The group of the channel an action acts on, or an error that says where groups are known from.
+CREATE FUNCTION _wa_require_group(ch bigint, channel text, group_id text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM @extschema@.wa_groups g WHERE g.channel_id = ch AND g.group_id = _wa_require_group.group_id) THEN
+        RAISE EXCEPTION '% is not a group of channel %', pg_catalog.quote_nullable(group_id), pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'A group is known from its group_create webhook (after wa_create_group(); subscribe the app to group_lifecycle_update) or its first message; see SELECT group_id, subject FROM wa_groups.';
+    END IF;
+    RETURN group_id;
+END
+$$;
+
+-- Creates a group (Meta's Groups API): its subject and description; with
+-- join_approval_required, opening its invite link makes a join request to approve or reject.
+-- Meta answers with a request id (the action's result ->> 'request_id') and creates the group
+-- after: its group_create webhook adds it to wa_groups with its id, its invite link and
+-- create_request_id, that request id.
+CREATE FUNCTION wa_create_group(channel text, subject text, description text DEFAULT NULL,
+                                join_approval_required boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'create_group', pg_catalog.btrim(subject),
+                                          @extschema@._wa_create_group_request(subject, description, join_approval_required));
+END
+$$;
+
+-- Asks Meta for a group's invite link; once Meta answers, it is wa_groups.invite_link.
+CREATE FUNCTION wa_get_group_invite_link(channel text, group_id text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'get_group_invite_link', @extschema@._wa_require_group(ch, channel, group_id), NULL);
+END
+$$;
+
+-- Replaces a group's invite link: the old one stops working, and the new one is
+-- wa_groups.invite_link once Meta answers.
+CREATE FUNCTION wa_reset_group_invite_link(channel text, group_id text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'reset_group_invite_link', @extschema@._wa_require_group(ch, channel, group_id),
+                                          @extschema@._wa_reset_group_invite_link_request());
+END
+$$;
+
+-- Reads a group's open join requests into wa_group_join_requests.
+CREATE FUNCTION wa_list_group_join_requests(channel text, group_id text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'list_group_join_requests', @extschema@._wa_require_group(ch, channel, group_id), NULL);
+END
+$$;
+
+-- Lets the askers of join requests into the group. Meta answers per request, as for a block:
+-- those it approves leave wa_group_join_requests (and join wa_groups.participants with the
+-- group_participants_update webhook), those it could not are in the result with their errors.
+CREATE FUNCTION wa_approve_group_join_requests(channel text, group_id text, join_request_ids text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'approve_group_join_requests', @extschema@._wa_require_group(ch, channel, group_id),
+                                          @extschema@._wa_group_join_requests_request(join_request_ids));
+END
+$$;
+
+-- Refuses join requests, the same way.
+CREATE FUNCTION wa_reject_group_join_requests(channel text, group_id text, join_request_ids text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'reject_group_join_requests', @extschema@._wa_require_group(ch, channel, group_id),
+                                          @extschema@._wa_group_join_requests_request(join_request_ids));
+END
+$$;
+
+-- Removes participants (phone numbers or BSUIDs, at most 8) from a group; they leave
+-- wa_groups.participants with Meta's group_participants_remove webhook.
+CREATE FUNCTION wa_remove_group_participants(channel text, group_id text, participants text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'remove_group_participants', @extschema@._wa_require_group(ch, channel, group_id),
+        @extschema@._wa_remove_group_participants_request(
+            ARRAY(SELECT @extschema@.wa_normalize_recipient(p) FROM unnest(participants) p)));
+END
+$$;
+
 -- ---------------------------------------------------------------------------------------------
 -- Store procedures for the delivery worker
 
@@ -209,9 +323,11 @@ BEGIN ATOMIC
     SELECT pg_catalog.pg_notify('wa_action', pg_catalog.json_build_object('id', a.id, 'channel_id', a.channel_id)::text);
 END;
 
--- Records an action Meta did (`result`: its answer; for a block with some users failed, the
--- summary error too), and what it changes here: blocked_at of the customers Meta blocked or
--- unblocked, the template created (PENDING) or deleted.
+-- Records an action Meta did (`result`: its answer; for a block with some users failed, or
+-- join requests some of which failed, the summary error too), and what it changes here:
+-- blocked_at of the customers Meta blocked or unblocked, the template created (PENDING) or
+-- deleted, a group's invite link, its open join requests. (A group's creation changes nothing
+-- yet: its group_create webhook brings the group.)
 CREATE FUNCTION _wa_action_done(action_id bigint, result jsonb, p_code integer, p_title text, p_details text) RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -254,6 +370,36 @@ BEGIN
          WHERE t.template_id IS DISTINCT FROM excluded.template_id OR t.status_at IS NULL;
     ELSIF a.kind = 'delete_template' THEN
         DELETE FROM @extschema@.wa_templates t WHERE t.channel_id = a.channel_id AND t.name = a.target;
+    ELSIF a.kind IN ('get_group_invite_link', 'reset_group_invite_link') THEN
+        UPDATE @extschema@.wa_groups g SET invite_link = result ->> 'invite_link', updated_at = pg_catalog.now()
+         WHERE g.channel_id = a.channel_id AND g.group_id = a.target AND g.invite_link IS DISTINCT FROM result ->> 'invite_link';
+        IF FOUND THEN
+            PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', a.channel_id)::text);
+        END IF;
+    ELSIF a.kind = 'list_group_join_requests' THEN
+        -- (the group may have been deleted since the listing was queued: then nothing is kept)
+        INSERT INTO @extschema@.wa_group_join_requests AS j (channel_id, group_id, join_request_id, wa_id, requested_at)
+        SELECT a.channel_id, a.target, r ->> 'join_request_id', r ->> 'wa_id',
+               @extschema@._wa_unix_time((r ->> 'creation_timestamp')::double precision)
+          FROM pg_catalog.jsonb_array_elements(result -> 'data') r
+         WHERE r ->> 'join_request_id' IS NOT NULL
+           AND EXISTS (SELECT FROM @extschema@.wa_groups g WHERE g.channel_id = a.channel_id AND g.group_id = a.target)
+        ON CONFLICT (channel_id, group_id, join_request_id) DO UPDATE
+           SET wa_id = excluded.wa_id, requested_at = excluded.requested_at, listed_at = pg_catalog.now();
+        -- Meta lists the open ones: one it no longer lists was withdrawn or decided elsewhere. A
+        -- listing with more pages (paging.next) is only added to.
+        IF result #> '{paging,next}' IS NULL THEN
+            DELETE FROM @extschema@.wa_group_join_requests j
+             WHERE j.channel_id = a.channel_id AND j.group_id = a.target
+               AND j.join_request_id NOT IN (SELECT r ->> 'join_request_id' FROM pg_catalog.jsonb_array_elements(result -> 'data') r
+                                              WHERE r ->> 'join_request_id' IS NOT NULL);
+        END IF;
+    ELSIF a.kind IN ('approve_group_join_requests', 'reject_group_join_requests') THEN
+        DELETE FROM @extschema@.wa_group_join_requests j
+         WHERE j.channel_id = a.channel_id AND j.group_id = a.target
+           AND j.join_request_id IN (SELECT pg_catalog.jsonb_array_elements_text(COALESCE(
+                   result -> CASE a.kind WHEN 'approve_group_join_requests' THEN 'approved_join_requests' ELSE 'rejected_join_requests' END,
+                   '[]')));
     END IF;
     PERFORM @extschema@._wa_notify_action(a);
 END

@@ -183,7 +183,28 @@ CREATE TABLE wa_groups (
     last_event         jsonb,
     created_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
     updated_at         timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    -- Meta's request id of the wa_create_group() that made it (its action's result ->>
+    -- 'request_id'), from its group_create webhook: how a creation finds its group.
+    create_request_id  text,
     PRIMARY KEY (channel_id, group_id)
+);
+
+-- The open requests to join a group that needs approval (join_approval_mode
+-- approval_required), as Meta last listed them (wa_list_group_join_requests). Approving or
+-- rejecting one (wa_approve_group_join_requests, wa_reject_group_join_requests) removes it once
+-- Meta confirms; a listing drops those Meta no longer lists (withdrawn, or decided elsewhere).
+CREATE TABLE wa_group_join_requests (
+    channel_id      bigint NOT NULL,
+    group_id        text NOT NULL,
+    -- Meta's id: what approving and rejecting take.
+    join_request_id text NOT NULL,
+    -- Who asked to join.
+    wa_id           text,
+    -- Meta's creation_timestamp.
+    requested_at    timestamptz,
+    listed_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (channel_id, group_id, join_request_id),
+    FOREIGN KEY (channel_id, group_id) REFERENCES wa_groups (channel_id, group_id) ON DELETE CASCADE
 );
 
 CREATE TABLE wa_webhook_events (
@@ -514,10 +535,13 @@ CREATE INDEX wa_media_due ON wa_media (next_attempt_at) WHERE status = 'pending'
 CREATE INDEX wa_media_kept ON wa_media (updated_at) WHERE content IS NOT NULL;
 
 -- The action outbox: Graph API calls that are not messages (block and unblock users, act on a
--- call, create and delete templates), queued in the caller's transaction by the SQL API
--- (sql/outbound_actions.sql) and performed by the delivery worker after COMMIT, retried as
--- messages are. The kinds are the Graph API endpoints; a new endpoint is a new label.
-CREATE TYPE wa_action_kind AS ENUM ('block', 'unblock', 'call', 'create_template', 'delete_template');
+-- call, create and delete templates, manage groups), queued in the caller's transaction by the
+-- SQL API (sql/outbound_actions.sql) and performed by the delivery worker after COMMIT, retried
+-- as messages are. The kinds are the Graph API endpoints; a new endpoint is a new label.
+CREATE TYPE wa_action_kind AS ENUM ('block', 'unblock', 'call', 'create_template', 'delete_template',
+                                    'create_group', 'get_group_invite_link', 'reset_group_invite_link',
+                                    'list_group_join_requests', 'approve_group_join_requests',
+                                    'reject_group_join_requests', 'remove_group_participants');
 -- What wa_call_action() can do to a call (Meta's `action`).
 CREATE TYPE wa_call_action AS ENUM ('pre_accept', 'accept', 'reject', 'terminate');
 
@@ -525,8 +549,8 @@ CREATE TABLE wa_actions (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     channel_id      bigint NOT NULL REFERENCES wa_channels (id) ON DELETE CASCADE,
     kind            wa_action_kind NOT NULL,
-    -- What it acts on, to find it by: the call id, the template's name; NULL for a block
-    -- (its users are in the request).
+    -- What it acts on, to find it by: the call id, the template's name, the group id (the
+    -- subject for a group's creation); NULL for a block (its users are in the request).
     target          text,
     -- The Graph API body (NULL for a template's deletion, which names it in the URL).
     request         jsonb,
@@ -568,7 +592,7 @@ BEGIN
     FOREACH t IN ARRAY ARRAY['wa_channels', 'wa_channel_secrets', 'wa_channel_grants', 'wa_contacts', 'wa_contact_former_ids', 'wa_calls',
                              'wa_groups', 'wa_webhook_events', 'wa_messages', 'wa_conversation_state',
                              'wa_message_statuses', 'wa_channel_counters', 'wa_templates', 'wa_media', 'wa_channel_events',
-                             'wa_call_events', 'wa_actions'] LOOP
+                             'wa_call_events', 'wa_actions', 'wa_group_join_requests'] LOOP
         PERFORM pg_catalog.pg_extension_config_dump(t::regclass, '');
         seq := (SELECT pg_catalog.pg_get_serial_sequence(t, a.attname) FROM pg_catalog.pg_attribute a
                  WHERE a.attrelid = t::regclass AND a.attidentity <> '');

@@ -5372,6 +5372,331 @@ SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();
 -- (end of issue 28, items 1 and 3)
 
+-- (issue 28, item 5: groups through the action outbox: create a group, get and reset its
+-- invite link, list, approve and reject its join requests, remove participants)
+
+ALTER TYPE wa_action_kind ADD VALUE 'create_group';
+ALTER TYPE wa_action_kind ADD VALUE 'get_group_invite_link';
+ALTER TYPE wa_action_kind ADD VALUE 'reset_group_invite_link';
+ALTER TYPE wa_action_kind ADD VALUE 'list_group_join_requests';
+ALTER TYPE wa_action_kind ADD VALUE 'approve_group_join_requests';
+ALTER TYPE wa_action_kind ADD VALUE 'reject_group_join_requests';
+ALTER TYPE wa_action_kind ADD VALUE 'remove_group_participants';
+
+-- Meta's request id of the wa_create_group() that made a group, from its group_create webhook.
+ALTER TABLE wa_groups ADD COLUMN create_request_id text;
+
+-- The open requests to join a group that needs approval, as Meta last listed them.
+CREATE TABLE wa_group_join_requests (
+    channel_id      bigint NOT NULL,
+    group_id        text NOT NULL,
+    -- Meta's id: what approving and rejecting take.
+    join_request_id text NOT NULL,
+    -- Who asked to join.
+    wa_id           text,
+    -- Meta's creation_timestamp.
+    requested_at    timestamptz,
+    listed_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (channel_id, group_id, join_request_id),
+    FOREIGN KEY (channel_id, group_id) REFERENCES wa_groups (channel_id, group_id) ON DELETE CASCADE
+);
+SELECT pg_catalog.pg_extension_config_dump('wa_group_join_requests'::regclass, '');
+CREATE OR REPLACE FUNCTION _wa_channel_tables() RETURNS TABLE (table_name regclass, channel_column name)
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT t.table_name::regclass, t.channel_column::name
+      FROM (VALUES ('@extschema@.wa_channels', 'id'), ('@extschema@.wa_contacts', 'channel_id'),
+                   ('@extschema@.wa_contact_former_ids', 'channel_id'), ('@extschema@.wa_calls', 'channel_id'),
+                   ('@extschema@.wa_groups', 'channel_id'), ('@extschema@.wa_webhook_events', 'channel_id'),
+                   ('@extschema@.wa_messages', 'channel_id'), ('@extschema@.wa_conversation_state', 'channel_id'),
+                   ('@extschema@.wa_message_statuses', 'channel_id'), ('@extschema@.wa_channel_counters', 'channel_id'),
+                   ('@extschema@.wa_templates', 'channel_id'), ('@extschema@.wa_media', 'channel_id'),
+                   ('@extschema@.wa_channel_events', 'channel_id'), ('@extschema@.wa_call_events', 'channel_id'),
+                   ('@extschema@.wa_actions', 'channel_id'), ('@extschema@.wa_group_join_requests', 'channel_id'))
+           AS t (table_name, channel_column);
+END;
+
+-- Row-level security for the new table, as CREATE EXTENSION makes it.
+ALTER TABLE wa_group_join_requests ENABLE ROW LEVEL SECURITY;
+SELECT _wa_apply_policies();
+
+CREATE FUNCTION "_wa_create_group_request"(
+	"subject" TEXT, /* Option < & str > */
+	"description" TEXT, /* Option < & str > */
+	"join_approval_required" bool /* Option < bool > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_create_group_request_wrapper';
+
+CREATE FUNCTION "_wa_reset_group_invite_link_request"() RETURNS jsonb /* JsonB */
+IMMUTABLE STRICT PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_reset_group_invite_link_request_wrapper';
+
+CREATE FUNCTION "_wa_group_join_requests_request"(
+	"join_request_ids" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_group_join_requests_request_wrapper';
+
+CREATE FUNCTION "_wa_remove_group_participants_request"(
+	"participants" TEXT[] /* :: std :: option :: Option < Vec < Option < String > > > */
+) RETURNS jsonb /* JsonB */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_remove_group_participants_request_wrapper';
+
+-- A group_create webhook records the request id of the creation behind it.
+CREATE OR REPLACE FUNCTION _wa_receive_group_events(channels bigint[], group_ids text[], kinds text[], ats double precision[],
+                                         subjects text[], descriptions text[], invite_links text[],
+                                         approval_modes text[], added jsonb[], removed jsonb[], failed boolean[],
+                                         payloads jsonb[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r          record;
+    g          @extschema@.wa_groups;
+    n          @extschema@.wa_groups;
+    event_at   timestamptz;
+    new_status text;
+    is_new     boolean;
+    changed    integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, group_ids, kinds, ats, subjects, descriptions, invite_links, approval_modes,
+                                  added, removed, failed, payloads) WITH ORDINALITY
+                           AS u(ch, gid, kind, ts, subj, descr, link, mode, plus, minus, failed, pl, ord)
+              ORDER BY u.ord LOOP
+        event_at := COALESCE(@extschema@._wa_unix_time(r.ts), pg_catalog.now());
+        new_status := CASE WHEN r.kind = 'group_create' THEN CASE WHEN r.failed THEN 'create_failed' ELSE 'active' END
+                           WHEN r.kind = 'group_delete' AND NOT r.failed THEN 'deleted'
+                           WHEN r.kind = 'group_suspend' THEN 'suspended'
+                           WHEN r.kind = 'group_suspend_cleared' THEN 'active' END;
+        INSERT INTO @extschema@.wa_groups (channel_id, group_id) VALUES (r.ch, r.gid) ON CONFLICT DO NOTHING;
+        is_new := FOUND;
+        SELECT * INTO g FROM @extschema@.wa_groups x WHERE x.channel_id = r.ch AND x.group_id = r.gid FOR UPDATE;
+        n := g;
+        n.subject := COALESCE(r.subj, g.subject);
+        n.description := COALESCE(r.descr, g.description);
+        -- (a group_create webhook brings the group's first link; one reset since, taken from Meta's
+        -- answer, is newer, and a redelivered group_create must not bring the old one back)
+        n.invite_link := COALESCE(g.invite_link, r.link);
+        n.join_approval_mode := COALESCE(r.mode, g.join_approval_mode);
+        IF r.kind = 'group_create' THEN
+            n.create_request_id := COALESCE(r.pl ->> 'request_id', g.create_request_id);
+        END IF;
+        IF new_status IS NOT NULL AND (g.status_at IS NULL OR event_at >= g.status_at) THEN
+            n.status := new_status;
+            n.status_at := event_at;
+        END IF;
+        n.participants := @extschema@._wa_group_participants(
+            g.participants,
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.plus, '[]'))),
+            ARRAY(SELECT pg_catalog.jsonb_array_elements_text(COALESCE(r.minus, '[]'))));
+        -- A redelivered event (or one that changes nothing) is not written or notified again.
+        CONTINUE WHEN NOT is_new
+                  AND (n.subject, n.description, n.invite_link, n.join_approval_mode, n.status, n.status_at, n.participants,
+                       n.create_request_id)
+                      IS NOT DISTINCT FROM
+                      (g.subject, g.description, g.invite_link, g.join_approval_mode, g.status, g.status_at, g.participants,
+                       g.create_request_id);
+        UPDATE @extschema@.wa_groups x
+           SET subject = n.subject, description = n.description, invite_link = n.invite_link,
+               join_approval_mode = n.join_approval_mode, status = n.status, status_at = n.status_at,
+               participants = n.participants, create_request_id = n.create_request_id, last_event = r.pl,
+               updated_at = pg_catalog.now()
+         WHERE x.channel_id = r.ch AND x.group_id = r.gid;
+        PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', r.ch)::text);
+        changed := changed + 1;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+CREATE FUNCTION _wa_require_group(ch bigint, channel text, group_id text) RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM @extschema@.wa_groups g WHERE g.channel_id = ch AND g.group_id = _wa_require_group.group_id) THEN
+        RAISE EXCEPTION '% is not a group of channel %', pg_catalog.quote_nullable(group_id), pg_catalog.quote_literal(channel)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'A group is known from its group_create webhook (after wa_create_group(); subscribe the app to group_lifecycle_update) or its first message; see SELECT group_id, subject FROM wa_groups.';
+    END IF;
+    RETURN group_id;
+END
+$$;
+
+CREATE FUNCTION wa_create_group(channel text, subject text, description text DEFAULT NULL,
+                                join_approval_required boolean DEFAULT false) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'create_group', pg_catalog.btrim(subject),
+                                          @extschema@._wa_create_group_request(subject, description, join_approval_required));
+END
+$$;
+
+CREATE FUNCTION wa_get_group_invite_link(channel text, group_id text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'get_group_invite_link', @extschema@._wa_require_group(ch, channel, group_id), NULL);
+END
+$$;
+
+CREATE FUNCTION wa_reset_group_invite_link(channel text, group_id text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'reset_group_invite_link', @extschema@._wa_require_group(ch, channel, group_id),
+                                          @extschema@._wa_reset_group_invite_link_request());
+END
+$$;
+
+CREATE FUNCTION wa_list_group_join_requests(channel text, group_id text) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'list_group_join_requests', @extschema@._wa_require_group(ch, channel, group_id), NULL);
+END
+$$;
+
+CREATE FUNCTION wa_approve_group_join_requests(channel text, group_id text, join_request_ids text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'approve_group_join_requests', @extschema@._wa_require_group(ch, channel, group_id),
+                                          @extschema@._wa_group_join_requests_request(join_request_ids));
+END
+$$;
+
+CREATE FUNCTION wa_reject_group_join_requests(channel text, group_id text, join_request_ids text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'reject_group_join_requests', @extschema@._wa_require_group(ch, channel, group_id),
+                                          @extschema@._wa_group_join_requests_request(join_request_ids));
+END
+$$;
+
+CREATE FUNCTION wa_remove_group_participants(channel text, group_id text, participants text[]) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ch bigint := @extschema@._wa_require_channel(channel, 'send');
+BEGIN
+    RETURN @extschema@._wa_enqueue_action(ch, 'remove_group_participants', @extschema@._wa_require_group(ch, channel, group_id),
+        @extschema@._wa_remove_group_participants_request(
+            ARRAY(SELECT @extschema@.wa_normalize_recipient(p) FROM unnest(participants) p)));
+END
+$$;
+
+-- What a group action's answer changes here: the invite link, the open join requests.
+CREATE OR REPLACE FUNCTION _wa_action_done(action_id bigint, result jsonb, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a @extschema@.wa_actions;
+    u jsonb;
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'done', result = _wa_action_done.result, next_attempt_at = NULL, done_at = pg_catalog.now(),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending'
+    RETURNING * INTO a;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF a.kind IN ('block', 'unblock') THEN
+        FOR u IN SELECT * FROM pg_catalog.jsonb_array_elements(
+                    COALESCE(result -> CASE a.kind WHEN 'block' THEN 'added_users' ELSE 'removed_users' END, '[]')) LOOP
+            IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
+                -- (a customer not known yet becomes a contact, so that the block is kept)
+                INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
+                ON CONFLICT (channel_id, wa_id) DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+            END IF;
+            UPDATE @extschema@.wa_contacts k
+               SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
+             WHERE k.channel_id = a.channel_id
+               AND (k.wa_id = COALESCE(u ->> 'wa_id', pg_catalog.ltrim(u ->> 'input', '+')) OR k.user_id = u ->> 'input')
+               AND (k.blocked_at IS NULL) = (a.kind = 'block');
+        END LOOP;
+    ELSIF a.kind = 'create_template' THEN
+        INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, category, components, template_id)
+        VALUES (a.channel_id, a.target, a.request ->> 'language', COALESCE(result ->> 'status', 'PENDING'),
+                COALESCE(result ->> 'category', a.request ->> 'category'), a.request -> 'components', result ->> 'id')
+        ON CONFLICT (channel_id, name, language) DO UPDATE
+           SET status = excluded.status, category = excluded.category, components = excluded.components,
+               template_id = excluded.template_id, reason = NULL, status_at = NULL, updated_at = pg_catalog.now()
+         -- (a status webhook about this very template that came first is newer: kept)
+         WHERE t.template_id IS DISTINCT FROM excluded.template_id OR t.status_at IS NULL;
+    ELSIF a.kind = 'delete_template' THEN
+        DELETE FROM @extschema@.wa_templates t WHERE t.channel_id = a.channel_id AND t.name = a.target;
+    ELSIF a.kind IN ('get_group_invite_link', 'reset_group_invite_link') THEN
+        UPDATE @extschema@.wa_groups g SET invite_link = result ->> 'invite_link', updated_at = pg_catalog.now()
+         WHERE g.channel_id = a.channel_id AND g.group_id = a.target AND g.invite_link IS DISTINCT FROM result ->> 'invite_link';
+        IF FOUND THEN
+            PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', a.channel_id)::text);
+        END IF;
+    ELSIF a.kind = 'list_group_join_requests' THEN
+        -- (the group may have been deleted since the listing was queued: then nothing is kept)
+        INSERT INTO @extschema@.wa_group_join_requests AS j (channel_id, group_id, join_request_id, wa_id, requested_at)
+        SELECT a.channel_id, a.target, r ->> 'join_request_id', r ->> 'wa_id',
+               @extschema@._wa_unix_time((r ->> 'creation_timestamp')::double precision)
+          FROM pg_catalog.jsonb_array_elements(result -> 'data') r
+         WHERE r ->> 'join_request_id' IS NOT NULL
+           AND EXISTS (SELECT FROM @extschema@.wa_groups g WHERE g.channel_id = a.channel_id AND g.group_id = a.target)
+        ON CONFLICT (channel_id, group_id, join_request_id) DO UPDATE
+           SET wa_id = excluded.wa_id, requested_at = excluded.requested_at, listed_at = pg_catalog.now();
+        -- Meta lists the open ones: one it no longer lists was withdrawn or decided elsewhere. A
+        -- listing with more pages (paging.next) is only added to.
+        IF result #> '{paging,next}' IS NULL THEN
+            DELETE FROM @extschema@.wa_group_join_requests j
+             WHERE j.channel_id = a.channel_id AND j.group_id = a.target
+               AND j.join_request_id NOT IN (SELECT r ->> 'join_request_id' FROM pg_catalog.jsonb_array_elements(result -> 'data') r
+                                              WHERE r ->> 'join_request_id' IS NOT NULL);
+        END IF;
+    ELSIF a.kind IN ('approve_group_join_requests', 'reject_group_join_requests') THEN
+        DELETE FROM @extschema@.wa_group_join_requests j
+         WHERE j.channel_id = a.channel_id AND j.group_id = a.target
+           AND j.join_request_id IN (SELECT pg_catalog.jsonb_array_elements_text(COALESCE(
+                   result -> CASE a.kind WHEN 'approve_group_join_requests' THEN 'approved_join_requests' ELSE 'rejected_join_requests' END,
+                   '[]')));
+    END IF;
+    PERFORM @extschema@._wa_notify_action(a);
+END
+$$;
+
+-- The new and replaced functions: their planner settings and privileges, as a fresh install has them.
+SELECT _wa_plan_hot_paths();
+SELECT _wa_apply_privileges();
+-- (end of issue 28, item 5)
+
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
 SELECT _wa_wake_delivery();

@@ -1,5 +1,6 @@
 //! The action outbox on the delivery worker: Graph API calls that are not messages (block and
-//! unblock, call actions, template creation and deletion; sql/outbound_actions.sql queues them).
+//! unblock, call actions, template creation and deletion, group management;
+//! sql/outbound_actions.sql queues them).
 //! The same rules as for messages: claimed (committed as `sending`) on the main thread, performed
 //! by the sender threads (no Postgres calls there), recorded in a transaction of the main thread,
 //! one subtransaction each, and retried by the same classes of errors

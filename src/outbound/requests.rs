@@ -199,3 +199,38 @@ fn _wa_create_template_request(
     required!(name, language, category);
     request(graph_api::create_template(name, language, category, &required(components, "components").0))
 }
+
+// The Groups API's bodies (wa_create_group() and the group functions of sql/outbound_actions.sql).
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_create_group_request(
+    subject: Option<&str>,
+    description: Option<&str>,
+    join_approval_required: Option<bool>,
+) -> JsonB {
+    required!(subject, join_approval_required);
+    let join =
+        if join_approval_required { graph_api::JoinApproval::Required } else { graph_api::JoinApproval::Automatic };
+    request(graph_api::create_group(subject, description, join))
+}
+
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_reset_group_invite_link_request() -> JsonB {
+    JsonB(graph_api::reset_invite_link())
+}
+
+/// An approval's or a rejection's body. (A NULL id is an empty one, refused as such: dropping
+/// it would decide fewer requests than the caller named.)
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_group_join_requests_request(join_request_ids: Option<Vec<Option<String>>>) -> JsonB {
+    let ids: Vec<String> =
+        required(join_request_ids, "join_request_ids").into_iter().map(Option::unwrap_or_default).collect();
+    request(graph_api::join_requests(&ids))
+}
+
+/// A removal's body: participants already normalised.
+#[pg_extern(immutable, parallel_safe)]
+fn _wa_remove_group_participants_request(participants: Option<Vec<Option<String>>>) -> JsonB {
+    let users: Vec<String> = required(participants, "participants").into_iter().flatten().collect();
+    request(graph_api::remove_participants(&users))
+}

@@ -164,6 +164,9 @@ fn post_once(agent: &Agent, send: &Send, timeout: Duration) -> SendResult {
 fn act(agent: &Agent, action: &ActionRequest, timeout: Duration) -> ActionResult {
     let bearer = format!("Bearer {}", action.access_token.expose());
     let response = match (action.method, &action.body) {
+        (Method::Get, _) => {
+            agent.get(&action.url).config().timeout_global(Some(timeout)).build().header("Authorization", bearer).call()
+        }
         (Method::Post, body) => agent
             .post(&action.url)
             .config()

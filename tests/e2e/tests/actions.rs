@@ -321,3 +321,222 @@ fn an_action_in_flight_at_a_crash_is_performed_once_after_the_restart() {
         .get(0);
     assert!(blocked);
 }
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// A group created through the outbox: Meta answers a request id, and the group_create webhook
+/// that carries it brings the group into wa_groups, found by that request id. Meta's error for
+/// a creation it refuses fails the action with its code and hint.
+#[test]
+fn a_group_is_created_and_found_by_its_request_id() {
+    let ch = cluster().add_channel("grp-create");
+    let mut db = cluster().connect();
+    let id: i64 = db
+        .query_one(
+            "SELECT wa_create_group($1, '  Launch team ', 'For the launch', join_approval_required => true)",
+            &[&ch.name],
+        )
+        .unwrap()
+        .get(0);
+    let (status, attempts, result, _) = ended(&mut db, id);
+    assert_eq!((status.as_str(), attempts), ("done", 1));
+    let request_id = result.unwrap()["request_id"].as_str().expect("Meta's request id").to_string();
+    let sent = requests_to(&ch.phone_number_id, "groups");
+    assert_eq!((sent.len(), sent[0].method.as_str()), (1, "POST"));
+    assert_eq!(
+        sent[0].json(),
+        json!({ "messaging_product": "whatsapp", "subject": "Launch team", "description": "For the launch",
+                "join_approval_mode": "approval_required" })
+    );
+    // Meta creates the group after answering, and says so with the group_create webhook.
+    let group = cluster().graph.group_created_by(&request_id).expect("wa-sim made the group");
+    let created = payloads::group_lifecycle_value("group_create", &group, "Launch team", unix_now(), false);
+    assert_eq!(created["groups"][0]["request_id"], request_id.as_str());
+    assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, created.clone())).status, 200);
+    let row = db
+        .query_one(
+            "SELECT g.group_id, g.invite_link, g.status FROM wa_actions a
+               JOIN wa_groups g ON g.channel_id = a.channel_id AND g.create_request_id = a.result ->> 'request_id'
+              WHERE a.id = $1",
+            &[&id],
+        )
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), group);
+    assert_eq!(row.get::<_, Option<String>>(1).as_deref(), created["groups"][0]["invite_link"].as_str());
+    assert_eq!(row.get::<_, String>(2), "active");
+    // Meta's error: this number made as many groups as Meta allows.
+    cluster().graph.fail_next("One too many", Fault::meta(131211));
+    let id: i64 = db.query_one("SELECT wa_create_group($1, 'One too many')", &[&ch.name]).unwrap().get(0);
+    let (status, _, _, code) = ended(&mut db, id);
+    assert_eq!((status.as_str(), code), ("failed", Some(131211)));
+    let hint: Option<String> = db.query_one("SELECT error_hint FROM wa_actions WHERE id = $1", &[&id]).unwrap().get(0);
+    assert!(hint.unwrap_or_default().contains("10,000"));
+    // Checked when queued.
+    let (msg, _) = error_of("SELECT wa_create_group($1, repeat('x', 129))", &[&ch.name]);
+    assert!(msg.contains("at most 128"), "{msg}");
+}
+
+/// A group made through the API (wa-sim knows it) and announced by its webhook.
+fn made_group(ch: &Channel, db: &mut postgres::Client, subject: &str) -> String {
+    let id: i64 = db
+        .query_one("SELECT wa_create_group($1, $2, join_approval_required => true)", &[&ch.name, &subject])
+        .unwrap()
+        .get(0);
+    let request_id = ended(db, id).2.unwrap()["request_id"].as_str().unwrap().to_string();
+    let group = cluster().graph.group_created_by(&request_id).unwrap();
+    let created = payloads::group_lifecycle_value("group_create", &group, subject, unix_now(), false);
+    assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, created)).status, 200);
+    group
+}
+
+fn invite_link_of(db: &mut postgres::Client, ch: &Channel, group: &str) -> Option<String> {
+    db.query_one("SELECT invite_link FROM wa_groups WHERE channel_id = $1 AND group_id = $2", &[&ch.id, &group])
+        .unwrap()
+        .get(0)
+}
+
+/// Getting and resetting the invite link: GET and POST on the group's node; the link Meta
+/// answers is the group's. A group Meta does not have fails with Graph's error 100.
+#[test]
+fn a_groups_invite_link_is_read_and_reset() {
+    let ch = cluster().add_channel("grp-link");
+    let mut db = cluster().connect();
+    let group = made_group(&ch, &mut db, "Link team");
+    let first = invite_link_of(&mut db, &ch, &group).unwrap();
+    let mut listener = Listener::new(&["wa_group"]);
+    let reset: i64 = db.query_one("SELECT wa_reset_group_invite_link($1, $2)", &[&ch.name, &group]).unwrap().get(0);
+    let get: i64 = db.query_one("SELECT wa_get_group_invite_link($1, $2)", &[&ch.name, &group]).unwrap().get(0);
+    let (status, _, reset_result, _) = ended(&mut db, reset);
+    assert_eq!(status, "done");
+    let (status, _, get_result, _) = ended(&mut db, get);
+    assert_eq!(status, "done");
+    let new_link = reset_result.unwrap()["invite_link"].as_str().unwrap().to_string();
+    assert_ne!(new_link, first, "a reset makes a new link");
+    assert_eq!(get_result.unwrap()["invite_link"], new_link.as_str(), "performed in the order queued");
+    assert_eq!(invite_link_of(&mut db, &ch, &group).as_deref(), Some(new_link.as_str()));
+    // The new link is notified on wa_group; reading the same link again is not.
+    let notified: Vec<_> = listener.drain_all().into_iter().filter(|(_, p)| p["channel_id"] == ch.id).collect();
+    assert_eq!(notified, [("wa_group".to_string(), json!({ "channel_id": ch.id }))]);
+    let sent = requests_to(&group, "invite_link");
+    assert_eq!(sent.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["POST", "GET"]);
+    assert_eq!(sent[0].json(), json!({ "messaging_product": "whatsapp" }));
+    assert_eq!(sent[1].body, "");
+    // Meta redelivers the group_create webhook (with the first link): the new link stays.
+    let again = payloads::group_lifecycle_value("group_create", &group, "Link team", unix_now(), false);
+    assert_eq!(again["groups"][0]["invite_link"], first.as_str());
+    assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, again)).status, 200);
+    assert_eq!(invite_link_of(&mut db, &ch, &group).as_deref(), Some(new_link.as_str()));
+    // A group this channel knows (by its webhook) but Meta does not have: Graph's error 100.
+    let unknown = "Y2FwaV9ncm91cDpnb25lZD";
+    let gone = payloads::group_lifecycle_value("group_create", unknown, "Gone", unix_now(), false);
+    assert_eq!(ch.post_signed(&payloads::envelope(&ch.phone_number_id, gone)).status, 200);
+    let id: i64 = db.query_one("SELECT wa_get_group_invite_link($1, $2)", &[&ch.name, &unknown]).unwrap().get(0);
+    let (status, attempts, _, code) = ended(&mut db, id);
+    assert_eq!((status.as_str(), attempts, code), ("failed", 1, Some(100)));
+    // One the channel does not know is refused when queued.
+    let (msg, hint) = error_of("SELECT wa_reset_group_invite_link($1, 'nope')", &[&ch.name]);
+    assert!(msg.contains("'nope' is not a group of channel"), "{msg}");
+    assert!(hint.contains("wa_groups"), "{hint}");
+}
+
+/// Join requests: listed into wa_group_join_requests, approved and rejected per request (one
+/// Meta cannot decide is reported with its own error), and participants removed.
+#[test]
+fn join_requests_are_listed_approved_rejected_and_participants_removed() {
+    let ch = cluster().add_channel("grp-join");
+    let mut db = cluster().connect();
+    let group = made_group(&ch, &mut db, "Join team");
+    let ann = cluster().graph.add_join_request(&group, "15557770061");
+    let bob = cluster().graph.add_join_request(&group, "15557770062");
+    // Meta throttles the group's first listing (131208, too many group operations): retried
+    // after its backoff, as a send is.
+    cluster().graph.fail_next(&group, Fault::meta(131208));
+    let list: i64 = db.query_one("SELECT wa_list_group_join_requests($1, $2)", &[&ch.name, &group]).unwrap().get(0);
+    let (status, attempts, _, code) = ended(&mut db, list);
+    assert_eq!((status.as_str(), attempts, code), ("done", 2, None));
+    let listings = requests_to(&group, "join_requests");
+    assert_eq!(listings.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["GET", "GET"]);
+    let open = |db: &mut postgres::Client| -> Vec<(String, Option<String>, bool)> {
+        db.query(
+            "SELECT join_request_id, wa_id, requested_at IS NOT NULL FROM wa_group_join_requests
+              WHERE channel_id = $1 AND group_id = $2 ORDER BY wa_id",
+            &[&ch.id, &group],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+    };
+    assert_eq!(
+        open(&mut db),
+        [(ann.clone(), Some("15557770061".into()), true), (bob.clone(), Some("15557770062".into()), true)]
+    );
+    // Approve Ann, and an id Meta does not have: done, with Meta's per-request error.
+    let approve: i64 = db
+        .query_one(
+            "SELECT wa_approve_group_join_requests($1, $2, ARRAY[$3, 'MTY0NjcwNDM1OTU6bm9wZQ'])",
+            &[&ch.name, &group, &ann],
+        )
+        .unwrap()
+        .get(0);
+    let (status, _, result, code) = ended(&mut db, approve);
+    assert_eq!((status.as_str(), code), ("done", Some(131203)));
+    let result = result.unwrap();
+    assert_eq!(result["approved_join_requests"], json!([ann]));
+    assert_eq!(result["failed_join_requests"][0]["join_request_id"], "MTY0NjcwNDM1OTU6bm9wZQ");
+    let sent = requests_to(&group, "join_requests");
+    assert_eq!(sent[2].method, "POST");
+    assert_eq!(
+        sent[2].json(),
+        json!({ "messaging_product": "whatsapp", "join_requests": [ann, "MTY0NjcwNDM1OTU6bm9wZQ"] })
+    );
+    assert_eq!(open(&mut db), [(bob.clone(), Some("15557770062".into()), true)]);
+    assert_eq!(cluster().graph.group_participants(&group), ["15557770061"]);
+    // Reject Bob: DELETE, the same body.
+    let reject: i64 = db
+        .query_one("SELECT wa_reject_group_join_requests($1, $2, ARRAY[$3])", &[&ch.name, &group, &bob])
+        .unwrap()
+        .get(0);
+    let (status, _, _, code) = ended(&mut db, reject);
+    assert_eq!((status.as_str(), code), ("done", None));
+    let sent = requests_to(&group, "join_requests");
+    assert_eq!((sent[3].method.as_str(), &sent[3].json()["join_requests"]), ("DELETE", &json!([bob])));
+    assert!(open(&mut db).is_empty());
+    // A listing drops what Meta no longer lists.
+    let stale = cluster().graph.add_join_request(&group, "15557770063");
+    let list: i64 = db.query_one("SELECT wa_list_group_join_requests($1, $2)", &[&ch.name, &group]).unwrap().get(0);
+    assert_eq!(ended(&mut db, list).0, "done");
+    assert_eq!(open(&mut db).len(), 1);
+    let reject: i64 = db
+        .query_one("SELECT wa_reject_group_join_requests($1, $2, ARRAY[$3])", &[&ch.name, &group, &stale])
+        .unwrap()
+        .get(0);
+    assert_eq!(ended(&mut db, reject).0, "done");
+    // Remove Ann: DELETE on participants; and Meta's error for one who is not in the group.
+    let remove: i64 = db
+        .query_one("SELECT wa_remove_group_participants($1, $2, ARRAY['+1 555 777 0061'])", &[&ch.name, &group])
+        .unwrap()
+        .get(0);
+    assert_eq!(ended(&mut db, remove).0, "done");
+    let sent = requests_to(&group, "participants");
+    assert_eq!(sent[0].method, "DELETE");
+    assert_eq!(
+        sent[0].json(),
+        json!({ "messaging_product": "whatsapp", "participants": [{ "user": "+15557770061" }] })
+    );
+    assert!(cluster().graph.group_participants(&group).is_empty());
+    let remove: i64 = db
+        .query_one("SELECT wa_remove_group_participants($1, $2, ARRAY['+15557770062'])", &[&ch.name, &group])
+        .unwrap()
+        .get(0);
+    let (status, _, _, code) = ended(&mut db, remove);
+    assert_eq!((status.as_str(), code), ("failed", Some(131212)));
+    // Checked when queued: more participants than a group has.
+    let (msg, _) = error_of(
+        "SELECT wa_remove_group_participants($1, $2, ARRAY(SELECT '+1555000000' || i FROM generate_series(1, 9) i))",
+        &[&ch.name, &group],
+    );
+    assert!(msg.contains("a group has at most 8"), "{msg}");
+}

@@ -68,6 +68,8 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
     post(&cluster, &live, image);
     post(&cluster, &live, payloads::message_value("text", "wamid.backup.in.3", &bob, "hi there", now()).unwrap());
     post(&cluster, &live, payloads::group_lifecycle_value("group_create", "backup-group", "Team", now() - 10, false));
+    // A join request of the group, listed through the action outbox (wa_group_join_requests).
+    let asker = cluster.graph.add_join_request("backup-group", "16505551004");
     post(&cluster, &live, payloads::call_value("wacid.backup.1", &ada.wa_id, "connect", None, None, now()));
     post(&cluster, &live, payloads::user_id_update_value(&ada.wa_id, "US.backup.ada.1", "US.backup.ada.2", now()));
     // What Meta says about the account: a channel event (the display name approved).
@@ -114,6 +116,12 @@ fn a_dump_restores_the_whole_product_and_the_restored_database_works() {
         (s == "done").then_some(())
     });
     assert!(blocked.is_some(), "the block was not done");
+    let listing: i64 =
+        db.query_one("SELECT wa_list_group_join_requests($1, 'backup-group')", &[&live.name]).unwrap().get(0);
+    let listed = poll(|| {
+        db.query_opt("SELECT 1 FROM wa_group_join_requests WHERE join_request_id = $1", &[&asker]).unwrap().map(|_| ())
+    });
+    assert!(listed.is_some(), "the join requests of action {listing} were not listed");
     let status = |db: &mut Client, id: i64| -> String {
         db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0)
     };

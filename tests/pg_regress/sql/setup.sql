@@ -54,7 +54,8 @@ CREATE ROLE regress_inbox;
 CREATE ROLE regress_nobody;
 GRANT SELECT ON wa_channels, wa_contacts, wa_messages, wa_message_statuses, wa_conversations, wa_conversation_state,
                 wa_message_costs, wa_calls, wa_channel_health, wa_channel_counters, wa_webhook_events, wa_templates,
-                wa_groups, wa_channel_access, wa_channel_grants, wa_channel_events, wa_call_events, wa_actions TO regress_inbox;
+                wa_groups, wa_channel_access, wa_channel_grants, wa_channel_events, wa_call_events, wa_actions,
+                wa_group_join_requests TO regress_inbox;
 GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, timestamptz, timestamptz),
                           wa_send_media(text, text, text, text, text, text, text, timestamptz, text, timestamptz),
                           wa_send_template(text, text, text, text, jsonb, text, timestamptz, text, timestamptz),
@@ -69,6 +70,11 @@ GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, ti
                           wa_upload_media(text, bytea, text, text),
                           wa_block(text, text[]), wa_unblock(text, text[]),
                           wa_call_action(text, text, wa_call_action, text),
-                          wa_request_call_permission(text, text, text, text) TO regress_inbox;
+                          wa_request_call_permission(text, text, text, text),
+                          wa_create_group(text, text, text, boolean),
+                          wa_get_group_invite_link(text, text), wa_reset_group_invite_link(text, text),
+                          wa_list_group_join_requests(text, text),
+                          wa_approve_group_join_requests(text, text, text[]), wa_reject_group_join_requests(text, text, text[]),
+                          wa_remove_group_participants(text, text, text[]) TO regress_inbox;
 -- The test helpers are the test's, not the extension's: anyone may call them.
 GRANT EXECUTE ON FUNCTION regress_webhook(text, jsonb, text) TO PUBLIC;

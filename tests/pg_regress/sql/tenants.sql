@@ -25,6 +25,7 @@ BEGIN
     UPDATE wa_media SET status = 'done', content = convert_to('photo of ' || channel, 'UTF8') WHERE channel_id = ch;
     INSERT INTO wa_groups (channel_id, group_id, subject, status) VALUES (ch, 'group' || tag, 'Group of ' || channel, 'active')
     ON CONFLICT (channel_id, group_id) DO UPDATE SET subject = excluded.subject, status = 'active';
+    INSERT INTO wa_group_join_requests (channel_id, group_id, join_request_id, wa_id) VALUES (ch, 'group' || tag, 'join' || tag, '1555777' || tag);
     INSERT INTO wa_calls (channel_id, call_id, status, payload) VALUES (ch, 'wacid.' || tag, 'ringing', '{}');
     INSERT INTO wa_call_events (channel_id, call_id, event, event_at, payload) VALUES (ch, 'wacid.' || tag, 'connect', now(), '{}');
     PERFORM wa_block(channel, ARRAY['1555999' || tag]);
@@ -126,7 +127,14 @@ INSERT INTO calls VALUES
     ('wa_block', $$SELECT wa_block(%L, ARRAY['15550000002'])$$),
     ('wa_unblock', $$SELECT wa_unblock(%L, ARRAY['15550000002'])$$),
     ('wa_call_action', $$SELECT wa_call_action(%L, 'wacid.0002', 'reject')$$),
-    ('wa_request_call_permission', $$SELECT wa_request_call_permission(%L, '15550000002')$$);
+    ('wa_request_call_permission', $$SELECT wa_request_call_permission(%L, '15550000002')$$),
+    ('wa_create_group', $$SELECT wa_create_group(%L, 'A group of A')$$),
+    ('wa_get_group_invite_link', $$SELECT wa_get_group_invite_link(%L, 'group0002')$$),
+    ('wa_reset_group_invite_link', $$SELECT wa_reset_group_invite_link(%L, 'group0002')$$),
+    ('wa_list_group_join_requests', $$SELECT wa_list_group_join_requests(%L, 'group0002')$$),
+    ('wa_approve_group_join_requests', $$SELECT wa_approve_group_join_requests(%L, 'group0002', ARRAY['join0002'])$$),
+    ('wa_reject_group_join_requests', $$SELECT wa_reject_group_join_requests(%L, 'group0002', ARRAY['join0002'])$$),
+    ('wa_remove_group_participants', $$SELECT wa_remove_group_participants(%L, 'group0002', ARRAY['+15550000002'])$$);
 SELECT p.proname AS callable_by_agent_not_tried
   FROM pg_depend d JOIN pg_proc p ON p.oid = d.objid
  WHERE d.classid = 'pg_proc'::regclass AND d.deptype = 'e'

@@ -1,6 +1,7 @@
 //! A fake Graph API: `POST /{version}/{phone_number_id}/messages` (one-to-one and group sends)
 //! and `/marketing_messages` (Meta's Marketing Messages API), answered like Meta does; and the
-//! calls that are not messages (block users, call actions, template creation and deletion).
+//! calls that are not messages (block users, call actions, template creation and deletion, and
+//! the Groups API's management: create a group, its invite link, join requests, participants).
 //!
 //! This file holds what a test scripts the simulator with and reads back from it; the server is
 //! in `server.rs`, each family of endpoints in a file of its own.

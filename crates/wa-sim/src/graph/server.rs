@@ -3,7 +3,7 @@
 
 use super::media::media_and_templates;
 use super::sends::answer;
-use super::state::{Media, State};
+use super::state::{Group, Media, State};
 use super::statuses::{post_statuses, schedule_for_send};
 use super::{Fault, Options, Received};
 use bounded_http::{Limits, Request, Response};
@@ -95,6 +95,36 @@ impl GraphSim {
     pub fn set_group_participants(&self, group_id: &str, wa_ids: &[&str]) {
         let wa_ids = wa_ids.iter().map(|w| w.to_string()).collect();
         self.state.group_participants.lock().unwrap().insert(group_id.to_string(), wa_ids);
+    }
+
+    /// The group a `POST /{phone_number_id}/groups` answered `request_id` for. Meta tells the
+    /// group's id with its `group_create` webhook: a test posts it
+    /// (`payloads::group_lifecycle_value`, whose request id is this one).
+    pub fn group_created_by(&self, request_id: &str) -> Option<String> {
+        self.state.group_requests.lock().unwrap().get(request_id).cloned()
+    }
+
+    /// Makes a group known to the management endpoints (invite link, join requests,
+    /// participants), as one created through them is.
+    pub fn add_group(&self, group_id: &str) {
+        self.state.groups.lock().unwrap().entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
+    }
+
+    /// A customer asks to join the group by its invite link (a group that needs approval):
+    /// returns the join request's id.
+    pub fn add_join_request(&self, group_id: &str, wa_id: &str) -> String {
+        let id = format!("MTY0NjcwNDM1OTU6{}", 1_000_000 + self.state.next_id.fetch_add(1, Ordering::Relaxed));
+        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let mut groups = self.state.groups.lock().unwrap();
+        let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
+        group.join_requests.push((id.clone(), wa_id.to_string(), at as i64));
+        id
+    }
+
+    /// Who is in the group now, as its management endpoints see it (approvals add, removals
+    /// take away).
+    pub fn group_participants(&self, group_id: &str) -> Vec<String> {
+        self.state.group_participants.lock().unwrap().get(group_id).cloned().unwrap_or_default()
     }
 
     /// From now on every send gets no answer (the connection closes), until this is called

@@ -42,6 +42,26 @@ pub(super) struct State {
     pub(super) expire_next: Mutex<std::collections::HashSet<String>>,
     /// Participants per group id, whose delivered/read statuses a group send gets.
     pub(super) group_participants: Mutex<HashMap<String, Vec<String>>>,
+    /// The groups the management endpoints know, by id: created through the API or added by a
+    /// test.
+    pub(super) groups: Mutex<HashMap<String, Group>>,
+    /// The group each creation's request id stands for.
+    pub(super) group_requests: Mutex<HashMap<String, String>>,
+}
+
+/// A group, as the Groups API's management endpoints see it.
+pub(super) struct Group {
+    pub(super) invite_link: String,
+    /// How many times its link was reset: each reset makes a new one.
+    pub(super) resets: u32,
+    /// Open join requests: (join_request_id, wa_id, creation_timestamp).
+    pub(super) join_requests: Vec<(String, String, i64)>,
+}
+
+impl Group {
+    pub(super) fn new(group_id: &str) -> Group {
+        Group { invite_link: crate::payloads::group_invite_link(group_id), resets: 0, join_requests: Vec::new() }
+    }
 }
 
 #[derive(Clone)]

@@ -280,3 +280,81 @@ fn base64_matches_known_answers() {
     // sha256("") in base64, as Meta would print it.
     assert_eq!(sha256_base64(b""), "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=");
 }
+
+/// A request to a group's node (`/{version}/{group_id}/{endpoint}`), as Meta's Groups API takes it.
+fn to_group(sim: &GraphSim, method: &str, group_id: &str, endpoint: &str, body: Option<Value>) -> (u16, Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let url = format!("{}/v23.0/{group_id}/{endpoint}", sim.url());
+    let mut r = match (method, body) {
+        ("GET", _) => agent.get(&url).header("Authorization", "Bearer t").call(),
+        ("POST", Some(b)) => agent.post(&url).header("Authorization", "Bearer t").send_json(b),
+        (_, Some(b)) => agent.delete(&url).header("Authorization", "Bearer t").force_send_body().send_json(b),
+        _ => unreachable!(),
+    }
+    .unwrap();
+    (r.status().as_u16(), serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap())
+}
+
+#[test]
+fn manages_groups_like_metas_groups_api() {
+    let sim = GraphSim::start(0).unwrap();
+    // A creation: checked like Meta checks it, answered with a request id, the group known after.
+    let (status, error) = post(&sim, "groups", json!({ "messaging_product": "whatsapp", "subject": " " }));
+    assert_eq!((status, error["error"]["code"].as_i64()), (400, Some(100)));
+    let long = json!({ "messaging_product": "whatsapp", "subject": "x".repeat(129) });
+    assert_eq!(post(&sim, "groups", long).1["error"]["code"], 100);
+    let mode = json!({ "messaging_product": "whatsapp", "subject": "Team", "join_approval_mode": "ask" });
+    assert_eq!(post(&sim, "groups", mode).1["error"]["code"], 100);
+    let (status, created) = post(
+        &sim,
+        "groups",
+        json!({ "messaging_product": "whatsapp", "subject": "Team", "join_approval_mode": "approval_required" }),
+    );
+    assert_eq!(status, 200);
+    let group = sim.group_created_by(created["request_id"].as_str().unwrap()).expect("the request id names the group");
+    // Its invite link, the same as its group_create webhook's; a reset makes another.
+    let (_, link) = to_group(&sim, "GET", &group, "invite_link", None);
+    let created_webhook = crate::payloads::group_lifecycle_value("group_create", &group, "Team", 0, false);
+    assert_eq!(link["invite_link"], created_webhook["groups"][0]["invite_link"]);
+    assert_eq!(created_webhook["groups"][0]["request_id"], created["request_id"]);
+    let (_, reset) = to_group(&sim, "POST", &group, "invite_link", Some(json!({ "messaging_product": "whatsapp" })));
+    assert_ne!(reset["invite_link"], link["invite_link"]);
+    // Join requests: listed, approved or rejected each on its own.
+    let (ann, bob) = (sim.add_join_request(&group, "15550001111"), sim.add_join_request(&group, "15550002222"));
+    let (_, listed) = to_group(&sim, "GET", &group, "join_requests", None);
+    assert_eq!(
+        listed["data"][1],
+        json!({ "join_request_id": bob, "wa_id": "15550002222", "creation_timestamp": listed["data"][1]["creation_timestamp"] })
+    );
+    let (status, approved) = to_group(
+        &sim,
+        "POST",
+        &group,
+        "join_requests",
+        Some(json!({ "messaging_product": "whatsapp", "join_requests": [ann, "nope"] })),
+    );
+    assert_eq!((status, &approved["approved_join_requests"]), (200, &json!([ann])));
+    assert_eq!(approved["failed_join_requests"][0]["errors"][0]["code"], 131203);
+    assert_eq!(sim.group_participants(&group), ["15550001111"]);
+    let (_, rejected) = to_group(
+        &sim,
+        "DELETE",
+        &group,
+        "join_requests",
+        Some(json!({ "messaging_product": "whatsapp", "join_requests": [bob] })),
+    );
+    assert_eq!(rejected["rejected_join_requests"], json!([bob]));
+    // Participants: only members can be removed.
+    let remove = |user: &str| json!({ "messaging_product": "whatsapp", "participants": [{ "user": user }] });
+    let (status, refused) = to_group(&sim, "DELETE", &group, "participants", Some(remove("+15550002222")));
+    assert_eq!((status, refused["error"]["code"].as_i64()), (400, Some(131212)));
+    assert_eq!(
+        to_group(&sim, "DELETE", &group, "participants", Some(remove("+15550001111"))).1,
+        json!({ "success": true })
+    );
+    assert!(sim.group_participants(&group).is_empty());
+    // A group Meta does not have: Graph's error for an unknown node.
+    let (status, unknown) = to_group(&sim, "GET", "Y2FwaV9ub25lZD", "invite_link", None);
+    assert_eq!((status, unknown["error"]["code"].as_i64()), (400, Some(100)));
+    assert!(unknown["error"]["message"].as_str().unwrap().contains("does not exist"));
+}

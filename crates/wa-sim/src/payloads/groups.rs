@@ -56,8 +56,9 @@ pub fn group_status_value(status: &str, wamid: &str, group_id: &str, participant
 }
 
 /// `request_id` of the simulated request behind a group event: Meta echoes the id of the API
-/// call that caused it, and a stable one lets a test match the two.
-fn request_id(group_id: &str) -> String {
+/// call that caused it, and a stable one lets a test match the two (the simulated Graph API
+/// answers a group's creation with this id too).
+pub(crate) fn group_request_id(group_id: &str) -> String {
     format!("req-{group_id}")
 }
 
@@ -72,11 +73,11 @@ fn groups(group: Value) -> Value {
 /// creation, no invite link nor approval mode: there is no group to join.
 pub fn group_lifecycle_value(kind: &str, group_id: &str, subject: &str, timestamp: i64, failed: bool) -> Value {
     let mut group = json!({ "timestamp": timestamp.to_string(), "group_id": group_id, "type": kind,
-                            "request_id": request_id(group_id) });
+                            "request_id": group_request_id(group_id) });
     if kind == "group_create" {
         group["subject"] = json!(subject);
         if !failed {
-            group["invite_link"] = json!(invite_link(group_id));
+            group["invite_link"] = json!(group_invite_link(group_id));
             group["join_approval_mode"] = json!("auto_approve");
         }
     }
@@ -93,7 +94,7 @@ pub fn group_lifecycle_value(kind: &str, group_id: &str, subject: &str, timestam
 
 /// An invite link derived from the group id, so that a test can predict it. Meta's links end
 /// in a code of letters and digits.
-fn invite_link(group_id: &str) -> String {
+pub(crate) fn group_invite_link(group_id: &str) -> String {
     let code: String = group_id.chars().filter(char::is_ascii_alphanumeric).take(20).collect();
     format!("https://chat.whatsapp.com/SIM{code}")
 }
@@ -122,7 +123,7 @@ pub fn group_participants_value(kind: &str, group_id: &str, wa_ids: &[&str], tim
 pub fn group_settings_value(group_id: &str, subject: &str, description: &str, timestamp: i64) -> Value {
     groups(json!({
         "timestamp": timestamp.to_string(), "group_id": group_id, "type": "group_settings_update",
-        "request_id": request_id(group_id),
+        "request_id": group_request_id(group_id),
         "group_subject": { "text": subject, "update_successful": true },
         "group_description": { "text": description, "update_successful": true }
     }))

@@ -16,6 +16,7 @@ mod tests;
 
 pub use business::{BUSINESS_KINDS, business_body, business_change};
 pub use envelope::{batch, envelope, envelope_with_field, merge_values};
+pub(crate) use groups::{group_invite_link, group_request_id};
 pub use groups::{
     group_lifecycle_value, group_message_value, group_participants_value, group_settings_value, group_status_value,
     group_suspension_value,

@@ -1,5 +1,5 @@
 //! The Graph API calls that are not messages: blocking users, acting on a call, creating and
-//! deleting templates. The extension queues them in its action outbox (`wa_actions`) and the
+//! deleting templates, managing groups (`groups.rs` builds their bodies). The extension queues them in its action outbox (`wa_actions`) and the
 //! delivery worker performs them; this file says, per kind, which method and URL each uses,
 //! what its body is, and how its answer reads. Errors are classified as sends' are
 //! ([`super::classify`]).
@@ -20,11 +20,27 @@ pub enum ActionKind {
     CreateTemplate,
     /// `DELETE /{waba_id}/message_templates?name=…`: every language of the name.
     DeleteTemplate,
+    /// `POST /{phone_number_id}/groups`: Meta answers a request id and creates the group after;
+    /// its `group_create` webhook (with the same request id) brings its id and invite link.
+    CreateGroup,
+    /// `GET /{group_id}/invite_link`.
+    GetGroupInviteLink,
+    /// `POST /{group_id}/invite_link`: a new link; the old one stops working.
+    ResetGroupInviteLink,
+    /// `GET /{group_id}/join_requests`: the open ones.
+    ListGroupJoinRequests,
+    /// `POST /{group_id}/join_requests`, answered per request.
+    ApproveGroupJoinRequests,
+    /// `DELETE /{group_id}/join_requests`, the same body, answered per request.
+    RejectGroupJoinRequests,
+    /// `DELETE /{group_id}/participants`.
+    RemoveGroupParticipants,
 }
 
 /// The HTTP methods actions use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    Get,
     Post,
     Delete,
 }
@@ -45,20 +61,37 @@ impl ActionKind {
             "call" => ActionKind::Call,
             "create_template" => ActionKind::CreateTemplate,
             "delete_template" => ActionKind::DeleteTemplate,
+            "create_group" => ActionKind::CreateGroup,
+            "get_group_invite_link" => ActionKind::GetGroupInviteLink,
+            "reset_group_invite_link" => ActionKind::ResetGroupInviteLink,
+            "list_group_join_requests" => ActionKind::ListGroupJoinRequests,
+            "approve_group_join_requests" => ActionKind::ApproveGroupJoinRequests,
+            "reject_group_join_requests" => ActionKind::RejectGroupJoinRequests,
+            "remove_group_participants" => ActionKind::RemoveGroupParticipants,
             _ => return None,
         })
     }
 
     pub fn method(self) -> Method {
         match self {
-            ActionKind::Block | ActionKind::Call | ActionKind::CreateTemplate => Method::Post,
-            ActionKind::Unblock | ActionKind::DeleteTemplate => Method::Delete,
+            ActionKind::GetGroupInviteLink | ActionKind::ListGroupJoinRequests => Method::Get,
+            ActionKind::Block
+            | ActionKind::Call
+            | ActionKind::CreateTemplate
+            | ActionKind::CreateGroup
+            | ActionKind::ResetGroupInviteLink
+            | ActionKind::ApproveGroupJoinRequests => Method::Post,
+            ActionKind::Unblock
+            | ActionKind::DeleteTemplate
+            | ActionKind::RejectGroupJoinRequests
+            | ActionKind::RemoveGroupParticipants => Method::Delete,
         }
     }
 
-    /// Whether the request carries its body (a template's deletion names it in the URL).
+    /// Whether the request carries its body (a template's deletion names it in the URL; the
+    /// group reads are GETs).
     pub fn has_body(self) -> bool {
-        self != ActionKind::DeleteTemplate
+        !matches!(self, ActionKind::DeleteTemplate | ActionKind::GetGroupInviteLink | ActionKind::ListGroupJoinRequests)
     }
 
     /// Whether the action is on the business account (templates) rather than the number.
@@ -67,10 +100,19 @@ impl ActionKind {
     }
 
     /// The URL of the action. `owner` is the phone number id, or the WhatsApp Business Account
-    /// id for templates; `target` is the template's name for a deletion.
+    /// id for templates; `target` is the template's name for a deletion, the group's id for an
+    /// action on a group (a node of its own in the Graph API).
     pub fn url(self, base_url: &str, version: &str, owner: &str, target: Option<&str>) -> String {
-        let base = format!("{}/{}/{owner}", base_url.trim_end_matches('/'), version.trim_matches('/'));
+        let root = format!("{}/{}", base_url.trim_end_matches('/'), version.trim_matches('/'));
+        let base = format!("{root}/{owner}");
+        let group = || format!("{root}/{}", percent_encode(target.unwrap_or_default()));
         match self {
+            ActionKind::CreateGroup => format!("{base}/groups"),
+            ActionKind::GetGroupInviteLink | ActionKind::ResetGroupInviteLink => format!("{}/invite_link", group()),
+            ActionKind::ListGroupJoinRequests
+            | ActionKind::ApproveGroupJoinRequests
+            | ActionKind::RejectGroupJoinRequests => format!("{}/join_requests", group()),
+            ActionKind::RemoveGroupParticipants => format!("{}/participants", group()),
             ActionKind::Block | ActionKind::Unblock => format!("{base}/block_users"),
             ActionKind::Call => format!("{base}/calls"),
             ActionKind::CreateTemplate => format!("{base}/message_templates"),
@@ -81,7 +123,8 @@ impl ActionKind {
     }
 }
 
-/// Query-string encoding of a template name (letters, digits and underscores in practice).
+/// Query-string and path encoding of a template name or a group id (letters, digits and
+/// underscores in practice).
 fn percent_encode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
@@ -241,8 +284,56 @@ pub fn parse_action_response(kind: ActionKind, http_status: u16, body: &[u8]) ->
         ActionKind::CreateTemplate if ok && json.get("id").is_some_and(Value::is_string) => {
             ActionOutcome::Done { result: json, partly_failed: None }
         }
+        ActionKind::CreateGroup if ok && json.get("request_id").is_some_and(Value::is_string) => {
+            ActionOutcome::Done { result: json, partly_failed: None }
+        }
+        ActionKind::GetGroupInviteLink | ActionKind::ResetGroupInviteLink
+            if ok && json.get("invite_link").is_some_and(Value::is_string) =>
+        {
+            ActionOutcome::Done { result: json, partly_failed: None }
+        }
+        ActionKind::ListGroupJoinRequests if ok && json.get("data").is_some_and(Value::is_array) => {
+            ActionOutcome::Done { result: json, partly_failed: None }
+        }
+        // Per request, as a block is per user: those Meta could not decide are listed with
+        // their own errors next to those it did. (Meta may instead answer only a request id
+        // and tell the outcome by webhook: that is done too.)
+        ActionKind::ApproveGroupJoinRequests | ActionKind::RejectGroupJoinRequests
+            if ok
+                && ["approved_join_requests", "rejected_join_requests", "failed_join_requests", "request_id"]
+                    .iter()
+                    .any(|k| json.get(k).is_some()) =>
+        {
+            let partly_failed = failed_join_requests(&json, http_status);
+            ActionOutcome::Done { result: json, partly_failed }
+        }
+        ActionKind::RemoveGroupParticipants
+            if ok
+                && (json.get("success") == Some(&Value::Bool(true))
+                    || json.get("request_id").is_some_and(Value::is_string)) =>
+        {
+            ActionOutcome::Done { result: json, partly_failed: None }
+        }
         _ => ActionOutcome::Failed(error()),
     }
+}
+
+/// A summary of the join requests Meta could not approve or reject: the first one's error, and
+/// how many failed; `None` when none did.
+fn failed_join_requests(json: &Value, http_status: u16) -> Option<GraphError> {
+    let failed = json.get("failed_join_requests")?.as_array().filter(|f| !f.is_empty())?;
+    let first = &failed[0]["errors"][0];
+    Some(GraphError {
+        code: first["code"].as_i64(),
+        http_status,
+        message: format!(
+            "{} join request(s) failed, first {}: {}",
+            failed.len(),
+            failed[0]["join_request_id"].as_str().unwrap_or("?"),
+            first["message"].as_str().unwrap_or("no message")
+        ),
+        details: first["error_data"]["details"].as_str().map(str::to_string),
+    })
 }
 
 #[cfg(test)]
@@ -265,6 +356,97 @@ mod tests {
             assert!(ActionKind::from_sql(label).is_some(), "{label}");
         }
         assert_eq!(ActionKind::from_sql("groups"), None);
+    }
+
+    #[test]
+    fn group_actions_go_to_the_number_or_to_the_group() {
+        let url = |k: ActionKind| k.url("https://graph.facebook.com", "v23.0", "106", Some("Y2FwaV9=ZD"));
+        let kinds = [
+            ("create_group", Method::Post, "https://graph.facebook.com/v23.0/106/groups", true),
+            ("get_group_invite_link", Method::Get, "https://graph.facebook.com/v23.0/Y2FwaV9%3DZD/invite_link", false),
+            (
+                "reset_group_invite_link",
+                Method::Post,
+                "https://graph.facebook.com/v23.0/Y2FwaV9%3DZD/invite_link",
+                true,
+            ),
+            (
+                "list_group_join_requests",
+                Method::Get,
+                "https://graph.facebook.com/v23.0/Y2FwaV9%3DZD/join_requests",
+                false,
+            ),
+            (
+                "approve_group_join_requests",
+                Method::Post,
+                "https://graph.facebook.com/v23.0/Y2FwaV9%3DZD/join_requests",
+                true,
+            ),
+            (
+                "reject_group_join_requests",
+                Method::Delete,
+                "https://graph.facebook.com/v23.0/Y2FwaV9%3DZD/join_requests",
+                true,
+            ),
+            (
+                "remove_group_participants",
+                Method::Delete,
+                "https://graph.facebook.com/v23.0/Y2FwaV9%3DZD/participants",
+                true,
+            ),
+        ];
+        for (label, method, expected, body) in kinds {
+            let kind = ActionKind::from_sql(label).unwrap();
+            assert_eq!((kind.method(), url(kind).as_str(), kind.has_body()), (method, expected, body), "{label}");
+            assert!(!kind.on_business_account(), "{label}");
+        }
+    }
+
+    #[test]
+    fn reads_group_answers_and_join_requests_that_failed() {
+        let created = br#"{"messaging_product":"whatsapp","request_id":"req.1"}"#;
+        assert!(matches!(parse_action_response(ActionKind::CreateGroup, 200, created), ActionOutcome::Done { .. }));
+        let link = br#"{"messaging_product":"whatsapp","invite_link":"https://chat.whatsapp.com/LINK"}"#;
+        for kind in [ActionKind::GetGroupInviteLink, ActionKind::ResetGroupInviteLink] {
+            let ActionOutcome::Done { result, .. } = parse_action_response(kind, 200, link) else { panic!() };
+            assert_eq!(result["invite_link"], "https://chat.whatsapp.com/LINK");
+        }
+        let listed = br#"{"data":[{"join_request_id":"J1","wa_id":"16505551234","creation_timestamp":1744344400}],"paging":{"cursors":{"before":"a","after":"b"}}}"#;
+        assert!(matches!(
+            parse_action_response(ActionKind::ListGroupJoinRequests, 200, listed),
+            ActionOutcome::Done { .. }
+        ));
+        let all = br#"{"messaging_product":"whatsapp","approved_join_requests":["J1"]}"#;
+        assert_eq!(
+            parse_action_response(ActionKind::ApproveGroupJoinRequests, 200, all),
+            ActionOutcome::Done { result: serde_json::from_slice(all).unwrap(), partly_failed: None }
+        );
+        let some = br#"{"messaging_product":"whatsapp","rejected_join_requests":["J1"],"failed_join_requests":[{"join_request_id":"J2","errors":[{"code":131203,"message":"(#131203) Join request not found","title":"Join request not found","error_data":{"details":"No open join request J2"}}]}]}"#;
+        let ActionOutcome::Done { partly_failed: Some(e), .. } =
+            parse_action_response(ActionKind::RejectGroupJoinRequests, 200, some)
+        else {
+            panic!()
+        };
+        assert_eq!((e.code, e.details.as_deref()), (Some(131203), Some("No open join request J2")));
+        assert!(e.message.contains("1 join request(s) failed, first J2"), "{}", e.message);
+        assert!(matches!(
+            parse_action_response(ActionKind::RemoveGroupParticipants, 200, br#"{"success":true}"#),
+            ActionOutcome::Done { .. }
+        ));
+        // Meta's error for a group it does not know, and an answer that is not one.
+        let unknown = br#"{"error":{"message":"(#100) Unsupported get request.","type":"GraphMethodException","code":100,"error_subcode":33}}"#;
+        let ActionOutcome::Failed(e) = parse_action_response(ActionKind::GetGroupInviteLink, 400, unknown) else {
+            panic!()
+        };
+        assert_eq!((e.code, classify(&e)), (Some(100), Retry::Never));
+        assert!(matches!(
+            parse_action_response(ActionKind::ListGroupJoinRequests, 200, b"{}"),
+            ActionOutcome::Failed(_)
+        ));
+        assert!(matches!(
+            parse_action_response(ActionKind::RemoveGroupParticipants, 200, b"{}"),
+            ActionOutcome::Failed(_)
+        ));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod actions;
 mod bodies;
 mod callback;
+mod groups;
 mod hints;
 mod media;
 mod response;
@@ -26,6 +27,10 @@ pub use bodies::{
     location, mark_read, media, reaction, template, text, text_message,
 };
 pub use callback::{CALLBACK_PREFIX, callback_message_id, with_callback_data};
+pub use groups::{
+    JoinApproval, MAX_GROUP_DESCRIPTION_CHARS, MAX_GROUP_PARTICIPANTS, MAX_GROUP_SUBJECT_CHARS, create_group,
+    join_requests, remove_participants, reset_invite_link,
+};
 pub use hints::hint;
 pub use media::{MediaInfo, media_upload, parse_media_info, sha256_hex, sha256_matches};
 pub use response::{GraphError, SendOutcome, parse_send_response};
