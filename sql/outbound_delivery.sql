@@ -46,7 +46,7 @@ END;
 -- place of their id in their customer's order; one whose 24-hour window closed since it was
 -- scheduled (Meta would refuse it with 131047), or whose customer was blocked since (wa_block),
 -- fails instead, saying so. Each change is
--- notified on wa_status. Run by every claim (one probe of wa_messages_scheduled when none is due).
+-- notified on wa_status. Run by a claim that finds one due (see _wa_claim_due).
 CREATE FUNCTION _wa_release_scheduled() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -100,7 +100,12 @@ AS $$
 DECLARE
     chosen bigint[];
 BEGIN
-    PERFORM @extschema@._wa_release_scheduled();
+    -- Scheduled messages whose time has come join the queue first. Looked for with one probe
+    -- of wa_messages_scheduled: the release itself (a locking read, an UPDATE and their
+    -- notifications) at every claim was a fifth of a claim's time when none was due (measured).
+    IF EXISTS (SELECT FROM @extschema@.wa_messages s WHERE s.status = 'scheduled' AND s.next_attempt_at <= pg_catalog.now()) THEN
+        PERFORM @extschema@._wa_release_scheduled();
+    END IF;
     -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
     -- while one is in flight), so that messages to one customer go out in the order they were
     -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:

@@ -44,6 +44,9 @@ SELECT * FROM pg_temp.refused($$SELECT wa_remove_group_participants('grp', 'GRPR
 SELECT * FROM pg_temp.refused($$SELECT wa_remove_group_participants('grp', 'GRPREGRESS1', ARRAY['+1 555 123 4567', '15551234567'])$$);
 -- Nothing was queued by a refusal.
 SELECT count(*) AS queued FROM wa_actions a JOIN wa_channels c ON c.id = a.channel_id WHERE c.name = 'grp';
+-- When the delivery worker looks for actions next: not at all while none is queued (NULL; a 0
+-- would make it read wa_actions at every turn of its loop).
+SELECT _wa_next_action_due_in() IS NULL AS none_to_look_for;
 
 -- What each queues, performed by the delivery worker after COMMIT.
 SELECT wa_create_group('grp', '  Launch team ', 'For the launch', join_approval_required => true) > 0 AS queued;
@@ -56,5 +59,7 @@ SELECT wa_reject_group_join_requests('grp', 'GRPREGRESS1', ARRAY['J3']) > 0 AS q
 SELECT wa_remove_group_participants('grp', 'GRPREGRESS1', ARRAY['+1 (555) 123-4567', 'US.13491208655302741918']) > 0 AS queued;
 SELECT a.kind, a.target, a.status, a.request FROM wa_actions a JOIN wa_channels c ON c.id = a.channel_id
  WHERE c.name = 'grp' ORDER BY a.id;
+-- Due now: the worker looks at its next turn.
+SELECT _wa_next_action_due_in() <= 0 AS due_now;
 -- (the channel goes, so that the tests after this one see none of it)
 DELETE FROM wa_channels WHERE name = 'grp';
