@@ -173,10 +173,23 @@ fn _wa_location_request(
 
 // The action outbox's bodies (sql/outbound_actions.sql).
 
-/// A block or unblock request's body: recipients already normalised.
+/// A block or unblock request's body: recipients already normalised. A NULL among them is
+/// refused, not left out: the caller meant someone by it.
 #[pg_extern(immutable, parallel_safe)]
 fn _wa_block_request(recipients: Option<Vec<Option<String>>>) -> JsonB {
-    let recipients: Vec<String> = required(recipients, "recipients").into_iter().flatten().collect();
+    let recipients: Vec<String> = required(recipients, "recipients")
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| {
+                raise(
+                    PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED,
+                    format!("recipients[{}] is NULL: nobody to block or unblock there", i + 1),
+                    "Pass each customer's phone number or BSUID, e.g. ARRAY['+15551234567'].",
+                )
+            })
+        })
+        .collect();
     request(graph_api::block_users(&recipients))
 }
 
