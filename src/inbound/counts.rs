@@ -1,11 +1,14 @@
-//! What the listener counts: per channel and kind in `wa_channel_counters` (written once per
-//! batch), and in the metrics of shared memory (published once the batch has committed).
+//! What the listener counts: per channel and kind in `wa_channel_counters`, and in the metrics
+//! of shared memory. The metrics are published as soon as what they count has committed; the
+//! table is written at most once a second (see [`crate::inbound::listener`]), in one statement
+//! for every channel and kind, each with the time it was last seen.
 
 use super::store;
 use crate::metrics;
 use crate::pg::subtransaction;
 use crate::sql_enum;
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 sql_enum! {
     /// What `wa_channel_counters` counts per channel (its `kind` column): what the listener saw.
@@ -43,14 +46,24 @@ impl CounterKind {
     }
 }
 
-/// Counts for `wa_channel_counters`, gathered over a batch and written once per channel and
-/// kind (a counter row updated once per request would be the batch's hottest row), and for
-/// the metrics in shared memory, published once the batch has committed.
-#[derive(Default)]
+/// Counts for `wa_channel_counters`, gathered over a batch or over a second and written once
+/// per channel and kind (a counter row updated once per request, or even once per batch, is the
+/// hottest row of all: every listener worker's batch waited on the other's COMMIT for it), and
+/// for the metrics in shared memory, published once what they count has committed.
+#[derive(Default, Clone)]
 pub struct Counts {
-    kinds: HashMap<(i64, CounterKind), (i64, Option<String>)>,
+    kinds: HashMap<(i64, CounterKind), Count>,
     /// New messages and statuses stored (metrics only).
     stored: (i64, i64),
+}
+
+/// One channel's count of one kind: how many, the latest detail given, and when the latest was
+/// seen (`wa_channel_counters.last_at` says when it happened, not when it was written).
+#[derive(Clone)]
+struct Count {
+    n: i64,
+    detail: Option<String>,
+    last_at: SystemTime,
 }
 
 impl Counts {
@@ -59,10 +72,15 @@ impl Counts {
     }
 
     pub fn add_n(&mut self, channel_id: i64, kind: CounterKind, detail: Option<&str>, n: i64) {
-        let entry = self.kinds.entry((channel_id, kind)).or_insert((0, None));
-        entry.0 += n;
-        if let Some(d) = detail {
-            entry.1 = Some(d.to_string());
+        self.add_count(channel_id, kind, Count { n, detail: detail.map(str::to_string), last_at: SystemTime::now() });
+    }
+
+    fn add_count(&mut self, channel_id: i64, kind: CounterKind, count: Count) {
+        let entry = self.kinds.entry((channel_id, kind)).or_insert(Count { n: 0, detail: None, last_at: count.last_at });
+        entry.n += count.n;
+        entry.last_at = entry.last_at.max(count.last_at);
+        if count.detail.is_some() {
+            entry.detail = count.detail;
         }
     }
 
@@ -72,31 +90,46 @@ impl Counts {
     }
 
     pub fn merge(&mut self, other: Counts) {
-        for (key, (n, detail)) in other.kinds {
-            let entry = self.kinds.entry(key).or_insert((0, None));
-            entry.0 += n;
-            if detail.is_some() {
-                entry.1 = detail;
-            }
+        for ((channel_id, kind), count) in other.kinds {
+            self.add_count(channel_id, kind, count);
         }
         self.add_stored(other.stored.0, other.stored.1);
     }
 
-    /// Writes the counts into `wa_channel_counters`, in the caller's transaction.
+    /// Whether there is anything to write into `wa_channel_counters`.
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+
+    /// Writes the counts into `wa_channel_counters`, in the caller's transaction: all in one
+    /// statement; if that fails (a channel deleted meanwhile), each count alone, and a count
+    /// that still fails is dropped: a count is not worth the rest.
     pub fn flush(&self) {
         // In one order, so that listener workers counting the same rows never deadlock.
-        let mut counts: Vec<_> = self.kinds.iter().collect();
-        counts.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for ((channel_id, kind), (n, detail)) in counts {
-            // A channel deleted meanwhile makes this fail; a count is not worth the batch.
-            let _ = subtransaction::run(|| store::count(*channel_id, *kind, detail.as_deref(), *n));
+        let mut rows: Vec<store::CountRow> = self
+            .kinds
+            .iter()
+            .map(|((channel_id, kind), c)| store::CountRow {
+                channel_id: *channel_id,
+                kind: *kind,
+                n: c.n,
+                detail: c.detail.clone(),
+                last_at: c.last_at,
+            })
+            .collect();
+        rows.sort_unstable_by_key(|r| (r.channel_id, r.kind.as_sql()));
+        if rows.is_empty() || subtransaction::run(|| store::add_counts(&rows)).is_ok() {
+            return;
+        }
+        for row in rows {
+            let _ = subtransaction::run(|| store::add_counts(std::slice::from_ref(&row)));
         }
     }
 
     /// Adds the counts to the metrics; call it once what they count has committed.
     pub fn publish(&self) {
-        for ((channel_id, kind), (n, _)) in &self.kinds {
-            metrics::add(*channel_id, kind.metric(), u64::try_from(*n).unwrap_or(0));
+        for ((channel_id, kind), count) in &self.kinds {
+            metrics::add(*channel_id, kind.metric(), u64::try_from(count.n).unwrap_or(0));
         }
         metrics::add_global_n(metrics::GlobalCounter::MessagesStored, u64::try_from(self.stored.0).unwrap_or(0));
         metrics::add_global_n(metrics::GlobalCounter::StatusesStored, u64::try_from(self.stored.1).unwrap_or(0));

@@ -18,7 +18,6 @@ use bounded_http::{AllowList, Promise, SourceLimits, Tls, capacity};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
-use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -32,6 +31,12 @@ const BATCH: usize = 256;
 /// Channels are re-read at every committed change (see [`commit_wake::listener_at_commit`]), and this
 /// often anyway, as a safety net (a change made while the library was not loaded).
 const RELOAD_EVERY: Duration = Duration::from_secs(5);
+/// How often the counts are written into `wa_channel_counters` while there are any. Per batch,
+/// the counter rows were the listener's hottest rows: each batch's update of (channel, stored)
+/// waited for the other listener worker's COMMIT, and the update itself cost a quarter of a
+/// batch's fixed cost (BENCHMARKS.md, 3 December). The metrics count at once; what a crash
+/// loses is at most this much of the table's counts.
+const WRITE_COUNTS_EVERY: Duration = Duration::from_secs(1);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -67,7 +72,14 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     let cap = connection_cap();
     // The channels are read before the first request is accepted, so that nothing is answered
     // 503 ("not installed yet") just because the worker has only just started.
-    let mut listener = Listener { shared: shared.clone(), last_reload: None, generation: 0, installed: false };
+    let mut listener = Listener {
+        shared: shared.clone(),
+        last_reload: None,
+        generation: 0,
+        installed: false,
+        unwritten: Counts::default(),
+        counts_written: Instant::now(),
+    };
     listener.reload();
     let jobs = http::start(socket, shared.clone(), waker, QUEUE, cap.connections as usize)
         .unwrap_or_else(|e| error!("whatsapp_channel: cannot start the webhook server: {e}"));
@@ -218,6 +230,9 @@ struct Listener {
     /// The channels' generation when they were last read.
     generation: u64,
     installed: bool,
+    /// Counts committed (and published as metrics) but not yet written to `wa_channel_counters`.
+    unwritten: Counts,
+    counts_written: Instant,
 }
 
 impl Listener {
@@ -227,8 +242,13 @@ impl Listener {
         loop {
             // Not asleep while a channel change is unread: its latch may have been consumed by a
             // wait inside the last batch (a COMMIT waiting for a synchronous standby resets it).
-            let sleep =
-                if self.generation != commit_wake::channels_generation() { Duration::ZERO } else { RELOAD_EVERY };
+            let sleep = if self.generation != commit_wake::channels_generation() {
+                Duration::ZERO
+            } else if !self.unwritten.is_empty() {
+                WRITE_COUNTS_EVERY.saturating_sub(self.counts_written.elapsed())
+            } else {
+                RELOAD_EVERY
+            };
             if !wakeups.wait(sleep) {
                 break;
             }
@@ -250,7 +270,32 @@ impl Listener {
                 }
                 self.run(batch);
             }
+            if self.counts_written.elapsed() >= WRITE_COUNTS_EVERY {
+                self.write_counts();
+            }
             activity::idle(idle);
+        }
+        // Stopping: what was counted since the last write is written now.
+        self.write_counts();
+    }
+
+    /// Writes the counts gathered since the last write into `wa_channel_counters`, in a
+    /// transaction of their own (one a second at most). If it fails, they are kept for the
+    /// next write.
+    fn write_counts(&mut self) {
+        self.counts_written = Instant::now();
+        if self.unwritten.is_empty() {
+            return;
+        }
+        let unwritten = &self.unwritten;
+        let written = transaction::run(|| {
+            if use_extension_schema() {
+                unwritten.flush();
+            }
+        });
+        match written {
+            Ok(()) => self.unwritten = Counts::default(),
+            Err(e) => warning!("whatsapp_channel: the webhook listener's counts are written again in a second: {e}"),
         }
     }
 
@@ -272,6 +317,10 @@ impl Listener {
         let started = Instant::now();
         let posts: Vec<&Verified> = stores.iter().map(|(verified, _)| verified).collect();
         let committed = transaction::run(|| store_batch(&self.shared, &posts, &counters));
+        if let Ok((_, counts)) = &committed {
+            counts.publish();
+            self.unwritten.merge(counts.clone());
+        }
         answer(stores, committed, started);
         unsafe { pg_sys::pgstat_report_stat(false) };
     }
@@ -290,7 +339,7 @@ impl Listener {
     }
 
     /// Counts the rejections whose log lines were held back (see the Throttle in inbound/http.rs).
-    fn count_held_back(&self) {
+    fn count_held_back(&mut self) {
         let held: Vec<_> = self.shared.throttle.take_held().into_iter().filter(|(id, ..)| *id != 0).collect();
         if held.is_empty() || !self.installed {
             return;
@@ -299,12 +348,8 @@ impl Listener {
         for (channel_id, kind, n) in &held {
             counts.add_n(*channel_id, *kind, None, *n);
         }
-        BackgroundWorker::transaction(AssertUnwindSafe(|| {
-            if use_extension_schema() {
-                counts.flush();
-            }
-        }));
         counts.publish();
+        self.unwritten.merge(counts);
     }
 
     fn reload(&mut self) {
@@ -386,7 +431,6 @@ fn store_batch(shared: &Shared, posts: &[&Verified], counters: &[Counter]) -> Ba
             results[i] = Some(result);
         }
     }
-    counts.flush();
     (results.into_iter().map(|r| r.unwrap_or(Ok(()))).collect(), counts)
 }
 
@@ -399,8 +443,7 @@ fn answer(stores: Vec<(Verified, Promise<StoreOutcome>)>, committed: Result<Batc
         Ok(_) => None,
     };
     let answers: Vec<StoreOutcome> = match committed {
-        Ok((results, counts)) => {
-            counts.publish();
+        Ok((results, _)) => {
             if !stores.is_empty() {
                 metrics::observe(Histogram::BatchPosts, stores.len() as f64);
                 metrics::observe(Histogram::CommitSeconds, started.elapsed().as_secs_f64());

@@ -130,11 +130,40 @@ pub fn incomplete_events() -> Vec<(i64, i64)> {
     })
 }
 
-/// `n` more of `kind` for a channel in `wa_channel_counters`.
-pub fn count(channel_id: i64, kind: CounterKind, detail: Option<&str>, n: i64) {
+/// One channel's count of one kind to add to `wa_channel_counters`.
+pub struct CountRow {
+    pub channel_id: i64,
+    pub kind: CounterKind,
+    pub n: i64,
+    pub detail: Option<String>,
+    /// When the latest of them was seen.
+    pub last_at: std::time::SystemTime,
+}
+
+/// Adds counts to `wa_channel_counters`, in one statement, in the order given. (A channel
+/// deleted since is skipped; one deleted by a transaction that has not committed yet makes it
+/// fail.)
+pub fn add_counts(rows: &[CountRow]) {
+    let epoch = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let channels: Vec<i64> = rows.iter().map(|r| r.channel_id).collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_sql()).collect();
+    let ns: Vec<i64> = rows.iter().map(|r| r.n).collect();
+    let details: Vec<Option<&str>> = rows.iter().map(|r| r.detail.as_deref()).collect();
+    let ats: Vec<f64> = rows.iter().map(|r| epoch(r.last_at)).collect();
     let _: Option<i64> = get_one_prepared(
-        "SELECT pg_catalog.count(*) FROM _wa_count($1, $2, $3, $4)",
-        &[channel_id.into(), kind.as_sql().into(), detail.into(), n.into()],
+        "WITH added AS (
+             INSERT INTO wa_channel_counters AS k (channel_id, kind, count, last_at, last_detail)
+             SELECT u.ch, u.kind, u.n, pg_catalog.to_timestamp(u.at), u.detail
+               FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::double precision[])
+                    WITH ORDINALITY AS u(ch, kind, n, detail, at, ord)
+              WHERE EXISTS (SELECT FROM wa_channels c WHERE c.id = u.ch)
+              ORDER BY u.ord
+             ON CONFLICT (channel_id, kind) DO UPDATE
+                SET count = k.count + excluded.count, last_at = greatest(k.last_at, excluded.last_at),
+                    last_detail = COALESCE(excluded.last_detail, k.last_detail)
+             RETURNING 1)
+         SELECT pg_catalog.count(*) FROM added",
+        &[channels.into(), kinds.into(), ns.into(), details.into(), ats.into()],
     );
 }
 
