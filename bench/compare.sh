@@ -18,7 +18,11 @@
 #   LOAD_ARGS more `wa-sim load` flags for every cell, e.g. "--batch 100 --senders 1000000" to
 #            compare on the seed's load (100-message POSTs) instead
 # Load: `wa-sim load`, one text message per POST from 200,000 customers, back to back.
-# Prints every cell, then a markdown table: the mean of each side and B / A.
+# Prints every cell, then a markdown table: the mean of each side and B / A, in msg/s and in
+# the listener workers' CPU a message (all their threads, over the messages committed: see
+# listener_cpu_ticks in bench/common.sh).
+#   WA_HOME, WA_PG_PORT, BENCH_CHANNEL: another cluster than run.sh's, e.g. the full database
+#   bench/alternate.sh delivery leaves (/var/tmp/wa_full_new, 5497, channel scale).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/common.sh
@@ -50,8 +54,8 @@ case $MODE in
     SO_B=$(realpath "${3:?give the new build (a .so)}")
     require_release_build "$SO_A"
     require_release_build "$SO_B"
-    LABEL_A="$(basename "$SO_A")"
-    LABEL_B="$(basename "$SO_B")"
+    LABEL_A="$(basename "$(dirname "$SO_A")")/$(basename "$SO_A")"
+    LABEL_B="$(basename "$(dirname "$SO_B")")/$(basename "$SO_B")"
     KEEP=$(mktemp)
     cp "$LIB/whatsapp_channel.so" "$KEEP"
     trap 'cp "$KEEP" "$LIB/whatsapp_channel.so"; rm -f "$KEEP"; restart' EXIT
@@ -145,18 +149,24 @@ TABLE
   exit 0
 fi
 
-declare -A SUM N
+declare -A SUM N CPU_SUM
 for round in $(seq "$ROUNDS"); do
   for side in "${SIDES[@]}"; do
     setup_side "$side"
     for c in $CLIENTS; do
+      ticks0=$(listener_cpu_ticks)
       line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" --concurrency "$c" --seconds "$SECS" "${EXTRA[@]}" "${LOAD_EXTRA[@]}")
+      ticks1=$(listener_cpu_ticks)
       rate=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "committed_per_s" { print $2 }')
+      committed=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "committed" { print $2 }')
+      # µs of the listener workers' CPU (see listener_cpu_ticks) per message committed.
+      cpu=$(awk -v t="$((ticks1 - ticks0))" -v n="$committed" 'BEGIN { printf "%.0f", (n > 0 ? t * 10000 / n : 0) }')
       non200=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "non_200" || $1 == "transport_errors" { n += $2 } END { print n }')
       p99=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "http_p99_ms" { print $2 }')
       label=LABEL_$side
-      say "round $round, ${!label}, $c connections: $rate msg/s, HTTP p99 $p99 ms, $non200 not 200"
+      say "round $round, ${!label}, $c connections: $rate msg/s, $cpu µs of listener CPU a message, HTTP p99 $p99 ms, $non200 not 200"
       SUM[$side$c]=$(( ${SUM[$side$c]:-0} + rate ))
+      CPU_SUM[$side$c]=$(( ${CPU_SUM[$side$c]:-0} + cpu ))
       N[$side$c]=$(( ${N[$side$c]:-0} + 1 ))
     done
   done
@@ -167,11 +177,13 @@ cat <<EOF
 \`bash bench/compare.sh $*\` — $ROUNDS rounds of ${SECS} s per cell, $(date -u), code $(git rev-parse --short HEAD),
 $(nproc) cores, $("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages") messages stored at the end.${LOAD_ARGS:+ Load flags: \`$LOAD_ARGS\`.}
 
-| connections | A: $LABEL_A (msg/s) | B: $LABEL_B (msg/s) | B / A |
-|---|---:|---:|---:|
+| connections | A: $LABEL_A (msg/s) | B: $LABEL_B (msg/s) | B / A | A: listener CPU µs/msg | B: listener CPU µs/msg | B / A |
+|---|---:|---:|---:|---:|---:|---:|
 EOF
 for c in $CLIENTS; do
   a=$(( SUM[A$c] / N[A$c] ))
   b=$(( SUM[B$c] / N[B$c] ))
-  echo "| $c | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }') |"
+  ca=$(( CPU_SUM[A$c] / N[A$c] ))
+  cb=$(( CPU_SUM[B$c] / N[B$c] ))
+  echo "| $c | $a | $b | $(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", b / a }') | $ca | $cb | $(awk -v a="$ca" -v b="$cb" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }') |"
 done
