@@ -243,7 +243,7 @@ DATE=$(date -u)
 progress "cluster up: listener pid(s) $(listener_pids | paste -sd " ") on $SCALE_LISTEN, RssAnon ${RSS[start]} kB"
 
 # --- measurements ------------------------------------------------------------------------------
-declare -A LOAD PGB Q QRUNS QCPU POLICY_CPU CALL_CPU TPS OUT SEQ ROWS WAL
+declare -A LOAD LCPU PGB Q QRUNS QCPU POLICY_CPU CALL_CPU TPS OUT SEQ ROWS WAL
 LOAD_LINES=()
 SEQ_STEPS=() # the steps of phase B, in order
 

@@ -55,7 +55,9 @@ run_load() { # key, then wa-sim load flags
   checkpoint_counted
   lsn0=$(sql "SELECT pg_catalog.pg_current_wal_lsn()")
   ckpt0=$(checkpoints)
+  cpu0=$(listener_cpu_ticks)
   line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" "$@") || die "wa-sim load $* failed"
+  cpu1=$(listener_cpu_ticks)
   lsn1=$(sql "SELECT pg_catalog.pg_current_wal_lsn()")
   ckpt1=$(checkpoints)
   LOAD[$key]=${line#wa-sim load: }
@@ -64,12 +66,15 @@ run_load() { # key, then wa-sim load flags
   # CHECKPOINT, so the first change to every page writes the whole page), and the checkpoints
   # that ended meanwhile.
   committed=$(field "${LOAD[$key]}" committed)
+  # The listener workers' CPU (main and HTTP threads, see listener_cpu_ticks) a message
+  # committed, in µs: issue 29's measure.
+  LCPU[$key]=$(awk -v t="$((cpu1 - cpu0))" -v n="${committed:-0}" 'BEGIN { if (n > 0) printf "%.0f", t * 10000 / n; else printf "—" }')
   if [ "${committed:-0}" -gt 0 ]; then
     WAL[$key]="$(sql "SELECT round(pg_catalog.pg_wal_lsn_diff('$lsn1', '$lsn0') / 1024.0 / $committed, 1)") KB, $((ckpt1 - ckpt0))"
   else
     WAL[$key]="—, $((ckpt1 - ckpt0))"
   fi
-  progress "  committed $committed (${LOAD[$key]%% ok_200*}... committed_per_s=$(field "${LOAD[$key]}" committed_per_s), notify p50/p99 $(field "${LOAD[$key]}" notify_p50_ms)/$(field "${LOAD[$key]}" notify_p99_ms) ms)"
+  progress "  committed $committed (${LOAD[$key]%% ok_200*}... committed_per_s=$(field "${LOAD[$key]}" committed_per_s), listener CPU ${LCPU[$key]} µs a message, notify p50/p99 $(field "${LOAD[$key]}" notify_p50_ms)/$(field "${LOAD[$key]}" notify_p99_ms) ms)"
 }
 
 insert_notify_script >"$WORK/insert_notify.sql"

@@ -67,6 +67,7 @@ EOF
     echo "| listener, $c connections: committed msg/s | $(fmt "$(l "A:$c" committed_per_s)") | $(fmt "$(l "B:$c" committed_per_s)") | $(ratio "$(l "B:$c" committed_per_s)" "$(l "A:$c" committed_per_s)") |"
     echo "| listener, $c connections: POST→NOTIFY p50 / p99 (ms) | $(l "A:$c" notify_p50_ms) / $(l "A:$c" notify_p99_ms) | $(l "B:$c" notify_p50_ms) / $(l "B:$c" notify_p99_ms) | $(ratio "$(l "B:$c" notify_p99_ms)" "$(l "A:$c" notify_p99_ms)") (p99) |"
     echo "| listener, $c connections: HTTP answer p50 / p99 (ms) | $(l "A:$c" http_p50_ms) / $(l "A:$c" http_p99_ms) | $(l "B:$c" http_p50_ms) / $(l "B:$c" http_p99_ms) | |"
+    echo "| listener, $c connections: its CPU a message, main and HTTP threads (µs) | ${LCPU[A:$c]} | ${LCPU[B:$c]} | $(ratio "${LCPU[B:$c]}" "${LCPU[A:$c]}") |"
     echo "| listener, $c connections: WAL a message, checkpoints ended during the step | ${WAL[A:$c]} | ${WAL[B:$c]} | |"
     echo "| listener, $c connections: 200 / non-200 + no answer | $(fmt "$(l "A:$c" ok_200)") / $(($(l "A:$c" non_200) + $(l "A:$c" transport_errors))) | $(fmt "$(l "B:$c" ok_200)") / $(($(l "B:$c" non_200) + $(l "B:$c" transport_errors))) | |"
   done
