@@ -195,7 +195,7 @@ BEGIN
              WHERE k.channel_id = r.ch AND k.wa_id = r.wa AND k.saved_name IS NOT NULL;
         ELSE
             INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, saved_name) VALUES (r.ch, r.wa, r.nm)
-            ON CONFLICT (channel_id, wa_id) DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
+            ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
              WHERE k.saved_name IS DISTINCT FROM excluded.saved_name;
         END IF;
         IF FOUND THEN

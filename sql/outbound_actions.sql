@@ -354,7 +354,7 @@ BEGIN
             IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
                 -- (a customer not known yet becomes a contact, so that the block is kept)
                 INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
-                ON CONFLICT (channel_id, wa_id) DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+                ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
             END IF;
             UPDATE @extschema@.wa_contacts k
                SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()

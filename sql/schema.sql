@@ -97,10 +97,19 @@ CREATE TABLE wa_contacts (
     -- When Meta confirmed that this business blocked the customer (wa_block(), through the
     -- action outbox); NULL once unblocked. wa_send_* refuse a blocked customer at enqueue.
     blocked_at              timestamptz,
-    UNIQUE (channel_id, wa_id),
-    UNIQUE (channel_id, user_id),
     CHECK (wa_id IS NOT NULL OR user_id IS NOT NULL)
 );
+-- One contact per WhatsApp id, and one per BSUID, of a channel. Partial (a missing id never
+-- conflicts anyway), so that a lookup by one id can only be served by its own index: with both
+-- over every row, on an empty table (no statistics yet) the planner served the listener's
+-- lookup by wa_id with the user_id index read by channel, kept that in its generic plan, and
+-- read every contact of the channel for each message until the next ANALYZE: phase A of
+-- bench/scale.sh at half speed (docs/benchmarks/2026-12-07-issue-29-fixed-cost.md).
+CREATE UNIQUE INDEX wa_contacts_channel_id_wa_id_key ON wa_contacts (channel_id, wa_id) WHERE wa_id IS NOT NULL;
+CREATE UNIQUE INDEX wa_contacts_channel_id_user_id_key ON wa_contacts (channel_id, user_id) WHERE user_id IS NOT NULL;
+-- A channel's contacts (a role's listing, the cascade of a channel's deletion), which the two
+-- partial indexes cannot serve.
+CREATE INDEX wa_contacts_channel ON wa_contacts (channel_id, id);
 
 -- BSUIDs a contact had before Meta gave it a new one (user_id_update): a message that still
 -- arrives under an old one reaches the same contact.

@@ -5772,6 +5772,130 @@ $$;
 SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();
 
+-- Issue 29: wa_contacts' two unique keys become partial unique indexes, and a channel index
+-- serves scans by channel, so that a lookup by one id can only use its own index whatever the
+-- statistics (see sql/schema.sql). The same uniqueness: a NULL id never conflicted.
+ALTER TABLE wa_contacts DROP CONSTRAINT wa_contacts_channel_id_wa_id_key, DROP CONSTRAINT wa_contacts_channel_id_user_id_key;
+CREATE UNIQUE INDEX wa_contacts_channel_id_wa_id_key ON wa_contacts (channel_id, wa_id) WHERE wa_id IS NOT NULL;
+CREATE UNIQUE INDEX wa_contacts_channel_id_user_id_key ON wa_contacts (channel_id, user_id) WHERE user_id IS NOT NULL;
+CREATE INDEX wa_contacts_channel ON wa_contacts (channel_id, id);
+-- Their ON CONFLICT (channel_id, wa_id) now names the partial index's predicate.
+-- Contacts the business saved in or removed from the WhatsApp Business app of a coexistence
+-- number (smb_app_state_sync): a saved contact becomes a contact of the channel with its
+-- saved_name; a removed one keeps its history and loses the name. In order, one by one: these
+-- come once at onboarding and then one at a time.
+CREATE OR REPLACE FUNCTION _wa_apply_contact_syncs(channels bigint[], wa_ids text[], names text[], actions text[]) RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    r       record;
+    changed integer := 0;
+BEGIN
+    FOR r IN SELECT * FROM unnest(channels, wa_ids, names, actions) WITH ORDINALITY AS u(ch, wa, nm, act, ord)
+              ORDER BY u.ord LOOP
+        IF r.act = 'remove' THEN
+            UPDATE @extschema@.wa_contacts k SET saved_name = NULL, updated_at = pg_catalog.now()
+             WHERE k.channel_id = r.ch AND k.wa_id = r.wa AND k.saved_name IS NOT NULL;
+        ELSE
+            INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, saved_name) VALUES (r.ch, r.wa, r.nm)
+            ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
+             WHERE k.saved_name IS DISTINCT FROM excluded.saved_name;
+        END IF;
+        IF FOUND THEN
+            changed := changed + 1;
+        END IF;
+    END LOOP;
+    RETURN changed;
+END
+$$;
+
+-- Records an action Meta did (`result`: its answer; for a block with some users failed, or
+-- join requests some of which failed, the summary error too), and what it changes here:
+-- blocked_at of the customers Meta blocked or unblocked, the template created (PENDING) or
+-- deleted, a group's invite link, its open join requests. (A group's creation changes nothing
+-- yet: its group_create webhook brings the group.)
+CREATE OR REPLACE FUNCTION _wa_action_done(action_id bigint, result jsonb, p_code integer, p_title text, p_details text) RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    a @extschema@.wa_actions;
+    u jsonb;
+BEGIN
+    UPDATE @extschema@.wa_actions x
+       SET status = 'done', result = _wa_action_done.result, next_attempt_at = NULL, done_at = pg_catalog.now(),
+           error_code = p_code, error_title = p_title, error_details = p_details,
+           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
+     WHERE x.id = action_id AND x.status || '' = 'sending'
+    RETURNING * INTO a;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    IF a.kind IN ('block', 'unblock') THEN
+        FOR u IN SELECT * FROM pg_catalog.jsonb_array_elements(
+                    COALESCE(result -> CASE a.kind WHEN 'block' THEN 'added_users' ELSE 'removed_users' END, '[]')) LOOP
+            IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
+                -- (a customer not known yet becomes a contact, so that the block is kept)
+                INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
+                ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+            END IF;
+            UPDATE @extschema@.wa_contacts k
+               SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
+             WHERE k.channel_id = a.channel_id
+               AND (k.wa_id = COALESCE(u ->> 'wa_id', pg_catalog.ltrim(u ->> 'input', '+')) OR k.user_id = u ->> 'input')
+               AND (k.blocked_at IS NULL) = (a.kind = 'block');
+        END LOOP;
+    ELSIF a.kind = 'create_template' THEN
+        INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, category, components, template_id)
+        VALUES (a.channel_id, a.target, a.request ->> 'language', COALESCE(result ->> 'status', 'PENDING'),
+                COALESCE(result ->> 'category', a.request ->> 'category'), a.request -> 'components', result ->> 'id')
+        ON CONFLICT (channel_id, name, language) DO UPDATE
+           SET status = excluded.status, category = excluded.category, components = excluded.components,
+               template_id = excluded.template_id, reason = NULL, status_at = NULL, updated_at = pg_catalog.now()
+         -- (a status webhook about this very template that came first is newer: kept)
+         WHERE t.template_id IS DISTINCT FROM excluded.template_id OR t.status_at IS NULL;
+    ELSIF a.kind = 'delete_template' THEN
+        DELETE FROM @extschema@.wa_templates t WHERE t.channel_id = a.channel_id AND t.name = a.target;
+    ELSIF a.kind IN ('get_group_invite_link', 'reset_group_invite_link') THEN
+        UPDATE @extschema@.wa_groups g SET invite_link = result ->> 'invite_link', updated_at = pg_catalog.now()
+         WHERE g.channel_id = a.channel_id AND g.group_id = a.target AND g.invite_link IS DISTINCT FROM result ->> 'invite_link';
+        IF FOUND THEN
+            PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', a.channel_id)::text);
+        END IF;
+    ELSIF a.kind = 'list_group_join_requests' THEN
+        -- (the group may have been deleted since the listing was queued: then nothing is kept)
+        INSERT INTO @extschema@.wa_group_join_requests AS j (channel_id, group_id, join_request_id, wa_id, requested_at)
+        SELECT a.channel_id, a.target, r ->> 'join_request_id', r ->> 'wa_id',
+               @extschema@._wa_unix_time((r ->> 'creation_timestamp')::double precision)
+          FROM pg_catalog.jsonb_array_elements(result -> 'data') r
+         WHERE r ->> 'join_request_id' IS NOT NULL
+           AND EXISTS (SELECT FROM @extschema@.wa_groups g WHERE g.channel_id = a.channel_id AND g.group_id = a.target)
+        ON CONFLICT (channel_id, group_id, join_request_id) DO UPDATE
+           SET wa_id = excluded.wa_id, requested_at = excluded.requested_at, listed_at = pg_catalog.now();
+        -- Meta lists the open ones: one it no longer lists was withdrawn or decided elsewhere. A
+        -- listing with more pages (paging.next) is only added to.
+        IF result #> '{paging,next}' IS NULL THEN
+            DELETE FROM @extschema@.wa_group_join_requests j
+             WHERE j.channel_id = a.channel_id AND j.group_id = a.target
+               AND j.join_request_id NOT IN (SELECT r ->> 'join_request_id' FROM pg_catalog.jsonb_array_elements(result -> 'data') r
+                                              WHERE r ->> 'join_request_id' IS NOT NULL);
+        END IF;
+    ELSIF a.kind IN ('approve_group_join_requests', 'reject_group_join_requests') THEN
+        DELETE FROM @extschema@.wa_group_join_requests j
+         WHERE j.channel_id = a.channel_id AND j.group_id = a.target
+           AND j.join_request_id IN (SELECT pg_catalog.jsonb_array_elements_text(COALESCE(
+                   result -> CASE a.kind WHEN 'approve_group_join_requests' THEN 'approved_join_requests' ELSE 'rejected_join_requests' END,
+                   '[]')));
+    END IF;
+    PERFORM @extschema@._wa_notify_action(a);
+END
+$$;
+
+-- The replaced functions: their planner settings and privileges, as a fresh install has them.
+SELECT _wa_plan_hot_paths();
+SELECT _wa_apply_privileges();
+
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
 SELECT _wa_wake_delivery();

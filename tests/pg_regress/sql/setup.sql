@@ -78,3 +78,32 @@ GRANT EXECUTE ON FUNCTION wa_send_text(text, text, text, text, boolean, text, ti
                           wa_remove_group_participants(text, text, text[]) TO regress_inbox;
 -- The test helpers are the test's, not the extension's: anyone may call them.
 GRANT EXECUTE ON FUNCTION regress_webhook(text, jsonb, text) TO PUBLIC;
+
+-- On these fresh tables, without statistics yet: the listener's lookup of a sender by WhatsApp
+-- id and by BSUID, as _wa_receive_messages plans it once and keeps it (a generic plan, no
+-- hash or merge joins), uses each id's own index with both columns. (With two unique keys over
+-- every row it read the BSUID index by channel alone for a lookup by wa_id, and so every
+-- contact of the channel for each message, until the first ANALYZE.)
+BEGIN;
+SET LOCAL plan_cache_mode = force_generic_plan;
+SET LOCAL enable_hashjoin = off;
+SET LOCAL enable_mergejoin = off;
+PREPARE sender_lookup(bigint[], text[], text[]) AS
+SELECT ARRAY(SELECT COALESCE((SELECT k.id FROM wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                             (SELECT k.id FROM wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid))
+               FROM unnest($1, $2, $3) AS u(ch, wa, uid));
+-- (The scans only: the rest of EXPLAIN's text differs between PostgreSQL 15 and 18.)
+CREATE FUNCTION pg_temp.scans(statement text) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+    line text;
+BEGIN
+    FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || statement LOOP
+        IF line ~ '(Scan|Index Cond|Filter)' THEN
+            RETURN NEXT btrim(line, ' ->');
+        END IF;
+    END LOOP;
+END
+$$;
+SELECT * FROM pg_temp.scans($$EXECUTE sender_lookup('{1}', '{15551234567}', '{US.1}')$$);
+DEALLOCATE sender_lookup;
+COMMIT;
