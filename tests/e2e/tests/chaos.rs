@@ -138,6 +138,17 @@ fn a_full_disk_answers_5xx_loses_nothing_and_recovers_when_space_returns() {
 fn cancelling_the_listeners_statements_loses_nothing() {
     let cluster = Cluster::private(Duration::ZERO);
     let ch = cluster.add_channel("cancel");
+    // Every store takes at least 1 ms (a statement trigger that sleeps), so that some of the
+    // cancels sent every 3 ms land inside stores: with stores of a few hundred µs a whole run's
+    // cancels once fell between transactions, where the listener ignores them (CI, 7
+    // December). (Not longer: with every store hit, nothing would ever be stored.)
+    cluster
+        .connect()
+        .batch_execute(
+            "CREATE FUNCTION chaos_slow_store() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.001); RETURN NULL; END $$;
+             CREATE TRIGGER chaos_slow_store AFTER INSERT ON wa_messages FOR EACH STATEMENT EXECUTE FUNCTION chaos_slow_store();",
+        )
+        .unwrap();
     let pid = cluster.backend_pid("whatsapp_channel webhook listener");
     post_through(&cluster, &ch, 1500, "cancelled?", |acked, refused| {
         let mut db = cluster.connect();
