@@ -76,7 +76,8 @@ impl Counts {
     }
 
     fn add_count(&mut self, channel_id: i64, kind: CounterKind, count: Count) {
-        let entry = self.kinds.entry((channel_id, kind)).or_insert(Count { n: 0, detail: None, last_at: count.last_at });
+        let entry =
+            self.kinds.entry((channel_id, kind)).or_insert(Count { n: 0, detail: None, last_at: count.last_at });
         entry.n += count.n;
         entry.last_at = entry.last_at.max(count.last_at);
         if count.detail.is_some() {
