@@ -627,7 +627,7 @@ BEGIN
              WHERE k.channel_id = r.ch AND k.wa_id = r.wa AND k.saved_name IS NOT NULL;
         ELSE
             INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, saved_name) VALUES (r.ch, r.wa, r.nm)
-            ON CONFLICT (channel_id, wa_id) DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
+            ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
              WHERE k.saved_name IS DISTINCT FROM excluded.saved_name;
         END IF;
         IF FOUND THEN
@@ -4560,12 +4560,15 @@ AS $$
               COALESCE(c.graph_api_version, default_version), s.access_token
 $$;
 
--- Seconds until the next queued action of a channel that sends falls due; NULL when none is.
+-- Seconds until the next queued action of a channel that sends falls due (negative: overdue,
+-- the worker counts it as now); NULL when none is. (Not greatest(0, ...): greatest() ignores a
+-- NULL, so "none queued" became 0, due now, and the worker read wa_actions at every turn: 0.8 ms
+-- of its main thread per turn, measured at 200 commits/s.)
 CREATE FUNCTION _wa_next_action_due_in() RETURNS double precision
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT greatest(0, extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now()))::double precision
+    SELECT extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now())::double precision
       FROM @extschema@.wa_actions a JOIN @extschema@.wa_channels c ON c.id = a.channel_id
      WHERE a.status = 'queued' AND c.enabled AND c.paused_at IS NULL
 $$;
@@ -4616,7 +4619,7 @@ BEGIN
             IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
                 -- (a customer not known yet becomes a contact, so that the block is kept)
                 INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
-                ON CONFLICT (channel_id, wa_id) DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+                ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
             END IF;
             UPDATE @extschema@.wa_contacts k
                SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
@@ -5297,7 +5300,12 @@ AS $$
 DECLARE
     chosen bigint[];
 BEGIN
-    PERFORM @extschema@._wa_release_scheduled();
+    -- Scheduled messages whose time has come join the queue first. Looked for with one probe
+    -- of wa_messages_scheduled: the release itself (a locking read, an UPDATE and their
+    -- notifications) at every claim was a fifth of a claim's time when none was due (measured).
+    IF EXISTS (SELECT FROM @extschema@.wa_messages s WHERE s.status = 'scheduled' AND s.next_attempt_at <= pg_catalog.now()) THEN
+        PERFORM @extschema@._wa_release_scheduled();
+    END IF;
     -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
     -- while one is in flight), so that messages to one customer go out in the order they were
     -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
@@ -5638,7 +5646,7 @@ BEGIN
             IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
                 -- (a customer not known yet becomes a contact, so that the block is kept)
                 INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
-                ON CONFLICT (channel_id, wa_id) DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
+                ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
             END IF;
             UPDATE @extschema@.wa_contacts k
                SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
@@ -5697,204 +5705,15 @@ SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();
 -- (end of issue 28, item 5)
 
--- Issue 28's delivery benchmark: a claim reads wa_actions only when an action is queued, and
--- releases scheduled messages only when one is due.
--- Seconds until the next queued action of a channel that sends falls due (negative: overdue,
--- the worker counts it as now); NULL when none is. (Not greatest(0, ...): greatest() ignores a
--- NULL, so "none queued" became 0, due now, and the worker read wa_actions at every turn: 0.8 ms
--- of its main thread per turn, measured at 200 commits/s.)
-CREATE OR REPLACE FUNCTION _wa_next_action_due_in() RETURNS double precision
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-    SELECT extract(epoch FROM pg_catalog.min(a.next_attempt_at) - pg_catalog.now())::double precision
-      FROM @extschema@.wa_actions a JOIN @extschema@.wa_channels c ON c.id = a.channel_id
-     WHERE a.status = 'queued' AND c.enabled AND c.paused_at IS NULL
-$$;
-
-CREATE OR REPLACE FUNCTION _wa_claim_due(max_messages integer, default_version text, budgets jsonb)
-RETURNS TABLE (id bigint, channel_id bigint, max_per_second integer, attempts integer, phone_number_id text,
-               graph_api_version text, access_token text, request text, recipient text, kind text, endpoint text,
-               probe boolean, expired boolean)
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
--- (Planned as a queue read: see sql/plans.sql.)
-AS $$
-DECLARE
-    chosen bigint[];
-BEGIN
-    -- Scheduled messages whose time has come join the queue first. Looked for with one probe
-    -- of wa_messages_scheduled: the release itself (a locking read, an UPDATE and their
-    -- notifications) at every claim was a fifth of a claim's time when none was due (measured).
-    IF EXISTS (SELECT FROM @extschema@.wa_messages s WHERE s.status = 'scheduled' AND s.next_attempt_at <= pg_catalog.now()) THEN
-        PERFORM @extschema@._wa_release_scheduled();
-    END IF;
-    -- Claims the messages due now, at most one per recipient (the oldest queued one, and none
-    -- while one is in flight), so that messages to one customer go out in the order they were
-    -- queued; and per channel at most its budget (the worker's token bucket, `budgets`:
-    -- {"<channel id>": n}; a channel not in it may use its full per-second rate). Paused and
-    -- disabled channels are not read at all, nor is an unreachable one (see
-    -- wa_channels.unreachable_since) until its next probe, which is one message; a channel's
-    -- queue is read in due order (wa_messages_due) only until its budget is found: a long
-    -- queue costs nothing per claim.
-    SELECT pg_catalog.array_agg(d.id) INTO chosen
-      FROM (SELECT m.id
-              FROM @extschema@.wa_channels c
-             CROSS JOIN LATERAL (
-                    SELECT m.id, m.next_attempt_at
-                      FROM @extschema@._wa_queue_heads(c.id) m
-                     WHERE m.next_attempt_at <= pg_catalog.now()
-                     ORDER BY m.next_attempt_at
-                     -- (The channel's own rate too: the worker's budget is from before a change
-                     -- of it. least() skips the NULL budget of a channel the worker has not seen.)
-                     LIMIT least(max_messages, c.max_messages_per_second, (budgets ->> c.id::text)::integer,
-                                 CASE WHEN c.unreachable_since IS NOT NULL THEN 1 END)
-                   ) m
-             WHERE c.enabled AND c.paused_at IS NULL AND (c.next_probe_at IS NULL OR c.next_probe_at <= pg_catalog.now())
-             ORDER BY m.next_attempt_at
-             LIMIT max_messages) d;
-    -- By primary key: the claim must not become a join the planner could get wrong. (The
-    -- status is compared as `status || ''` so that the planner cannot prove the partial index
-    -- wa_messages_due applies: on statistics that say the queue is empty it read that whole
-    -- index for every claim instead, 8,000 entries for 145 messages, measured on a full table.)
-    RETURN QUERY
-    UPDATE @extschema@.wa_messages m
-       SET status = 'sending', attempts = m.attempts + 1, updated_at = pg_catalog.now()
-      FROM @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
-     WHERE m.id = ANY (chosen) AND m.status || '' = 'queued' AND c.id = m.channel_id AND s.channel_id = c.id
-    RETURNING m.id, m.channel_id, c.max_messages_per_second, m.attempts, c.phone_number_id,
-              COALESCE(c.graph_api_version, default_version), s.access_token, m.payload::text, m.recipient, m.type,
-              m.graph_endpoint, c.unreachable_since IS NOT NULL, COALESCE(m.expires_at <= pg_catalog.now(), false);
-END
-$$;
-
--- The replaced functions: their planner settings and privileges, as a fresh install has them.
-SELECT _wa_plan_hot_paths();
-SELECT _wa_apply_privileges();
-
 -- Issue 29: wa_contacts' two unique keys become partial unique indexes, and a channel index
 -- serves scans by channel, so that a lookup by one id can only use its own index whatever the
--- statistics (see sql/schema.sql). The same uniqueness: a NULL id never conflicted.
+-- statistics (see sql/schema.sql). The same uniqueness: a NULL id never conflicted. (The ON
+-- CONFLICT (channel_id, wa_id) of _wa_apply_contact_syncs and _wa_action_done, above, name the
+-- partial index's predicate.)
 ALTER TABLE wa_contacts DROP CONSTRAINT wa_contacts_channel_id_wa_id_key, DROP CONSTRAINT wa_contacts_channel_id_user_id_key;
 CREATE UNIQUE INDEX wa_contacts_channel_id_wa_id_key ON wa_contacts (channel_id, wa_id) WHERE wa_id IS NOT NULL;
 CREATE UNIQUE INDEX wa_contacts_channel_id_user_id_key ON wa_contacts (channel_id, user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX wa_contacts_channel ON wa_contacts (channel_id, id);
--- Their ON CONFLICT (channel_id, wa_id) now names the partial index's predicate.
--- Contacts the business saved in or removed from the WhatsApp Business app of a coexistence
--- number (smb_app_state_sync): a saved contact becomes a contact of the channel with its
--- saved_name; a removed one keeps its history and loses the name. In order, one by one: these
--- come once at onboarding and then one at a time.
-CREATE OR REPLACE FUNCTION _wa_apply_contact_syncs(channels bigint[], wa_ids text[], names text[], actions text[]) RETURNS integer
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    r       record;
-    changed integer := 0;
-BEGIN
-    FOR r IN SELECT * FROM unnest(channels, wa_ids, names, actions) WITH ORDINALITY AS u(ch, wa, nm, act, ord)
-              ORDER BY u.ord LOOP
-        IF r.act = 'remove' THEN
-            UPDATE @extschema@.wa_contacts k SET saved_name = NULL, updated_at = pg_catalog.now()
-             WHERE k.channel_id = r.ch AND k.wa_id = r.wa AND k.saved_name IS NOT NULL;
-        ELSE
-            INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, saved_name) VALUES (r.ch, r.wa, r.nm)
-            ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET saved_name = excluded.saved_name, updated_at = pg_catalog.now()
-             WHERE k.saved_name IS DISTINCT FROM excluded.saved_name;
-        END IF;
-        IF FOUND THEN
-            changed := changed + 1;
-        END IF;
-    END LOOP;
-    RETURN changed;
-END
-$$;
-
--- Records an action Meta did (`result`: its answer; for a block with some users failed, or
--- join requests some of which failed, the summary error too), and what it changes here:
--- blocked_at of the customers Meta blocked or unblocked, the template created (PENDING) or
--- deleted, a group's invite link, its open join requests. (A group's creation changes nothing
--- yet: its group_create webhook brings the group.)
-CREATE OR REPLACE FUNCTION _wa_action_done(action_id bigint, result jsonb, p_code integer, p_title text, p_details text) RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-DECLARE
-    a @extschema@.wa_actions;
-    u jsonb;
-BEGIN
-    UPDATE @extschema@.wa_actions x
-       SET status = 'done', result = _wa_action_done.result, next_attempt_at = NULL, done_at = pg_catalog.now(),
-           error_code = p_code, error_title = p_title, error_details = p_details,
-           error_hint = @extschema@.wa_error_hint(p_code), updated_at = pg_catalog.now()
-     WHERE x.id = action_id AND x.status || '' = 'sending'
-    RETURNING * INTO a;
-    IF NOT FOUND THEN
-        RETURN;
-    END IF;
-    IF a.kind IN ('block', 'unblock') THEN
-        FOR u IN SELECT * FROM pg_catalog.jsonb_array_elements(
-                    COALESCE(result -> CASE a.kind WHEN 'block' THEN 'added_users' ELSE 'removed_users' END, '[]')) LOOP
-            IF a.kind = 'block' AND u ->> 'wa_id' IS NOT NULL THEN
-                -- (a customer not known yet becomes a contact, so that the block is kept)
-                INSERT INTO @extschema@.wa_contacts AS k (channel_id, wa_id, blocked_at) VALUES (a.channel_id, u ->> 'wa_id', pg_catalog.now())
-                ON CONFLICT (channel_id, wa_id) WHERE wa_id IS NOT NULL DO UPDATE SET blocked_at = pg_catalog.now(), updated_at = pg_catalog.now();
-            END IF;
-            UPDATE @extschema@.wa_contacts k
-               SET blocked_at = CASE a.kind WHEN 'block' THEN pg_catalog.now() END, updated_at = pg_catalog.now()
-             WHERE k.channel_id = a.channel_id
-               AND (k.wa_id = COALESCE(u ->> 'wa_id', pg_catalog.ltrim(u ->> 'input', '+')) OR k.user_id = u ->> 'input')
-               AND (k.blocked_at IS NULL) = (a.kind = 'block');
-        END LOOP;
-    ELSIF a.kind = 'create_template' THEN
-        INSERT INTO @extschema@.wa_templates AS t (channel_id, name, language, status, category, components, template_id)
-        VALUES (a.channel_id, a.target, a.request ->> 'language', COALESCE(result ->> 'status', 'PENDING'),
-                COALESCE(result ->> 'category', a.request ->> 'category'), a.request -> 'components', result ->> 'id')
-        ON CONFLICT (channel_id, name, language) DO UPDATE
-           SET status = excluded.status, category = excluded.category, components = excluded.components,
-               template_id = excluded.template_id, reason = NULL, status_at = NULL, updated_at = pg_catalog.now()
-         -- (a status webhook about this very template that came first is newer: kept)
-         WHERE t.template_id IS DISTINCT FROM excluded.template_id OR t.status_at IS NULL;
-    ELSIF a.kind = 'delete_template' THEN
-        DELETE FROM @extschema@.wa_templates t WHERE t.channel_id = a.channel_id AND t.name = a.target;
-    ELSIF a.kind IN ('get_group_invite_link', 'reset_group_invite_link') THEN
-        UPDATE @extschema@.wa_groups g SET invite_link = result ->> 'invite_link', updated_at = pg_catalog.now()
-         WHERE g.channel_id = a.channel_id AND g.group_id = a.target AND g.invite_link IS DISTINCT FROM result ->> 'invite_link';
-        IF FOUND THEN
-            PERFORM pg_catalog.pg_notify('wa_group', pg_catalog.json_build_object('channel_id', a.channel_id)::text);
-        END IF;
-    ELSIF a.kind = 'list_group_join_requests' THEN
-        -- (the group may have been deleted since the listing was queued: then nothing is kept)
-        INSERT INTO @extschema@.wa_group_join_requests AS j (channel_id, group_id, join_request_id, wa_id, requested_at)
-        SELECT a.channel_id, a.target, r ->> 'join_request_id', r ->> 'wa_id',
-               @extschema@._wa_unix_time((r ->> 'creation_timestamp')::double precision)
-          FROM pg_catalog.jsonb_array_elements(result -> 'data') r
-         WHERE r ->> 'join_request_id' IS NOT NULL
-           AND EXISTS (SELECT FROM @extschema@.wa_groups g WHERE g.channel_id = a.channel_id AND g.group_id = a.target)
-        ON CONFLICT (channel_id, group_id, join_request_id) DO UPDATE
-           SET wa_id = excluded.wa_id, requested_at = excluded.requested_at, listed_at = pg_catalog.now();
-        -- Meta lists the open ones: one it no longer lists was withdrawn or decided elsewhere. A
-        -- listing with more pages (paging.next) is only added to.
-        IF result #> '{paging,next}' IS NULL THEN
-            DELETE FROM @extschema@.wa_group_join_requests j
-             WHERE j.channel_id = a.channel_id AND j.group_id = a.target
-               AND j.join_request_id NOT IN (SELECT r ->> 'join_request_id' FROM pg_catalog.jsonb_array_elements(result -> 'data') r
-                                              WHERE r ->> 'join_request_id' IS NOT NULL);
-        END IF;
-    ELSIF a.kind IN ('approve_group_join_requests', 'reject_group_join_requests') THEN
-        DELETE FROM @extschema@.wa_group_join_requests j
-         WHERE j.channel_id = a.channel_id AND j.group_id = a.target
-           AND j.join_request_id IN (SELECT pg_catalog.jsonb_array_elements_text(COALESCE(
-                   result -> CASE a.kind WHEN 'approve_group_join_requests' THEN 'approved_join_requests' ELSE 'rejected_join_requests' END,
-                   '[]')));
-    END IF;
-    PERFORM @extschema@._wa_notify_action(a);
-END
-$$;
-
--- The replaced functions: their planner settings and privileges, as a fresh install has them.
-SELECT _wa_plan_hot_paths();
-SELECT _wa_apply_privileges();
 
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
