@@ -50,7 +50,7 @@ impl CounterKind {
 /// per channel and kind (a counter row updated once per request, or even once per batch, is the
 /// hottest row of all: every listener worker's batch waited on the other's COMMIT for it), and
 /// for the metrics in shared memory, published once what they count has committed.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct Counts {
     kinds: HashMap<(i64, CounterKind), Count>,
     /// New messages and statuses stored (metrics only).
@@ -59,7 +59,6 @@ pub struct Counts {
 
 /// One channel's count of one kind: how many, the latest detail given, and when the latest was
 /// seen (`wa_channel_counters.last_at` says when it happened, not when it was written).
-#[derive(Clone)]
 struct Count {
     n: i64,
     detail: Option<String>,

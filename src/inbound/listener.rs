@@ -317,11 +317,12 @@ impl Listener {
         let started = Instant::now();
         let posts: Vec<&Verified> = stores.iter().map(|(verified, _)| verified).collect();
         let installed = self.installed;
-        let committed = transaction::run(|| store_batch(&self.shared, installed, &posts, &counters));
-        if let Ok((_, counts)) = &committed {
-            counts.publish();
-            self.unwritten.merge(counts.clone());
-        }
+        let committed =
+            transaction::run(|| store_batch(&self.shared, installed, &posts, &counters)).map(|(results, counts)| {
+                counts.publish();
+                self.unwritten.merge(counts);
+                results
+            });
         answer(stores, committed, started);
         unsafe { pg_sys::pgstat_report_stat(false) };
     }
@@ -445,13 +446,17 @@ fn store_batch(shared: &Shared, installed: bool, posts: &[&Verified], counters: 
 /// Answers every request of a batch once its transaction has ended. Committed: now, and only
 /// now, the senders may be told. If the COMMIT failed, nothing of the batch is stored: every
 /// request of it is answered 503, and the worker goes on.
-fn answer(stores: Vec<(Verified, Promise<StoreOutcome>)>, committed: Result<BatchResult, String>, started: Instant) {
+fn answer(
+    stores: Vec<(Verified, Promise<StoreOutcome>)>,
+    committed: Result<Vec<Result<(), String>>, String>,
+    started: Instant,
+) {
     let not_committed = match &committed {
         Err(e) => Some(format!("a batch of {} webhook POSTs did not commit, answered 503: {e}", stores.len())),
         Ok(_) => None,
     };
     let answers: Vec<StoreOutcome> = match committed {
-        Ok((results, _)) => {
+        Ok(results) => {
             if !stores.is_empty() {
                 metrics::observe(Histogram::BatchPosts, stores.len() as f64);
                 metrics::observe(Histogram::CommitSeconds, started.elapsed().as_secs_f64());
