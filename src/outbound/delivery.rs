@@ -92,7 +92,7 @@ enum Turn {
 struct Claim {
     messages: Vec<Claimed>,
     media: Vec<MediaJob>,
-    /// Claimed only when actions were looked for (see [`Delivery::actions_due`]).
+    /// Claimed only when actions were looked for (see `Delivery::action_due_at`).
     actions: Vec<ClaimedAction>,
     /// Seconds until the next queued action falls due, when actions were looked for: `None`
     /// then means there is none.
@@ -234,7 +234,7 @@ impl Delivery {
             BackgroundWorker::transaction(|| analyze_if_stale("wa_messages"));
         }
         if let Some(next) = claim.next_action_in {
-            self.action_due_at = next.map(|s| now + Duration::from_secs_f64(s.clamp(0.0, IDLE.as_secs_f64())));
+            self.action_due_at = next.map(|s| now + due_in(s));
         }
         self.submit_actions(claim.actions);
         self.submit(claim.messages, claim.media, now);
@@ -328,7 +328,7 @@ impl Delivery {
     /// send in flight to its recipient, whose end wakes us anyway): never spin on it.
     fn next_wait(&self, next_due_in: Option<f64>, now: Instant) -> Duration {
         let refill = self.buckets.values().filter_map(|b| b.refill_in(now)).min();
-        let due = next_due_in.map_or(IDLE, |s| Duration::from_secs_f64(s.clamp(0.0, IDLE.as_secs_f64())));
+        let due = next_due_in.map_or(IDLE, due_in);
         let due = self.action_due_at.map_or(due, |at| due.min(at.saturating_duration_since(now)));
         match refill {
             Some(r) => r.min(due).max(MIN_WAIT),
@@ -382,6 +382,12 @@ fn requeue_interrupted() {
             wait.as_secs()
         );
     }
+}
+
+/// How long until something the database says is due in `seconds` (negative: overdue): now at
+/// the soonest, [`IDLE`] at the latest.
+fn due_in(seconds: f64) -> Duration {
+    Duration::from_secs_f64(seconds.clamp(0.0, IDLE.as_secs_f64()))
 }
 
 /// The request for a claimed message.
