@@ -8,6 +8,11 @@
 #                                                with each; the extension's SQL must be the same)
 #   bash bench/compare.sh tls                    plain HTTP against https (self-signed, by reload)
 #   bash bench/compare.sh workers 1 2            whatsapp_channel.listener_workers (restarts)
+#   bash bench/compare.sh receiver               the listener against bench/receiver, the axum +
+#                                                tokio-postgres webhook receiver a team would write
+#                                                instead (one INSERT + pg_notify per POST, into a
+#                                                table of its own; built here, release), on the
+#                                                same cluster, each idle while the other runs
 #   bash bench/compare.sh delivery OLD.so NEW.so the delivery worker of two builds: wa-sim
 #                                                outbound-bench, OUT_MESSAGES (20,000) over OUT_CHANNELS
 #                                                (4) channels at 1,000/s each to a 50 ms mock, then
@@ -20,7 +25,7 @@
 # Load: `wa-sim load`, one text message per POST from 200,000 customers, back to back.
 # Prints every cell, then a markdown table: the mean of each side and B / A, in msg/s and in
 # the listener workers' CPU a message (all their threads, over the messages committed: see
-# listener_cpu_ticks in bench/common.sh).
+# listener_cpu_ticks in bench/common.sh; for the receiver, its process and its pool's backends).
 #   WA_HOME, WA_PG_PORT, BENCH_CHANNEL: another cluster than run.sh's, e.g. the full database
 #   bench/alternate.sh delivery leaves (/var/tmp/wa_full_new, 5497, channel scale).
 set -euo pipefail
@@ -31,7 +36,7 @@ SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-"1 16 64"}
 CHANNEL=${BENCH_CHANNEL:-demo}
 read -ra LOAD_EXTRA <<< "${LOAD_ARGS:-}"
-MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | tls | workers N M}
+MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | tls | workers N M | receiver | delivery OLD.so NEW.so}
 LIB=$("$BIN/pg_config" --pkglibdir)
 LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
 cargo build --release --locked -p wa-sim >&2
@@ -41,6 +46,10 @@ as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$
 # builds and delivery bring two libraries of their own (checked below); the other modes
 # measure the installed one.
 [[ $MODE = builds || $MODE = delivery ]] || require_release_build "$LIB/whatsapp_channel.so"
+
+# The CPU time of what serves side A or B, in ticks: the listener workers, except for the
+# receiver mode's side B (receiver_cpu_ticks).
+server_cpu_ticks() { listener_cpu_ticks; }
 
 restart() {
   as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" -l "$WA_HOME/server.log" -w -m fast restart >/dev/null
@@ -102,8 +111,40 @@ case $MODE in
       EXTRA=()
     }
     ;;
+  receiver)
+    SIDES=(A B)
+    LABEL_A=listener
+    LABEL_B=axum-receiver
+    RECEIVER_LISTEN=${RECEIVER_LISTEN:-127.0.0.1:8088}
+    cargo build --release --locked --manifest-path bench/receiver/Cargo.toml >&2
+    read -r CHANNEL_ID APP_SECRET < <("${PSQL[@]}" -F' ' -c "SELECT c.id, s.app_secret FROM wa_channels c JOIN wa_channel_secrets s ON s.channel_id = c.id WHERE c.name = '$CHANNEL'")
+    [ -n "${CHANNEL_ID:-}" ] || { echo "no channel $CHANNEL in $WA_HOME" >&2; exit 1; }
+    # Its pool's backends are told apart by application_name; 16 connections, as a team would
+    # size it for 16 concurrent POSTs.
+    bench/receiver/target/release/axum-receiver --listen "$RECEIVER_LISTEN" --dsn "$DSN application_name=axum-receiver" \
+      --app-secret "$APP_SECRET" --channel-id "$CHANNEL_ID" --pool "${RECEIVER_POOL:-16}" 2>"$WA_HOME/axum-receiver.log" &
+    RECEIVER_PID=$!
+    trap 'kill "$RECEIVER_PID" 2>/dev/null || true' EXIT
+    for _ in $(seq 100); do curl -s -o /dev/null "http://$RECEIVER_LISTEN/" && break; sleep 0.1; done
+    kill -0 "$RECEIVER_PID" 2>/dev/null || { cat "$WA_HOME/axum-receiver.log" >&2; exit 1; }
+    # The receiver's process and its backends, in ticks.
+    receiver_cpu_ticks() {
+      local pids p
+      pids="$RECEIVER_PID $("${PSQL[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_catalog.pg_stat_activity WHERE application_name = 'axum-receiver'")"
+      for p in $pids; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $12 + $13 } END { print s + 0 }'
+    }
+    setup_side() {
+      if [ "$1" = B ]; then
+        EXTRA=(--webhook-base "http://$RECEIVER_LISTEN" --stored-in bench_receiver_messages)
+        server_cpu_ticks() { receiver_cpu_ticks; }
+      else
+        EXTRA=()
+        server_cpu_ticks() { listener_cpu_ticks; }
+      fi
+    }
+    ;;
   *)
-    echo "unknown mode $MODE: builds, tls, workers or delivery" >&2
+    echo "unknown mode $MODE: builds, tls, workers, receiver or delivery" >&2
     exit 1
     ;;
 esac
@@ -154,17 +195,17 @@ for round in $(seq "$ROUNDS"); do
   for side in "${SIDES[@]}"; do
     setup_side "$side"
     for c in $CLIENTS; do
-      ticks0=$(listener_cpu_ticks)
+      ticks0=$(server_cpu_ticks)
       line=$("$WA_SIM" load --dsn "$DSN" --channel "$CHANNEL" --concurrency "$c" --seconds "$SECS" "${EXTRA[@]}" "${LOAD_EXTRA[@]}")
-      ticks1=$(listener_cpu_ticks)
+      ticks1=$(server_cpu_ticks)
       rate=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "committed_per_s" { print $2 }')
       committed=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "committed" { print $2 }')
-      # µs of the listener workers' CPU (see listener_cpu_ticks) per message committed.
+      # µs of the side's server CPU (see server_cpu_ticks) per message committed.
       cpu=$(awk -v t="$((ticks1 - ticks0))" -v n="$committed" 'BEGIN { printf "%.0f", (n > 0 ? t * 10000 / n : 0) }')
       non200=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "non_200" || $1 == "transport_errors" { n += $2 } END { print n }')
       p99=$(echo "$line" | tr ' ' '\n' | awk -F= '$1 == "http_p99_ms" { print $2 }')
       label=LABEL_$side
-      say "round $round, ${!label}, $c connections: $rate msg/s, $cpu µs of listener CPU a message, HTTP p99 $p99 ms, $non200 not 200"
+      say "round $round, ${!label}, $c connections: $rate msg/s, $cpu µs of server CPU a message, HTTP p99 $p99 ms, $non200 not 200"
       SUM[$side$c]=$(( ${SUM[$side$c]:-0} + rate ))
       CPU_SUM[$side$c]=$(( ${CPU_SUM[$side$c]:-0} + cpu ))
       N[$side$c]=$(( ${N[$side$c]:-0} + 1 ))
@@ -177,7 +218,7 @@ cat <<EOF
 \`bash bench/compare.sh $*\` — $ROUNDS rounds of ${SECS} s per cell, $(date -u), code $(git rev-parse --short HEAD),
 $(nproc) cores, $("${PSQL[@]}" -c "SELECT count(*) FROM wa_messages") messages stored at the end.${LOAD_ARGS:+ Load flags: \`$LOAD_ARGS\`.}
 
-| connections | A: $LABEL_A (msg/s) | B: $LABEL_B (msg/s) | B / A | A: listener CPU µs/msg | B: listener CPU µs/msg | B / A |
+| connections | A: $LABEL_A (msg/s) | B: $LABEL_B (msg/s) | B / A | A: server CPU µs/msg | B: server CPU µs/msg | B / A |
 |---|---:|---:|---:|---:|---:|---:|
 EOF
 for c in $CLIENTS; do

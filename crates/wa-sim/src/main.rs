@@ -10,6 +10,7 @@
 //!   wa-sim load    --channel NAME [--dsn DSN] [--concurrency 16] [--seconds 15] [--rate R] [--webhook-base URL]
 //!                  [--senders 200000] [--sender-offset K] [--new-share 0.05] [--batch N]
 //!                  [--mix text=80,image=10,status=10] [--messages N] [--progress SECS] [--ca-file PEM]
+//!                  [--stored-in TABLE]
 //!   wa-sim outbound-bench [--dsn DSN] [--latency-ms 50] [--messages 10000] [--rate 200] [--seconds 10] [--channels 1]
 //!
 //! <kind> is a message kind (text, image, audio, voice, video, document, sticker, location,
@@ -38,7 +39,9 @@
 //! i from --sender-offset), or for --new-share of them from a customer who never wrote; each
 //! POST carries --batch items (default 1) of the --mix (default text only; `status` is a
 //! delivered/read webhook for a wamid that does not exist). For an https listener give
-//! --webhook-base https://localhost:PORT and --ca-file with the certificate to trust.
+//! --webhook-base https://localhost:PORT and --ca-file with the certificate to trust. For a
+//! receiver other than the listener (bench/receiver, at --webhook-base), --stored-in names the
+//! table it stores messages in (channel_id, wamid, id), where the run counts them.
 //! `outbound-bench` points whatsapp_channel.graph_api_url at an in-process fake Graph API (for
 //! the run only; it is put back afterwards), queues messages on a channel `bench_out` and prints
 //! a markdown table: delivery rate and COMMIT -> request latency.

@@ -17,6 +17,7 @@ pub(crate) fn load(flags: Flags) -> Result<(), String> {
         phone_number_id: c.phone_number_id,
         dsn,
         channel: c.name,
+        stored_in: flags.get("stored-in").unwrap_or("wa_messages").to_string(),
         concurrency: flags.num("concurrency", 16usize)?,
         // With --messages the count ends the run; the time (4 h unless given) only bounds it.
         duration: Duration::from_secs_f64(

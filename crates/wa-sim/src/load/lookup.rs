@@ -27,7 +27,7 @@ pub(super) struct Found {
     pub(super) notify_latency_us: Vec<u32>,
 }
 
-/// Looks the run's wamids up, 10,000 at a time: rows of `wa_messages` (each row's id matched to
+/// Looks the run's wamids up, 10,000 at a time: rows of `wa_messages` or `--stored-in` (each row's id matched to
 /// its notification, `notifications` sorted by id) and of `wa_message_statuses`.
 pub(super) fn look_up(
     options: &LoadOptions,
@@ -43,7 +43,7 @@ pub(super) fn look_up(
     // benchmark's, not the product's, so it must not add sequential scans to what a run counts.
     client.batch_execute("SET enable_seqscan = off").map_err(|e| format!("SET enable_seqscan: {e}"))?;
     let messages = client
-        .prepare("SELECT id, wamid FROM wa_messages WHERE channel_id = $1 AND wamid = ANY($2)")
+        .prepare(&format!("SELECT id, wamid FROM {} WHERE channel_id = $1 AND wamid = ANY($2)", options.stored_in))
         .map_err(|e| format!("preparing the lookup: {e}"))?;
     let statuses = client
         .prepare("SELECT count(*) FROM wa_message_statuses WHERE channel_id = $1 AND wamid = ANY($2)")

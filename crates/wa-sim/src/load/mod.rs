@@ -61,6 +61,9 @@ pub struct LoadOptions {
     pub dsn: String,
     /// The channel's name, to count only its rows.
     pub channel: String,
+    /// The table the messages are counted in: `wa_messages`, or for a receiver other than the
+    /// listener (bench/receiver) its own, with `channel_id`, `wamid` and `id` columns.
+    pub stored_in: String,
     /// Client threads, each with its own keep-alive connection.
     pub concurrency: usize,
     /// How long the clients send (at most).
@@ -86,6 +89,12 @@ pub struct LoadOptions {
     pub progress: Option<Duration>,
 }
 
+/// A lower-case SQL name that needs no quoting (it is spliced into the lookup's text).
+fn is_plain_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
 fn micros(d: Duration) -> u64 {
     d.as_micros().try_into().unwrap_or(u64::MAX)
 }
@@ -105,6 +114,9 @@ pub fn run(options: &LoadOptions) -> Result<LoadReport, String> {
     }
     if options.batch == 0 || options.batch > 1000 {
         return Err(format!("--batch {} is out of range (1..=1000 items per POST)", options.batch));
+    }
+    if !is_plain_name(&options.stored_in) {
+        return Err(format!("--stored-in {:?}: give a plain lower-case table name", options.stored_in));
     }
     if options.max_messages == Some(0) {
         return Err("--messages must be at least 1".to_string());
