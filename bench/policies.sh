@@ -12,6 +12,11 @@
 #   runuser -u postgres -- pg_ctl -D /var/tmp/wa_scale/data -l /var/tmp/wa_scale/server.log start
 #   runuser -u postgres -- bash bench/policies.sh
 #
+# MODE=latency measures what an inbox waits for instead: pgbench -M prepared, one client as the
+# role, SECS (5) seconds a round, its latency average (the protocol, the plan cache, the
+# executor and the client's round trip on this machine; history picks one of the 100 contacts
+# a transaction), the least of the rounds kept.
+#
 # Run as postgres (the cluster's owner). Results: BENCHMARKS.md, "Channel grants".
 set -euo pipefail
 . "$(dirname "$0")/../scripts/pg.sh" # PG_MAJOR=15 (default) or 18, as bench/scale.sh
@@ -29,6 +34,7 @@ declare -A SQL=(
 rls() { for t in $TABLES; do "${PSQL[@]}" -c "ALTER TABLE $t $1 ROW LEVEL SECURITY"; done; }
 run() {
   if [ "${MODE:-do}" = execute ]; then run_execute "$1"; return; fi
+  if [ "${MODE:-do}" = latency ]; then run_latency "$1"; return; fi
   "${PSQL[@]}" <<SQL
 SELECT pg_backend_pid() AS pid \gset
 \setenv P :pid
@@ -64,6 +70,22 @@ run_execute() {
   "${PSQL[@]}" -f /tmp/rt.sql >/dev/null
   awk -v a="$(cat /tmp/rt0)" -v b="$(cat /tmp/rt1)" -v n="$N" 'BEGIN { printf "%.2f\n", (b - a) / n / 1000 }'
 }
+# µs of pgbench's latency average for the read as the role.
+run_latency() {
+  local dir=/tmp/wa-policies-pgbench scripts=() c
+  rm -rf "$dir"; mkdir -p "$dir"
+  if [ "$1" = history ]; then
+    for c in $(echo "$CONTACTS" | tr -d '{}' | tr ',' ' '); do
+      echo "${PREP[history]//\$1/$c};" >"$dir/$c.sql"
+      scripts+=(-f "$dir/$c.sql")
+    done
+  else
+    echo "${PREP[$1]//\$1/$CH};" >"$dir/q.sql"
+    scripts=(-f "$dir/q.sql")
+  fi
+  "$PG_BIN/pgbench" -n -M prepared -c 1 -T "${SECS:-5}" -h "${WA_SCALE_HOME:-/var/tmp/wa_scale}" -p "${SCALE_PORT:-5497}" \
+    -U "$ROLE" "${scripts[@]}" postgres 2>&1 | awk '/^latency average/ { printf "%.2f\n", $4 * 1000 }'
+}
 trap 'rls ENABLE' EXIT
 for q in list history unread; do
   on=(); off=()
@@ -72,5 +94,5 @@ for q in list history unread; do
     rls DISABLE; off+=("$(run "$q")")
   done
   lon=$(printf '%s\n' "${on[@]}" | sort -g | head -1); loff=$(printf '%s\n' "${off[@]}" | sort -g | head -1)
-  echo "$q as $ROLE: policies on, least $lon µs a run (rounds: ${on[*]}); off, least $loff µs (rounds: ${off[*]}); the policies cost $(awk -v a="$lon" -v b="$loff" 'BEGIN { printf "%.2f µs, %+.1f%%", a - b, (a - b) / b * 100 }')"
+  echo "$q as $ROLE: policies on, least $lon µs a run (rounds: ${on[*]}); off, least $loff µs (rounds: ${off[*]}); the policies cost $(awk -v a="$lon" -v b="$loff" 'BEGIN { printf "%.2f µs, %+.1f%%", a - b, (a - b) / b * 100 }') (${MODE:-do})"
 done

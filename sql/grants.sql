@@ -2,7 +2,7 @@
 -- holds `read` (or more) on, and sends on the channels it holds `send` on; the extension owner,
 -- superusers, BYPASSRLS roles and roles holding `admin` see and do everything. Enforced by
 -- Postgres itself: row-level security on every table that holds a channel's data (filtered by
--- the grants, read once per statement), and a check at the top of every SECURITY DEFINER
+-- the grants, read again when they change), and a check at the top of every SECURITY DEFINER
 -- function of the API. README, "Roles".
 --
 -- Every function pins search_path and qualifies the extension's objects with @extschema@,
@@ -27,8 +27,9 @@ END
 $$;
 
 -- The channels a role may read. The policies read them through _wa_visible_channels (Rust,
--- src/channels/access.rs), which keeps the answer for as long as the snapshot it was read in
--- is the statement's: one query's InitPlans (one per policed table it reads) ask once.
+-- src/channels/access.rs), which keeps the answer until the grants, the channels or the roles
+-- change (_wa_grants_changed, below): the InitPlans of a query, one per policed table it reads,
+-- and the statements after it ask once.
 -- SECURITY DEFINER because a policy on wa_channels cannot read wa_channels as the querier (it
 -- would recurse). A role may ask only for a role it could become (SET ROLE): no learning
 -- another tenant's channel ids. PL/pgSQL, not SQL: its plans are kept for the session (a SQL
@@ -185,6 +186,26 @@ SELECT _wa_apply_policies();
 -- is granted.
 ALTER TABLE wa_channel_secrets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE wa_channel_grants ENABLE ROW LEVEL SECURITY;
+
+-- Each session keeps _wa_visible_channels' answer until it may have changed (see
+-- src/channels/access.rs): a change of the grants, or of the channels (an admin sees every one),
+-- sends every session the invalidation that makes it read them again at its next statement
+-- (this session: at its next command; nothing, if the transaction rolls back). Changes to
+-- roles and role membership send their own. SECURITY DEFINER: an admin who writes the grants
+-- directly needs no EXECUTE on the function that sends it.
+CREATE FUNCTION _wa_grants_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_visibility_changed(TG_RELID);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER wa_channel_grants_visibility AFTER INSERT OR UPDATE OR DELETE ON wa_channel_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_grants_changed();
+CREATE TRIGGER wa_channels_visibility AFTER INSERT OR DELETE ON wa_channels
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_grants_changed();
 
 -- Grants `privilege` on a channel to a role (`admin`: channel NULL, every channel). Grants
 -- only add: `read` where the role holds `send` changes nothing. Takes effect on the role's next

@@ -2013,6 +2013,13 @@ STRICT STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', '_wa_visible_channels_wrapper';
 
+CREATE FUNCTION "_wa_visibility_changed"(
+	"relid" oid /* pg_sys :: Oid */
+) RETURNS void
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_visibility_changed_wrapper';
+
 -- Whether a role may do everything: a superuser or BYPASSRLS role (row-level security does not
 -- filter them anyway), one that has the privileges of the extension's owner, or one that holds
 -- the `admin` grant. USAGE (inherited privileges), not MEMBER: a NOINHERIT login role that may
@@ -2032,8 +2039,9 @@ END
 $$;
 
 -- The channels a role may read. The policies read them through _wa_visible_channels (Rust,
--- src/channels/access.rs), which keeps the answer for as long as the snapshot it was read in
--- is the statement's: one query's InitPlans (one per policed table it reads) ask once.
+-- src/channels/access.rs), which keeps the answer until the grants, the channels or the roles
+-- change (_wa_grants_changed, below): the InitPlans of a query, one per policed table it reads,
+-- and the statements after it ask once.
 -- SECURITY DEFINER because a policy on wa_channels cannot read wa_channels as the querier (it
 -- would recurse). A role may ask only for a role it could become (SET ROLE): no learning
 -- another tenant's channel ids. PL/pgSQL, not SQL: its plans are kept for the session (a SQL
@@ -2188,6 +2196,26 @@ SELECT _wa_apply_policies();
 -- is granted.
 ALTER TABLE wa_channel_secrets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE wa_channel_grants ENABLE ROW LEVEL SECURITY;
+
+-- Each session keeps _wa_visible_channels' answer until it may have changed (see
+-- src/channels/access.rs): a change of the grants, or of the channels (an admin sees every one),
+-- sends every session the invalidation that makes it read them again at its next statement
+-- (this session: at its next command; nothing, if the transaction rolls back). Changes to
+-- roles and role membership send their own. SECURITY DEFINER: an admin who writes the grants
+-- directly needs no EXECUTE on the function that sends it.
+CREATE FUNCTION _wa_grants_changed() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM @extschema@._wa_visibility_changed(TG_RELID);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER wa_channel_grants_visibility AFTER INSERT OR UPDATE OR DELETE ON wa_channel_grants
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_grants_changed();
+CREATE TRIGGER wa_channels_visibility AFTER INSERT OR DELETE ON wa_channels
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_grants_changed();
 
 -- Grants `privilege` on a channel to a role (`admin`: channel NULL, every channel). Grants
 -- only add: `read` where the role holds `send` changes nothing. Takes effect on the role's next

@@ -46,7 +46,12 @@ pgrx::extension_sql_file!("../sql/model.sql", name = "model");
 pgrx::extension_sql_file!(
     "../sql/grants.sql",
     name = "grants",
-    requires = ["model", channels::access::_wa_caller, channels::access::_wa_visible_channels]
+    requires = [
+        "model",
+        channels::access::_wa_caller,
+        channels::access::_wa_visible_channels,
+        channels::access::_wa_visibility_changed
+    ]
 );
 pgrx::extension_sql_file!("../sql/channels.sql", name = "channels", requires = ["grants"]);
 pgrx::extension_sql_file!("../sql/inbound.sql", name = "inbound", requires = ["channels"]);

@@ -4,7 +4,7 @@
 
 use crate::pg::spi::{Column, column, ok};
 use pgrx::prelude::*;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 /// The role the session acts as: the `SET ROLE` role, or else the role it logged in as. Also
 /// inside the extension's `SECURITY DEFINER` functions, where `current_user` is the extension's
@@ -21,73 +21,140 @@ fn _wa_caller() -> String {
 }
 
 /// The channels `viewer` may read, as the row-level security policies ask for them
-/// (sql/grants.sql: `_wa_apply_policies`): `_wa_channels_visible_to`, kept for as long as the
-/// snapshot it was read in is the statement's. A query asks once per policed table it reads
-/// (four times for the conversation list), and each answer from PL/pgSQL costs two SECURITY
-/// DEFINER calls and four lookups, about 20 µs (the InitPlans of bench/scale.sh's plans): a
-/// quarter of a history read. The same snapshot (its xmin, xmax, transactions in progress and
-/// command id) sees the same grants, roles and channels, so a kept answer is never stale: a
-/// grant committed since, or made by the transaction's last command, means another snapshot.
+/// (sql/grants.sql: `_wa_apply_policies`): `_wa_channels_visible_to`, kept until something it
+/// depends on changes. A query asks once per policed table it reads (four times for the
+/// conversation list), and an answer from PL/pgSQL costs two SECURITY DEFINER calls and four
+/// lookups, about 7 µs: half a history read.
+///
+/// Kept the way Postgres keeps its own catalog caches: until an invalidation says that a grant,
+/// a channel, a role or a role membership changed (see [`watch_for_changes`]). Committed
+/// changes of other sessions are taken in at the start of the next statement, the transaction's
+/// own at its next command, and a rollback's are undone the same way; so a grant or revoke takes
+/// effect on the next statement, as a GRANT on a table does. The answer is read with the latest
+/// snapshot, not the statement's, for the same reason: what was committed before an
+/// invalidation arrived is what the invalidation stands for. (It used to be kept for one
+/// snapshot only. While webhooks commit, nearly every statement has a snapshot of its own, and
+/// the policies then cost a history read 55% instead of 27%: bench/policies.sh with 2,000
+/// commits/s beside it, 7 December 2026.)
+///
 /// Not SECURITY DEFINER itself (that would set search_path on every call); the function it
 /// asks is, and is named with the extension's schema, so no object of the caller's stands in.
 #[pg_extern(stable, parallel_safe)]
 fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
-    let key = VisibleKey::of_statement(viewer);
-    let kept =
-        VISIBLE.with(|v| v.borrow().as_ref().filter(|(k, _)| Some(k) == key.as_ref()).map(|(_, ids)| ids.clone()));
+    // SAFETY: reads the backend's own state.
+    let caller = unsafe { pg_sys::GetOuterUserId() };
+    let epoch = EPOCH.get();
+    let kept = VISIBLE.with(|v| {
+        v.borrow().iter().find(|k| k.epoch == epoch && k.caller == caller && k.viewer == viewer).map(|k| k.ids.clone())
+    });
     if let Some(ids) = kept {
         return ids;
     }
     let Some(query) = visible_query() else { return Vec::new() };
-    let ids: Vec<i64> = Spi::connect(|client| {
+    watch_for_changes();
+    // SAFETY: a parallel operation may take no new snapshot; elsewhere the latest one is pushed
+    // for this read and popped after it (an ERROR in between unwinds the snapshot stack with the
+    // transaction or subtransaction).
+    let parallel = unsafe { pg_sys::IsInParallelMode() };
+    if !parallel {
+        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    }
+    let (ids, tables): (Vec<i64>, Vec<pg_sys::Oid>) = Spi::connect(|client| {
         let row = ok(client.select(query.as_str(), None, &[viewer.into()])).next();
-        row.and_then(|r| column::<Option<Vec<i64>>>(&r, "ids")).unwrap_or_default()
+        row.map(|r| {
+            let tables = column::<Option<Vec<i64>>>(&r, "tables").unwrap_or_default();
+            (
+                column::<Option<Vec<i64>>>(&r, "ids").unwrap_or_default(),
+                tables.into_iter().map(|oid| pg_sys::Oid::from(oid as u32)).collect(),
+            )
+        })
+        .unwrap_or_default()
     });
-    if let Some(key) = key {
-        VISIBLE.with(|v| *v.borrow_mut() = Some((key, ids.clone())));
+    if !parallel {
+        unsafe { pg_sys::PopActiveSnapshot() };
+    }
+    WATCHED.with(|w| *w.borrow_mut() = tables);
+    // Kept only if nothing changed while it was read: an invalidation taken in by the read
+    // itself (its locks) may stand for a commit its snapshot did not see.
+    if !parallel && EPOCH.get() == epoch {
+        VISIBLE.with(|v| {
+            let mut kept = v.borrow_mut();
+            kept.retain(|k| k.epoch == epoch);
+            if kept.len() >= KEPT_VIEWERS {
+                kept.remove(0);
+            }
+            kept.push(Kept { viewer: viewer.to_string(), caller, epoch, ids: ids.clone() });
+        });
     }
     ids
 }
 
-/// What a kept answer of [`_wa_visible_channels`] holds for.
-#[derive(PartialEq)]
-struct VisibleKey {
+/// A kept answer of [`_wa_visible_channels`] and what it holds for.
+struct Kept {
     viewer: String,
+    /// `_wa_caller()`'s role: the answer is empty for a viewer it may not become.
     caller: pg_sys::Oid,
-    xmin: pg_sys::TransactionId,
-    xmax: pg_sys::TransactionId,
-    in_progress: u32,
-    command: pg_sys::CommandId,
+    /// [`EPOCH`] when it was read.
+    epoch: u64,
+    ids: Vec<i64>,
 }
 
-impl VisibleKey {
-    /// `None` without an active snapshot (then nothing is kept).
-    fn of_statement(viewer: &str) -> Option<VisibleKey> {
-        // SAFETY: the active snapshot, if any, lives at least as long as this call; only
-        // plain fields are copied out of it.
-        unsafe {
-            let snapshot = pg_sys::GetActiveSnapshot();
-            (!snapshot.is_null()).then(|| VisibleKey {
-                viewer: viewer.to_string(),
-                caller: pg_sys::GetOuterUserId(),
-                xmin: (*snapshot).xmin,
-                xmax: (*snapshot).xmax,
-                in_progress: (*snapshot).xcnt,
-                command: (*snapshot).curcid,
-            })
-        }
-    }
-}
+/// Answers kept per session: one per role it acts as, for an app's pooled connection that
+/// `SET ROLE`s to each agent in turn (the web inbox does), the oldest dropped first.
+const KEPT_VIEWERS: usize = 16;
 
 thread_local! {
-    static VISIBLE: RefCell<Option<(VisibleKey, Vec<i64>)>> = const { RefCell::new(None) };
+    static VISIBLE: RefCell<Vec<Kept>> = const { RefCell::new(Vec::new()) };
+    /// Moved on by every invalidation that may change an answer: a kept one from before is not used.
+    static EPOCH: Cell<u64> = const { Cell::new(0) };
+    /// `wa_channels` and `wa_channel_grants`: an invalidation of either moves [`EPOCH`] on.
+    static WATCHED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
     /// The extension's oid and the query naming its schema: looked up again when the
     /// extension is not the one it was (dropped and created again, maybe elsewhere).
     static VISIBLE_QUERY: RefCell<Option<(pg_sys::Oid, String)>> = const { RefCell::new(None) };
 }
 
-/// `SELECT <the extension's schema>._wa_channels_visible_to($1)`; `None` if the extension is
-/// not installed.
+/// Registers, once per backend, the callbacks that move [`EPOCH`] on: a relation cache
+/// invalidation of `wa_channels` or `wa_channel_grants` (their triggers send one at every
+/// change: `_wa_visibility_changed`; DROP, TRUNCATE and ALTER send their own) or of every
+/// relation, and any change to a role (`pg_authid`: superuser, BYPASSRLS, a rename) or to role
+/// membership (`pg_auth_members`, through which a grant to a group role counts).
+fn watch_for_changes() {
+    if WATCHING.replace(true) {
+        return;
+    }
+    // SAFETY: the callbacks only move a counter on (they must not fail); registered once.
+    unsafe {
+        pg_sys::CacheRegisterRelcacheCallback(Some(relation_changed), pg_sys::Datum::from(0));
+        for cache in [pg_sys::SysCacheIdentifier::AUTHOID, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM] {
+            pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(role_changed), pg_sys::Datum::from(0));
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn relation_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    let watched = relid == pg_sys::InvalidOid || WATCHED.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
+    if watched {
+        EPOCH.set(EPOCH.get().wrapping_add(1));
+    }
+}
+
+unsafe extern "C-unwind" fn role_changed(_arg: pg_sys::Datum, _cache: std::ffi::c_int, _hash: u32) {
+    EPOCH.set(EPOCH.get().wrapping_add(1));
+}
+
+/// Sends the invalidation that makes every session read its channels again (at its next
+/// statement; this session at its next command): called by the triggers on `wa_channels` and
+/// `wa_channel_grants` (sql/grants.sql).
+#[pg_extern(volatile)]
+fn _wa_visibility_changed(relid: pg_sys::Oid) {
+    // SAFETY: queues a relation cache invalidation, sent at commit (dropped at rollback).
+    unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
+}
+
+/// `SELECT <the extension's schema>._wa_channels_visible_to($1)` and the oids of the tables an
+/// answer depends on; `None` if the extension is not installed.
 fn visible_query() -> Option<String> {
     // SAFETY: a catalog lookup by name; missing_ok, so no ERROR.
     let extension = unsafe { pg_sys::get_extension_oid(c"whatsapp_channel".as_ptr(), true) };
@@ -102,17 +169,22 @@ fn visible_query() -> Option<String> {
     // Read-only SPI (`select`), as the other query here: this runs inside a policy's InitPlan,
     // maybe in parallel mode, where a read-write SPI call raises "cannot assign XIDs during a
     // parallel operation" (bench/scale.sh's all-conversations read found it).
-    let schema: Option<String> = Spi::connect(|client| {
+    let schema: Option<(String, i64)> = Spi::connect(|client| {
         let row = ok(client.select(
-            "SELECT pg_catalog.quote_ident(n.nspname) AS schema FROM pg_catalog.pg_extension e
+            "SELECT pg_catalog.quote_ident(n.nspname) AS schema, n.oid::bigint AS namespace FROM pg_catalog.pg_extension e
                JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.oid = $1",
             None,
             &[extension.into()],
         ))
         .next();
-        row.map(|r| column::<String>(&r, "schema"))
+        row.map(|r| (column::<String>(&r, "schema"), column::<i64>(&r, "namespace")))
     });
-    let query = format!("SELECT {}._wa_channels_visible_to($1) AS ids", schema?);
+    let (schema, namespace) = schema?;
+    let query = format!(
+        "SELECT {schema}._wa_channels_visible_to($1) AS ids,
+                ARRAY(SELECT c.oid::bigint FROM pg_catalog.pg_class c
+                       WHERE c.relnamespace = {namespace} AND c.relname IN ('wa_channels', 'wa_channel_grants')) AS tables"
+    );
     VISIBLE_QUERY.with(|q| *q.borrow_mut() = Some((extension, query.clone())));
     Some(query)
 }

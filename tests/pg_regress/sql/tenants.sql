@@ -201,8 +201,8 @@ SET ROLE regress_agent_a;
 SELECT array_agg(name ORDER BY name) AS after_revoke FROM wa_channels;
 RESET ROLE;
 
--- ... also inside one transaction, where nothing commits in between (the policies keep the
--- answer of _wa_visible_channels for a snapshot: the grant's own command makes another).
+-- ... also inside one transaction, where nothing commits in between (a session keeps the
+-- answer of _wa_visible_channels until an invalidation: the grant's own command sends one).
 BEGIN;
 SET LOCAL ROLE regress_agent_a;
 SELECT array_agg(name ORDER BY name) AS in_transaction_before FROM wa_channels;
