@@ -8,6 +8,10 @@
 #                                                with each; the extension's SQL must be the same)
 #   bash bench/compare.sh tls                    plain HTTP against https (self-signed, by reload)
 #   bash bench/compare.sh workers 1 2            whatsapp_channel.listener_workers (restarts)
+#   bash bench/compare.sh sql OLD.sql NEW.sql    two versions of the extension's SQL functions (each
+#                                                side's file, CREATE OR REPLACE FUNCTION …, runs on the
+#                                                cluster before its cells): for a change that lives in
+#                                                SQL, which `builds` cannot compare on the same data
 #   bash bench/compare.sh receiver               the listener against bench/receiver, the axum +
 #                                                tokio-postgres webhook receiver a team would write
 #                                                instead (one INSERT + pg_notify per POST, into a
@@ -36,7 +40,7 @@ SECS=${SECS:-10}
 CLIENTS=${CLIENTS:-"1 16 64"}
 CHANNEL=${BENCH_CHANNEL:-demo}
 read -ra LOAD_EXTRA <<< "${LOAD_ARGS:-}"
-MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | tls | workers N M | receiver | delivery OLD.so NEW.so}
+MODE=${1:?usage: bench/compare.sh builds OLD.so NEW.so | sql OLD.sql NEW.sql | tls | workers N M | receiver | delivery OLD.so NEW.so}
 LIB=$("$BIN/pg_config" --pkglibdir)
 LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
 cargo build --release --locked -p wa-sim >&2
@@ -111,6 +115,19 @@ case $MODE in
       EXTRA=()
     }
     ;;
+  sql)
+    SIDES=(A B)
+    SQL_A=$(realpath "${2:?give the old functions (a .sql file)}")
+    SQL_B=$(realpath "${3:?give the new functions (a .sql file)}")
+    LABEL_A=$(basename "$SQL_A")
+    LABEL_B=$(basename "$SQL_B")
+    setup_side() {
+      local file=$SQL_A
+      [ "$1" = B ] && file=$SQL_B
+      "${PSQL[@]}" -f "$file" >/dev/null
+      EXTRA=()
+    }
+    ;;
   receiver)
     SIDES=(A B)
     LABEL_A=listener
@@ -144,7 +161,7 @@ case $MODE in
     }
     ;;
   *)
-    echo "unknown mode $MODE: builds, tls, workers, receiver or delivery" >&2
+    echo "unknown mode $MODE: builds, sql, tls, workers, receiver or delivery" >&2
     exit 1
     ;;
 esac

@@ -3380,7 +3380,8 @@ DECLARE
     -- a tenth of the listener's time (perf).
     contacts   bigint[] := '{}';
     added      integer;
-    media_jobs integer;
+    with_media bigint[];
+    in_groups  bigint[];
     changed    bigint[];
 BEGIN
     -- In steps, each one statement for the whole batch. (Steps rather than a function each:
@@ -3389,9 +3390,9 @@ BEGIN
     --   1. senders: each message's contact, found or created;
     --   2. contacts kept current;
     --   3. groups written in;
-    --   4. messages, with their media jobs, conversations and notifications;
-    --   5. what the new messages set going: the delivery worker for media, and changes to
-    --      rows stored before them.
+    --   4. messages, with their conversations and notifications;
+    --   5. what only some batches have: media download jobs, group conversations, and changes
+    --      to rows stored before them.
 
     -- 1. Senders. Each message's contact: by WhatsApp id first, else by BSUID, else by a BSUID
     -- it had before (each a probe of a unique index; as scalar subqueries, which no plan can
@@ -3478,10 +3479,9 @@ BEGIN
             OR g.last_inbound_at IS DISTINCT FROM greatest(g.last_inbound_at, excluded.last_inbound_at);
     END IF;
 
-    -- 4. Messages: the new ones (ins), with what each brings in the same statement: its media
-    -- download job (media), its conversation moved forward (conversations for a contact's,
-    -- group_conversations for a group's) and its wa_message notification (the SELECT at the
-    -- end, which also collects what step 5 needs).
+    -- 4. Messages: the new ones (ins), with what each brings in the same statement: its
+    -- customer's conversation moved forward (conversations) and its wa_message notification
+    -- (the SELECT at the end, which also collects what step 5 needs).
     WITH ins AS (
         INSERT INTO @extschema@.wa_messages (channel_id, contact_id, direction, wamid, type, body, status, payload, webhook_event_id, sent_at,
                                          group_id, edited_at, revoked_at,
@@ -3504,11 +3504,7 @@ BEGIN
                               WHERE e.channel_id = i.channel_id AND e.original_wamid = i.wamid) later
          ORDER BY i.ord
         ON CONFLICT (channel_id, wamid) DO NOTHING
-        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, media_mime_type, media_sha256, system_type, original_wamid
-    ), media AS (
-        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
-        SELECT ins.id, ins.channel_id, ins.media_id, ins.media_mime_type, ins.media_sha256 FROM ins WHERE ins.media_id IS NOT NULL
-        RETURNING 1
+        RETURNING id, channel_id, contact_id, group_id, type, body, created_at, media_id, system_type, original_wamid
     ), conversations AS (
         INSERT INTO @extschema@.wa_conversation_state AS s
                (channel_id, contact_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
@@ -3525,14 +3521,40 @@ BEGIN
                last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
                last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
                last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
-    ), group_conversations AS (
+    )
+    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
+    -- (Ids only: LISTEN needs no privilege, so a payload says which row, and the reader reads it
+    -- through its own privileges; README, "Notifications".)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
+               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins WHERE ins.media_id IS NOT NULL),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins WHERE ins.group_id IS NOT NULL),
+           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
+             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
+      INTO added, with_media, in_groups, changed
+      FROM (SELECT ins.id, ins.channel_id, ins.contact_id FROM ins ORDER BY ins.id) n;
+
+    -- 5. What only some batches have, each a statement of its own, so that a batch without any
+    -- starts no executor node for it: an INSERT in the WITH above opens its table and every
+    -- index of it at each call, rows or no rows (issue 29: a batch's fixed cost is most of what
+    -- a one-message webhook costs). Read back by primary key, in the same transaction.
+    -- Media: a download job each, and the delivery worker woken for them.
+    IF with_media IS NOT NULL THEN
+        INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
+        SELECT m.id, m.channel_id, m.media_id, m.media_mime_type, m.media_sha256
+          FROM @extschema@.wa_messages m WHERE m.id = ANY (with_media)
+         ORDER BY m.id;
+        PERFORM @extschema@._wa_wake_delivery();
+    END IF;
+    -- Groups written in: their conversations moved forward.
+    IF in_groups IS NOT NULL THEN
         INSERT INTO @extschema@.wa_conversation_state AS s
                (channel_id, group_id, last_message_id, last_message_at, last_direction, last_type, last_preview, unread_count)
         SELECT n.channel_id, n.group_id, n.id, n.created_at, 'inbound', n.type, pg_catalog.left(n.body, 200), n.unread
-          FROM (SELECT DISTINCT ON (ins.channel_id, ins.group_id) ins.*,
-                       pg_catalog.count(*) OVER (PARTITION BY ins.channel_id, ins.group_id) AS unread
-                  FROM ins WHERE ins.group_id IS NOT NULL
-                 ORDER BY ins.channel_id, ins.group_id, ins.id DESC) n
+          FROM (SELECT DISTINCT ON (m.channel_id, m.group_id) m.id, m.channel_id, m.group_id, m.created_at, m.type, m.body,
+                       pg_catalog.count(*) OVER (PARTITION BY m.channel_id, m.group_id) AS unread
+                  FROM @extschema@.wa_messages m WHERE m.id = ANY (in_groups)
+                 ORDER BY m.channel_id, m.group_id, m.id DESC) n
          ORDER BY n.channel_id, n.group_id
         ON CONFLICT (channel_id, group_id) WHERE group_id IS NOT NULL DO UPDATE
            SET unread_count = s.unread_count + excluded.unread_count,
@@ -3540,23 +3562,9 @@ BEGIN
                last_message_at = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_message_at ELSE s.last_message_at END,
                last_direction = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_direction ELSE s.last_direction END,
                last_type = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_type ELSE s.last_type END,
-               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END
-    )
-    -- (A data-modifying WITH runs to its end whether or not it is read: conversations too.)
-    -- (Ids only: LISTEN needs no privilege, so a payload says which row, and the reader reads it
-    -- through its own privileges; README, "Notifications".)
-    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_message', pg_catalog.json_build_object(
-               'id', n.id, 'channel_id', n.channel_id, 'contact_id', n.contact_id)::text)),
-           (SELECT pg_catalog.count(*) FROM media),
-           (SELECT pg_catalog.array_agg(ins.id ORDER BY ins.id) FROM ins
-             WHERE ins.system_type IN ('user_changed_number', 'user_changed_user_id') OR ins.original_wamid IS NOT NULL)
-      INTO added, media_jobs, changed
-      FROM (SELECT ins.id, ins.channel_id, ins.contact_id FROM ins ORDER BY ins.id) n;
-
-    -- 5. What the new messages set going.
-    IF media_jobs > 0 THEN
-        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+               last_preview = CASE WHEN excluded.last_message_id > s.last_message_id THEN excluded.last_preview ELSE s.last_preview END;
     END IF;
+
     IF changed IS NOT NULL THEN
         PERFORM @extschema@._wa_apply_message_changes(changed);
     END IF;
