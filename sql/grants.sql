@@ -193,6 +193,11 @@ ALTER TABLE wa_channel_grants ENABLE ROW LEVEL SECURITY;
 -- (this session: at its next command; nothing, if the transaction rolls back). Changes to
 -- roles and role membership send their own. SECURITY DEFINER: an admin who writes the grants
 -- directly needs no EXECUTE on the function that sends it.
+--   Row triggers, ENABLE ALWAYS: a logical replication subscriber applies rows with
+-- session_replication_role = replica, which fires no statement trigger and no ordinary one.
+-- TRUNCATE has its own (a second TRUNCATE in one transaction changes no catalog row). Not on
+-- other updates of wa_channels: the delivery worker updates them, and each invalidation makes
+-- every plan that reads wa_channels be made again.
 CREATE FUNCTION _wa_grants_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -203,9 +208,17 @@ BEGIN
 END
 $$;
 CREATE TRIGGER wa_channel_grants_visibility AFTER INSERT OR UPDATE OR DELETE ON wa_channel_grants
+    FOR EACH ROW EXECUTE FUNCTION _wa_grants_changed();
+CREATE TRIGGER wa_channel_grants_truncated AFTER TRUNCATE ON wa_channel_grants
     FOR EACH STATEMENT EXECUTE FUNCTION _wa_grants_changed();
-CREATE TRIGGER wa_channels_visibility AFTER INSERT OR DELETE ON wa_channels
+CREATE TRIGGER wa_channels_visibility AFTER INSERT OR DELETE OR UPDATE OF id ON wa_channels
+    FOR EACH ROW EXECUTE FUNCTION _wa_grants_changed();
+CREATE TRIGGER wa_channels_truncated AFTER TRUNCATE ON wa_channels
     FOR EACH STATEMENT EXECUTE FUNCTION _wa_grants_changed();
+ALTER TABLE wa_channel_grants ENABLE ALWAYS TRIGGER wa_channel_grants_visibility;
+ALTER TABLE wa_channel_grants ENABLE ALWAYS TRIGGER wa_channel_grants_truncated;
+ALTER TABLE wa_channels ENABLE ALWAYS TRIGGER wa_channels_visibility;
+ALTER TABLE wa_channels ENABLE ALWAYS TRIGGER wa_channels_truncated;
 
 -- Grants `privilege` on a channel to a role (`admin`: channel NULL, every channel). Grants
 -- only add: `read` where the role holds `send` changes nothing. Takes effect on the role's next

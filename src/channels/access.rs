@@ -5,6 +5,7 @@
 use crate::pg::spi::{Column, column, ok};
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
+use std::ffi::{CStr, CString};
 
 /// The role the session acts as: the `SET ROLE` role, or else the role it logged in as. Also
 /// inside the extension's `SECURITY DEFINER` functions, where `current_user` is the extension's
@@ -41,6 +42,13 @@ fn _wa_caller() -> String {
 /// asks is, and is named with the extension's schema, so no object of the caller's stands in.
 #[pg_extern(stable, parallel_safe)]
 fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
+    // Invalidations first: a prepared statement run again inside an open transaction locks
+    // nothing new, and so takes none in by itself; without this, another session's revoke
+    // would wait for the end of the transaction. (A check of one shared counter when none is
+    // queued.)
+    // SAFETY: called outside any critical section, as every lock acquisition calls it.
+    unsafe { pg_sys::AcceptInvalidationMessages() };
+    READING.set(false); // (a read that ended in an ERROR)
     // SAFETY: reads the backend's own state.
     let caller = unsafe { pg_sys::GetOuterUserId() };
     let epoch = EPOCH.get();
@@ -52,6 +60,9 @@ fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
     }
     let Some(query) = visible_query() else { return Vec::new() };
     watch_for_changes();
+    // While it reads, every relation invalidation counts (the tables' oids may not be known
+    // yet, or be those of a dropped extension).
+    READING.set(true);
     // SAFETY: a parallel operation may take no new snapshot; elsewhere the latest one is pushed
     // for this read and popped after it (an ERROR in between unwinds the snapshot stack with the
     // transaction or subtransaction).
@@ -59,20 +70,11 @@ fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
     if !parallel {
         unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
     }
-    let (ids, tables): (Vec<i64>, Vec<pg_sys::Oid>) = Spi::connect(|client| {
-        let row = ok(client.select(query.as_str(), None, &[viewer.into()])).next();
-        row.map(|r| {
-            let tables = column::<Option<Vec<i64>>>(&r, "tables").unwrap_or_default();
-            (
-                column::<Option<Vec<i64>>>(&r, "ids").unwrap_or_default(),
-                tables.into_iter().map(|oid| pg_sys::Oid::from(oid as u32)).collect(),
-            )
-        })
-        .unwrap_or_default()
-    });
+    let (ids, tables) = read_visible(&query, viewer);
     if !parallel {
         unsafe { pg_sys::PopActiveSnapshot() };
     }
+    READING.set(false);
     WATCHED.with(|w| *w.borrow_mut() = tables);
     // Kept only if nothing changed while it was read: an invalidation taken in by the read
     // itself (its locks) may stand for a commit its snapshot did not see.
@@ -87,6 +89,45 @@ fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
         });
     }
     ids
+}
+
+/// Runs the visible-channels `query` for `viewer`, read-only, so with the active snapshot (the
+/// latest, pushed by the caller): pgrx's `select` runs a query read-write once the transaction
+/// has an id, and SPI then takes the transaction's snapshot, which in a REPEATABLE READ
+/// transaction is as old as the transaction. Returns the channel ids and the tables' oids.
+fn read_visible(query: &CStr, viewer: &str) -> (Vec<i64>, Vec<pg_sys::Oid>) {
+    Spi::connect(|_client| {
+        // SAFETY: SPI is connected for this closure; the one argument is a text Datum made
+        // here; the result is read from SPI_tuptable, and copied into Rust vectors before
+        // the connection (and its memory) ends. An ERROR in the query unwinds through pgrx.
+        unsafe {
+            let mut types = [pg_sys::TEXTOID];
+            let mut values = [viewer.into_datum().expect("a &str is never NULL")];
+            let nulls = [b' ' as std::ffi::c_char];
+            let rc = pg_sys::SPI_execute_with_args(
+                query.as_ptr(),
+                1,
+                types.as_mut_ptr(),
+                values.as_mut_ptr(),
+                nulls.as_ptr(),
+                true,
+                1,
+            );
+            let table = pg_sys::SPI_tuptable;
+            if rc != pg_sys::SPI_OK_SELECT as i32 || pg_sys::SPI_processed != 1 || table.is_null() {
+                error!("whatsapp_channel: reading the channels a role may read failed (SPI code {rc})");
+            }
+            let (tuple, desc) = (*(*table).vals, (*table).tupdesc);
+            let column = |n: i32| {
+                let mut null = false;
+                let datum = pg_sys::SPI_getbinval(tuple, desc, n, &mut null);
+                Vec::<i64>::from_datum(datum, null).unwrap_or_default()
+            };
+            let ids = column(1);
+            let tables = column(2).into_iter().map(|oid| pg_sys::Oid::from(oid as u32)).collect();
+            (ids, tables)
+        }
+    })
 }
 
 /// A kept answer of [`_wa_visible_channels`] and what it holds for.
@@ -110,16 +151,19 @@ thread_local! {
     /// `wa_channels` and `wa_channel_grants`: an invalidation of either moves [`EPOCH`] on.
     static WATCHED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     static WATCHING: Cell<bool> = const { Cell::new(false) };
+    /// Set while an answer is read: then every relation invalidation moves [`EPOCH`] on.
+    static READING: Cell<bool> = const { Cell::new(false) };
     /// The extension's oid and the query naming its schema: looked up again when the
     /// extension is not the one it was (dropped and created again, maybe elsewhere).
-    static VISIBLE_QUERY: RefCell<Option<(pg_sys::Oid, String)>> = const { RefCell::new(None) };
+    static VISIBLE_QUERY: RefCell<Option<(pg_sys::Oid, CString)>> = const { RefCell::new(None) };
 }
 
 /// Registers, once per backend, the callbacks that move [`EPOCH`] on: a relation cache
 /// invalidation of `wa_channels` or `wa_channel_grants` (their triggers send one at every
 /// change: `_wa_visibility_changed`; DROP, TRUNCATE and ALTER send their own) or of every
-/// relation, and any change to a role (`pg_authid`: superuser, BYPASSRLS, a rename) or to role
-/// membership (`pg_auth_members`, through which a grant to a group role counts).
+/// relation, any change to a role (`pg_authid`: superuser, BYPASSRLS, a rename) or to role
+/// membership (`pg_auth_members`, through which a grant to a group role counts), and any
+/// function replaced (`pg_proc`: an upgrade may replace `_wa_channels_visible_to`).
 fn watch_for_changes() {
     if WATCHING.replace(true) {
         return;
@@ -127,14 +171,20 @@ fn watch_for_changes() {
     // SAFETY: the callbacks only move a counter on (they must not fail); registered once.
     unsafe {
         pg_sys::CacheRegisterRelcacheCallback(Some(relation_changed), pg_sys::Datum::from(0));
-        for cache in [pg_sys::SysCacheIdentifier::AUTHOID, pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM] {
+        for cache in [
+            pg_sys::SysCacheIdentifier::AUTHOID,
+            pg_sys::SysCacheIdentifier::AUTHMEMROLEMEM,
+            pg_sys::SysCacheIdentifier::PROCOID,
+        ] {
             pg_sys::CacheRegisterSyscacheCallback(cache as i32, Some(role_changed), pg_sys::Datum::from(0));
         }
     }
 }
 
 unsafe extern "C-unwind" fn relation_changed(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
-    let watched = relid == pg_sys::InvalidOid || WATCHED.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
+    let watched = relid == pg_sys::InvalidOid
+        || READING.get()
+        || WATCHED.with(|w| w.try_borrow().map_or(true, |w| w.contains(&relid)));
     if watched {
         EPOCH.set(EPOCH.get().wrapping_add(1));
     }
@@ -155,7 +205,7 @@ fn _wa_visibility_changed(relid: pg_sys::Oid) {
 
 /// `SELECT <the extension's schema>._wa_channels_visible_to($1)` and the oids of the tables an
 /// answer depends on; `None` if the extension is not installed.
-fn visible_query() -> Option<String> {
+fn visible_query() -> Option<CString> {
     // SAFETY: a catalog lookup by name; missing_ok, so no ERROR.
     let extension = unsafe { pg_sys::get_extension_oid(c"whatsapp_channel".as_ptr(), true) };
     if extension == pg_sys::InvalidOid {
@@ -185,6 +235,7 @@ fn visible_query() -> Option<String> {
                 ARRAY(SELECT c.oid::bigint FROM pg_catalog.pg_class c
                        WHERE c.relnamespace = {namespace} AND c.relname IN ('wa_channels', 'wa_channel_grants')) AS tables"
     );
+    let query = CString::new(query).expect("no NUL in a quoted identifier");
     VISIBLE_QUERY.with(|q| *q.borrow_mut() = Some((extension, query.clone())));
     Some(query)
 }

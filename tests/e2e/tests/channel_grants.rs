@@ -1,20 +1,44 @@
 //! Channel grants seen from another session: a grant, a revoke and a change of role membership
 //! made and committed elsewhere take effect on an agent's next statement, although its session
-//! keeps the answer of `_wa_visible_channels` between statements (src/channels/access.rs), and
-//! also after a REPEATABLE READ transaction, whose old snapshot must not be what is kept.
+//! keeps the answer of `_wa_visible_channels` between statements (src/channels/access.rs):
+//! also inside REPEATABLE READ transactions that wrote (whose old snapshot must not be what is
+//! read, nor kept), for prepared statements run again inside one transaction, after a rollback,
+//! for changes applied as a replica applies them, and with several roles on one connection.
 
 use e2e::cluster;
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
-/// The names, among `names`, of the channels the agent's session sees (sorted).
-fn seen(agent: &mut Client, names: &[&str]) -> Vec<String> {
+const SEEN: &str = "SELECT name FROM wa_channels WHERE name = ANY($1) ORDER BY name";
+
+/// The names, among `names`, of the channels the session sees (sorted).
+fn seen(session: &mut impl GenericClient, names: &[&str]) -> Vec<String> {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    agent
-        .query("SELECT name FROM wa_channels WHERE name = ANY($1) ORDER BY name", &[&names])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
+    session.query(SEEN, &[&names]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// The test's roles, made anew: two agents and a team role.
+fn create_roles(admin: &mut Client) {
+    drop_roles(admin);
+    admin
+        .batch_execute(
+            "CREATE ROLE grants_agent; CREATE ROLE grants_agent2; CREATE ROLE grants_team;
+             GRANT SELECT ON wa_channels TO grants_agent, grants_agent2;",
+        )
+        .unwrap();
+}
+
+fn drop_roles(admin: &mut Client) {
+    admin
+        .batch_execute(
+            "DO $$BEGIN
+               IF to_regrole('grants_agent') IS NOT NULL THEN
+                 DELETE FROM wa_channel_grants WHERE grantee::text IN ('grants_agent', 'grants_agent2', 'grants_team');
+                 DROP OWNED BY grants_agent, grants_agent2, grants_team;
+                 DROP ROLE grants_agent, grants_agent2, grants_team;
+               END IF;
+             END$$",
+        )
+        .unwrap();
 }
 
 #[test]
@@ -22,14 +46,9 @@ fn grants_revokes_and_memberships_from_other_sessions_take_effect_on_the_next_st
     let a = cluster().add_channel("seen-a");
     let b = cluster().add_channel("seen-b");
     let names = [a.name.as_str(), b.name.as_str()];
+    let (only_a, both) = (vec![a.name.clone()], vec![a.name.clone(), b.name.clone()]);
     let mut admin = cluster().connect();
-    admin
-        .batch_execute(
-            "DROP ROLE IF EXISTS grants_agent; DROP ROLE IF EXISTS grants_team;
-             CREATE ROLE grants_agent; CREATE ROLE grants_team;
-             GRANT SELECT ON wa_channels TO grants_agent;",
-        )
-        .unwrap();
+    create_roles(&mut admin);
     admin.execute("SELECT wa_grant_channel($1, 'grants_team', 'read')", &[&b.name]).unwrap();
     let mut agent = cluster().connect();
     agent.batch_execute("SET ROLE grants_agent").unwrap();
@@ -41,39 +60,92 @@ fn grants_revokes_and_memberships_from_other_sessions_take_effect_on_the_next_st
 
     admin.execute("SELECT wa_grant_channel($1, 'grants_agent', 'read')", &[&a.name]).unwrap();
     for _ in 0..2 {
-        assert_eq!(seen(&mut agent, &names), [a.name.clone()], "after another session's grant");
+        assert_eq!(seen(&mut agent, &names), only_a, "after another session's grant");
     }
 
     admin.batch_execute("GRANT grants_team TO grants_agent").unwrap();
     for _ in 0..2 {
-        assert_eq!(seen(&mut agent, &names), [a.name.clone(), b.name.clone()], "as a member of a granted role");
+        assert_eq!(seen(&mut agent, &names), both, "as a member of a granted role");
     }
     admin.batch_execute("REVOKE grants_team FROM grants_agent").unwrap();
     for _ in 0..2 {
-        assert_eq!(seen(&mut agent, &names), [a.name.clone()], "no longer a member");
+        assert_eq!(seen(&mut agent, &names), only_a, "no longer a member");
     }
 
-    // A grant committed during the agent's REPEATABLE READ transaction counts from its next
-    // statement, as a GRANT on a table does; and what that transaction read with its old
-    // snapshot is not kept beyond it: the revoke after it counts too.
-    agent.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ").unwrap();
-    assert_eq!(seen(&mut agent, &names), [a.name.clone()]);
+    // A REPEATABLE READ transaction that has written (so has a transaction id): a grant and a
+    // revoke committed during it count from its next statement, as a GRANT on a table does,
+    // and what it read is not kept beyond it with its old snapshot.
     admin.execute("SELECT wa_grant_channel($1, 'grants_agent', 'read')", &[&b.name]).unwrap();
-    assert_eq!(seen(&mut agent, &names), [a.name.clone(), b.name.clone()], "a grant inside a snapshot");
-    agent.batch_execute("COMMIT").unwrap();
-    assert_eq!(seen(&mut agent, &names), [a.name.clone(), b.name.clone()]);
+    agent.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT txid_current()").unwrap();
+    assert_eq!(seen(&mut agent, &names), both);
     admin.execute("SELECT wa_revoke_channel($1, 'grants_agent')", &[&b.name]).unwrap();
-    assert_eq!(seen(&mut agent, &names), [a.name.clone()], "after the revoke");
-
-    admin.execute("SELECT wa_revoke_channel($1, 'grants_agent')", &[&a.name]).unwrap();
+    assert_eq!(seen(&mut agent, &names), only_a, "a revoke during a writing snapshot");
+    admin.execute("SELECT wa_grant_channel($1, 'grants_agent', 'read')", &[&b.name]).unwrap();
+    assert_eq!(seen(&mut agent, &names), both, "a grant during a writing snapshot");
+    admin.execute("SELECT wa_revoke_channel($1, 'grants_agent')", &[&b.name]).unwrap();
+    agent.batch_execute("COMMIT").unwrap();
     for _ in 0..2 {
-        assert_eq!(seen(&mut agent, &names), none, "after every revoke");
+        assert_eq!(seen(&mut agent, &names), only_a, "after that transaction");
     }
+
+    // A prepared statement run again inside one transaction locks nothing new.
+    {
+        let mut tx = agent.transaction().unwrap();
+        let statement = tx.prepare(SEEN).unwrap();
+        let run = |tx: &mut postgres::Transaction| -> Vec<String> {
+            let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            tx.query(&statement, &[&names]).unwrap().iter().map(|r| r.get(0)).collect()
+        };
+        assert_eq!(run(&mut tx), only_a);
+        admin.execute("SELECT wa_grant_channel($1, 'grants_agent', 'read')", &[&b.name]).unwrap();
+        assert_eq!(run(&mut tx), both, "a prepared statement after a grant");
+        admin.execute("SELECT wa_revoke_channel($1, 'grants_agent')", &[&b.name]).unwrap();
+        assert_eq!(run(&mut tx), only_a, "a prepared statement after a revoke");
+        tx.commit().unwrap();
+    }
+
+    // A grant the agent's own transaction made and rolled back.
+    let mut tx = agent.transaction().unwrap();
+    tx.batch_execute("RESET ROLE").unwrap();
+    tx.execute("SELECT wa_grant_channel($1, 'grants_agent', 'read')", &[&b.name]).unwrap();
+    tx.batch_execute("SET LOCAL ROLE grants_agent").unwrap();
+    assert_eq!(seen(&mut tx, &names), both, "its own grant, before the rollback");
+    tx.rollback().unwrap();
+    agent.batch_execute("SET ROLE grants_agent").unwrap();
+    assert_eq!(seen(&mut agent, &names), only_a, "after the rollback");
+
+    // A revoke applied as a logical replication subscriber applies it.
+    admin
+        .batch_execute(&format!(
+            "SET session_replication_role = replica;
+             DELETE FROM wa_channel_grants WHERE grantee = 'grants_agent'::regrole AND channel_id = {};
+             RESET session_replication_role;",
+            a.id
+        ))
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(seen(&mut agent, &names), none, "after a revoke applied as a replica");
+    }
+
+    // Two roles on one connection, each with its own kept answer.
+    admin.execute("SELECT wa_grant_channel($1, 'grants_agent', 'read')", &[&a.name]).unwrap();
+    admin.execute("SELECT wa_grant_channel($1, 'grants_agent2', 'read')", &[&b.name]).unwrap();
+    for _ in 0..2 {
+        agent.batch_execute("SET ROLE grants_agent").unwrap();
+        assert_eq!(seen(&mut agent, &names), only_a, "the first role");
+        agent.batch_execute("SET ROLE grants_agent2").unwrap();
+        assert_eq!(seen(&mut agent, &names), [b.name.clone()], "the second role");
+    }
+    admin.execute("SELECT wa_revoke_channel($1, 'grants_agent')", &[&a.name]).unwrap();
+    agent.batch_execute("SET ROLE grants_agent").unwrap();
+    assert_eq!(seen(&mut agent, &names), none, "the first role, after its revoke");
+    agent.batch_execute("SET ROLE grants_agent2").unwrap();
+    assert_eq!(seen(&mut agent, &names), [b.name.clone()], "the second role, untouched");
 
     // An admin sees a channel added after its answer was kept.
+    agent.batch_execute("SET ROLE grants_agent").unwrap();
     admin.execute("SELECT wa_grant_channel(NULL, 'grants_agent', 'admin')", &[]).unwrap();
-    let seen_before = seen(&mut agent, &names).len();
-    assert_eq!(seen_before, 2, "an admin sees both");
+    assert_eq!(seen(&mut agent, &names), both, "an admin sees both");
     let c = cluster().add_channel("seen-c");
     assert_eq!(
         seen(&mut agent, &[a.name.as_str(), b.name.as_str(), c.name.as_str()]).len(),
@@ -82,10 +154,5 @@ fn grants_revokes_and_memberships_from_other_sessions_take_effect_on_the_next_st
     );
 
     drop(agent);
-    admin
-        .batch_execute(
-            "DELETE FROM wa_channel_grants WHERE grantee IN ('grants_agent'::regrole, 'grants_team'::regrole);
-             DROP OWNED BY grants_agent, grants_team; DROP ROLE grants_agent, grants_team;",
-        )
-        .unwrap();
+    drop_roles(&mut admin);
 }
