@@ -25,7 +25,7 @@ fn _wa_caller() -> String {
 /// (sql/grants.sql: `_wa_apply_policies`): `_wa_channels_visible_to`, kept until something it
 /// depends on changes. A query asks once per policed table it reads (four times for the
 /// conversation list), and an answer from PL/pgSQL costs two SECURITY DEFINER calls and four
-/// lookups, about 7 µs: half a history read.
+/// lookups.
 ///
 /// Kept the way Postgres keeps its own catalog caches: until an invalidation says that a grant,
 /// a channel, a role or a role membership changed (see [`watch_for_changes`]). Committed
