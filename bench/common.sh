@@ -30,15 +30,21 @@ require_release_build() {
   fi
 }
 
-# The webhook listener workers' CPU time so far (every thread: the main thread that stores,
-# the HTTP threads), in clock ticks (1/100 s). The difference across a load run, divided by the
-# messages it committed, is the listener's server CPU a message, as BENCHMARKS.md and issue 29
-# count it: autovacuum, checkpoints and the load generator are not in it.
-listener_cpu_ticks() {
-  local pids
-  pids=$("${PSQL[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE 'whatsapp_channel webhook listener%'")
+# The CPU time so far of the processes given (every thread of each), in clock ticks (1/100 s);
+# a process that is gone counts 0.
+cpu_ticks_of() { # pid...
+  local p
   # After "pid (comm) ": utime and stime are fields 12 and 13.
-  for p in $pids; do sed 's/.*) //' "/proc/$p/stat"; done | awk '{ s += $12 + $13 } END { print s + 0 }'
+  for p in "$@"; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $12 + $13 } END { print s + 0 }'
+}
+
+# The webhook listener workers' CPU time so far (every thread: the main thread that stores,
+# the HTTP threads), in ticks. The difference across a load run, divided by the messages it
+# committed, is the listener's server CPU a message, as BENCHMARKS.md and issue 29 count it:
+# autovacuum, checkpoints and the load generator are not in it.
+listener_cpu_ticks() {
+  # shellcheck disable=SC2046 # one pid a word
+  cpu_ticks_of $("${PSQL[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE 'whatsapp_channel webhook listener%'")
 }
 
 # The server log: mark where a run starts, then read what the run added and its problems.

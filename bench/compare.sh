@@ -146,9 +146,8 @@ case $MODE in
     kill -0 "$RECEIVER_PID" 2>/dev/null || { cat "$WA_HOME/axum-receiver.log" >&2; exit 1; }
     # The receiver's process and its backends, in ticks.
     receiver_cpu_ticks() {
-      local pids p
-      pids="$RECEIVER_PID $("${PSQL[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_catalog.pg_stat_activity WHERE application_name = 'axum-receiver'")"
-      for p in $pids; do sed 's/.*) //' "/proc/$p/stat" 2>/dev/null; done | awk '{ s += $12 + $13 } END { print s + 0 }'
+      # shellcheck disable=SC2046 # one pid a word
+      cpu_ticks_of "$RECEIVER_PID" $("${PSQL[@]}" -c "SELECT string_agg(pid::text, ' ') FROM pg_catalog.pg_stat_activity WHERE application_name = 'axum-receiver'")
     }
     setup_side() {
       if [ "$1" = B ]; then

@@ -116,8 +116,8 @@ SQL
 cpu_of() {
   local pid=$1
   case $pid in *[!0-9]*) pid=$("${PSQL[@]}" -c "SELECT pid FROM pg_stat_activity WHERE backend_type = '$1'") ;; esac
-  [ -n "$pid" ] && [ -r "/proc/$pid/stat" ] || { echo 0; return; }
-  sed 's/.*) //' "/proc/$pid/stat" | awk '{ printf "%.2f", ($12 + $13) / 100 }'
+  [ -n "$pid" ] || { echo 0; return; }
+  awk -v t="$(cpu_ticks_of "$pid")" 'BEGIN { printf "%.2f", t / 100 }'
 }
 SIM_PID=$(cat "$WA_HOME/wa-sim.pid" 2>/dev/null || echo none)
 declare -A TPS LAT ROWS CPU
