@@ -25,7 +25,7 @@ fn _wa_caller() -> String {
 /// (sql/grants.sql: `_wa_apply_policies`): `_wa_channels_visible_to`, kept until something it
 /// depends on changes. A query asks once per policed table it reads (four times for the
 /// conversation list), and an answer from PL/pgSQL costs two SECURITY DEFINER calls and four
-/// lookups.
+/// lookups, about 20 µs (the InitPlans of bench/scale.sh's plans, 6 December 2026).
 ///
 /// Kept the way Postgres keeps its own catalog caches: until an invalidation says that a grant,
 /// a channel, a role or a role membership changed (see [`watch_for_changes`]). Committed
@@ -70,12 +70,11 @@ fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
     if !parallel {
         unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
     }
-    let (ids, tables) = read_visible(&query, viewer);
+    let ids = read_visible(&query, viewer);
     if !parallel {
         unsafe { pg_sys::PopActiveSnapshot() };
     }
     READING.set(false);
-    WATCHED.with(|w| *w.borrow_mut() = tables);
     // Kept only if nothing changed while it was read: an invalidation taken in by the read
     // itself (its locks) may stand for a commit its snapshot did not see.
     if !parallel && EPOCH.get() == epoch {
@@ -94,8 +93,8 @@ fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
 /// Runs the visible-channels `query` for `viewer`, read-only, so with the active snapshot (the
 /// latest, pushed by the caller): pgrx's `select` runs a query read-write once the transaction
 /// has an id, and SPI then takes the transaction's snapshot, which in a REPEATABLE READ
-/// transaction is as old as the transaction. Returns the channel ids and the tables' oids.
-fn read_visible(query: &CStr, viewer: &str) -> (Vec<i64>, Vec<pg_sys::Oid>) {
+/// transaction is as old as the transaction.
+fn read_visible(query: &CStr, viewer: &str) -> Vec<i64> {
     Spi::connect(|_client| {
         // SAFETY: SPI is connected for this closure; the one argument is a text Datum made
         // here; the result is read from SPI_tuptable, and copied into Rust vectors before
@@ -117,15 +116,9 @@ fn read_visible(query: &CStr, viewer: &str) -> (Vec<i64>, Vec<pg_sys::Oid>) {
             if rc != pg_sys::SPI_OK_SELECT as i32 || pg_sys::SPI_processed != 1 || table.is_null() {
                 error!("whatsapp_channel: reading the channels a role may read failed (SPI code {rc})");
             }
-            let (tuple, desc) = (*(*table).vals, (*table).tupdesc);
-            let column = |n: i32| {
-                let mut null = false;
-                let datum = pg_sys::SPI_getbinval(tuple, desc, n, &mut null);
-                Vec::<i64>::from_datum(datum, null).unwrap_or_default()
-            };
-            let ids = column(1);
-            let tables = column(2).into_iter().map(|oid| pg_sys::Oid::from(oid as u32)).collect();
-            (ids, tables)
+            let mut null = false;
+            let ids = pg_sys::SPI_getbinval(*(*table).vals, (*table).tupdesc, 1, &mut null);
+            Vec::<i64>::from_datum(ids, null).unwrap_or_default()
         }
     })
 }
@@ -148,7 +141,8 @@ thread_local! {
     static VISIBLE: RefCell<Vec<Kept>> = const { RefCell::new(Vec::new()) };
     /// Moved on by every invalidation that may change an answer: a kept one from before is not used.
     static EPOCH: Cell<u64> = const { Cell::new(0) };
-    /// `wa_channels` and `wa_channel_grants`: an invalidation of either moves [`EPOCH`] on.
+    /// `wa_channels` and `wa_channel_grants`, as [`visible_query`] last found them: an
+    /// invalidation of either moves [`EPOCH`] on.
     static WATCHED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     static WATCHING: Cell<bool> = const { Cell::new(false) };
     /// Set while an answer is read: then every relation invalidation moves [`EPOCH`] on.
@@ -203,8 +197,9 @@ fn _wa_visibility_changed(relid: pg_sys::Oid) {
     unsafe { pg_sys::CacheInvalidateRelcacheByRelid(relid) };
 }
 
-/// `SELECT <the extension's schema>._wa_channels_visible_to($1)` and the oids of the tables an
-/// answer depends on; `None` if the extension is not installed.
+/// `SELECT <the extension's schema>._wa_channels_visible_to($1)`; `None` if the extension is
+/// not installed. Looked up once per extension oid, with the oids of the tables an answer
+/// depends on, which go to [`WATCHED`].
 fn visible_query() -> Option<CString> {
     // SAFETY: a catalog lookup by name; missing_ok, so no ERROR.
     let extension = unsafe { pg_sys::get_extension_oid(c"whatsapp_channel".as_ptr(), true) };
@@ -219,23 +214,23 @@ fn visible_query() -> Option<CString> {
     // Read-only SPI (`select`), as the other query here: this runs inside a policy's InitPlan,
     // maybe in parallel mode, where a read-write SPI call raises "cannot assign XIDs during a
     // parallel operation" (bench/scale.sh's all-conversations read found it).
-    let schema: Option<(String, i64)> = Spi::connect(|client| {
+    let schema: Option<(String, Vec<i64>)> = Spi::connect(|client| {
         let row = ok(client.select(
-            "SELECT pg_catalog.quote_ident(n.nspname) AS schema, n.oid::bigint AS namespace FROM pg_catalog.pg_extension e
-               JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace WHERE e.oid = $1",
+            "SELECT pg_catalog.quote_ident(n.nspname) AS schema,
+                    ARRAY(SELECT c.oid::bigint FROM pg_catalog.pg_class c
+                           WHERE c.relnamespace = n.oid AND c.relname IN ('wa_channels', 'wa_channel_grants')) AS tables
+               FROM pg_catalog.pg_extension e JOIN pg_catalog.pg_namespace n ON n.oid = e.extnamespace
+              WHERE e.oid = $1",
             None,
             &[extension.into()],
         ))
         .next();
-        row.map(|r| (column::<String>(&r, "schema"), column::<i64>(&r, "namespace")))
+        row.map(|r| (column::<String>(&r, "schema"), column::<Vec<i64>>(&r, "tables")))
     });
-    let (schema, namespace) = schema?;
-    let query = format!(
-        "SELECT {schema}._wa_channels_visible_to($1) AS ids,
-                ARRAY(SELECT c.oid::bigint FROM pg_catalog.pg_class c
-                       WHERE c.relnamespace = {namespace} AND c.relname IN ('wa_channels', 'wa_channel_grants')) AS tables"
-    );
-    let query = CString::new(query).expect("no NUL in a quoted identifier");
+    let (schema, tables) = schema?;
+    WATCHED.with(|w| *w.borrow_mut() = tables.into_iter().map(|oid| pg_sys::Oid::from(oid as u32)).collect());
+    let query =
+        CString::new(format!("SELECT {schema}._wa_channels_visible_to($1)")).expect("no NUL in a quoted identifier");
     VISIBLE_QUERY.with(|q| *q.borrow_mut() = Some((extension, query.clone())));
     Some(query)
 }
