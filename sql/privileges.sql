@@ -23,6 +23,11 @@ BEGIN
            AND d.refclassid = 'pg_catalog.pg_extension'::regclass
            AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'whatsapp_channel')
            AND d.deptype = 'e'
+           -- What every read policy calls keeps its default privileges (PUBLIC may execute
+           -- it): each read of a policed table checks them at every execution, and a default
+           -- ACL is checked without reading one from the catalog (0.2 µs of a 10 µs history
+           -- read, docs/benchmarks/2026-12-07-issue-26-policy-cost.md, section 6).
+           AND d.objid <> '@extschema@._wa_visible_channels()'::pg_catalog.regprocedure
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;

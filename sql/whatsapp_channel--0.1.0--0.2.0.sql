@@ -2040,8 +2040,8 @@ $$;
 
 -- The channels a role may read. The policies read them through _wa_visible_channels (Rust,
 -- src/channels/access.rs), which keeps the answer until the grants, the channels or the roles
--- change (_wa_grants_changed, below): the InitPlans of a query, one per policed table it reads,
--- and the statements after it ask once.
+-- change (_wa_grants_changed, below): the policed tables of a query, and the statements after
+-- it, ask once.
 -- SECURITY DEFINER because a policy on wa_channels cannot read wa_channels as the querier (it
 -- would recurse). A role may ask only for a role it could become (SET ROLE): no learning
 -- another tenant's channel ids. PL/pgSQL, not SQL: its plans are kept for the session (a SQL
@@ -2152,13 +2152,21 @@ BEGIN
 END
 $$;
 
+-- What each read policy asks, once per row it filters: the channels the current role may read
+-- (Rust, src/channels/access.rs: made once per execution of a statement, then kept in the
+-- call's own memory, so a grant or revoke takes effect on the next statement and the other rows
+-- cost a function call). In an index condition (`channel_id = ANY (...)`) it is asked once per
+-- scan. Declared here, not by pgrx, which would build the array again at every row.
+CREATE FUNCTION _wa_visible_channels() RETURNS bigint[]
+LANGUAGE c STABLE PARALLEL SAFE
+AS 'MODULE_PATHNAME', 'wa_visible_channels_of_current_user';
+
 -- (Re)makes the policies: reading a row takes `read` on its channel; writing one directly
--- (not through the API's functions) takes admin. The read policy asks
--- `(SELECT _wa_visible_channels(current_user))::bigint[]`, a scalar subquery the executor runs
--- once per statement (an InitPlan), so a grant or revoke takes effect on the next statement
--- and the filter is `channel_id = ANY($1)`, an index condition. (The cast keeps the parser
--- from reading `= ANY ((SELECT …))` as `= ANY (subquery)`.) Idempotent: run by CREATE EXTENSION and by
--- an upgrade script that changes a policy.
+-- (not through the API's functions) takes admin. The read policy is
+-- `channel_id = ANY (_wa_visible_channels())`: an index condition where the plan reads by
+-- channel, a filter elsewhere. (Not a sub-select: an InitPlan costs 3 µs at every execution,
+-- docs/benchmarks/2026-12-07-issue-26-policy-cost.md.) Idempotent: run by CREATE EXTENSION and
+-- by an upgrade script that changes a policy.
 CREATE FUNCTION _wa_apply_policies() RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, pg_temp
@@ -2169,7 +2177,7 @@ DECLARE
 BEGIN
     FOR t IN SELECT * FROM @extschema@._wa_channel_tables() LOOP
         PERFORM @extschema@._wa_drop_policies(t.table_name);
-        EXECUTE pg_catalog.format('CREATE POLICY wa_channel_read ON %s FOR SELECT USING (%I = ANY ((SELECT @extschema@._wa_visible_channels(CURRENT_USER))::bigint[]))',
+        EXECUTE pg_catalog.format('CREATE POLICY wa_channel_read ON %s FOR SELECT USING (%I = ANY (@extschema@._wa_visible_channels()))',
                                   t.table_name, t.channel_column);
         EXECUTE pg_catalog.format('CREATE POLICY wa_admin_insert ON %s FOR INSERT WITH CHECK (%s)', t.table_name, admin_only);
         EXECUTE pg_catalog.format('CREATE POLICY wa_admin_update ON %s FOR UPDATE USING (%s)', t.table_name, admin_only);
@@ -2533,6 +2541,11 @@ BEGIN
            AND d.refclassid = 'pg_catalog.pg_extension'::regclass
            AND d.refobjid = (SELECT oid FROM pg_catalog.pg_extension WHERE extname = 'whatsapp_channel')
            AND d.deptype = 'e'
+           -- What every read policy calls keeps its default privileges (PUBLIC may execute
+           -- it): each read of a policed table checks them at every execution, and a default
+           -- ACL is checked without reading one from the catalog (0.2 µs of a 10 µs history
+           -- read, docs/benchmarks/2026-12-07-issue-26-policy-cost.md, section 6).
+           AND d.objid <> '@extschema@._wa_visible_channels()'::pg_catalog.regprocedure
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', f);
     END LOOP;

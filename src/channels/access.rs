@@ -3,6 +3,7 @@
 //! make (`_wa_require_channel`, `_wa_require_admin`).
 
 use crate::pg::spi::{Column, column, ok};
+use pgrx::PgMemoryContexts;
 use pgrx::prelude::*;
 use std::cell::{Cell, RefCell};
 use std::ffi::{CStr, CString};
@@ -21,11 +22,107 @@ fn _wa_caller() -> String {
     }
 }
 
-/// The channels `viewer` may read, as the row-level security policies ask for them
-/// (sql/grants.sql: `_wa_apply_policies`): `_wa_channels_visible_to`, kept until something it
+/// The channels `viewer` may read: [`visible_to`], for SQL (`wa_media_content` asks it about
+/// the caller; the policies ask [`wa_visible_channels_of_current_user`]).
+#[pg_extern(stable, parallel_safe)]
+fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
+    visible_to(viewer)
+}
+
+/// The channels the current role (`current_user`) may read: what the read policies ask, once
+/// per row they filter (`channel_id = ANY (_wa_visible_channels())`, sql/grants.sql). The
+/// answer is made once per execution of the statement, at its first row (that call takes
+/// invalidations in, as [`visible_to`] does), and kept as an array in the call's own
+/// memory (`fn_extra`, made anew at each executor start), so every other row costs a function
+/// call and the comparison. A sub-select would make it once per statement too, but an InitPlan
+/// is set up and torn down at every execution: 3 µs of a 21 µs history read
+/// (docs/benchmarks/2026-12-07-issue-26-policy-cost.md, section 5).
+///
+/// Written by hand, not with `#[pg_extern]`, which would build the array again at every row;
+/// declared in sql/grants.sql.
+#[unsafe(no_mangle)]
+#[pg_guard]
+pub unsafe extern "C-unwind" fn wa_visible_channels_of_current_user(fcinfo: pg_sys::FunctionCallInfo) -> pg_sys::Datum {
+    // SAFETY: Postgres calls this with a valid fcinfo whose flinfo lives as long as the
+    // expression (fn_mcxt); fn_extra is this function's own, null until set here.
+    unsafe {
+        let flinfo = (*fcinfo).flinfo;
+        let user = pg_sys::GetUserId();
+        let kept = (*flinfo).fn_extra as *mut PolicyAnswer;
+        // The epoch as well: an expression kept across statements (PL/pgSQL's simple
+        // expressions) keeps its fn_extra too.
+        if !kept.is_null() && (*kept).user == user && (*kept).epoch == EPOCH.get() {
+            return (*kept).array;
+        }
+        let (array, epoch) = PgMemoryContexts::For((*flinfo).fn_mcxt).switch_to(|_| policy_answer(user));
+        let kept = pg_sys::palloc(std::mem::size_of::<PolicyAnswer>()) as *mut PolicyAnswer;
+        kept.write(PolicyAnswer { user, epoch, array });
+        (*flinfo).fn_extra = kept.cast();
+        array
+    }
+}
+
+/// The array of channels `user` may read, made in the current memory context: a copy of the
+/// session's last answer to a policy if it still holds, or else [`visible_to`]'s; and the
+/// [`EPOCH`] it holds for (from before it was read: an invalidation taken in by the read
+/// itself makes the next row ask again).
+unsafe fn policy_answer(user: pg_sys::Oid) -> (pg_sys::Datum, u64) {
+    // SAFETY: as in [`visible_to`]; the copies are of a varlena this function made.
+    unsafe {
+        pg_sys::AcceptInvalidationMessages();
+        let caller = pg_sys::GetOuterUserId();
+        let epoch = EPOCH.get();
+        let copied = LAST_POLICY_ANSWER.with(|last| {
+            let last = last.borrow();
+            let last = last.as_ref().filter(|l| l.user == user && l.caller == caller && l.epoch == epoch)?;
+            let copy = pg_sys::palloc(last.varlena.len()) as *mut u8;
+            std::ptr::copy_nonoverlapping(last.varlena.as_ptr(), copy, last.varlena.len());
+            Some(pg_sys::Datum::from(copy))
+        });
+        if let Some(array) = copied {
+            return (array, epoch);
+        }
+        let name = pg_sys::GetUserNameFromId(user, false);
+        let ids = visible_to(&CStr::from_ptr(name).to_string_lossy());
+        let array = ids.into_datum().expect("an array is never NULL");
+        if EPOCH.get() == epoch && !pg_sys::IsInParallelMode() {
+            let ptr = array.cast_mut_ptr::<pg_sys::varlena>();
+            let len = pgrx::varsize_any(ptr);
+            let varlena = std::slice::from_raw_parts(ptr as *const u8, len).to_vec();
+            LAST_POLICY_ANSWER
+                .with(|last| *last.borrow_mut() = Some(LastPolicyAnswer { user, caller, epoch, varlena }));
+        }
+        (array, epoch)
+    }
+}
+
+/// The session's last answer to a read policy, as the bytes of its array: the next statement's
+/// first row copies it instead of looking the role's name up and building the array again.
+struct LastPolicyAnswer {
+    user: pg_sys::Oid,
+    caller: pg_sys::Oid,
+    epoch: u64,
+    varlena: Vec<u8>,
+}
+
+#[unsafe(no_mangle)]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_wa_visible_channels_of_current_user() -> &'static pg_sys::Pg_finfo_record {
+    static V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// [`wa_visible_channels_of_current_user`]'s answer, in the memory of the expression calling it.
+struct PolicyAnswer {
+    user: pg_sys::Oid,
+    epoch: u64,
+    array: pg_sys::Datum,
+}
+
+/// The channels `viewer` may read: `_wa_channels_visible_to`'s answer, kept until something it
 /// depends on changes. A query asks once per policed table it reads (four times for the
 /// conversation list), and an answer from PL/pgSQL costs two SECURITY DEFINER calls and four
-/// lookups, about 20 µs (the InitPlans of bench/scale.sh's plans, 6 December 2026).
+/// lookups, about 20 µs (bench/scale.sh's plans, 6 December 2026).
 ///
 /// Kept the way Postgres keeps its own catalog caches: until an invalidation says that a grant,
 /// a channel, a role or a role membership changed (see [`watch_for_changes`]). Committed
@@ -40,8 +137,7 @@ fn _wa_caller() -> String {
 ///
 /// Not SECURITY DEFINER itself (that would set search_path on every call); the function it
 /// asks is, and is named with the extension's schema, so no object of the caller's stands in.
-#[pg_extern(stable, parallel_safe)]
-fn _wa_visible_channels(viewer: &str) -> Vec<i64> {
+fn visible_to(viewer: &str) -> Vec<i64> {
     // Invalidations first: a prepared statement run again inside an open transaction locks
     // nothing new, and so takes none in by itself; without this, another session's revoke
     // would wait for the end of the transaction. (A check of one shared counter when none is
@@ -145,6 +241,7 @@ thread_local! {
     /// invalidation of either moves [`EPOCH`] on.
     static WATCHED: RefCell<Vec<pg_sys::Oid>> = const { RefCell::new(Vec::new()) };
     static WATCHING: Cell<bool> = const { Cell::new(false) };
+    static LAST_POLICY_ANSWER: RefCell<Option<LastPolicyAnswer>> = const { RefCell::new(None) };
     /// Set while an answer is read: then every relation invalidation moves [`EPOCH`] on.
     static READING: Cell<bool> = const { Cell::new(false) };
     /// The extension's oid and the query naming its schema: looked up again when the
@@ -211,7 +308,7 @@ fn visible_query() -> Option<CString> {
     {
         return Some(query);
     }
-    // Read-only SPI (`select`), as the other query here: this runs inside a policy's InitPlan,
+    // Read-only SPI (`select`), as the other query here: this runs inside a policy,
     // maybe in parallel mode, where a read-write SPI call raises "cannot assign XIDs during a
     // parallel operation" (bench/scale.sh's all-conversations read found it).
     let schema: Option<(String, Vec<i64>)> = Spi::connect(|client| {
@@ -281,7 +378,7 @@ fn schema_has_grants() -> bool {
 
 /// Column `name` of the one row a read-only query returns. Read-only SPI (`select`) on
 /// purpose: pgrx's read-write calls (`Spi::get_one`, `update`) assign the transaction an id,
-/// which a parallel query (these checks run inside policies' InitPlans) and a hot standby
+/// which a parallel query (these checks run inside policies) and a hot standby
 /// (wa_metrics) refuse, and which a read has no use for.
 fn select_one<T: Column>(query: &str, args: &[pgrx::datum::DatumWithOid], name: &str) -> T {
     Spi::connect(|client| {

@@ -142,6 +142,7 @@ fn public_may_call_only_the_pure_helpers() {
         [
             "_wa_channels_visible_to(name)",
             "_wa_is_admin(name)",
+            "_wa_visible_channels()",
             "_wa_visible_channels(text)",
             "wa_error_hint(integer)",
             "wa_normalize_phone(text)",

@@ -53,13 +53,17 @@ CREATE ROLE regress_agent_b IN ROLE regress_inbox;
 SELECT wa_grant_channel('tenant_a', 'regress_agent_a'), wa_grant_channel('tenant_b', 'regress_agent_b', 'send');
 
 -- The policies work in a parallel plan (the session's first, so the policies' helper looks
--- up what it keeps inside it, in parallel mode, where a read-write SPI call fails).
+-- up what it keeps inside it, in parallel mode, where a read-write SPI call fails), in the
+-- workers (which ask for the channels themselves: the policy is evaluated per row) as in the
+-- leader: the agent counts exactly its channel's messages.
+SELECT count(*) AS messages_a FROM wa_messages WHERE channel_id = :ch_a \gset
 BEGIN;
 SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL parallel_leader_participation = off;
 SET LOCAL ROLE regress_agent_a;
-SELECT count(*) > 0 AS agent_counts_in_parallel FROM wa_messages;
+SELECT count(*) > 0 AS agent_counts_in_parallel, count(*) = :messages_a AS only_its_channel FROM wa_messages;
 COMMIT;
 
 -- For every table and view of the extension: the rows of each channel, as the owner and as
