@@ -17,6 +17,8 @@
 # executor and the client's round trip on this machine; history picks one of the 100 contacts
 # a transaction), the least of the rounds kept.
 #
+# READS="history" measures only the reads named (list, history, unread).
+#
 # Run as postgres (the cluster's owner). Results: BENCHMARKS.md, "Channel grants".
 set -euo pipefail
 . "$(dirname "$0")/../scripts/pg.sh" # PG_MAJOR=15 (default) or 18, as bench/scale.sh
@@ -87,7 +89,7 @@ run_latency() {
     -U "$ROLE" "${scripts[@]}" postgres 2>&1 | awk '/^latency average/ { printf "%.2f\n", $4 * 1000 }'
 }
 trap 'rls ENABLE' EXIT
-for q in list history unread; do
+for q in ${READS:-list history unread}; do
   on=(); off=()
   for _ in $(seq "$ROUNDS"); do
     rls ENABLE; on+=("$(run "$q")")
