@@ -42,6 +42,13 @@ BEGIN
     GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels(text) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@._wa_channels_visible_to(name) TO PUBLIC;
     GRANT EXECUTE ON FUNCTION @extschema@._wa_is_admin(name) TO PUBLIC;
+    -- ... unless something gave it privileges of its own (ALTER DEFAULT PRIVILEGES ... REVOKE
+    -- EXECUTE ON FUNCTIONS FROM PUBLIC, a REVOKE on all functions of the schema): then PUBLIC
+    -- gets EXECUTE back, or every policed read by an agent would fail.
+    IF (SELECT p.proacl FROM pg_catalog.pg_proc p
+         WHERE p.oid = '@extschema@._wa_visible_channels()'::pg_catalog.regprocedure) IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION @extschema@._wa_visible_channels() TO PUBLIC;
+    END IF;
 END
 $$;
 

@@ -50,12 +50,15 @@ pub unsafe extern "C-unwind" fn wa_visible_channels_of_current_user(fcinfo: pg_s
         let user = pg_sys::GetUserId();
         let kept = (*flinfo).fn_extra as *mut PolicyAnswer;
         // The epoch as well: an expression kept across statements (PL/pgSQL's simple
-        // expressions) keeps its fn_extra too.
+        // expressions) keeps its fn_extra too, and asks again once an invalidation is taken in
+        // (by its next lock, or any policy's first row).
         if !kept.is_null() && (*kept).user == user && (*kept).epoch == EPOCH.get() {
             return (*kept).array;
         }
         let (array, epoch) = PgMemoryContexts::For((*flinfo).fn_mcxt).switch_to(|_| policy_answer(user));
-        let kept = pg_sys::palloc(std::mem::size_of::<PolicyAnswer>()) as *mut PolicyAnswer;
+        // In fn_mcxt too, not the current context: that is the row's, reset before the next.
+        let kept =
+            pg_sys::MemoryContextAlloc((*flinfo).fn_mcxt, std::mem::size_of::<PolicyAnswer>()) as *mut PolicyAnswer;
         kept.write(PolicyAnswer { user, epoch, array });
         (*flinfo).fn_extra = kept.cast();
         array
@@ -159,17 +162,21 @@ fn visible_to(viewer: &str) -> Vec<i64> {
     // While it reads, every relation invalidation counts (the tables' oids may not be known
     // yet, or be those of a dropped extension).
     READING.set(true);
-    // SAFETY: a parallel operation may take no new snapshot; elsewhere the latest one is pushed
-    // for this read and popped after it (an ERROR in between unwinds the snapshot stack with the
-    // transaction or subtransaction).
+    // The latest snapshot is pushed for this read and popped after it (an ERROR in between
+    // unwinds the snapshot stack with the transaction or subtransaction). A parallel operation
+    // may take no new one: there a catalog snapshot, which GetCatalogSnapshot of no relation
+    // takes anew (a parallel worker too: each asks for itself, as the policy is evaluated per
+    // row). Never the statement's: in a REPEATABLE READ transaction it is the transaction's,
+    // from before a revoke.
+    // SAFETY: both snapshots are valid until the next invalidation; PushActiveSnapshot copies them.
     let parallel = unsafe { pg_sys::IsInParallelMode() };
-    if !parallel {
-        unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    unsafe {
+        let snapshot =
+            if parallel { pg_sys::GetCatalogSnapshot(pg_sys::InvalidOid) } else { pg_sys::GetLatestSnapshot() };
+        pg_sys::PushActiveSnapshot(snapshot);
     }
     let ids = read_visible(&query, viewer);
-    if !parallel {
-        unsafe { pg_sys::PopActiveSnapshot() };
-    }
+    unsafe { pg_sys::PopActiveSnapshot() };
     READING.set(false);
     // Kept only if nothing changed while it was read: an invalidation taken in by the read
     // itself (its locks) may stand for a commit its snapshot did not see.

@@ -3,7 +3,8 @@
 //! keeps the answer of `_wa_visible_channels` between statements (src/channels/access.rs):
 //! also inside REPEATABLE READ transactions that wrote (whose old snapshot must not be what is
 //! read, nor kept), for prepared statements run again inside one transaction, after a rollback,
-//! for changes applied as a replica applies them, and with several roles on one connection.
+//! for changes applied as a replica applies them, with several roles on one connection, and in
+//! parallel workers.
 
 use e2e::cluster;
 use postgres::{Client, GenericClient};
@@ -14,6 +15,18 @@ const SEEN: &str = "SELECT name FROM wa_channels WHERE name = ANY($1) ORDER BY n
 fn seen(session: &mut impl GenericClient, names: &[&str]) -> Vec<String> {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     session.query(SEEN, &[&names]).unwrap().iter().map(|r| r.get(0)).collect()
+}
+
+/// How many parallel workers a plan of `EXPLAIN (ANALYZE, FORMAT JSON)` launched, in all.
+fn workers_launched(plan: &serde_json::Value) -> u64 {
+    match plan {
+        serde_json::Value::Object(node) => {
+            node.get("Workers Launched").and_then(|n| n.as_u64()).unwrap_or(0)
+                + node.values().map(workers_launched).sum::<u64>()
+        }
+        serde_json::Value::Array(nodes) => nodes.iter().map(workers_launched).sum(),
+        _ => 0,
+    }
 }
 
 /// The test's roles, made anew: two agents and a team role.
@@ -141,6 +154,37 @@ fn grants_revokes_and_memberships_from_other_sessions_take_effect_on_the_next_st
     assert_eq!(seen(&mut agent, &names), none, "the first role, after its revoke");
     agent.batch_execute("SET ROLE grants_agent2").unwrap();
     assert_eq!(seen(&mut agent, &names), [b.name.clone()], "the second role, untouched");
+
+    // Parallel workers evaluate the policy too, each asking for the channels itself, inside a
+    // REPEATABLE READ transaction: a revoke committed during it counts from the next statement
+    // for them as well (they must not read the grants with the transaction's snapshot).
+    let in_parallel = format!(
+        "SELECT name FROM wa_channels WHERE name IN ({}) ORDER BY name",
+        names.iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ")
+    );
+    agent
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ;
+             SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0;
+             SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL parallel_leader_participation = off;
+             SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off;",
+        )
+        .unwrap();
+    let seen_in_parallel = |agent: &mut Client| -> Vec<String> {
+        let plan: serde_json::Value =
+            agent.query_one(&format!("EXPLAIN (ANALYZE, FORMAT JSON) {in_parallel}"), &[]).unwrap().get(0);
+        assert!(workers_launched(&plan) > 0, "the read runs in parallel workers: {plan}");
+        agent.query(&in_parallel, &[]).unwrap().iter().map(|r| r.get(0)).collect()
+    };
+    assert_eq!(seen_in_parallel(&mut agent), [b.name.clone()], "in parallel workers");
+    admin.execute("SELECT wa_revoke_channel($1, 'grants_agent2')", &[&b.name]).unwrap();
+    assert_eq!(
+        seen_in_parallel(&mut agent),
+        none,
+        "in parallel workers, after a revoke during a REPEATABLE READ transaction"
+    );
+    agent.batch_execute("COMMIT").unwrap();
+    admin.execute("SELECT wa_grant_channel($1, 'grants_agent2', 'read')", &[&b.name]).unwrap();
 
     // An admin sees a channel added after its answer was kept.
     agent.batch_execute("SET ROLE grants_agent").unwrap();

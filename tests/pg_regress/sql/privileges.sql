@@ -13,6 +13,12 @@ SELECT p.oid::regprocedure AS callable_by_public
    AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'whatsapp_channel')
    AND has_function_privilege('public', p.oid, 'EXECUTE')
  ORDER BY p.oid::regprocedure::text;
+-- What the policies call keeps Postgres' default privileges (no ACL of its own), and gets
+-- PUBLIC's EXECUTE back from _wa_apply_privileges() if something revoked it.
+SELECT proacl IS NULL AS policy_function_default_acl FROM pg_proc WHERE oid = '_wa_visible_channels()'::regprocedure;
+REVOKE EXECUTE ON FUNCTION _wa_visible_channels() FROM PUBLIC;
+SELECT _wa_apply_privileges();
+SELECT has_function_privilege('public', '_wa_visible_channels()', 'EXECUTE') AS public_may_call_it_again;
 -- No table or view of the extension is readable by PUBLIC.
 SELECT count(*) AS readable_by_public
   FROM pg_depend d JOIN pg_class c ON c.oid = d.objid
