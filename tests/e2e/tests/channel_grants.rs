@@ -3,8 +3,8 @@
 //! keeps the answer of `_wa_visible_channels` between statements (src/channels/access.rs):
 //! also inside REPEATABLE READ transactions that wrote (whose old snapshot must not be what is
 //! read, nor kept), for prepared statements run again inside one transaction, after a rollback,
-//! for changes applied as a replica applies them, with several roles on one connection, and in
-//! parallel workers.
+//! for changes applied as a replica applies them, with several roles on one connection, in
+//! parallel workers, and after the function that makes the answer is replaced.
 
 use e2e::cluster;
 use postgres::{Client, GenericClient};
@@ -185,6 +185,26 @@ fn grants_revokes_and_memberships_from_other_sessions_take_effect_on_the_next_st
     );
     agent.batch_execute("COMMIT").unwrap();
     admin.execute("SELECT wa_grant_channel($1, 'grants_agent2', 'read')", &[&b.name]).unwrap();
+
+    // A replaced function (an upgrade may change how the answer is made): the kept answers are
+    // not used after it.
+    agent.batch_execute("SET ROLE grants_agent2").unwrap();
+    assert_eq!(seen(&mut agent, &names), [b.name.clone()], "before the function is replaced");
+    let original: String = admin
+        .query_one("SELECT pg_get_functiondef('_wa_channels_visible_to(name)'::regprocedure)", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .batch_execute(
+            "CREATE OR REPLACE FUNCTION _wa_channels_visible_to(viewer name) RETURNS bigint[]
+             LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+             AS $$ SELECT '{}'::bigint[] $$",
+        )
+        .unwrap();
+    let replaced = seen(&mut agent, &names);
+    admin.batch_execute(&original).unwrap();
+    assert_eq!(replaced, none, "after the function was replaced");
+    assert_eq!(seen(&mut agent, &names), [b.name.clone()], "after it was put back");
 
     // An admin sees a channel added after its answer was kept.
     agent.batch_execute("SET ROLE grants_agent").unwrap();
