@@ -206,6 +206,43 @@ fn grants_revokes_and_memberships_from_other_sessions_take_effect_on_the_next_st
     assert_eq!(replaced, none, "after the function was replaced");
     assert_eq!(seen(&mut agent, &names), [b.name.clone()], "after it was put back");
 
+    // A revoke committed while the answer is being read (the function made slow: it sleeps
+    // before it reads the grants). The statement that read it may still see the channel; the
+    // next one must not: the answer read across the revoke is not kept.
+    let slow = original.replacen("\nBEGIN\n", "\nBEGIN\n    PERFORM pg_catalog.pg_sleep(1);\n", 1);
+    assert_ne!(slow, original, "the function's body starts with BEGIN on a line of its own");
+    admin.batch_execute(&slow).unwrap();
+    let reading = std::thread::spawn({
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        move || {
+            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+            let first = seen(&mut agent, &names);
+            let next = seen(&mut agent, &names);
+            (agent, first, next)
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'postgres' AND wait_event = 'PgSleep'
+               AND query LIKE 'SELECT name FROM wa_channels%'",
+            &[],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "the agent's read never started sleeping");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    admin.execute("SELECT wa_revoke_channel($1, 'grants_agent2')", &[&b.name]).unwrap();
+    let (returned, first, next) = reading.join().unwrap();
+    agent = returned;
+    admin.batch_execute(&original).unwrap();
+    assert!(first == [b.name.clone()] || first.is_empty(), "the statement during the revoke: {first:?}");
+    assert_eq!(next, none, "the statement after a revoke made during the read");
+    admin.execute("SELECT wa_grant_channel($1, 'grants_agent2', 'read')", &[&b.name]).unwrap();
+
     // An admin sees a channel added after its answer was kept.
     agent.batch_execute("SET ROLE grants_agent").unwrap();
     admin.execute("SELECT wa_grant_channel(NULL, 'grants_agent', 'admin')", &[]).unwrap();
