@@ -101,6 +101,8 @@ unsafe fn policy_answer(user: pg_sys::Oid) -> (pg_sys::Datum, u64) {
 
 /// The session's last answer to a read policy, as the bytes of its array: the next statement's
 /// first row copies it instead of looking the role's name up and building the array again.
+/// Without it the policies cost a history read 12.1–13.7% instead of 8.9–12.3%, and an unread
+/// read 7.4–9.7% instead of 5.2–7.2% (bench/policies.sh, 4 alternating rounds, 7 December 2026).
 struct LastPolicyAnswer {
     user: pg_sys::Oid,
     caller: pg_sys::Oid,
