@@ -19,17 +19,24 @@ fi
 
 # Postgres refuses to run as root: as root, the cluster (and so pg_regress, which starts it)
 # runs as postgres, in a directory postgres owns. Results stay there for a look after a failure.
+# The inputs are copied there too: a checkout postgres cannot enter (one under `mktemp -d`,
+# mode 0700) would otherwise fail with 'could not open "tests/pg_regress/postgresql.conf"'.
 out=$(mktemp -d /tmp/wa-pg_regress.XXXXXX)
 as=()
-if [ "$(id -u)" = 0 ]; then chown postgres: "$out"; as=(runuser -u postgres --); fi
+inputs=$here
+if [ "$(id -u)" = 0 ]; then
+  inputs=$out/inputs
+  mkdir "$inputs" && cp -r "$here"/sql "$here"/expected "$here"/postgresql.conf "$inputs"/
+  chown -R postgres: "$out"; as=(runuser -u postgres --)
+fi
 
 # Without shared_preload_libraries: the functions and tables work, no worker runs (none sends,
 # none receives), so what the tests see depends only on their own statements. C locale and
 # UTF-8, so that 15 and 18 sort and print alike whatever the machine's locale.
 status=0
 "${as[@]}" "$pg_regress" --temp-instance="$out/instance" --bindir="$($PG_CONFIG --bindir)" \
-  --inputdir="$here" --outputdir="$out" --no-locale --encoding=UTF8 \
-  --temp-config="$here/postgresql.conf" \
+  --inputdir="$inputs" --outputdir="$out" --no-locale --encoding=UTF8 \
+  --temp-config="$inputs/postgresql.conf" \
   "${tests[@]}" | tee "$out/summary" || status=$?
 
 # TAP lines on 18 ("not ok 3 - views"), "... FAILED" on 15; at least 1 if it could not run.

@@ -426,12 +426,17 @@ def test_a_flow_reply_shows_its_answers_and_a_marketing_opt_out_shows_live(page)
     wa = "16505550112"
     wa_sim("flow_reply", "--from", wa, "--name", "Flo Reyes", "--text", "window seat")
     open_conversation(page, wa)
-    message = wait_for("the Flow reply", lambda: message_with_text(page, "Flow reply:"))
-    answers = {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
-               for row in message.find_elements(By.CSS_SELECTOR, "table.flow-answers tr")}
+    # Read inside the polls: a live update may re-render the message or the list item between
+    # finding an element and reading it (StaleElementReferenceException, seen in CI).
+    def flow_reply():
+        message = message_with_text(page, "Flow reply:")
+        answers = {row.find_element(By.TAG_NAME, "th").text: row.find_element(By.TAG_NAME, "td").text
+                   for row in message.find_elements(By.CSS_SELECTOR, "table.flow-answers tr")}
+        return (answers, message.text) if answers else None
+    answers, text = wait_for("the Flow reply", flow_reply)
     assert answers == {"date": "2026-12-24", "guests": "2", "notes": "window seat"}, answers
-    assert "sim-flow-token" not in message.text, "the flow token is the business's id, not an answer"
-    assert "Flow reply: date: 2026-12-24" in conversation_item(page, wa).text
+    assert "sim-flow-token" not in text, "the flow token is the business's id, not an answer"
+    wait_for("the Flow reply in the list", lambda: "Flow reply: date: 2026-12-24" in conversation_item(page, wa).text)
     # The customer taps "Stop promotions": the open conversation and the list say so, live.
     wa_sim("user_preferences", "--from", wa, "--value", "stop")
     wait_for("the opt-out in the header",
