@@ -57,6 +57,9 @@ pub struct Shared {
     /// The caps per client address and the allow-list, as last (re)loaded.
     pub sources: Arc<SourceLimits>,
     pub throttle: Throttle,
+    /// POSTs in the main thread's last batch: a worker busy enough to make big batches of its
+    /// own stores its POSTs itself rather than hand them over (see [`super::handover`]).
+    last_batch_posts: AtomicUsize,
 }
 
 impl Shared {
@@ -75,7 +78,7 @@ impl Shared {
     /// before it arrived: a channel added, a secret rotated or a channel removed a moment ago.
     /// Only a real change waits; otherwise this is two atomic loads, so a flood of requests for
     /// unknown channels or with bad signatures costs nothing here.
-    fn catch_up(&self) {
+    pub fn catch_up(&self) {
         if !self.behind() {
             return;
         }
@@ -86,12 +89,21 @@ impl Shared {
             .wait_timeout_while(guard, CATCH_UP, |_| self.loaded_generation.load(Ordering::Acquire) < committed);
     }
 
+    /// Notes the size of the main thread's last batch, in POSTs.
+    pub fn set_last_batch_posts(&self, posts: usize) {
+        self.last_batch_posts.store(posts, Ordering::Relaxed);
+    }
+
+    pub fn last_batch_posts(&self) -> usize {
+        self.last_batch_posts.load(Ordering::Relaxed)
+    }
+
     /// Whether a change to the channels has committed that the main thread has not read yet.
     fn behind(&self) -> bool {
         self.loaded_generation.load(Ordering::Acquire) < commit_wake::channels_generation()
     }
 
-    fn channel(&self, name: &str) -> Option<Arc<ChannelCredentials>> {
+    pub fn channel(&self, name: &str) -> Option<Arc<ChannelCredentials>> {
         self.channels.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
@@ -168,14 +180,42 @@ pub const BODY_BUDGET: usize = 64 << 20;
 /// Serves webhooks on `listener` (bound by the main thread) with up to `max_connections` open
 /// at once. Returns the receiving end of the jobs for the main thread, which `waker` wakes
 /// whenever it sends one.
+/// What a listener worker does with POSTs that another worker could store in its batches (see
+/// [`super::handover`]).
+pub enum Handover {
+    /// Stores its own (one worker, or `whatsapp_channel.listener_handover = off`).
+    Off,
+    /// The first worker: takes others' POSTs on the handover socket of this listen address.
+    Take(String),
+    /// The others: offer theirs there.
+    Offer(String),
+}
+
 pub fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
     waker: Waker,
     queue: usize,
     max_connections: usize,
+    handover: Handover,
 ) -> std::io::Result<Receiver<Job>> {
     let (jobs, receiver) = sync_channel(queue);
+    let handover = match handover {
+        Handover::Off => None,
+        Handover::Take(address) => {
+            if let Err(e) = super::handover::take(&address, shared.clone(), jobs.clone(), waker.clone()) {
+                let line = format!(
+                    "listener workers store their POSTs each: cannot take them on the handover socket ({e}); \
+                     another process holds its name"
+                );
+                let _ = jobs.try_send(Job::Report(Report { level: LogLevel::Warning, line, counter: None }));
+            }
+            None
+        }
+        Handover::Offer(address) => {
+            Some(Arc::new(super::handover::Sender::new(&address, shared.clone(), jobs.clone(), waker.clone())))
+        }
+    };
     let limits = Limits {
         max_connections,
         head_timeout: HEAD_TIMEOUT,
@@ -189,7 +229,7 @@ pub fn start(
         ..Limits::default()
     };
     let tls = shared.tls.clone();
-    bounded_http::serve(listener, limits, tls, Arc::new(Handler { shared, jobs, waker }))?;
+    bounded_http::serve(listener, limits, tls, Arc::new(Handler { shared, jobs, waker, handover }))?;
     Ok(receiver)
 }
 
@@ -198,6 +238,7 @@ struct Handler {
     shared: Arc<Shared>,
     jobs: SyncSender<Job>,
     waker: Waker,
+    handover: Option<Arc<super::handover::Sender>>,
 }
 
 impl bounded_http::Handler for Handler {
@@ -327,7 +368,14 @@ impl Handler {
         let payload = webhook::parse(&body);
         let handler = self.clone();
         let (promise, later) = bounded_http::later(STORE_TIMEOUT, move |outcome| handler.answer(outcome));
-        if let Err(e) = self.send(Job::Store(Verified { channel, body, payload, headers }, promise)) {
+        let mut job = (Verified { channel, body, payload, headers }, promise);
+        if let Some(handover) = &self.handover {
+            match handover.offer(job.0, job.1) {
+                Ok(()) => return Quick::Later(later),
+                Err(back) => job = back,
+            }
+        }
+        if let Err(e) = self.send(Job::Store(job.0, job.1)) {
             let reason = match e {
                 TrySendError::Full(_) => "the listener is overloaded",
                 TrySendError::Disconnected(_) => "the listener is restarting",

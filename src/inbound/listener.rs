@@ -81,9 +81,14 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
         counts_written: Instant::now(),
     };
     listener.reload();
-    let jobs = http::start(socket, shared.clone(), waker, QUEUE, cap.connections as usize)
-        .unwrap_or_else(|e| error!("whatsapp_channel: cannot start the webhook server: {e}"));
     let workers = guc::listener_workers();
+    let handover = match (workers > 1 && guc::listener_handover(), slot) {
+        (false, _) => http::Handover::Off,
+        (true, 0) => http::Handover::Take(address.clone()),
+        (true, _) => http::Handover::Offer(address.clone()),
+    };
+    let jobs = http::start(socket, shared.clone(), waker, QUEUE, cap.connections as usize, handover)
+        .unwrap_or_else(|e| error!("whatsapp_channel: cannot start the webhook server: {e}"));
     log!(
         "whatsapp_channel: webhook listener{} on {}://{address}{}<channel>, database \"{database}\", \
          up to {} connections (open-files limit {} raised to {})",
@@ -323,6 +328,9 @@ impl Listener {
                 self.unwritten.merge(counts);
                 results
             });
+        if !stores.is_empty() {
+            self.shared.set_last_batch_posts(stores.len());
+        }
         answer(stores, committed, started);
         unsafe { pg_sys::pgstat_report_stat(false) };
     }

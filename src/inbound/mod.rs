@@ -6,6 +6,7 @@
 //! signature check as a SQL function.
 
 pub mod counts;
+pub mod handover;
 pub mod http;
 pub mod listener;
 pub mod replay;

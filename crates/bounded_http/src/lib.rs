@@ -30,6 +30,7 @@
 
 mod body;
 pub mod capacity;
+pub mod handover;
 pub mod socket;
 pub mod sources;
 mod tls;
@@ -179,6 +180,22 @@ impl<T> Promise<T> {
     /// Sends `value`; if the request is gone (its connection closed), nothing happens.
     pub fn keep(self, value: T) {
         let _ = self.0.send(value);
+    }
+}
+
+/// A promise of a `T` for a caller that is not a request: the receiving end is its own.
+pub fn promise<T>() -> (Promise<T>, Kept<T>) {
+    let (promise, kept) = tokio::sync::oneshot::channel();
+    (Promise(promise), Kept(kept))
+}
+
+/// What a [`promise`] sends, for a thread outside the runtime to wait for.
+pub struct Kept<T>(tokio::sync::oneshot::Receiver<T>);
+
+impl<T> Kept<T> {
+    /// Blocks until the promise is kept (`None`: dropped unkept). Not on a runtime thread.
+    pub fn wait(self) -> Option<T> {
+        self.0.blocking_recv().ok()
     }
 }
 

@@ -85,6 +85,11 @@ const LISTENER: Family = family(
     Kind::Counter,
     "Webhook requests and connections refused before a channel could be named, by reason.",
 );
+const HANDOVER: Family = family(
+    "listener_handover_total",
+    Kind::Counter,
+    "Webhook POSTs a listener worker offered to the first worker's batches: taken (answered by it), kept (stored by the worker that received them: large, busy, or the first declined or was away), lost (the first went away first: answered 503, and Meta redelivers).",
+);
 const BATCH_POSTS: Family =
     family("listener_batch_posts", Kind::Histogram, "Webhook POSTs stored per listener transaction.");
 const COMMIT_SECONDS: Family =
@@ -140,6 +145,9 @@ const GLOBAL_SAMPLES: [(GlobalCounter, FamilyAndLabel); GLOBAL_COUNTERS] = {
         (MediaSkipped, (&MEDIA, Some(("result", "skipped")))),
         (MediaFailed, (&MEDIA, Some(("result", "failed")))),
         (MediaRetried, (&MEDIA, Some(("result", "retried")))),
+        (HandoverTaken, (&HANDOVER, Some(("result", "taken")))),
+        (HandoverKept, (&HANDOVER, Some(("result", "kept")))),
+        (HandoverLost, (&HANDOVER, Some(("result", "lost")))),
     ]
 };
 

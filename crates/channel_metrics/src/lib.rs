@@ -58,9 +58,15 @@ pub enum GlobalCounter {
     MediaSkipped,
     MediaFailed,
     MediaRetried,
+    /// Webhook POSTs a listener worker handed to the first worker, answered by it.
+    HandoverTaken,
+    /// POSTs a listener worker stored itself instead (too big, busy, the first declined or away).
+    HandoverKept,
+    /// POSTs the first worker went away with before answering (answered 503, redelivered).
+    HandoverLost,
 }
 
-pub const GLOBAL_COUNTERS: usize = GlobalCounter::MediaRetried as usize + 1;
+pub const GLOBAL_COUNTERS: usize = GlobalCounter::HandoverLost as usize + 1;
 
 /// Histograms, with their upper bounds (the `+Inf` bucket is the count).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

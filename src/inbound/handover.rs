@@ -1,0 +1,368 @@
+//! Listener workers hand small POSTs to the first worker (slot 0), so that light load is stored
+//! in one worker's batches, each batch's fixed cost shared by more POSTs, while heavy load and
+//! large POSTs are still stored by every worker at once.
+//!
+//! Why: a batch costs about 0.5 ms plus 78 µs a message, and two workers each store half the
+//! POSTs in batches of their own. At 16 connections one worker costs 265 µs of CPU a message
+//! against 424 for two, but one worker alone stores 100-message POSTs at 0.64× the rate. With
+//! the handover, two workers cost 0.73× main's CPU a message at 16 connections, at the same
+//! rate (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md, section 5).
+//!
+//! How: the first worker listens on an abstract Unix socket named after `listen_address`. The
+//! others offer each verified POST of up to [`OFFER_MAX_BODY`] bytes there ([`Sender::offer`]),
+//! while fewer than [`OFFER_MAX_PENDING`] of theirs are with it and their own last batch was
+//! small; otherwise they store it themselves. The first queues what it is offered as its own
+//! and replies after its batch's COMMIT. Only HTTP-side threads take part: no Postgres call.
+//!
+//! The guarantees hold: a reply of `Committed` is the first's own "after COMMIT", and a POST
+//! offered but never answered (the first worker went away) is answered 503, so Meta sends it
+//! again and the `(channel_id, wamid)` key stores it once even if the first did commit it.
+//! Any local process can reach an abstract socket or take its name first, so each side checks
+//! that the other runs as the server's own user (`SO_PEERCRED`), and the first checks each
+//! POST's signature again with the channel's secret.
+//! `whatsapp_channel.listener_handover = off` turns it off.
+
+use super::http::{Job, LogLevel, Report, Shared, StoreOutcome, Verified};
+use crate::metrics::{self, GlobalCounter};
+use crate::pg::thread_wake::Waker;
+use bounded_http::Promise;
+use bounded_http::handover::{self, Offer, Outcome, Reply};
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter, Write};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// POSTs a worker has with the first at once; beyond, it stores them itself. Eight is one
+/// worker's share of 16 connections. Letting the first hold 32 saved no more CPU at 16
+/// connections and cost 12% of the rate at 64 (section 5b of the diary above).
+pub const OFFER_MAX_PENDING: usize = 8;
+
+/// Largest body offered: a 100-message webhook is 25 kB. Larger ones (history chunks, a
+/// backlog) gain nothing from a shared batch and are stored where they arrived.
+pub const OFFER_MAX_BODY: usize = 32 << 10;
+
+/// A worker whose own last batch held this many POSTs or more stores its POSTs itself: under
+/// such load its batches are big anyway, and handing over only adds a round trip (at 64
+/// connections an unconditional handover cost 5% more CPU a message).
+const BUSY_BATCH_POSTS: usize = OFFER_MAX_PENDING;
+
+/// What the first worker holds of all others at once before it declines: a guard against a
+/// sibling that does not keep to [`OFFER_MAX_PENDING`].
+const TAKE_MAX_HELD: usize = 64;
+
+/// Connections the first worker takes at once: one per sibling, and some to spare.
+const TAKE_MAX_CONNECTIONS: usize = 4 * crate::pg::commit_wake::MAX_LISTENERS;
+
+/// How long a sender waits before it tries to connect again after a failure: the first worker
+/// may be restarting, and a POST should not pay a refused connection each time.
+const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+
+/// A write to the first that takes longer than this ends the link: its POSTs are then
+/// answered 503, and the next ones stored here.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn socket_name(listen_address: &str) -> std::io::Result<SocketAddr> {
+    SocketAddr::from_abstract_name(format!("whatsapp_channel-handover-{listen_address}").as_bytes())
+}
+
+/// The first worker: takes POSTs handed over and queues them as its own. An error means the
+/// socket's name is taken (another cluster on the same address, or a squatter): the workers
+/// then store their POSTs each, as without the handover.
+pub fn take(listen_address: &str, shared: Arc<Shared>, jobs: SyncSender<Job>, waker: Waker) -> std::io::Result<()> {
+    let listener = UnixListener::bind_addr(&socket_name(listen_address)?)?;
+    let taker = Arc::new(Taker { shared, jobs, waker, held: AtomicUsize::new(0), connections: AtomicUsize::new(0) });
+    handover::spawn_quiet("handover-accept", move || {
+        for conn in listener.incoming().flatten() {
+            if !taker.admit(&conn) {
+                continue;
+            }
+            let this = taker.clone();
+            let spawned = handover::spawn_quiet("handover-take", move || {
+                this.take_from(conn);
+                this.connections.fetch_sub(1, Ordering::AcqRel);
+            });
+            if spawned.is_err() {
+                taker.connections.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+    })?;
+    Ok(())
+}
+
+struct Taker {
+    shared: Arc<Shared>,
+    jobs: SyncSender<Job>,
+    waker: Waker,
+    /// Handed-over POSTs queued and not answered yet, of all senders.
+    held: AtomicUsize,
+    connections: AtomicUsize,
+}
+
+impl Taker {
+    /// Whether to serve this connection: from the server's own user, within the cap.
+    fn admit(&self, conn: &UnixStream) -> bool {
+        match handover::peer_is_trusted(conn) {
+            Ok(true) => {}
+            Ok(false) | Err(_) => {
+                self.report("refused a connection to the handover socket from a process of another user".into());
+                return false;
+            }
+        }
+        if self.connections.fetch_add(1, Ordering::AcqRel) >= TAKE_MAX_CONNECTIONS {
+            self.connections.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    fn report(&self, line: String) {
+        let _ = self.jobs.try_send(Job::Report(Report { level: LogLevel::Warning, line, counter: None }));
+        self.waker.wake();
+    }
+
+    /// Reads offers until the sender closes; a second thread writes the replies in order as
+    /// the POSTs' batches end.
+    fn take_from(self: &Arc<Self>, conn: UnixStream) {
+        let Ok(out) = conn.try_clone() else { return };
+        let (queued, answers) = std::sync::mpsc::channel::<Waiting>();
+        let taker = self.clone();
+        let replier = handover::spawn_quiet("handover-reply", move || {
+            let mut out = BufWriter::new(out);
+            for waiting in answers {
+                let reply = match waiting {
+                    Waiting::Now(reply) => reply,
+                    Waiting::Stored(seq, kept) => {
+                        let stored = kept.wait();
+                        taker.held.fetch_sub(1, Ordering::AcqRel);
+                        let outcome = match stored {
+                            Some(StoreOutcome::Committed) => Outcome::Committed,
+                            Some(StoreOutcome::Failed(why)) => Outcome::Failed(why),
+                            Some(StoreOutcome::NotCommitted(why)) => Outcome::NotCommitted(why),
+                            None => Outcome::NotCommitted("the first listener worker went away".into()),
+                        };
+                        Reply { seq, outcome }
+                    }
+                };
+                if handover::write_reply(&mut out, &reply).and_then(|()| out.flush()).is_err() {
+                    return;
+                }
+            }
+        });
+        let Ok(replier) = replier else { return };
+        let mut input = BufReader::new(conn);
+        // A bad frame ends the connection: the sender then answers what it had here 503.
+        while let Ok(offer) = handover::read_offer(&mut input, OFFER_MAX_BODY) {
+            if queued.send(self.take_offer(offer)).is_err() {
+                break;
+            }
+        }
+        drop(queued);
+        let _ = replier.join();
+    }
+
+    fn take_offer(&self, offer: Offer) -> Waiting {
+        let decline = Waiting::Now(Reply { seq: offer.seq, outcome: Outcome::Declined });
+        // As a request does: from what is committed (a channel added a moment ago).
+        self.shared.catch_up();
+        let Some(channel) = self.shared.channel(&offer.channel) else { return decline };
+        if self.held.fetch_add(1, Ordering::AcqRel) >= TAKE_MAX_HELD {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            return decline;
+        }
+        let headers: serde_json::Value = serde_json::from_slice(&offer.headers).unwrap_or(serde_json::Value::Null);
+        // Checked again: what comes through the socket counts only with the channel's
+        // signature, as over HTTP (about 2 µs for 1 kB).
+        let signature = headers.get("x-hub-signature-256").and_then(|h| h.as_str());
+        if whatsapp_cloud::signature::verify(channel.app_secret.expose().as_bytes(), &offer.body, signature).is_err() {
+            self.held.fetch_sub(1, Ordering::AcqRel);
+            let why = "Signature mismatch, checked again by the first listener worker".to_string();
+            return Waiting::Now(Reply { seq: offer.seq, outcome: Outcome::Refused(why) });
+        }
+        let payload = whatsapp_cloud::webhook::parse(&offer.body);
+        let (promise, kept) = bounded_http::promise();
+        let verified = Verified { channel, body: offer.body, payload, headers };
+        match self.jobs.try_send(Job::Store(verified, promise)) {
+            Ok(()) => {
+                self.waker.wake();
+                Waiting::Stored(offer.seq, kept)
+            }
+            Err(_) => {
+                self.held.fetch_sub(1, Ordering::AcqRel);
+                decline
+            }
+        }
+    }
+}
+
+/// A reply to write: at once, or when the POST's batch ends.
+enum Waiting {
+    Now(Reply),
+    Stored(u64, bounded_http::Kept<StoreOutcome>),
+}
+
+/// The other workers: offer POSTs to the first.
+pub struct Sender {
+    listen_address: String,
+    shared: Arc<Shared>,
+    link: Mutex<Link>,
+    seq: AtomicU64,
+    jobs: SyncSender<Job>,
+    waker: Waker,
+}
+
+/// The connection to the first worker, if any, and when the last attempt failed.
+#[derive(Default)]
+struct Link {
+    open: Option<(UnixStream, Arc<Mutex<Pending>>)>,
+    failed_at: Option<Instant>,
+}
+
+/// The POSTs with the first on one connection, by sequence number. Closed when the connection
+/// ends: what is left is answered 503, and nothing more is added.
+#[derive(Default)]
+struct Pending {
+    closed: bool,
+    posts: HashMap<u64, (Verified, Promise<StoreOutcome>)>,
+}
+
+impl Sender {
+    pub fn new(listen_address: &str, shared: Arc<Shared>, jobs: SyncSender<Job>, waker: Waker) -> Sender {
+        Sender {
+            listen_address: listen_address.to_string(),
+            shared,
+            link: Mutex::default(),
+            seq: AtomicU64::new(0),
+            jobs,
+            waker,
+        }
+    }
+
+    /// Hands `verified` to the first worker, whose reply keeps `promise`; gives both back when
+    /// this worker should store it itself.
+    pub fn offer(
+        &self,
+        verified: Verified,
+        promise: Promise<StoreOutcome>,
+    ) -> Result<(), (Verified, Promise<StoreOutcome>)> {
+        if verified.body.len() > OFFER_MAX_BODY || self.shared.last_batch_posts() >= BUSY_BATCH_POSTS {
+            metrics::add_global(GlobalCounter::HandoverKept);
+            return Err((verified, promise));
+        }
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let frame = handover::encode_offer(&Offer {
+            seq,
+            channel: verified.channel.name.clone(),
+            body: verified.body.clone(),
+            headers: verified.headers.to_string().into_bytes(),
+        });
+        let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.connect_if_need_be(&mut link) {
+            metrics::add_global(GlobalCounter::HandoverKept);
+            return Err((verified, promise));
+        }
+        let (stream, pending) = link.open.as_ref().expect("connected above");
+        {
+            let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.closed || pending.posts.len() >= OFFER_MAX_PENDING {
+                drop(pending);
+                metrics::add_global(GlobalCounter::HandoverKept);
+                return Err((verified, promise));
+            }
+            pending.posts.insert(seq, (verified, promise));
+        }
+        let mut writer = stream;
+        if writer.write_all(&frame).is_err() {
+            // The first never read this frame whole, so it cannot store it: stored here. What
+            // else it holds is answered 503 by the reader, which the shutdown ends.
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            let back = pending.lock().unwrap_or_else(|p| p.into_inner()).posts.remove(&seq);
+            link.open = None;
+            if let Some(back) = back {
+                metrics::add_global(GlobalCounter::HandoverKept);
+                return Err(back);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether there is an open connection to the first worker, made if need be (at most one
+    /// attempt a second).
+    fn connect_if_need_be(&self, link: &mut Link) -> bool {
+        if let Some((_, pending)) = &link.open {
+            if !pending.lock().unwrap_or_else(|p| p.into_inner()).closed {
+                return true;
+            }
+            link.open = None;
+        }
+        if link.failed_at.is_some_and(|at| at.elapsed() < RECONNECT_AFTER) {
+            return false;
+        }
+        match self.connect() {
+            Ok(open) => {
+                link.failed_at = None;
+                link.open = Some(open);
+                true
+            }
+            Err(_) => {
+                link.failed_at = Some(Instant::now());
+                false
+            }
+        }
+    }
+
+    fn connect(&self) -> std::io::Result<(UnixStream, Arc<Mutex<Pending>>)> {
+        let stream = UnixStream::connect_addr(&socket_name(&self.listen_address)?)?;
+        if !handover::peer_is_trusted(&stream)? {
+            return Err(std::io::Error::other("the handover socket is held by a process of another user"));
+        }
+        stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        let pending: Arc<Mutex<Pending>> = Arc::default();
+        let input = stream.try_clone()?;
+        let (jobs, waker, on_reply) = (self.jobs.clone(), self.waker.clone(), pending.clone());
+        handover::spawn_quiet("handover-replies", move || read_replies(input, &on_reply, &jobs, &waker))?;
+        Ok((stream, pending))
+    }
+}
+
+/// Keeps the promises of what the first worker answers; when the connection ends, answers the
+/// rest 503.
+fn read_replies(input: UnixStream, pending: &Mutex<Pending>, jobs: &SyncSender<Job>, waker: &Waker) {
+    let mut input = BufReader::new(input);
+    while let Ok(Reply { seq, outcome }) = handover::read_reply(&mut input) {
+        let Some((verified, promise)) = pending.lock().unwrap_or_else(|p| p.into_inner()).posts.remove(&seq) else {
+            continue;
+        };
+        match outcome {
+            Outcome::Committed => promise.keep(StoreOutcome::Committed),
+            Outcome::Failed(why) | Outcome::Refused(why) => promise.keep(StoreOutcome::Failed(why)),
+            Outcome::NotCommitted(why) => promise.keep(StoreOutcome::NotCommitted(why)),
+            Outcome::Declined => {
+                metrics::add_global(GlobalCounter::HandoverKept);
+                match jobs.try_send(Job::Store(verified, promise)) {
+                    Ok(()) => waker.wake(),
+                    Err(
+                        TrySendError::Full(Job::Store(_, promise)) | TrySendError::Disconnected(Job::Store(_, promise)),
+                    ) => promise.keep(StoreOutcome::NotCommitted("the listener is overloaded".into())),
+                    Err(_) => {}
+                }
+                continue;
+            }
+        }
+        metrics::add_global(GlobalCounter::HandoverTaken);
+    }
+    // The first went away, or its stream broke: what it held may or may not have committed.
+    // 503: Meta sends it again, and the (channel_id, wamid) key stores it once.
+    let lost: Vec<_> = {
+        let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.closed = true;
+        pending.posts.drain().map(|(_, (_, promise))| promise).collect()
+    };
+    metrics::add_global_n(GlobalCounter::HandoverLost, lost.len() as u64);
+    for promise in lost {
+        promise.keep(StoreOutcome::NotCommitted("the listener worker it was handed to went away".into()));
+    }
+}
