@@ -5,13 +5,13 @@
 //! Why: a batch costs about 0.5 ms plus 78 µs a message, and two workers each store half the
 //! POSTs in batches of their own. At 16 connections one worker costs 265 µs of CPU a message
 //! against 424 for two, but one worker alone stores 100-message POSTs at 0.64× the rate. With
-//! the handover, two workers cost 0.73× main's CPU a message at 16 connections, at the same
-//! rate (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md, section 5).
+//! the handover, two workers cost 0.74× the CPU a message at 16 connections, at the same rate
+//! (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md, sections 5 and 5c).
 //!
 //! How: the first worker listens on an abstract Unix socket named after `listen_address`. The
 //! others offer each verified POST of up to [`OFFER_MAX_BODY`] bytes there ([`Sender::offer`]),
-//! while fewer than [`OFFER_MAX_PENDING`] of theirs are with it and their own last batch was
-//! small; otherwise they store it themselves. The first queues what it is offered as its own
+//! while fewer than [`OFFER_MAX_PENDING`] of theirs (and [`OFFER_MAX_PENDING_BYTES`]) are with
+//! it and their own last batch was small; otherwise they store it themselves. The first queues what it is offered as its own
 //! and replies after its batch's COMMIT. Only HTTP-side threads take part: no Postgres call.
 //!
 //! The guarantees hold: a reply of `Committed` is the first's own "after COMMIT", and a POST
@@ -36,23 +36,29 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// POSTs a worker has with the first at once; beyond, it stores them itself. Eight is one
-/// worker's share of 16 connections. Letting the first hold 32 saved no more CPU at 16
-/// connections and cost 12% of the rate at 64 (section 5b of the diary above).
-pub const OFFER_MAX_PENDING: usize = 8;
+/// POSTs a worker has with the first at once, and their bytes; beyond, it stores them itself.
+/// At 16 connections the second worker holds up to 16, so all of them go to the first: with 8,
+/// a second worker that the kernel gave 9 to 12 connections stored the rest in batches of one
+/// to four, and cost more than no handover at all (446 against 432 µs a message, 6 rounds). The
+/// bytes keep large POSTs (a redelivered backlog of 100-message webhooks, 25 kB each) with
+/// both workers, where two store them 1.56 times as fast as one.
+pub const OFFER_MAX_PENDING: usize = 16;
+pub const OFFER_MAX_PENDING_BYTES: usize = 64 << 10;
 
 /// Largest body offered: a 100-message webhook is 25 kB. Larger ones (history chunks, a
 /// backlog) gain nothing from a shared batch and are stored where they arrived.
 pub const OFFER_MAX_BODY: usize = 32 << 10;
 
 /// A worker whose own last batch held this many POSTs or more stores its POSTs itself: under
-/// such load its batches are big anyway, and handing over only adds a round trip (at 64
-/// connections an unconditional handover cost 5% more CPU a message).
-const BUSY_BATCH_POSTS: usize = OFFER_MAX_PENDING;
+/// such load (more connections than the first takes from it) its own batches are not small,
+/// and the first's main thread is the one to spare; handing over would only add a round trip.
+/// A batch smaller than this turns the handover on again. At 64 connections, 8 let it turn on
+/// too often (1.09x main's CPU a message over 6 rounds); 4 is main's cost (1.02x, within noise).
+const BUSY_BATCH_POSTS: usize = 4;
 
 /// What the first worker holds of all others at once before it declines: a guard against a
 /// sibling that does not keep to [`OFFER_MAX_PENDING`].
-const TAKE_MAX_HELD: usize = 64;
+const TAKE_MAX_HELD: usize = 1024;
 
 /// Connections the first worker takes at once: one per sibling, and some to spare.
 const TAKE_MAX_CONNECTIONS: usize = 4 * crate::pg::commit_wake::MAX_LISTENERS;
@@ -76,7 +82,12 @@ pub fn take(listen_address: &str, shared: Arc<Shared>, jobs: SyncSender<Job>, wa
     let listener = UnixListener::bind_addr(&socket_name(listen_address)?)?;
     let taker = Arc::new(Taker { shared, jobs, waker, held: AtomicUsize::new(0), connections: AtomicUsize::new(0) });
     handover::spawn_quiet("handover-accept", move || {
-        for conn in listener.incoming().flatten() {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else {
+                // Out of file descriptors, say: pause rather than spin on the same error.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            };
             if !taker.admit(&conn) {
                 continue;
             }
@@ -132,6 +143,9 @@ impl Taker {
         let taker = self.clone();
         let replier = handover::spawn_quiet("handover-reply", move || {
             let mut out = BufWriter::new(out);
+            // Once the sender is gone, the rest is still waited for (so that `held` counts
+            // only what is held), just not written.
+            let mut gone = false;
             for waiting in answers {
                 let reply = match waiting {
                     Waiting::Now(reply) => reply,
@@ -147,8 +161,8 @@ impl Taker {
                         Reply { seq, outcome }
                     }
                 };
-                if handover::write_reply(&mut out, &reply).and_then(|()| out.flush()).is_err() {
-                    return;
+                if !gone && handover::write_reply(&mut out, &reply).and_then(|()| out.flush()).is_err() {
+                    gone = true;
                 }
             }
         });
@@ -227,6 +241,28 @@ struct Link {
 struct Pending {
     closed: bool,
     posts: HashMap<u64, (Verified, Promise<StoreOutcome>)>,
+    /// The bodies' bytes.
+    bytes: usize,
+}
+
+impl Pending {
+    fn add(&mut self, seq: u64, verified: Verified, promise: Promise<StoreOutcome>) {
+        self.bytes += verified.body.len();
+        self.posts.insert(seq, (verified, promise));
+    }
+
+    fn take(&mut self, seq: u64) -> Option<(Verified, Promise<StoreOutcome>)> {
+        let taken = self.posts.remove(&seq)?;
+        self.bytes -= taken.0.body.len();
+        Some(taken)
+    }
+
+    /// Closes it, and returns the promises of what is left.
+    fn close(&mut self) -> Vec<Promise<StoreOutcome>> {
+        self.closed = true;
+        self.bytes = 0;
+        self.posts.drain().map(|(_, (_, promise))| promise).collect()
+    }
 }
 
 impl Sender {
@@ -267,19 +303,22 @@ impl Sender {
         let (stream, pending) = link.open.as_ref().expect("connected above");
         {
             let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.closed || pending.posts.len() >= OFFER_MAX_PENDING {
+            if pending.closed
+                || pending.posts.len() >= OFFER_MAX_PENDING
+                || (pending.bytes > 0 && pending.bytes + verified.body.len() > OFFER_MAX_PENDING_BYTES)
+            {
                 drop(pending);
                 metrics::add_global(GlobalCounter::HandoverKept);
                 return Err((verified, promise));
             }
-            pending.posts.insert(seq, (verified, promise));
+            pending.add(seq, verified, promise);
         }
         let mut writer = stream;
         if writer.write_all(&frame).is_err() {
             // The first never read this frame whole, so it cannot store it: stored here. What
             // else it holds is answered 503 by the reader, which the shutdown ends.
             let _ = stream.shutdown(std::net::Shutdown::Both);
-            let back = pending.lock().unwrap_or_else(|p| p.into_inner()).posts.remove(&seq);
+            let back = pending.lock().unwrap_or_else(|p| p.into_inner()).take(seq);
             link.open = None;
             if let Some(back) = back {
                 metrics::add_global(GlobalCounter::HandoverKept);
@@ -333,7 +372,7 @@ impl Sender {
 fn read_replies(input: UnixStream, pending: &Mutex<Pending>, jobs: &SyncSender<Job>, waker: &Waker) {
     let mut input = BufReader::new(input);
     while let Ok(Reply { seq, outcome }) = handover::read_reply(&mut input) {
-        let Some((verified, promise)) = pending.lock().unwrap_or_else(|p| p.into_inner()).posts.remove(&seq) else {
+        let Some((verified, promise)) = pending.lock().unwrap_or_else(|p| p.into_inner()).take(seq) else {
             continue;
         };
         match outcome {
@@ -356,11 +395,7 @@ fn read_replies(input: UnixStream, pending: &Mutex<Pending>, jobs: &SyncSender<J
     }
     // The first went away, or its stream broke: what it held may or may not have committed.
     // 503: Meta sends it again, and the (channel_id, wamid) key stores it once.
-    let lost: Vec<_> = {
-        let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.closed = true;
-        pending.posts.drain().map(|(_, (_, promise))| promise).collect()
-    };
+    let lost = pending.lock().unwrap_or_else(|p| p.into_inner()).close();
     metrics::add_global_n(GlobalCounter::HandoverLost, lost.len() as u64);
     for promise in lost {
         promise.keep(StoreOutcome::NotCommitted("the listener worker it was handed to went away".into()));
