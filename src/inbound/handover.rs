@@ -10,8 +10,8 @@
 //!
 //! How: the first worker listens on an abstract Unix socket named after `listen_address`. The
 //! others offer each verified POST of up to [`OFFER_MAX_BODY`] bytes there ([`Sender::offer`]),
-//! while fewer than [`OFFER_MAX_PENDING`] of theirs (and [`OFFER_MAX_PENDING_BYTES`]) are with
-//! it and their own last batch was small; otherwise they store it themselves. The first queues what it is offered as its own
+//! while fewer than [`OFFER_MAX_PENDING`] of theirs are with it and their own last batch was
+//! small; otherwise they store it themselves. The first queues what it is offered as its own
 //! and replies after its batch's COMMIT. Only HTTP-side threads take part: no Postgres call.
 //!
 //! The guarantees hold: a reply of `Committed` is the first's own "after COMMIT", and a POST
@@ -36,18 +36,18 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// POSTs a worker has with the first at once, and their bytes; beyond, it stores them itself.
-/// At 16 connections the second worker holds up to 16, so all of them go to the first: with 8,
-/// a second worker that the kernel gave 9 to 12 connections stored the rest in batches of one
-/// to four, and cost more than no handover at all (446 against 432 µs a message, 6 rounds). The
-/// bytes keep large POSTs (a redelivered backlog of 100-message webhooks, 25 kB each) with
-/// both workers, where two store them 1.56 times as fast as one.
+/// POSTs a worker has with the first at once; beyond, it stores them itself. At 16
+/// connections the second worker holds up to 16, so all of them go to the first: with 8, a
+/// second worker that the kernel gave 9 to 12 connections stored the rest in batches of one to
+/// four, and cost more than no handover at all (446 against 432 µs a message, 6 rounds).
 pub const OFFER_MAX_PENDING: usize = 16;
-pub const OFFER_MAX_PENDING_BYTES: usize = 64 << 10;
 
-/// Largest body offered: a 100-message webhook is 25 kB. Larger ones (history chunks, a
-/// backlog) gain nothing from a shared batch and are stored where they arrived.
-pub const OFFER_MAX_BODY: usize = 32 << 10;
+/// Largest body offered, about ten messages. A POST of more messages shares its batch's fixed
+/// cost (about six messages' worth) well enough alone, and such POSTs come in backlogs, which
+/// two workers store 1.56 times as fast as one: with 100-message POSTs (25 kB) handed over,
+/// the seed of `bench/scale.sh` fell to 8,781 msg/s (15,880 without), the first worker's main
+/// thread storing most of them.
+pub const OFFER_MAX_BODY: usize = 4 << 10;
 
 /// A worker whose own last batch held this many POSTs or more stores its POSTs itself: under
 /// such load (more connections than the first takes from it) its own batches are not small,
@@ -241,26 +241,20 @@ struct Link {
 struct Pending {
     closed: bool,
     posts: HashMap<u64, (Verified, Promise<StoreOutcome>)>,
-    /// The bodies' bytes.
-    bytes: usize,
 }
 
 impl Pending {
     fn add(&mut self, seq: u64, verified: Verified, promise: Promise<StoreOutcome>) {
-        self.bytes += verified.body.len();
         self.posts.insert(seq, (verified, promise));
     }
 
     fn take(&mut self, seq: u64) -> Option<(Verified, Promise<StoreOutcome>)> {
-        let taken = self.posts.remove(&seq)?;
-        self.bytes -= taken.0.body.len();
-        Some(taken)
+        self.posts.remove(&seq)
     }
 
     /// Closes it, and returns the promises of what is left.
     fn close(&mut self) -> Vec<Promise<StoreOutcome>> {
         self.closed = true;
-        self.bytes = 0;
         self.posts.drain().map(|(_, (_, promise))| promise).collect()
     }
 }
@@ -303,10 +297,7 @@ impl Sender {
         let (stream, pending) = link.open.as_ref().expect("connected above");
         {
             let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.closed
-                || pending.posts.len() >= OFFER_MAX_PENDING
-                || (pending.bytes > 0 && pending.bytes + verified.body.len() > OFFER_MAX_PENDING_BYTES)
-            {
+            if pending.closed || pending.posts.len() >= OFFER_MAX_PENDING {
                 drop(pending);
                 metrics::add_global(GlobalCounter::HandoverKept);
                 return Err((verified, promise));
