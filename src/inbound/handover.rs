@@ -10,8 +10,8 @@
 //!
 //! How: the first worker listens on an abstract Unix socket named after `listen_address`. The
 //! others offer each verified POST of up to [`OFFER_MAX_BODY`] bytes there ([`Sender::offer`]),
-//! while fewer than [`OFFER_MAX_PENDING`] of theirs are with it and their own last batch was
-//! small; otherwise they store it themselves. The first queues what it is offered as its own
+//! while fewer than [`OFFER_MAX_PENDING`] of theirs are with it; otherwise they store it
+//! themselves, and all of theirs for a second ([`STORE_OWN_FOR`]). The first queues what it is offered as its own
 //! and replies after its batch's COMMIT. Only HTTP-side threads take part: no Postgres call.
 //!
 //! The guarantees hold: a reply of `Committed` is the first's own "after COMMIT", and a POST
@@ -49,12 +49,13 @@ pub const OFFER_MAX_PENDING: usize = 16;
 /// thread storing most of them.
 pub const OFFER_MAX_BODY: usize = 4 << 10;
 
-/// A worker whose own last batch held this many POSTs or more stores its POSTs itself: under
-/// such load (more connections than the first takes from it) its own batches are not small,
-/// and the first's main thread is the one to spare; handing over would only add a round trip.
-/// A batch smaller than this turns the handover on again. At 64 connections, 8 let it turn on
-/// too often (1.09x main's CPU a message over 6 rounds); 4 is main's cost (1.02x, within noise).
-const BUSY_BATCH_POSTS: usize = 4;
+/// A worker that had [`OFFER_MAX_PENDING`] POSTs with the first stores its own for this long:
+/// the load is then more than the first takes from it, its own batches are not small, and the
+/// first's main thread is the one to spare. Then it offers again. (A rule on its own last
+/// batch's size, tried first, could stay off for good at 16 connections after a burst: its own
+/// batches there hold four or five POSTs. Flipping on again after any batch under 8 cost 1.09x
+/// main's CPU at 64 connections.)
+const STORE_OWN_FOR: Duration = Duration::from_secs(1);
 
 /// What the first worker holds of all others at once before it declines: a guard against a
 /// sibling that does not keep to [`OFFER_MAX_PENDING`].
@@ -221,8 +222,9 @@ enum Waiting {
 /// The other workers: offer POSTs to the first.
 pub struct Sender {
     listen_address: String,
-    shared: Arc<Shared>,
     link: Mutex<Link>,
+    /// Until when this worker stores its own POSTs (see [`STORE_OWN_FOR`]).
+    store_own_until: Mutex<Option<Instant>>,
     seq: AtomicU64,
     jobs: SyncSender<Job>,
     waker: Waker,
@@ -260,11 +262,11 @@ impl Pending {
 }
 
 impl Sender {
-    pub fn new(listen_address: &str, shared: Arc<Shared>, jobs: SyncSender<Job>, waker: Waker) -> Sender {
+    pub fn new(listen_address: &str, jobs: SyncSender<Job>, waker: Waker) -> Sender {
         Sender {
             listen_address: listen_address.to_string(),
-            shared,
             link: Mutex::default(),
+            store_own_until: Mutex::default(),
             seq: AtomicU64::new(0),
             jobs,
             waker,
@@ -278,7 +280,7 @@ impl Sender {
         verified: Verified,
         promise: Promise<StoreOutcome>,
     ) -> Result<(), (Verified, Promise<StoreOutcome>)> {
-        if verified.body.len() > OFFER_MAX_BODY || self.shared.last_batch_posts() >= BUSY_BATCH_POSTS {
+        if verified.body.len() > OFFER_MAX_BODY || self.storing_own() {
             metrics::add_global(GlobalCounter::HandoverKept);
             return Err((verified, promise));
         }
@@ -298,7 +300,12 @@ impl Sender {
         {
             let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
             if pending.closed || pending.posts.len() >= OFFER_MAX_PENDING {
+                let full = !pending.closed;
                 drop(pending);
+                if full {
+                    *self.store_own_until.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some(Instant::now() + STORE_OWN_FOR);
+                }
                 metrics::add_global(GlobalCounter::HandoverKept);
                 return Err((verified, promise));
             }
@@ -317,6 +324,18 @@ impl Sender {
             }
         }
         Ok(())
+    }
+
+    fn storing_own(&self) -> bool {
+        let mut until = self.store_own_until.lock().unwrap_or_else(|p| p.into_inner());
+        match *until {
+            Some(at) if Instant::now() < at => true,
+            Some(_) => {
+                *until = None;
+                false
+            }
+            None => false,
+        }
     }
 
     /// Whether there is an open connection to the first worker, made if need be (at most one

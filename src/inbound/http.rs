@@ -57,9 +57,6 @@ pub struct Shared {
     /// The caps per client address and the allow-list, as last (re)loaded.
     pub sources: Arc<SourceLimits>,
     pub throttle: Throttle,
-    /// POSTs in the main thread's last batch: a worker busy enough to make big batches of its
-    /// own stores its POSTs itself rather than hand them over (see [`super::handover`]).
-    last_batch_posts: AtomicUsize,
 }
 
 impl Shared {
@@ -87,15 +84,6 @@ impl Shared {
         let _ = self
             .reloaded
             .wait_timeout_while(guard, CATCH_UP, |_| self.loaded_generation.load(Ordering::Acquire) < committed);
-    }
-
-    /// Notes the size of the main thread's last batch, in POSTs.
-    pub fn set_last_batch_posts(&self, posts: usize) {
-        self.last_batch_posts.store(posts, Ordering::Relaxed);
-    }
-
-    pub fn last_batch_posts(&self) -> usize {
-        self.last_batch_posts.load(Ordering::Relaxed)
     }
 
     /// Whether a change to the channels has committed that the main thread has not read yet.
@@ -212,9 +200,7 @@ pub fn start(
             }
             None
         }
-        Handover::Offer(address) => {
-            Some(Arc::new(super::handover::Sender::new(&address, shared.clone(), jobs.clone(), waker.clone())))
-        }
+        Handover::Offer(address) => Some(Arc::new(super::handover::Sender::new(&address, jobs.clone(), waker.clone()))),
     };
     let limits = Limits {
         max_connections,

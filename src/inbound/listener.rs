@@ -328,9 +328,6 @@ impl Listener {
                 self.unwritten.merge(counts);
                 results
             });
-        if !stores.is_empty() {
-            self.shared.set_last_batch_posts(stores.len());
-        }
         answer(stores, committed, started);
         unsafe { pg_sys::pgstat_report_stat(false) };
     }
