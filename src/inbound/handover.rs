@@ -5,7 +5,7 @@
 //! Why: a batch costs about 0.5 ms plus 78 µs a message, and two workers each store half the
 //! POSTs in batches of their own. At 16 connections one worker costs 265 µs of CPU a message
 //! against 424 for two, but one worker alone stores 100-message POSTs at 0.64× the rate. With
-//! the handover, two workers cost 0.74× the CPU a message at 16 connections, at the same rate
+//! the handover, two workers cost 0.70× the CPU a message at 16 connections, at 1.07× the rate
 //! (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md, sections 5 and 5c).
 //!
 //! How: the first worker listens on an abstract Unix socket named after `listen_address`. The

@@ -15,6 +15,9 @@
 //!   large or slow bodies cannot take the process's memory;
 //! - optional TLS (rustls), whose certificate can be swapped while serving ([`Tls`]).
 //!
+//! And [`handover`]: the frames in which sibling servers of one service hand accepted requests
+//! to each other over a Unix socket, and the check of who is at its other end.
+//!
 //! Handlers are plain blocking code. They run on tokio's blocking pool, never on the threads
 //! that drive connections, so a handler that waits (for a COMMIT, say) holds no connection
 //! back, and an idle connection costs a few kilobytes, not a thread. A handler may also take a
