@@ -132,8 +132,7 @@ impl Taker {
     }
 
     fn report(&self, line: String) {
-        let _ = self.jobs.try_send(Job::Report(Report { level: LogLevel::Warning, line, counter: None }));
-        self.waker.wake();
+        super::http::send_report(&self.jobs, &self.waker, Report { level: LogLevel::Warning, line, counter: None });
     }
 
     /// Reads offers until the sender closes; a second thread writes the replies in order as

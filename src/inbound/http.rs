@@ -165,9 +165,6 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// listener hold before their signature is checked.
 pub const BODY_BUDGET: usize = 64 << 20;
 
-/// Serves webhooks on `listener` (bound by the main thread) with up to `max_connections` open
-/// at once. Returns the receiving end of the jobs for the main thread, which `waker` wakes
-/// whenever it sends one.
 /// What a listener worker does with POSTs that another worker could store in its batches (see
 /// [`super::handover`]).
 pub enum Handover {
@@ -179,6 +176,9 @@ pub enum Handover {
     Offer(String),
 }
 
+/// Serves webhooks on `listener` (bound by the main thread) with up to `max_connections` open
+/// at once. Returns the receiving end of the jobs for the main thread, which `waker` wakes
+/// whenever it sends one.
 pub fn start(
     listener: TcpListener,
     shared: Arc<Shared>,
@@ -194,9 +194,9 @@ pub fn start(
             if let Err(e) = super::handover::take(&address, shared.clone(), jobs.clone(), waker.clone()) {
                 let line = format!(
                     "listener workers store their POSTs each: cannot take them on the handover socket ({e}); \
-                     another process holds its name"
+                     another process may hold its name"
                 );
-                let _ = jobs.try_send(Job::Report(Report { level: LogLevel::Warning, line, counter: None }));
+                send_report(&jobs, &waker, Report { level: LogLevel::Warning, line, counter: None });
             }
             None
         }
@@ -418,9 +418,17 @@ impl Handler {
         };
         let counter =
             counter.map(|(c, kind, detail)| Counter { channel_id: c.id, kind, detail: detail.map(str::to_string), n });
-        if let Err(TrySendError::Full(Job::Report(r))) = self.send(Job::Report(Report { level, line, counter })) {
-            eprintln!("whatsapp_channel: {}", r.line);
-        }
+        send_report(&self.jobs, &self.waker, Report { level, line, counter });
+    }
+}
+
+/// Hands a log line to the main thread, which writes it to the server log (these threads may
+/// not call `log!`); to stderr if its queue is full.
+pub fn send_report(jobs: &SyncSender<Job>, waker: &Waker, report: Report) {
+    match jobs.try_send(Job::Report(report)) {
+        Ok(()) => waker.wake(),
+        Err(TrySendError::Full(Job::Report(r))) => eprintln!("whatsapp_channel: {}", r.line),
+        Err(_) => {}
     }
 }
 
