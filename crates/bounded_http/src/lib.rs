@@ -237,7 +237,13 @@ pub struct Limits {
     pub max_head_bytes: usize,
     /// Most handlers running at once (each on its own thread of the blocking pool); more wait.
     pub handler_threads: usize,
-    /// Threads that drive connections.
+    /// Threads that drive connections. 1 (the default): the thread that accepts them drives
+    /// them too (a current-thread runtime), so a request's wake-ups (its bytes arriving, its
+    /// answer kept by another thread) each wake that one thread. More: a work-stealing pool of
+    /// that many, which also wakes idle workers to steal. Under the listener's load on 2 cores
+    /// one thread costs the same CPU a message as a pool of two within the noise (1.02 and 0.97
+    /// at 16 and 64 connections, 5 alternating rounds), with a lower HTTP p99 at 64 (23 against
+    /// 28 ms): BENCHMARKS.md, 7 December 2026.
     pub io_threads: usize,
 }
 
@@ -252,7 +258,7 @@ impl Default for Limits {
             sources: Arc::new(SourceLimits::default()),
             max_head_bytes: 16 << 10,
             handler_threads: 512,
-            io_threads: 2,
+            io_threads: 1,
         }
     }
 }
@@ -286,8 +292,14 @@ pub fn serve(listener: TcpListener, limits: Limits, tls: Arc<Tls>, handler: Arc<
         tls,
     });
     with_signals_blocked(|| {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(server.limits.io_threads.max(1))
+        let mut builder = if server.limits.io_threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut pool = tokio::runtime::Builder::new_multi_thread();
+            pool.worker_threads(server.limits.io_threads);
+            pool
+        };
+        let runtime = builder
             .max_blocking_threads(server.limits.handler_threads.max(1))
             .thread_name("http")
             .enable_all()
