@@ -1,26 +1,36 @@
-//! Listener workers hand small POSTs to the first worker (slot 0), so that light load is stored
-//! in one worker's batches, each batch's fixed cost shared by more POSTs, while heavy load and
-//! large POSTs are still stored by every worker at once.
+//! Listener workers pass POSTs between them so that small ones are stored in one worker's
+//! batches, each batch's fixed cost shared by more POSTs, while large ones (backlogs) are still
+//! stored by two workers at once.
 //!
-//! Why: a batch costs about 0.5 ms plus 78 µs a message, and two workers each store half the
-//! POSTs in batches of their own. At 16 connections one worker costs 265 µs of CPU a message
-//! against 424 for two, but one worker alone stores 100-message POSTs at 0.64× the rate. With
-//! the handover, two workers cost 0.70× the CPU a message at 16 connections, at 1.07× the rate
-//! (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md, sections 5 and 5c).
+//! Why: a batch costs about 0.5 ms plus 78 µs a message, and two workers each storing what the
+//! kernel spreads to them store half the POSTs each, in smaller batches. At 16 connections one
+//! worker costs 265 µs of CPU a message against 424 for two, but one worker alone stores
+//! 100-message POSTs at 0.64x the rate (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md,
+//! sections 5 and 5c).
 //!
-//! How: the first worker listens on an abstract Unix socket named after `listen_address`. The
-//! others offer each verified POST of up to [`OFFER_MAX_BODY`] bytes there ([`Sender::offer`]),
-//! while fewer than [`OFFER_MAX_PENDING`] of theirs are with it; otherwise they store it
-//! themselves, and all of theirs for a second ([`STORE_OWN_FOR`]). The first queues what it is offered as its own
-//! and replies after its batch's COMMIT. Only HTTP-side threads take part: no Postgres call.
+//! How, in two directions ([`Direction`]), each over an abstract Unix socket named after
+//! `listen_address`:
+//! - **Gather.** New connections go to the first worker (slot 0): its listening socket steers
+//!   them all to itself ([`bounded_http::socket::steer_to_first`]), so it receives the small
+//!   POSTs itself. When another worker has connections all the same (the first restarted, and
+//!   the kernel gave its place to a sibling), that worker offers each verified POST of up to
+//!   [`OFFER_MAX_BODY`] bytes to the first, while fewer than [`GATHER_MAX_PENDING`] of its are
+//!   there; otherwise it stores them itself, all of them for a second ([`STORE_OWN_FOR`]).
+//! - **Spread.** The first offers each POST larger than [`OFFER_MAX_BODY`] to the second
+//!   worker (slot 1), while fewer than [`SPREAD_MAX_PENDING`] are there, and stores the rest
+//!   itself: under a backlog both store at once.
 //!
-//! The guarantees hold: a reply of `Committed` is the first's own "after COMMIT", and a POST
-//! offered but never answered (the first worker went away) is answered 503, so Meta sends it
-//! again and the `(channel_id, wamid)` key stores it once even if the first did commit it.
-//! Any local process can reach an abstract socket or take its name first, so each side checks
-//! that the other runs as the server's own user (`SO_PEERCRED`), and the first checks each
-//! POST's signature again with the channel's secret.
-//! `whatsapp_channel.listener_handover = off` turns it off.
+//! The worker that takes a POST queues it as its own and replies after its batch's COMMIT. Only
+//! HTTP-side threads take part: no Postgres call.
+//!
+//! The guarantees hold: a reply of `Committed` is the taker's own "after COMMIT", and a POST
+//! offered but never answered (the taker went away) is answered 503, so Meta sends it again
+//! and the `(channel_id, wamid)` key stores it once even if the taker did commit it. Any local
+//! process can reach an abstract socket or take its name first, so each side checks that the
+//! other runs as the server's own user (`SO_PEERCRED`), and the taker checks each POST's
+//! signature again with the channel's secret.
+//! `whatsapp_channel.listener_handover = off` turns both off, and the steering: the kernel
+//! then spreads connections over the workers by hash, and each stores what it receives.
 
 use super::http::{Job, LogLevel, Report, Shared, StoreOutcome, Verified};
 use crate::metrics::{self, GlobalCounter};
@@ -36,20 +46,25 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// POSTs a worker has with the first at once; beyond, it stores them itself. At 16
-/// connections the second worker holds up to 16, so all of them go to the first: with 8, a
+/// Small POSTs a worker has with the first at once; beyond, it stores them itself. At 16
+/// connections a second worker holds up to 16, so all of them go to the first: with 8, a
 /// second worker that the kernel gave 9 to 12 connections stored the rest in batches of one to
 /// four, and cost more than no handover at all (446 against 432 µs a message, 6 rounds).
-pub const OFFER_MAX_PENDING: usize = 16;
+pub const GATHER_MAX_PENDING: usize = 16;
 
-/// Largest body offered, about ten messages. A POST of more messages shares its batch's fixed
-/// cost (about six messages' worth) well enough alone, and such POSTs come in backlogs, which
-/// two workers store 1.56 times as fast as one: with 100-message POSTs (25 kB) handed over,
-/// the seed of `bench/scale.sh` fell to 8,781 msg/s (15,880 without), the first worker's main
-/// thread storing most of them.
+/// Large POSTs the first has with the second at once; beyond, it stores them itself. Two keep
+/// the second's main thread busy (one stored while the next waits) and leave the rest to the
+/// first's.
+pub const SPREAD_MAX_PENDING: usize = 2;
+
+/// Largest body gathered, about ten messages; larger ones are spread. A POST of more messages
+/// shares its batch's fixed cost (about six messages' worth) well enough alone, and such POSTs
+/// come in backlogs, which two workers store 1.56 times as fast as one: with 100-message POSTs
+/// (25 kB) gathered too, the seed of `bench/scale.sh` fell to 8,781 msg/s (15,880 without),
+/// the first worker's main thread storing most of them.
 pub const OFFER_MAX_BODY: usize = 4 << 10;
 
-/// A worker that had [`OFFER_MAX_PENDING`] POSTs with the first stores its own for this long:
+/// A worker that had [`GATHER_MAX_PENDING`] POSTs with the first stores its own for this long:
 /// the load is then more than the first takes from it, its own batches are not small, and the
 /// first's main thread is the one to spare. Then it offers again. (A rule on its own last
 /// batch's size, tried first, could stay off for good at 16 connections after a burst: its own
@@ -57,31 +72,86 @@ pub const OFFER_MAX_BODY: usize = 4 << 10;
 /// main's CPU at 64 connections.)
 const STORE_OWN_FOR: Duration = Duration::from_secs(1);
 
-/// What the first worker holds of all others at once before it declines: a guard against a
-/// sibling that does not keep to [`OFFER_MAX_PENDING`].
+/// What a taker holds of all senders at once before it declines: a guard against a sibling
+/// that does not keep to its direction's pending bound.
 const TAKE_MAX_HELD: usize = 1024;
 
-/// Connections the first worker takes at once: one per sibling, and some to spare.
+/// Connections a taker takes at once: one per sibling, and some to spare.
 const TAKE_MAX_CONNECTIONS: usize = 4 * crate::pg::commit_wake::MAX_LISTENERS;
 
-/// How long a sender waits before it tries to connect again after a failure: the first worker
-/// may be restarting, and a POST should not pay a refused connection each time.
+/// How long a sender waits before it tries to connect again after a failure: the taker may be
+/// restarting, and a POST should not pay a refused connection each time.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
-/// A write to the first that takes longer than this ends the link: its POSTs are then
+/// A write to the taker that takes longer than this ends the link: its POSTs are then
 /// answered 503, and the next ones stored here.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
-fn socket_name(listen_address: &str) -> std::io::Result<SocketAddr> {
-    SocketAddr::from_abstract_name(format!("whatsapp_channel-handover-{listen_address}").as_bytes())
+/// Which POSTs go where (see the module's documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Small POSTs, from any other worker to the first.
+    Gather,
+    /// Large POSTs, from the first to the second.
+    Spread,
 }
 
-/// The first worker: takes POSTs handed over and queues them as its own. An error means the
-/// socket's name is taken (another cluster on the same address, or a squatter): the workers
-/// then store their POSTs each, as without the handover.
-pub fn take(listen_address: &str, shared: Arc<Shared>, jobs: SyncSender<Job>, waker: Waker) -> std::io::Result<()> {
-    let listener = UnixListener::bind_addr(&socket_name(listen_address)?)?;
-    let taker = Arc::new(Taker { shared, jobs, waker, held: AtomicUsize::new(0), connections: AtomicUsize::new(0) });
+impl Direction {
+    /// What the worker in `slot` (of more than one, handing over) takes and offers.
+    pub fn roles(slot: usize) -> (Option<Direction>, Option<Direction>) {
+        match slot {
+            0 => (Some(Direction::Gather), Some(Direction::Spread)),
+            1 => (Some(Direction::Spread), Some(Direction::Gather)),
+            _ => (None, Some(Direction::Gather)),
+        }
+    }
+
+    fn socket_name(self, listen_address: &str) -> std::io::Result<SocketAddr> {
+        let kind = match self {
+            Direction::Gather => "",
+            Direction::Spread => "large-",
+        };
+        SocketAddr::from_abstract_name(format!("whatsapp_channel-handover-{kind}{listen_address}").as_bytes())
+    }
+
+    /// Whether a body of `len` bytes goes this way.
+    fn carries(self, len: usize) -> bool {
+        match self {
+            Direction::Gather => len <= OFFER_MAX_BODY,
+            Direction::Spread => len > OFFER_MAX_BODY,
+        }
+    }
+
+    fn max_pending(self) -> usize {
+        match self {
+            Direction::Gather => GATHER_MAX_PENDING,
+            Direction::Spread => SPREAD_MAX_PENDING,
+        }
+    }
+
+    /// How long the sender stores its own after it found the taker full.
+    fn store_own_for(self) -> Option<Duration> {
+        match self {
+            Direction::Gather => Some(STORE_OWN_FOR),
+            // (The first stores what the second cannot take anyway: the next one may go.)
+            Direction::Spread => None,
+        }
+    }
+}
+
+/// Takes POSTs handed over in `direction` and queues them as this worker's own. An error means
+/// the socket's name is taken (another cluster on the same address, or a squatter): the
+/// workers then store those POSTs where they arrive, as without the handover.
+pub fn take(
+    listen_address: &str,
+    direction: Direction,
+    shared: Arc<Shared>,
+    jobs: SyncSender<Job>,
+    waker: Waker,
+) -> std::io::Result<()> {
+    let listener = UnixListener::bind_addr(&direction.socket_name(listen_address)?)?;
+    let taker =
+        Arc::new(Taker { direction, shared, jobs, waker, held: AtomicUsize::new(0), connections: AtomicUsize::new(0) });
     handover::spawn_quiet("handover-accept", move || {
         for conn in listener.incoming() {
             let Ok(conn) = conn else {
@@ -106,6 +176,7 @@ pub fn take(listen_address: &str, shared: Arc<Shared>, jobs: SyncSender<Job>, wa
 }
 
 struct Taker {
+    direction: Direction,
     shared: Arc<Shared>,
     jobs: SyncSender<Job>,
     waker: Waker,
@@ -156,7 +227,7 @@ impl Taker {
                             Some(StoreOutcome::Committed) => Outcome::Committed,
                             Some(StoreOutcome::Failed(why)) => Outcome::Failed(why),
                             Some(StoreOutcome::NotCommitted(why)) => Outcome::NotCommitted(why),
-                            None => Outcome::NotCommitted("the first listener worker went away".into()),
+                            None => Outcome::NotCommitted("the listener worker it was handed to went away".into()),
                         };
                         Reply { seq, outcome }
                     }
@@ -169,7 +240,11 @@ impl Taker {
         let Ok(replier) = replier else { return };
         let mut input = BufReader::new(conn);
         // A bad frame ends the connection: the sender then answers what it had here 503.
-        while let Ok(offer) = handover::read_offer(&mut input, OFFER_MAX_BODY) {
+        let max_body = match self.direction {
+            Direction::Gather => OFFER_MAX_BODY,
+            Direction::Spread => self.shared.max_body_bytes.load(Ordering::Relaxed),
+        };
+        while let Ok(offer) = handover::read_offer(&mut input, max_body) {
             if queued.send(self.take_offer(offer)).is_err() {
                 break;
             }
@@ -193,7 +268,7 @@ impl Taker {
         let signature = headers.get("x-hub-signature-256").and_then(|h| h.as_str());
         if whatsapp_cloud::signature::verify(channel.app_secret.expose().as_bytes(), &offer.body, signature).is_err() {
             self.held.fetch_sub(1, Ordering::AcqRel);
-            let why = "Signature mismatch, checked again by the first listener worker".to_string();
+            let why = "Signature mismatch, checked again by the listener worker it was handed to".to_string();
             return Waiting::Now(Reply { seq: offer.seq, outcome: Outcome::Refused(why) });
         }
         let payload = whatsapp_cloud::webhook::parse(&offer.body);
@@ -218,9 +293,10 @@ enum Waiting {
     Stored(u64, bounded_http::Kept<StoreOutcome>),
 }
 
-/// The other workers: offer POSTs to the first.
+/// Offers POSTs in one direction.
 pub struct Sender {
     listen_address: String,
+    direction: Direction,
     link: Mutex<Link>,
     /// Until when this worker stores its own POSTs (see [`STORE_OWN_FOR`]).
     store_own_until: Mutex<Option<Instant>>,
@@ -229,14 +305,14 @@ pub struct Sender {
     waker: Waker,
 }
 
-/// The connection to the first worker, if any, and when the last attempt failed.
+/// The connection to the taker, if any, and when the last attempt failed.
 #[derive(Default)]
 struct Link {
     open: Option<(UnixStream, Arc<Mutex<Pending>>)>,
     failed_at: Option<Instant>,
 }
 
-/// The POSTs with the first on one connection, by sequence number. Closed when the connection
+/// The POSTs with the taker on one connection, by sequence number. Closed when the connection
 /// ends: what is left is answered 503, and nothing more is added.
 #[derive(Default)]
 struct Pending {
@@ -261,9 +337,10 @@ impl Pending {
 }
 
 impl Sender {
-    pub fn new(listen_address: &str, jobs: SyncSender<Job>, waker: Waker) -> Sender {
+    pub fn new(listen_address: &str, direction: Direction, jobs: SyncSender<Job>, waker: Waker) -> Sender {
         Sender {
             listen_address: listen_address.to_string(),
+            direction,
             link: Mutex::default(),
             store_own_until: Mutex::default(),
             seq: AtomicU64::new(0),
@@ -272,47 +349,51 @@ impl Sender {
         }
     }
 
-    /// Hands `verified` to the first worker, whose reply keeps `promise`; gives both back when
-    /// this worker should store it itself.
+    /// Hands `verified` to the taker, whose reply keeps `promise`; gives both back when this
+    /// worker should store it itself.
     pub fn offer(
         &self,
         verified: Verified,
         promise: Promise<StoreOutcome>,
     ) -> Result<(), (Verified, Promise<StoreOutcome>)> {
-        if verified.body.len() > OFFER_MAX_BODY || self.storing_own() {
+        if !self.direction.carries(verified.body.len()) {
+            return Err((verified, promise));
+        }
+        if self.storing_own() {
             metrics::add_global(GlobalCounter::HandoverKept);
             return Err((verified, promise));
         }
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let frame = handover::encode_offer(&Offer {
-            seq,
-            channel: verified.channel.name.clone(),
-            body: verified.body.clone(),
-            headers: verified.headers.to_string().into_bytes(),
-        });
         let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
         if !self.connect_if_need_be(&mut link) {
             metrics::add_global(GlobalCounter::HandoverKept);
             return Err((verified, promise));
         }
         let (stream, pending) = link.open.as_ref().expect("connected above");
-        {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let frame = {
             let mut pending = pending.lock().unwrap_or_else(|p| p.into_inner());
-            if pending.closed || pending.posts.len() >= OFFER_MAX_PENDING {
+            if pending.closed || pending.posts.len() >= self.direction.max_pending() {
                 let full = !pending.closed;
                 drop(pending);
-                if full {
-                    *self.store_own_until.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(Instant::now() + STORE_OWN_FOR);
+                if let (true, Some(own_for)) = (full, self.direction.store_own_for()) {
+                    *self.store_own_until.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now() + own_for);
                 }
                 metrics::add_global(GlobalCounter::HandoverKept);
                 return Err((verified, promise));
             }
+            // (Made only now that it is sure to go: a large body is copied into it.)
+            let frame = handover::encode_offer(&Offer {
+                seq,
+                channel: verified.channel.name.clone(),
+                body: verified.body.clone(),
+                headers: verified.headers.to_string().into_bytes(),
+            });
             pending.add(seq, verified, promise);
-        }
+            frame
+        };
         let mut writer = stream;
         if writer.write_all(&frame).is_err() {
-            // The first never read this frame whole, so it cannot store it: stored here. What
+            // The taker never read this frame whole, so it cannot store it: stored here. What
             // else it holds is answered 503 by the reader, which the shutdown ends.
             let _ = stream.shutdown(std::net::Shutdown::Both);
             let back = pending.lock().unwrap_or_else(|p| p.into_inner()).take(seq);
@@ -337,8 +418,8 @@ impl Sender {
         }
     }
 
-    /// Whether there is an open connection to the first worker, made if need be (at most one
-    /// attempt a second).
+    /// Whether there is an open connection to the taker, made if need be (at most one attempt
+    /// a second).
     fn connect_if_need_be(&self, link: &mut Link) -> bool {
         if let Some((_, pending)) = &link.open {
             if !pending.lock().unwrap_or_else(|p| p.into_inner()).closed {
@@ -363,7 +444,7 @@ impl Sender {
     }
 
     fn connect(&self) -> std::io::Result<(UnixStream, Arc<Mutex<Pending>>)> {
-        let stream = UnixStream::connect_addr(&socket_name(&self.listen_address)?)?;
+        let stream = UnixStream::connect_addr(&self.direction.socket_name(&self.listen_address)?)?;
         if !handover::peer_is_trusted(&stream)? {
             return Err(std::io::Error::other("the handover socket is held by a process of another user"));
         }
@@ -376,8 +457,8 @@ impl Sender {
     }
 }
 
-/// Keeps the promises of what the first worker answers; when the connection ends, answers the
-/// rest 503.
+/// Keeps the promises of what the taker answers; when the connection ends, answers the rest
+/// 503.
 fn read_replies(input: UnixStream, pending: &Mutex<Pending>, jobs: &SyncSender<Job>, waker: &Waker) {
     let mut input = BufReader::new(input);
     while let Ok(Reply { seq, outcome }) = handover::read_reply(&mut input) {
@@ -402,7 +483,7 @@ fn read_replies(input: UnixStream, pending: &Mutex<Pending>, jobs: &SyncSender<J
         }
         metrics::add_global(GlobalCounter::HandoverTaken);
     }
-    // The first went away, or its stream broke: what it held may or may not have committed.
+    // The taker went away, or its stream broke: what it held may or may not have committed.
     // 503: Meta sends it again, and the (channel_id, wamid) key stores it once.
     let lost = pending.lock().unwrap_or_else(|p| p.into_inner()).close();
     metrics::add_global_n(GlobalCounter::HandoverLost, lost.len() as u64);

@@ -10,6 +10,7 @@
 
 use crate::channels::ChannelCredentials;
 use crate::inbound::CounterKind;
+use crate::inbound::handover::Direction;
 use crate::inbound::route::route;
 use crate::metrics::{self, GlobalCounter};
 use crate::pg::commit_wake;
@@ -165,15 +166,12 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// listener hold before their signature is checked.
 pub const BODY_BUDGET: usize = 64 << 20;
 
-/// What a listener worker does with POSTs that another worker could store in its batches (see
-/// [`super::handover`]).
-pub enum Handover {
-    /// Stores its own (one worker, or `whatsapp_channel.listener_handover = off`).
-    Off,
-    /// The first worker: takes others' POSTs on the handover socket of this listen address.
-    Take(String),
-    /// The others: offer theirs there.
-    Offer(String),
+/// Which POSTs a listener worker takes from its siblings and offers to them (see
+/// [`super::handover`]); none with one worker, or `whatsapp_channel.listener_handover = off`.
+pub struct Handover {
+    pub listen_address: String,
+    pub take: Option<Direction>,
+    pub offer: Option<Direction>,
 }
 
 /// Serves webhooks on `listener` (bound by the main thread) with up to `max_connections` open
@@ -188,20 +186,19 @@ pub fn start(
     handover: Handover,
 ) -> std::io::Result<Receiver<Job>> {
     let (jobs, receiver) = sync_channel(queue);
-    let handover = match handover {
-        Handover::Off => None,
-        Handover::Take(address) => {
-            if let Err(e) = super::handover::take(&address, shared.clone(), jobs.clone(), waker.clone()) {
-                let line = format!(
-                    "listener workers store their POSTs each: cannot take them on the handover socket ({e}); \
-                     another process may hold its name"
-                );
-                send_report(&jobs, &waker, Report { level: LogLevel::Warning, line, counter: None });
-            }
-            None
-        }
-        Handover::Offer(address) => Some(Arc::new(super::handover::Sender::new(&address, jobs.clone(), waker.clone()))),
-    };
+    let Handover { listen_address, take, offer } = handover;
+    if let Some(direction) = take
+        && let Err(e) = super::handover::take(&listen_address, direction, shared.clone(), jobs.clone(), waker.clone())
+    {
+        let line = format!(
+            "listener workers store their POSTs each: cannot take them on the handover socket ({direction:?}: {e}); \
+             another process may hold its name"
+        );
+        send_report(&jobs, &waker, Report { level: LogLevel::Warning, line, counter: None });
+    }
+    let handover = offer.map(|direction| {
+        Arc::new(super::handover::Sender::new(&listen_address, direction, jobs.clone(), waker.clone()))
+    });
     let limits = Limits {
         max_connections,
         head_timeout: HEAD_TIMEOUT,

@@ -3,6 +3,7 @@
 //! hand over. Requests that arrive together share one transaction (group commit), each in its
 //! own subtransaction; every request is answered only after that transaction has committed.
 
+use super::handover::Direction;
 use super::http::{self, Counter, Job, LogLevel, Shared, StoreOutcome, Verified};
 use super::store::{self, NewEvent};
 use super::write_path::{self, Batch};
@@ -82,11 +83,8 @@ pub extern "C-unwind" fn wa_webhook_listener_main(arg: pg_sys::Datum) {
     };
     listener.reload();
     let workers = guc::listener_workers();
-    let handover = match (workers > 1 && guc::listener_handover(), slot) {
-        (false, _) => http::Handover::Off,
-        (true, 0) => http::Handover::Take(address.clone()),
-        (true, _) => http::Handover::Offer(address.clone()),
-    };
+    let (take, offer) = if handing_over(workers) { Direction::roles(slot) } else { (None, None) };
+    let handover = http::Handover { listen_address: address.clone(), take, offer };
     let jobs = http::start(socket, shared.clone(), waker, QUEUE, cap.connections as usize, handover)
         .unwrap_or_else(|e| error!("whatsapp_channel: cannot start the webhook server: {e}"));
     log!(
@@ -141,8 +139,9 @@ fn connection_cap() -> ConnectionCap {
 }
 
 /// Binds the listening socket of the listener in `slot`. With several listener workers they
-/// share the address (SO_REUSEPORT, the kernel spreads connections over them): the first to
-/// bind proves it free of anyone else, and the others join it.
+/// share the address (SO_REUSEPORT): the first to bind proves it free of anyone else, and the
+/// others join it. Handing over, the first's socket steers every new connection to itself;
+/// otherwise the kernel spreads them by hash.
 fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
     if guc::listener_workers() == 1 {
         return socket::bind(address, Sharing::Alone);
@@ -151,7 +150,12 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
         return socket::bind(address, Sharing::Sibling);
     }
     if slot == 0 {
-        return socket::bind(address, Sharing::FirstOfSiblings);
+        let socket = socket::bind(address, Sharing::FirstOfSiblings)?;
+        // Handing over, the first receives every connection, and spreads large POSTs itself.
+        if handing_over(guc::listener_workers()) {
+            socket::steer_to_first(&socket)?;
+        }
+        return Ok(socket);
     }
     // The others wait for the first (a few seconds at most: it starts with them).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,6 +166,11 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
         BackgroundWorker::wait_latch(Some(Duration::from_millis(50)));
     }
     socket::bind(address, Sharing::Sibling)
+}
+
+/// Whether listener workers pass POSTs between them (see [`super::handover`]).
+fn handing_over(workers: usize) -> bool {
+    workers > 1 && guc::listener_handover()
 }
 
 /// Applies the caps per client address and the allow-list. A bad allow-list changes nothing and

@@ -75,9 +75,12 @@ static ALLOWED_SOURCES: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 /// commit); 0 picks one per two CPU cores (see [`listener_workers`]). Needs a restart.
 static LISTENER_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(0);
 
-/// Whether listener workers hand small POSTs to the first worker, to be stored in its batches
-/// (see [`crate::inbound::handover`]): at 16 connections 0.70x the CPU a message at 1.07x the
-/// rate. Off: each worker stores what it receives. Needs a restart.
+/// Whether listener workers pass POSTs between them (see [`crate::inbound::handover`]): new
+/// connections go to the first, which stores small POSTs in its batches and hands large ones
+/// to the second. Against connections spread by hash with small POSTs gathered (the earlier
+/// rule): 0.86x the CPU a message at 16 connections, 0.69x at 64, and 100-message POSTs at the
+/// same rate. Off: the kernel spreads connections by hash and each worker stores what it
+/// receives. Needs a restart.
 static LISTENER_HANDOVER: GucSetting<bool> = GucSetting::<bool>::new(true);
 
 /// What is kept of inbound media. An enum, so that a typo is refused by `SET`/`ALTER SYSTEM`
@@ -326,7 +329,7 @@ fn define_restart_settings() {
     GucRegistry::define_int_guc(
         c"whatsapp_channel.listener_workers",
         c"Webhook listener workers sharing listen_address; 0 = one per two CPU cores, at least two on 2 or more.",
-        c"Each is a backend with its own group commit; the kernel spreads connections over them (SO_REUSEPORT). Needs a restart.",
+        c"Each is a backend with its own group commit, sharing the address (SO_REUSEPORT); see listener_handover for which gets the connections. Needs a restart.",
         &LISTENER_WORKERS,
         0,
         crate::pg::commit_wake::MAX_LISTENERS as i32,
@@ -335,8 +338,8 @@ fn define_restart_settings() {
     );
     GucRegistry::define_bool_guc(
         c"whatsapp_channel.listener_handover",
-        c"Listener workers hand small webhook POSTs to the first worker, to be stored in its batches.",
-        c"Fewer, larger transactions under light load (about 30% less CPU a message at 16 connections); busy workers and large POSTs store their own. Off: each worker stores what it receives. Needs a restart.",
+        c"Listener workers pass webhook POSTs between them: new connections go to the first, which hands large POSTs to the second.",
+        c"Light load is stored in one worker's batches (fewer, larger transactions), a backlog's large POSTs by two at once. Off: the kernel spreads connections by hash and each worker stores what it receives. Needs a restart.",
         &LISTENER_HANDOVER,
         GucContext::Postmaster,
         GucFlags::default(),
@@ -362,7 +365,7 @@ pub fn listener_workers() -> usize {
     n.clamp(1, crate::pg::commit_wake::MAX_LISTENERS)
 }
 
-/// Whether listener workers hand small POSTs to the first (with more than one worker).
+/// Whether listener workers pass POSTs between them (with more than one worker).
 pub fn listener_handover() -> bool {
     LISTENER_HANDOVER.get()
 }

@@ -1,8 +1,9 @@
-//! With two listener workers, the second hands small POSTs to the first, to be stored in its
-//! batches (src/inbound/handover.rs), over an abstract Unix socket named after the listen
-//! address. What the first answers is what the client gets; what it goes away with is
-//! answered 503 and stored once when Meta sends it again; anyone else on that socket is
-//! refused.
+//! With two listener workers, new connections go to the first; it hands large POSTs to the
+//! second, and a worker that has connections all the same hands small POSTs to the first, each
+//! to be stored in the taker's batches (src/inbound/handover.rs), over an abstract Unix socket
+//! named after the listen address. What the taker answers is what the client gets; what it
+//! goes away with is answered 503 and stored once when Meta sends it again; anyone else on
+//! that socket is refused.
 
 use bounded_http::handover::{self, Offer, Outcome, Reply};
 use e2e::wa_sim::payloads;
@@ -15,12 +16,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// The socket small POSTs are gathered on, taken by the first worker.
 fn socket_name(listen_address: &str) -> SocketAddr {
     SocketAddr::from_abstract_name(format!("whatsapp_channel-handover-{listen_address}").as_bytes()).unwrap()
 }
 
+/// The socket large POSTs are spread on, taken by the second worker.
+fn large_socket_name(listen_address: &str) -> SocketAddr {
+    SocketAddr::from_abstract_name(format!("whatsapp_channel-handover-large-{listen_address}").as_bytes()).unwrap()
+}
+
 fn text(phone_number_id: &str, wamid: &str) -> serde_json::Value {
     payloads::text_message(phone_number_id, wamid, "15550004444", "X", "hi", 1_700_000_000)
+}
+
+/// A message of 8 kB: over the 4 kB up to which POSTs are gathered, so it is spread.
+fn long_text(phone_number_id: &str, wamid: &str) -> serde_json::Value {
+    payloads::text_message(phone_number_id, wamid, "15550004444", "X", &"x".repeat(8_000), 1_700_000_000)
 }
 
 /// The offer of `payload` as the second worker would make it, signed with `secret`.
@@ -56,6 +68,24 @@ fn stored(cluster: &Cluster, like: &str) -> BTreeMap<String, i64> {
 fn the_first_worker_stores_signed_posts_handed_over_and_refuses_forged_ones() {
     let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
     let channel = cluster.add_channel("handover");
+
+    // The second worker's socket for large POSTs is checked the same way.
+    let large = poll(|| UnixStream::connect_addr(&large_socket_name(&cluster.listener)).ok())
+        .expect("the second worker takes large POSTs");
+    large.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut large_replies = BufReader::new(large.try_clone().unwrap());
+    let send_large = |o: &Offer| std::io::Write::write_all(&mut &large, &handover::encode_offer(o)).unwrap();
+    let forged = long_text(&channel.phone_number_id, "wamid.handover.large.forged");
+    send_large(&offer(1, &channel.name, &forged, b"not the channel's secret"));
+    let reply = handover::read_reply(&mut large_replies).unwrap();
+    assert!(matches!(reply, Reply { seq: 1, outcome: Outcome::Refused(_) }), "{reply:?}");
+    let signed = long_text(&channel.phone_number_id, "wamid.handover.large.signed");
+    send_large(&offer(2, &channel.name, &signed, channel.app_secret.as_bytes()));
+    assert_eq!(handover::read_reply(&mut large_replies).unwrap(), Reply { seq: 2, outcome: Outcome::Committed });
+    let rows = stored(&cluster, "wamid.handover.large.%");
+    assert_eq!(rows.get("wamid.handover.large.signed"), Some(&1), "stored once, before the answer: {rows:?}");
+    assert_eq!(rows.get("wamid.handover.large.forged"), None, "the forged one is stored nowhere");
+
     let name = socket_name(&cluster.listener);
     let stream = poll(|| UnixStream::connect_addr(&name).ok()).expect("the first worker takes handovers");
     stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -104,7 +134,7 @@ fn the_first_worker_stores_signed_posts_handed_over_and_refuses_forged_ones() {
     }
 }
 
-/// POSTs sent on 48 connections, which the kernel spreads over both workers.
+/// POSTs sent on 48 connections (by hash, the kernel would spread them over both workers).
 fn post_each_on_its_own_connection(cluster: &Cluster, channel: &e2e::Channel, prefix: &str, n: usize) {
     std::thread::scope(|s| {
         for t in 0..4 {
@@ -119,55 +149,56 @@ fn post_each_on_its_own_connection(cluster: &Cluster, channel: &e2e::Channel, pr
     });
 }
 
-#[test]
-fn posts_to_the_second_worker_are_stored_in_the_first_workers_batches_unless_turned_off() {
-    let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
-    let channel = cluster.add_channel("handed");
-    post_each_on_its_own_connection(&cluster, &channel, "wamid.handed.", 48);
-    let rows = stored(&cluster, "wamid.handed.%");
-    assert!(rows.len() == 48 && rows.values().all(|&n| n == 1), "each stored once: {rows:?}");
-    assert!(handovers(&cluster, "taken") > 0.0, "none of 48 connections' POSTs went through the first worker");
-    assert_eq!(handovers(&cluster, "lost"), 0.0);
-
-    // Bodies over 4 kB (about ten messages) are stored where they arrive (16 connections: some
-    // reach the second).
-    let kept = handovers(&cluster, "kept");
-    let long = "x".repeat(8_000);
+/// 16 POSTs of 8 kB at once.
+fn post_long_ones(cluster: &Cluster, channel: &e2e::Channel, prefix: &str) {
     std::thread::scope(|s| {
         for i in 0..16 {
-            let (cluster, channel, long) = (&cluster, &channel, &long);
             s.spawn(move || {
-                let payload = payloads::text_message(
-                    &channel.phone_number_id,
-                    &format!("wamid.handed.long.{i}"),
-                    "15550004444",
-                    "X",
-                    long,
-                    1_700_000_000,
-                );
+                let payload = long_text(&channel.phone_number_id, &format!("{prefix}{i}"));
                 assert_eq!(channel.post_signed_to(cluster, &payload).map(|a| a.status), Ok(200), "long POST {i}");
             });
         }
     });
-    assert_eq!(stored(&cluster, "wamid.handed.long.%").len(), 16);
-    assert!(handovers(&cluster, "kept") > kept, "every 8 kB POST was handed over");
+}
+
+#[test]
+fn small_posts_reach_the_first_worker_and_large_ones_are_spread_to_the_second_unless_turned_off() {
+    let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
+    let channel = cluster.add_channel("handed");
+    poll(|| UnixStream::connect_addr(&large_socket_name(&cluster.listener)).ok()).expect("the second worker is up");
+    post_each_on_its_own_connection(&cluster, &channel, "wamid.handed.", 48);
+    let rows = stored(&cluster, "wamid.handed.%");
+    assert!(rows.len() == 48 && rows.values().all(|&n| n == 1), "each stored once: {rows:?}");
+    // A connection the second worker had would have had its POST gathered by the first (or
+    // kept); spread by hash, 48 connections all reach one of two workers once in 2^47.
+    assert_eq!(handovers(&cluster, "taken") + handovers(&cluster, "kept"), 0.0, "a connection reached the second");
+
+    // Bodies over 4 kB (about ten messages) go to the second, two at a time.
+    post_long_ones(&cluster, &channel, "wamid.handed.long.");
+    let rows = stored(&cluster, "wamid.handed.long.%");
+    assert!(rows.len() == 16 && rows.values().all(|&n| n == 1), "each stored once: {rows:?}");
+    assert!(handovers(&cluster, "taken") > 0.0, "no 8 kB POST was stored by the second worker");
+    assert!(handovers(&cluster, "kept") > 0.0, "16 at once, yet the first stored none of them itself");
+    assert_eq!(handovers(&cluster, "lost"), 0.0);
 
     let off = Cluster::private_with("whatsapp_channel.listener_workers = 2\nwhatsapp_channel.listener_handover = off");
     let channel = off.add_channel("kept");
     post_each_on_its_own_connection(&off, &channel, "wamid.kept.", 48);
+    post_long_ones(&off, &channel, "wamid.kept.long.");
     let rows = stored(&off, "wamid.kept.%");
-    assert!(rows.len() == 48 && rows.values().all(|&n| n == 1), "each stored once: {rows:?}");
+    assert!(rows.len() == 64 && rows.values().all(|&n| n == 1), "each stored once: {rows:?}");
     assert_eq!(handovers(&off, "taken") + handovers(&off, "kept"), 0.0, "listener_handover = off offers nothing");
     assert!(UnixStream::connect_addr(&socket_name(&off.listener)).is_err(), "nothing takes handovers when off");
+    assert!(UnixStream::connect_addr(&large_socket_name(&off.listener)).is_err(), "nor large ones");
 }
 
-/// Here the test holds the socket's name before the cluster starts, so the second worker hands
-/// its POSTs to the test: it takes one, then closes the connection without a reply, as a first
-/// worker that died would; then it declines all.
+/// Here the test holds the large POSTs' socket name before the cluster starts, so the first
+/// worker hands them to the test: it takes one, then closes the connection without a reply, as
+/// a second worker that died would; then it declines all.
 #[test]
-fn a_post_the_first_worker_goes_away_with_is_answered_503_and_stored_once_when_sent_again() {
+fn a_post_the_taker_goes_away_with_is_answered_503_and_stored_once_when_sent_again() {
     let address = format!("127.0.0.1:{}", free_port());
-    let squatter = UnixListener::bind_addr(&socket_name(&address)).unwrap();
+    let squatter = UnixListener::bind_addr(&large_socket_name(&address)).unwrap();
     let cluster = Cluster::private_with(&format!(
         "whatsapp_channel.listener_workers = 2\nwhatsapp_channel.listen_address = '{address}'"
     ));
@@ -176,7 +207,7 @@ fn a_post_the_first_worker_goes_away_with_is_answered_503_and_stored_once_when_s
     let url = format!("http://{address}/webhook/{}", channel.name);
     assert!(poll(|| std::net::TcpStream::connect(&address).ok()).is_some(), "the listener never bound {address}");
 
-    // The test's first worker, on a thread of its own: it blocks on the second worker's
+    // The test's second worker, on a thread of its own: it blocks on the first worker's
     // connection until the process ends.
     let offered = Arc::new(AtomicUsize::new(0));
     let counted = offered.clone();
@@ -186,7 +217,7 @@ fn a_post_the_first_worker_goes_away_with_is_answered_503_and_stored_once_when_s
         handover::read_offer(&mut BufReader::new(&conn), 1 << 20).unwrap();
         counted.fetch_add(1, Ordering::SeqCst);
         drop(conn);
-        // The next: every offer declined, so the second worker stores them itself.
+        // The next: every offer declined, so the first worker stores them itself.
         let (conn, _) = squatter.accept().unwrap();
         let mut input = BufReader::new(&conn);
         while let Ok(o) = handover::read_offer(&mut input, 1 << 20) {
@@ -200,7 +231,7 @@ fn a_post_the_first_worker_goes_away_with_is_answered_503_and_stored_once_when_s
     let mut statuses = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     for i in 0..48 {
-        let body = serde_json::to_vec(&text(&channel.phone_number_id, &format!("wamid.lost.{i}"))).unwrap();
+        let body = serde_json::to_vec(&long_text(&channel.phone_number_id, &format!("wamid.lost.{i}"))).unwrap();
         let signature = e2e::whatsapp_cloud::signature::sign(channel.app_secret.as_bytes(), &body);
         loop {
             assert!(Instant::now() < deadline, "message {i} never got a 200: {statuses:?}");
@@ -211,12 +242,12 @@ fn a_post_the_first_worker_goes_away_with_is_answered_503_and_stored_once_when_s
             }
         }
     }
-    assert!(offered.load(Ordering::SeqCst) >= 2, "the second worker offered too little: {statuses:?}");
-    assert!(statuses.contains(&Ok(503)), "the POST the first went away with was not answered 503: {statuses:?}");
+    assert!(offered.load(Ordering::SeqCst) >= 2, "the first worker offered too little: {statuses:?}");
+    assert!(statuses.contains(&Ok(503)), "the POST the taker went away with was not answered 503: {statuses:?}");
     assert!(statuses.iter().all(|s| matches!(s, Ok(200 | 503))), "{statuses:?}");
     let rows = stored(&cluster, "wamid.lost.%");
     assert!(rows.len() == 48 && rows.values().all(|&n| n == 1), "each stored once: {rows:?}");
-    assert_eq!(handovers(&cluster, "lost"), 1.0, "the one POST the first went away with");
+    assert_eq!(handovers(&cluster, "lost"), 1.0, "the one POST the taker went away with");
     assert!(handovers(&cluster, "kept") >= 1.0, "declined POSTs are stored by the worker that received them");
-    assert_eq!(handovers(&cluster, "taken"), 0.0, "the test's first worker answered none");
+    assert_eq!(handovers(&cluster, "taken"), 0.0, "the test's taker answered none");
 }

@@ -1,6 +1,7 @@
-//! Several webhook listener workers share one address (SO_REUSEPORT): the kernel spreads the
-//! connections over them, each stores with its own group commit, and the UNIQUE constraints
-//! decide when the same webhook reaches two of them at once.
+//! Several webhook listener workers share one address (SO_REUSEPORT), each storing with its own
+//! group commit. With `listener_handover` (the default) new connections go to the first while
+//! it listens; without, the kernel spreads them over all, and the UNIQUE constraints decide
+//! when the same webhook reaches two of them at once.
 
 use e2e::{Cluster, poll};
 use postgres::fallible_iterator::FallibleIterator;
@@ -44,15 +45,52 @@ fn held_by(pid: i32, inodes: &HashSet<String>) -> usize {
         .count()
 }
 
-#[test]
-fn two_workers_share_the_address_spread_connections_and_store_a_racing_webhook_once() {
-    let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
+/// The established connections to `port` each listener worker holds, once they hold `n`.
+fn held_when_all_accepted(cluster: &Cluster, port: u16, n: usize) -> Option<Vec<(i32, usize)>> {
+    poll(|| {
+        let established = sockets(port, "01");
+        let held: Vec<(i32, usize)> =
+            listener_pids(cluster).iter().map(|&pid| (pid, held_by(pid, &established))).collect();
+        (held.iter().map(|(_, n)| n).sum::<usize>() == n).then_some(held)
+    })
+}
+
+fn two_workers_listening(cluster: &Cluster) -> u16 {
     let port: u16 = cluster.listener.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(
-        poll(|| (listener_pids(&cluster).len() == 2).then_some(())).is_some(),
-        "two listener workers did not start"
-    );
+    assert!(poll(|| (listener_pids(cluster).len() == 2).then_some(())).is_some(), "two listener workers did not start");
     assert!(poll(|| (sockets(port, "0A").len() == 2).then_some(())).is_some(), "not two sockets listen on {port}");
+    port
+}
+
+#[test]
+fn handing_over_new_connections_go_to_the_first_worker_and_to_another_while_it_is_gone() {
+    let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
+    let port = two_workers_listening(&cluster);
+    // Spread by hash, 32 connections would all reach one of two workers once in 2^31.
+    let open: Vec<TcpStream> = (0..32).map(|_| TcpStream::connect(&cluster.listener).unwrap()).collect();
+    let held = held_when_all_accepted(&cluster, port, 32).expect("the 32 connections were not all accepted");
+    let first = held.iter().find(|(_, n)| *n == 32).map(|(pid, _)| *pid);
+    let Some(first) = first else { panic!("the connections went to more than one worker: {held:?}") };
+    drop(open);
+
+    // The first stopped (the postmaster starts it again): new connections go to the other, also
+    // once the first listens again (the kernel gave the other its place).
+    cluster.connect().execute("SELECT pg_terminate_backend($1)", &[&first]).unwrap();
+    assert!(
+        poll(|| (!std::path::Path::new(&format!("/proc/{first}")).exists()).then_some(())).is_some(),
+        "the first listener worker did not stop"
+    );
+    let open: Vec<TcpStream> = (0..8).map(|_| TcpStream::connect(&cluster.listener).unwrap()).collect();
+    let held = held_when_all_accepted(&cluster, port, 8).expect("the 8 connections were not all accepted");
+    assert!(held.iter().any(|&(pid, n)| pid != first && n == 8), "not all to the other worker: {held:?}");
+    drop(open);
+}
+
+#[test]
+fn without_handover_two_workers_share_the_address_spread_connections_and_store_a_racing_webhook_once() {
+    let cluster =
+        Cluster::private_with("whatsapp_channel.listener_workers = 2\nwhatsapp_channel.listener_handover = off");
+    let port = two_workers_listening(&cluster);
 
     // Connections are spread over both workers.
     let open: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(&cluster.listener).unwrap()).collect();
