@@ -64,51 +64,56 @@ fn stored(cluster: &Cluster, like: &str) -> BTreeMap<String, i64> {
     rows.iter().map(|r| (r.get(0), r.get(1))).collect()
 }
 
+/// A connection to a taker's socket, as a sibling worker makes it.
+struct AsSibling {
+    stream: UnixStream,
+    replies: BufReader<UnixStream>,
+}
+
+impl AsSibling {
+    fn connect(name: &SocketAddr) -> AsSibling {
+        let stream = poll(|| UnixStream::connect_addr(name).ok()).expect("no worker takes handovers there");
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        AsSibling { replies: BufReader::new(stream.try_clone().unwrap()), stream }
+    }
+
+    /// Sends `offer` and reads the next reply.
+    fn offer(&mut self, offer: &Offer) -> Reply {
+        std::io::Write::write_all(&mut &self.stream, &handover::encode_offer(offer)).unwrap();
+        handover::read_reply(&mut self.replies).unwrap()
+    }
+}
+
 #[test]
 fn the_first_worker_stores_signed_posts_handed_over_and_refuses_forged_ones() {
     let cluster = Cluster::private_with("whatsapp_channel.listener_workers = 2");
     let channel = cluster.add_channel("handover");
 
-    // The second worker's socket for large POSTs is checked the same way.
-    let large = poll(|| UnixStream::connect_addr(&large_socket_name(&cluster.listener)).ok())
-        .expect("the second worker takes large POSTs");
-    large.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut large_replies = BufReader::new(large.try_clone().unwrap());
-    let send_large = |o: &Offer| std::io::Write::write_all(&mut &large, &handover::encode_offer(o)).unwrap();
-    let forged = long_text(&channel.phone_number_id, "wamid.handover.large.forged");
-    send_large(&offer(1, &channel.name, &forged, b"not the channel's secret"));
-    let reply = handover::read_reply(&mut large_replies).unwrap();
-    assert!(matches!(reply, Reply { seq: 1, outcome: Outcome::Refused(_) }), "{reply:?}");
-    let signed = long_text(&channel.phone_number_id, "wamid.handover.large.signed");
-    send_large(&offer(2, &channel.name, &signed, channel.app_secret.as_bytes()));
-    assert_eq!(handover::read_reply(&mut large_replies).unwrap(), Reply { seq: 2, outcome: Outcome::Committed });
-    let rows = stored(&cluster, "wamid.handover.large.%");
-    assert_eq!(rows.get("wamid.handover.large.signed"), Some(&1), "stored once, before the answer: {rows:?}");
-    assert_eq!(rows.get("wamid.handover.large.forged"), None, "the forged one is stored nowhere");
+    // The first worker's socket for small POSTs and the second's for large ones, alike.
+    let takers: [(SocketAddr, fn(&str, &str) -> serde_json::Value, &str); 2] =
+        [(socket_name(&cluster.listener), text, "small"), (large_socket_name(&cluster.listener), long_text, "large")];
+    for (name, payload, size) in takers {
+        let mut taker = AsSibling::connect(&name);
+        let (forged_id, signed_id) = (format!("wamid.handover.{size}.forged"), format!("wamid.handover.{size}.signed"));
 
-    let name = socket_name(&cluster.listener);
-    let stream = poll(|| UnixStream::connect_addr(&name).ok()).expect("the first worker takes handovers");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut replies = BufReader::new(stream.try_clone().unwrap());
-    let send = |o: &Offer| std::io::Write::write_all(&mut &stream, &handover::encode_offer(o)).unwrap();
+        // Not signed with the channel's secret: refused, nothing stored.
+        let forged = payload(&channel.phone_number_id, &forged_id);
+        let reply = taker.offer(&offer(1, &channel.name, &forged, b"not the channel's secret"));
+        assert!(matches!(reply, Reply { seq: 1, outcome: Outcome::Refused(_) }), "{size}: {reply:?}");
 
-    // Not signed with the channel's secret: refused, nothing stored.
-    let forged = text(&channel.phone_number_id, "wamid.handover.forged");
-    send(&offer(1, &channel.name, &forged, b"not the channel's secret"));
-    let reply = handover::read_reply(&mut replies).unwrap();
-    assert!(matches!(reply, Reply { seq: 1, outcome: Outcome::Refused(_) }), "{reply:?}");
+        // For a channel the taker does not know: declined (the sender stores it itself).
+        let reply = taker.offer(&offer(2, "no-such-channel", &forged, channel.app_secret.as_bytes()));
+        assert_eq!(reply, Reply { seq: 2, outcome: Outcome::Declined }, "{size}");
 
-    // For a channel the first does not know: declined (the sender stores it itself).
-    send(&offer(2, "no-such-channel", &forged, channel.app_secret.as_bytes()));
-    assert_eq!(handover::read_reply(&mut replies).unwrap(), Reply { seq: 2, outcome: Outcome::Declined });
-
-    // Signed: stored, and answered after its commit.
-    let signed = text(&channel.phone_number_id, "wamid.handover.signed");
-    send(&offer(3, &channel.name, &signed, channel.app_secret.as_bytes()));
-    assert_eq!(handover::read_reply(&mut replies).unwrap(), Reply { seq: 3, outcome: Outcome::Committed });
-    let rows = stored(&cluster, "wamid.handover.%");
-    assert_eq!(rows.get("wamid.handover.signed"), Some(&1), "stored once, before the answer: {rows:?}");
-    assert_eq!(rows.get("wamid.handover.forged"), None, "the forged one is stored nowhere");
+        // Signed: stored, and answered after its commit.
+        let signed = payload(&channel.phone_number_id, &signed_id);
+        let reply = taker.offer(&offer(3, &channel.name, &signed, channel.app_secret.as_bytes()));
+        assert_eq!(reply, Reply { seq: 3, outcome: Outcome::Committed }, "{size}");
+        let rows = stored(&cluster, &format!("wamid.handover.{size}.%"));
+        assert_eq!(rows.get(&signed_id), Some(&1), "stored once, before the answer: {rows:?}");
+        assert_eq!(rows.get(&forged_id), None, "the forged one is stored nowhere");
+    }
+    let signed = text(&channel.phone_number_id, "wamid.handover.small.signed");
 
     // A process of another user is not served at all (as root, the tests' user, it can be tried:
     // the server runs as postgres, and `nobody` is neither).
