@@ -6,7 +6,10 @@
 //! kernel spreads to them store half the POSTs each, in smaller batches. At 16 connections one
 //! worker costs 265 µs of CPU a message against 424 for two, but one worker alone stores
 //! 100-message POSTs at 0.64x the rate (docs/benchmarks/2026-12-07-issue-29-receiver-and-workers.md,
-//! sections 5 and 5c).
+//! sections 5 and 5c). Gathering the second worker's small POSTs into the first's batches
+//! still cost two more threads and a socket for each; steering every connection to the first
+//! and spreading large POSTs cost 0.86x that CPU a message at 16 connections and 0.69x at 64,
+//! with backlogs stored at the same rate (docs/benchmarks/2026-12-07-issue-29-steering.md).
 //!
 //! How, in two directions ([`Direction`]), each over an abstract Unix socket named after
 //! `listen_address`:
@@ -14,8 +17,8 @@
 //!   them all to itself ([`bounded_http::socket::steer_to_first`]), so it receives the small
 //!   POSTs itself. When another worker has connections all the same (the first restarted, and
 //!   the kernel gave its place to a sibling), that worker offers each verified POST of up to
-//!   [`OFFER_MAX_BODY`] bytes to the first, while fewer than [`GATHER_MAX_PENDING`] of its are
-//!   there; otherwise it stores them itself, all of them for a second ([`STORE_OWN_FOR`]).
+//!   [`OFFER_MAX_BODY`] bytes to the first, while fewer than [`GATHER_MAX_PENDING`] of its POSTs
+//!   are there; otherwise it stores them itself, all of them for a second ([`STORE_OWN_FOR`]).
 //! - **Spread.** The first offers each POST larger than [`OFFER_MAX_BODY`] to the second
 //!   worker (slot 1), while fewer than [`SPREAD_MAX_PENDING`] are there, and stores the rest
 //!   itself: under a backlog both store at once.
