@@ -190,10 +190,12 @@ pub fn start(
     if let Some(direction) = take
         && let Err(e) = super::handover::take(&listen_address, direction, shared.clone(), jobs.clone(), waker.clone())
     {
-        let line = format!(
-            "listener workers store their POSTs each: cannot take them on the handover socket ({direction:?}: {e}); \
-             another process may hold its name"
-        );
+        let (which, then) = match direction {
+            Direction::Gather => ("small POSTs", "the worker that receives one stores it"),
+            Direction::Spread => ("large POSTs", "the first listener worker stores them all"),
+        };
+        let line =
+            format!("{then}: cannot take {which} on the handover socket ({e}); another process may hold its name");
         send_report(&jobs, &waker, Report { level: LogLevel::Warning, line, counter: None });
     }
     let handover = offer.map(|direction| {

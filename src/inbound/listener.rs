@@ -152,8 +152,14 @@ fn bind(address: &str, slot: usize) -> std::io::Result<std::net::TcpListener> {
     if slot == 0 {
         let socket = socket::bind(address, Sharing::FirstOfSiblings)?;
         // Handing over, the first receives every connection, and spreads large POSTs itself.
-        if handing_over(guc::listener_workers()) {
-            socket::steer_to_first(&socket)?;
+        // Without the steering the handover still works, only at a higher cost.
+        if handing_over(guc::listener_workers())
+            && let Err(e) = socket::steer_to_first(&socket)
+        {
+            warning!(
+                "whatsapp_channel: new webhook connections are spread over the listener workers by hash: cannot \
+                 steer them to the first ({e})"
+            );
         }
         return Ok(socket);
     }

@@ -207,7 +207,7 @@ fn a_post_the_taker_goes_away_with_is_answered_503_and_stored_once_when_sent_aga
     let cluster = Cluster::private_with(&format!(
         "whatsapp_channel.listener_workers = 2\nwhatsapp_channel.listen_address = '{address}'"
     ));
-    cluster.wait_for_log("cannot take them on the handover socket");
+    cluster.wait_for_log("cannot take large POSTs on the handover socket");
     let channel = cluster.add_channel("lost");
     let url = format!("http://{address}/webhook/{}", channel.name);
     assert!(poll(|| std::net::TcpStream::connect(&address).ok()).is_some(), "the listener never bound {address}");
