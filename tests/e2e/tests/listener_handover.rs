@@ -30,6 +30,9 @@ fn text(phone_number_id: &str, wamid: &str) -> serde_json::Value {
     payloads::text_message(phone_number_id, wamid, "15550004444", "X", "hi", 1_700_000_000)
 }
 
+/// A webhook payload of one message: its channel's phone number id and its wamid.
+type Payload = fn(&str, &str) -> serde_json::Value;
+
 /// A message of 8 kB: over the 4 kB up to which POSTs are gathered, so it is spread.
 fn long_text(phone_number_id: &str, wamid: &str) -> serde_json::Value {
     payloads::text_message(phone_number_id, wamid, "15550004444", "X", &"x".repeat(8_000), 1_700_000_000)
@@ -90,7 +93,7 @@ fn the_first_worker_stores_signed_posts_handed_over_and_refuses_forged_ones() {
     let channel = cluster.add_channel("handover");
 
     // The first worker's socket for small POSTs and the second's for large ones, alike.
-    let takers: [(SocketAddr, fn(&str, &str) -> serde_json::Value, &str); 2] =
+    let takers: [(SocketAddr, Payload, &str); 2] =
         [(socket_name(&cluster.listener), text, "small"), (large_socket_name(&cluster.listener), long_text, "large")];
     for (name, payload, size) in takers {
         let mut taker = AsSibling::connect(&name);
