@@ -125,6 +125,14 @@ impl Direction {
         }
     }
 
+    /// The largest body a taker reads in this direction: larger frames end the connection.
+    fn max_body(self, shared: &Shared) -> usize {
+        match self {
+            Direction::Gather => OFFER_MAX_BODY,
+            Direction::Spread => shared.max_body_bytes.load(Ordering::Relaxed),
+        }
+    }
+
     fn max_pending(self) -> usize {
         match self {
             Direction::Gather => GATHER_MAX_PENDING,
@@ -243,10 +251,7 @@ impl Taker {
         let Ok(replier) = replier else { return };
         let mut input = BufReader::new(conn);
         // A bad frame ends the connection: the sender then answers what it had here 503.
-        let max_body = match self.direction {
-            Direction::Gather => OFFER_MAX_BODY,
-            Direction::Spread => self.shared.max_body_bytes.load(Ordering::Relaxed),
-        };
+        let max_body = self.direction.max_body(&self.shared);
         while let Ok(offer) = handover::read_offer(&mut input, max_body) {
             if queued.send(self.take_offer(offer)).is_err() {
                 break;

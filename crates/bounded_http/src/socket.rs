@@ -1,9 +1,10 @@
 //! Binding the listening socket, alone or shared by several processes of one server.
 //!
 //! Shared, every process binds the same address with `SO_REUSEPORT` and the kernel spreads
-//! new connections over them, or gives them all to the first ([`steer_to_first`]). The option would also let an unrelated process of the same
-//! user (another cluster left on the default port, say) share the port silently, so the
-//! first of the siblings proves the address free with a plain bind before it shares it.
+//! new connections over them, or gives them all to the first ([`steer_to_first`]). The option
+//! would also let an unrelated process of the same user (another cluster left on the default
+//! port, say) share the port silently, so the first of the siblings proves the address free
+//! with a plain bind before it shares it.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, ToSocketAddrs};

@@ -94,12 +94,11 @@ fn without_handover_two_workers_share_the_address_spread_connections_and_store_a
 
     // Connections are spread over both workers.
     let open: Vec<TcpStream> = (0..64).map(|_| TcpStream::connect(&cluster.listener).unwrap()).collect();
-    let spread = poll(|| {
-        let established = sockets(port, "01");
-        let held: Vec<usize> = listener_pids(&cluster).iter().map(|&pid| held_by(pid, &established)).collect();
-        (held.iter().sum::<usize>() == 64 && held.iter().all(|&n| n > 0)).then_some(held)
-    });
-    assert!(spread.is_some(), "the 64 connections were not spread over both workers");
+    let held = held_when_all_accepted(&cluster, port, 64).expect("the 64 connections were not all accepted");
+    assert!(
+        held.len() == 2 && held.iter().all(|&(_, n)| n > 0),
+        "the 64 connections were not spread over both workers: {held:?}"
+    );
     drop(open);
     // The workers have let go of them (no socket left established or half-closed), so the 32
     // POSTs below are not counted against 127.0.0.1's cap of 64 together with these.
