@@ -49,40 +49,89 @@ impl Unrecorded {
 /// reason if need be (see [`record_alone`]), so that nothing is tried forever. A COMMIT that
 /// fails (a user's deferred trigger, say) keeps everything for the next turn; the worker goes on.
 pub fn record_all(results: Unrecorded, outages: &mut Outages) -> Unrecorded {
-    let Unrecorded { sends, downloads } = results;
-    let (stubborn, sends): (Vec<Answer>, Vec<Answer>) =
-        sends.into_iter().partition(|a| a.failed_records >= MAX_FAILED_RECORDS);
-    for answer in stubborn {
-        record_alone(answer, outages);
+    Recording::new(results, outages).record_on_its_own(outages)
+}
+
+/// A turn's results on their way into the database: recorded inside a transaction the caller
+/// runs ([`Recording::record`]), then told how that transaction ended ([`Recording::committed`]).
+/// The delivery worker records them in the transaction of its next claim, one COMMIT (and one
+/// WAL flush) a turn instead of two; [`record_all`] is the same in a transaction of its own.
+pub struct Recording {
+    sends: Vec<Answer>,
+    downloads: Vec<(MediaJob, DownloadResult)>,
+}
+
+impl Recording {
+    /// Takes the results to record; an answer that failed [`MAX_FAILED_RECORDS`] times with
+    /// the others is recorded alone first, in a transaction of its own (see [`record_alone`]).
+    pub fn new(results: Unrecorded, outages: &mut Outages) -> Recording {
+        let Unrecorded { sends, downloads } = results;
+        let (stubborn, sends): (Vec<Answer>, Vec<Answer>) =
+            sends.into_iter().partition(|a| a.failed_records >= MAX_FAILED_RECORDS);
+        for answer in stubborn {
+            record_alone(answer, outages);
+        }
+        Recording { sends, downloads }
     }
-    let committed = transaction::run(|| record_in_transaction(&sends, &downloads, outages));
-    let (failed_sends, failed_downloads) = match committed {
-        Ok(recorded) => {
-            for (channel_id, counter) in recorded.counted {
-                metrics::add(channel_id, counter, 1);
+
+    pub fn is_empty(&self) -> bool {
+        self.sends.is_empty() && self.downloads.is_empty()
+    }
+
+    /// Records them in the caller's transaction (see [`record_in_transaction`]).
+    pub fn record(&self, outages: &mut Outages) -> Recorded {
+        record_in_transaction(&self.sends, &self.downloads, outages)
+    }
+
+    /// The caller's transaction did not commit (`e`): says so, as they are recorded again.
+    pub fn did_not_commit(&self, e: &str) {
+        did_not_commit(self.sends.len(), e);
+    }
+
+    /// Records them in a transaction of their own.
+    pub fn record_on_its_own(self, outages: &mut Outages) -> Unrecorded {
+        let committed = transaction::run(|| self.record(outages));
+        self.committed(committed)
+    }
+
+    /// How the transaction of [`Recording::record`] ended: once committed, the metrics are
+    /// published; returns what is still to record (what failed, or everything if the
+    /// transaction did not commit).
+    pub fn committed(self, committed: Result<Recorded, String>) -> Unrecorded {
+        let Recording { sends, downloads } = self;
+        let (failed_sends, failed_downloads) = match committed {
+            Ok(recorded) => {
+                for (channel_id, counter) in recorded.counted {
+                    metrics::add(channel_id, counter, 1);
+                }
+                for counter in recorded.downloads {
+                    metrics::add_global(counter);
+                }
+                (recorded.failed_sends, recorded.failed_downloads)
             }
-            for counter in recorded.downloads {
-                metrics::add_global(counter);
+            Err(e) => {
+                did_not_commit(sends.len(), &e);
+                ((0..sends.len()).collect(), (0..downloads.len()).collect())
             }
-            (recorded.failed_sends, recorded.failed_downloads)
-        }
-        Err(e) => {
-            warning!(
-                "whatsapp_channel: the results of {} send(s) did not commit; they will be recorded again, not sent again: {e}",
-                sends.len()
-            );
-            ((0..sends.len()).collect(), (0..downloads.len()).collect())
-        }
-    };
-    let sends = sends
-        .into_iter()
-        .enumerate()
-        .filter(|(i, _)| failed_sends.contains(i))
-        .map(|(_, a)| Answer { failed_records: a.failed_records + 1, ..a })
-        .collect();
-    let downloads =
-        downloads.into_iter().enumerate().filter(|(i, _)| failed_downloads.contains(i)).map(|(_, d)| d).collect();
-    Unrecorded { sends, downloads }
+        };
+        let sends = sends
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| failed_sends.contains(i))
+            .map(|(_, a)| Answer { failed_records: a.failed_records + 1, ..a })
+            .collect();
+        let downloads =
+            downloads.into_iter().enumerate().filter(|(i, _)| failed_downloads.contains(i)).map(|(_, d)| d).collect();
+        Unrecorded { sends, downloads }
+    }
+}
+
+fn did_not_commit(sends: usize, e: &str) {
+    if sends > 0 {
+        warning!(
+            "whatsapp_channel: the results of {sends} send(s) did not commit; they will be recorded again, not sent again: {e}"
+        );
+    }
 }
 
 /// Times an answer may fail to be recorded with the others before it is recorded alone.
@@ -93,7 +142,7 @@ pub const RECORD_AGAIN: Duration = Duration::from_secs(1);
 /// What one recording transaction did: the indexes of what it could not record, and the
 /// metrics to publish once it has committed.
 #[derive(Default)]
-struct Recorded {
+pub struct Recorded {
     failed_sends: Vec<usize>,
     failed_downloads: Vec<usize>,
     counted: Vec<(i64, ChannelCounter)>,
