@@ -16,7 +16,15 @@
 #                                                  messages to a 50 ms mock and 200 commits/s for
 #                                                  10 s, each side's cluster started on its build
 #
-#   OUT  where the reports go (default /var/tmp/wa-bench)
+#   OUT             where the reports go (default /var/tmp/wa-bench)
+#   DELIVERY_ARGS   delivery: wa-sim outbound-bench's load instead of the default, e.g.
+#                   "--messages 10000 --channels 1 --rate 1 --seconds 1" (one channel, held to
+#                   its 1,000/s: the worker waits for tokens)
+#   REUSE_FULL=1    delivery: run on the full databases a previous run left in
+#                   /var/tmp/wa_full_<side> instead of seeding them again (~10 minutes each)
+#   VACUUM_FIRST=1  delivery: VACUUM wa_messages before each run, so that no run pays for the
+#                   dead queue entries of the runs before it (docs/benchmarks/
+#                   2026-12-07-issue-29-delivery-turns.md, section 5)
 # Run as root (the clusters belong to postgres). Leaves the NEW build installed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +72,10 @@ case ${1:-} in
     pgctl() { runuser -u postgres -- "$BIN/pg_ctl" -D "/var/tmp/wa_full_$1/data" "${@:2}"; }
     for side in old new; do
       dir=OLD; [ $side = new ] && dir=NEW
+      if [ "${REUSE_FULL:-0}" = 1 ] && [ -d "/var/tmp/wa_full_$side/data" ]; then
+        say "reusing the full database of $side in /var/tmp/wa_full_$side"
+        continue
+      fi
       install_build "${!dir}"
       say "a full database for $side in /var/tmp/wa_full_$side"
       WA_SCALE_HOME=/var/tmp/wa_full_$side SCALE_KEEP=1 SCALE_CLIENTS=16 SCALE_SECONDS=5 SCALE_RATE=0 SCALE_OUT_MESSAGES=0 \
@@ -75,10 +87,15 @@ case ${1:-} in
         dir=OLD; [ $side = new ] && dir=NEW
         install_build "${!dir}"
         pgctl $side -l "/var/tmp/wa_full_$side/server.log" -w start >/dev/null
+        dsn="host=/var/tmp/wa_full_$side port=${SCALE_PORT:-5497} user=postgres dbname=postgres"
+        if [ "${VACUUM_FIRST:-0}" = 1 ]; then
+          runuser -u postgres -- "$BIN/psql" -qAt "$dsn" -c "VACUUM wa_messages" >/dev/null
+        fi
         sleep 3 # the workers start a moment after the server
         say "delivery, $side, round $round"
-        target/release/wa-sim outbound-bench --dsn "host=/var/tmp/wa_full_$side port=${SCALE_PORT:-5497} user=postgres dbname=postgres" \
-          --latency-ms 50 --messages 20000 --channels 4 --rate 200 --seconds 10 2>/dev/null >"$OUT/delivery-$side-$round.md"
+        # shellcheck disable=SC2086 # (DELIVERY_ARGS is a list of flags)
+        target/release/wa-sim outbound-bench --dsn "$dsn" \
+          --latency-ms 50 ${DELIVERY_ARGS:---messages 20000 --channels 4 --rate 200 --seconds 10} 2>/dev/null >"$OUT/delivery-$side-$round.md"
         pgctl $side -m fast -w stop >/dev/null
       done
     done
