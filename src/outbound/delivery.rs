@@ -80,7 +80,7 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             delivery.pool.set_timeout(guc::graph_api_timeout());
         }
         let results = delivery.take_results();
-        if delivery.record_and_claim(results) == Turn::ServerGoingDown {
+        if delivery.turn(results) == Turn::ServerGoingDown {
             return;
         }
     }
@@ -221,7 +221,7 @@ impl Delivery {
     /// Records the turn's results and claims what is due for the free senders, in one
     /// transaction, then hands the claim to the senders and works out how long to wait for the
     /// next turn.
-    fn record_and_claim(&mut self, results: Unrecorded) -> Turn {
+    fn turn(&mut self, results: Unrecorded) -> Turn {
         let recording = Recording::new(results, &mut self.outages);
         let free = (SENDERS * 2).saturating_sub(self.in_flight.len() + self.downloads.len() + self.actions.len());
         self.backlogged = false;
@@ -235,7 +235,7 @@ impl Delivery {
         let now = Instant::now();
         let actions_due = commit_wake::take_actions_wake() || self.action_due_at.is_some_and(|at| at <= now);
         let request = ClaimRequest::new(self, free, now, actions_due);
-        let Some(claim) = self.claim(recording, request) else {
+        let Some(claim) = self.record_and_claim(recording, request) else {
             self.wait = IDLE; // not installed (yet): look again later
             return Turn::Done;
         };
@@ -277,7 +277,7 @@ impl Delivery {
     /// again in two, results first, as before: a claim that fails must never take the results
     /// with it (an ERROR in a claim ends the worker, and results lost with it would wait for
     /// Meta's statuses). `None` while the extension is not installed.
-    fn claim(&mut self, recording: Recording, request: ClaimRequest) -> Option<Claim> {
+    fn record_and_claim(&mut self, recording: Recording, request: ClaimRequest) -> Option<Claim> {
         let (outages, pairs) = (&mut self.outages, &mut self.pairs);
         let together = transaction::run(|| (recording.record(outages), claim_due(&request, pairs)));
         match together {
