@@ -25,7 +25,7 @@ pub use http::{Answer, http_get, http_post, try_http_get, try_http_post};
 pub use inbound::{messages_of, one_message, value_with};
 pub use poll::{DEADLINE, poll, poll_within};
 pub use programs::{bindir, free_port, is_root, run};
-pub use sql::{Listener, NOTIFICATION_KEYS, error_of, notification_problem, table_digests, unsent};
+pub use sql::{Listener, NOTIFICATION_KEYS, counts_written, error_of, notification_problem, table_digests, unsent};
 
 pub use wa_sim;
 pub use whatsapp_cloud;

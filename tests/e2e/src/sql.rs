@@ -142,6 +142,27 @@ impl Listener {
     }
 }
 
+/// Waits until the listener has written its counts of the POSTs stored so far into
+/// `wa_channel_counters` (it writes them at most once a second, and when it stops): a digest
+/// taken before that would differ from one taken after, with nothing lost in between.
+pub fn counts_written(db: &mut Client) {
+    let written = poll(|| {
+        let unwritten: i64 = db
+            .query_one(
+                "SELECT count(*) FROM (
+                   SELECT channel_id, outcome, count(*) FROM wa_webhook_events WHERE channel_id IS NOT NULL GROUP BY 1, 2
+                   EXCEPT
+                   SELECT channel_id, kind, count FROM wa_channel_counters
+                    WHERE kind IN ('stored', 'partial', 'invalid_payload', 'incomplete')) AS x",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        (unwritten == 0).then_some(())
+    });
+    assert!(written.is_some(), "the listener did not write its counts of the stored POSTs within {DEADLINE:?}");
+}
+
 /// Every table of the extension that pg_dump keeps (its configuration tables), with its row
 /// count and a digest of its rows: equal digests, equal contents.
 pub fn table_digests(db: &mut Client) -> Vec<(String, i64, String)> {

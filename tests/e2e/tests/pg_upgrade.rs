@@ -12,7 +12,7 @@
 
 use e2e::wa_sim::graph::Fault;
 use e2e::wa_sim::payloads::{self, Customer};
-use e2e::{Channel, Cluster, poll, table_digests};
+use e2e::{Channel, Cluster, counts_written, poll, table_digests};
 use postgres::Client;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -78,6 +78,7 @@ fn a_cluster_with_the_extension_upgrades_with_its_data_and_goes_on_working() {
     let settled = poll(|| (status(&mut db, sent) == "read" && status(&mut db, failed) == "failed").then_some(()));
     assert!(settled.is_some(), "the old cluster's sends did not settle:\n{}", old.log());
     assert_eq!(status(&mut db, queued), "queued");
+    counts_written(&mut db);
     let before = table_digests(&mut db);
     let version = |db: &mut Client| -> String {
         db.query_one("SELECT extversion FROM pg_extension WHERE extname = 'whatsapp_channel'", &[]).unwrap().get(0)
