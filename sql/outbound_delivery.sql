@@ -324,6 +324,25 @@ BEGIN
 END
 $$;
 
+-- Whether a customer of these messages (sends just recorded as accepted) has another message
+-- queued, which heads their queue now. A delivery turn that records only accepted sends, with
+-- no commit, retry or due time since its last claim, claims only if so: nothing else can have
+-- made a message claimable (src/outbound/delivery.rs, `must_look`). At 200 sends a second half
+-- of the turns are such turns, and the claim was most of a turn's cost. One probe of
+-- wa_messages_outbox a message (_wa_queue_head).
+CREATE FUNCTION _wa_queued_behind(msg_ids bigint[]) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- (PL/pgSQL, not SQL, to keep its plan for the session; planned as a batch join: sql/plans.sql.)
+AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM unnest(msg_ids) AS u(id)
+                     JOIN @extschema@.wa_messages x ON x.id = u.id
+                    CROSS JOIN LATERAL @extschema@._wa_queue_head(x.channel_id, x.recipient) h
+                    WHERE h.id IS NOT NULL);
+END
+$$;
+
 CREATE FUNCTION _wa_mark_sent(msg_id bigint, p_wamid text) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp

@@ -40,7 +40,8 @@ BEGIN
         -- same nested loops, and generic plans for the same reason: planned again at every
         -- turn, its UPDATE and its locking read cost 280 and 315 µs of planning against 230
         -- and 66 of execution (pg_stat_statements, 200 sends a second, one a turn).
-        (ARRAY['_wa_mark_sent_all'],
+        -- (_wa_queued_behind: the same turn's sends, to their customers' queues.)
+        (ARRAY['_wa_mark_sent_all', '_wa_queued_behind'],
          'SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off SET plan_cache_mode = force_generic_plan'),
         -- Queue reads. The statistics of a queue are always out of date (a burst fills it
         -- faster than it is analyzed), and on them a bitmap scan of a whole channel plus a sort

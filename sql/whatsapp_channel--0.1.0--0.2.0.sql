@@ -5788,6 +5788,77 @@ CREATE UNIQUE INDEX wa_contacts_channel_id_wa_id_key ON wa_contacts (channel_id,
 CREATE UNIQUE INDEX wa_contacts_channel_id_user_id_key ON wa_contacts (channel_id, user_id) WHERE user_id IS NOT NULL;
 CREATE INDEX wa_contacts_channel ON wa_contacts (channel_id, id);
 
+-- Issue 29: a delivery turn that only records accepted sends claims only if one of their
+-- customers has another message queued (the one new function), and that function's planner
+-- settings (sql/plans.sql).
+-- Whether a customer of these messages (sends just recorded as accepted) has another message
+-- queued, which heads their queue now. A delivery turn that records only accepted sends, with
+-- no commit, retry or due time since its last claim, claims only if so: nothing else can have
+-- made a message claimable (src/outbound/delivery.rs, `must_look`). At 200 sends a second half
+-- of the turns are such turns, and the claim was most of a turn's cost. One probe of
+-- wa_messages_outbox a message (_wa_queue_head).
+CREATE FUNCTION _wa_queued_behind(msg_ids bigint[]) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- (PL/pgSQL, not SQL, to keep its plan for the session; planned as a batch join: sql/plans.sql.)
+AS $$
+BEGIN
+    RETURN EXISTS (SELECT FROM unnest(msg_ids) AS u(id)
+                     JOIN @extschema@.wa_messages x ON x.id = u.id
+                    CROSS JOIN LATERAL @extschema@._wa_queue_head(x.channel_id, x.recipient) h
+                    WHERE h.id IS NOT NULL);
+END
+$$;
+
+CREATE OR REPLACE FUNCTION _wa_plan_hot_paths() RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    plan record;
+    f regprocedure;
+BEGIN
+    FOR plan IN VALUES
+        -- Batch writes. Each statement joins a batch (tens to thousands of rows) to tables of
+        -- millions: only nested loops over their unique indexes keep its cost independent of
+        -- the tables' size, for a batch of any size. (No JIT: nothing here runs long.) Generic
+        -- plans: those nested loops suit every batch size, and a custom plan per call (which
+        -- PL/pgSQL keeps choosing when a batch's size makes the generic estimate look worse)
+        -- was a third of the delivery worker's time in _wa_apply_statuses, measured with perf.
+        (ARRAY['_wa_receive_messages', '_wa_receive_statuses', '_wa_apply_statuses', '_wa_receive_echoes',
+               '_wa_receive_history'],
+         'SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off SET plan_cache_mode = force_generic_plan'),
+        -- A batch join of the delivery worker: a turn's accepted sends to their messages, the
+        -- same nested loops, and generic plans for the same reason: planned again at every
+        -- turn, its UPDATE and its locking read cost 280 and 315 µs of planning against 230
+        -- and 66 of execution (pg_stat_statements, 200 sends a second, one a turn).
+        -- (_wa_queued_behind: the same turn's sends, to their customers' queues.)
+        (ARRAY['_wa_mark_sent_all', '_wa_queued_behind'],
+         'SET enable_hashjoin = off SET enable_mergejoin = off SET jit = off SET plan_cache_mode = force_generic_plan'),
+        -- Queue reads. The statistics of a queue are always out of date (a burst fills it
+        -- faster than it is analyzed), and on them a bitmap scan of a whole channel plus a sort
+        -- can look cheapest. Only index scans: a queue is then read in due order and the
+        -- reading stops at the LIMIT. (No JIT: the cost penalty of the disabled scans would
+        -- make every turn compile, 190 ms, measured.) Generic plans: the claim's UPDATE by
+        -- primary key was planned again at every turn, 460 µs of planning against 165 of
+        -- execution (measured as above).
+        (ARRAY['_wa_claim_due', '_wa_next_due_in'],
+         'SET enable_bitmapscan = off SET enable_seqscan = off SET jit = off SET plan_cache_mode = force_generic_plan')
+    LOOP
+        IF (SELECT count(*) FROM @extschema@._wa_own_functions(plan.column1)) <> pg_catalog.cardinality(plan.column1) THEN
+            RAISE EXCEPTION 'a function of % does not exist (a rename not made in sql/plans.sql?)', plan.column1;
+        END IF;
+        FOR f IN SELECT * FROM @extschema@._wa_own_functions(plan.column1)
+        LOOP
+            EXECUTE pg_catalog.format('ALTER FUNCTION %s %s', f, plan.column2);
+        END LOOP;
+    END LOOP;
+END
+$$;
+
+SELECT _wa_plan_hot_paths();
+SELECT _wa_apply_privileges();
+
 -- The workers waited while the schema was older than the library; wake them at COMMIT.
 SELECT _wa_wake_listener();
 SELECT _wa_wake_delivery();

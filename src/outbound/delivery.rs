@@ -57,6 +57,12 @@ const MIN_TURN: Duration = Duration::from_millis(1);
 /// main thread a message, 235 µs with turns 25 ms apart (measured on two million messages).
 /// A bucket holds a second of tokens, so none is lost waiting, and the rate is the same.
 const BACKLOG_TURN: Duration = Duration::from_millis(25);
+/// Shortest time between two turns when nothing is due and no commit queued anything since the
+/// last: a turn then only records finished sends. At 200 commits a second, each send cost two
+/// turns, one to claim it and one to record it 50 ms later, each with its COMMIT and WAL flush;
+/// waiting this long, the recording joins the next commit's turn, and a slower flow loses
+/// nothing (the last turn is older than this). A commit ends the wait at once.
+const RECORD_TURN: Duration = Duration::from_millis(10);
 
 #[pg_guard]
 #[unsafe(no_mangle)]
@@ -75,7 +81,9 @@ pub extern "C-unwind" fn wa_delivery_main(_arg: pg_sys::Datum) {
             "recording results and claiming due messages ({} in flight)",
             delivery.in_flight.len()
         ));
-        delivery.keep_turn_spacing();
+        if !delivery.keep_turn_spacing(&mut wakeups) {
+            break;
+        }
         if worker::reload_if_asked() {
             delivery.pool.set_timeout(guc::graph_api_timeout());
         }
@@ -99,6 +107,12 @@ enum Turn {
 /// What one claim's transaction found.
 #[derive(Default)]
 struct Claim {
+    /// Whether the queue was looked at: a turn that only records accepted sends looks only if
+    /// one of their customers has another message queued (see `must_look` in
+    /// [`Delivery::turn`]); the rest of this is empty then.
+    looked: bool,
+    /// Whether the claim took as much as the free senders could take: more may be due.
+    filled: bool,
     messages: Vec<Claimed>,
     media: Vec<MediaJob>,
     /// Claimed only when actions were looked for (see `Delivery::action_due_at`).
@@ -132,6 +146,11 @@ struct Delivery {
     wait: Duration,
     /// The last claim left messages due that only their channels' tokens held back.
     backlogged: bool,
+    /// When the queue must be looked at again, commit or not: the next due time the last claim
+    /// saw (a retry, a scheduled message, a channel's next token), or [`IDLE`] after it.
+    look_again_at: Instant,
+    /// The last claim took as much as the free senders could take (see [`Claim::filled`]).
+    claim_filled: bool,
     last_turn: Instant,
     statistics_checked: Instant,
 }
@@ -152,6 +171,8 @@ impl Delivery {
             recovered: false,
             wait: Duration::ZERO,
             backlogged: false,
+            look_again_at: Instant::now(),
+            claim_filled: false,
             last_turn: Instant::now(),
             statistics_checked: Instant::now(),
         }
@@ -169,15 +190,35 @@ impl Delivery {
         }
     }
 
-    /// At most one turn per [`MIN_TURN`], or per [`BACKLOG_TURN`] while a backlog waits for
-    /// tokens; a commit that queues something ends that wait within [`MIN_TURN`].
-    fn keep_turn_spacing(&mut self) {
+    /// At most one turn per [`MIN_TURN`]; per [`BACKLOG_TURN`] while a backlog waits for tokens,
+    /// and per [`RECORD_TURN`] while nothing is due; a commit that queues something ends those
+    /// waits at once. Returns false once SIGTERM has arrived.
+    fn keep_turn_spacing(&mut self, wakeups: &mut thread_wake::Wakeups) -> bool {
         loop {
-            let spacing = if self.backlogged && !commit_wake::wake_pending() { BACKLOG_TURN } else { MIN_TURN };
+            let now = Instant::now();
+            let spacing = if commit_wake::wake_pending() {
+                MIN_TURN
+            } else if self.backlogged {
+                BACKLOG_TURN
+            } else if self.recovered
+                && !self.claim_filled
+                && self.look_again_at > now
+                && self.action_due_at.is_none_or(|at| at > now)
+            {
+                RECORD_TURN
+            } else {
+                MIN_TURN
+            };
             let Some(rest) = spacing.checked_sub(self.last_turn.elapsed()) else { break };
-            std::thread::sleep(rest.min(MIN_TURN));
+            if spacing == MIN_TURN {
+                std::thread::sleep(rest);
+            } else if !wakeups.wait(rest.max(MIN_TURN)) {
+                // (Woken by a commit, or a finished send; in whole milliseconds, at least one.)
+                return false;
+            }
         }
         self.last_turn = Instant::now();
+        true
     }
 
     /// What the senders finished, with what could not be recorded before, to record in this
@@ -224,17 +265,24 @@ impl Delivery {
     fn turn(&mut self, results: Unrecorded) -> Turn {
         let recording = Recording::new(results, &mut self.outages);
         let free = (SENDERS * 2).saturating_sub(self.in_flight.len() + self.downloads.len() + self.actions.len());
-        self.backlogged = false;
         if free == 0 {
             self.record(recording);
             self.wait = IDLE; // a finished send wakes us
+            (self.claim_filled, self.backlogged) = (true, false);
             return Turn::Done;
         }
         // Cleared before looking, so a commit from now on sets the latch again.
-        commit_wake::take_pending_wake();
+        let committed = commit_wake::take_pending_wake();
         let now = Instant::now();
         let actions_due = commit_wake::take_actions_wake() || self.action_due_at.is_some_and(|at| at <= now);
-        let request = ClaimRequest::new(self, free, now, actions_due);
+        // Whether the queue may hold a message the last claim could not see or take, whatever
+        // this turn records: a commit (that queued, retried or resumed something), actions, the
+        // first turn, a full last claim, or the time it said something falls due. Otherwise a
+        // turn that records only accepted sends does not claim, unless one of their customers
+        // has another message queued (see Recorded::may_free_a_message): at 200 sends a second
+        // those are half the turns, and the claim was most of a turn's cost.
+        let must_look = committed || actions_due || !self.recovered || self.claim_filled || self.look_again_at <= now;
+        let request = ClaimRequest::new(self, free, now, actions_due, must_look);
         let Some(claim) = self.record_and_claim(recording, request) else {
             self.wait = IDLE; // not installed (yet): look again later
             return Turn::Done;
@@ -246,7 +294,12 @@ impl Delivery {
             );
             return Turn::ServerGoingDown;
         }
+        if !claim.looked {
+            self.wait = self.look_again_at.saturating_duration_since(Instant::now());
+            return Turn::Done;
+        }
         self.recovered = true;
+        self.claim_filled = claim.filled;
         if self.statistics_checked.elapsed() >= STATISTICS_CHECK {
             // In a transaction of its own, after the claim: sends are not held up by it.
             self.statistics_checked = now;
@@ -258,6 +311,7 @@ impl Delivery {
         self.submit_actions(claim.actions);
         self.submit(claim.messages, claim.media, now);
         self.wait = self.next_wait(claim.next_due_in, now);
+        self.look_again_at = Instant::now() + self.wait;
         // (As of `now`, when the budgets were read: the claim's own time refilled the buckets.)
         self.backlogged =
             claim.next_due_in.is_some_and(|s| s <= 0.0) && self.buckets.values().any(|b| b.refill_in(now).is_some());
@@ -279,7 +333,11 @@ impl Delivery {
     /// Meta's statuses). `None` while the extension is not installed.
     fn record_and_claim(&mut self, recording: Recording, request: ClaimRequest) -> Option<Claim> {
         let (outages, pairs) = (&mut self.outages, &mut self.pairs);
-        let together = transaction::run(|| (recording.record(outages), claim_due(&request, pairs)));
+        let together = transaction::run(|| {
+            let recorded = recording.record(outages);
+            let look = request.must_look || recorded.may_free_a_message();
+            (recorded, if look { claim_due(&request, pairs) } else { Some(Claim::default()) })
+        });
         match together {
             Ok((recorded, claim)) => {
                 self.unrecorded = recording.committed(Ok(recorded));
@@ -394,6 +452,8 @@ struct ClaimRequest {
     free: usize,
     now: Instant,
     actions_due: bool,
+    /// Whether to claim whatever the turn records (see `must_look` in [`Delivery::turn`]).
+    must_look: bool,
     /// Whether the sends a restart interrupted went back to the queue already.
     recovered: bool,
     downloads: usize,
@@ -403,11 +463,12 @@ struct ClaimRequest {
 }
 
 impl ClaimRequest {
-    fn new(delivery: &mut Delivery, free: usize, now: Instant, actions_due: bool) -> ClaimRequest {
+    fn new(delivery: &mut Delivery, free: usize, now: Instant, actions_due: bool, must_look: bool) -> ClaimRequest {
         ClaimRequest {
             free,
             now,
             actions_due,
+            must_look,
             recovered: delivery.recovered,
             downloads: delivery.downloads.len(),
             version: guc::graph_api_version(),
@@ -420,7 +481,7 @@ impl ClaimRequest {
 /// queue; then up to `free` due messages within their channels' budgets, and media downloads.
 /// `None` while the extension is not installed.
 fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Option<Claim> {
-    let ClaimRequest { free, now, actions_due, recovered, downloads, ref version, ref budgets } = *request;
+    let ClaimRequest { free, now, actions_due, recovered, downloads, ref version, ref budgets, .. } = *request;
     // Until the extension is found. (Dropped while the worker runs, its statements fail and
     // the worker restarts, to wait for it again.)
     if !recovered && !use_extension_schema() {
@@ -444,8 +505,9 @@ fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Op
     let media_slots = (free - messages.len()).div_ceil(2).min(MAX_DOWNLOADS.saturating_sub(downloads));
     let media = if media_slots > 0 { media::claim_media(media_slots as i32, version) } else { Vec::new() };
     // What is left: when the next queued message that could be sent falls due.
-    let next_due_in = if messages.len() + media.len() < free { store::next_due_in() } else { None };
-    Some(Claim { messages, media, actions, next_action_in, next_due_in })
+    let filled = messages.len() + media.len() >= free;
+    let next_due_in = if filled { None } else { store::next_due_in() };
+    Some(Claim { looked: true, filled, messages, media, actions, next_action_in, next_due_in })
 }
 
 /// Claimed messages and downloads that a restart interrupted go back to their queues; the

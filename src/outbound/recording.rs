@@ -147,6 +147,22 @@ pub struct Recorded {
     failed_downloads: Vec<usize>,
     counted: Vec<(i64, ChannelCounter)>,
     downloads: Vec<GlobalCounter>,
+    /// The messages recorded as accepted, in one statement.
+    accepted: Vec<i64>,
+    /// Anything else was recorded or tried: a retry, a failure, a paused channel, a probe's
+    /// answer, a download, or something that could not be recorded.
+    not_only_accepted: bool,
+}
+
+impl Recorded {
+    /// Whether what was recorded may let a claim find a message that the last claim could not:
+    /// anything but accepted sends may (a retry or a failure moves its customer's queue, a
+    /// probe's answer resumes a channel, a download frees a slot), and accepted sends do when
+    /// one of their customers has another message queued (asked of the database). In the
+    /// recording's transaction.
+    pub fn may_free_a_message(&self) -> bool {
+        self.not_only_accepted || (!self.accepted.is_empty() && store::queued_behind(&self.accepted))
+    }
 }
 
 /// The sends Meta accepted (nearly all) in one statement; if that fails, each answer in its own
@@ -157,12 +173,16 @@ fn record_in_transaction(sent: &[Answer], fetched: &[(MediaJob, DownloadResult)]
     let together: Vec<(i64, Option<&str>)> =
         sent.iter().filter_map(|a| Some((a.message.id, accepted_wamid(&a.result)?))).collect();
     let together_stored = !together.is_empty() && subtransaction::run(|| store::mark_sent(&together)).is_ok();
+    out.not_only_accepted = !fetched.is_empty();
     for (i, answer) in sent.iter().enumerate() {
         if together_stored && accepted_wamid(&answer.result).is_some() {
             outages.answered(&answer.message);
             out.counted.push((answer.message.channel_id, ChannelCounter::SendSent));
+            out.accepted.push(answer.message.id);
+            out.not_only_accepted |= answer.message.probe;
             continue;
         }
+        out.not_only_accepted = true;
         match subtransaction::run(|| record(&answer.message, &answer.result, outages)) {
             Ok(counters) => out.counted.extend(counters.into_iter().map(|c| (answer.message.channel_id, c))),
             Err(e) => {

@@ -137,6 +137,12 @@ pub fn expire(ids: &[i64]) {
     ok(Spi::run_with_args("SELECT _wa_expire($1)", &[ids.to_vec().into()]));
 }
 
+/// Whether a customer of these messages, just recorded as sent, has another message queued
+/// (see _wa_queued_behind).
+pub fn queued_behind(ids: &[i64]) -> bool {
+    ok(Spi::get_one_with_args("SELECT _wa_queued_behind($1)", &[ids.to_vec().into()])).unwrap_or(true)
+}
+
 /// Records sends Meta accepted (id, wamid), all in one statement (see _wa_mark_sent_all).
 pub fn mark_sent(sends: &[(i64, Option<&str>)]) {
     let ids: Vec<i64> = sends.iter().map(|s| s.0).collect();
