@@ -210,6 +210,9 @@ impl Delivery {
                 MIN_TURN
             };
             let Some(rest) = spacing.checked_sub(self.last_turn.elapsed()) else { break };
+            // (Never past the time the last claim gave.)
+            let rest =
+                if spacing == RECORD_TURN { rest.min(self.look_again_at.saturating_duration_since(now)) } else { rest };
             if spacing == MIN_TURN {
                 std::thread::sleep(rest);
             } else if !wakeups.wait(rest.max(MIN_TURN)) {
@@ -281,7 +284,9 @@ impl Delivery {
         // turn that records only accepted sends does not claim, unless one of their customers
         // has another message queued (see Recorded::may_free_a_message): at 200 sends a second
         // those are half the turns, and the claim was most of a turn's cost.
-        let must_look = committed || actions_due || !self.recovered || self.claim_filled || self.look_again_at <= now;
+        // (The latch's timeout is in whole milliseconds, rounded down: due within one is due.)
+        let must_look =
+            committed || actions_due || !self.recovered || self.claim_filled || self.look_again_at <= now + MIN_TURN;
         let request = ClaimRequest::new(self, free, now, actions_due, must_look);
         let Some(claim) = self.record_and_claim(recording, request) else {
             self.wait = IDLE; // not installed (yet): look again later
