@@ -3,7 +3,7 @@
 
 use crate::channels::Secret;
 use crate::pg::extension::use_extension_schema;
-use crate::pg::spi::ok;
+use crate::pg::spi::{ok, rows_prepared};
 use crate::{sql_enum, sql_row};
 use pgrx::prelude::*;
 
@@ -43,14 +43,11 @@ pub struct Finish<'a> {
 }
 
 pub fn claim_media(max_jobs: i32, default_version: &str) -> Vec<MediaJob> {
-    Spi::connect_mut(|client| {
-        let rows = ok(client.update(
-            "SELECT * FROM _wa_claim_media($1, $2)",
-            None,
-            &[max_jobs.into(), default_version.into()],
-        ));
-        rows.map(|row| MediaJob::from_row(&row)).collect()
-    })
+    rows_prepared(
+        "SELECT * FROM _wa_claim_media($1, $2)",
+        &[max_jobs.into(), default_version.into()],
+        MediaJob::from_row,
+    )
 }
 
 /// Ends a download job with `status` (see _wa_finish_media).

@@ -2,7 +2,7 @@
 //! what Meta answered, and a channel's outages (the procedures are in sql/outbound_delivery.sql).
 
 use crate::channels::Secret;
-use crate::pg::spi::{Column, column, ok};
+use crate::pg::spi::{Column, column, get_one_prepared, ok, rows_prepared};
 use crate::sql_row;
 use pgrx::JsonB;
 use pgrx::prelude::*;
@@ -106,19 +106,16 @@ pub fn claim_due(
     default_version: &str,
     budgets: serde_json::Map<String, serde_json::Value>,
 ) -> Vec<Claimed> {
-    Spi::connect_mut(|client| {
-        let rows = ok(client.update(
-            "SELECT * FROM _wa_claim_due($1, $2, $3)",
-            None,
-            &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
-        ));
-        rows.map(|row| Claimed::from_row(&row)).collect()
-    })
+    rows_prepared(
+        "SELECT * FROM _wa_claim_due($1, $2, $3)",
+        &[max_messages.into(), default_version.into(), JsonB(serde_json::Value::Object(budgets)).into()],
+        Claimed::from_row,
+    )
 }
 
 /// Seconds until the next queued message is due, if any is queued.
 pub fn next_due_in() -> Option<f64> {
-    ok(Spi::get_one("SELECT _wa_next_due_in()"))
+    get_one_prepared("SELECT _wa_next_due_in()", &[])
 }
 
 /// Claimed messages that a restart interrupted go back to the queue, due after `resend_after`
@@ -140,14 +137,14 @@ pub fn expire(ids: &[i64]) {
 /// Whether a customer of these messages, just recorded as sent, has another message queued
 /// (see _wa_queued_behind).
 pub fn queued_behind(ids: &[i64]) -> bool {
-    ok(Spi::get_one_with_args("SELECT _wa_queued_behind($1)", &[ids.to_vec().into()])).unwrap_or(true)
+    get_one_prepared("SELECT _wa_queued_behind($1)", &[ids.to_vec().into()]).unwrap_or(true)
 }
 
 /// Records sends Meta accepted (id, wamid), all in one statement (see _wa_mark_sent_all).
 pub fn mark_sent(sends: &[(i64, Option<&str>)]) {
     let ids: Vec<i64> = sends.iter().map(|s| s.0).collect();
     let wamids: Vec<Option<&str>> = sends.iter().map(|s| s.1).collect();
-    ok(Spi::run_with_args("SELECT _wa_mark_sent_all($1, $2)", &[ids.into(), wamids.into()]));
+    rows_prepared("SELECT _wa_mark_sent_all($1, $2)", &[ids.into(), wamids.into()], |_| ());
 }
 
 pub fn mark_failed(id: i64, code: Option<i32>, title: &str, details: Option<&str>) {

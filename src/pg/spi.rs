@@ -29,14 +29,26 @@ thread_local! {
 /// types are those of the first call); returns the first column of the first row.
 pub fn get_one_prepared<T: FromDatum + IntoDatum>(sql: &'static str, args: &[DatumWithOid]) -> Option<T> {
     ok(Spi::connect_mut(|client| {
-        let known = PREPARED.with_borrow(|p| p.contains_key(sql));
-        if !known {
-            let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
-            let statement = client.prepare_mut(sql, &types)?.keep();
-            PREPARED.with_borrow_mut(|p| p.insert(sql, statement));
-        }
+        prepare_once(client, sql, args)?;
         PREPARED.with_borrow(|p| client.update(&p[sql], Some(1), args)?.first().get_one::<T>())
     }))
+}
+
+/// The same, reading every row with `read`.
+pub fn rows_prepared<T>(sql: &'static str, args: &[DatumWithOid], read: impl Fn(&SpiHeapTupleData) -> T) -> Vec<T> {
+    ok(Spi::connect_mut(|client| {
+        prepare_once(client, sql, args)?;
+        PREPARED.with_borrow(|p| Ok(client.update(&p[sql], None, args)?.map(|row| read(&row)).collect()))
+    }))
+}
+
+fn prepare_once(client: &mut spi::SpiClient<'_>, sql: &'static str, args: &[DatumWithOid]) -> spi::Result<()> {
+    if !PREPARED.with_borrow(|p| p.contains_key(sql)) {
+        let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+        let statement = client.prepare_mut(sql, &types)?.keep();
+        PREPARED.with_borrow_mut(|p| p.insert(sql, statement));
+    }
+    Ok(())
 }
 
 /// A type a column is read as, by name: a NULL where a value must be, or a column that is not
