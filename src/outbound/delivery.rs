@@ -113,6 +113,8 @@ struct Claim {
     looked: bool,
     /// Whether the claim took as much as the free senders could take: more may be due.
     filled: bool,
+    /// Sends a restart interrupted were queued again by this claim (the first).
+    requeued_interrupted: bool,
     messages: Vec<Claimed>,
     media: Vec<MediaJob>,
     /// Claimed only when actions were looked for (see `Delivery::action_due_at`).
@@ -151,6 +153,10 @@ struct Delivery {
     look_again_at: Instant,
     /// The last claim took as much as the free senders could take (see [`Claim::filled`]).
     claim_filled: bool,
+    /// Until then every turn looks at the queue: sends a restart interrupted were queued again
+    /// (see [`requeue_interrupted`]), and a status that records one as sent moves its
+    /// customer's queue without waking the worker.
+    interrupted_until: Option<Instant>,
     last_turn: Instant,
     statistics_checked: Instant,
 }
@@ -173,6 +179,7 @@ impl Delivery {
             backlogged: false,
             look_again_at: Instant::now(),
             claim_filled: false,
+            interrupted_until: None,
             last_turn: Instant::now(),
             statistics_checked: Instant::now(),
         }
@@ -285,8 +292,12 @@ impl Delivery {
         // has another message queued (see Recorded::may_free_a_message): at 200 sends a second
         // those are half the turns, and the claim was most of a turn's cost.
         // (The latch's timeout is in whole milliseconds, rounded down: due within one is due.)
-        let must_look =
-            committed || actions_due || !self.recovered || self.claim_filled || self.look_again_at <= now + MIN_TURN;
+        let must_look = committed
+            || actions_due
+            || !self.recovered
+            || self.claim_filled
+            || self.look_again_at <= now + MIN_TURN
+            || self.interrupted_until.is_some_and(|t| now < t);
         let request = ClaimRequest::new(self, free, now, actions_due, must_look);
         let Some(claim) = self.record_and_claim(recording, request) else {
             self.wait = IDLE; // not installed (yet): look again later
@@ -303,6 +314,9 @@ impl Delivery {
             self.wait = self.look_again_at.saturating_duration_since(Instant::now());
             return Turn::Done;
         }
+        if claim.requeued_interrupted {
+            self.interrupted_until = Some(now + guc::resend_interrupted_after());
+        }
         self.recovered = true;
         self.claim_filled = claim.filled;
         if self.statistics_checked.elapsed() >= STATISTICS_CHECK {
@@ -316,7 +330,8 @@ impl Delivery {
         self.submit_actions(claim.actions);
         self.submit(claim.messages, claim.media, now);
         self.wait = self.next_wait(claim.next_due_in, now);
-        self.look_again_at = Instant::now() + self.wait;
+        // (From the turn's start, as `wait` is: the turn's own time is not added to it.)
+        self.look_again_at = now + self.wait;
         // (As of `now`, when the budgets were read: the claim's own time refilled the buckets.)
         self.backlogged =
             claim.next_due_in.is_some_and(|s| s <= 0.0) && self.buckets.values().any(|b| b.refill_in(now).is_some());
@@ -492,8 +507,8 @@ fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Op
     if !recovered && !use_extension_schema() {
         return None;
     }
+    let requeued_interrupted = !recovered && requeue_interrupted() > 0;
     if !recovered {
-        requeue_interrupted();
         actions::requeue_interrupted();
     }
     // Actions first, while they are due: they are few, and an agent waits on them.
@@ -512,13 +527,14 @@ fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Op
     // What is left: when the next queued message that could be sent falls due.
     let filled = messages.len() + media.len() >= free;
     let next_due_in = if filled { None } else { store::next_due_in() };
-    Some(Claim { looked: true, filled, messages, media, actions, next_action_in, next_due_in })
+    Some(Claim { looked: true, filled, requeued_interrupted, messages, media, actions, next_action_in, next_due_in })
 }
 
 /// Claimed messages and downloads that a restart interrupted go back to their queues; the
 /// messages fall due after `whatsapp_channel.resend_interrupted_after` (see
-/// _wa_requeue_interrupted). Called in the first claim's transaction.
-fn requeue_interrupted() {
+/// _wa_requeue_interrupted). Called in the first claim's transaction; returns how many
+/// messages went back.
+fn requeue_interrupted() -> i32 {
     media::requeue_interrupted();
     let wait = guc::resend_interrupted_after();
     let n = store::requeue_interrupted(wait);
@@ -529,6 +545,7 @@ fn requeue_interrupted() {
             wait.as_secs()
         );
     }
+    n
 }
 
 /// How long until something the database says is due in `seconds` (negative: overdue): now at

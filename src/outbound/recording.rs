@@ -59,6 +59,9 @@ pub fn record_all(results: Unrecorded, outages: &mut Outages) -> Unrecorded {
 pub struct Recording {
     sends: Vec<Answer>,
     downloads: Vec<(MediaJob, DownloadResult)>,
+    /// Answers were recorded alone already (see [`Recording::new`]): their customers' queues
+    /// may have moved.
+    recorded_alone: bool,
 }
 
 impl Recording {
@@ -68,10 +71,11 @@ impl Recording {
         let Unrecorded { sends, downloads } = results;
         let (stubborn, sends): (Vec<Answer>, Vec<Answer>) =
             sends.into_iter().partition(|a| a.failed_records >= MAX_FAILED_RECORDS);
+        let recorded_alone = !stubborn.is_empty();
         for answer in stubborn {
             record_alone(answer, outages);
         }
-        Recording { sends, downloads }
+        Recording { sends, downloads, recorded_alone }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -80,7 +84,8 @@ impl Recording {
 
     /// Records them in the caller's transaction (see [`record_in_transaction`]).
     pub fn record(&self, outages: &mut Outages) -> Recorded {
-        record_in_transaction(&self.sends, &self.downloads, outages)
+        let recorded = record_in_transaction(&self.sends, &self.downloads, outages);
+        Recorded { not_only_accepted: recorded.not_only_accepted || self.recorded_alone, ..recorded }
     }
 
     /// The caller's transaction did not commit (`e`): says so, as they are recorded again.
@@ -98,7 +103,7 @@ impl Recording {
     /// published; returns what is still to record (what failed, or everything if the
     /// transaction did not commit).
     pub fn committed(self, committed: Result<Recorded, String>) -> Unrecorded {
-        let Recording { sends, downloads } = self;
+        let Recording { sends, downloads, .. } = self;
         let (failed_sends, failed_downloads) = match committed {
             Ok(recorded) => {
                 for (channel_id, counter) in recorded.counted {

@@ -6,7 +6,7 @@
 //! `wa_send_*` again with the same idempotency key gets the first message, not a second one.
 
 use e2e::wa_sim::graph::{Fault, GraphSim};
-use e2e::{Channel, Cluster, DEADLINE, cluster, poll};
+use e2e::{Channel, Cluster, DEADLINE, cluster, poll, poll_within};
 use postgres::Client;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -155,6 +155,44 @@ fn a_result_that_cannot_be_recorded_fails_the_message_with_the_reason() {
     let title = ended[0].1.clone().unwrap_or_default();
     assert!(title.contains("could not be recorded") && title.contains("wamid.once.same"), "{title}");
     assert_eq!(requests_per_message(&cluster.graph, &ch).values().map(Vec::len).collect::<Vec<_>>(), [1, 1]);
+}
+
+#[test]
+fn a_customers_next_message_goes_out_once_the_one_before_is_recorded_alone() {
+    // The customer's first message is accepted with a wamid another message of the channel
+    // has already, so its result cannot be recorded with the others (UNIQUE (channel_id,
+    // wamid)); after a few tries it is recorded alone, as failed. The second message heads the
+    // customer's queue from then on, and nothing else happens: no commit wakes the worker, and
+    // the last claim saw nothing due (the first was in flight). It must go out then, not at
+    // the worker's 10 s safety net.
+    let cluster = Cluster::private(Duration::ZERO);
+    let ch = cluster.add_channel("once-alone");
+    let mut db = cluster.connect();
+    cluster.graph.fail_next("+15554440001", Fault::AcceptAs("wamid.once.taken".into()));
+    let taken = queue(&mut db, &ch, 1)[0];
+    let sent = poll(|| {
+        let s: String = db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&taken]).unwrap().get(0);
+        (s == "sent").then_some(())
+    });
+    assert!(sent.is_some(), "the first send was not recorded:\n{}", cluster.log());
+    cluster.graph.fail_next("+15554440002", Fault::AcceptAs("wamid.once.taken".into()));
+    let ids: Vec<i64> = db
+        .query(
+            "SELECT wa_send_text($1, '+15554440002', t) FROM unnest(ARRAY['first', 'second']) WITH ORDINALITY AS u(t, n) ORDER BY n",
+            &[&ch.name],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let status = |db: &mut Client, id: i64| -> String {
+        db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0)
+    };
+    let failed = poll(|| (status(&mut db, ids[0]) == "failed").then_some(()));
+    assert!(failed.is_some(), "the first message was not recorded alone as failed:\n{}", cluster.log());
+    // (A turn takes milliseconds; the safety net is 10 s.)
+    let next = poll_within(Duration::from_secs(5), || (status(&mut db, ids[1]) == "sent").then_some(()));
+    assert!(next.is_some(), "the second message waited for the safety net:\n{}", cluster.log());
 }
 
 #[test]
