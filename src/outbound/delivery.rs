@@ -198,8 +198,9 @@ impl Delivery {
     }
 
     /// At most one turn per [`MIN_TURN`]; per [`BACKLOG_TURN`] while a backlog waits for tokens,
-    /// and per [`RECORD_TURN`] while nothing is due; a commit that queues something ends those
-    /// waits at once. Returns false once SIGTERM has arrived.
+    /// and per [`RECORD_TURN`] while the next turn would only record (see [`Delivery::must_look`]);
+    /// a commit that queues something ends those waits at once. Returns false once SIGTERM has
+    /// arrived.
     fn keep_turn_spacing(&mut self, wakeups: &mut thread_wake::Wakeups) -> bool {
         loop {
             let now = Instant::now();
@@ -207,11 +208,7 @@ impl Delivery {
                 MIN_TURN
             } else if self.backlogged {
                 BACKLOG_TURN
-            } else if self.recovered
-                && !self.claim_filled
-                && self.look_again_at > now
-                && self.action_due_at.is_none_or(|at| at > now)
-            {
+            } else if !self.must_look(now, false, self.action_due_at.is_some_and(|at| at <= now)) {
                 RECORD_TURN
             } else {
                 MIN_TURN
@@ -285,19 +282,7 @@ impl Delivery {
         let committed = commit_wake::take_pending_wake();
         let now = Instant::now();
         let actions_due = commit_wake::take_actions_wake() || self.action_due_at.is_some_and(|at| at <= now);
-        // Whether the queue may hold a message the last claim could not see or take, whatever
-        // this turn records: a commit (that queued, retried or resumed something), actions, the
-        // first turn, a full last claim, or the time it said something falls due. Otherwise a
-        // turn that records only accepted sends does not claim, unless one of their customers
-        // has another message queued (see Recorded::may_free_a_message): at 200 sends a second
-        // those are half the turns, and the claim was most of a turn's cost.
-        // (The latch's timeout is in whole milliseconds, rounded down: due within one is due.)
-        let must_look = committed
-            || actions_due
-            || !self.recovered
-            || self.claim_filled
-            || self.look_again_at <= now + MIN_TURN
-            || self.interrupted_until.is_some_and(|t| now < t);
+        let must_look = self.must_look(now, committed, actions_due);
         let request = ClaimRequest::new(self, free, now, actions_due, must_look);
         let Some(claim) = self.record_and_claim(recording, request) else {
             self.wait = IDLE; // not installed (yet): look again later
@@ -336,6 +321,23 @@ impl Delivery {
         self.backlogged =
             claim.next_due_in.is_some_and(|s| s <= 0.0) && self.buckets.values().any(|b| b.refill_in(now).is_some());
         Turn::Done
+    }
+
+    /// Whether the queue may hold a message the last claim could not see or take, whatever the
+    /// turn records: a commit (that queued, retried or resumed something), actions, the first
+    /// turn, a full last claim, the time it said something falls due, or the time after a
+    /// restart queued interrupted sends again. Otherwise a turn that records only accepted sends
+    /// does not claim, unless one of their customers has another message queued (see
+    /// Recorded::may_free_a_message): at 200 sends a second those are half the turns, and the
+    /// claim was most of a turn's cost.
+    fn must_look(&self, now: Instant, committed: bool, actions_due: bool) -> bool {
+        committed
+            || actions_due
+            || !self.recovered
+            || self.claim_filled
+            // (The latch's timeout is in whole milliseconds, rounded down: due within one is due.)
+            || self.look_again_at <= now + MIN_TURN
+            || self.interrupted_until.is_some_and(|t| now < t)
     }
 
     /// Records results in a transaction of their own (a turn that claims nothing).

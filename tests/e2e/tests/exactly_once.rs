@@ -168,12 +168,12 @@ fn a_customers_next_message_goes_out_once_the_one_before_is_recorded_alone() {
     let cluster = Cluster::private(Duration::ZERO);
     let ch = cluster.add_channel("once-alone");
     let mut db = cluster.connect();
+    let status = |db: &mut Client, id: i64| -> String {
+        db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0)
+    };
     cluster.graph.fail_next("+15554440001", Fault::AcceptAs("wamid.once.taken".into()));
     let taken = queue(&mut db, &ch, 1)[0];
-    let sent = poll(|| {
-        let s: String = db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&taken]).unwrap().get(0);
-        (s == "sent").then_some(())
-    });
+    let sent = poll(|| (status(&mut db, taken) == "sent").then_some(()));
     assert!(sent.is_some(), "the first send was not recorded:\n{}", cluster.log());
     cluster.graph.fail_next("+15554440002", Fault::AcceptAs("wamid.once.taken".into()));
     let ids: Vec<i64> = db
@@ -185,9 +185,6 @@ fn a_customers_next_message_goes_out_once_the_one_before_is_recorded_alone() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    let status = |db: &mut Client, id: i64| -> String {
-        db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0)
-    };
     let failed = poll(|| (status(&mut db, ids[0]) == "failed").then_some(()));
     assert!(failed.is_some(), "the first message was not recorded alone as failed:\n{}", cluster.log());
     // (A turn takes milliseconds; the safety net is 10 s.)
