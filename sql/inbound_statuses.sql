@@ -112,6 +112,12 @@ BEGIN
     SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
       INTO recorded_late
       FROM (SELECT * FROM recorded ORDER BY id) r;
+    -- A send recorded here may have held up its customer's next message (one a restart
+    -- interrupted waits in the queue for this status, or for resend_interrupted_after): the
+    -- delivery worker looks at the queue at COMMIT, as for a new message.
+    IF recorded_late > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery();
+    END IF;
     WITH new AS (
         INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
                                                      pricing_model, pricing_type, pricing_category, billable, payload, participant_id)

@@ -5810,6 +5810,70 @@ BEGIN
 END
 $$;
 
+-- Issue 29: a status that records a send (one a restart interrupted, which waits in the queue
+-- for it) wakes the delivery worker, which looks at that customer's queue at once. (Its
+-- planner settings come back with _wa_plan_hot_paths below: a replaced function loses them.)
+CREATE OR REPLACE FUNCTION _wa_receive_statuses(channels bigint[], wamids text[], statuses text[], status_ats double precision[],
+                                     recipients text[], codes integer[], titles text[], details text[], payloads jsonb[],
+                                     pricing_models text[], pricing_types text[], pricing_categories text[],
+                                     billables boolean[], participants text[], outbox_ids bigint[])
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a batch write: see sql/plans.sql.)
+AS $$
+DECLARE
+    new_channels  bigint[];
+    new_wamids    text[];
+    recorded_late bigint;
+BEGIN
+    -- Serialises with _wa_mark_sent for the same wamid: otherwise a status arriving while the
+    -- send is being recorded would be seen by neither transaction and never applied. In wamid
+    -- order (bytewise, as the delivery worker records sends), so the two cannot deadlock.
+    PERFORM pg_catalog.count(pg_catalog.pg_advisory_xact_lock(k.lock))
+       FROM (SELECT @extschema@._wa_wamid_lock(u.ch, u.w) AS lock
+               FROM (SELECT DISTINCT u.ch, u.w FROM unnest(channels, wamids) AS u(ch, w)) u
+              ORDER BY u.w COLLATE "C", u.ch OFFSET 0) k;
+    -- Sends whose answer was never recorded, recorded from their status (by primary key; a
+    -- message that has its wamid already is left alone, so this is one probe per status).
+    WITH recorded AS (
+        UPDATE @extschema@.wa_messages x
+           SET status = 'sent', wamid = u.w, sent_at = pg_catalog.now(), next_attempt_at = NULL,
+               error_code = NULL, error_title = NULL, error_details = NULL, error_hint = NULL, updated_at = pg_catalog.now()
+          FROM (SELECT DISTINCT ON (u.id) u.id, u.ch, u.w FROM unnest(outbox_ids, channels, wamids) AS u(id, ch, w)
+                 WHERE u.id IS NOT NULL ORDER BY u.id) u
+         WHERE x.id = u.id AND x.channel_id = u.ch AND x.direction = 'outbound' AND x.wamid IS NULL
+           AND x.status || '' IN ('queued', 'sending')
+        RETURNING x.id, x.channel_id)
+    SELECT pg_catalog.count(pg_catalog.pg_notify('wa_status', pg_catalog.json_build_object('id', r.id, 'channel_id', r.channel_id)::text))
+      INTO recorded_late
+      FROM (SELECT * FROM recorded ORDER BY id) r;
+    -- A send recorded here may have held up its customer's next message (one a restart
+    -- interrupted waits in the queue for this status, or for resend_interrupted_after): the
+    -- delivery worker looks at the queue at COMMIT, as for a new message.
+    IF recorded_late > 0 THEN
+        PERFORM @extschema@._wa_wake_delivery();
+    END IF;
+    WITH new AS (
+        INSERT INTO @extschema@.wa_message_statuses (channel_id, wamid, status, status_at, recipient_id, error_code, error_title, error_details,
+                                                     pricing_model, pricing_type, pricing_category, billable, payload, participant_id)
+        SELECT u.ch, u.w, u.st, @extschema@._wa_unix_time(u.ts), u.rcpt, u.code, u.title, u.det, u.pm, u.pt, u.pc, u.bill, u.pl, u.part
+          FROM unnest(channels, wamids, statuses, status_ats, recipients, codes, titles, details, payloads,
+                      pricing_models, pricing_types, pricing_categories, billables, participants)
+               WITH ORDINALITY AS u(ch, w, st, ts, rcpt, code, title, det, pl, pm, pt, pc, bill, part, ord)
+         ORDER BY u.ord
+        ON CONFLICT ON CONSTRAINT wa_message_statuses_key DO NOTHING
+        RETURNING channel_id, wamid
+    )
+    SELECT pg_catalog.array_agg(new.channel_id), pg_catalog.array_agg(new.wamid) INTO new_channels, new_wamids FROM new;
+    IF new_wamids IS NULL THEN
+        RETURN 0; -- all redeliveries
+    END IF;
+    PERFORM @extschema@._wa_apply_statuses(new_channels, new_wamids);
+    RETURN pg_catalog.cardinality(new_wamids);
+END
+$$;
+
 CREATE OR REPLACE FUNCTION _wa_plan_hot_paths() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

@@ -113,8 +113,6 @@ struct Claim {
     looked: bool,
     /// Whether the claim took as much as the free senders could take: more may be due.
     filled: bool,
-    /// Sends a restart interrupted were queued again by this claim (the first).
-    requeued_interrupted: bool,
     messages: Vec<Claimed>,
     media: Vec<MediaJob>,
     /// Claimed only when actions were looked for (see `Delivery::action_due_at`).
@@ -153,10 +151,6 @@ struct Delivery {
     look_again_at: Instant,
     /// The last claim took as much as the free senders could take (see [`Claim::filled`]).
     claim_filled: bool,
-    /// Until then every turn looks at the queue: sends a restart interrupted were queued again
-    /// (see [`requeue_interrupted`]), and a status that records one as sent moves its
-    /// customer's queue without waking the worker.
-    interrupted_until: Option<Instant>,
     last_turn: Instant,
     statistics_checked: Instant,
 }
@@ -179,7 +173,6 @@ impl Delivery {
             backlogged: false,
             look_again_at: Instant::now(),
             claim_filled: false,
-            interrupted_until: None,
             last_turn: Instant::now(),
             statistics_checked: Instant::now(),
         }
@@ -299,9 +292,6 @@ impl Delivery {
             self.wait = self.look_again_at.saturating_duration_since(Instant::now());
             return Turn::Done;
         }
-        if claim.requeued_interrupted {
-            self.interrupted_until = Some(now + guc::resend_interrupted_after());
-        }
         self.recovered = true;
         self.claim_filled = claim.filled;
         if self.statistics_checked.elapsed() >= STATISTICS_CHECK {
@@ -325,11 +315,11 @@ impl Delivery {
 
     /// Whether the queue may hold a message the last claim could not see or take, whatever the
     /// turn records: a commit (that queued, retried or resumed something), actions, the first
-    /// turn, a full last claim, the time it said something falls due, or the time after a
-    /// restart queued interrupted sends again. Otherwise a turn that records only accepted sends
-    /// does not claim, unless one of their customers has another message queued (see
-    /// Recorded::may_free_a_message): at 200 sends a second those are half the turns, and the
-    /// claim was most of a turn's cost.
+    /// turn, a full last claim, or the time it said something falls due. (A status that records
+    /// an interrupted send as sent wakes the worker as a commit does: _wa_receive_statuses.)
+    /// Otherwise a turn that records only accepted sends does not claim, unless one of their
+    /// customers has another message queued (see Recorded::may_free_a_message): at 200 sends a
+    /// second those are half the turns, and the claim was most of a turn's cost.
     fn must_look(&self, now: Instant, committed: bool, actions_due: bool) -> bool {
         committed
             || actions_due
@@ -337,7 +327,6 @@ impl Delivery {
             || self.claim_filled
             // (The latch's timeout is in whole milliseconds, rounded down: due within one is due.)
             || self.look_again_at <= now + MIN_TURN
-            || self.interrupted_until.is_some_and(|t| now < t)
     }
 
     /// Records results in a transaction of their own (a turn that claims nothing).
@@ -509,8 +498,8 @@ fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Op
     if !recovered && !use_extension_schema() {
         return None;
     }
-    let requeued_interrupted = !recovered && requeue_interrupted() > 0;
     if !recovered {
+        requeue_interrupted();
         actions::requeue_interrupted();
     }
     // Actions first, while they are due: they are few, and an agent waits on them.
@@ -529,14 +518,14 @@ fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Op
     // What is left: when the next queued message that could be sent falls due.
     let filled = messages.len() + media.len() >= free;
     let next_due_in = if filled { None } else { store::next_due_in() };
-    Some(Claim { looked: true, filled, requeued_interrupted, messages, media, actions, next_action_in, next_due_in })
+    Some(Claim { looked: true, filled, messages, media, actions, next_action_in, next_due_in })
 }
 
 /// Claimed messages and downloads that a restart interrupted go back to their queues; the
 /// messages fall due after `whatsapp_channel.resend_interrupted_after` (see
-/// _wa_requeue_interrupted). Called in the first claim's transaction; returns how many
-/// messages went back.
-fn requeue_interrupted() -> i32 {
+/// _wa_requeue_interrupted), or when a status records them as sent (which wakes this worker:
+/// their customers' next messages may go then). Called in the first claim's transaction.
+fn requeue_interrupted() {
     media::requeue_interrupted();
     let wait = guc::resend_interrupted_after();
     let n = store::requeue_interrupted(wait);
@@ -547,7 +536,6 @@ fn requeue_interrupted() -> i32 {
             wait.as_secs()
         );
     }
-    n
 }
 
 /// How long until something the database says is due in `seconds` (negative: overdue): now at

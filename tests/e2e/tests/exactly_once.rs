@@ -193,6 +193,50 @@ fn a_customers_next_message_goes_out_once_the_one_before_is_recorded_alone() {
 }
 
 #[test]
+fn a_status_that_records_an_interrupted_send_lets_the_customers_next_message_go() {
+    // A restart interrupts a send in flight: the message goes back to the queue, to be sent
+    // again only after resend_interrupted_after (60 s here) unless its status comes first, and
+    // the customer's next message waits behind it. The status comes, naming the message in
+    // biz_opaque_callback_data: the send is recorded from it, and the next message must go out
+    // then, not at the worker's 10 s safety net (nothing else wakes an idle worker).
+    let cluster = Cluster::private_with("whatsapp_channel.resend_interrupted_after = 60");
+    let ch = cluster.add_channel("once-late");
+    let to = "+15554440001";
+    cluster.graph.fail_next(to, Fault::Timeout(Duration::from_secs(120)));
+    let first = queue(&mut cluster.connect(), &ch, 1)[0];
+    let status = |id: i64| -> Option<String> {
+        let row = cluster.connect_when_up().query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]);
+        row.ok().map(|r| r.get(0))
+    };
+    // (wa-sim holds the request; it lists a request only once it has answered it.)
+    let in_flight = poll(|| (status(first).as_deref() == Some("sending")).then_some(()));
+    assert!(in_flight.is_some(), "the first message was not claimed:\n{}", cluster.log());
+    cluster.kill_backend("whatsapp_channel delivery");
+    let requeued = poll(|| {
+        (status(first).as_deref() == Some("queued")
+            && cluster.log().contains("interrupted by a restart are queued again"))
+        .then_some(())
+    });
+    assert!(requeued.is_some(), "the interrupted send was not queued again:\n{}", cluster.log());
+    let next: i64 =
+        cluster.connect().query_one("SELECT wa_send_text($1, $2, 'next')", &[&ch.name, &to]).unwrap().get(0);
+
+    let mut late =
+        wa_sim::payloads::status(&ch.phone_number_id, "wamid.once.late", "sent", "15554440001", 1_767_000_000);
+    late["entry"][0]["changes"][0]["value"]["statuses"][0]["biz_opaque_callback_data"] =
+        format!("whatsapp_channel:{first}").into();
+    assert_eq!(ch.post_signed_to(&cluster, &late).unwrap().status, 200);
+    assert_eq!(status(first).as_deref(), Some("sent"), "the status did not record the send");
+    // (A turn takes milliseconds; the safety net is 10 s.)
+    let sent = poll_within(Duration::from_secs(5), || (status(next).as_deref() == Some("sent")).then_some(()));
+    assert!(sent.is_some(), "the next message waited for the safety net:\n{}", cluster.log());
+    // (The held request, if it left before the kill, is listed only when wa-sim lets it go.)
+    let per = requests_per_message(&cluster.graph, &ch);
+    assert_eq!(per.keys().collect::<Vec<_>>(), [&next], "only the next message is requested again: {per:?}");
+    assert_eq!(per[&next].len(), 1, "{per:?}");
+}
+
+#[test]
 fn the_same_idempotency_key_queues_one_message() {
     let ch = cluster().add_channel("idem");
     ch.customer_writes("16505552001");
