@@ -181,7 +181,7 @@ impl Delivery {
     /// How long to sleep: not at all if a commit queued messages meanwhile; at most
     /// [`RECORD_AGAIN`] while answers wait to be recorded again.
     fn sleep(&self) -> Duration {
-        if commit_wake::wake_pending() {
+        if self.commit_to_claim() {
             Duration::ZERO
         } else if !self.unrecorded.is_empty() || !self.unrecorded_actions.is_empty() {
             self.wait.min(RECORD_AGAIN)
@@ -197,7 +197,7 @@ impl Delivery {
     fn keep_turn_spacing(&mut self, wakeups: &mut thread_wake::Wakeups) -> bool {
         loop {
             let now = Instant::now();
-            let spacing = if commit_wake::wake_pending() {
+            let spacing = if self.commit_to_claim() {
                 MIN_TURN
             } else if self.backlogged {
                 BACKLOG_TURN
@@ -264,7 +264,7 @@ impl Delivery {
     /// next turn.
     fn turn(&mut self, results: Unrecorded) -> Turn {
         let recording = Recording::new(results, &mut self.outages);
-        let free = (SENDERS * 2).saturating_sub(self.in_flight.len() + self.downloads.len() + self.actions.len());
+        let free = self.free_senders();
         if free == 0 {
             self.record(recording);
             self.wait = IDLE; // a finished send wakes us
@@ -311,6 +311,19 @@ impl Delivery {
         self.backlogged =
             claim.next_due_in.is_some_and(|s| s <= 0.0) && self.buckets.values().any(|b| b.refill_in(now).is_some());
         Turn::Done
+    }
+
+    /// Room for more claimed work: up to twice [`SENDERS`] sends, downloads and actions are in
+    /// the pool at once, running or waiting for a thread.
+    fn free_senders(&self) -> usize {
+        (SENDERS * 2).saturating_sub(self.in_flight.len() + self.downloads.len() + self.actions.len())
+    }
+
+    /// A commit queued something, and a sender is free to take it. With none free, the commit
+    /// waits for the next finished send (which wakes the worker): turning at once would find no
+    /// sender again, every [`MIN_TURN`], until one finished.
+    fn commit_to_claim(&self) -> bool {
+        commit_wake::wake_pending() && self.free_senders() > 0
     }
 
     /// Whether the queue may hold a message the last claim could not see or take, whatever the
