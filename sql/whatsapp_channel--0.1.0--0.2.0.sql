@@ -5874,6 +5874,37 @@ BEGIN
 END
 $$;
 
+-- Issue 29: the delivery worker leaves media downloads out of its next due time while its
+-- downloads are all in flight (a finished one wakes it); before, a download due but not
+-- claimable had it look at the queue every 5 ms.
+DROP FUNCTION _wa_next_due_in();
+CREATE FUNCTION _wa_next_due_in(with_media boolean DEFAULT true) RETURNS double precision
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+-- (Planned as a queue read: see sql/plans.sql.)
+AS $$
+DECLARE
+    due timestamptz;
+BEGIN
+    SELECT least(
+        -- (an unreachable channel's queue is due at its next probe at the soonest)
+        (SELECT pg_catalog.min(greatest(h.next_attempt_at, c.next_probe_at))
+           FROM @extschema@.wa_channels c
+          CROSS JOIN LATERAL (
+                SELECT m.next_attempt_at FROM @extschema@._wa_queue_heads(c.id) m
+                 ORDER BY m.next_attempt_at
+                 LIMIT 1) h
+          WHERE c.enabled AND c.paused_at IS NULL),
+        -- media downloads waiting for a retry
+        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE with_media AND j.status = 'pending'),
+        -- scheduled messages, released into the queue by the claim (wa_messages_scheduled)
+        (SELECT pg_catalog.min(m.next_attempt_at) FROM @extschema@.wa_messages m WHERE m.status = 'scheduled'))
+      INTO due;
+    -- (greatest() ignores NULL: nothing due must stay NULL, not become 0.)
+    RETURN CASE WHEN due IS NOT NULL THEN greatest(0, extract(epoch FROM due - pg_catalog.now()))::double precision END;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION _wa_plan_hot_paths() RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp

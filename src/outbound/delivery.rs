@@ -528,9 +528,10 @@ fn claim_due(request: &ClaimRequest, pairs: &mut PairLimit<(i64, String)>) -> Op
     // photos never holds up the replies.
     let media_slots = (free - messages.len()).div_ceil(2).min(MAX_DOWNLOADS.saturating_sub(downloads));
     let media = if media_slots > 0 { media::claim_media(media_slots as i32, version) } else { Vec::new() };
-    // What is left: when the next queued message that could be sent falls due.
+    // What is left: when the next queued message that could be sent falls due, and the next
+    // download while one more could run (a finished download wakes the worker).
     let filled = messages.len() + media.len() >= free;
-    let next_due_in = if filled { None } else { store::next_due_in() };
+    let next_due_in = if filled { None } else { store::next_due_in(downloads + media.len() < MAX_DOWNLOADS) };
     Some(Claim { looked: true, filled, messages, media, actions, next_action_in, next_due_in })
 }
 

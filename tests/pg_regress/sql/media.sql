@@ -13,6 +13,10 @@ SELECT * FROM wa_replay_webhook_events(regress_webhook('media', jsonb_build_obje
 SELECT id AS photo FROM wa_messages WHERE wamid = 'wamid.media.in.1' \gset
 SELECT type, body, media_id, media_mime_type, media_sha256 FROM wa_messages WHERE id = :photo;
 SELECT j.media_id, j.status, j.mime_type, j.expected_sha256, j.attempts, j.content FROM wa_media j WHERE j.message_id = :photo;
+-- The job is due now for the delivery worker, unless its downloads are all in flight: then it
+-- leaves media out of its next due time (a finished download wakes it; nothing else is queued
+-- here, so nothing is due).
+SELECT _wa_next_due_in() = 0 AS download_due, _wa_next_due_in(with_media => false) IS NULL AS nothing_else_due;
 
 -- Before the download ends: NULL. After: the bytes. A failed or skipped job, or an unknown
 -- message: NULL.
