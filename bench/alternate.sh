@@ -15,6 +15,8 @@
 #                                                  wa-sim outbound-bench over 4 channels, 20,000
 #                                                  messages to a 50 ms mock and 200 commits/s for
 #                                                  10 s, each side's cluster started on its build
+#   bash bench/alternate.sh saturated OLD NEW      bash bench/saturated.sh with OLD, NEW, OLD, NEW
+#                                                  (ROUNDS, default 2); lines in $OUT/saturated.txt
 #
 #   OUT             where the reports go (default /var/tmp/wa-bench)
 #   DELIVERY_ARGS   delivery: wa-sim outbound-bench's load instead of the default, e.g.
@@ -101,8 +103,19 @@ case ${1:-} in
     done
     say "reports: $OUT/delivery-{old,new}-*.md"
     ;;
+  saturated)
+    OLD=${2:?usage: bench/alternate.sh saturated OLD NEW} NEW=${3:?usage: bench/alternate.sh saturated OLD NEW}
+    for round in $(seq "${ROUNDS:-2}"); do
+      for side in old new; do
+        dir=OLD; [ $side = new ] && dir=NEW
+        install_build "${!dir}"
+        say "saturated.sh, $side, round $round"
+        bash bench/saturated.sh | sed "s/^/$side, round $round: /" | tee -a "$OUT/saturated.txt"
+      done
+    done
+    ;;
   *)
-    echo "usage: bash bench/alternate.sh save DIR | scale OLD NEW | delivery OLD NEW" >&2
+    echo "usage: bash bench/alternate.sh save DIR | scale OLD NEW | delivery OLD NEW | saturated OLD NEW" >&2
     exit 2
     ;;
 esac
