@@ -9,7 +9,7 @@
 #              thread's CPU over 10 s.
 # The cost of a wasted turn grows with the queue's size; these clusters are empty, so a
 # polling worker's waste here is the least it would be (docs/benchmarks/
-# 2026-12-08-issue-29-saturated.md).
+# 2026-12-07-issue-29-saturated.md).
 #   bash bench/saturated.sh            prints one line a part
 #   bash bench/alternate.sh saturated OLD NEW   the same, alternating two saved builds
 # Run as root (the cluster belongs to postgres); needs port 5496 and 8098 free.
