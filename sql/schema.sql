@@ -408,6 +408,12 @@ CREATE UNIQUE INDEX wa_conversation_state_group ON wa_conversation_state (channe
 -- The inbox's list, newest first, and the same for conversations with unread messages.
 CREATE INDEX wa_conversation_state_list ON wa_conversation_state (channel_id, last_message_at DESC NULLS LAST);
 CREATE INDEX wa_conversation_state_unread ON wa_conversation_state (channel_id, last_message_at DESC NULLS LAST) WHERE unread_count > 0;
+-- Every conversation a role sees, newest first (the inbox's "all conversations": no channel
+-- filter; row-level security keeps the role to its channels). Without it that read sorted every
+-- conversation: 0.5-1 s on a million. The row's update is not HOT anyway (last_message_at is a
+-- key of the list), and its new entry lands at the index's newest end: no measurable cost to
+-- the listener or the enqueue (docs/benchmarks/2026-12-07-issue-29-saturated.md, section 5).
+CREATE INDEX wa_conversation_state_recent ON wa_conversation_state (last_message_at DESC NULLS LAST);
 
 -- Every status webhook, once per (wamid, status): the history, and a place for statuses that
 -- arrive before the send that produced the wamid has been recorded.

@@ -15,7 +15,7 @@
 -- may be sent). A group's row has group_id and group_subject set and no contact. Read from
 -- wa_conversation_state, which every message keeps current, so the inbox's list (WHERE
 -- channel_id = $1 ORDER BY last_message_at DESC NULLS LAST LIMIT 50) is an index scan however
--- many conversations there are.
+-- many conversations there are, with or without the channel filter.
 CREATE VIEW wa_conversations WITH (security_invoker = true) AS
 SELECT s.channel_id, c.name AS channel, s.contact_id, k.wa_id, k.user_id, k.profile_name, k.username,
        s.last_message_id, s.last_direction, s.last_type, s.last_preview AS last_body,

@@ -5810,6 +5810,10 @@ BEGIN
 END
 $$;
 
+-- The inbox's "all conversations" read, newest first, without sorting every conversation
+-- (see sql/schema.sql).
+CREATE INDEX wa_conversation_state_recent ON wa_conversation_state (last_message_at DESC NULLS LAST);
+
 -- Issue 29: a status that records a send (one a restart interrupted, which waits in the queue
 -- for it) wakes the delivery worker, which looks at that customer's queue at once. (Its
 -- planner settings come back with _wa_plan_hot_paths below: a replaced function loses them.)

@@ -188,6 +188,8 @@ fn hot_path_statements_use_indexes_on_a_large_database() {
                 &[&id],
             )
             .unwrap();
+        // Every channel's conversations, newest first (no channel filter).
+        session.query("SELECT * FROM wa_conversations ORDER BY last_message_at DESC NULLS LAST LIMIT 50", &[]).unwrap();
         session
             .query(
                 "SELECT * FROM wa_messages WHERE contact_id = (SELECT id FROM wa_contacts WHERE channel_id = $1 AND wa_id = $2)
