@@ -114,7 +114,9 @@ fn calls_become_one_row_each_with_missed_ones_marked_notified_and_opening_the_wi
     post(payloads::call_value("wacid.missed", "15550005002", "terminate", Some("FAILED"), None, 1_767_225_800));
     post(payloads::call_value("wacid.missed", "15550005002", "connect", None, None, 1_767_225_790));
     let mut db = cluster().connect();
-    let calls: Vec<(String, String, String, bool, Option<i32>, bool, String)> = db
+    // (call_id, direction, status, missed, duration_seconds, rang, the customer's wa_id)
+    type CallRow = (String, String, String, bool, Option<i32>, bool, String);
+    let calls: Vec<CallRow> = db
         .query(
             "SELECT w.call_id, w.direction, w.status, w.missed, w.duration_seconds, w.rang_at IS NOT NULL, k.wa_id
                FROM wa_calls w JOIN wa_contacts k ON k.id = w.contact_id JOIN wa_channels c ON c.id = w.channel_id

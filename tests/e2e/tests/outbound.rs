@@ -273,7 +273,9 @@ fn pricing_is_kept_per_status_and_counted_once_per_message_by_day_and_category()
         serde_json::json!({ "pricing_model": "PMP", "type": "free_customer_service", "category": "service" });
     post(&free, "sent", 1_767_225_660, Some(free_service));
     let mut db = cluster().connect();
-    let kept: Vec<(String, Option<String>, Option<String>, Option<bool>)> = db
+    // (status, pricing_category, pricing_type, billable)
+    type StatusRow = (String, Option<String>, Option<String>, Option<bool>);
+    let kept: Vec<StatusRow> = db
         .query(
             "SELECT status, pricing_category, pricing_type, billable FROM wa_message_statuses
               WHERE channel_id = (SELECT id FROM wa_channels WHERE name = $1) AND wamid = $2 ORDER BY status_at",
