@@ -47,6 +47,20 @@ install_build() { # DIR: the saved build becomes the installed one
   cp "$1"/whatsapp_channel.control "$1"/whatsapp_channel--*.sql "$EXT/"
 }
 
+# Runs the command given ROUNDS times (default: the first argument) for each side in turn, old,
+# new, old, new, ..., with that side's build installed; the command sees $side and $round.
+in_turns() { # default-rounds command...
+  local rounds=${ROUNDS:-$1} dir
+  shift
+  for round in $(seq "$rounds"); do
+    for side in old new; do
+      dir=OLD; [ $side = new ] && dir=NEW
+      install_build "${!dir}"
+      "$@"
+    done
+  done
+}
+
 case ${1:-} in
   save)
     DIR=${2:?usage: bench/alternate.sh save DIR}
@@ -59,14 +73,11 @@ case ${1:-} in
     ;;
   scale)
     OLD=${2:?usage: bench/alternate.sh scale OLD NEW} NEW=${3:?usage: bench/alternate.sh scale OLD NEW}
-    for round in $(seq "${ROUNDS:-2}"); do
-      for side in old new; do
-        dir=OLD; [ $side = new ] && dir=NEW
-        install_build "${!dir}"
-        say "scale.sh, $side, round $round"
-        bash bench/scale.sh >"$OUT/scale-$side-$round.txt" 2>&1 || die "scale.sh failed: $OUT/scale-$side-$round.txt"
-      done
-    done
+    scale_turn() {
+      say "scale.sh, $side, round $round"
+      bash bench/scale.sh >"$OUT/scale-$side-$round.txt" 2>&1 || die "scale.sh failed: $OUT/scale-$side-$round.txt"
+    }
+    in_turns 2 scale_turn
     say "reports: $OUT/scale-{old,new}-*.txt"
     ;;
   delivery)
@@ -84,35 +95,29 @@ case ${1:-} in
         SCALE_QUERY_RUNS=5 bash bench/scale.sh >"$OUT/full-$side.txt" 2>&1 || die "scale.sh failed: $OUT/full-$side.txt"
       pgctl $side -m fast -w stop >/dev/null
     done
-    for round in $(seq "${ROUNDS:-3}"); do
-      for side in old new; do
-        dir=OLD; [ $side = new ] && dir=NEW
-        install_build "${!dir}"
-        pgctl $side -l "/var/tmp/wa_full_$side/server.log" -w start >/dev/null
-        dsn="host=/var/tmp/wa_full_$side port=${SCALE_PORT:-5497} user=postgres dbname=postgres"
-        if [ "${VACUUM_FIRST:-0}" = 1 ]; then
-          runuser -u postgres -- "$BIN/psql" -qAt "$dsn" -c "VACUUM wa_messages" >/dev/null
-        fi
-        sleep 3 # the workers start a moment after the server
-        say "delivery, $side, round $round"
-        # shellcheck disable=SC2086 # (DELIVERY_ARGS is a list of flags)
-        target/release/wa-sim outbound-bench --dsn "$dsn" \
-          --latency-ms 50 ${DELIVERY_ARGS:---messages 20000 --channels 4 --rate 200 --seconds 10} 2>/dev/null >"$OUT/delivery-$side-$round.md"
-        pgctl $side -m fast -w stop >/dev/null
-      done
-    done
+    delivery_turn() {
+      pgctl $side -l "/var/tmp/wa_full_$side/server.log" -w start >/dev/null
+      dsn="host=/var/tmp/wa_full_$side port=${SCALE_PORT:-5497} user=postgres dbname=postgres"
+      if [ "${VACUUM_FIRST:-0}" = 1 ]; then
+        runuser -u postgres -- "$BIN/psql" -qAt "$dsn" -c "VACUUM wa_messages" >/dev/null
+      fi
+      sleep 3 # the workers start a moment after the server
+      say "delivery, $side, round $round"
+      # shellcheck disable=SC2086 # (DELIVERY_ARGS is a list of flags)
+      target/release/wa-sim outbound-bench --dsn "$dsn" \
+        --latency-ms 50 ${DELIVERY_ARGS:---messages 20000 --channels 4 --rate 200 --seconds 10} 2>/dev/null >"$OUT/delivery-$side-$round.md"
+      pgctl $side -m fast -w stop >/dev/null
+    }
+    in_turns 3 delivery_turn
     say "reports: $OUT/delivery-{old,new}-*.md"
     ;;
   saturated)
     OLD=${2:?usage: bench/alternate.sh saturated OLD NEW} NEW=${3:?usage: bench/alternate.sh saturated OLD NEW}
-    for round in $(seq "${ROUNDS:-2}"); do
-      for side in old new; do
-        dir=OLD; [ $side = new ] && dir=NEW
-        install_build "${!dir}"
-        say "saturated.sh, $side, round $round"
-        bash bench/saturated.sh | sed "s/^/$side, round $round: /" | tee -a "$OUT/saturated.txt"
-      done
-    done
+    saturated_turn() {
+      say "saturated.sh, $side, round $round"
+      bash bench/saturated.sh | sed "s/^/$side, round $round: /" | tee -a "$OUT/saturated.txt" || die "saturated.sh failed"
+    }
+    in_turns 2 saturated_turn
     ;;
   *)
     echo "usage: bash bench/alternate.sh save DIR | scale OLD NEW | delivery OLD NEW | saturated OLD NEW" >&2

@@ -12,14 +12,20 @@
 # 2026-12-07-issue-29-saturated.md).
 #   bash bench/saturated.sh            prints one line a part
 #   bash bench/alternate.sh saturated OLD NEW   the same, alternating two saved builds
+#   SATURATED_HOME   the throwaway cluster's directory (default /var/tmp/wa_saturated; made
+#                    and removed here, never one this script did not make)
 # Run as root (the cluster belongs to postgres); needs port 5496 and 8098 free.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-WA_HOME=${WA_HOME:-/var/tmp/wa_saturated} WA_PG_PORT=${WA_PG_PORT:-5496} BENCH_OWN_CLUSTER=1
+# (Not WA_HOME, which names run.sh's cluster for the other benchmarks: this one is wiped.)
+SATURATED_HOME=${SATURATED_HOME:-/var/tmp/wa_saturated}
+WA_HOME=$SATURATED_HOME WA_PG_PORT=5496 BENCH_OWN_CLUSTER=1
 . bench/common.sh
 require_release_build
 SIM_PORT=8098
-pgctl() { runuser -u postgres -- "$BIN/pg_ctl" -D "$WA_HOME/data" "$@"; }
+MARKER=$WA_HOME/made-by-bench-saturated
+as_postgres() { runuser -u postgres -- env -u RUST_BACKTRACE "$@"; }
+pgctl() { as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" "$@"; }
 main_thread_ticks() { awk '{ print $14 + $15 }' "/proc/$1/task/$1/stat"; } # utime + stime, 1/100 s
 
 cargo build -q --release -p wa-sim
@@ -33,9 +39,13 @@ trap stop EXIT
 # A fresh cluster and the extension, the worker pointed at the slow mock; prints the delivery
 # worker's pid once it runs.
 fresh_cluster() {
+  if [ -e "$WA_HOME" ] && [ ! -f "$MARKER" ]; then
+    echo "$WA_HOME exists but was not made by bench/saturated.sh ($MARKER missing): remove it or set SATURATED_HOME" >&2
+    exit 1
+  fi
   pgctl -m immediate -w stop >/dev/null 2>&1
-  rm -rf "$WA_HOME" && mkdir -p "$WA_HOME" && chown postgres: "$WA_HOME"
-  runuser -u postgres -- "$BIN/initdb" -D "$WA_HOME/data" -U postgres >/dev/null 2>&1
+  rm -rf "$WA_HOME/data" && mkdir -p "$WA_HOME" && touch "$MARKER" && chown postgres: "$WA_HOME"
+  as_postgres "$BIN/initdb" -D "$WA_HOME/data" -U postgres -A trust -E UTF8 >/dev/null
   cat >>"$WA_HOME/data/postgresql.conf" <<CONF
 port = $WA_PG_PORT
 unix_socket_directories = '$WA_HOME'
@@ -71,7 +81,7 @@ wait_for() { # query expected
 target/release/wa-sim graph --port $SIM_PORT --latency-ms 20000 --no-statuses >/dev/null 2>&1 &
 sim=$!
 
-pid=$(fresh_cluster)
+pid=$(fresh_cluster) || exit 1
 "${PSQL[@]}" -c "SELECT count(wa_send_text('saturated', '+1556' || lpad(i::text, 7, '0'), 'busy ' || i)) FROM generate_series(1, 600) i" >/dev/null
 wait_for "SELECT count(*) FILTER (WHERE status = 'sending') || ' ' || count(*) FILTER (WHERE status = 'queued') FROM wa_messages" "512 88"
 t0=$(main_thread_ticks "$pid")
@@ -82,7 +92,7 @@ done
 t1=$(main_thread_ticks "$pid")
 echo "senders: every sender busy, 100 commits over ~11 s: delivery main thread $((t1 - t0)) ticks (1/100 s)"
 
-pid=$(fresh_cluster)
+pid=$(fresh_cluster) || exit 1
 "${PSQL[@]}" -c "WITH m AS (INSERT INTO wa_messages (channel_id, direction, wamid, type, status, media_id, payload)
                             SELECT c.id, 'inbound', 'wamid.saturated.' || i, 'image', 'received', (900000 + i)::text, '{}'
                               FROM wa_channels c, generate_series(1, 40) i RETURNING id, channel_id, media_id)
