@@ -178,8 +178,9 @@ impl Delivery {
         }
     }
 
-    /// How long to sleep: not at all if a commit queued messages meanwhile; at most
-    /// [`RECORD_AGAIN`] while answers wait to be recorded again.
+    /// How long to sleep: not at all if a commit queued messages meanwhile and a sender is free
+    /// to take them (see [`Delivery::commit_to_claim`]); at most [`RECORD_AGAIN`] while answers
+    /// wait to be recorded again.
     fn sleep(&self) -> Duration {
         if self.commit_to_claim() {
             Duration::ZERO
@@ -434,7 +435,7 @@ impl Delivery {
         let due = self.action_due_at.map_or(due, |at| due.min(at.saturating_duration_since(now)));
         match refill {
             Some(r) => r.min(due).max(MIN_WAIT),
-            None if due.is_zero() && self.in_flight.len() < SENDERS * 2 => MIN_WAIT,
+            None if due.is_zero() && self.free_senders() > 0 => MIN_WAIT,
             None => due,
         }
     }
