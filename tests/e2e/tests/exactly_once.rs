@@ -41,6 +41,12 @@ fn queue(db: &mut Client, ch: &Channel, n: i32) -> Vec<i64> {
     .collect()
 }
 
+/// The status of message `id`; an error when the connection dropped (a crash resets every
+/// backend), for the caller to count as "not yet".
+fn status_of(db: &mut Client, id: i64) -> Result<String, postgres::Error> {
+    Ok(db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id])?.get(0))
+}
+
 /// Waits until every message of `ids` is recorded as sent (or later: delivered, read).
 fn wait_until_sent(cluster: &Cluster, ids: &[i64], within: Duration) {
     let deadline = Instant::now() + within;
@@ -168,9 +174,7 @@ fn a_customers_next_message_goes_out_once_the_one_before_is_recorded_alone() {
     let cluster = Cluster::private(Duration::ZERO);
     let ch = cluster.add_channel("once-alone");
     let mut db = cluster.connect();
-    let status = |db: &mut Client, id: i64| -> String {
-        db.query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]).unwrap().get(0)
-    };
+    let status = |db: &mut Client, id: i64| status_of(db, id).unwrap();
     cluster.graph.fail_next("+15554440001", Fault::AcceptAs("wamid.once.taken".into()));
     let taken = queue(&mut db, &ch, 1)[0];
     let sent = poll(|| (status(&mut db, taken) == "sent").then_some(()));
@@ -205,10 +209,7 @@ fn a_status_that_records_an_interrupted_send_lets_the_customers_next_message_go(
     let send = |to: &str, text: &str| -> i64 {
         cluster.connect().query_one("SELECT wa_send_text($1, $2, $3)", &[&ch.name, &to, &text]).unwrap().get(0)
     };
-    let status = |id: i64| -> Option<String> {
-        let row = cluster.connect_when_up().query_one("SELECT status FROM wa_messages WHERE id = $1", &[&id]);
-        row.ok().map(|r| r.get(0))
-    };
+    let status = |id: i64| status_of(&mut cluster.connect_when_up(), id).ok();
     cluster.graph.fail_next(to, Fault::Timeout(Duration::from_secs(120)));
     let first = queue(&mut cluster.connect(), &ch, 1)[0];
     // (wa-sim holds the request; it lists a request only once it has answered it.)
