@@ -30,8 +30,12 @@ require_release_build() {
   fi
 }
 
+# Runs a command as postgres when root (Postgres refuses root), and without RUST_BACKTRACE, as
+# scripts/run.sh starts the server: with it, every error of the extension carries a backtrace.
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -u RUST_BACKTRACE "$@"; else env -u RUST_BACKTRACE "$@"; fi; }
+
 # The CPU time so far of the processes given (every thread of each), in clock ticks (1/100 s);
-# a process that is gone counts 0.
+# a process that is gone counts 0. "PID/task/TID" instead of a pid counts that one thread.
 cpu_ticks_of() { # pid...
   local p
   # After "pid (comm) ": utime and stime are fields 12 and 13.

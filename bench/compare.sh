@@ -45,7 +45,6 @@ LIB=$("$BIN/pg_config" --pkglibdir)
 LISTEN=$("${PSQL[@]}" -c "SHOW whatsapp_channel.listen_address")
 cargo build --release --locked -p wa-sim >&2
 WA_SIM=$PWD/target/release/wa-sim
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 
 # builds and delivery bring two libraries of their own (checked below); the other modes
 # measure the installed one.

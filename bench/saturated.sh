@@ -24,9 +24,8 @@ WA_HOME=$SATURATED_HOME WA_PG_PORT=5496 BENCH_OWN_CLUSTER=1
 require_release_build
 SIM_PORT=8098
 MARKER=$WA_HOME/made-by-bench-saturated
-as_postgres() { runuser -u postgres -- env -u RUST_BACKTRACE "$@"; }
 pgctl() { as_postgres "$BIN/pg_ctl" -D "$WA_HOME/data" "$@"; }
-main_thread_ticks() { awk '{ print $14 + $15 }' "/proc/$1/task/$1/stat"; } # utime + stime, 1/100 s
+main_thread_ticks() { cpu_ticks_of "$1/task/$1"; } # pid
 
 cargo build -q --release -p wa-sim
 sim=

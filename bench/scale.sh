@@ -128,7 +128,6 @@ BENCH_OWN_CLUSTER=1
 . bench/common.sh
 export PGOPTIONS="-c client_min_messages=warning" # psql and pgbench: no NOTICEs on stderr
 PG_CONFIG=$BIN/pg_config
-as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- env -u RUST_BACKTRACE "$@"; else env -u RUST_BACKTRACE "$@"; fi; }
 pg_ctl() { as_postgres "$BIN/pg_ctl" -D "$WA_SCALE_HOME/data" "$@"; }
 RUN_START=$(date +%s)
 STEP=starting
