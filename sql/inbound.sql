@@ -220,13 +220,13 @@ BEGIN
     -- starts no executor node for it: an INSERT in the WITH above opens its table and every
     -- index of it at each call, rows or no rows (issue 29: a batch's fixed cost is most of what
     -- a one-message webhook costs). Read back by primary key, in the same transaction.
-    -- Media: a download job each, and the delivery worker woken for them.
+    -- Media: a download job each, and the delivery worker woken to look for them.
     IF with_media IS NOT NULL THEN
         INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
         SELECT m.id, m.channel_id, m.media_id, m.media_mime_type, m.media_sha256
           FROM @extschema@.wa_messages m WHERE m.id = ANY (with_media)
          ORDER BY m.id;
-        PERFORM @extschema@._wa_wake_delivery();
+        PERFORM @extschema@._wa_wake_media();
     END IF;
     -- Groups written in: their conversations moved forward.
     IF in_groups IS NOT NULL THEN

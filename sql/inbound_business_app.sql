@@ -151,7 +151,7 @@ BEGIN
       INTO added, media_jobs, filled_in
       FROM (SELECT ins.* FROM ins ORDER BY ins.id) n;
     IF media_jobs > 0 THEN
-        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+        PERFORM @extschema@._wa_wake_media(); -- the delivery worker downloads media too
     END IF;
     RETURN added;
 END

@@ -28,6 +28,17 @@ BEGIN
 END
 $$;
 
+-- Seconds until the next media download falls due, a new one or a retry (negative: overdue, the
+-- delivery worker counts it as now); NULL when none waits. Asked by the worker after it looked
+-- for media (not greatest(0, ...), which would turn NULL into 0: see _wa_next_action_due_in).
+CREATE FUNCTION _wa_next_media_due_in() RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT extract(epoch FROM pg_catalog.min(j.next_attempt_at) - pg_catalog.now())::double precision
+      FROM @extschema@.wa_media j WHERE j.status = 'pending';
+END;
+
 -- Records the end of a download job: 'done' (with the bytes, unless only metadata is kept),
 -- 'failed' or 'skipped'; or back to 'pending' after `retry_in` seconds. Notifies wa_media
 -- ({"message_id", "channel_id"}: wa_media says how it ended).

@@ -232,11 +232,9 @@ END
 $$;
 
 -- Seconds until the next queued message that could be claimed falls due (the oldest message of
--- each recipient, not behind one in flight, of a channel that sends), the next scheduled one or,
--- with_media, the next media download; NULL when there is none. (The delivery worker leaves
--- media out while its downloads are all in flight: one that finishes wakes it, and a download
--- due but not claimable would have it look every few milliseconds until then.)
-CREATE FUNCTION _wa_next_due_in(with_media boolean DEFAULT true) RETURNS double precision
+-- each recipient, not behind one in flight, of a channel that sends) or the next scheduled one;
+-- NULL when there is none. (Media downloads have their own: _wa_next_media_due_in.)
+CREATE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 -- (Planned as a queue read: see sql/plans.sql.)
@@ -253,8 +251,6 @@ BEGIN
                  ORDER BY m.next_attempt_at
                  LIMIT 1) h
           WHERE c.enabled AND c.paused_at IS NULL),
-        -- media downloads waiting for a retry
-        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE with_media AND j.status = 'pending'),
         -- scheduled messages, released into the queue by the claim (wa_messages_scheduled)
         (SELECT pg_catalog.min(m.next_attempt_at) FROM @extschema@.wa_messages m WHERE m.status = 'scheduled'))
       INTO due;

@@ -2907,7 +2907,7 @@ BEGIN
       INTO added, media_jobs, filled_in
       FROM (SELECT ins.* FROM ins ORDER BY ins.id) n;
     IF media_jobs > 0 THEN
-        PERFORM @extschema@._wa_wake_delivery(); -- the delivery worker downloads media too
+        PERFORM @extschema@._wa_wake_media(); -- the delivery worker downloads media too
     END IF;
     RETURN added;
 END
@@ -3575,13 +3575,13 @@ BEGIN
     -- starts no executor node for it: an INSERT in the WITH above opens its table and every
     -- index of it at each call, rows or no rows (issue 29: a batch's fixed cost is most of what
     -- a one-message webhook costs). Read back by primary key, in the same transaction.
-    -- Media: a download job each, and the delivery worker woken for them.
+    -- Media: a download job each, and the delivery worker woken to look for them.
     IF with_media IS NOT NULL THEN
         INSERT INTO @extschema@.wa_media (message_id, channel_id, media_id, mime_type, expected_sha256)
         SELECT m.id, m.channel_id, m.media_id, m.media_mime_type, m.media_sha256
           FROM @extschema@.wa_messages m WHERE m.id = ANY (with_media)
          ORDER BY m.id;
-        PERFORM @extschema@._wa_wake_delivery();
+        PERFORM @extschema@._wa_wake_media();
     END IF;
     -- Groups written in: their conversations moved forward.
     IF in_groups IS NOT NULL THEN
@@ -5878,11 +5878,24 @@ BEGIN
 END
 $$;
 
--- Issue 29: the delivery worker leaves media downloads out of its next due time while its
--- downloads are all in flight (a finished one wakes it); before, a download due but not
--- claimable had it look at the queue every 5 ms.
-DROP FUNCTION _wa_next_due_in();
-CREATE FUNCTION _wa_next_due_in(with_media boolean DEFAULT true) RETURNS double precision
+-- Issue 29: media downloads on their own wake and due time. The delivery worker looks for them
+-- only when a commit stored media (_wa_wake_media), a download ended or one falls due
+-- (_wa_next_media_due_in), not at every turn that claims messages; _wa_next_due_in is about
+-- messages only.
+CREATE FUNCTION "_wa_wake_media"() RETURNS void
+STRICT VOLATILE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', '_wa_wake_media_wrapper';
+
+CREATE FUNCTION _wa_next_media_due_in() RETURNS double precision
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT extract(epoch FROM pg_catalog.min(j.next_attempt_at) - pg_catalog.now())::double precision
+      FROM @extschema@.wa_media j WHERE j.status = 'pending';
+END;
+
+CREATE OR REPLACE FUNCTION _wa_next_due_in() RETURNS double precision
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 -- (Planned as a queue read: see sql/plans.sql.)
@@ -5899,8 +5912,6 @@ BEGIN
                  ORDER BY m.next_attempt_at
                  LIMIT 1) h
           WHERE c.enabled AND c.paused_at IS NULL),
-        -- media downloads waiting for a retry
-        (SELECT pg_catalog.min(j.next_attempt_at) FROM @extschema@.wa_media j WHERE with_media AND j.status = 'pending'),
         -- scheduled messages, released into the queue by the claim (wa_messages_scheduled)
         (SELECT pg_catalog.min(m.next_attempt_at) FROM @extschema@.wa_messages m WHERE m.status = 'scheduled'))
       INTO due;

@@ -3,7 +3,7 @@
 
 use crate::channels::Secret;
 use crate::pg::extension::use_extension_schema;
-use crate::pg::spi::{ok, rows_prepared};
+use crate::pg::spi::{get_one_prepared, ok, rows_prepared};
 use crate::{sql_enum, sql_row};
 use pgrx::prelude::*;
 
@@ -48,6 +48,11 @@ pub fn claim_media(max_jobs: i32, default_version: &str) -> Vec<MediaJob> {
         &[max_jobs.into(), default_version.into()],
         MediaJob::from_row,
     )
+}
+
+/// Seconds until the next media download is due, if one waits (see _wa_next_media_due_in).
+pub fn next_due_in() -> Option<f64> {
+    get_one_prepared("SELECT _wa_next_media_due_in()", &[])
 }
 
 /// Ends a download job with `status` (see _wa_finish_media).

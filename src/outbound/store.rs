@@ -113,10 +113,9 @@ pub fn claim_due(
     )
 }
 
-/// Seconds until the next queued message is due, if any is queued; and media downloads too, if
-/// `with_media` (see _wa_next_due_in).
-pub fn next_due_in(with_media: bool) -> Option<f64> {
-    get_one_prepared("SELECT _wa_next_due_in($1)", &[with_media.into()])
+/// Seconds until the next queued message is due, if any is queued (see _wa_next_due_in).
+pub fn next_due_in() -> Option<f64> {
+    get_one_prepared("SELECT _wa_next_due_in()", &[])
 }
 
 /// Claimed messages that a restart interrupted go back to the queue, due after `resend_after`

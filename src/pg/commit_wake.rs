@@ -21,6 +21,8 @@ static WAKE_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_ch
 /// looks for actions: the worker reads actions only then (or when one falls due), never on the
 /// way of a turn that claims messages.
 static ACTIONS_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_actions_pending") };
+/// The same for media downloads: set by a commit that stored media to download.
+static MEDIA_PENDING: PgAtomic<AtomicBool> = unsafe { PgAtomic::new(c"whatsapp_channel_media_pending") };
 /// Most webhook listener workers (`whatsapp_channel.listener_workers`).
 pub const MAX_LISTENERS: usize = 16;
 /// `pgprocno` of each running webhook listener by its slot, -1 where none runs.
@@ -37,6 +39,8 @@ thread_local! {
     static REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// The same for the actions' callback.
     static ACTIONS_REGISTERED: Cell<bool> = const { Cell::new(false) };
+    /// The same for the media's callback.
+    static MEDIA_REGISTERED: Cell<bool> = const { Cell::new(false) };
     /// The same for the listener's callback.
     static LISTENER_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -46,6 +50,7 @@ pub fn init_shared_memory() {
     pg_shmem_init!(MAINTENANCE_PROCNO = AtomicI32::new(-1));
     pg_shmem_init!(WAKE_PENDING = AtomicBool::new(false));
     pg_shmem_init!(ACTIONS_PENDING = AtomicBool::new(false));
+    pg_shmem_init!(MEDIA_PENDING = AtomicBool::new(false));
     pg_shmem_init!(LISTENER_PROCNOS = [const { AtomicI32::new(-1) }; MAX_LISTENERS]);
     pg_shmem_init!(CHANNELS_GENERATION = AtomicU64::new(0));
     PRELOADED.store(true, Ordering::Relaxed);
@@ -71,29 +76,56 @@ pub fn delivery_at_commit() {
     register_xact_callback(PgXactCallbackEvent::Abort, || REGISTERED.set(false));
 }
 
-/// Arranges for the delivery worker to look for actions when the current transaction commits.
-pub fn actions_at_commit() {
+/// Work besides messages that the delivery worker looks for only when a commit queued some or
+/// some falls due: a turn that claims messages costs no query more for it.
+#[derive(Debug, Clone, Copy)]
+pub enum SideQueue {
+    /// The action outbox (sql/outbound_actions.sql).
+    Actions,
+    /// Media downloads (wa_media).
+    Media,
+}
+
+impl SideQueue {
+    fn pending(self) -> &'static AtomicBool {
+        match self {
+            SideQueue::Actions => ACTIONS_PENDING.get(),
+            SideQueue::Media => MEDIA_PENDING.get(),
+        }
+    }
+
+    fn registered(self) -> &'static std::thread::LocalKey<Cell<bool>> {
+        match self {
+            SideQueue::Actions => &ACTIONS_REGISTERED,
+            SideQueue::Media => &MEDIA_REGISTERED,
+        }
+    }
+}
+
+/// Arranges for the delivery worker to look at `queue` when the current transaction commits.
+pub fn side_queue_at_commit(queue: SideQueue) {
     if !PRELOADED.load(Ordering::Relaxed) {
         delivery_at_commit(); // (says why nothing will be done)
         return;
     }
-    if ACTIONS_REGISTERED.get() {
+    let registered = queue.registered();
+    if registered.get() {
         return;
     }
-    ACTIONS_REGISTERED.set(true);
-    register_xact_callback(PgXactCallbackEvent::Commit, || {
-        ACTIONS_REGISTERED.set(false);
+    registered.set(true);
+    register_xact_callback(PgXactCallbackEvent::Commit, move || {
+        queue.registered().set(false);
         // (before the wake, so that the turn it starts sees it)
-        ACTIONS_PENDING.get().store(true, Ordering::Release);
+        queue.pending().store(true, Ordering::Release);
         wake_delivery();
     });
-    register_xact_callback(PgXactCallbackEvent::Abort, || ACTIONS_REGISTERED.set(false));
+    register_xact_callback(PgXactCallbackEvent::Abort, move || queue.registered().set(false));
 }
 
-/// Called by the delivery worker when it decides whether to look for actions: whether a commit
-/// queued one since it last looked.
-pub fn take_actions_wake() -> bool {
-    PRELOADED.load(Ordering::Relaxed) && ACTIONS_PENDING.get().swap(false, Ordering::AcqRel)
+/// Called by the delivery worker when it decides whether to look at `queue`: whether a commit
+/// queued something in it since it last looked.
+pub fn take_side_queue_wake(queue: SideQueue) -> bool {
+    PRELOADED.load(Ordering::Relaxed) && queue.pending().swap(false, Ordering::AcqRel)
 }
 
 fn wake_delivery() {
@@ -251,7 +283,14 @@ fn _wa_wake_delivery() {
 /// the action outbox's enqueue, sql/outbound_actions.sql).
 #[pg_extern(volatile)]
 fn _wa_wake_actions() {
-    actions_at_commit();
+    side_queue_at_commit(SideQueue::Actions);
+}
+
+/// Makes the delivery worker look for media downloads when the calling transaction commits
+/// (called by the inbound functions that store media, sql/inbound.sql).
+#[pg_extern(volatile)]
+fn _wa_wake_media() {
+    side_queue_at_commit(SideQueue::Media);
 }
 
 /// Makes the webhook listener re-read its channels when the calling transaction commits

@@ -13,16 +13,17 @@ SELECT * FROM wa_replay_webhook_events(regress_webhook('media', jsonb_build_obje
 SELECT id AS photo FROM wa_messages WHERE wamid = 'wamid.media.in.1' \gset
 SELECT type, body, media_id, media_mime_type, media_sha256 FROM wa_messages WHERE id = :photo;
 SELECT j.media_id, j.status, j.mime_type, j.expected_sha256, j.attempts, j.content FROM wa_media j WHERE j.message_id = :photo;
--- The job is due now for the delivery worker, unless its downloads are all in flight: then it
--- leaves media out of its next due time (a finished download wakes it; nothing else is queued
--- here, so nothing is due).
-SELECT _wa_next_due_in() = 0 AS download_due, _wa_next_due_in(with_media => false) IS NULL AS nothing_else_due;
+-- The job is due now for the delivery worker, by media's own due time: the messages' one says
+-- nothing is due (nothing else is queued here).
+SELECT _wa_next_media_due_in() <= 0 AS download_due, _wa_next_due_in() IS NULL AS nothing_else_due;
 
 -- Before the download ends: NULL. After: the bytes. A failed or skipped job, or an unknown
 -- message: NULL.
 SELECT wa_media_content(:photo) IS NULL AS not_yet;
 UPDATE wa_media SET status = 'done', content = '\x89504e470d0a1a0a'::bytea, size = 8 WHERE message_id = :photo;
 SELECT wa_media_content(:photo);
+-- Nothing waits now: NULL, not 0 (which would have the worker look for media at every turn).
+SELECT _wa_next_media_due_in() IS NULL AS none_waits;
 UPDATE wa_media SET status = 'skipped', content = NULL, error = 'image/png of 20000000 bytes is over max_media_bytes'
  WHERE message_id = :photo;
 SELECT wa_media_content(:photo) IS NULL AS skipped;
