@@ -251,17 +251,18 @@ impl Delivery {
                     }
                     results.sends.push(Answer::new(message, r));
                 }
-                Finished::Downloaded(id, r) => {
-                    results.downloads.extend(self.downloads.remove(&id).map(|j| (j, r)));
-                    // A slot is free, and the download may be retried: look at the next turn.
-                    self.media_due_at = Some(now);
-                }
+                Finished::Downloaded(id, r) => results.downloads.extend(self.downloads.remove(&id).map(|j| (j, r))),
                 Finished::Acted(id, r) => acted.extend(self.actions.remove(&id).map(|a| ActionAnswer {
                     action: a,
                     result: r,
                     failed_records: 0,
                 })),
             }
+        }
+        if !results.downloads.is_empty() {
+            // A slot is free, and a download this turn records (again, if recording it failed
+            // before) may be due for a retry: the turn looks for media once it is recorded.
+            self.media_due_at = Some(now);
         }
         if !acted.is_empty() {
             self.unrecorded_actions = actions::record_all(acted);
