@@ -209,7 +209,7 @@ impl Delivery {
                 MIN_TURN
             } else if self.backlogged {
                 BACKLOG_TURN
-            } else if !self.must_look(now, false, self.action_due_at.is_some_and(|at| at <= now), self.media_due(now)) {
+            } else if !self.must_look(now, false) {
                 RECORD_TURN
             } else {
                 MIN_TURN
@@ -287,14 +287,15 @@ impl Delivery {
         // Cleared before looking, so a commit from now on sets the latch again.
         let committed = commit_wake::take_pending_wake();
         let now = Instant::now();
-        let actions_due =
-            commit_wake::take_side_queue_wake(SideQueue::Actions) || self.action_due_at.is_some_and(|at| at <= now);
+        // A commit that queued an action or stored media makes it due now.
+        if commit_wake::take_side_queue_wake(SideQueue::Actions) {
+            self.action_due_at = Some(now);
+        }
         if commit_wake::take_side_queue_wake(SideQueue::Media) {
             self.media_due_at = Some(now);
         }
-        let media_due = self.media_due(now);
-        let must_look = self.must_look(now, committed, actions_due, media_due);
-        let request = ClaimRequest::new(self, free, now, actions_due, media_due, must_look);
+        let must_look = self.must_look(now, committed);
+        let request = ClaimRequest::new(self, free, now, must_look);
         let Some(claim) = self.record_and_claim(recording, request) else {
             self.wait = IDLE; // not installed (yet): look again later
             return Turn::Done;
@@ -348,11 +349,21 @@ impl Delivery {
         commit_wake::wake_pending() && self.free_senders() > 0
     }
 
-    /// Whether a media download may be due and could be claimed: never while all
-    /// [`MAX_DOWNLOADS`] are in flight (one that ends frees a slot and wakes the worker), so
-    /// that a download due but not claimable does not have the worker look every turn.
+    /// When to look for media downloads: never while all [`MAX_DOWNLOADS`] are in flight (one
+    /// that ends frees a slot and wakes the worker), so that a download due but not claimable
+    /// does not have the worker look every turn.
+    fn media_look_at(&self) -> Option<Instant> {
+        self.media_due_at.filter(|_| self.downloads.len() < MAX_DOWNLOADS)
+    }
+
+    /// Whether actions may be due (a commit queued one, one was recorded, or one falls due).
+    fn actions_due(&self, now: Instant) -> bool {
+        self.action_due_at.is_some_and(|at| at <= now)
+    }
+
+    /// Whether a media download may be due and could be claimed (see [`Delivery::media_look_at`]).
     fn media_due(&self, now: Instant) -> bool {
-        self.downloads.len() < MAX_DOWNLOADS && self.media_due_at.is_some_and(|at| at <= now)
+        self.media_look_at().is_some_and(|at| at <= now)
     }
 
     /// Whether the queue may hold a message the last claim could not see or take, whatever the
@@ -363,10 +374,10 @@ impl Delivery {
     /// Otherwise a turn that records only accepted sends does not claim, unless one of their
     /// customers has another message queued (see Recorded::may_free_a_message): at 200 sends a
     /// second those are half the turns, and the claim was most of a turn's cost.
-    fn must_look(&self, now: Instant, committed: bool, actions_due: bool, media_due: bool) -> bool {
+    fn must_look(&self, now: Instant, committed: bool) -> bool {
         committed
-            || actions_due
-            || media_due
+            || self.actions_due(now)
+            || self.media_due(now)
             || !self.recovered
             || self.claim_filled
             // (The latch's timeout is in whole milliseconds, rounded down: due within one is due.)
@@ -463,11 +474,7 @@ impl Delivery {
         let refill = self.buckets.values().filter_map(|b| b.refill_in(now)).min();
         let due = next_due_in.map_or(IDLE, due_in);
         let due = self.action_due_at.map_or(due, |at| due.min(at.saturating_duration_since(now)));
-        // (Media only while a download could start: see `media_due`.)
-        let due = match self.media_due_at {
-            Some(at) if self.downloads.len() < MAX_DOWNLOADS => due.min(at.saturating_duration_since(now)),
-            _ => due,
-        };
+        let due = self.media_look_at().map_or(due, |at| due.min(at.saturating_duration_since(now)));
         match refill {
             Some(r) => r.min(due).max(MIN_WAIT),
             None if due.is_zero() && self.free_senders() > 0 => MIN_WAIT,
@@ -525,19 +532,12 @@ struct ClaimRequest {
 }
 
 impl ClaimRequest {
-    fn new(
-        delivery: &mut Delivery,
-        free: usize,
-        now: Instant,
-        actions_due: bool,
-        media_due: bool,
-        must_look: bool,
-    ) -> ClaimRequest {
+    fn new(delivery: &mut Delivery, free: usize, now: Instant, must_look: bool) -> ClaimRequest {
         ClaimRequest {
             free,
             now,
-            actions_due,
-            media_due,
+            actions_due: delivery.actions_due(now),
+            media_due: delivery.media_due(now),
             must_look,
             recovered: delivery.recovered,
             downloads: delivery.downloads.len(),
