@@ -3416,6 +3416,8 @@ DECLARE
     -- Arrays rather than a staging table: a temporary table is truncated at every commit,
     -- a tenth of the listener's time (perf).
     contacts   bigint[] := '{}';
+    -- Whether a message with a sender id has no contact yet (step 1).
+    unknown    boolean;
     added      integer;
     with_media bigint[];
     in_groups  bigint[];
@@ -3435,18 +3437,21 @@ BEGIN
     -- it had before (each a probe of a unique index; as scalar subqueries, which no plan can
     -- turn into a scan of the contacts). Looked up once, and once more, for the rows still
     -- without one, after the senders seen for the first time were added. (`contacts` starts
-    -- empty: unnest pads it with NULLs.)
+    -- empty: unnest pads it with NULLs.) The lookup says in the same statement whether a sender
+    -- is new, and the EXIT is a plain expression: a batch of known senders, the usual one,
+    -- starts one executor for its senders, not two.
     FOR pass IN 1..2 LOOP
-        contacts := ARRAY(
-            SELECT COALESCE(u.c,
-                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
-                            (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
-                            (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
-                              WHERE f.channel_id = u.ch AND f.user_id = u.uid))
-              FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
-             ORDER BY u.ord);
-        EXIT WHEN pass = 2 OR NOT EXISTS (SELECT 1 FROM unnest(contacts, froms, from_user_ids) AS u(c, wa, uid)
-                                           WHERE u.c IS NULL AND (u.wa IS NOT NULL OR u.uid IS NOT NULL));
+        SELECT COALESCE(pg_catalog.array_agg(l.c ORDER BY l.ord), '{}'),
+               COALESCE(pg_catalog.bool_or(l.c IS NULL AND (l.wa IS NOT NULL OR l.uid IS NOT NULL)), false)
+          INTO contacts, unknown
+          FROM (SELECT u.ord, u.wa, u.uid,
+                       COALESCE(u.c,
+                                (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.wa_id = u.wa),
+                                (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
+                                (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
+                                  WHERE f.channel_id = u.ch AND f.user_id = u.uid)) AS c
+                  FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)) l;
+        EXIT WHEN pass = 2 OR NOT unknown;
         -- Senders seen for the first time, in the order they wrote: a later row that shares an
         -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
         -- joins that contact, exactly as if the rows had been stored one by one.
@@ -3500,7 +3505,8 @@ BEGIN
     -- 3. Groups written in: known from here on (a group created before this extension saw its
     -- webhooks is still one), their writers among the participants, and their 24-hour window
     -- opened. (In group order, so that concurrent writers lock groups in the same order.)
-    IF EXISTS (SELECT 1 FROM unnest(group_ids) AS g(id) WHERE g.id IS NOT NULL) THEN
+    -- (A plain expression, not a query: a batch without a group starts no executor for it.)
+    IF pg_catalog.cardinality(pg_catalog.array_remove(group_ids, NULL)) > 0 THEN
         INSERT INTO @extschema@.wa_groups AS g (channel_id, group_id, participants, last_inbound_at)
         SELECT u.ch, u.grp, COALESCE(pg_catalog.array_agg(DISTINCT u.wa) FILTER (WHERE u.wa IS NOT NULL), '{}'),
                pg_catalog.max(@extschema@._wa_window_opened_at(u.ty, u.ts))
