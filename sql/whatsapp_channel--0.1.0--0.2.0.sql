@@ -5972,6 +5972,30 @@ BEGIN
 END
 $$;
 
+-- Issue 29 (found measuring the media wake).
+-- A channel keeps its credentials row while it exists: wa_add_channel() writes both, and the
+-- claims of every queue (sends, actions, media downloads) join the two. Deleted by hand, the
+-- row took the channel's work with it unsaid: its queues were never claimed and never failed,
+-- and its due downloads held the media claim's places (the delivery worker looked every 5 ms).
+-- Deleting the channel still deletes the row (ON DELETE CASCADE runs once the channel's row
+-- is gone).
+CREATE FUNCTION _wa_channel_secrets_kept() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.wa_channels c WHERE c.id = OLD.channel_id) THEN
+        RAISE EXCEPTION 'channel ''%'' cannot lose its credentials while it exists', (SELECT c.name FROM @extschema@.wa_channels c WHERE c.id = OLD.channel_id)
+            USING ERRCODE = 'integrity_constraint_violation',
+                  HINT = 'Replace the access token with wa_set_access_token(), or delete the channel itself (DELETE FROM wa_channels WHERE name = ''…''), which deletes its credentials.';
+    END IF;
+    RETURN OLD;
+END
+$$;
+
+CREATE TRIGGER wa_channel_secrets_kept BEFORE DELETE ON wa_channel_secrets
+    FOR EACH ROW EXECUTE FUNCTION _wa_channel_secrets_kept();
+
 SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();
 

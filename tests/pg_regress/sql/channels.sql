@@ -89,6 +89,11 @@ SELECT wa_sync_templates('ch_2'); \echo :SQLSTATE
 SELECT current_setting('whatsapp_channel.graph_api_url');
 SELECT wa_sync_templates('ch-support'); \echo :SQLSTATE
 
+-- A channel keeps its credentials while it exists (the claims of its queues and downloads join
+-- them): deleting them alone is refused, with what to do instead, and they stay.
+DELETE FROM wa_channel_secrets s USING wa_channels c WHERE c.id = s.channel_id AND c.name = 'ch-support'; \echo :SQLSTATE
+SELECT count(*) AS secrets_kept FROM wa_channel_secrets s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = 'ch-support';
+
 -- A channel is removed with DELETE; its secrets go with it.
 DELETE FROM wa_channels WHERE name IN ('ch-support', 'ch_2');
 SELECT count(*) AS secrets_left FROM wa_channel_secrets;
