@@ -25,8 +25,9 @@ BEGIN
 END
 $$;
 
--- Replaces a channel's access token (an expired temporary token, a rotated system-user token)
--- and resumes a queue that a token error paused.
+-- Replaces a channel's access token (an expired temporary token, a rotated system-user token),
+-- resumes a queue that a token error paused, and makes the channel's waiting media downloads
+-- due at once (those the old token was refused for wait for this: _wa_media_waits_for_token).
 CREATE FUNCTION wa_set_access_token(channel text, access_token text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
@@ -39,6 +40,11 @@ BEGIN
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+    UPDATE @extschema@.wa_media j SET next_attempt_at = pg_catalog.now()
+     WHERE j.channel_id = ch_id AND j.status = 'pending' AND j.next_attempt_at > pg_catalog.now();
+    IF FOUND THEN
+        PERFORM @extschema@._wa_wake_media();
+    END IF;
 END
 $$;
 

@@ -6,9 +6,12 @@
 -- ---------------------------------------------------------------------------------------------
 -- Media downloads (done by the delivery worker)
 
+-- Up to max_jobs due downloads, marked 'downloading' with one more attempt, each with what its
+-- Graph API calls need and how long it has waited (waited_seconds: since the message came; the
+-- media id behind it lives 7 days at Meta, which bounds retrying while Meta is out of reach).
 CREATE FUNCTION _wa_claim_media(max_jobs integer, default_version text)
 RETURNS TABLE (message_id bigint, media_id text, expected_sha256 text, attempts integer, phone_number_id text,
-               graph_api_version text, access_token text)
+               graph_api_version text, access_token text, waited_seconds double precision)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -24,9 +27,28 @@ BEGIN
       FROM due, @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
      WHERE j.message_id = due.message_id AND c.id = j.channel_id AND s.channel_id = c.id
     RETURNING j.message_id, j.media_id, j.expected_sha256, j.attempts, c.phone_number_id,
-              COALESCE(c.graph_api_version, default_version), s.access_token;
+              COALESCE(c.graph_api_version, default_version), s.access_token,
+              extract(epoch FROM pg_catalog.now() - j.created_at)::double precision;
 END
 $$;
+
+-- A download whose channel's access token Meta refused. The channel is paused, as a refused
+-- send pauses it (unless it is paused already: wa_channel_health says why, and a new pause
+-- at every refused download would wake the workers each time), and the download waits
+-- `wait_seconds` with its attempt given back: the file stays at Meta for 7 days, and
+-- wa_set_access_token() makes the channel's downloads due at once.
+CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, reason text, wait_seconds double precision) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason
+      FROM @extschema@.wa_media j
+     WHERE j.message_id = p_message_id AND c.id = j.channel_id AND c.paused_at IS NULL;
+    UPDATE @extschema@.wa_media j
+       SET status = 'pending', attempts = j.attempts - 1, error = reason, updated_at = pg_catalog.now(),
+           next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
+     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+END;
 
 -- Seconds until the next media download falls due, a new one or a retry (negative: overdue, the
 -- delivery worker counts it as now); NULL when none waits. Asked by the worker after it looked

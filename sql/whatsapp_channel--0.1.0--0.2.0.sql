@@ -2476,6 +2476,11 @@ BEGIN
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+    UPDATE @extschema@.wa_media j SET next_attempt_at = pg_catalog.now()
+     WHERE j.channel_id = ch_id AND j.status = 'pending' AND j.next_attempt_at > pg_catalog.now();
+    IF FOUND THEN
+        PERFORM @extschema@._wa_wake_media();
+    END IF;
 END
 $$;
 
@@ -5995,6 +6000,56 @@ $$;
 
 CREATE TRIGGER wa_channel_secrets_kept BEFORE DELETE ON wa_channel_secrets
     FOR EACH ROW EXECUTE FUNCTION _wa_channel_secrets_kept();
+
+-- Issue 29 (found measuring the media wake): media downloads through a refused token and an
+-- outage. A refused token pauses the channel and the download waits for a new one without using
+-- up an attempt; the claim says how long a job has waited, so that the delivery worker retries
+-- while Meta is out of reach until the media id's 7 days are over (src/media/download.rs).
+-- (wa_set_access_token, above, makes the channel's downloads due at once.)
+DROP FUNCTION _wa_claim_media(integer, text);
+-- Up to max_jobs due downloads, marked 'downloading' with one more attempt, each with what its
+-- Graph API calls need and how long it has waited (waited_seconds: since the message came; the
+-- media id behind it lives 7 days at Meta, which bounds retrying while Meta is out of reach).
+CREATE FUNCTION _wa_claim_media(max_jobs integer, default_version text)
+RETURNS TABLE (message_id bigint, media_id text, expected_sha256 text, attempts integer, phone_number_id text,
+               graph_api_version text, access_token text, waited_seconds double precision)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    RETURN QUERY
+    WITH due AS (
+        SELECT j.message_id FROM @extschema@.wa_media j
+         WHERE j.status = 'pending' AND j.next_attempt_at <= pg_catalog.now()
+         ORDER BY j.next_attempt_at LIMIT max_jobs
+    )
+    UPDATE @extschema@.wa_media j
+       SET status = 'downloading', attempts = j.attempts + 1, updated_at = pg_catalog.now()
+      FROM due, @extschema@.wa_channels c, @extschema@.wa_channel_secrets s
+     WHERE j.message_id = due.message_id AND c.id = j.channel_id AND s.channel_id = c.id
+    RETURNING j.message_id, j.media_id, j.expected_sha256, j.attempts, c.phone_number_id,
+              COALESCE(c.graph_api_version, default_version), s.access_token,
+              extract(epoch FROM pg_catalog.now() - j.created_at)::double precision;
+END
+$$;
+
+-- A download whose channel's access token Meta refused. The channel is paused, as a refused
+-- send pauses it (unless it is paused already: wa_channel_health says why, and a new pause
+-- at every refused download would wake the workers each time), and the download waits
+-- `wait_seconds` with its attempt given back: the file stays at Meta for 7 days, and
+-- wa_set_access_token() makes the channel's downloads due at once.
+CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, reason text, wait_seconds double precision) RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason
+      FROM @extschema@.wa_media j
+     WHERE j.message_id = p_message_id AND c.id = j.channel_id AND c.paused_at IS NULL;
+    UPDATE @extschema@.wa_media j
+       SET status = 'pending', attempts = j.attempts - 1, error = reason, updated_at = pg_catalog.now(),
+           next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
+     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+END;
 
 SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();

@@ -9,7 +9,7 @@ use crate::metrics::GlobalCounter;
 use crate::warning;
 use std::time::Duration;
 use ureq::Agent;
-use whatsapp_cloud::graph_api::{self, Retry};
+use whatsapp_cloud::graph_api::{self, MEDIA_TOKEN_WAIT, MediaFailure, MediaNextStep};
 
 /// One media file to fetch: its description (for a fresh short-lived URL), then its bytes.
 pub struct Download {
@@ -36,10 +36,14 @@ pub enum DownloadResult {
         size: Option<u64>,
         why: String,
     },
-    /// Retrying cannot help (the media id is gone, the bytes do not match).
-    Failed(String),
-    /// Worth another try later (5xx, timeouts, an expired URL).
-    Retry(String),
+    /// Not fetched this time: why, which says what follows (see [`graph_api::media_next_step`]).
+    NotFetched(MediaFailure),
+}
+
+impl From<MediaFailure> for DownloadResult {
+    fn from(failure: MediaFailure) -> DownloadResult {
+        DownloadResult::NotFetched(failure)
+    }
 }
 
 impl Download {
@@ -74,16 +78,10 @@ fn get(agent: &Agent, url: &str, access_token: &str, timeout: Duration, limit: u
 /// Asks for a fresh URL (they live 5 minutes), then fetches the bytes with the token.
 pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResult {
     let info = match get(agent, &d.info_url, d.access_token.expose(), timeout, 1 << 20) {
-        Err(e) => return DownloadResult::Retry(e),
+        Err(e) => return MediaFailure::Unreachable(e).into(),
         Ok((status, body)) => match graph_api::parse_media_info(status, &body) {
             Ok(info) => info,
-            Err(e) if e.code == Some(100) || status == 404 => {
-                return DownloadResult::Failed(format!(
-                    "media id {} no longer exists at Meta (ids from webhooks live 7 days): {}",
-                    d.media_id, e.message
-                ));
-            }
-            Err(e) => return DownloadResult::Retry(e.message),
+            Err(e) => return graph_api::media_lookup_failure(&e, &d.media_id).into(),
         },
     };
     if info.file_size.is_some_and(|n| n > d.max_bytes) {
@@ -95,10 +93,9 @@ pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResul
         return DownloadResult::Skipped { mime_type: info.mime_type, size: info.file_size, why };
     }
     let bytes = match get(agent, &info.url, d.access_token.expose(), timeout, d.max_bytes + 1) {
-        Err(e) => return DownloadResult::Retry(e),
+        Err(e) => return MediaFailure::Unreachable(e).into(),
         Ok((200, bytes)) => bytes,
-        // An expired URL answers 404: the next attempt asks for a new one.
-        Ok((status, _)) => return DownloadResult::Retry(format!("the download URL answered {status}")),
+        Ok((status, _)) => return graph_api::media_download_failure(status).into(),
     };
     if bytes.len() as u64 > d.max_bytes {
         let why = format!("larger than whatsapp_channel.max_media_bytes ({} bytes)", d.max_bytes);
@@ -106,10 +103,11 @@ pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResul
     }
     let expected = d.expected_sha256.as_deref().or(info.sha256.as_deref());
     if let Some(expected) = expected.filter(|e| !graph_api::sha256_matches(&bytes, e)) {
-        return DownloadResult::Failed(format!(
+        return MediaFailure::Permanent(format!(
             "the file's sha256 ({}) does not match the webhook's ({expected}): it was altered or cut short",
             graph_api::sha256_hex(&bytes)
-        ));
+        ))
+        .into();
     }
     DownloadResult::Done {
         mime_type: info.mime_type,
@@ -119,13 +117,9 @@ pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResul
     }
 }
 
-/// Attempts at a media download before it is given up (about 10 minutes of backoff).
-const MAX_MEDIA_ATTEMPTS: u32 = 10;
-
 /// Records one download's result; returns what it counts for the metrics.
 pub fn record_download(job: &MediaJob, result: &DownloadResult) -> GlobalCounter {
-    let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
-    match result {
+    let failure = match result {
         DownloadResult::Done { mime_type, sha256, content, size } => {
             let finish = Finish {
                 mime_type: mime_type.as_deref(),
@@ -135,25 +129,34 @@ pub fn record_download(job: &MediaJob, result: &DownloadResult) -> GlobalCounter
                 ..Finish::default()
             };
             store::finish_media(job.message_id, MediaStatus::Done, finish);
-            GlobalCounter::MediaDownloaded
+            return GlobalCounter::MediaDownloaded;
         }
         DownloadResult::Skipped { mime_type, size, why } => {
             let finish = Finish { mime_type: mime_type.as_deref(), size: *size, error: Some(why), ..Finish::default() };
             store::finish_media(job.message_id, MediaStatus::Skipped, finish);
-            GlobalCounter::MediaSkipped
+            return GlobalCounter::MediaSkipped;
         }
-        DownloadResult::Retry(why) if attempts < MAX_MEDIA_ATTEMPTS => {
-            let delay = graph_api::backoff(Retry::Backoff, attempts, graph_api::jitter(job.message_id, attempts));
+        DownloadResult::NotFetched(failure) => failure,
+    };
+    let why = failure.why();
+    let attempts = u32::try_from(job.attempts).unwrap_or(u32::MAX);
+    let waited = Duration::from_secs_f64(job.waited_seconds.max(0.0));
+    match graph_api::media_next_step(failure, attempts, waited, graph_api::jitter(job.message_id, attempts)) {
+        MediaNextStep::RetryIn(delay) => {
             let finish = Finish { error: Some(why), retry_in: Some(delay.as_secs_f64()), ..Finish::default() };
             store::finish_media(job.message_id, MediaStatus::Pending, finish);
             GlobalCounter::MediaRetried
         }
-        DownloadResult::Retry(why) | DownloadResult::Failed(why) => {
-            let why = if matches!(result, DownloadResult::Retry(_)) {
-                format!("gave up after {attempts} attempts: {why}")
-            } else {
-                why.clone()
-            };
+        MediaNextStep::WaitForToken => {
+            let hint = graph_api::hint(Some(190)).unwrap_or_default();
+            warning!(
+                "whatsapp_channel: the Graph API refused the access token for the media of message {} ({why}); the channel is paused and its downloads wait for wa_set_access_token(). {hint}",
+                job.message_id
+            );
+            store::media_waits_for_token(job.message_id, &format!("{why}: {hint}"), MEDIA_TOKEN_WAIT);
+            GlobalCounter::MediaRetried
+        }
+        MediaNextStep::GiveUp(why) => {
             warning!("whatsapp_channel: the media of message {} was not downloaded: {why}", job.message_id);
             store::finish_media(job.message_id, MediaStatus::Failed, Finish { error: Some(&why), ..Finish::default() });
             GlobalCounter::MediaFailed

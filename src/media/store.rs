@@ -18,6 +18,8 @@ sql_row! {
         pub phone_number_id: String,
         pub graph_api_version: String,
         pub access_token: Secret,
+        /// Seconds since the message came (its media id lives 7 days at Meta).
+        pub waited_seconds: f64,
     }
 }
 
@@ -70,6 +72,15 @@ pub fn finish_media(message_id: i64, status: MediaStatus, finish: Finish) {
             finish.error.into(),
             finish.retry_in.into(),
         ],
+    ));
+}
+
+/// A download whose access token Meta refused: the channel paused and the job waiting `wait`,
+/// its attempt given back (see _wa_media_waits_for_token).
+pub fn media_waits_for_token(message_id: i64, reason: &str, wait: std::time::Duration) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_media_waits_for_token($1, $2, $3)",
+        &[message_id.into(), reason.into(), wait.as_secs_f64().into()],
     ));
 }
 

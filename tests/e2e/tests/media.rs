@@ -101,6 +101,45 @@ fn a_media_id_meta_no_longer_has_fails_with_the_reason() {
     assert!(error.unwrap().contains("no longer exists at Meta"));
 }
 
+#[test]
+fn a_refused_token_pauses_the_channel_and_the_download_waits_for_a_new_one() {
+    let ch = cluster().add_channel("media-token");
+    let bytes = b"a photo sent overnight".to_vec();
+    let media_id = cluster().graph.add_media("image/jpeg", bytes.clone());
+    // Meta now takes another token for this number than the channel's, as when a temporary
+    // token expires.
+    let new_token = "EAAGmediatokenreplaced0000000000";
+    cluster().graph.require_token(&ch.phone_number_id, new_token);
+    let id = post_image(cluster(), &ch, "wamid.media.token", &media_id, &sha256_base64(&bytes));
+    // The channel is paused, saying why, as a refused send pauses it; the download waits, its
+    // attempt given back, instead of using up its attempts and failing.
+    let db = &mut cluster().connect();
+    let (reason, status, attempts, error) = poll(|| {
+        let r = db
+            .query_one(
+                "SELECT c.paused_reason, j.status, j.attempts, j.error
+                   FROM wa_media j JOIN wa_channels c ON c.id = j.channel_id WHERE j.message_id = $1",
+                &[&id],
+            )
+            .unwrap();
+        let reason: Option<String> = r.get(0);
+        reason.map(|reason| (reason, r.get::<_, String>(1), r.get::<_, i32>(2), r.get::<_, Option<String>>(3)))
+    })
+    .expect("the refused token never paused the channel");
+    assert!(reason.contains("access token has expired or is invalid"), "{reason}");
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    assert!(error.unwrap().contains("Invalid OAuth access token"));
+    // A new token: the download goes at once, not after its wait (5 minutes).
+    db.execute("SELECT wa_set_access_token($1, $2)", &[&ch.name, &new_token]).unwrap();
+    let (status, _, attempts) = job_end_within(cluster(), id, PROMPTLY);
+    assert_eq!((status.as_str(), attempts), ("done", 1));
+    let content: Vec<u8> = db.query_one("SELECT wa_media_content($1)", &[&id]).unwrap().get(0);
+    assert_eq!(content, bytes);
+    let paused: bool =
+        db.query_one("SELECT paused_at IS NOT NULL FROM wa_channels WHERE id = $1", &[&ch.id]).unwrap().get(0);
+    assert!(!paused, "wa_set_access_token resumes the channel");
+}
+
 /// ALTER SYSTEM + reload, then waits until a new session sees the value: by then the
 /// postmaster has reloaded and signalled the workers, which re-read it before their next claim.
 fn reconfigure(cluster: &Cluster, setting: &str, value: &str) {

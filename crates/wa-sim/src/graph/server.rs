@@ -57,7 +57,8 @@ impl GraphSim {
         format!("http://{}", self.addr)
     }
 
-    /// Requires `token` as the Bearer token for sends from `phone_number_id`.
+    /// Requires `token` as the Bearer token for sends from `phone_number_id`, and for its media
+    /// lookups (`GET /{version}/{media_id}?phone_number_id=…`).
     pub fn require_token(&self, phone_number_id: &str, token: &str) {
         self.state.tokens.lock().unwrap().insert(phone_number_id.to_string(), token.to_string());
     }

@@ -32,6 +32,11 @@ fn serves_media_like_meta_and_takes_uploads() {
     assert_eq!(get(url, None).0, 401, "the download needs the token");
     assert_eq!(get(url, Some("t")), (200, b"\xff\xd8jpeg bytes".to_vec()));
     assert_eq!(get(&format!("{}/v25.0/999", sim.url()), Some("t")).0, 400);
+    // A number's required token is checked on its media lookups, as on its sends.
+    sim.require_token("555", "right");
+    assert_eq!(get(&format!("{}/v25.0/{id}?phone_number_id=555", sim.url()), Some("t")).0, 401);
+    assert_eq!(get(&format!("{}/v25.0/{id}?phone_number_id=555", sim.url()), Some("right")).0, 200);
+    assert_eq!(get(&format!("{}/v25.0/{id}?phone_number_id=556", sim.url()), Some("t")).0, 200);
 
     let body = b"--XX\r\nContent-Disposition: form-data; name=\"messaging_product\"\r\n\r\nwhatsapp\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\nContent-Type: image/png\r\n\r\nPNGDATA\r\n--XX--\r\n";
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();

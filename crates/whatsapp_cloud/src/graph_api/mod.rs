@@ -3,8 +3,9 @@
 //! uses alongside.
 //!
 //! A newcomer's map: `bodies.rs` builds what is sent, `response.rs` reads what comes back,
-//! `retry.rs` and `hints.rs` say what to do about an error; templates, their parameters, media,
-//! the callback data and the URLs each have their own file.
+//! `retry.rs` and `hints.rs` say what to do about an error (`media_retry.rs` about a media
+//! download's); templates, their parameters, media, the callback data and the URLs each have
+//! their own file.
 
 mod actions;
 mod bodies;
@@ -12,6 +13,7 @@ mod callback;
 mod groups;
 mod hints;
 mod media;
+mod media_retry;
 mod response;
 mod retry;
 mod template_parameters;
@@ -33,6 +35,10 @@ pub use groups::{
 };
 pub use hints::hint;
 pub use media::{MediaInfo, media_upload, parse_media_info, sha256_hex, sha256_matches};
+pub use media_retry::{
+    MAX_MEDIA_ATTEMPTS, MEDIA_ID_LIFETIME, MEDIA_TOKEN_WAIT, MediaFailure, MediaNextStep, media_download_failure,
+    media_lookup_failure, media_next_step,
+};
 pub use response::{GraphError, SendOutcome, parse_send_response};
 pub use retry::{
     CREDENTIALS, FEW_ATTEMPTS, MAX_ATTEMPTS, PAIR_LIMIT, RETRIED_A_FEW_TIMES, Retry, THROTTLES, TRANSIENT, backoff,

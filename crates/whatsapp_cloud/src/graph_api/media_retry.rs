@@ -1,0 +1,182 @@
+//! What a media download that did not fetch its file leads to: why it failed, read from Meta's
+//! answer ([`MediaFailure`]), and what the job does next ([`media_next_step`]). A download is
+//! worth retrying while its media id lives (7 days from the webhook), and only an error that
+//! cannot change gives it up early: an outage or a refused token must not lose a customer's
+//! photo (Chatwoot loses the attachment on one 503 of the lookup, chatwoot#15754).
+
+use super::{GraphError, Retry, backoff, classify, is_outage};
+use std::time::Duration;
+
+/// Attempts at a media download that Meta answered but did not serve, before it is given up
+/// (9-17 minutes of backoff).
+pub const MAX_MEDIA_ATTEMPTS: u32 = 10;
+
+/// How long a media id from a webhook lives at Meta: past it, no attempt can fetch the file.
+pub const MEDIA_ID_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// How long a download whose token Meta refused waits before it tries again by itself (the
+/// longest backoff); a new token makes it due at once.
+pub const MEDIA_TOKEN_WAIT: Duration = Duration::from_secs(300);
+
+/// Why a download did not fetch its file, by what follows from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaFailure {
+    /// Retrying cannot help (the media id is gone, the bytes do not match).
+    Permanent(String),
+    /// Worth a few more tries ([`MAX_MEDIA_ATTEMPTS`]): an expired URL, an error Meta gives no
+    /// reason to expect to change.
+    Retry(String),
+    /// Meta could not be reached: no answer, a 5xx, one of its throttles or transient errors.
+    /// Tried again until the media id expires: an outage never uses up a download, as it never
+    /// fails a send by count.
+    Unreachable(String),
+    /// Meta refused the access token: the channel waits for a new one, and the download with
+    /// it, its attempt given back (a token expired overnight must not fail a night's photos).
+    TokenRefused(String),
+}
+
+impl MediaFailure {
+    /// Meta's words, or ours, for what went wrong.
+    pub fn why(&self) -> &str {
+        match self {
+            MediaFailure::Permanent(why)
+            | MediaFailure::Retry(why)
+            | MediaFailure::Unreachable(why)
+            | MediaFailure::TokenRefused(why) => why,
+        }
+    }
+}
+
+/// What a media lookup (`GET /{version}/{media-id}`) that Meta answered with an error means.
+pub fn media_lookup_failure(error: &GraphError, media_id: &str) -> MediaFailure {
+    if error.code == Some(100) || error.http_status == 404 {
+        return MediaFailure::Permanent(format!(
+            "media id {media_id} no longer exists at Meta (ids from webhooks live 7 days): {}",
+            error.message
+        ));
+    }
+    match classify(error) {
+        Retry::Credentials => MediaFailure::TokenRefused(error.message.clone()),
+        _ if error.http_status == 401 => MediaFailure::TokenRefused(error.message.clone()),
+        Retry::Backoff => MediaFailure::Unreachable(error.message.clone()),
+        _ if is_outage(error) => MediaFailure::Unreachable(error.message.clone()),
+        _ => MediaFailure::Retry(error.message.clone()),
+    }
+}
+
+/// What a download URL's answer other than 200 means.
+pub fn media_download_failure(status: u16) -> MediaFailure {
+    match status {
+        401 => MediaFailure::TokenRefused("the download URL answered 401: the access token was refused".to_string()),
+        500.. => MediaFailure::Unreachable(format!("the download URL answered {status}")),
+        // An expired URL answers 404: the next attempt asks for a new one.
+        _ => MediaFailure::Retry(format!("the download URL answered {status}")),
+    }
+}
+
+/// What a download that did not fetch its file does next.
+#[derive(Debug, PartialEq)]
+pub enum MediaNextStep {
+    /// Back in the queue, due after this long.
+    RetryIn(Duration),
+    /// Waits for a new token ([`MEDIA_TOKEN_WAIT`]), its attempt given back; the channel is
+    /// paused as a refused send pauses it.
+    WaitForToken,
+    /// Given up, with why.
+    GiveUp(String),
+}
+
+/// The rule for a download that did not fetch its file, after `attempts` attempts (this one
+/// included), `waited` since its message came; `jitter` as for [`backoff`].
+pub fn media_next_step(failure: &MediaFailure, attempts: u32, waited: Duration, jitter: f64) -> MediaNextStep {
+    let delay = backoff(Retry::Backoff, attempts, jitter);
+    match failure {
+        MediaFailure::Permanent(why) => MediaNextStep::GiveUp(why.clone()),
+        MediaFailure::TokenRefused(why) if waited + MEDIA_TOKEN_WAIT >= MEDIA_ID_LIFETIME => MediaNextStep::GiveUp(
+            format!("the access token was refused until the media id expired (ids from webhooks live 7 days): {why}"),
+        ),
+        MediaFailure::TokenRefused(_) => MediaNextStep::WaitForToken,
+        MediaFailure::Unreachable(why) if waited + delay >= MEDIA_ID_LIFETIME => MediaNextStep::GiveUp(format!(
+            "Meta could not be reached until the media id expired (ids from webhooks live 7 days): {why}"
+        )),
+        MediaFailure::Retry(why) if attempts >= MAX_MEDIA_ATTEMPTS => {
+            MediaNextStep::GiveUp(format!("gave up after {attempts} attempts: {why}"))
+        }
+        MediaFailure::Unreachable(_) | MediaFailure::Retry(_) => MediaNextStep::RetryIn(delay),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(http_status: u16, code: Option<i64>) -> GraphError {
+        GraphError { code, http_status, message: "from Meta".to_string(), details: None }
+    }
+
+    fn kind(failure: &MediaFailure) -> &'static str {
+        match failure {
+            MediaFailure::Permanent(_) => "permanent",
+            MediaFailure::Retry(_) => "retry",
+            MediaFailure::Unreachable(_) => "unreachable",
+            MediaFailure::TokenRefused(_) => "token",
+        }
+    }
+
+    #[test]
+    fn a_lookup_error_is_read_by_what_can_change_it() {
+        let cases = [
+            (error(400, Some(100)), "permanent"),
+            (error(404, None), "permanent"),
+            (error(401, Some(190)), "token"),
+            (error(400, Some(0)), "token"),
+            (error(401, None), "token"),
+            (error(0, None), "unreachable"),
+            (error(503, None), "unreachable"),
+            (error(500, Some(131000)), "unreachable"),
+            (error(400, Some(130429)), "unreachable"),
+            (error(429, None), "unreachable"),
+            (error(400, Some(131052)), "retry"),
+            (error(403, None), "retry"),
+        ];
+        for (e, expected) in cases {
+            assert_eq!(kind(&media_lookup_failure(&e, "1234")), expected, "{e:?}");
+        }
+        assert!(media_lookup_failure(&error(400, Some(100)), "1234").why().contains("media id 1234 no longer exists"));
+        assert_eq!(kind(&media_download_failure(401)), "token");
+        assert_eq!(kind(&media_download_failure(502)), "unreachable");
+        assert_eq!(kind(&media_download_failure(404)), "retry", "an expired URL is asked for again");
+    }
+
+    #[test]
+    fn an_outage_is_retried_until_the_media_id_expires_and_other_errors_a_few_times() {
+        let hour = Duration::from_secs(3600);
+        let unreachable = MediaFailure::Unreachable("connection refused".to_string());
+        // Far past the attempts that give up on other errors, while the id lives: retried, at
+        // the longest backoff.
+        assert_eq!(media_next_step(&unreachable, 60, 24 * hour, 0.5), MediaNextStep::RetryIn(Duration::from_secs(300)));
+        // A retry that would come after the 7 days: given up, saying why.
+        match media_next_step(&unreachable, 3, MEDIA_ID_LIFETIME - Duration::from_secs(2), 0.5) {
+            MediaNextStep::GiveUp(why) => {
+                assert!(why.contains("media id expired") && why.contains("connection refused"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let retry = MediaFailure::Retry("the download URL answered 403".to_string());
+        assert!(matches!(media_next_step(&retry, MAX_MEDIA_ATTEMPTS - 1, hour, 0.5), MediaNextStep::RetryIn(_)));
+        assert!(matches!(
+            media_next_step(&retry, MAX_MEDIA_ATTEMPTS, hour, 0.5),
+            MediaNextStep::GiveUp(why) if why.starts_with("gave up after 10 attempts")
+        ));
+        // A refused token waits for a new one however often it was refused, until the id expires.
+        let token = MediaFailure::TokenRefused("Session has expired".to_string());
+        assert_eq!(media_next_step(&token, 500, 6 * 24 * hour, 0.5), MediaNextStep::WaitForToken);
+        assert!(matches!(
+            media_next_step(&token, 500, MEDIA_ID_LIFETIME, 0.5),
+            MediaNextStep::GiveUp(why) if why.contains("Session has expired")
+        ));
+        // What cannot change is not retried.
+        let gone = MediaFailure::Permanent("gone".to_string());
+        assert_eq!(media_next_step(&gone, 1, hour, 0.5), MediaNextStep::GiveUp("gone".to_string()));
+    }
+}
