@@ -6001,6 +6001,25 @@ $$;
 CREATE TRIGGER wa_channel_secrets_kept BEFORE DELETE ON wa_channel_secrets
     FOR EACH ROW EXECUTE FUNCTION _wa_channel_secrets_kept();
 
+-- (TRUNCATE runs no row trigger: the same rule for it, after the TRUNCATE, so that
+-- TRUNCATE wa_channels CASCADE, which empties both, passes.)
+CREATE FUNCTION _wa_channel_secrets_truncated() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.wa_channels) THEN
+        RAISE EXCEPTION 'the channels cannot lose their credentials while they exist'
+            USING ERRCODE = 'integrity_constraint_violation',
+                  HINT = 'Replace an access token with wa_set_access_token(), or delete the channels themselves (DELETE FROM wa_channels), which deletes their credentials.';
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER wa_channel_secrets_kept_on_truncate AFTER TRUNCATE ON wa_channel_secrets
+    FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_secrets_truncated();
+
 -- Issue 29 (found measuring the media wake): media downloads through a refused token and an
 -- outage. A refused token pauses the channel and the download waits for a new one without using
 -- up an attempt; the claim says how long a job has waited, so that the delivery worker retries

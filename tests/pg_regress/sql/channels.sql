@@ -93,6 +93,8 @@ SELECT wa_sync_templates('ch-support'); \echo :SQLSTATE
 -- them): deleting them alone is refused, with what to do instead, and they stay.
 DELETE FROM wa_channel_secrets s USING wa_channels c WHERE c.id = s.channel_id AND c.name = 'ch-support'; \echo :SQLSTATE
 SELECT count(*) AS secrets_kept FROM wa_channel_secrets s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = 'ch-support';
+TRUNCATE wa_channel_secrets; \echo :SQLSTATE
+SELECT count(*) AS secrets_kept FROM wa_channel_secrets;
 
 -- A channel is removed with DELETE; its secrets go with it.
 DELETE FROM wa_channels WHERE name IN ('ch-support', 'ch_2');
