@@ -6021,9 +6021,9 @@ CREATE TRIGGER wa_channel_secrets_kept_on_truncate AFTER TRUNCATE ON wa_channel_
     FOR EACH STATEMENT EXECUTE FUNCTION _wa_channel_secrets_truncated();
 
 -- Issue 29 (found measuring the media wake): media downloads through a refused token and an
--- outage. A refused token pauses the channel and the download waits for a new one without using
--- up an attempt; the claim says how long a job has waited, so that the delivery worker retries
--- while Meta is out of reach until the media id's 7 days are over (src/media/download.rs).
+-- outage. A refused token pauses the channel and the downloads wait for a new one; an outage
+-- is waited out; neither uses up an attempt. The claim says how long a job has waited, so that
+-- the delivery worker gives up only once the media id's 7 days are over (src/media/download.rs).
 -- (wa_set_access_token, above, makes the channel's downloads due at once.)
 DROP FUNCTION _wa_claim_media(integer, text);
 -- Up to max_jobs due downloads, marked 'downloading' with one more attempt, each with what its
@@ -6052,23 +6052,50 @@ BEGIN
 END
 $$;
 
--- A download whose channel's access token Meta refused. The channel is paused, as a refused
--- send pauses it (unless it is paused already: wa_channel_health says why, and a new pause
--- at every refused download would wake the workers each time), and the download waits
--- `wait_seconds` with its attempt given back: the file stays at Meta for 7 days, and
--- wa_set_access_token() makes the channel's downloads due at once.
-CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, reason text, wait_seconds double precision) RETURNS void
+-- A download Meta could not be reached for (no answer, a 5xx, a throttle): back in the queue
+-- after `wait_seconds`, its attempt given back. An outage never uses up a download's attempts
+-- (as it never fails a send by count); the delivery worker gives it up only once its media
+-- id has expired (src/media/download.rs).
+CREATE FUNCTION _wa_media_waits_out_outage(p_message_id bigint, p_error text, wait_seconds double precision) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
-    UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason
-      FROM @extschema@.wa_media j
-     WHERE j.message_id = p_message_id AND c.id = j.channel_id AND c.paused_at IS NULL;
     UPDATE @extschema@.wa_media j
-       SET status = 'pending', attempts = j.attempts - 1, error = reason, updated_at = pg_catalog.now(),
+       SET status = 'pending', attempts = j.attempts - 1, error = p_error, updated_at = pg_catalog.now(),
            next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
      WHERE j.message_id = p_message_id AND j.status = 'downloading';
 END;
+
+-- A download whose access token Meta refused (`refused_token`, the one it was tried with). Its
+-- attempt is given back: the file stays at Meta for 7 days, and a new token fetches it.
+-- - While the channel still has that token: the channel is paused, as a refused send pauses
+--   it (once: every UPDATE of wa_channels wakes both workers, changed row or not), and this
+--   download and the channel's other waiting ones wait `wait_seconds`, so that a refused
+--   token costs one call per download slot each time, not one per photo.
+--   wa_set_access_token() makes them due at once.
+-- - When the token was replaced while the call was out: due again at once, with the new one.
+CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, refused_token text, reason text, wait_seconds double precision)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    channel bigint := (SELECT j.channel_id FROM @extschema@.wa_media j WHERE j.message_id = p_message_id);
+    due timestamptz := pg_catalog.now();
+BEGIN
+    IF EXISTS (SELECT FROM @extschema@.wa_channel_secrets s WHERE s.channel_id = channel AND s.access_token = refused_token) THEN
+        due := pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds);
+        IF EXISTS (SELECT FROM @extschema@.wa_channels c WHERE c.id = channel AND c.paused_at IS NULL) THEN
+            UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason WHERE c.id = channel;
+        END IF;
+        UPDATE @extschema@.wa_media j SET next_attempt_at = due
+         WHERE j.channel_id = channel AND j.status = 'pending' AND j.next_attempt_at < due;
+    END IF;
+    UPDATE @extschema@.wa_media j
+       SET status = 'pending', attempts = j.attempts - 1, error = reason, updated_at = pg_catalog.now(), next_attempt_at = due
+     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+END
+$$;
 
 SELECT _wa_plan_hot_paths();
 SELECT _wa_apply_privileges();

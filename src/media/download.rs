@@ -61,7 +61,21 @@ impl Download {
     }
 }
 
-fn get(agent: &Agent, url: &str, access_token: &str, timeout: Duration, limit: u64) -> Result<(u16, Vec<u8>), String> {
+/// Why a GET brought back no answer to read.
+enum GetError {
+    /// The answer is longer than the limit asked for.
+    TooLarge,
+    /// No answer, or one cut short: Meta is out of reach.
+    Transport(String),
+}
+
+fn get(
+    agent: &Agent,
+    url: &str,
+    access_token: &str,
+    timeout: Duration,
+    limit: u64,
+) -> Result<(u16, Vec<u8>), GetError> {
     let mut r = agent
         .get(url)
         .config()
@@ -69,16 +83,22 @@ fn get(agent: &Agent, url: &str, access_token: &str, timeout: Duration, limit: u
         .build()
         .header("Authorization", format!("Bearer {access_token}"))
         .call()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| GetError::Transport(e.to_string()))?;
     let status = r.status().as_u16();
-    let body = r.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| format!("reading the answer: {e}"))?;
+    let body = r.body_mut().with_config().limit(limit).read_to_vec().map_err(|e| match e {
+        ureq::Error::BodyExceedsLimit(_) => GetError::TooLarge,
+        e => GetError::Transport(format!("reading the answer: {e}")),
+    })?;
     Ok((status, body))
 }
 
 /// Asks for a fresh URL (they live 5 minutes), then fetches the bytes with the token.
 pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResult {
     let info = match get(agent, &d.info_url, d.access_token.expose(), timeout, 1 << 20) {
-        Err(e) => return MediaFailure::Unreachable(e).into(),
+        Err(GetError::Transport(e)) => return MediaFailure::Unreachable(e).into(),
+        Err(GetError::TooLarge) => {
+            return MediaFailure::Retry("the media lookup answered more than 1 MB".to_string()).into();
+        }
         Ok((status, body)) => match graph_api::parse_media_info(status, &body) {
             Ok(info) => info,
             Err(e) => return graph_api::media_lookup_failure(&e, &d.media_id).into(),
@@ -92,15 +112,16 @@ pub fn download(agent: &Agent, d: &Download, timeout: Duration) -> DownloadResul
         let why = "only metadata is kept (whatsapp_channel.media_download = 'metadata')".to_string();
         return DownloadResult::Skipped { mime_type: info.mime_type, size: info.file_size, why };
     }
-    let bytes = match get(agent, &info.url, d.access_token.expose(), timeout, d.max_bytes + 1) {
-        Err(e) => return MediaFailure::Unreachable(e).into(),
+    let bytes = match get(agent, &info.url, d.access_token.expose(), timeout, d.max_bytes) {
+        Err(GetError::Transport(e)) => return MediaFailure::Unreachable(e).into(),
+        // (Meta said a smaller size, or none.)
+        Err(GetError::TooLarge) => {
+            let why = format!("larger than whatsapp_channel.max_media_bytes ({} bytes)", d.max_bytes);
+            return DownloadResult::Skipped { mime_type: info.mime_type, size: info.file_size, why };
+        }
         Ok((200, bytes)) => bytes,
         Ok((status, _)) => return graph_api::media_download_failure(status).into(),
     };
-    if bytes.len() as u64 > d.max_bytes {
-        let why = format!("larger than whatsapp_channel.max_media_bytes ({} bytes)", d.max_bytes);
-        return DownloadResult::Skipped { mime_type: info.mime_type, size: Some(bytes.len() as u64), why };
-    }
     let expected = d.expected_sha256.as_deref().or(info.sha256.as_deref());
     if let Some(expected) = expected.filter(|e| !graph_api::sha256_matches(&bytes, e)) {
         return MediaFailure::Permanent(format!(
@@ -147,13 +168,22 @@ pub fn record_download(job: &MediaJob, result: &DownloadResult) -> GlobalCounter
             store::finish_media(job.message_id, MediaStatus::Pending, finish);
             GlobalCounter::MediaRetried
         }
+        MediaNextStep::WaitOutOutage(wait) => {
+            store::media_waits_out_outage(job.message_id, why, wait);
+            GlobalCounter::MediaRetried
+        }
         MediaNextStep::WaitForToken => {
             let hint = graph_api::hint(Some(190)).unwrap_or_default();
             warning!(
                 "whatsapp_channel: the Graph API refused the access token for the media of message {} ({why}); the channel is paused and its downloads wait for wa_set_access_token(). {hint}",
                 job.message_id
             );
-            store::media_waits_for_token(job.message_id, &format!("{why}: {hint}"), MEDIA_TOKEN_WAIT);
+            store::media_waits_for_token(
+                job.message_id,
+                &job.access_token,
+                &format!("{why}: {hint}"),
+                MEDIA_TOKEN_WAIT,
+            );
             GlobalCounter::MediaRetried
         }
         MediaNextStep::GiveUp(why) => {

@@ -75,12 +75,22 @@ pub fn finish_media(message_id: i64, status: MediaStatus, finish: Finish) {
     ));
 }
 
-/// A download whose access token Meta refused: the channel paused and the job waiting `wait`,
-/// its attempt given back (see _wa_media_waits_for_token).
-pub fn media_waits_for_token(message_id: i64, reason: &str, wait: std::time::Duration) {
+/// A download Meta could not be reached for: due again after `wait`, its attempt given back
+/// (see _wa_media_waits_out_outage).
+pub fn media_waits_out_outage(message_id: i64, error: &str, wait: std::time::Duration) {
     ok(Spi::run_with_args(
-        "SELECT _wa_media_waits_for_token($1, $2, $3)",
-        &[message_id.into(), reason.into(), wait.as_secs_f64().into()],
+        "SELECT _wa_media_waits_out_outage($1, $2, $3)",
+        &[message_id.into(), error.into(), wait.as_secs_f64().into()],
+    ));
+}
+
+/// A download whose access token (`refused`) Meta refused: its channel paused and its downloads
+/// waiting `wait` while the channel still has that token, its attempt given back (see
+/// _wa_media_waits_for_token).
+pub fn media_waits_for_token(message_id: i64, refused: &Secret, reason: &str, wait: std::time::Duration) {
+    ok(Spi::run_with_args(
+        "SELECT _wa_media_waits_for_token($1, $2, $3, $4)",
+        &[message_id.into(), refused.expose().into(), reason.into(), wait.as_secs_f64().into()],
     ));
 }
 

@@ -30,6 +30,35 @@ SELECT wa_media_content(:photo) IS NULL AS skipped;
 SELECT wa_media_content(-1) IS NULL AS unknown;
 SELECT wa_media_content(NULL) IS NULL AS null_id;
 
+-- What the delivery worker writes when Meta refuses the channel's token (190; written by hand
+-- here). While the channel still has the refused token: the channel is paused saying why, and
+-- the download, its attempt given back, waits 5 minutes with the channel's other waiting ones.
+-- wa_set_access_token() resumes the channel and makes them due at once. A refusal of the old
+-- token that comes back after it was replaced leaves the channel running and the download due.
+SELECT * FROM wa_replay_webhook_events(regress_webhook('media', jsonb_build_object(
+    'contacts', '[{"profile": {"name": "Ann"}, "wa_id": "15551234567"}]'::jsonb,
+    'messages', jsonb_build_array(jsonb_build_object(
+        'from', '15551234567', 'id', 'wamid.media.in.2', 'timestamp', extract(epoch FROM now())::bigint::text,
+        'type', 'image', 'image', '{"id": "987654322", "mime_type": "image/png", "sha256": "q83w"}'::jsonb)))));
+SELECT id AS photo2 FROM wa_messages WHERE wamid = 'wamid.media.in.2' \gset
+SELECT s.access_token AS old_token FROM wa_channel_secrets s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = 'media' \gset
+UPDATE wa_media SET status = 'downloading', attempts = 1, error = NULL WHERE message_id = :photo;
+SELECT _wa_media_waits_for_token(:photo, :'old_token', 'Invalid OAuth access token: the access token has expired', 300);
+SELECT paused_reason FROM wa_channels WHERE name = 'media';
+SELECT message_id = :photo AS refused_one, status, attempts, error, next_attempt_at > now() + interval '290 s' AS waits
+  FROM wa_media WHERE message_id IN (:photo, :photo2) ORDER BY message_id;
+SELECT wa_set_access_token('media', 'EAAGmediatokennew0000');
+SELECT paused_at IS NULL AS resumed FROM wa_channels WHERE name = 'media';
+SELECT message_id = :photo AS refused_one, next_attempt_at <= now() AS due FROM wa_media WHERE message_id IN (:photo, :photo2) ORDER BY message_id;
+UPDATE wa_media SET status = 'downloading', attempts = 1 WHERE message_id = :photo;
+SELECT _wa_media_waits_for_token(:photo, :'old_token', 'Invalid OAuth access token: the access token has expired', 300);
+SELECT paused_at IS NULL AS still_running FROM wa_channels WHERE name = 'media';
+SELECT status, attempts, next_attempt_at <= now() AS due FROM wa_media WHERE message_id = :photo;
+-- Meta out of reach: the download waits it out, its attempt given back.
+UPDATE wa_media SET status = 'downloading', attempts = 1 WHERE message_id = :photo;
+SELECT _wa_media_waits_out_outage(:photo, 'connection refused', 30);
+SELECT status, attempts, error, next_attempt_at > now() + interval '20 s' AS waits FROM wa_media WHERE message_id = :photo;
+
 -- wa_upload_media: refused before any call for an empty file, a type that is no MIME type, an
 -- unknown channel; a Graph API that does not answer is a connection failure (postgresql.conf).
 SELECT wa_upload_media('media', ''::bytea, 'image/png'); \echo :SQLSTATE

@@ -8,7 +8,8 @@ use super::{GraphError, Retry, backoff, classify, is_outage};
 use std::time::Duration;
 
 /// Attempts at a media download that Meta answered but did not serve, before it is given up
-/// (9-17 minutes of backoff).
+/// (8.5-13.5 minutes of backoff). Attempts out of reach of Meta or with a refused token are
+/// given back, so they never count towards it.
 pub const MAX_MEDIA_ATTEMPTS: u32 = 10;
 
 /// How long a media id from a webhook lives at Meta: past it, no attempt can fetch the file.
@@ -27,8 +28,8 @@ pub enum MediaFailure {
     /// reason to expect to change.
     Retry(String),
     /// Meta could not be reached: no answer, a 5xx, one of its throttles or transient errors.
-    /// Tried again until the media id expires: an outage never uses up a download, as it never
-    /// fails a send by count.
+    /// Tried again until the media id expires, the attempt given back: an outage never uses up
+    /// a download, as it never fails a send by count.
     Unreachable(String),
     /// Meta refused the access token: the channel waits for a new one, and the download with
     /// it, its attempt given back (a token expired overnight must not fail a night's photos).
@@ -64,12 +65,12 @@ pub fn media_lookup_failure(error: &GraphError, media_id: &str) -> MediaFailure 
     }
 }
 
-/// What a download URL's answer other than 200 means.
+/// What a download URL's answer other than 200 means. (Not a refused token, even for a 401:
+/// the lookup just took the same token, and a pause would stop the channel's sends for a
+/// token that works. An expired URL answers 404: the next attempt asks for a new one.)
 pub fn media_download_failure(status: u16) -> MediaFailure {
     match status {
-        401 => MediaFailure::TokenRefused("the download URL answered 401: the access token was refused".to_string()),
         500.. => MediaFailure::Unreachable(format!("the download URL answered {status}")),
-        // An expired URL answers 404: the next attempt asks for a new one.
         _ => MediaFailure::Retry(format!("the download URL answered {status}")),
     }
 }
@@ -77,32 +78,44 @@ pub fn media_download_failure(status: u16) -> MediaFailure {
 /// What a download that did not fetch its file does next.
 #[derive(Debug, PartialEq)]
 pub enum MediaNextStep {
-    /// Back in the queue, due after this long.
+    /// Back in the queue, due after this long: the attempt counts towards [`MAX_MEDIA_ATTEMPTS`].
     RetryIn(Duration),
-    /// Waits for a new token ([`MEDIA_TOKEN_WAIT`]), its attempt given back; the channel is
-    /// paused as a refused send pauses it.
+    /// Back in the queue, due after this long, the attempt given back: Meta was out of reach.
+    WaitOutOutage(Duration),
+    /// Waits for a new token ([`MEDIA_TOKEN_WAIT`]), its attempt given back, and so do the
+    /// channel's other downloads; the channel is paused as a refused send pauses it.
     WaitForToken,
     /// Given up, with why.
     GiveUp(String),
 }
 
-/// The rule for a download that did not fetch its file, after `attempts` attempts (this one
-/// included), `waited` since its message came; `jitter` as for [`backoff`].
+/// How long a download waits while Meta is out of reach, from how long it has waited already
+/// (its attempts are given back, so they cannot say): half of that, from 1 s to 5 minutes,
+/// spread by `jitter` in [0, 1) so that a recovering API is not hit in lockstep.
+pub fn media_outage_wait(waited: Duration, jitter: f64) -> Duration {
+    let half = waited.as_secs_f64() / 2.0;
+    Duration::from_secs_f64((half.max(1.0) * (1.0 + jitter)).min(MEDIA_TOKEN_WAIT.as_secs_f64()))
+}
+
+/// The rule for a download that did not fetch its file, after `attempts` counted attempts (this
+/// one included), `waited` since its message came; `jitter` as for [`backoff`].
 pub fn media_next_step(failure: &MediaFailure, attempts: u32, waited: Duration, jitter: f64) -> MediaNextStep {
     let delay = backoff(Retry::Backoff, attempts, jitter);
+    let outage_wait = media_outage_wait(waited, jitter);
     match failure {
         MediaFailure::Permanent(why) => MediaNextStep::GiveUp(why.clone()),
         MediaFailure::TokenRefused(why) if waited + MEDIA_TOKEN_WAIT >= MEDIA_ID_LIFETIME => MediaNextStep::GiveUp(
             format!("the access token was refused until the media id expired (ids from webhooks live 7 days): {why}"),
         ),
         MediaFailure::TokenRefused(_) => MediaNextStep::WaitForToken,
-        MediaFailure::Unreachable(why) if waited + delay >= MEDIA_ID_LIFETIME => MediaNextStep::GiveUp(format!(
+        MediaFailure::Unreachable(why) if waited + outage_wait >= MEDIA_ID_LIFETIME => MediaNextStep::GiveUp(format!(
             "Meta could not be reached until the media id expired (ids from webhooks live 7 days): {why}"
         )),
+        MediaFailure::Unreachable(_) => MediaNextStep::WaitOutOutage(outage_wait),
         MediaFailure::Retry(why) if attempts >= MAX_MEDIA_ATTEMPTS => {
             MediaNextStep::GiveUp(format!("gave up after {attempts} attempts: {why}"))
         }
-        MediaFailure::Unreachable(_) | MediaFailure::Retry(_) => MediaNextStep::RetryIn(delay),
+        MediaFailure::Retry(_) => MediaNextStep::RetryIn(delay),
     }
 }
 
@@ -143,7 +156,7 @@ mod tests {
             assert_eq!(kind(&media_lookup_failure(&e, "1234")), expected, "{e:?}");
         }
         assert!(media_lookup_failure(&error(400, Some(100)), "1234").why().contains("media id 1234 no longer exists"));
-        assert_eq!(kind(&media_download_failure(401)), "token");
+        assert_eq!(kind(&media_download_failure(401)), "retry", "the lookup just took the token");
         assert_eq!(kind(&media_download_failure(502)), "unreachable");
         assert_eq!(kind(&media_download_failure(404)), "retry", "an expired URL is asked for again");
     }
@@ -152,9 +165,17 @@ mod tests {
     fn an_outage_is_retried_until_the_media_id_expires_and_other_errors_a_few_times() {
         let hour = Duration::from_secs(3600);
         let unreachable = MediaFailure::Unreachable("connection refused".to_string());
-        // Far past the attempts that give up on other errors, while the id lives: retried, at
-        // the longest backoff.
-        assert_eq!(media_next_step(&unreachable, 60, 24 * hour, 0.5), MediaNextStep::RetryIn(Duration::from_secs(300)));
+        // While the id lives: waited out, its attempt given back, half the time waited so far
+        // (at least 1 s, at most 5 minutes, spread by the jitter).
+        assert_eq!(
+            media_next_step(&unreachable, 1, Duration::ZERO, 0.5),
+            MediaNextStep::WaitOutOutage(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            media_next_step(&unreachable, 1, Duration::from_secs(60), 0.0),
+            MediaNextStep::WaitOutOutage(Duration::from_secs(30))
+        );
+        assert_eq!(media_next_step(&unreachable, 1, 24 * hour, 0.5), MediaNextStep::WaitOutOutage(MEDIA_TOKEN_WAIT));
         // A retry that would come after the 7 days: given up, saying why.
         match media_next_step(&unreachable, 3, MEDIA_ID_LIFETIME - Duration::from_secs(2), 0.5) {
             MediaNextStep::GiveUp(why) => {
