@@ -40,8 +40,14 @@ BEGIN
     UPDATE @extschema@.wa_channel_secrets s SET access_token = wa_set_access_token.access_token WHERE s.channel_id = ch_id;
     -- (wa_channels_wake wakes the delivery worker for the resumed queue.)
     UPDATE @extschema@.wa_channels c SET paused_at = NULL, paused_reason = NULL WHERE c.id = ch_id;
+    -- (SKIP LOCKED: the delivery worker may hold one of them while it waits for this call's
+    -- credentials row in _wa_media_waits_for_token, and waiting for it would deadlock. A
+    -- download it is putting back for the old token becomes due with the new one there;
+    -- another it recorded in the same turn keeps its own due time.)
     UPDATE @extschema@.wa_media j SET next_attempt_at = pg_catalog.now()
-     WHERE j.channel_id = ch_id AND j.status = 'pending' AND j.next_attempt_at > pg_catalog.now();
+     WHERE j.message_id IN (SELECT w.message_id FROM @extschema@.wa_media w
+                             WHERE w.channel_id = ch_id AND w.status = 'pending' AND w.next_attempt_at > pg_catalog.now()
+                               FOR UPDATE SKIP LOCKED);
     IF FOUND THEN
         PERFORM @extschema@._wa_wake_media();
     END IF;

@@ -33,28 +33,39 @@ END
 $$;
 
 -- A download Meta could not be reached for (no answer, a 5xx, a throttle): back in the queue
--- after `wait_seconds`, its attempt given back. An outage never uses up a download's attempts
--- (as it never fails a send by count); the delivery worker gives it up only once its media
--- id has expired (src/media/download.rs).
+-- after `wait_seconds`, its attempt given back, and the channel's other waiting downloads wait
+-- at least as long, so that an outage is probed by one call per download slot, not one per
+-- photo. An outage never uses up a download's attempts (as it never fails a send by count);
+-- the delivery worker gives it up only once its media id has expired (src/media/download.rs).
 CREATE FUNCTION _wa_media_waits_out_outage(p_message_id bigint, p_error text, wait_seconds double precision) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
+    UPDATE @extschema@.wa_media j
+       SET next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
+      FROM @extschema@.wa_media this
+     WHERE this.message_id = p_message_id AND j.channel_id = this.channel_id AND j.status = 'pending'
+       AND j.next_attempt_at < pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds);
     UPDATE @extschema@.wa_media j
        SET status = 'pending', attempts = j.attempts - 1, error = p_error, updated_at = pg_catalog.now(),
            next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
      WHERE j.message_id = p_message_id AND j.status = 'downloading';
 END;
 
--- A download whose access token Meta refused (`refused_token`, the one it was tried with). Its
+-- A download whose access token Meta refused. `refused_token_sha256` is the hex SHA-256 of the
+-- token it was tried with (the token itself is in no statement, parameter or log line). Its
 -- attempt is given back: the file stays at Meta for 7 days, and a new token fetches it.
 -- - While the channel still has that token: the channel is paused, as a refused send pauses
 --   it (once: every UPDATE of wa_channels wakes both workers, changed row or not), and this
 --   download and the channel's other waiting ones wait `wait_seconds`, so that a refused
---   token costs one call per download slot each time, not one per photo.
+--   token costs one call per download slot each time, plus one per photo that comes meanwhile.
 --   wa_set_access_token() makes them due at once.
--- - When the token was replaced while the call was out: due again at once, with the new one.
-CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, refused_token text, reason text, wait_seconds double precision)
+-- - When the token was replaced while the call was out, or is being replaced now: due again at
+--   once, with the new one. (The credentials row is read FOR SHARE, which waits for a
+--   wa_set_access_token() in progress and then reads its token: a late refusal of the old
+--   token never pauses a channel that has a new one. wa_set_access_token locks in the same
+--   order: credentials, channel, downloads.)
+CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, refused_token_sha256 text, reason text, wait_seconds double precision)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -63,7 +74,11 @@ DECLARE
     channel bigint := (SELECT j.channel_id FROM @extschema@.wa_media j WHERE j.message_id = p_message_id);
     due timestamptz := pg_catalog.now();
 BEGIN
-    IF EXISTS (SELECT FROM @extschema@.wa_channel_secrets s WHERE s.channel_id = channel AND s.access_token = refused_token) THEN
+    PERFORM FROM @extschema@.wa_channel_secrets s
+      WHERE s.channel_id = channel
+        AND pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s.access_token, 'UTF8')), 'hex') = refused_token_sha256
+        FOR SHARE;
+    IF FOUND THEN
         due := pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds);
         IF EXISTS (SELECT FROM @extschema@.wa_channels c WHERE c.id = channel AND c.paused_at IS NULL) THEN
             UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason WHERE c.id = channel;

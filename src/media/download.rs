@@ -175,7 +175,7 @@ pub fn record_download(job: &MediaJob, result: &DownloadResult) -> GlobalCounter
         MediaNextStep::WaitForToken => {
             let hint = graph_api::hint(Some(190)).unwrap_or_default();
             warning!(
-                "whatsapp_channel: the Graph API refused the access token for the media of message {} ({why}); the channel is paused and its downloads wait for wa_set_access_token(). {hint}",
+                "whatsapp_channel: the Graph API refused the access token for the media of message {} ({why}); unless the token was replaced meanwhile, the channel is paused and its downloads wait for wa_set_access_token(). {hint}",
                 job.message_id
             );
             store::media_waits_for_token(

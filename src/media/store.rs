@@ -86,11 +86,12 @@ pub fn media_waits_out_outage(message_id: i64, error: &str, wait: std::time::Dur
 
 /// A download whose access token (`refused`) Meta refused: its channel paused and its downloads
 /// waiting `wait` while the channel still has that token, its attempt given back (see
-/// _wa_media_waits_for_token).
+/// _wa_media_waits_for_token). The token goes as its SHA-256, never as a parameter itself.
 pub fn media_waits_for_token(message_id: i64, refused: &Secret, reason: &str, wait: std::time::Duration) {
+    let refused_sha256 = whatsapp_cloud::graph_api::sha256_hex(refused.expose().as_bytes());
     ok(Spi::run_with_args(
         "SELECT _wa_media_waits_for_token($1, $2, $3, $4)",
-        &[message_id.into(), refused.expose().into(), reason.into(), wait.as_secs_f64().into()],
+        &[message_id.into(), refused_sha256.into(), reason.into(), wait.as_secs_f64().into()],
     ));
 }
 

@@ -41,7 +41,9 @@ SELECT * FROM wa_replay_webhook_events(regress_webhook('media', jsonb_build_obje
         'from', '15551234567', 'id', 'wamid.media.in.2', 'timestamp', extract(epoch FROM now())::bigint::text,
         'type', 'image', 'image', '{"id": "987654322", "mime_type": "image/png", "sha256": "q83w"}'::jsonb)))));
 SELECT id AS photo2 FROM wa_messages WHERE wamid = 'wamid.media.in.2' \gset
-SELECT s.access_token AS old_token FROM wa_channel_secrets s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = 'media' \gset
+-- (The worker passes the refused token's SHA-256, not the token.)
+SELECT encode(sha256(convert_to(s.access_token, 'UTF8')), 'hex') AS old_token
+  FROM wa_channel_secrets s JOIN wa_channels c ON c.id = s.channel_id WHERE c.name = 'media' \gset
 UPDATE wa_media SET status = 'downloading', attempts = 1, error = NULL WHERE message_id = :photo;
 SELECT _wa_media_waits_for_token(:photo, :'old_token', 'Invalid OAuth access token: the access token has expired', 300);
 SELECT paused_reason FROM wa_channels WHERE name = 'media';
@@ -54,10 +56,12 @@ UPDATE wa_media SET status = 'downloading', attempts = 1 WHERE message_id = :pho
 SELECT _wa_media_waits_for_token(:photo, :'old_token', 'Invalid OAuth access token: the access token has expired', 300);
 SELECT paused_at IS NULL AS still_running FROM wa_channels WHERE name = 'media';
 SELECT status, attempts, next_attempt_at <= now() AS due FROM wa_media WHERE message_id = :photo;
--- Meta out of reach: the download waits it out, its attempt given back.
+-- Meta out of reach: the download waits it out, its attempt given back, and the channel's
+-- other waiting download waits as long.
 UPDATE wa_media SET status = 'downloading', attempts = 1 WHERE message_id = :photo;
 SELECT _wa_media_waits_out_outage(:photo, 'connection refused', 30);
-SELECT status, attempts, error, next_attempt_at > now() + interval '20 s' AS waits FROM wa_media WHERE message_id = :photo;
+SELECT message_id = :photo AS failed_one, status, attempts, error, next_attempt_at > now() + interval '20 s' AS waits
+  FROM wa_media WHERE message_id IN (:photo, :photo2) ORDER BY message_id;
 
 -- wa_upload_media: refused before any call for an empty file, a type that is no MIME type, an
 -- unknown channel; a Graph API that does not answer is a connection failure (postgresql.conf).

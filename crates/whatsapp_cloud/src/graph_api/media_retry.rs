@@ -57,8 +57,8 @@ pub fn media_lookup_failure(error: &GraphError, media_id: &str) -> MediaFailure 
         ));
     }
     match classify(error) {
+        // (Codes 0 and 190, as for a send: a bare 401 pauses nothing.)
         Retry::Credentials => MediaFailure::TokenRefused(error.message.clone()),
-        _ if error.http_status == 401 => MediaFailure::TokenRefused(error.message.clone()),
         Retry::Backoff => MediaFailure::Unreachable(error.message.clone()),
         _ if is_outage(error) => MediaFailure::Unreachable(error.message.clone()),
         _ => MediaFailure::Retry(error.message.clone()),
@@ -91,10 +91,10 @@ pub enum MediaNextStep {
 
 /// How long a download waits while Meta is out of reach, from how long it has waited already
 /// (its attempts are given back, so they cannot say): half of that, from 1 s to 5 minutes,
-/// spread by `jitter` in [0, 1) so that a recovering API is not hit in lockstep.
+/// times 1 to 2 by `jitter` in [0, 1), so that a recovering API is not hit in lockstep.
 pub fn media_outage_wait(waited: Duration, jitter: f64) -> Duration {
-    let half = waited.as_secs_f64() / 2.0;
-    Duration::from_secs_f64((half.max(1.0) * (1.0 + jitter)).min(MEDIA_TOKEN_WAIT.as_secs_f64()))
+    let half = (waited.as_secs_f64() / 2.0).clamp(1.0, MEDIA_TOKEN_WAIT.as_secs_f64());
+    Duration::from_secs_f64(half * (1.0 + jitter))
 }
 
 /// The rule for a download that did not fetch its file, after `attempts` counted attempts (this
@@ -143,7 +143,7 @@ mod tests {
             (error(404, None), "permanent"),
             (error(401, Some(190)), "token"),
             (error(400, Some(0)), "token"),
-            (error(401, None), "token"),
+            (error(401, None), "retry"),
             (error(0, None), "unreachable"),
             (error(503, None), "unreachable"),
             (error(500, Some(131000)), "unreachable"),
@@ -175,7 +175,11 @@ mod tests {
             media_next_step(&unreachable, 1, Duration::from_secs(60), 0.0),
             MediaNextStep::WaitOutOutage(Duration::from_secs(30))
         );
-        assert_eq!(media_next_step(&unreachable, 1, 24 * hour, 0.5), MediaNextStep::WaitOutOutage(MEDIA_TOKEN_WAIT));
+        assert_eq!(media_next_step(&unreachable, 1, 24 * hour, 0.0), MediaNextStep::WaitOutOutage(MEDIA_TOKEN_WAIT));
+        assert_eq!(
+            media_next_step(&unreachable, 1, 24 * hour, 0.5),
+            MediaNextStep::WaitOutOutage(MEDIA_TOKEN_WAIT * 3 / 2)
+        );
         // A retry that would come after the 7 days: given up, saying why.
         match media_next_step(&unreachable, 3, MEDIA_ID_LIFETIME - Duration::from_secs(2), 0.5) {
             MediaNextStep::GiveUp(why) => {
