@@ -32,12 +32,13 @@ BEGIN
 END
 $$;
 
--- A download Meta could not be reached for (no answer, a 5xx, a throttle): back in the queue
--- after `wait_seconds`, its attempt given back, and the channel's other waiting downloads wait
--- at least as long, so that an outage is probed by one call per download slot, not one per
--- photo. An outage never uses up a download's attempts (as it never fails a send by count);
--- the delivery worker gives it up only once its media id has expired (src/media/download.rs).
-CREATE FUNCTION _wa_media_waits_out_outage(p_message_id bigint, p_error text, wait_seconds double precision) RETURNS void
+-- A download that could not run for a reason not its own (Meta out of reach, its token
+-- refused): back in the queue after `wait_seconds`, its attempt given back, and the channel's
+-- other waiting downloads wait at least as long, so that the cause is probed by one call per
+-- download slot, not one per photo. (A wait of 0 postpones nothing.) Such a download never
+-- uses up its attempts, as an outage never fails a send by count; the delivery worker gives
+-- it up only once its media id has expired (src/media/download.rs).
+CREATE FUNCTION _wa_media_waits(p_message_id bigint, p_error text, wait_seconds double precision) RETURNS void
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 BEGIN ATOMIC
@@ -45,7 +46,7 @@ BEGIN ATOMIC
        SET next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
       FROM @extschema@.wa_media this
      WHERE this.message_id = p_message_id AND j.channel_id = this.channel_id AND j.status = 'pending'
-       AND j.next_attempt_at < pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds);
+       AND wait_seconds > 0 AND j.next_attempt_at < pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds);
     UPDATE @extschema@.wa_media j
        SET status = 'pending', attempts = j.attempts - 1, error = p_error, updated_at = pg_catalog.now(),
            next_attempt_at = pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds)
@@ -53,18 +54,18 @@ BEGIN ATOMIC
 END;
 
 -- A download whose access token Meta refused. `refused_token_sha256` is the hex SHA-256 of the
--- token it was tried with (the token itself is in no statement, parameter or log line). Its
--- attempt is given back: the file stays at Meta for 7 days, and a new token fetches it.
+-- token it was tried with (the token itself is in no statement, parameter or log line).
 -- - While the channel still has that token: the channel is paused, as a refused send pauses
---   it (once: every UPDATE of wa_channels wakes both workers, changed row or not), and this
---   download and the channel's other waiting ones wait `wait_seconds`, so that a refused
---   token costs one call per download slot each time, plus one per photo that comes meanwhile.
---   wa_set_access_token() makes them due at once.
+--   it (once: every UPDATE of wa_channels wakes both workers, changed row or not), and the
+--   download waits `wait_seconds` with the channel's other waiting ones (_wa_media_waits): a
+--   refused token costs one call per download slot each time, plus one per photo that comes
+--   meanwhile. wa_set_access_token() makes them due at once.
 -- - When the token was replaced while the call was out, or is being replaced now: due again at
 --   once, with the new one. (The credentials row is read FOR SHARE, which waits for a
 --   wa_set_access_token() in progress and then reads its token: a late refusal of the old
 --   token never pauses a channel that has a new one. wa_set_access_token locks in the same
 --   order: credentials, channel, downloads.)
+-- Either way its attempt is given back: the file stays at Meta for 7 days.
 CREATE FUNCTION _wa_media_waits_for_token(p_message_id bigint, refused_token_sha256 text, reason text, wait_seconds double precision)
 RETURNS void
 LANGUAGE plpgsql
@@ -72,23 +73,19 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     channel bigint := (SELECT j.channel_id FROM @extschema@.wa_media j WHERE j.message_id = p_message_id);
-    due timestamptz := pg_catalog.now();
 BEGIN
     PERFORM FROM @extschema@.wa_channel_secrets s
       WHERE s.channel_id = channel
         AND pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to(s.access_token, 'UTF8')), 'hex') = refused_token_sha256
         FOR SHARE;
-    IF FOUND THEN
-        due := pg_catalog.now() + pg_catalog.make_interval(secs => wait_seconds);
-        IF EXISTS (SELECT FROM @extschema@.wa_channels c WHERE c.id = channel AND c.paused_at IS NULL) THEN
-            UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason WHERE c.id = channel;
-        END IF;
-        UPDATE @extschema@.wa_media j SET next_attempt_at = due
-         WHERE j.channel_id = channel AND j.status = 'pending' AND j.next_attempt_at < due;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._wa_media_waits(p_message_id, reason, 0);
+        RETURN;
     END IF;
-    UPDATE @extschema@.wa_media j
-       SET status = 'pending', attempts = j.attempts - 1, error = reason, updated_at = pg_catalog.now(), next_attempt_at = due
-     WHERE j.message_id = p_message_id AND j.status = 'downloading';
+    IF EXISTS (SELECT FROM @extschema@.wa_channels c WHERE c.id = channel AND c.paused_at IS NULL) THEN
+        UPDATE @extschema@.wa_channels c SET paused_at = pg_catalog.now(), paused_reason = reason WHERE c.id = channel;
+    END IF;
+    PERFORM @extschema@._wa_media_waits(p_message_id, reason, wait_seconds);
 END
 $$;
 

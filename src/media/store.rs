@@ -75,11 +75,11 @@ pub fn finish_media(message_id: i64, status: MediaStatus, finish: Finish) {
     ));
 }
 
-/// A download Meta could not be reached for: due again after `wait`, its attempt given back
-/// (see _wa_media_waits_out_outage).
+/// A download Meta could not be reached for: due again after `wait`, its attempt given back,
+/// with the channel's other waiting downloads (see _wa_media_waits).
 pub fn media_waits_out_outage(message_id: i64, error: &str, wait: std::time::Duration) {
     ok(Spi::run_with_args(
-        "SELECT _wa_media_waits_out_outage($1, $2, $3)",
+        "SELECT _wa_media_waits($1, $2, $3)",
         &[message_id.into(), error.into(), wait.as_secs_f64().into()],
     ));
 }

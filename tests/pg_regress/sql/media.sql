@@ -59,7 +59,7 @@ SELECT status, attempts, next_attempt_at <= now() AS due FROM wa_media WHERE mes
 -- Meta out of reach: the download waits it out, its attempt given back, and the channel's
 -- other waiting download waits as long.
 UPDATE wa_media SET status = 'downloading', attempts = 1 WHERE message_id = :photo;
-SELECT _wa_media_waits_out_outage(:photo, 'connection refused', 30);
+SELECT _wa_media_waits(:photo, 'connection refused', 30);
 SELECT message_id = :photo AS failed_one, status, attempts, error, next_attempt_at > now() + interval '20 s' AS waits
   FROM wa_media WHERE message_id IN (:photo, :photo2) ORDER BY message_id;
 
