@@ -41,9 +41,8 @@ pub(super) fn answer(
     if state.unreachable.load(Ordering::Relaxed) {
         return Some((0, None, None));
     }
-    let expected = state.tokens.lock().unwrap().get(*owner).cloned();
     let presented = authorization.and_then(|a| a.strip_prefix("Bearer ")).filter(|t| !t.is_empty());
-    if presented.is_none() || expected.as_deref().is_some_and(|t| Some(t) != presented) {
+    if state.refuses_token(owner, presented) {
         return Some(meta_error(401, 190, "Invalid OAuth access token - Cannot parse access token"));
     }
     let json = if body.trim().is_empty() {

@@ -48,9 +48,7 @@ pub(super) fn answer(
             &format!("(#2635) You are calling a deprecated or unknown version of the Graph API ({version})"),
         );
     }
-    let expected = state.tokens.lock().unwrap().get(*phone_number_id).cloned();
-    let presented = authorization.and_then(|a| a.strip_prefix("Bearer "));
-    if presented.is_none() || expected.as_deref().is_some_and(|t| Some(t) != presented) {
+    if state.refuses_token(phone_number_id, authorization.and_then(|a| a.strip_prefix("Bearer "))) {
         return meta_error(401, 190, "Invalid OAuth access token - Cannot parse access token");
     }
     let Ok(json) = serde_json::from_str::<Value>(body) else {

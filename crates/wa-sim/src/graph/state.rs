@@ -49,6 +49,15 @@ pub(super) struct State {
     pub(super) group_requests: Mutex<HashMap<String, String>>,
 }
 
+impl State {
+    /// Whether the Bearer token `presented` is refused for `phone_number_id`: none at all, or
+    /// another than the one `GraphSim::require_token` set for that number.
+    pub(super) fn refuses_token(&self, phone_number_id: &str, presented: Option<&str>) -> bool {
+        let expected = self.tokens.lock().unwrap().get(phone_number_id).cloned();
+        presented.is_none() || expected.is_some_and(|t| Some(t.as_str()) != presented)
+    }
+}
+
 /// A group, as the Groups API's management endpoints see it.
 pub(super) struct Group {
     pub(super) invite_link: String,

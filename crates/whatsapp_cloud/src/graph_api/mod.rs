@@ -36,8 +36,7 @@ pub use groups::{
 pub use hints::hint;
 pub use media::{MediaInfo, media_upload, parse_media_info, sha256_hex, sha256_matches};
 pub use media_retry::{
-    MAX_MEDIA_ATTEMPTS, MEDIA_ID_LIFETIME, MEDIA_TOKEN_WAIT, MediaFailure, MediaNextStep, media_download_failure,
-    media_lookup_failure, media_next_step, media_outage_wait,
+    MEDIA_TOKEN_WAIT, MediaFailure, MediaNextStep, media_download_failure, media_lookup_failure, media_next_step,
 };
 pub use response::{GraphError, SendOutcome, parse_send_response};
 pub use retry::{
