@@ -3461,7 +3461,10 @@ BEGIN
                                 (SELECT k.id FROM @extschema@.wa_contacts k WHERE k.channel_id = u.ch AND k.user_id = u.uid),
                                 (SELECT f.contact_id FROM @extschema@.wa_contact_former_ids f
                                   WHERE f.channel_id = u.ch AND f.user_id = u.uid)) AS c
-                  FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)) l;
+                  FROM unnest(contacts, channels, froms, from_user_ids) WITH ORDINALITY AS u(c, ch, wa, uid, ord)
+                -- (OFFSET 0: each row's contact is looked up once. Flattened into the
+                -- aggregate, the lookups ran once for each aggregate that reads c: twice.)
+                OFFSET 0) l;
         EXIT WHEN pass = 2 OR NOT unknown;
         -- Senders seen for the first time, in the order they wrote: a later row that shares an
         -- id with an earlier one conflicts (ON CONFLICT DO NOTHING, on either unique key) and
